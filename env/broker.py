@@ -1,0 +1,339 @@
+"""The swergio broker: routes frames between components, survives bad ones.
+
+Speaks swergio 0.0.2 as PROTOCOL.md describes it (rooms, TO, SENT_BY, ``_command``,
+``_logging``) so unmodified swergio clients work through it. One thread runs a
+selector loop over non-blocking sockets: no locks on the message path, no thread
+per client that could spin, and a slow reader only fills its own bounded outbox
+before it is disconnected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTBOX = 8 * 1024 * 1024
+_RECV_SIZE = 1 << 18
+_LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connected client as the broker sees it."""
+
+    sock: socket.socket
+    address: str
+    name: str | None = None
+    rooms: set[str] = field(default_factory=set)
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: deque = field(default_factory=deque)
+    outbox_bytes: int = 0
+    doomed: str | None = None  # the reason it is to be closed, once it is
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or '(unregistered)'}@{self.address}"
+
+
+@dataclass
+class RoomCounters:
+    members: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+
+class Broker:
+    """A swergio broker bound to ``host:port`` (port 0 picks a free one).
+
+    ``serve_forever()`` runs the loop in the calling thread; ``start()`` runs it in a
+    daemon thread. ``stats()`` is safe to call from any thread.
+    """
+
+    def __init__(self, host: str = protocol.LOOPBACK, port: int = protocol.DEFAULT_PORT, *,
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, max_outbox: int = DEFAULT_MAX_OUTBOX,
+                 enable_logging: bool = True):
+        self.max_frame = max_frame
+        self.max_outbox = max_outbox
+        self.enable_logging = enable_logging
+        self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self._listener.setblocking(False)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._peers: set[Peer] = set()
+        self._doomed: list[Peer] = []
+        self._rooms: dict[str, set[Peer]] = {room: set() for room in protocol.RESERVED_ROOMS}
+        self._counters: dict[str, RoomCounters] = {room: RoomCounters() for room in protocol.RESERVED_ROOMS}
+        self._stats_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.frames_refused = 0
+        self.undeliverable = 0
+        self.started_at = time.monotonic()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> "Broker":
+        self._thread = threading.Thread(target=self.serve_forever, name="broker", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        log.info("broker listening on %s", self.address)
+        try:
+            while not self._stopping:
+                for key, mask in self._selector.select(timeout=1.0):
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif key.data == "wake":
+                        self._drain_wake()
+                    else:
+                        self._serve(key.data, mask)
+        finally:
+            for peer in list(self._peers):
+                self._close(peer, "broker shutting down")
+            self._selector.close()
+            self._listener.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._stopped.set()
+            log.info("broker on %s stopped", self.address)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and the listening socket; safe from any thread."""
+        self._stopping = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # --- statistics ---------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Clients (names), rooms with members, messages and bytes, refused frames."""
+        with self._stats_lock:
+            rooms = {room: RoomCounters(len(self._rooms.get(room, ())), c.messages, c.bytes)
+                     for room, c in self._counters.items()}
+            clients = sorted(p.name or "(unregistered)" for p in self._peers)
+        return {"address": self.address, "clients": clients, "rooms": rooms,
+                "frames_refused": self.frames_refused, "undeliverable": self.undeliverable}
+
+    # --- connections ----------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. out of file descriptors: keep serving the others
+                log.warning("accept failed: %s", error)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = Peer(sock, f"{addr[0]}:{addr[1]}")
+            with self._stats_lock:
+                self._peers.add(peer)
+            self._selector.register(sock, selectors.EVENT_READ, peer)
+            log.info("connection from %s", peer.address)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _serve(self, peer: Peer, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(peer)
+        if mask & selectors.EVENT_READ and peer.doomed is None:
+            self._read(peer)
+        self._close_doomed()
+
+    def _doom(self, peer: Peer, reason: str) -> None:
+        if peer.doomed is None:
+            peer.doomed = reason
+            self._doomed.append(peer)
+
+    def _close_doomed(self) -> None:
+        while self._doomed:
+            peer = self._doomed.pop()
+            self._close(peer, peer.doomed)
+
+    def _close(self, peer: Peer, reason: str) -> None:
+        if peer not in self._peers:
+            return
+        with self._stats_lock:
+            self._peers.discard(peer)
+            for room in peer.rooms:
+                self._rooms.get(room, set()).discard(peer)
+        try:
+            self._selector.unregister(peer.sock)
+        except (KeyError, ValueError):
+            pass
+        peer.sock.close()
+        log.info("closed %s: %s", peer.label, reason)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _read(self, peer: Peer) -> None:
+        try:
+            data = peer.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as error:
+            self._doom(peer, f"receive failed: {error.strerror or error}")
+            return
+        if not data:
+            self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
+            return
+        inbox = peer.inbox
+        inbox += data
+        offset = 0
+        try:
+            while len(inbox) - offset >= protocol.HEADER_LENGTH:
+                header = bytes(inbox[offset:offset + protocol.HEADER_LENGTH])
+                length = protocol.parse_header(header, self.max_frame)
+                end = offset + protocol.HEADER_LENGTH + length
+                if len(inbox) < end:
+                    break
+                body = bytes(inbox[offset + protocol.HEADER_LENGTH:end])
+                offset = end
+                self._handle(peer, body)
+                if peer.doomed is not None:
+                    return
+        except protocol.FrameError as error:
+            self.frames_refused += 1
+            self._doom(peer, f"malformed frame: {error}")
+            return
+        finally:
+            del inbox[:offset]
+
+    def _handle(self, peer: Peer, body: bytes) -> None:
+        message = protocol.decode_body(body)
+        kind = message["TYPE"]
+        if kind == protocol.DISCONNECT:
+            self._doom(peer, "client said DISCONNECT")
+            return
+        if kind == protocol.REGISTER:
+            self._register(peer, message)
+        elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
+            self._membership(peer, message, join=kind == protocol.JOINROOM)
+        if "SENT_BY" not in message:
+            message["SENT_BY"] = peer.name or peer.address
+            body = json.dumps(message).encode(protocol.FORMAT)
+        self._route(peer, message, protocol.frame_bytes(body))
+
+    def _register(self, peer: Peer, message: dict) -> None:
+        name = message.get("NAME")
+        if not isinstance(name, str) or not name:
+            log.warning("%s sent REGISTER without a NAME; ignored", peer.label)
+            return
+        if any(p.name == name for p in self._peers if p is not peer):
+            log.info("%s registers a name already in use; messages TO it reach all of them", name)
+        with self._stats_lock:
+            peer.name = name
+        log.info("%s registered as %s", peer.address, name)
+
+    def _membership(self, peer: Peer, message: dict, join: bool) -> None:
+        room = message.get("ROOM")
+        if not isinstance(room, str):
+            log.warning("%s sent %s without a ROOM; ignored", peer.label, message["TYPE"])
+            return
+        with self._stats_lock:
+            if join:
+                self._rooms.setdefault(room, set()).add(peer)
+                self._counters.setdefault(room, RoomCounters())
+                peer.rooms.add(room)
+            elif room in peer.rooms:
+                self._rooms[room].discard(peer)
+                peer.rooms.discard(room)
+
+    # --- routing ------------------------------------------------------------------------
+
+    def _route(self, sender: Peer, message: dict, frame: bytes) -> None:
+        delivered = False
+        room = message.get("TO_ROOM")
+        if isinstance(room, str):
+            counters = self._counters.get(room)
+            if counters is not None:
+                counters.messages += 1
+                counters.bytes += len(frame)
+            for member in tuple(self._rooms.get(room, ())):
+                if member is not sender:
+                    self._send(member, frame)
+                    delivered = True
+        target = message.get("TO")
+        if isinstance(target, str):
+            for peer in tuple(self._peers):
+                if peer.name == target:
+                    self._send(peer, frame)
+                    delivered = True
+        if not delivered:
+            self.undeliverable += 1
+        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES and self._rooms[protocol.LOGGING_ROOM]:
+            wrapped = protocol.encode_frame({"ID": protocol.new_id(), "TO_ROOM": protocol.LOGGING_ROOM,
+                                             "TYPE": protocol.LOG_MESSAGES, "MESSAGE": message})
+            for member in tuple(self._rooms[protocol.LOGGING_ROOM]):
+                self._send(member, wrapped)
+
+    def _send(self, peer: Peer, frame: bytes) -> None:
+        if peer.doomed is not None:
+            return
+        if peer.outbox:
+            if peer.outbox_bytes + len(frame) > self.max_outbox:
+                self._doom(peer, f"stopped reading ({peer.outbox_bytes} bytes waiting)")
+                return
+            peer.outbox.append(memoryview(frame))
+            peer.outbox_bytes += len(frame)
+            return
+        try:
+            sent = peer.sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self._doom(peer, f"send failed: {error.strerror or error}")
+            return
+        if sent < len(frame):
+            peer.outbox.append(memoryview(frame)[sent:])
+            peer.outbox_bytes += len(frame) - sent
+            self._selector.modify(peer.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, peer)
+
+    def _flush(self, peer: Peer) -> None:
+        while peer.outbox:
+            chunk = peer.outbox[0]
+            try:
+                sent = peer.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._doom(peer, f"send failed: {error.strerror or error}")
+                return
+            peer.outbox_bytes -= sent
+            if sent < len(chunk):
+                peer.outbox[0] = chunk[sent:]
+                return
+            peer.outbox.popleft()
+        if peer.doomed is None:
+            self._selector.modify(peer.sock, selectors.EVENT_READ, peer)
