@@ -46,7 +46,6 @@ ENV_DONE = "ENV_DONE"
 EVO_DONE = "EVO_DONE"
 EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
-ENV_BUSY = "ENV_BUSY"  # added: a start arrived while a run was going
 
 
 class FrameError(ValueError):
@@ -152,9 +151,9 @@ def episode_done(run_id: str, episode: int, score: float, steps: int) -> dict:
     )
 
 
-def env_error(error: str, run_id: str | None = None, status: str = ENV_ERROR) -> dict:
+def env_error(error: str, run_id: str | None = None) -> dict:
     """environment → control (added): a message was refused; the component keeps running."""
-    return custom(CONTROL, STATUS=status, ERROR=error, RUN_ID=run_id)
+    return custom(CONTROL, STATUS=ENV_ERROR, ERROR=error, RUN_ID=run_id)
 
 
 def observation(obs, deterministic: bool, reward=None, done=None, action=None) -> dict:

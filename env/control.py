@@ -1,0 +1,188 @@
+"""The control client: start, stop and evolve; the network's answers as events.
+
+Works with the published components (ENV_DONE without RUN_ID, no EPISODE_DONE, an
+evolution that answers EVO_DONE more than once) and with ours. Every wait has a
+time-out whose message names what did not answer: the published components hang
+silently when a peer dies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from swergio import MESSAGE_TYPE, Trigger
+
+from . import protocol
+from .events import ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError, RunFinished
+from .transport import Component
+
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_EVOLUTION_TIMEOUT = 60.0
+
+
+class ControlTimeout(TimeoutError):
+    """Something the control client waited for did not answer in time."""
+
+
+class ControlClient:
+    """A named swergio client on the ``control`` room.
+
+    ``on_event`` receives EpisodeFinished, RunFinished, EvolutionFinished,
+    NetworkError, ComponentSeen and Disconnected, in the listener thread.
+    """
+
+    def __init__(self, host: str, port: int, *, name: str = "control",
+                 on_event: Callable[[object], None] | None = None, connect_timeout: float = 5.0):
+        self.on_event = on_event
+        self._cond = threading.Condition()
+        self._run_id: str | None = None  # the run this client started last
+        self._scores: list[float] = []
+        self._last_progress = 0.0
+        self._result: RunFinished | None = None
+        self._evolution_id: str | None = None
+        self._evolution_done = False
+        self._evolution_started = 0.0
+        self._lost: str | None = None
+        self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
+        commands = [MESSAGE_TYPE.COMMAND.REGISTER, MESSAGE_TYPE.COMMAND.JOINROOM]
+        self.client.add_eventHandler(self._on_command, None, trigger=Trigger(commands, protocol.COMMAND_ROOM))
+        self.client.start()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _emit(self, event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # --- commands -----------------------------------------------------------------
+
+    def start_run(self, episodes: int, deterministic: bool = False, seed: int | None = None) -> str:
+        """Send a start; returns the run id (the published environment ignores it)."""
+        message = protocol.start_run(episodes, deterministic, seed=seed)
+        with self._cond:
+            self._run_id = message["RUN_ID"]
+            self._scores = []
+            self._result = None
+            self._last_progress = time.monotonic()
+        self.client.send(message)
+        return message["RUN_ID"]
+
+    def stop_run(self) -> None:
+        self.client.send(protocol.stop_run())
+
+    def request_evolution(self) -> str:
+        message = protocol.evolution_request()
+        message["ROOT_ID"] = message["ID"]  # swergio copies ROOT_ID into replies
+        with self._cond:
+            self._evolution_id = message["ID"]
+            self._evolution_done = False
+            self._evolution_started = time.monotonic()
+        self.client.send(message)
+        return message["ID"]
+
+    # --- waits ----------------------------------------------------------------------
+
+    def wait_run(self, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> RunFinished:
+        """Block until the current run ends; ControlTimeout after ``idle_timeout`` s without progress."""
+        with self._cond:
+            while self._result is None:
+                self._raise_if_lost()
+                idle = time.monotonic() - self._last_progress
+                if idle >= idle_timeout:
+                    what = ("no episode finished" if self._scores else
+                            "the environment did not answer (is an environment component on the control room?)")
+                    raise ControlTimeout(f"{what} for {idle_timeout:.0f}s")
+                self._cond.wait(min(0.5, idle_timeout - idle))
+            return self._result
+
+    def run(self, episodes: int, deterministic: bool = False, seed: int | None = None,
+            idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> RunFinished:
+        self.start_run(episodes, deterministic, seed)
+        return self.wait_run(idle_timeout)
+
+    def evolve(self, timeout: float = DEFAULT_EVOLUTION_TIMEOUT) -> EvolutionFinished:
+        """One evolution step: EVOLUTION, then the first EVO_DONE that answers it."""
+        self.request_evolution()
+        with self._cond:
+            while not self._evolution_done:
+                self._raise_if_lost()
+                left = timeout - (time.monotonic() - self._evolution_started)
+                if left <= 0:
+                    self._evolution_id = None
+                    raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
+                self._cond.wait(min(0.5, left))
+        return EvolutionFinished(time.monotonic() - self._evolution_started)
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None:
+            raise ConnectionError(f"lost the broker: {self._lost}")
+
+    # --- incoming ---------------------------------------------------------------------
+
+    def _disconnected(self, reason: str) -> None:
+        with self._cond:
+            self._lost = reason
+            self._cond.notify_all()
+        self._emit(Disconnected(reason))
+
+    def _on_command(self, msg: dict) -> None:
+        name = msg.get("NAME") or msg.get("SENT_BY")
+        if isinstance(name, str):
+            room = msg.get("ROOM")
+            self._emit(ComponentSeen(name, room if isinstance(room, str) else None))
+
+    def _on_control(self, msg: dict) -> None:
+        status = protocol.control_status(msg)
+        run_id = msg.get("RUN_ID") if isinstance(msg.get("RUN_ID"), str) else None
+        if status == protocol.EPISODE_DONE:
+            self._on_episode(msg, run_id)
+        elif status == protocol.ENV_DONE:
+            self._on_env_done(msg, run_id)
+        elif status == protocol.EVO_DONE:
+            self._on_evo_done(msg)
+        elif status == protocol.ENV_ERROR:
+            self._emit(NetworkError(str(msg.get("SENT_BY", "environment")), str(msg.get("ERROR", "")), run_id))
+
+    def _on_episode(self, msg: dict, run_id: str | None) -> None:
+        try:
+            event = EpisodeFinished(run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]),
+                                    int(msg.get("STEPS", 0)), time.time())
+        except (KeyError, TypeError, ValueError):
+            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"malformed EPISODE_DONE: {msg!r:.200}"))
+            return
+        with self._cond:
+            if run_id == self._run_id:
+                self._scores.append(event.score)
+                self._last_progress = time.monotonic()
+        self._emit(event)
+
+    def _on_env_done(self, msg: dict, run_id: str | None) -> None:
+        avg = msg.get("AVG_SCORE")
+        if isinstance(avg, bool) or not isinstance(avg, (int, float)):
+            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"ENV_DONE without a numeric AVG_SCORE: {avg!r}"))
+            return
+        with self._cond:
+            # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
+            mine = self._run_id is not None and run_id in (None, self._run_id)
+            result = RunFinished(run_id or self._run_id, float(avg), int(msg.get("EPISODES") or len(self._scores)),
+                                 bool(msg.get("STOPPED", False)), list(self._scores) if mine else [])
+            if mine:
+                self._result = result
+                self._cond.notify_all()
+        self._emit(result)
+
+    def _on_evo_done(self, msg: dict) -> None:
+        with self._cond:
+            pending = self._evolution_id
+            answers_pending = pending is not None and msg.get("ROOT_ID", pending) == pending
+            if not answers_pending:
+                return  # a late duplicate (the published evolution answers once per incoming message)
+            self._evolution_id = None
+            self._evolution_done = True
+            self._cond.notify_all()
+        self._emit(EvolutionFinished(time.monotonic() - self._evolution_started))

@@ -1,0 +1,210 @@
+"""The environment component: the seed's CartPole environment on gymnasium.
+
+Same rooms, messages and run accounting as the published component (PROTOCOL.md),
+plus the additions listed in the README: EPISODE_DONE per episode, STOP, SEED,
+RUN_ID/ROOT_ID per run (actions from an earlier run are dropped and counted), and
+bad actions reported on ``control`` instead of crashing. :class:`EnvironmentLogic`
+holds the rules without sockets; :class:`EnvironmentComponent` puts it on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+from gymnasium.spaces import Discrete
+from swergio import MESSAGE_TYPE, Trigger
+
+from . import protocol
+from .events import EpisodeFinished, NetworkError, RunFinished, RunStarted
+from .transport import Component
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENV_ID = "CartPole-v1"
+
+
+class EnvironmentObserver:
+    """Receives the environment's events in-process (no socket round trip).
+
+    Methods run in the environment's listener thread: keep them quick.
+    """
+
+    def on_run_started(self, event: RunStarted) -> None: ...
+
+    def on_step(self, observation, reward: float, done: bool) -> None: ...
+
+    def on_episode(self, event: EpisodeFinished) -> None: ...
+
+    def on_run_finished(self, event: RunFinished) -> None: ...
+
+    def on_error(self, event: NetworkError) -> None: ...
+
+
+@dataclass
+class ActiveRun:
+    run_id: str
+    episodes: int
+    deterministic: bool
+    started: float
+    finished_episodes: int = 0
+    total_score: float = 0.0
+    score: float = 0.0
+    episode_steps: int = 0
+    steps: int = 0
+
+    def finish(self, stopped: bool) -> RunFinished:
+        n = self.finished_episodes
+        avg = self.total_score / n if n else 0.0
+        return RunFinished(self.run_id, avg, n, stopped, steps=self.steps,
+                           seconds=time.monotonic() - self.started)
+
+
+def make_env(env_id: str) -> gym.Env:
+    """A gymnasium environment with a discrete action space; ValueError otherwise."""
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as error:
+        raise ValueError(f"unknown gymnasium environment {env_id!r}: {error}") from None
+    if not isinstance(env.action_space, Discrete):
+        env.close()
+        raise ValueError(f"{env_id} has a {type(env.action_space).__name__} action space; a discrete one is needed")
+    return env
+
+
+class EnvironmentLogic:
+    """Run accounting and stepping, free of sockets; every method returns what to send."""
+
+    def __init__(self, env_id: str = DEFAULT_ENV_ID, seed: int | None = None):
+        self.env_id = env_id
+        self.env = make_env(env_id)
+        self.n_actions = int(self.env.action_space.n)
+        self.max_score = float(self.env.spec.max_episode_steps or 500) if self.env.spec else 500.0
+        self.seed = seed
+        self.run: ActiveRun | None = None
+        self.stale_actions = 0
+        self.observers: list[EnvironmentObserver] = []
+
+    def _notify(self, method: str, event) -> None:
+        for observer in tuple(self.observers):
+            getattr(observer, method)(event)
+
+    def start(self, message: dict) -> tuple[list[dict], dict]:
+        """Begin a run: (control messages, first observation payload). ProtocolError if invalid."""
+        episodes, deterministic, seed = protocol.parse_start(message)
+        outgoing = []
+        if self.run is not None:  # a start during a run replaces it, as the published one does
+            outgoing += self._end_run(stopped=True)
+        run_id = message.get("RUN_ID") if isinstance(message.get("RUN_ID"), str) else protocol.new_id()
+        self.run = ActiveRun(run_id, episodes, deterministic, time.monotonic())
+        seed = seed if seed is not None else self.seed
+        obs, _ = self.env.reset(seed=seed)
+        self._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
+        payload = protocol.observation(obs, deterministic)
+        payload["ROOT_ID"] = run_id
+        return outgoing, payload
+
+    def stop(self) -> list[dict]:
+        """End the current run early; ENV_DONE over the finished episodes with STOPPED."""
+        return self._end_run(stopped=True) if self.run is not None else []
+
+    def step(self, message: dict) -> tuple[list[dict], dict | None]:
+        """Apply an ACTION: (control messages, observation payload or None when dropped)."""
+        run = self.run
+        if run is None or message.get("ROOT_ID", run.run_id) != run.run_id:
+            self.stale_actions += 1
+            return [], None
+        try:
+            action = protocol.parse_action(message, self.n_actions)
+        except protocol.ProtocolError as error:
+            return self.refuse(f"bad action from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        done = bool(terminated or truncated)
+        run.score += float(reward)
+        run.episode_steps += 1
+        run.steps += 1
+        outgoing: list[dict] = []
+        if done:
+            outgoing += self._end_episode(run)
+            obs, _ = self.env.reset()
+        for observer in self.observers:
+            observer.on_step(obs, reward, done)
+        payload = protocol.observation(obs, run.deterministic, reward, done, message["ACTION"])
+        payload["ROOT_ID"] = run.run_id
+        return outgoing, payload
+
+    def refuse(self, text: str, run_id: str | None = None) -> list[dict]:
+        """Report a refused message to observers; the ENV_ERROR to send on control."""
+        log.warning("%s", text)
+        self._notify("on_error", NetworkError("environment", text, run_id))
+        return [protocol.env_error(text, run_id)]
+
+    def _end_episode(self, run: ActiveRun) -> list[dict]:
+        run.finished_episodes += 1
+        run.total_score += run.score
+        event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
+        run.score, run.episode_steps = 0.0, 0
+        self._notify("on_episode", event)
+        outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]
+        if run.finished_episodes >= run.episodes:
+            outgoing += self._end_run(stopped=False)
+        return outgoing
+
+    def _end_run(self, stopped: bool) -> list[dict]:
+        result = self.run.finish(stopped)
+        self.run = None
+        self._notify("on_run_finished", result)
+        return [protocol.env_done(result.avg_score, result.run_id, result.episodes, stopped)]
+
+
+class EnvironmentComponent:
+    """The environment on the wire: listens on ``control`` and ``action``, answers on ``observation``."""
+
+    def __init__(self, host: str, port: int, *, env_id: str = DEFAULT_ENV_ID, name: str = "environment",
+                 seed: int | None = None, on_disconnect=None):
+        self.logic = EnvironmentLogic(env_id, seed)
+        self._lock = threading.Lock()  # control and action handlers share one run
+        self.client = Component(name, host, port, on_disconnect=on_disconnect)
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(self._on_control, custom, responseRooms=protocol.OBSERVATION,
+                                     trigger=Trigger(custom, protocol.CONTROL))
+        self.client.add_eventHandler(self._on_action, custom, responseRooms=protocol.OBSERVATION,
+                                     trigger=Trigger(custom, protocol.ACTION))
+
+    def add_observer(self, observer: EnvironmentObserver) -> None:
+        self.logic.observers.append(observer)
+
+    def start(self) -> "EnvironmentComponent":
+        self.client.start()
+        return self
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _send_all(self, messages: list[dict]) -> None:
+        for message in messages:
+            self.client.send(message)
+
+    def _on_control(self, msg: dict) -> dict | None:
+        with self._lock:
+            if protocol.is_stop(msg):
+                self._send_all(self.logic.stop())
+                return None
+            if not protocol.is_start(msg):
+                return None
+            try:
+                outgoing, payload = self.logic.start(msg)
+            except protocol.ProtocolError as error:
+                self._send_all(self.logic.refuse(f"start refused: {error}"))
+                return None
+            self._send_all(outgoing)
+            return payload
+
+    def _on_action(self, msg: dict) -> dict | None:
+        with self._lock:
+            outgoing, payload = self.logic.step(msg)
+            self._send_all(outgoing)
+            return payload

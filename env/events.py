@@ -1,0 +1,69 @@
+"""What happens in the network, as plain values handed to whoever watches.
+
+The environment and control clients produce these in their listener threads; the
+command line prints them and the app wraps them in Textual messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    episodes: int
+    deterministic: bool
+    seed: int | None = None
+    started: float = 0.0  # wall clock, time.time()
+
+
+@dataclass(frozen=True)
+class EpisodeFinished:
+    run_id: str
+    episode: int  # 1-based index within the run
+    score: float
+    steps: int
+    wall_time: float = 0.0  # time.time() when it ended
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str | None
+    avg_score: float
+    episodes: int
+    stopped: bool = False
+    scores: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EvolutionFinished:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class NetworkError:
+    """A component reported a problem (e.g. a bad ACTION); nothing stopped."""
+
+    source: str
+    text: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ComponentSeen:
+    """A component registered with the broker or joined a room (seen on ``_command``)."""
+
+    name: str
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str

@@ -1,0 +1,117 @@
+"""The embedded default network: a broker and the built-in agents on loopback.
+
+:class:`LocalNetwork` starts them in a child process (``python -m env.network``) so
+that they use the second core and never compete with the UI for the GIL; the
+environment stays in the caller's process. The child prints ``READY <port>`` once
+it listens and exits when its standard input closes, so it cannot outlive its parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+READY = "READY"
+
+
+class NetworkStartError(RuntimeError):
+    """The embedded network did not come up."""
+
+
+class LocalNetwork:
+    """Broker + built-in agents in a child process, on 127.0.0.1 and a free port."""
+
+    def __init__(self, *, models: int = 20, seed: int | None = None, agent: str = "random",
+                 startup_timeout: float = 15.0):
+        self.models = models
+        self.seed = seed
+        self.agent = agent
+        self.startup_timeout = startup_timeout
+        self.host = protocol.LOOPBACK
+        self.port: int | None = None
+        self.log_path: str | None = None
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "LocalNetwork":
+        log_file = tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False)
+        self.log_path = log_file.name
+        command = [sys.executable, "-m", "env.network", "--agent", self.agent, "--models", str(self.models)]
+        if self.seed is not None:
+            command += ["--seed", str(self.seed)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=log_file, text=True)
+        log_file.close()
+        line = self._read_ready_line()
+        if not line.startswith(READY):
+            self.stop()
+            raise NetworkStartError(f"the embedded network did not start (see {self.log_path})")
+        self.port = int(line.split()[1])
+        return self
+
+    def _read_ready_line(self) -> str:
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self._process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.startup_timeout)
+        return result[0] if result else ""
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.stdin.close()  # the child exits when its stdin closes
+            process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
+def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None) -> list:
+    if agent == "random":
+        from .agents import RandomAgent
+        return [RandomAgent(host, port, seed=seed).start()]
+    from .swarm import Swarm
+    return [Swarm(host, port, models=models, seed=seed).start()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m env.network", description=__doc__)
+    parser.add_argument("--agent", choices=["swarm", "random"], default="random")
+    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .broker import Broker
+    broker = Broker(protocol.LOOPBACK, 0).start()
+    agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed)
+    print(f"{READY} {broker.port}", flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes the pipe or dies
+    except KeyboardInterrupt:
+        pass
+    for agent in agents:
+        agent.close()
+    broker.stop()
+    os._exit(0)  # daemon listener threads need no join
+
+
+if __name__ == "__main__":
+    main()

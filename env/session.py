@@ -1,0 +1,88 @@
+"""One attachment to a network, as the user asked for it on the command line.
+
+Without an address it starts the embedded network (broker and built-in agents in a
+child process); with one it joins that broker. The environment runs in this process
+unless told otherwise; the control client always does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .control import ControlClient
+from .environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
+from .network import LocalNetwork
+from .transport import parse_address
+
+
+@dataclass
+class SessionOptions:
+    connect: str | None = None  # HOST:PORT, or None for the embedded network
+    embed_env: bool = True
+    env_id: str = DEFAULT_ENV_ID
+    seed: int | None = None
+    models: int = 20
+    agent: str = "random"
+
+
+class Session:
+    """Network (maybe embedded) + environment (maybe) + control client."""
+
+    def __init__(self, options: SessionOptions, *, on_event: Callable[[object], None] | None = None,
+                 observer: EnvironmentObserver | None = None, on_disconnect: Callable[[str], None] | None = None):
+        self.options = options
+        self.on_event = on_event
+        self.observer = observer
+        self.on_disconnect = on_disconnect
+        self.network: LocalNetwork | None = None
+        self.environment: EnvironmentComponent | None = None
+        self.control: ControlClient | None = None
+        if options.connect is not None:
+            self.host, self.port = parse_address(options.connect)  # ValueError on a typo, before anything starts
+        else:
+            self.host, self.port = None, None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.options.connect is None
+
+    def open(self) -> "Session":
+        """Start or join the network; ConnectionFailed / NetworkStartError on failure (nothing left running)."""
+        try:
+            if self.embedded and self.network is None:
+                self.network = LocalNetwork(models=self.options.models, seed=self.options.seed,
+                                            agent=self.options.agent).start()
+                self.host, self.port = self.network.host, self.network.port
+            if self.options.embed_env:
+                self.environment = EnvironmentComponent(self.host, self.port, env_id=self.options.env_id,
+                                                        seed=self.options.seed, on_disconnect=self.on_disconnect)
+                if self.observer is not None:
+                    self.environment.add_observer(self.observer)
+                self.environment.start()
+            self.control = ControlClient(self.host, self.port, on_event=self.on_event)
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def reconnect(self) -> None:
+        """Drop the clients and join the broker again (the embedded network is kept)."""
+        self._close_clients()
+        self.open()
+
+    def _close_clients(self) -> None:
+        for part in (self.control, self.environment):
+            if part is not None:
+                part.close()
+        self.control = self.environment = None
+
+    def close(self) -> None:
+        self._close_clients()
+        if self.network is not None:
+            self.network.stop()
+            self.network = None

@@ -1,0 +1,125 @@
+"""`cartpole-tui` and its subcommands.
+
+Bad input gets one clear line on stderr and a non-zero exit (2 for usage, 1 for a
+failure at run time), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from env import protocol
+from env.environment import DEFAULT_ENV_ID
+from env.transport import parse_address
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A failure to report as one line and exit 1."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line naming the command, and a hint to --help."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def address(text: str) -> str:
+    try:
+        parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
+    parser.add_argument("--connect", metavar="HOST:PORT", type=address, required=connect_required,
+                        help="join this swergio broker" + ("" if connect_required else
+                                                           " instead of starting the embedded network"))
+
+
+def _session_options(parser: argparse.ArgumentParser) -> None:
+    _network_options(parser)
+    parser.add_argument("--no-env", action="store_true",
+                        help="do not run the environment here (the network has its own)")
+    parser.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
+    parser.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
+    parser.add_argument("--agent", choices=["swarm", "random"], default="random",
+                        help="built-in agent of the embedded network")
+    parser.add_argument("--models", type=positive_int, default=20, help="models in the built-in swarm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
+    _session_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")
+    _session_options(run)
+    run.add_argument("--episodes", type=positive_int, default=20, help="episodes in the run (default 20)")
+    run.add_argument("--deterministic", action="store_true", help="the models act deterministically")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    run.add_argument("--timeout", type=float, default=60.0, help="seconds without progress before giving up")
+
+    evolve = sub.add_parser("evolve", help="one evolution step; waits for EVO_DONE")
+    _network_options(evolve, connect_required=True)
+    evolve.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for EVO_DONE")
+
+    env = sub.add_parser("env", help="the environment component alone, like the seed")
+    _network_options(env, connect_required=True)
+    env.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
+    env.add_argument("--seed", type=int)
+
+    broker = sub.add_parser("broker", help="the broker alone")
+    broker.add_argument("--host", default=protocol.LOOPBACK, help="address to bind (default 127.0.0.1)")
+    broker.add_argument("--port", type=port_number, default=protocol.DEFAULT_PORT, help="port (default 8080)")
+    broker.add_argument("--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME,
+                        help="largest frame accepted, in bytes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args) or 0
+    except CommandError as error:
+        print(f"cartpole-tui: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("cartpole-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int | None:
+    from . import commands
+
+    if args.command is None:
+        return commands.control_room(args)
+    logging.basicConfig(level=logging.INFO if args.command in ("broker", "env") else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    return getattr(commands, args.command)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

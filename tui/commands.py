@@ -1,0 +1,132 @@
+"""What each subcommand does; failures become CommandError (one line, exit 1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from env.control import ControlTimeout
+from env.events import EpisodeFinished, NetworkError
+from env.network import NetworkStartError
+from env.session import Session, SessionOptions
+from env.transport import ConnectionFailed, parse_address
+
+from .cli import CommandError
+
+_FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError)
+
+
+@contextmanager
+def reported_failures():
+    """Turn the network's expected failures into one-line CommandErrors."""
+    try:
+        yield
+    except _FAILURES as error:
+        raise CommandError(str(error)) from None
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    return SessionOptions(connect=args.connect, embed_env=not args.no_env, env_id=args.env_id,
+                          seed=args.seed, models=args.models, agent=args.agent)
+
+
+def control_room(args: argparse.Namespace) -> int:
+    from .app import ControlRoomApp
+
+    with reported_failures():
+        options = session_options(args)
+        if options.connect:
+            parse_address(options.connect)
+    ControlRoomApp(options).run()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    stderr = Console(stderr=True)
+    progress = Progress(TextColumn("run"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=stderr, transient=True, disable=not stderr.is_terminal)
+    task = progress.add_task("run", total=args.episodes, last="")
+    out = Console(highlight=False)
+
+    def on_event(event) -> None:
+        if isinstance(event, EpisodeFinished):
+            progress.update(task, advance=1, last=f"last {event.score:g}")
+            if not args.json:
+                progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
+        elif isinstance(event, NetworkError):
+            progress.console.print(f"[yellow]{event.source}: {event.text}[/]")
+
+    with reported_failures():
+        session = Session(session_options(args), on_event=on_event).open()
+        try:
+            with progress:
+                result = session.control.run(args.episodes, args.deterministic, args.seed,
+                                             idle_timeout=args.timeout)
+        finally:
+            session.close()
+    if args.json:
+        print(json.dumps({"avg_score": result.avg_score, "episodes": result.episodes,
+                          "deterministic": args.deterministic, "stopped": result.stopped,
+                          "scores": result.scores, "address": session.address}))
+    else:
+        out.print(f"average score {result.avg_score:g} over {result.episodes} episodes (ENV_DONE)")
+    return 0
+
+
+def evolve(args: argparse.Namespace) -> int:
+    from env.control import ControlClient
+
+    host, port = parse_address(args.connect)
+    with reported_failures():
+        control = ControlClient(host, port)
+        try:
+            done = control.evolve(timeout=args.timeout)
+        finally:
+            control.close()
+    print(f"evolution done in {done.seconds:.2f}s (EVO_DONE)")
+    return 0
+
+
+def _serve_until_interrupted(close, lost: threading.Event) -> None:
+    """Block until Ctrl-C, SIGTERM or a lost connection; then ``close()``."""
+    signal.signal(signal.SIGTERM, lambda *_: lost.set())
+    try:
+        lost.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close()
+
+
+def env(args: argparse.Namespace) -> int:
+    from env.environment import EnvironmentComponent
+
+    host, port = parse_address(args.connect)
+    lost = threading.Event()
+    with reported_failures():
+        component = EnvironmentComponent(host, port, env_id=args.env_id, seed=args.seed,
+                                         on_disconnect=lambda reason: lost.set())
+    component.start()
+    print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop")
+    _serve_until_interrupted(component.close, lost)
+    return 0
+
+
+def broker(args: argparse.Namespace) -> int:
+    from env.broker import Broker
+
+    try:
+        instance = Broker(args.host, args.port, max_frame=args.max_frame)
+    except OSError as error:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    print(f"broker listening on {instance.address}; Ctrl-C to stop", flush=True)
+    instance.start()
+    _serve_until_interrupted(instance.stop, threading.Event())
+    return 0
