@@ -1,0 +1,463 @@
+"""Run history in SQLite: every run and every episode, written as it arrives.
+
+The caller (the app's thread, the environment's thread) only updates the store's
+in-memory copy and enqueues; one writer thread owns the write connection and commits
+whatever is queued in one transaction, at most :data:`LINGER` seconds after it
+arrived. WAL mode with ``synchronous=NORMAL``: a committed episode survives the
+process being killed (not a power cut).
+
+When storage goes bad (corrupt file, locked by another writer, read-only, full disk)
+the store says so once through ``on_error``, stops writing to the file and keeps the
+session in memory; reads then come from memory (and, where it can still be read, the
+file). Nothing already committed to the file is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import threading
+from array import array
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, NamedTuple
+from urllib.parse import quote
+
+import numpy as np
+import platformdirs
+
+from env.schema import RUN_COLUMNS, NewerSchema, migrate
+
+MEMORY = ":memory:"
+LINGER = 0.05  # seconds the writer waits to gather a batch; an episode is never held longer
+DEFAULT_BUSY_TIMEOUT = 5.0
+END_STATES = ("done", "stopped", "failed")
+HOST = socket.gethostname()
+
+log = logging.getLogger(__name__)
+
+# SQLite primary result codes (sqlite3.h), for telling bad storage apart.
+_BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 11, 13, 14, 26
+
+
+def default_db_path() -> str:
+    """``runs.sqlite3`` in the user's data directory (``$XDG_DATA_HOME/cartpole-tui`` on Linux)."""
+    return str(platformdirs.user_data_path("cartpole-tui") / "runs.sqlite3")
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What a run was started with."""
+
+    episodes: int
+    deterministic: bool
+    seed: int | None
+    env_id: str
+    address: str
+
+
+@dataclass
+class RunRecord:
+    """One run as the runs table shows it; ``finished`` counts its recorded episodes."""
+
+    number: int
+    run_uid: str
+    params: RunParams
+    started: float
+    ended: float | None = None
+    avg_score: float | None = None
+    state: str = "running"
+    finished: int = 0
+    best: float | None = None
+    total_steps: int = 0
+    last_episode_at: float | None = None
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Environment steps per second of wall time, up to its end or its last episode."""
+        end = self.ended if self.ended is not None else self.last_episode_at
+        if end is None or end <= self.started:
+            return None
+        return self.total_steps / (end - self.started)
+
+
+class Episode(NamedTuple):
+    """One finished episode; ``wall_time`` is when it finished (Unix seconds)."""
+
+    index: int
+    score: float
+    steps: int
+    wall_time: float
+
+
+class _Episodes:
+    """A session run's episodes, column by column (compact at a million episodes)."""
+
+    def __init__(self) -> None:
+        self.index, self.score = array("q"), array("d")
+        self.steps, self.wall_time = array("q"), array("d")
+
+    def rows(self) -> list[Episode]:
+        return [Episode(*row) for row in zip(self.index, self.score, self.steps, self.wall_time)]
+
+
+def describe(error: BaseException, path: str) -> str:
+    """One clear sentence about what is wrong with the database at ``path``."""
+    text = str(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if code is not None else None
+    if isinstance(error, NewerSchema):
+        what = "was made by a newer cartpole-tui"
+    elif isinstance(error, OSError):
+        what = "cannot be created"
+    elif primary in (_CORRUPT, _NOTADB) or "not a database" in text or "malformed" in text:
+        what = "is corrupt (not a readable SQLite database)"
+    elif primary in (_BUSY, _LOCKED) or "locked" in text:
+        what = "is locked by another writer"
+    elif primary == _READONLY or "readonly" in text:
+        what = "is read-only"
+    elif primary == _FULL or "full" in text:
+        what = "is full (disk full or size limit reached)"
+    elif primary == _CANTOPEN or "unable to open" in text:
+        what = "cannot be opened"
+    else:
+        what = "failed"
+    return (
+        f"Run history {path} {what} ({text}): this session's runs are kept in memory "
+        "only; runs already saved there are left as they are."
+    )
+
+
+def _pid_alive(pid: int | None, host: str | None) -> bool:
+    if pid is None or host != HOST:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RUN, _EPISODE, _END = "run", "episode", "end"
+_STOP = object()
+
+
+class RunStore:
+    """Run history backed by one SQLite file (or by memory alone for ``":memory:"``).
+
+    Build it with :meth:`open`. Writes (``begin_run``, ``add_episode``, ``end_run``)
+    never touch the disk in the caller's thread. ``on_error`` is called at most once,
+    from the opening thread or from the writer thread.
+    """
+
+    def __init__(self, path: str, on_error: Callable[[str], None] | None,
+                 busy_timeout: float, max_bytes: int | None) -> None:
+        self.path = path
+        self.error: str | None = None  # the message given to on_error, once storage went bad
+        self._on_error = on_error
+        self._error_lock = threading.Lock()
+        self._busy_timeout = busy_timeout
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunRecord] = {}
+        self._session: dict[str, _Episodes] = {}
+        self._next_number = 1
+        self._disk: sqlite3.Connection | None = None  # the writer's; None in memory mode
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="run-store-writer", daemon=True)
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | None = None, on_error: Callable[[str], None] | None = None, *,
+             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, max_bytes: int | None = None) -> RunStore:
+        """Open (creating or migrating) the history at ``path``; None means :func:`default_db_path`.
+
+        Loads the past runs and marks runs left "running" by a dead process as failed.
+        ``busy_timeout`` is how long a write waits for another writer before the store
+        gives up on the file; ``max_bytes`` caps the file's size (writes beyond it fail
+        as on a full disk).
+        """
+        store = cls(path or default_db_path(), on_error, busy_timeout, max_bytes)
+        if store.path != MEMORY:
+            store._open_disk()
+        store._writer.start()
+        return store
+
+    # --- opening -----------------------------------------------------------------
+
+    def _open_disk(self) -> None:
+        conn = None
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if self._max_bytes is not None:
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count={max(1, self._max_bytes // page_size)}")
+            migrate(conn)
+            self._recover(conn)
+            self._load(conn)
+            self._disk = conn
+        except (OSError, sqlite3.Error, NewerSchema) as error:
+            if conn is not None:
+                conn.close()
+            self._report(describe(error, self.path))
+            self._runs.clear()
+            self._load_readable()
+
+    @staticmethod
+    def _recover(conn: sqlite3.Connection) -> None:
+        """Mark runs whose owning process is gone (a crash) as failed; keep their episodes."""
+        rows = conn.execute(
+            "SELECT run_uid, owner_pid, owner_host FROM runs WHERE state = 'running'"
+        ).fetchall()
+        dead = [(uid,) for uid, pid, host in rows if not _pid_alive(pid, host)]
+        if not dead:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "UPDATE runs SET state = 'failed', ended = coalesce(ended, last_episode_at, started) "
+                "WHERE run_uid = ? AND state = 'running'", dead)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY number"):
+            (number, uid, episodes, det, seed, env_id, address, started, ended,
+             avg, state, finished, best, total_steps, last_at) = row
+            params = RunParams(episodes, bool(det), seed, env_id, address)
+            self._runs[uid] = RunRecord(number, uid, params, started, ended, avg, state,
+                                        finished, best, total_steps, last_at)
+            self._next_number = max(self._next_number, number + 1)
+
+    def _load_readable(self) -> None:
+        """After a failed open, still show past runs if the file can be read."""
+        try:
+            self._load(self._read_connection())
+        except (sqlite3.Error, NewerSchema):
+            self._runs.clear()
+
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._reader is None:
+            uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+            self._reader = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout,
+                                           check_same_thread=False)
+        return self._reader
+
+    # --- writing (caller's thread: memory and queue only) ----------------------------
+
+    def begin_run(self, run_uid: str, *, episodes: int, deterministic: bool, seed: int | None,
+                  env_id: str, address: str, started: float) -> int:
+        """Record a new running run; returns its number (1, 2, 3 … across the file)."""
+        params = RunParams(int(episodes), bool(deterministic), seed, env_id, address)
+        with self._lock:
+            if run_uid in self._runs:
+                raise ValueError(f"run {run_uid} already exists")
+            number = self._next_number
+            self._next_number += 1
+            self._runs[run_uid] = RunRecord(number, run_uid, params, float(started))
+            self._session[run_uid] = _Episodes()
+            self._queue.put((_RUN, run_uid, number, params, float(started), os.getpid(), HOST))
+        return number
+
+    def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> None:
+        """Record a finished episode of a run begun in this session (``wall_time``: Unix seconds)."""
+        score, steps, wall_time = float(score), int(steps), float(wall_time)
+        with self._lock:
+            record, episodes = self._runs[run_uid], self._session[run_uid]
+            episodes.index.append(index)
+            episodes.score.append(score)
+            episodes.steps.append(steps)
+            episodes.wall_time.append(wall_time)
+            record.finished += 1
+            record.best = score if record.best is None else max(record.best, score)
+            record.total_steps += steps
+            if record.last_episode_at is None or wall_time > record.last_episode_at:
+                record.last_episode_at = wall_time
+            self._queue.put((_EPISODE, run_uid, index, score, steps, wall_time, record.finished,
+                             record.best, record.total_steps, record.last_episode_at))
+
+    def end_run(self, run_uid: str, *, avg_score: float | None, state: str, ended: float) -> None:
+        """Close a run: ``state`` is "done" (ENV_DONE arrived), "stopped" or "failed"."""
+        if state not in END_STATES:
+            raise ValueError(f"state must be one of {END_STATES}, not {state!r}")
+        avg = None if avg_score is None else float(avg_score)
+        with self._lock:
+            record = self._runs[run_uid]
+            record.avg_score, record.state, record.ended = avg, state, float(ended)
+            self._queue.put((_END, run_uid, avg, state, float(ended)))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is committed (or given up on); False on timeout."""
+        if not self._writer.is_alive():
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        self._wake.set()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the writer and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._wake.set()
+        self._writer.join(timeout)
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------
+
+    @property
+    def on_disk(self) -> bool:
+        """True while runs are being saved to the file."""
+        return self._disk is not None
+
+    def runs(self) -> list[RunRecord]:
+        """Every run, past and current, by number (copies: safe to keep). Never touches disk."""
+        with self._lock:
+            return [replace(r) for r in sorted(self._runs.values(), key=lambda r: r.number)]
+
+    def run(self, number: int) -> RunRecord | None:
+        """The run with this number, or None."""
+        return next((r for r in self.runs() if r.number == number), None)
+
+    def episodes(self, run_uid: str) -> list[Episode]:
+        """A run's episodes by index: from memory for this session's runs, else from the file."""
+        with self._lock:
+            if run_uid in self._session:
+                return self._session[run_uid].rows()
+        if self.path == MEMORY:
+            return []
+        try:
+            with self._read_lock:
+                rows = self._read_connection().execute(
+                    "SELECT idx, score, steps, wall_time FROM episodes WHERE run_uid = ? ORDER BY idx",
+                    (run_uid,)).fetchall()
+        except sqlite3.Error as error:
+            self._report(describe(error, self.path))
+            return []
+        return [Episode(*row) for row in rows]
+
+    def episode_scores(self, run_uid: str) -> np.ndarray:
+        """A run's episode scores in index order, as float64."""
+        with self._lock:
+            if run_uid in self._session:
+                return np.array(self._session[run_uid].score, dtype=np.float64)
+        return np.array([e.score for e in self.episodes(run_uid)], dtype=np.float64)
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _report(self, message: str) -> None:
+        with self._error_lock:
+            first, self.error = self.error is None, self.error or message
+        if not first:
+            log.debug("further storage error: %s", message)
+            return
+        if self._on_error is None:
+            log.warning("%s", message)
+            return
+        try:
+            self._on_error(message)
+        except Exception:  # the callback's bug must not stop the writer
+            log.exception("on_error callback failed")
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if isinstance(first, tuple):
+                self._wake.wait(LINGER)  # gather a batch; flush() and close() cut this short
+            self._wake.clear()
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write([op for op in batch if isinstance(op, tuple)])
+            for op in batch:
+                if isinstance(op, threading.Event):
+                    op.set()
+            if any(op is _STOP for op in batch):
+                if self._disk is not None:
+                    self._disk.close()
+                    self._disk = None
+                return
+
+    def _write(self, ops: list[tuple]) -> None:
+        conn = self._disk
+        if conn is None or not ops:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            episodes: list[tuple] = []
+            summaries: dict[str, tuple] = {}
+            for op in ops:
+                if op[0] == _EPISODE:
+                    episodes.append(op[1:6])
+                    summaries[op[1]] = op[6:]
+                    continue
+                self._insert_episodes(conn, episodes)
+                if op[0] == _RUN:
+                    self._insert_run(conn, *op[1:])
+                else:
+                    _, uid, avg, state, ended = op
+                    conn.execute("UPDATE runs SET avg_score = ?, state = ?, ended = ? WHERE run_uid = ?",
+                                 (avg, state, ended, uid))
+            self._insert_episodes(conn, episodes)
+            conn.executemany(
+                "UPDATE runs SET finished = ?, best = ?, total_steps = ?, last_episode_at = ? "
+                "WHERE run_uid = ?", [(*summary, uid) for uid, summary in summaries.items()])
+            conn.execute("COMMIT")
+        except Exception as error:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            conn.close()
+            self._disk = None
+            self._report(describe(error, self.path))
+
+    @staticmethod
+    def _insert_episodes(conn: sqlite3.Connection, episodes: list[tuple]) -> None:
+        conn.executemany("INSERT OR REPLACE INTO episodes (run_uid, idx, score, steps, wall_time) "
+                         "VALUES (?, ?, ?, ?, ?)", episodes)
+        episodes.clear()
+
+    def _insert_run(self, conn: sqlite3.Connection, uid: str, number: int, params: RunParams,
+                    started: float, pid: int, host: str) -> None:
+        taken = conn.execute("SELECT run_uid FROM runs WHERE number = ?", (number,)).fetchone()
+        if taken is not None and taken[0] != uid:
+            # Another process took this number since we opened: take the next free one.
+            number = conn.execute("SELECT max(number) + 1 FROM runs").fetchone()[0]
+            with self._lock:
+                self._runs[uid].number = number
+                self._next_number = max(self._next_number, number + 1)
+        conn.execute(
+            "INSERT INTO runs (run_uid, number, episodes, deterministic, seed, env_id, address, "
+            "started, state, owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (uid, number, params.episodes, int(params.deterministic), params.seed, params.env_id,
+             params.address, started, pid, host))
