@@ -223,7 +223,7 @@ class Broker:
                 self._handle(peer, body)
                 if peer.doomed is not None:
                     return
-        except protocol.FrameError as error:
+        except (protocol.FrameError, RecursionError) as error:  # RecursionError: JSON nested too deep
             self.frames_refused += 1
             self._doom(peer, f"malformed frame: {error}")
             return
