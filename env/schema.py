@@ -61,30 +61,31 @@ RUN_COLUMNS = (
 )
 
 
-class NewerSchema(Exception):
-    """The database was made by a newer cartpole-tui; it is left untouched."""
+class UnusableSchema(Exception):
+    """A database this program must not write to: from a newer version, or not ours at all."""
 
 
 def version_of(conn: sqlite3.Connection) -> int:
     """The schema version of ``conn``'s database; 0 for an empty database."""
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if not has_table:
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" not in tables:
+        if tables:
+            raise UnusableSchema("is not a cartpole-tui run history")
         return 0
     row = conn.execute("SELECT version FROM schema_version").fetchone()
-    return int(row[0]) if row else 0
+    found = int(row[0]) if row else 0
+    if found > VERSION:
+        raise UnusableSchema(f"was made by a newer cartpole-tui (schema {found}, this one knows {VERSION})")
+    return found
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database up to :data:`VERSION` in one transaction; returns the version found.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Raises
-    :class:`NewerSchema` for a database from a newer version.
+    :class:`UnusableSchema` for a database from a newer version or another program.
     """
     found = version_of(conn)
-    if found > VERSION:
-        raise NewerSchema(f"schema version {found} is newer than this program's {VERSION}")
     if found == VERSION:
         return found
     conn.execute("BEGIN IMMEDIATE")

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 import platformdirs
 
-from env.schema import RUN_COLUMNS, NewerSchema, migrate
+from env.schema import RUN_COLUMNS, UnusableSchema, migrate, version_of
 
 MEMORY = ":memory:"
 LINGER = 0.05  # seconds the writer waits to gather a batch; an episode is never held longer
@@ -109,8 +109,9 @@ def describe(error: BaseException, path: str) -> str:
     text = str(error)
     code = getattr(error, "sqlite_errorcode", None)
     primary = code & 0xFF if code is not None else None
-    if isinstance(error, NewerSchema):
-        what = "was made by a newer cartpole-tui"
+    detail = f" ({text})"
+    if isinstance(error, UnusableSchema):
+        what, detail = text, ""
     elif isinstance(error, OSError):
         what = "cannot be created"
     elif primary in (_CORRUPT, _NOTADB) or "not a database" in text or "malformed" in text:
@@ -126,7 +127,7 @@ def describe(error: BaseException, path: str) -> str:
     else:
         what = "failed"
     return (
-        f"Run history {path} {what} ({text}): this session's runs are kept in memory "
+        f"Run history {path} {what}{detail}: this session's runs are kept in memory "
         "only; runs already saved there are left as they are."
     )
 
@@ -199,6 +200,7 @@ class RunStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
                                    isolation_level=None, check_same_thread=False)
+            version_of(conn)  # refuse a file that isn't ours before changing anything in it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if self._max_bytes is not None:
@@ -208,7 +210,7 @@ class RunStore:
             self._recover(conn)
             self._load(conn)
             self._disk = conn
-        except (OSError, sqlite3.Error, NewerSchema) as error:
+        except (OSError, sqlite3.Error, UnusableSchema) as error:
             if conn is not None:
                 conn.close()
             self._report(describe(error, self.path))
@@ -247,7 +249,7 @@ class RunStore:
         """After a failed open, still show past runs if the file can be read."""
         try:
             self._load(self._read_connection())
-        except (sqlite3.Error, NewerSchema):
+        except (sqlite3.Error, UnusableSchema):
             self._runs.clear()
 
     def _read_connection(self) -> sqlite3.Connection:
