@@ -1,0 +1,431 @@
+"""Score plot: every episode's score (faint), its rolling mean (bold), the threshold and the runs, in braille.
+
+The widget is handed a `ScoreHistory` and never fetches anything. It plots at most two
+points per terminal column (`ScoreHistory.columns`), so a redraw costs the same at a
+million episodes as at a thousand, and it redraws on a timer only when the history's
+version moved and the widget is on screen; between redraws it serves cached strips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+from tui.history import ScoreHistory
+
+BRAILLE_BASE = 0x2800
+# Bit of each dot in a braille cell, indexed [dot row 0-3][dot column 0-1].
+BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint32)
+MARKER = ord("◆")
+OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, 5))
+# Layers from back to front; a cell shows the front-most layer that has a dot in it.
+LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-plot--average",
+          "score-plot--mean")
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Another run's rolling mean drawn for comparison: ``values[i]`` sits at episode ``offset + i``."""
+
+    values: np.ndarray
+    label: str = ""
+    offset: int = 0
+
+
+class ScorePlot(Widget, can_focus=True):
+    """Episode scores of a `ScoreHistory`, drawn with braille dots; set `history` and it follows."""
+
+    COMPONENT_CLASSES = {"score-plot--axis", "score-plot--boundary", *LAYERS}
+    DEFAULT_CSS = """
+    ScorePlot { width: 1fr; height: 1fr; min-height: 4; }
+    ScorePlot > .score-plot--axis { color: $foreground-muted; }
+    ScorePlot > .score-plot--raw { color: ansi_blue; text-style: dim; }
+    ScorePlot > .score-plot--mean { color: ansi_bright_cyan; text-style: bold; }
+    ScorePlot > .score-plot--threshold { color: ansi_green; }
+    ScorePlot > .score-plot--boundary { color: ansi_yellow; }
+    ScorePlot > .score-plot--average { color: ansi_magenta; text-style: bold; }
+    ScorePlot > .score-plot--overlay-1 { color: ansi_yellow; }
+    ScorePlot > .score-plot--overlay-2 { color: ansi_red; }
+    ScorePlot > .score-plot--overlay-3 { color: ansi_bright_green; }
+    ScorePlot > .score-plot--overlay-4 { color: ansi_bright_magenta; }
+    """
+    BINDINGS = [
+        Binding("w", "cycle_window", "Smoothing"),
+        Binding("a", "toggle_all", "All/last N"),
+    ]
+    WINDOWS = (1, 10, 50, 100, 500)
+
+    window: reactive[int] = reactive(100)
+    """Episodes in the rolling mean."""
+    last_n: reactive[int | None] = reactive(None)
+    """Show only the latest this many episodes; None shows all."""
+    y_min: reactive[float] = reactive(0.0)
+    y_max: reactive[float] = reactive(500.0)
+    """Top of the y axis: the environment's best score (500 for CartPole-v1)."""
+    threshold: reactive[float | None] = reactive(475.0)
+    """Score that counts as solved, drawn as a dotted line; None hides it."""
+
+    def __init__(self, history: ScoreHistory | None = None, *, redraw_hz: float = 4.0,
+                 last_n_size: int = 1000, summary_in_subtitle: bool = True,
+                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._history = history
+        self._overlays: tuple[Overlay, ...] = ()
+        self._overlay_sums: tuple[np.ndarray, ...] = ()
+        self._data_nudges = 0
+        self._redraw_interval = 1.0 / redraw_hz
+        self.last_n_size = last_n_size
+        self.summary_in_subtitle = summary_in_subtitle
+        self.summary = ""
+        """Latest rolling mean and episode count, as text (also the border subtitle unless turned off)."""
+        self._cache_key: tuple | None = None
+        self._strips: list[Strip] = []
+        self._drawn_data_key: tuple | None = None
+        self.rebuilds = 0
+        """How many times the strips were rebuilt from data (for tests and benchmarks)."""
+        self.lines_rendered = 0
+        """How many lines Textual asked for (a repaint from the cache counts here, not in `rebuilds`)."""
+        self.ticks = 0
+        """How many times the redraw timer looked for new data."""
+
+    @property
+    def history(self) -> ScoreHistory | None:
+        return self._history
+
+    @history.setter
+    def history(self, history: ScoreHistory | None) -> None:
+        self._history = history
+        self.refresh()
+
+    @property
+    def overlays(self) -> tuple[Overlay, ...]:
+        return self._overlays
+
+    @overlays.setter
+    def overlays(self, overlays) -> None:
+        """Runs to compare against (at most 4 are drawn, each in its own colour)."""
+        self._overlays = tuple(overlays)[: len(OVERLAY_CLASSES)]
+        self._overlay_sums = tuple(
+            np.concatenate(([0.0], np.cumsum(np.asarray(o.values, dtype=np.float64))))
+            for o in self._overlays)
+        self.refresh_data()
+
+    def refresh_data(self) -> None:
+        """Say the data changed in a way `history.version` does not show; the next tick redraws."""
+        self._data_nudges += 1
+
+    def validate_window(self, window: int) -> int:
+        return max(1, int(window))
+
+    def action_cycle_window(self) -> None:
+        """Step the smoothing window through `WINDOWS`."""
+        later = [w for w in self.WINDOWS if w > self.window]
+        self.window = later[0] if later else self.WINDOWS[0]
+
+    def action_toggle_all(self) -> None:
+        """Switch between every episode and the latest `last_n_size`."""
+        self.last_n = None if self.last_n else self.last_n_size
+
+    def on_mount(self) -> None:
+        self.set_interval(self._redraw_interval, self._tick)
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        if self._data_key() != self._drawn_data_key and self._shown():
+            self.refresh()
+
+    def _shown(self) -> bool:
+        return self.display and self.visible and self.screen.is_current and self.is_on_screen
+
+    def _data_key(self) -> tuple:
+        history = self._history
+        version = (id(history), history.version) if history is not None else None
+        return version, self._data_nudges
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache_key = None
+
+    def render_line(self, y: int) -> Strip:
+        self.lines_rendered += 1
+        width, height = self.size
+        data_key = self._data_key()
+        key = (data_key, width, height, self.window, self.last_n, self.y_min, self.y_max,
+               self.threshold)
+        if key != self._cache_key:
+            self._strips = self.build_strips(width, height)
+            self._cache_key, self._drawn_data_key = key, data_key
+            self.rebuilds += 1
+        return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+
+    def build_strips(self, width: int, height: int) -> list[Strip]:
+        """Draw the whole plot for a ``width`` x ``height`` cell area (the data path, no caching)."""
+        styles = _Styles(self)
+        if width < 1 or height < 1:
+            return []
+        canvas = _Canvas(self, width, height)
+        canvas.draw(self._history)
+        self.summary = canvas.summary
+        if self.summary_in_subtitle and self.border_subtitle != self.summary:
+            self.border_subtitle = self.summary
+        return canvas.strips(styles)
+
+
+class _Styles:
+    """The widget's Rich styles by component name, read once per redraw."""
+
+    def __init__(self, plot: ScorePlot):
+        base = plot.rich_style
+        self.base = base
+        names = ("score-plot--axis", "score-plot--boundary", *LAYERS)
+        self.by_name = {name: base + plot.get_component_rich_style(name) for name in names}
+        self.layers = [base] + [self.by_name[name] for name in LAYERS]
+
+
+class _Canvas:
+    """One redraw: a braille grid of plot cells with layer indices, plus axis rows and labels."""
+
+    def __init__(self, plot: ScorePlot, width: int, height: int):
+        self.plot = plot
+        self.width, self.height = width, height
+        self.footer = 2 if height >= 5 else (1 if height >= 3 else 0)
+        self.rows = height - self.footer
+        self.y_labels = self._y_labels()
+        self.label_width = max((len(text) for text, _ in self.y_labels.values()), default=0)
+        self.cols = max(0, width - self.label_width - 1)
+        self.chars = np.full((self.rows, self.cols), ord(" "), dtype=np.uint32)
+        self.layer = np.zeros((self.rows, self.cols), dtype=np.int8)
+        self.ticks = np.zeros(self.cols, dtype=bool)
+        self.x_labels = " " * self.cols
+        self.summary = ""
+
+    # --- y scale -----------------------------------------------------------------
+
+    def pixel_rows(self, values) -> np.ndarray:
+        """Dot row of each value (0 at the top), -1 for NaN; values outside the axis are clipped."""
+        low, high = self.plot.y_min, self.plot.y_max
+        values = np.asarray(values, dtype=np.float64)
+        fraction = np.clip((values - low) / ((high - low) or 1.0), 0.0, 1.0)
+        rows = np.rint((1.0 - fraction) * (4 * self.rows - 1))
+        return np.where(np.isnan(values), -1, rows).astype(np.intp)
+
+    def _y_labels(self) -> dict[int, tuple[str, str]]:
+        """Cell row -> (label, component name): top, bottom, threshold, middle, first come first placed."""
+        if self.rows < 1:
+            return {}
+        plot = self.plot
+        wanted = [(plot.y_max, "score-plot--axis"), (plot.y_min, "score-plot--axis")]
+        if plot.threshold is not None:
+            wanted.append((plot.threshold, "score-plot--threshold"))
+        if self.rows >= 5:
+            wanted.append(((plot.y_max + plot.y_min) / 2, "score-plot--axis"))
+        labels: dict[int, tuple[str, str]] = {}
+        for value, name in wanted:
+            row = int(self.pixel_rows([value])[0]) // 4
+            if all(abs(row - taken) > 1 for taken in labels) or not labels:
+                labels[row] = (_short(value), name)
+        return labels
+
+    # --- data ----------------------------------------------------------------------
+
+    def draw(self, history: ScoreHistory | None) -> None:
+        """Paint the threshold and, when there are episodes, the data layers and run marks."""
+        if self.rows < 1 or self.cols < 1:
+            return
+        layers: dict[str, np.ndarray] = {}
+        threshold = self.plot.threshold
+        if threshold is not None:
+            grid = np.zeros((4 * self.rows, 2 * self.cols), dtype=bool)
+            grid[self.pixel_rows([threshold])[0], ::2] = True
+            layers["score-plot--threshold"] = grid
+        if history is not None and len(history):
+            self._draw_data(history, layers)
+        else:
+            self._paint(layers)
+            self._write(self.rows // 2, "waiting for episodes")
+
+    def _write(self, row: int, text: str) -> None:
+        """Put plain text in the middle of a plot row."""
+        text = text[: self.cols]
+        at = (self.cols - len(text)) // 2
+        self.chars[row, at : at + len(text)] = [ord(c) for c in text]
+        self.layer[row, at : at + len(text)] = 0
+
+    def _draw_data(self, history: ScoreHistory, layers: dict[str, np.ndarray]) -> None:
+        plot = self.plot
+        end = len(history)
+        start = max(0, end - plot.last_n) if plot.last_n else 0
+        dots_w, dots_h = 2 * self.cols, 4 * self.rows
+        lo, hi = history.column_edges(dots_w, start, end)
+        low, high, means = history.columns(dots_w, start, end, plot.window)
+        layers["score-plot--raw"] = _spans(self.pixel_rows(high), self.pixel_rows(low), dots_h)
+        for overlay, sums, name in zip(plot.overlays, plot._overlay_sums, OVERLAY_CLASSES):
+            layers[name] = _line(self.pixel_rows(_window_means(sums, overlay.offset, lo, hi)), dots_h)
+        cell_edges = np.append(lo[::2], end)
+        ends, averages = history.run_averages()
+        first, stop = np.searchsorted(ends, [start, end])
+        glyphs = stop - first <= self.cols // 3
+        if not glyphs:  # too many runs for glyphs: the last run's average in each dot column
+            run = _last_in_bins(ends, np.append(lo, end))
+            columns = np.flatnonzero(run >= 0)
+            grid = np.zeros((dots_h, dots_w), dtype=bool)
+            grid[self.pixel_rows(averages[run[columns]]), columns] = True
+            layers["score-plot--average"] = grid
+        layers["score-plot--mean"] = _line(self.pixel_rows(means), dots_h)
+        self._paint(layers)
+        if glyphs and stop > first:
+            run = _last_in_bins(ends, cell_edges)
+            cells = np.flatnonzero(run >= 0)
+            rows = self.pixel_rows(averages[run[cells]]) // 4
+            self.chars[rows, cells] = MARKER
+            self.layer[rows, cells] = LAYERS.index("score-plot--average") + 1
+        starts, _ = history.run_starts()
+        starts = starts[starts > 0]  # the first episode starts a run but is no boundary
+        first, stop = np.searchsorted(starts, [start, end])
+        if stop - first <= self.cols // 2:
+            self.ticks = np.diff(np.searchsorted(starts, cell_edges)) > 0
+        self.x_labels = self._x_labels(lo, start, end)
+        rolling = history.rolling_mean_at(end - 1, plot.window)
+        self.summary = f"mean({plot.window}) {rolling:.1f} · {end:,} episodes"
+
+    def _paint(self, layers: dict[str, np.ndarray]) -> None:
+        """Turn dot grids into braille cells, front layers over back ones."""
+        for index, name in enumerate(LAYERS, start=1):
+            if name in layers:
+                codes = _braille(layers[name])
+                lit = codes != 0
+                self.chars[lit] = BRAILLE_BASE + codes[lit]
+                self.layer[lit] = index
+
+    def _x_labels(self, lo: np.ndarray, start: int, end: int) -> str:
+        """Episode numbers (1-based) at round values, placed under their cells without overlap."""
+        line = [" "] * self.cols
+        step = _nice_step((end - start) * 10 / max(self.cols, 1))
+        first_tick = (start // step + 1) * step
+        ticks = [start + 1] + list(range(first_tick, end + 1, step))
+        free_from = 0
+        for episode in ticks:
+            column = int(np.searchsorted(lo, episode - 1))
+            if column == len(lo) or lo[column] != episode - 1:
+                column -= 1  # the episode is inside the column before
+            cell = column // 2
+            text = _short(episode)
+            cell = min(cell, self.cols - len(text))
+            if cell >= free_from and cell >= 0:
+                line[cell : cell + len(text)] = text
+                free_from = cell + len(text) + 2
+        return "".join(line)[: self.cols]
+
+    # --- output --------------------------------------------------------------------
+
+    def strips(self, styles: _Styles) -> list[Strip]:
+        axis = styles.by_name["score-plot--axis"]
+        pad = self.label_width
+        out = []
+        for row in range(self.rows):
+            text, name = self.y_labels.get(row, ("", "score-plot--axis"))
+            segments = [Segment(text.rjust(pad), styles.by_name[name]),
+                        Segment("┤" if text else "│", axis)]
+            segments += _row_segments(self.chars[row], self.layer[row], styles.layers)
+            out.append(Strip(segments).adjust_cell_length(self.width, styles.base))
+        if self.footer >= 1:
+            segments = [Segment(" " * pad + "└", axis)]
+            boundary = styles.by_name["score-plot--boundary"]
+            for tick, run in _runs(self.ticks):
+                segments.append(Segment(("┴" if tick else "─") * run, boundary if tick else axis))
+            out.append(Strip(segments).adjust_cell_length(self.width, styles.base))
+        if self.footer >= 2:
+            out.append(Strip([Segment(" " * (pad + 1) + self.x_labels, axis)])
+                       .adjust_cell_length(self.width, styles.base))
+        return out
+
+
+def _runs(values: np.ndarray):
+    """(value, length) of each run of equal neighbours."""
+    if not len(values):
+        return
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    bounds = np.concatenate(([0], cuts, [len(values)]))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield values[a], int(b - a)
+
+
+def _row_segments(chars: np.ndarray, layer: np.ndarray, styles: list[Style]) -> list[Segment]:
+    text = chars.astype("<u4").tobytes().decode("utf-32-le")
+    segments, at = [], 0
+    for index, run in _runs(layer):
+        segments.append(Segment(text[at : at + run], styles[index]))
+        at += run
+    return segments
+
+
+def _spans(top: np.ndarray, bottom: np.ndarray, height: int) -> np.ndarray:
+    """Dot grid lit from row ``top`` to row ``bottom`` (inclusive) in each column; -1 leaves it dark."""
+    rows = np.arange(height)[:, None]
+    return (rows >= top[None, :]) & (rows <= bottom[None, :]) & (top[None, :] >= 0)
+
+
+def _line(rows: np.ndarray, height: int) -> np.ndarray:
+    """Dot grid of a connected line through one dot row per column (-1 = no value there)."""
+    if not len(rows):
+        return np.zeros((height, 0), dtype=bool)
+    missing = rows < 0
+    before = np.concatenate((rows[:1], rows[:-1]))
+    after = np.concatenate((rows[1:], rows[-1:]))
+    before = np.where(before < 0, rows, before)
+    after = np.where(after < 0, rows, after)
+    # Each column reaches halfway to its neighbours, so steep stretches stay connected.
+    mid_before, mid_after = (rows + before) // 2, (rows + after) // 2
+    top = np.minimum(rows, np.minimum(mid_before, mid_after))
+    bottom = np.maximum(rows, np.maximum(mid_before, mid_after))
+    top = np.where(missing, -1, top)
+    return _spans(top, bottom, height)
+
+
+def _braille(grid: np.ndarray) -> np.ndarray:
+    """Braille dot bits per cell of a boolean dot grid whose shape is (4 * rows, 2 * cols)."""
+    rows, cols = grid.shape[0] // 4, grid.shape[1] // 2
+    cells = grid.reshape(rows, 4, cols, 2).astype(np.uint32)
+    return np.einsum("rycx,yx->rc", cells, BRAILLE_BITS)
+
+
+def _window_means(sums: np.ndarray, offset: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean of an overlay's values over each column's episodes; NaN where it has none."""
+    count = len(sums) - 1
+    a = np.clip(lo - offset, 0, count)
+    b = np.clip(hi - offset, 0, count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > a, (sums[b] - sums[a]) / (b - a), np.nan)
+
+
+def _last_in_bins(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Index of the last sorted point in each bin [edges[k], edges[k+1]), or -1."""
+    last = np.searchsorted(points, edges[1:], side="left") - 1
+    inside = last >= 0
+    inside[inside] = points[last[inside]] >= edges[:-1][inside]
+    return np.where(inside, last, -1)
+
+
+def _nice_step(raw: float) -> int:
+    """Smallest of 1, 2, 5 x 10^k at or above ``raw`` (at least 1)."""
+    if raw <= 1:
+        return 1
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _short(value: float) -> str:
+    """Compact axis number: 475, 12.5k, 1.2M."""
+    for limit, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            text = f"{value / limit:.1f}".rstrip("0").rstrip(".")
+            return text + suffix
+    return f"{value:g}" if value != int(value) else str(int(value))
