@@ -115,13 +115,13 @@ def describe(error: BaseException, path: str) -> str:
     elif isinstance(error, OSError):
         what = "cannot be created"
     elif primary in (_CORRUPT, _NOTADB) or "not a database" in text or "malformed" in text:
-        what = "is corrupt (not a readable SQLite database)"
+        what = "is corrupt or not a database"
     elif primary in (_BUSY, _LOCKED) or "locked" in text:
         what = "is locked by another writer"
     elif primary == _READONLY or "readonly" in text:
         what = "is read-only"
     elif primary == _FULL or "full" in text:
-        what = "is full (disk full or size limit reached)"
+        what = "is full"
     elif primary == _CANTOPEN or "unable to open" in text:
         what = "cannot be opened"
     else:

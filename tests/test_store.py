@@ -347,11 +347,29 @@ def test_read_only_directory(tmp_path):
     assert list(folder.iterdir()) == []
 
 
-def test_full_disk(db):
-    """SQLITE_FULL, made honestly by capping the file with max_page_count (max_bytes)."""
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB filesystem (tmpfs), so writes hit ENOSPC without filling the machine's disk."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("limit", ["max_page_count", "small filesystem"])
+def test_full_disk(limit, request, db):
+    """SQLITE_FULL, made honestly: the file capped by max_page_count, or a filesystem really full."""
+    if limit == "small filesystem":
+        db, max_bytes = str(request.getfixturevalue("small_disk") / "runs.sqlite3"), None
+    else:
+        max_bytes = 32 * 1024
     errors = []
     scores = []
-    with RunStore.open(db, errors.append, max_bytes=32 * 1024) as store:
+    with RunStore.open(db, errors.append, max_bytes=max_bytes) as store:
         store.begin_run("big", **RUN_ARGS, started=time.time())
         episodes = itertools.islice(random_episodes(seed=4), 20_000)
         for index, (score, steps) in enumerate(episodes):
