@@ -1,0 +1,141 @@
+"""Export run history: CSV (one row per episode, with its run's columns) or JSON.
+
+CSV: a run without episodes still gets one row, with the episode columns empty.
+JSON: ``{"format": "cartpole-tui/runs", "version": 1, "runs": [{...run, "episodes": [...]}]}``.
+Times are Unix seconds; floats are written exactly (they parse back to the same numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import TextIO
+
+from env.store import MEMORY, RunRecord, RunStore, default_db_path
+
+FORMATS = ("csv", "json")
+RUN_FIELDS = ("run", "run_uid", "episodes", "deterministic", "seed", "env_id", "address",
+              "started", "ended", "state", "avg_score", "finished", "best", "total_steps")
+EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
+STDOUT = "-"
+
+
+class ExportError(Exception):
+    """Nothing can be exported: unreadable database, unknown run number or bad format."""
+
+
+def run_fields(run: RunRecord) -> dict:
+    """A run's exported columns, in :data:`RUN_FIELDS` order."""
+    p = run.params
+    values = (run.number, run.run_uid, p.episodes, p.deterministic, p.seed, p.env_id, p.address,
+              run.started, run.ended, run.state, run.avg_score, run.finished, run.best,
+              run.total_steps)
+    return dict(zip(RUN_FIELDS, values))
+
+
+def select_runs(store: RunStore, run_numbers: list[int] | None) -> list[RunRecord]:
+    """The runs with these numbers (all runs for None), in the order asked."""
+    runs = store.runs()
+    if run_numbers is None:
+        return runs
+    by_number = {run.number: run for run in runs}
+    missing = [n for n in run_numbers if n not in by_number]
+    if missing:
+        raise ExportError(f"no run {', '.join(map(str, missing))} in {store.path}")
+    return [by_number[n] for n in dict.fromkeys(run_numbers)]
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _write_csv(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RUN_FIELDS + EPISODE_FIELDS)
+    for run in runs:
+        columns = [_csv_value(v) for v in run_fields(run).values()]
+        episodes = store.episodes(run.run_uid)
+        if not episodes:
+            writer.writerow(columns + [""] * len(EPISODE_FIELDS))
+        writer.writerows(columns + list(episode) for episode in episodes)
+
+
+def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
+    document = {"format": "cartpole-tui/runs", "version": 1, "runs": [
+        {**run_fields(run), "steps_per_s": run.steps_per_s,
+         "episodes": [e._asdict() for e in store.episodes(run.run_uid)]}
+        for run in runs
+    ]}
+    json.dump(document, out, indent=1)
+    out.write("\n")
+
+
+def export_runs(source: RunStore | str, run_numbers: list[int] | None, fmt: str, out: TextIO) -> int:
+    """Write the chosen runs (all for None) from a store or a database path; returns how many."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if isinstance(source, RunStore):
+        runs = select_runs(source, run_numbers)
+        (_write_csv if fmt == "csv" else _write_json)(source, runs, out)
+        return len(runs)
+    with open_for_export(source) as store:
+        return export_runs(store, run_numbers, fmt, out)
+
+
+def open_for_export(db_path: str | None) -> RunStore:
+    """Open an existing history for reading; raises :class:`ExportError` if it can't be read."""
+    path = db_path or default_db_path()
+    if path != MEMORY and not os.path.exists(path):
+        raise ExportError(f"no run history at {path}")
+    errors: list[str] = []
+    store = RunStore.open(path, on_error=errors.append)
+    if errors:
+        store.close()
+        raise ExportError(errors[0])
+    return store
+
+
+def default_export_path(fmt: str, directory: str | None = None) -> str:
+    """``cartpole-runs-YYYYmmdd-HHMMSS.<fmt>`` in ``directory`` (the working directory)."""
+    name = time.strftime("cartpole-runs-%Y%m%d-%H%M%S.") + fmt
+    return os.path.abspath(os.path.join(directory or os.getcwd(), name))
+
+
+def export_to_file(source: RunStore | str, run_numbers: list[int] | None, fmt: str,
+                   path: str | None = None) -> str:
+    """Export to ``path`` (default: :func:`default_export_path`) atomically; returns the path."""
+    path = os.path.abspath(path or default_export_path(fmt))
+    directory = os.path.dirname(path)
+    try:
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix="." + fmt)
+    except OSError as error:
+        raise ExportError(f"cannot write to {directory}: {error.strerror}") from error
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            export_runs(source, run_numbers, fmt, out)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def export_command(db_path: str | None, run_numbers: list[int] | None, fmt: str,
+                   output_path: str | None = None) -> str:
+    """What ``cartpole-tui export`` does: to ``output_path``, or stdout for None / "-".
+
+    Returns the path written, or "-" for stdout. Raises :class:`ExportError` with a
+    one-line message for a missing or unreadable database, unknown runs or a bad format.
+    """
+    if output_path in (None, STDOUT):
+        export_runs(db_path or default_db_path(), run_numbers, fmt, sys.stdout)
+        return STDOUT
+    return export_to_file(db_path or default_db_path(), run_numbers, fmt, output_path)

@@ -1,0 +1,107 @@
+"""Export of run history: CSV and JSON parse back to exactly what the store holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import pytest
+
+from env.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_command, export_runs, export_to_file
+from env.store import RunStore
+from tests.test_store import play, record_run
+
+
+@pytest.fixture
+def history(tmp_path):
+    """A database with two finished runs of real CartPole episodes and one run without episodes."""
+    path = str(tmp_path / "runs.sqlite3")
+    with RunStore.open(path) as store:
+        record_run(store, "a", play(7, seed=1))
+        record_run(store, "b", play(4, seed=2), state="stopped")
+        record_run(store, "empty", [], state="failed")
+    return path
+
+
+def expected(path, numbers=None) -> dict[int, tuple]:
+    """run number -> (run, episodes) straight from the store."""
+    with RunStore.open(path) as store:
+        return {r.number: (r, store.episodes(r.run_uid)) for r in store.runs()
+                if numbers is None or r.number in numbers}
+
+
+def test_csv_parses_back_to_the_same_numbers(history, tmp_path):
+    out = export_command(history, None, "csv", str(tmp_path / "out.csv"))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(RUN_FIELDS + EPISODE_FIELDS)
+    runs = expected(history)
+    assert len(rows) == sum(max(1, len(episodes)) for _, episodes in runs.values())
+    for number, (run, episodes) in runs.items():
+        mine = [row for row in rows if int(row["run"]) == number]
+        assert all(row["run_uid"] == run.run_uid and row["state"] == run.state for row in mine)
+        assert {float(row["started"]) for row in mine} == {run.started}
+        if not episodes:
+            assert [row["episode"] for row in mine] == [""] and mine[0]["avg_score"] == ""
+            continue
+        assert float(mine[0]["avg_score"]) == run.avg_score and float(mine[0]["best"]) == run.best
+        assert [(int(r["episode"]), float(r["score"]), int(r["steps"]), float(r["wall_time"])) for r in mine] \
+            == [tuple(e) for e in episodes]
+
+
+def test_json_round_trip(history):
+    out = io.StringIO()
+    assert export_runs(history, None, "json", out) == 3
+    document = json.loads(out.getvalue())
+    assert document["format"] == "cartpole-tui/runs"
+    runs = expected(history)
+    assert [r["run"] for r in document["runs"]] == list(runs)
+    for exported in document["runs"]:
+        run, episodes = runs[exported["run"]]
+        assert (exported["run_uid"], exported["avg_score"], exported["state"]) == (run.run_uid, run.avg_score, run.state)
+        assert (exported["seed"], exported["deterministic"], exported["ended"]) == (run.params.seed, False, run.ended)
+        assert [tuple(e.values()) for e in exported["episodes"]] == [tuple(e) for e in episodes]
+
+
+def test_chosen_runs_only_and_to_stdout(history, capsys):
+    assert export_command(history, [2], "json", None) == "-"
+    document = json.loads(capsys.readouterr().out)
+    assert [r["run_uid"] for r in document["runs"]] == ["b"]
+    assert len(document["runs"][0]["episodes"]) == len(expected(history, [2])[2][1])
+
+
+def test_export_from_a_live_store_to_the_default_path(history, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with RunStore.open(history) as store:
+        number = record_run(store, "live", play(3, seed=5), state=None)  # not yet flushed to disk
+        path = export_to_file(store, [number], "csv")
+    assert os.path.dirname(path) == str(tmp_path) and path.endswith(".csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["run_uid"] for row in rows] == ["live"] * 3 and rows[0]["state"] == "running"
+
+
+@pytest.mark.parametrize("case", ["missing database", "unknown run", "bad format", "corrupt database"])
+def test_clear_errors_and_no_file_written(case, history, tmp_path):
+    db, runs, fmt = history, None, "csv"
+    if case == "missing database":
+        db = str(tmp_path / "nothing.sqlite3")
+    elif case == "unknown run":
+        runs = [2, 42]
+    elif case == "bad format":
+        fmt = "xml"
+    else:
+        db = str(tmp_path / "garbage.sqlite3")
+        with open(db, "wb") as f:
+            f.write(b"not a database" * 100)
+    out = tmp_path / "out" / "export.csv"
+    out.parent.mkdir()
+    with pytest.raises(ExportError) as raised:
+        export_command(db, runs, fmt, str(out))
+    assert "\n" not in str(raised.value)
+    assert {"missing database": "no run history", "unknown run": "no run 42",
+            "bad format": "format", "corrupt database": "corrupt"}[case] in str(raised.value)
+    assert list(out.parent.iterdir()) == []
+    assert case != "missing database" or not os.path.exists(db)
