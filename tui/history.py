@@ -197,6 +197,16 @@ class ScoreHistory:
         start = np.maximum(stop - window, 0)
         return (sums[stop] - sums[start]) / (stop - start)
 
+    def rolling_mean_at(self, index: int, window: int) -> float:
+        """The rolling mean at one episode, in O(1)."""
+        window = _check_window(window)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        self._sync()
+        sums = self._sums.view
+        start = max(0, index + 1 - window)
+        return float((sums[index + 1] - sums[start]) / (index + 1 - start))
+
     def _rolling_prefix(self, k: np.ndarray, window: int) -> np.ndarray:
         """Sum of the rolling mean over episodes [0, k), for every k (O(1) each)."""
         head = self._head_prefix(window)
