@@ -76,12 +76,16 @@ class RunRecord:
     last_episode_at: float | None = None
 
     @property
-    def steps_per_s(self) -> float | None:
-        """Environment steps per second of wall time, up to its end or its last episode."""
+    def duration(self) -> float | None:
+        """Seconds from its start to its end, or to its last episode while running."""
         end = self.ended if self.ended is not None else self.last_episode_at
-        if end is None or end <= self.started:
-            return None
-        return self.total_steps / (end - self.started)
+        return None if end is None else max(0.0, end - self.started)
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Environment steps per second of wall time over :attr:`duration`."""
+        duration = self.duration
+        return self.total_steps / duration if duration else None
 
 
 class Episode(NamedTuple):
@@ -168,6 +172,7 @@ class RunStore:
         self._runs: dict[str, RunRecord] = {}
         self._session: dict[str, _Episodes] = {}
         self._next_number = 1
+        self._revision = 0
         self._disk: sqlite3.Connection | None = None  # the writer's; None in memory mode
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
@@ -272,6 +277,7 @@ class RunStore:
             self._next_number += 1
             self._runs[run_uid] = RunRecord(number, run_uid, params, float(started))
             self._session[run_uid] = _Episodes()
+            self._revision += 1
             self._queue.put((_RUN, run_uid, number, params, float(started), os.getpid(), HOST))
         return number
 
@@ -289,6 +295,7 @@ class RunStore:
             record.total_steps += steps
             if record.last_episode_at is None or wall_time > record.last_episode_at:
                 record.last_episode_at = wall_time
+            self._revision += 1
             self._queue.put((_EPISODE, run_uid, index, score, steps, wall_time, record.finished,
                              record.best, record.total_steps, record.last_episode_at))
 
@@ -300,6 +307,7 @@ class RunStore:
         with self._lock:
             record = self._runs[run_uid]
             record.avg_score, record.state, record.ended = avg, state, float(ended)
+            self._revision += 1
             self._queue.put((_END, run_uid, avg, state, float(ended)))
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -336,6 +344,11 @@ class RunStore:
     def on_disk(self) -> bool:
         """True while runs are being saved to the file."""
         return self._disk is not None
+
+    @property
+    def revision(self) -> int:
+        """Grows with every change to what :meth:`runs` returns: redraw only when it moved."""
+        return self._revision
 
     def runs(self) -> list[RunRecord]:
         """Every run, past and current, by number (copies: safe to keep). Never touches disk."""
@@ -457,6 +470,7 @@ class RunStore:
             number = conn.execute("SELECT max(number) + 1 FROM runs").fetchone()[0]
             with self._lock:
                 self._runs[uid].number = number
+                self._revision += 1
                 self._next_number = max(self._next_number, number + 1)
         conn.execute(
             "INSERT INTO runs (run_uid, number, episodes, deterministic, seed, env_id, address, "
