@@ -9,7 +9,9 @@ opening the database never marks another live process's run failed).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from typing import Iterator
 
 V1 = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -65,6 +67,19 @@ class UnusableSchema(Exception):
     """A database this program must not write to: from a newer version, or not ours at all."""
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` on an autocommit connection; rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
+            conn.execute("ROLLBACK")
+        raise
+
+
 def version_of(conn: sqlite3.Connection) -> int:
     """The schema version of ``conn``'s database; 0 for an empty database."""
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -88,15 +103,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     found = version_of(conn)
     if found == VERSION:
         return found
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         found = version_of(conn)  # another process may have migrated while we waited
         for script in MIGRATIONS[found:]:
             for statement in script.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return found

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 import platformdirs
 
-from env.schema import RUN_COLUMNS, UnusableSchema, migrate, version_of
+from env.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
 
 MEMORY = ":memory:"
 LINGER = 0.05  # seconds the writer waits to gather a batch; an episode is never held longer
@@ -231,15 +231,10 @@ class RunStore:
         dead = [(uid,) for uid, pid, host in rows if not _pid_alive(pid, host)]
         if not dead:
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.executemany(
                 "UPDATE runs SET state = 'failed', ended = coalesce(ended, last_episode_at, started) "
                 "WHERE run_uid = ? AND state = 'running'", dead)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _load(self, conn: sqlite3.Connection) -> None:
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY number"):
@@ -426,35 +421,33 @@ class RunStore:
         if conn is None or not ops:
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            episodes: list[tuple] = []
-            summaries: dict[str, tuple] = {}
-            for op in ops:
-                if op[0] == _EPISODE:
-                    episodes.append(op[1:6])
-                    summaries[op[1]] = op[6:]
-                    continue
-                self._insert_episodes(conn, episodes)
-                if op[0] == _RUN:
-                    self._insert_run(conn, *op[1:])
-                else:
-                    _, uid, avg, state, ended = op
-                    conn.execute("UPDATE runs SET avg_score = ?, state = ?, ended = ? WHERE run_uid = ?",
-                                 (avg, state, ended, uid))
-            self._insert_episodes(conn, episodes)
-            conn.executemany(
-                "UPDATE runs SET finished = ?, best = ?, total_steps = ?, last_episode_at = ? "
-                "WHERE run_uid = ?", [(*summary, uid) for uid, summary in summaries.items()])
-            conn.execute("COMMIT")
-        except Exception as error:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            with transaction(conn):
+                self._apply(conn, ops)
+        except Exception as error:  # whatever it is, the file is given up, the session kept
             conn.close()
             self._disk = None
             self._report(describe(error, self.path))
+
+    def _apply(self, conn: sqlite3.Connection, ops: list[tuple]) -> None:
+        """Queue order is kept: a run's row goes in before its episodes."""
+        episodes: list[tuple] = []
+        summaries: dict[str, tuple] = {}  # the latest per run wins
+        for op in ops:
+            if op[0] == _EPISODE:
+                episodes.append(op[1:6])
+                summaries[op[1]] = op[6:]
+                continue
+            self._insert_episodes(conn, episodes)
+            if op[0] == _RUN:
+                self._insert_run(conn, *op[1:])
+            else:
+                _, uid, avg, state, ended = op
+                conn.execute("UPDATE runs SET avg_score = ?, state = ?, ended = ? WHERE run_uid = ?",
+                             (avg, state, ended, uid))
+        self._insert_episodes(conn, episodes)
+        conn.executemany(
+            "UPDATE runs SET finished = ?, best = ?, total_steps = ?, last_episode_at = ? "
+            "WHERE run_uid = ?", [(*summary, uid) for uid, summary in summaries.items()])
 
     @staticmethod
     def _insert_episodes(conn: sqlite3.Connection, episodes: list[tuple]) -> None:
