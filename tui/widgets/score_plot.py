@@ -230,8 +230,7 @@ class _Canvas:
         labels: dict[int, tuple[str, str]] = {}
         for value, name in wanted:
             row = int(self.pixel_rows([value])[0]) // 4
-            if all(abs(row - taken) > 1 for taken in labels) or not labels:
-                labels[row] = (_short(value), name)
+            labels.setdefault(row, (_short(value), name))
         return labels
 
     # --- data ----------------------------------------------------------------------
@@ -291,7 +290,7 @@ class _Canvas:
         starts = starts[starts > 0]  # the first episode starts a run but is no boundary
         first, stop = np.searchsorted(starts, [start, end])
         if stop - first <= self.cols // 2:
-            self.ticks = np.diff(np.searchsorted(starts, cell_edges)) > 0
+            self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
         self.x_labels = self._x_labels(lo, start, end)
         rolling = history.rolling_mean_at(end - 1, plot.window)
         self.summary = f"mean({plot.window}) {rolling:.1f} · {end:,} episodes"
@@ -312,11 +311,8 @@ class _Canvas:
         first_tick = (start // step + 1) * step
         ticks = [start + 1] + list(range(first_tick, end + 1, step))
         free_from = 0
-        for episode in ticks:
-            column = int(np.searchsorted(lo, episode - 1))
-            if column == len(lo) or lo[column] != episode - 1:
-                column -= 1  # the episode is inside the column before
-            cell = column // 2
+        cells = _first_columns(lo, np.array(ticks) - 1) // 2
+        for episode, cell in zip(ticks, cells.tolist()):
             text = _short(episode)
             cell = min(cell, self.cols - len(text))
             if cell >= free_from and cell >= 0:
@@ -404,6 +400,14 @@ def _window_means(sums: np.ndarray, offset: int, lo: np.ndarray, hi: np.ndarray)
     b = np.clip(hi - offset, 0, count)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(b > a, (sums[b] - sums[a]) / (b - a), np.nan)
+
+
+def _first_columns(lo: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+    """First column showing each episode, given each column's first episode ``lo`` (sorted)."""
+    columns = np.searchsorted(lo, episodes)
+    exact = columns < len(lo)
+    exact[exact] = lo[columns[exact]] == episodes[exact]
+    return np.where(exact, columns, columns - 1)
 
 
 def _last_in_bins(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
