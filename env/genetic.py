@@ -1,0 +1,90 @@
+"""One generation of a genetic algorithm over (K, n) flat weight vectors, vectorised.
+
+The published (deap) evolution's operators — tournament selection on fitness,
+two-point crossover of neighbouring pairs, Gaussian mutation — plus truncation
+selection (parents drawn from the fittest fraction) and elitism (the fittest row
+kept unchanged). ``TOURNAMENT`` is the published operators with elitism; ``SWARM`` is what
+the built-in swarm uses: measured in-process over 10 seeds it needs a median of
+~17k CartPole steps to a solved vote, against ~30k and outliers past 120k for
+``TOURNAMENT``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GeneticSettings:
+    """Operator probabilities and sizes of one generation."""
+
+    selection: str = "tournament"  # or "truncation"
+    tournament_size: int = 3
+    parents_fraction: float = 0.2  # truncation: parents are this fraction of the fittest
+    crossover_prob: float = 0.5  # per pair of offspring
+    mutation_prob: float = 1.0  # per offspring
+    gene_mutation_prob: float = 1.0  # per weight of a mutated offspring
+    sigma: float = 0.1  # standard deviation of the Gaussian noise
+    elitism: bool = True
+
+
+def tournament(fitness: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` winners, each the fittest of ``size`` drawn with replacement."""
+    entrants = rng.integers(0, len(fitness), size=(n, size))
+    return entrants[np.arange(n), np.argmax(fitness[entrants], axis=1)]
+
+
+def truncation(fitness: np.ndarray, n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` parents drawn uniformly from the fittest ``fraction`` (at least one)."""
+    parents = np.argsort(-fitness, kind="stable")[:max(1, round(fraction * len(fitness)))]
+    return rng.choice(parents, size=n)
+
+
+def two_point_crossover(pop: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Swap a random slice between rows 0↔1, 2↔3, … (each pair with probability ``prob``)."""
+    out = pop.copy()
+    pairs, n = len(pop) // 2, pop.shape[1]
+    if pairs == 0 or n < 2:
+        return out
+    # deap's cxTwoPoint: points in 1..n-1, the second moved up when they collide.
+    a = rng.integers(1, n, size=pairs)
+    b = rng.integers(1, n - 1, size=pairs)
+    b = np.where(b >= a, b + 1, b)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    index = np.arange(n)
+    swap = (index >= low[:, None]) & (index < high[:, None]) & (rng.random(pairs) < prob)[:, None]
+    first, second = out[0:2 * pairs:2], out[1:2 * pairs:2]
+    out[0:2 * pairs:2] = np.where(swap, second, first)
+    out[1:2 * pairs:2] = np.where(swap, first, second)
+    return out
+
+
+def gaussian_mutation(pop: np.ndarray, settings: GeneticSettings, rng: np.random.Generator) -> np.ndarray:
+    """Add N(0, sigma²) to each weight with ``gene_mutation_prob`` in rows picked with ``mutation_prob``."""
+    rows = rng.random(len(pop)) < settings.mutation_prob
+    genes = rng.random(pop.shape) < settings.gene_mutation_prob
+    return pop + (rows[:, None] & genes) * rng.normal(0.0, settings.sigma, size=pop.shape)
+
+
+def next_generation(pop: np.ndarray, fitness, settings: GeneticSettings,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``."""
+    fitness = np.asarray(fitness, dtype=np.float64)
+    if pop.ndim != 2 or len(fitness) != len(pop):
+        raise ValueError(f"need one fitness per row: {len(fitness)} for a population of shape {pop.shape}")
+    if settings.selection == "truncation":
+        chosen = pop[truncation(fitness, len(pop), settings.parents_fraction, rng)]
+    elif settings.selection == "tournament":
+        chosen = pop[tournament(fitness, len(pop), settings.tournament_size, rng)]
+    else:
+        raise ValueError(f"unknown selection {settings.selection!r}")
+    offspring = gaussian_mutation(two_point_crossover(chosen, settings.crossover_prob, rng), settings, rng)
+    if settings.elitism:
+        offspring[0] = pop[int(np.argmax(fitness))]
+    return offspring
+
+
+TOURNAMENT = GeneticSettings()
+SWARM = GeneticSettings(selection="truncation", crossover_prob=0.0)

@@ -1,0 +1,101 @@
+"""A population of K actor-critic MLPs in batched numpy arrays.
+
+Each model has the published RLGym model's shape — policy and value nets 4→16→16
+(tanh), an action head 16→2 and a value head 16→1, 755 weights — and its weights
+live in one row of a (K, 755) array in the published flat order (torch's
+``parameters()`` order: policy_net, value_net, action_net, value head; each layer's
+weight (out × in) then bias). Every layer is a (K, …) view into that array, so a
+forward pass for all K models is one 3-D matmul per layer, and a row is exactly the
+vector the evolution GETs and SETs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OBS_SIZE = 4
+HIDDEN = 16
+N_ACTIONS = 2
+
+# (name, shape) in the published flat order.
+LAYOUT: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("pi_w0", (HIDDEN, OBS_SIZE)), ("pi_b0", (HIDDEN,)),
+    ("pi_w1", (HIDDEN, HIDDEN)), ("pi_b1", (HIDDEN,)),
+    ("vf_w0", (HIDDEN, OBS_SIZE)), ("vf_b0", (HIDDEN,)),
+    ("vf_w1", (HIDDEN, HIDDEN)), ("vf_b1", (HIDDEN,)),
+    ("act_w", (N_ACTIONS, HIDDEN)), ("act_b", (N_ACTIONS,)),
+    ("val_w", (1, HIDDEN)), ("val_b", (1,)),
+)
+N_WEIGHTS = sum(int(np.prod(shape)) for _, shape in LAYOUT)  # 755
+
+
+def _slices() -> dict[str, slice]:
+    out, start = {}, 0
+    for name, shape in LAYOUT:
+        size = int(np.prod(shape))
+        out[name] = slice(start, start + size)
+        start += size
+    return out
+
+
+SLICES = _slices()
+# The weights that decide actions (the value net and head only matter for learning).
+POLICY_MASK = np.zeros(N_WEIGHTS, dtype=bool)
+for _name in ("pi_w0", "pi_b0", "pi_w1", "pi_b1", "act_w", "act_b"):
+    POLICY_MASK[SLICES[_name]] = True
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, stable for large logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Population:
+    """K policy models as one (K, 755) float64 array with per-layer views.
+
+    ``Population(k, seed)`` initialises like torch's ``nn.Linear`` (uniform in
+    ±1/sqrt(fan_in)); ``weights`` is the (K, 755) array itself, so writing a row
+    changes that model.
+    """
+
+    def __init__(self, k: int, seed: int | None = None):
+        if k < 1:
+            raise ValueError(f"a population needs at least one model, got {k}")
+        self.k = k
+        self.weights = np.empty((k, N_WEIGHTS))
+        self.layers = {name: self.weights[:, SLICES[name]].reshape(k, *shape) for name, shape in LAYOUT}
+        rng = np.random.default_rng(seed)
+        for name, shape in LAYOUT:
+            fan_in = shape[-1] if name.endswith(("w0", "w1", "_w")) else self._fan_in_of_bias(name)
+            bound = 1.0 / np.sqrt(fan_in)
+            self.layers[name][...] = rng.uniform(-bound, bound, size=(k, *shape))
+
+    @staticmethod
+    def _fan_in_of_bias(name: str) -> int:
+        return dict(LAYOUT)[name.replace("_b", "_w")][-1]
+
+    def set_model(self, index: int, weights) -> None:
+        """Load one model's flat weight vector (published order); ValueError on a bad length."""
+        vector = np.asarray(weights, dtype=np.float64)
+        if vector.shape != (N_WEIGHTS,):
+            raise ValueError(f"a model has {N_WEIGHTS} weights, got shape {vector.shape}")
+        if not np.all(np.isfinite(vector)):
+            raise ValueError("weights must be finite numbers")
+        self.weights[index] = vector
+
+    def logits(self, obs) -> np.ndarray:
+        """Action logits (K, 2) of every model for one observation (4,) or one per model (K, 4)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        L = self.layers
+        if obs.ndim == 1:
+            h = np.tanh(L["pi_w0"] @ obs + L["pi_b0"])
+        else:
+            h = np.tanh(np.matmul(L["pi_w0"], obs[:, :, None])[:, :, 0] + L["pi_b0"])
+        h = np.tanh(np.matmul(L["pi_w1"], h[:, :, None])[:, :, 0] + L["pi_b1"])
+        return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
+
+    def probabilities(self, obs) -> np.ndarray:
+        """Action probabilities (K, 2) of every model."""
+        return softmax(self.logits(obs))
