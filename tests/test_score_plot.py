@@ -137,6 +137,24 @@ async def test_redraws_only_when_data_changed_and_only_when_shown():
         await until(pilot, lambda: plot.rebuilds > rebuilds, "redraw once shown again")
 
 
+async def test_repaints_between_ticks_reuse_the_cached_plot():
+    history = ScoreHistory()
+    plot = ScorePlot(history, redraw_hz=0.1)  # no tick fires during this test
+    async with PlotApp(plot).run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: plot.rebuilds == 1, "first draw")
+        history.extend([500.0] * 50, 1)
+        rendered = plot.lines_rendered
+        for _ in range(3):  # repaints the app causes for other reasons
+            plot.refresh()
+            await pilot.pause()
+        assert plot.lines_rendered > rendered
+        assert plot.rebuilds == 1 and plot.ticks == 0
+        assert "waiting for episodes" in "".join(lines(plot))
+        plot._tick()  # what the timer does
+        await until(pilot, lambda: plot.rebuilds == 2, "redraw after the tick")
+        assert "waiting for episodes" not in "".join(lines(plot))
+
+
 async def test_last_n_and_window_settings_change_the_picture():
     history = ScoreHistory()
     history.extend(np.arange(1000) % 500, 1)

@@ -86,9 +86,10 @@ class ScorePlot(Widget, can_focus=True):
         self.summary_in_subtitle = summary_in_subtitle
         self.summary = ""
         """Latest rolling mean and episode count, as text (also the border subtitle unless turned off)."""
-        self._cache_key: tuple | None = None
+        self._view_key: tuple | None = None
         self._strips: list[Strip] = []
         self._drawn_data_key: tuple | None = None
+        self._data_due = False  # set by the timer: the next paint draws the new data
         self.rebuilds = 0
         """How many times the strips were rebuilt from data (for tests and benchmarks)."""
         self.lines_rendered = 0
@@ -103,6 +104,7 @@ class ScorePlot(Widget, can_focus=True):
     @history.setter
     def history(self, history: ScoreHistory | None) -> None:
         self._history = history
+        self._data_due = True
         self.refresh()
 
     @property
@@ -140,6 +142,7 @@ class ScorePlot(Widget, can_focus=True):
     def _tick(self) -> None:
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
+            self._data_due = True
             self.refresh()
 
     def _shown(self) -> bool:
@@ -152,17 +155,21 @@ class ScorePlot(Widget, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._cache_key = None
+        self._view_key = None
 
     def render_line(self, y: int) -> Strip:
+        """A line of the cached plot, rebuilt first if the view changed or the timer found new data.
+
+        Paints caused by anything else (layout, focus) reuse the cache, so new data is drawn
+        at most once per timer tick however often the app appends or repaints.
+        """
         self.lines_rendered += 1
         width, height = self.size
-        data_key = self._data_key()
-        key = (data_key, width, height, self.window, self.last_n, self.y_min, self.y_max,
-               self.threshold)
-        if key != self._cache_key:
+        view_key = (width, height, self.window, self.last_n, self.y_min, self.y_max, self.threshold)
+        if view_key != self._view_key or self._data_due:
+            self._drawn_data_key = self._data_key()
             self._strips = self.build_strips(width, height)
-            self._cache_key, self._drawn_data_key = key, data_key
+            self._view_key, self._data_due = view_key, False
             self.rebuilds += 1
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
 
@@ -292,8 +299,10 @@ class _Canvas:
         if stop - first <= self.cols // 2:
             self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
         self.x_labels = self._x_labels(lo, start, end)
-        rolling = history.rolling_mean_at(end - 1, plot.window)
-        self.summary = f"mean({plot.window}) {rolling:.1f} · {end:,} episodes"
+        parts = [f"mean({plot.window}) {history.rolling_mean_at(end - 1, plot.window):.1f}"]
+        if len(averages):
+            parts.append(f"run avg {averages[-1]:.1f}")
+        self.summary = " · ".join(parts + [f"{end:,} episodes"])
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
         """Turn dot grids into braille cells, front layers over back ones."""
