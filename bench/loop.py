@@ -1,0 +1,307 @@
+"""Steps/s of one CartPole environment + agent loop over four transports, side by side.
+
+    python -m bench.loop [--steps N] [--swergio-seconds S]
+
+(a) one process, no sockets; (b) two processes, a direct socket with our framing;
+(c) three processes: our Broker, and our Component on both sides; (d) the same through
+swergio 0.0.2's Server and Client as shipped (slow, so bounded by time). The environment
+(gymnasium CartPole-v1, reset when an episode ends) and the agent (a noisy hand-written
+policy) are the same code in every set-up. Loopback only; every set-up is bounded in
+steps and time; the run prints a line per set-up as it goes, then a table and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import queue
+import random
+import socket
+import sys
+import threading
+import time
+
+import gymnasium
+import swergio
+from swergio import MESSAGE_TYPE, Trigger
+
+from env import protocol
+from env.broker import Broker
+from env.transport import Component
+
+HOST = protocol.LOOPBACK
+SETUP_TIMEOUT = 120.0  # seconds; a set-up that takes longer is reported as timed out
+READY = "READY"
+
+
+# --- the loop's two halves, the same in every set-up ------------------------------------------
+
+
+class CartPole:
+    """CartPole-v1 speaking the network's observation payloads; resets when an episode ends."""
+
+    def __init__(self, seed: int = 0):
+        self.env = gymnasium.make("CartPole-v1")
+        self.seed = seed
+
+    def first(self) -> dict:
+        obs, _ = self.env.reset(seed=self.seed)
+        return protocol.observation(obs, deterministic=False)
+
+    def step(self, message: dict) -> dict:
+        action = message["ACTION"]
+        obs, reward, terminated, truncated, _ = self.env.step(action[0])
+        done = terminated or truncated
+        if done:
+            obs, _ = self.env.reset()
+        return protocol.observation(obs, False, reward=reward, done=done, action=action)
+
+
+class Agent:
+    """Leans the cart under the pole, with a random action one step in five."""
+
+    def __init__(self, seed: int = 1):
+        self.rng = random.Random(seed)
+
+    def act(self, message: dict) -> dict:
+        _, _, angle, velocity = message["OBSERVATION"]
+        action = self.rng.randrange(2) if self.rng.random() < 0.2 else int(angle + 0.5 * velocity > 0)
+        return {"ACTION": [action]}
+
+
+class EnvironmentSide:
+    """The environment as an event handler: answers each ACTION with the next observation.
+
+    The agent's READY message starts the clock; the run ends after ``steps`` steps or
+    ``seconds``, whichever comes first.
+    """
+
+    def __init__(self, steps: int, seconds: float):
+        self.cartpole = CartPole()
+        self.steps, self.seconds = steps, seconds
+        self.count = 0
+        self.started = self.elapsed = 0.0
+        self.finished = threading.Event()
+
+    def on_action(self, message: dict) -> dict | None:
+        if message.get(READY):
+            self.started = time.perf_counter()
+            return self.cartpole.first()
+        if self.finished.is_set():
+            return None
+        reply = self.cartpole.step(message)
+        self.count += 1
+        self.elapsed = time.perf_counter() - self.started
+        if self.count >= self.steps or self.elapsed >= self.seconds:
+            self.finished.set()
+            return None
+        return reply
+
+
+# --- (a) one process -------------------------------------------------------------------------
+
+
+def run_in_process(steps: int) -> tuple[int, float]:
+    cartpole, agent = CartPole(), Agent()
+    started = time.perf_counter()
+    observation = cartpole.first()
+    for _ in range(steps):
+        observation = cartpole.step(agent.act(observation))
+    return steps, time.perf_counter() - started
+
+
+# --- (b) a direct socket ------------------------------------------------------------------------
+
+
+def _read_frame(reader) -> dict | None:
+    header = reader.read(protocol.HEADER_LENGTH)
+    if not header:
+        return None
+    return protocol.decode_body(reader.read(protocol.parse_header(header)))
+
+
+def _nodelay(sock: socket.socket) -> socket.socket:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def direct_environment(steps: int, ports: mp.Queue, results: mp.Queue) -> None:
+    with socket.create_server((HOST, 0)) as listener:
+        ports.put(listener.getsockname()[1])
+        conn, _ = listener.accept()
+    cartpole = CartPole()
+    with _nodelay(conn), conn.makefile("rb") as reader:
+        started = time.perf_counter()
+        observation = cartpole.first()
+        for _ in range(steps):
+            conn.sendall(protocol.encode_frame(protocol.custom(protocol.OBSERVATION, **observation)))
+            observation = cartpole.step(_read_frame(reader))
+        results.put((steps, time.perf_counter() - started))
+
+
+def direct_agent(port: int) -> None:
+    agent = Agent()
+    with _nodelay(socket.create_connection((HOST, port))) as conn, conn.makefile("rb") as reader:
+        while (observation := _read_frame(reader)) is not None:
+            conn.sendall(protocol.encode_frame(protocol.custom(protocol.ACTION, **agent.act(observation))))
+
+
+# --- (c) and (d): a broker and two swergio-style clients ----------------------------------------
+
+
+def our_broker(ports: mp.Queue, stop: mp.Event) -> None:
+    broker = Broker(HOST, 0).start()
+    ports.put(broker.port)
+    stop.wait(SETUP_TIMEOUT)
+    broker.stop()
+
+
+def swergio_server(ports: mp.Queue, stop: mp.Event) -> None:
+    sys.stdout = open(os.devnull, "w")  # it prints a line per message
+    server = swergio.Server(HOST, 0, protocol.FORMAT, protocol.HEADER_LENGTH)
+    server.server.listen()  # start() listens again; this lets us publish the port first
+    ports.put(server.server.getsockname()[1])
+    threading.Thread(target=server.start, daemon=True).start()
+    stop.wait(SETUP_TIMEOUT)
+    os._exit(0)  # its per-client threads are not daemons
+
+
+def _client(kind: str, name: str, port: int):
+    if kind == "ours":
+        component = Component(name, HOST, port)
+        return component, component.start
+    client = swergio.Client(name, HOST, port, protocol.FORMAT, protocol.HEADER_LENGTH)
+
+    def listen():
+        with contextlib.suppress(OSError):  # its close() after EOF may hit the dead socket
+            client.listen()
+
+    return client, lambda: threading.Thread(target=listen, daemon=True).start()
+
+
+def client_environment(kind: str, port: int, steps: int, seconds: float, ready: mp.Event,
+                       results: mp.Queue) -> None:
+    side = EnvironmentSide(steps, seconds)
+    client, start = _client(kind, "environment", port)
+    client.add_eventHandler(side.on_action, MESSAGE_TYPE.DATA.CUSTOM, responseRooms=protocol.OBSERVATION,
+                            trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.ACTION))
+    start()
+    ready.set()
+    side.finished.wait(SETUP_TIMEOUT)
+    results.put((side.count, side.elapsed))
+    with contextlib.suppress(OSError):
+        client.close()
+
+
+def client_agent(kind: str, port: int, stop: mp.Event) -> None:
+    agent = Agent()
+    client, start = _client(kind, "agent", port)
+    client.add_eventHandler(agent.act, MESSAGE_TYPE.DATA.CUSTOM, responseRooms=protocol.ACTION,
+                            trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.OBSERVATION))
+    start()
+    # Sent after our joins on the same connection, so the first observation finds us joined.
+    client.send({"ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.ACTION, READY: True})
+    stop.wait(SETUP_TIMEOUT)
+    with contextlib.suppress(OSError):
+        client.close()
+
+
+# --- running the set-ups --------------------------------------------------------------------------
+
+
+class Processes:
+    """Child processes of one set-up; all of them are ended when the set-up is over."""
+
+    def __init__(self, context):
+        self.context = context
+        self.children: list[mp.Process] = []
+
+    def start(self, target, *args) -> None:
+        child = self.context.Process(target=target, args=args, daemon=True)
+        child.start()
+        self.children.append(child)
+
+    def result(self, results: mp.Queue, timeout: float):
+        """The set-up's result; RuntimeError at once if a child dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                return results.get(timeout=0.2)
+            for child in self.children:
+                if child.exitcode not in (None, 0):
+                    raise RuntimeError(f"{child.name} failed (exit code {child.exitcode})")
+        raise TimeoutError(f"no result within {timeout:g} s")
+
+    def end(self) -> None:
+        for child in self.children:
+            child.join(2)
+            if child.is_alive():
+                child.terminate()
+                child.join(2)
+
+
+def run_direct(context, steps: int) -> tuple[int, float]:
+    ports, results, children = context.Queue(), context.Queue(), Processes(context)
+    try:
+        children.start(direct_environment, steps, ports, results)
+        children.start(direct_agent, ports.get(timeout=SETUP_TIMEOUT))
+        return children.result(results, SETUP_TIMEOUT)
+    finally:
+        children.end()
+
+
+def run_brokered(context, kind: str, steps: int, seconds: float) -> tuple[int, float]:
+    ports, results, children = context.Queue(), context.Queue(), Processes(context)
+    stop, ready = context.Event(), context.Event()
+    try:
+        children.start(our_broker if kind == "ours" else swergio_server, ports, stop)
+        port = ports.get(timeout=SETUP_TIMEOUT)
+        children.start(client_environment, kind, port, steps, seconds, ready, results)
+        if not ready.wait(SETUP_TIMEOUT):
+            raise TimeoutError("the environment did not come up")
+        children.start(client_agent, kind, port, stop)
+        return children.result(results, SETUP_TIMEOUT + seconds)
+    finally:
+        stop.set()
+        children.end()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.loop", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=5000, help="steps per set-up (default 5000)")
+    parser.add_argument("--swergio-seconds", type=float, default=3.0,
+                        help="time bound of the swergio 0.0.2 set-up (default 3 s)")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.swergio_seconds <= 0:
+        parser.error("--steps must be >= 1 and --swergio-seconds > 0")
+    context = mp.get_context("spawn")
+    setups = {
+        "a": ("one process, no sockets", lambda: run_in_process(args.steps)),
+        "b": ("direct socket, our framing", lambda: run_direct(context, args.steps)),
+        "c": ("our Broker + Component", lambda: run_brokered(context, "ours", args.steps, SETUP_TIMEOUT)),
+        "d": ("swergio 0.0.2 Server + Client",
+              lambda: run_brokered(context, "swergio", args.steps, args.swergio_seconds)),
+    }
+    rates = {}
+    print(f"CartPole-v1 loop, {args.steps} steps per set-up ((d) bounded by {args.swergio_seconds:g} s), "
+          f"loopback, {os.cpu_count()} CPUs", flush=True)
+    for key, (label, run) in setups.items():
+        steps, seconds = run()
+        rates[key] = steps / seconds if seconds > 0 else float("nan")
+        print(f"  ({key}) {label:<30} {rates[key]:>11,.0f} steps/s   ({steps} steps in {seconds:.2f} s)",
+              flush=True)
+    print()
+    print(f"{'set-up':<36}{'steps/s':>12}{'vs (a)':>10}")
+    for key, (label, _) in setups.items():
+        print(f"({key}) {label:<32}{rates[key]:>12,.0f}{rates[key] / rates['a']:>10.3f}")
+    print()
+    c_of_b, c_over_d = rates["c"] / rates["b"], rates["c"] / rates["d"]
+    print(f"(c) / (b) = {c_of_b:.0%}   target >= 50%   {'met' if c_of_b >= 0.5 else 'MISSED'}")
+    print(f"(c) / (d) = {c_over_d:,.0f}x   target >= 250x   {'met' if c_over_d >= 250 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
