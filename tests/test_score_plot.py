@@ -172,7 +172,7 @@ async def test_last_n_and_window_settings_change_the_picture():
             windows.append(plot.window)
         assert sorted(windows) == sorted(ScorePlot.WINDOWS)
         await pilot.pause()
-        assert plot.summary.startswith(f"mean({plot.window})")
+        assert plot.summary.startswith(f"━ mean({plot.window})")
 
 
 async def test_overlay_is_drawn_in_its_own_colour_at_its_height():
@@ -183,6 +183,7 @@ async def test_overlay_is_drawn_in_its_own_colour_at_its_height():
         rows = [y for y in range(PLOT_ROWS) if cells_styled(plot, y, "score-plot--overlay-1")]
         assert rows == [3]
         assert len(cells_styled(plot, 3, "score-plot--overlay-1")) == plot.size.width - LEFT
+        assert "━ earlier run" in plot.summary
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 2), (10, 3), (40, 8), (200, 50), (80, 24)])

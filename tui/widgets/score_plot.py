@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -85,7 +86,7 @@ class ScorePlot(Widget, can_focus=True):
         self.last_n_size = last_n_size
         self.summary_in_subtitle = summary_in_subtitle
         self.summary = ""
-        """Latest rolling mean and episode count, as text (also the border subtitle unless turned off)."""
+        """Legend and latest figures as plain text; styled, it is the border subtitle unless turned off."""
         self._view_key: tuple | None = None
         self._strips: list[Strip] = []
         self._drawn_data_key: tuple | None = None
@@ -180,9 +181,12 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = _Canvas(self, width, height)
         canvas.draw(self._history)
-        self.summary = canvas.summary
-        if self.summary_in_subtitle and self.border_subtitle != self.summary:
-            self.border_subtitle = self.summary
+        legend = Text(" · ").join(
+            Text(part, _foreground(styles.by_name[name]) if name else Style())
+            for part, name in canvas.legend)
+        if self.summary_in_subtitle and legend.plain != self.summary:
+            self.border_subtitle = legend
+        self.summary = legend.plain
         return canvas.strips(styles)
 
 
@@ -212,7 +216,7 @@ class _Canvas:
         self.layer = np.zeros((self.rows, self.cols), dtype=np.int8)
         self.ticks = np.zeros(self.cols, dtype=bool)
         self.x_labels = " " * self.cols
-        self.summary = ""
+        self.legend: list[tuple[str, str | None]] = []  # (text, component drawn in that colour)
 
     # --- y scale -----------------------------------------------------------------
 
@@ -299,10 +303,13 @@ class _Canvas:
         if stop - first <= self.cols // 2:
             self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
         self.x_labels = self._x_labels(lo, start, end)
-        parts = [f"mean({plot.window}) {history.rolling_mean_at(end - 1, plot.window):.1f}"]
+        mean = history.rolling_mean_at(end - 1, plot.window)
+        self.legend = [(f"━ mean({plot.window}) {mean:.1f}", "score-plot--mean")]
         if len(averages):
-            parts.append(f"run avg {averages[-1]:.1f}")
-        self.summary = " · ".join(parts + [f"{end:,} episodes"])
+            self.legend.append((f"◆ run avg {averages[-1]:.1f}", "score-plot--average"))
+        self.legend += [(f"━ {overlay.label}", name)
+                        for overlay, name in zip(plot.overlays, OVERLAY_CLASSES) if overlay.label]
+        self.legend.append((f"{end:,} episodes", None))
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
         """Turn dot grids into braille cells, front layers over back ones."""
@@ -351,6 +358,11 @@ class _Canvas:
             out.append(Strip([Segment(" " * (pad + 1) + self.x_labels, axis)])
                        .adjust_cell_length(self.width, styles.base))
         return out
+
+
+def _foreground(style: Style) -> Style:
+    """A style's colour and weight without its background, for text on the border."""
+    return Style(color=style.color, bold=style.bold, dim=style.dim)
 
 
 def _runs(values: np.ndarray):
