@@ -75,6 +75,7 @@ class Broker:
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._peers: set[Peer] = set()
         self._doomed: list[Peer] = []
+        self._batch: dict[Peer, list[bytes]] | None = None  # frames routed while reading one recv
         self._rooms: dict[str, set[Peer]] = {room: set() for room in protocol.RESERVED_ROOMS}
         self._counters: dict[str, RoomCounters] = {room: RoomCounters() for room in protocol.RESERVED_ROOMS}
         self._stats_lock = threading.Lock()
@@ -211,6 +212,7 @@ class Broker:
         inbox = peer.inbox
         inbox += data
         offset = 0
+        self._batch = {}
         try:
             while len(inbox) - offset >= protocol.HEADER_LENGTH:
                 header = bytes(inbox[offset:offset + protocol.HEADER_LENGTH])
@@ -229,6 +231,7 @@ class Broker:
             return
         finally:
             del inbox[:offset]
+            self._flush_batch()
 
     def _handle(self, peer: Peer, body: bytes) -> None:
         message = protocol.decode_body(body)
@@ -299,6 +302,19 @@ class Broker:
                 self._send(member, wrapped)
 
     def _send(self, peer: Peer, frame: bytes) -> None:
+        # Frames from one recv (e.g. 20 LOGITS written at once) leave in one write per
+        # receiver: a loopback send costs ~15 µs, so one per frame dominated the routing.
+        if self._batch is not None:
+            self._batch.setdefault(peer, []).append(frame)
+        else:
+            self._write(peer, frame)
+
+    def _flush_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        for peer, frames in batch.items():
+            self._write(peer, frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _write(self, peer: Peer, frame: bytes) -> None:
         if peer.doomed is not None:
             return
         if peer.outbox:

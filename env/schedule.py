@@ -1,0 +1,142 @@
+"""Training schedules, as the published control script runs them, through a ControlClient.
+
+A round is: train N episodes (stochastic), evaluate M deterministic episodes, evolve.
+Added to the published script: when a round's evaluation reaches ``target`` the
+schedule confirms it with ``final_eval`` deterministic episodes and stops there if
+the confirmation holds (no evolution after a confirmed round, so the population
+that was measured is the one left running); otherwise it evolves and goes on. When
+no round was confirmed, a last ``final_eval``-episode evaluation gives
+``final_eval_avg``.
+
+Defaults (``DEFAULTS``): 20 training episodes a round — one solo episode per model
+of the 20-model swarm, i.e. one generation — 5 evaluation episodes, at most 40
+rounds, target 475 (CartPole-v1's reward threshold), 100 confirmation episodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .events import EpisodeFinished, RunFinished
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    rounds: int = 40
+    train: int = 20
+    evaluate: int = 5
+    final_eval: int = 100
+    target: float | None = 475.0
+
+    def __post_init__(self):
+        for name in ("rounds", "train", "evaluate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.final_eval < 0:
+            raise ValueError(f"final_eval must be >= 0, got {self.final_eval}")
+
+
+DEFAULTS = ScheduleSettings()
+
+
+@dataclass
+class RoundResult:
+    round: int
+    train_avg: float
+    eval_avg: float
+    train_seconds: float  # training wall time of this and all earlier rounds
+    wall_seconds: float  # since the schedule started, at the end of the round
+    train_steps: int  # training steps of this and all earlier rounds (CartPole: 1 reward a step)
+    confirm_avg: float | None = None  # the final_eval-episode check, when the round reached target
+    evolved: bool = False
+
+
+@dataclass
+class ScheduleResult:
+    settings: ScheduleSettings
+    rounds: list[RoundResult] = field(default_factory=list)
+    final_eval_avg: float | None = None
+    solved: bool = False  # a final evaluation reached target
+    wall_seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict: per round results, final_eval_avg, settings, wall time."""
+        return {"rounds": [asdict(r) for r in self.rounds], "final_eval_avg": self.final_eval_avg,
+                "solved": self.solved, "wall_seconds": self.wall_seconds, "settings": asdict(self.settings)}
+
+
+def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.train,
+                 evaluate: int = DEFAULTS.evaluate, on_round: Callable[[RoundResult], None] | None = None,
+                 on_episode: Callable[[EpisodeFinished], None] | None = None, *,
+                 final_eval: int = DEFAULTS.final_eval, target: float | None = DEFAULTS.target,
+                 seed: int | None = None, idle_timeout: float = 60.0) -> ScheduleResult:
+    """Run the schedule through ``control`` (a :class:`env.control.ControlClient`).
+
+    ``on_episode`` gets every finished episode (training, evaluation and final) while
+    the schedule runs; ``seed`` seeds each run's first reset with seed, seed+1, ….
+    """
+    settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
+    result = ScheduleResult(settings)
+    seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
+    started = time.monotonic()
+    train_seconds, train_steps = 0.0, 0
+
+    def run(episodes: int, deterministic: bool) -> RunFinished:
+        return control.run(episodes, deterministic, seed=next(seeds), idle_timeout=idle_timeout)
+
+    with _forwarding_episodes(control, on_episode):
+        for number in range(1, rounds + 1):
+            t0 = time.monotonic()
+            trained = run(train, False)
+            train_seconds += time.monotonic() - t0
+            train_steps += int(sum(trained.scores))
+            evaluated = run(evaluate, True)
+            current = RoundResult(number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps)
+            if final_eval and target is not None and evaluated.avg_score >= target:
+                current.confirm_avg = run(final_eval, True).avg_score
+                result.final_eval_avg = current.confirm_avg
+                result.solved = current.confirm_avg >= target
+            if not result.solved:
+                control.evolve()
+                current.evolved = True
+            current.wall_seconds = time.monotonic() - started
+            result.rounds.append(current)
+            if on_round is not None:
+                on_round(current)
+            if result.solved:
+                break
+        if not result.solved and final_eval:
+            result.final_eval_avg = run(final_eval, True).avg_score
+            result.solved = target is not None and result.final_eval_avg >= target
+        elif result.final_eval_avg is None:
+            result.final_eval_avg = result.rounds[-1].eval_avg
+    result.wall_seconds = time.monotonic() - started
+    return result
+
+
+class _forwarding_episodes:
+    """Chains ``on_episode`` onto the control client's ``on_event`` for the schedule's duration."""
+
+    def __init__(self, control, on_episode):
+        self.control, self.on_episode = control, on_episode
+
+    def __enter__(self):
+        if self.on_episode is None:
+            return self
+        self.previous = self.control.on_event
+        on_episode, previous = self.on_episode, self.previous
+
+        def on_event(event) -> None:
+            if previous is not None:
+                previous(event)
+            if isinstance(event, EpisodeFinished):
+                on_episode(event)
+        self.control.on_event = on_event
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.on_episode is not None:
+            self.control.on_event = self.previous
