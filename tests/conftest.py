@@ -30,3 +30,52 @@ def broker():
     instance = Broker("127.0.0.1", 0).start()
     yield instance
     instance.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def swergio_server():
+    """swergio.Server 0.0.2 as shipped, on 127.0.0.1 with a free port, in a daemon thread."""
+    import swergio
+
+    port = free_port()
+    server = swergio.Server("127.0.0.1", port, "utf-8", 10)
+    server.server.listen()  # start() listens again in its thread; this one makes connecting race-free
+    threading.Thread(target=server.start, daemon=True).start()
+    yield port
+    server.server.close()
+
+
+def start_swergio_client(client) -> threading.Thread:
+    """Run an unmodified swergio.Client's listen() in a daemon thread (its close-on-EOF may raise)."""
+
+    def listen():
+        try:
+            client.listen()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    return thread
+
+
+def swergio_random_agent(port: int, name: str = "agent"):
+    """An unmodified swergio 0.0.2 client answering each observation with an ACTION."""
+    import random
+
+    from swergio import MESSAGE_TYPE, Client, Trigger
+
+    client = Client(name, "127.0.0.1", port, "utf-8", 10)
+    rng = random.Random(0)
+    client.add_eventHandler(lambda msg: {"ACTION": [rng.randint(0, 1)]}, MESSAGE_TYPE.DATA.CUSTOM,
+                            responseRooms="action", trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "observation"))
+    start_swergio_client(client)
+    return client

@@ -1,0 +1,166 @@
+"""EnvironmentLogic: the seed's run accounting on gymnasium, without sockets."""
+
+import pytest
+
+from env import protocol
+from env.environment import EnvironmentLogic, EnvironmentObserver
+
+
+def balancing_action(obs) -> int:
+    """A hand-written controller that keeps CartPole up (pushes toward the fall)."""
+    return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+class Recorder(EnvironmentObserver):
+    def __init__(self):
+        self.episodes, self.runs, self.errors, self.steps = [], [], [], 0
+
+    def on_step(self, observation, reward, done):
+        self.steps += 1
+
+    def on_episode(self, event):
+        self.episodes.append(event)
+
+    def on_run_finished(self, event):
+        self.runs.append(event)
+
+    def on_error(self, event):
+        self.errors.append(event)
+
+
+def play(logic, policy, run_id, max_steps=100_000):
+    """Drive a started run to its end the way the network would; returns control messages."""
+    sent = []
+    obs = logic.last_payload["OBSERVATION"]
+    for _ in range(max_steps):
+        control, payload = logic.step({"ACTION": [policy(obs)], "ROOT_ID": run_id})
+        sent += control
+        if any(m.get("STATUS") == protocol.ENV_DONE for m in control):
+            return sent
+        obs = payload["OBSERVATION"]
+    raise AssertionError("run did not end")
+
+
+@pytest.fixture
+def logic():
+    instance = EnvironmentLogic(seed=3)
+    instance.recorder = Recorder()
+    instance.observers.append(instance.recorder)
+    return instance
+
+
+def start(logic, episodes, deterministic=False):
+    message = protocol.start_run(episodes, deterministic)
+    control, payload = logic.start(message)
+    logic.last_payload = payload
+    return message["RUN_ID"], control, payload
+
+
+def test_first_observation_carries_run_id_and_flag(logic):
+    run_id, control, payload = start(logic, 2, deterministic=True)
+    assert control == []
+    assert len(payload["OBSERVATION"]) == 4 and payload["DETERMINISTIC"] is True
+    assert payload["ROOT_ID"] == run_id
+    assert "REWARD" not in payload
+
+
+def test_run_accounting_matches_the_seed(logic):
+    run_id, _, _ = start(logic, 5)
+    sent = play(logic, lambda obs: 0, run_id)
+    episodes = [m for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+    done = [m for m in sent if m["STATUS"] == protocol.ENV_DONE]
+    assert [m["EPISODE"] for m in episodes] == [1, 2, 3, 4, 5]
+    assert len(done) == 1 and done[0]["TO_ROOM"] == protocol.CONTROL
+    scores = [m["SCORE"] for m in episodes]
+    assert done[0]["AVG_SCORE"] == pytest.approx(sum(scores) / 5)
+    assert all(m["SCORE"] == m["STEPS"] for m in episodes)  # reward 1 a step
+    assert logic.run is None
+    assert logic.recorder.runs[0].steps == sum(m["STEPS"] for m in episodes)
+
+
+def test_truncation_at_500_ends_an_episode(logic):
+    run_id, _, _ = start(logic, 1)
+    sent = play(logic, balancing_action, run_id)
+    episode = next(m for m in sent if m["STATUS"] == protocol.EPISODE_DONE)
+    assert episode["SCORE"] == 500 and episode["STEPS"] == 500
+
+
+def test_reply_on_the_step_that_ends_an_episode_is_the_next_episodes_first(logic):
+    run_id, _, _ = start(logic, 3)
+    obs = logic.last_payload["OBSERVATION"]
+    while True:
+        control, payload = logic.step({"ACTION": [0], "ROOT_ID": run_id})
+        if payload["DONE"]:
+            break
+    assert payload["REWARD"] == 1.0 and payload["ACTION"] == [0]
+    assert abs(payload["OBSERVATION"][2]) < 0.06  # a fresh pole, not a fallen one
+
+
+def test_stop_ends_the_run_over_finished_episodes(logic):
+    run_id, _, _ = start(logic, 1000)
+    obs = logic.last_payload["OBSERVATION"]
+    while len(logic.recorder.episodes) < 3:
+        _, payload = logic.step({"ACTION": [0], "ROOT_ID": run_id})
+    [done] = logic.stop()
+    assert done["STATUS"] == protocol.ENV_DONE and done["STOPPED"] is True and done["EPISODES"] == 3
+    assert done["AVG_SCORE"] == pytest.approx(sum(e.score for e in logic.recorder.episodes) / 3)
+    assert logic.stop() == []  # nothing running any more
+    assert logic.step({"ACTION": [0], "ROOT_ID": run_id}) == ([], None)
+
+
+@pytest.mark.parametrize("action, reason", [
+    (None, "missing"), ([], "list of one"), ([2], "out of range"), ([-1], "out of range"),
+    (["1"], "hold an int"), ([True], "hold an int"), (1, "list of one"), ([0.5], "hold an int"),
+])
+def test_bad_action_is_reported_and_changes_nothing(logic, action, reason):
+    run_id, _, _ = start(logic, 2)
+    message = {"ROOT_ID": run_id, "SENT_BY": "agg"}
+    if action is not None:
+        message["ACTION"] = action
+    state_before = logic.env.unwrapped.state.copy()
+    control, payload = logic.step(message)
+    assert payload is None
+    assert control[0]["STATUS"] == protocol.ENV_ERROR and reason in control[0]["ERROR"]
+    assert "agg" in control[0]["ERROR"]
+    assert (logic.env.unwrapped.state == state_before).all()
+    assert logic.run.steps == 0 and len(logic.recorder.errors) == 1
+    _, payload = logic.step({"ACTION": [1], "ROOT_ID": run_id})
+    assert payload is not None and logic.run.steps == 1
+
+
+def test_action_from_an_earlier_run_is_dropped_and_counted(logic):
+    old_run, _, _ = start(logic, 10)
+    new_run, control, _ = start(logic, 10)  # replaces the running one
+    assert control[0]["STATUS"] == protocol.ENV_DONE and control[0]["RUN_ID"] == old_run
+    assert logic.step({"ACTION": [0], "ROOT_ID": old_run}) == ([], None)
+    assert logic.stale_actions == 1 and logic.run.steps == 0
+    assert logic.step({"ACTION": [0], "ROOT_ID": new_run})[1] is not None
+
+
+def test_action_without_root_id_is_accepted_like_the_published_one(logic):
+    start(logic, 1)
+    assert logic.step({"ACTION": [1]})[1] is not None
+
+
+@pytest.mark.parametrize("bad", [0, -3, "5", 2.5, True, None])
+def test_bad_start_is_refused(logic, bad):
+    with pytest.raises(protocol.ProtocolError):
+        logic.start({"NR_OF_EPISODE": bad, "DETERMINISTIC": False})
+    assert logic.run is None
+
+
+def test_same_seed_same_episodes():
+    def scores(seed):
+        logic = EnvironmentLogic(seed=seed)
+        rec = Recorder()
+        logic.observers.append(rec)
+        logic.last_payload = logic.start(protocol.start_run(3, False))[1]
+        play(logic, lambda obs: int(obs[0] > 0), logic.run.run_id)
+        return [e.score for e in rec.episodes]
+    assert scores(7) == scores(7)
+    assert scores(7) != scores(8)
+
+
+def test_non_discrete_env_is_refused():
+    with pytest.raises(ValueError, match="discrete"):
+        EnvironmentLogic("Pendulum-v1")
