@@ -2,9 +2,11 @@
 
 1. Episodes per second through ``RunStore.add_episode`` until durable (flush), against
    a bare ``executemany`` of the same rows in one transaction on the same kind of file.
-2. What recording costs a run: a gymnasium CartPole loop with a random agent, steps/s
-   with ``add_episode`` after every episode against without, in alternating rounds.
-   Random episodes are short (~22 steps), so this is the worst case per step.
+2. What recording costs a run, steps/s with against without, in alternating rounds:
+   a bare gymnasium CartPole loop with a random agent calling ``add_episode`` after
+   every episode; and the environment's own logic (``EnvironmentLogic``, no sockets)
+   with the app's :class:`~env.recorder.StoreRecorder` attached. Random episodes are
+   short (~22 steps), so this is the worst case per step.
 
 Run: ``python -m bench.store [--episodes N] [--rounds R] [--run-episodes E]``.
 """
@@ -20,7 +22,11 @@ import tempfile
 import time
 
 import gymnasium as gym
+import numpy as np
 
+from env import protocol
+from env.environment import EnvironmentLogic
+from env.recorder import StoreRecorder
 from env.schema import migrate
 from env.store import RunStore
 
@@ -56,12 +62,23 @@ def raw_rate(path: str, n: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def run_loop(env, episodes: int, store: RunStore | None, uid: str) -> float:
-    """Steps/s of ``episodes`` random-agent episodes, recording each one if ``store`` is given."""
+class Clock:
+    """Wall time, this thread's CPU time and the other threads' (the store's writer) since creation."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu, self.main = time.perf_counter(), time.process_time(), time.thread_time()
+
+    def read(self, steps: int) -> tuple[int, float, float, float]:
+        main = time.thread_time() - self.main
+        return steps, time.perf_counter() - self.wall, main, time.process_time() - self.cpu - main
+
+
+def run_loop(env, episodes: int, store: RunStore | None, uid: str) -> tuple[int, float, float, float]:
+    """:meth:`Clock.read` of ``episodes`` random-agent episodes, recording each one if ``store``."""
     if store is not None:
         store.begin_run(uid, episodes=episodes, started=time.time(), **RUN_ARGS)
     steps_total = 0
-    start = time.perf_counter()
+    clock = Clock()
     env.reset()
     for index in range(episodes):
         score, steps, done = 0.0, 0, False
@@ -75,44 +92,73 @@ def run_loop(env, episodes: int, store: RunStore | None, uid: str) -> float:
     if store is not None:
         store.end_run(uid, avg_score=None, state="done", ended=time.time())
         store.flush(timeout=60)  # count the writer's work too
-    return steps_total / (time.perf_counter() - start)
+    return clock.read(steps_total)
+
+
+def logic_loop(logic: EnvironmentLogic, episodes: int, store: RunStore | None, uid: str) -> tuple[int, float, float, float]:
+    """:meth:`Clock.read` of the environment's logic driven by random actions, recorded if ``store``."""
+    logic.observers[:] = [StoreRecorder(store, "CartPole-v1", "127.0.0.1:0")] if store else []
+    actions = np.random.default_rng(0).integers(2, size=600).tolist()
+    clock = Clock()
+    logic.start(protocol.start_run(episodes, False, run_id=uid or None))
+    steps = 0
+    while logic.run is not None:
+        logic.step({"ACTION": [actions[steps % 600]], "ROOT_ID": logic.run.run_id})
+        steps += 1
+    if store is not None:
+        store.flush(timeout=60)
+    return clock.read(steps)
+
+
+def side_by_side(rounds: int, loop, *args) -> dict[str, list]:
+    """Rounds alternating without / with recording: each round's :meth:`Clock.read` per side."""
+    sides: dict[str, list] = {"without": [], "with": []}
+    with tempfile.TemporaryDirectory() as folder, RunStore.open(os.path.join(folder, "runs.sqlite3")) as store:
+        loop(*args, None, "")  # warm-up
+        for r in range(rounds):
+            sides["without"].append(loop(*args, None, ""))
+            sides["with"].append(loop(*args, store, f"round-{r}"))
+    return sides
+
+
+def report(name: str, rounds: int, episodes: int, sides: dict[str, list]) -> None:
+    """Wall-clock ratio (noisy on a shared machine) and the CPU each side spent per step (steady)."""
+    wall_ratios = [(w[0] / w[1]) / (p[0] / p[1]) for p, w in zip(sides["without"], sides["with"])]
+    plain, recorded = ([steps / wall for steps, wall, *_ in sides[k]] for k in ("without", "with"))
+    ratio = statistics.median(wall_ratios)
+    print(f"{name}: {statistics.median(plain):,.0f} steps/s without recording, "
+          f"{statistics.median(recorded):,.0f} with ({rounds} alternating rounds of {episodes} episodes)")
+    print(f"    wall: with/without = {ratio:.3f} (median of per-round ratios, min {min(wall_ratios):.3f}, "
+          f"max {max(wall_ratios):.3f}) -> cost {100 * (1 - ratio):.1f} % (target <= 5 %)")
+    per_step = {k: [1e6 * sum(r[i] for r in v) / sum(r[0] for r in v) for i in (2, 3)] for k, v in sides.items()}
+    (main_without, _), (main_with, writer) = per_step["without"], per_step["with"]
+    added = main_with - main_without + writer
+    print(f"    CPU per step: {main_without:.2f} µs without; with: {main_with:.2f} µs in the loop's thread "
+          f"+ {writer:.2f} µs in the writer -> cost {100 * added / main_without:.1f} % of the loop's CPU")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200_000, help="episodes for the write rate")
-    parser.add_argument("--rounds", type=int, default=7, help="alternating with/without rounds")
-    parser.add_argument("--run-episodes", type=int, default=2_000, help="episodes per round")
+    parser.add_argument("--rounds", type=int, default=15, help="alternating with/without rounds")
+    parser.add_argument("--run-episodes", type=int, default=1_000, help="episodes per round")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
         rate, per_call = store_rate(os.path.join(folder, "store.sqlite3"), args.episodes)
         floor = raw_rate(os.path.join(folder, "raw.sqlite3"), args.episodes)
-        print(f"write path: {rate:,.0f} episodes/s durable through RunStore "
-              f"({per_call:.1f} µs per add_episode in the caller)")
-        print(f"            {floor:,.0f} episodes/s bare executemany, one transaction "
-              f"-> store/bare = {rate / floor:.2f}")
+    print(f"write path: {rate:,.0f} episodes/s durable through RunStore "
+          f"({per_call:.1f} µs per add_episode in the caller)")
+    print(f"    bare executemany in one transaction: {floor:,.0f} episodes/s -> store/bare = {rate / floor:.2f}")
 
-        env = gym.make("CartPole-v1")
-        env.action_space.seed(0)
-        env.reset(seed=0)
-        ratios, plain, recorded = [], [], []
-        with RunStore.open(os.path.join(folder, "runs.sqlite3")) as store:
-            run_loop(env, args.run_episodes // 4, None, "warm-up")
-            for r in range(args.rounds):
-                without = run_loop(env, args.run_episodes, None, "")
-                with_store = run_loop(env, args.run_episodes, store, f"round-{r}")
-                plain.append(without)
-                recorded.append(with_store)
-                ratios.append(with_store / without)
-        env.close()
-    ratio = statistics.median(ratios)
-    print(f"run cost:   {statistics.median(plain):,.0f} steps/s without recording, "
-          f"{statistics.median(recorded):,.0f} with (medians of {args.rounds} alternating rounds of "
-          f"{args.run_episodes} random-agent episodes)")
-    print(f"            with/without = {ratio:.3f} (median of per-round ratios, "
-          f"min {min(ratios):.3f}, max {max(ratios):.3f}) -> cost {100 * (1 - ratio):.1f} % "
-          f"(target <= 5 %)")
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    report("gymnasium loop", args.rounds, args.run_episodes,
+           side_by_side(args.rounds, run_loop, env, args.run_episodes))
+    env.close()
+    report("EnvironmentLogic + StoreRecorder", args.rounds, args.run_episodes,
+           side_by_side(args.rounds, logic_loop, EnvironmentLogic("CartPole-v1", seed=0), args.run_episodes))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from env import schema
+from env import protocol, schema
+from env.environment import EnvironmentLogic, EnvironmentObserver
+from env.recorder import StoreRecorder
 from env.store import MEMORY, RunStore, default_db_path
 from tests.conftest import wait_for
 
@@ -139,6 +141,40 @@ def test_two_stores_on_one_file_never_share_a_number(db):
         b.flush()
         assert b.run(2).run_uid == "from-b"
     assert on_disk(db, "SELECT number, run_uid FROM runs ORDER BY number") == [(1, "from-a"), (2, "from-b")]
+
+
+class Collector(EnvironmentObserver):
+    def __init__(self):
+        self.episodes, self.finished = [], []
+
+    def on_episode(self, event):
+        self.episodes.append(event)
+
+    def on_run_finished(self, event):
+        self.finished.append(event)
+
+
+def test_recorder_saves_what_the_environment_reports(db):
+    """The real environment logic (gymnasium, no sockets) with the recorder attached, as in the app."""
+    logic = EnvironmentLogic("CartPole-v1")
+    collector = Collector()
+    rng = np.random.default_rng(0)
+    with RunStore.open(db) as store:
+        logic.observers += [StoreRecorder(store, "CartPole-v1", "127.0.0.1:4000"), collector]
+        for episodes, stop_after in ((6, 6), (50, 3)):
+            _, first = logic.start(protocol.start_run(episodes, False, seed=11))
+            stop_at = len(collector.episodes) + stop_after
+            while logic.run is not None and len(collector.episodes) < stop_at:
+                logic.step({"ACTION": [int(rng.integers(2))], "ROOT_ID": first["ROOT_ID"]})
+            logic.stop()
+    with RunStore.open(db) as store:
+        full, stopped = store.runs()
+        assert (full.state, full.params.episodes, full.params.seed, stopped.state) == ("done", 6, 11, "stopped")
+        assert full.params.address == "127.0.0.1:4000" and full.avg_score == collector.finished[0].avg_score
+        assert (full.finished, stopped.finished) == (6, 3)
+        saved = store.episodes(full.run_uid) + store.episodes(stopped.run_uid)
+    assert [(e.index, e.score, e.steps, e.wall_time) for e in saved] == \
+        [(e.episode, e.score, e.steps, e.wall_time) for e in collector.episodes]
 
 
 # --- crash recovery --------------------------------------------------------------------

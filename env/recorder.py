@@ -1,0 +1,49 @@
+"""Records the environment's runs in a :class:`~env.store.RunStore`, as they happen.
+
+An :class:`~env.environment.EnvironmentObserver`: it runs in the environment's
+thread and only enqueues (the store's writer thread does the disk work), so every
+episode is saved as it ends without slowing the environment down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from env.environment import EnvironmentObserver
+from env.events import EpisodeFinished, RunFinished, RunStarted
+from env.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class StoreRecorder(EnvironmentObserver):
+    """Writes every run and episode the environment reports into ``store``.
+
+    Events of a run it did not see start (attached mid-run) are skipped: it must
+    never raise into the environment.
+    """
+
+    def __init__(self, store: RunStore, env_id: str, address: str) -> None:
+        self.store = store
+        self.env_id = env_id
+        self.address = address
+
+    def on_run_started(self, event: RunStarted) -> None:
+        self.store.begin_run(event.run_id, episodes=event.episodes, deterministic=event.deterministic,
+                             seed=event.seed, env_id=self.env_id, address=self.address,
+                             started=event.started or time.time())
+
+    def on_episode(self, event: EpisodeFinished) -> None:
+        try:
+            self.store.add_episode(event.run_id, event.episode, event.score, event.steps,
+                                   event.wall_time or time.time())
+        except KeyError:
+            log.debug("episode of an unrecorded run %s skipped", event.run_id)
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        try:
+            self.store.end_run(event.run_id, avg_score=event.avg_score,
+                               state="stopped" if event.stopped else "done", ended=time.time())
+        except KeyError:
+            log.debug("end of an unrecorded run %s skipped", event.run_id)
