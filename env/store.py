@@ -115,11 +115,21 @@ class _Episodes:
         return [Episode(*row) for row in zip(self.index, self.score, self.steps, self.wall_time)]
 
 
+def _primary_code(error: BaseException) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    return code & 0xFF if code is not None else None
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` (or, before it exists, its folder) may be written: false on a read-only
+    filesystem or an immutable file, even for root."""
+    return os.access(path if os.path.exists(path) else os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
 def describe(error: BaseException, path: str) -> str:
     """One clear sentence about what is wrong with the database at ``path``."""
     text = str(error)
-    code = getattr(error, "sqlite_errorcode", None)
-    primary = code & 0xFF if code is not None else None
+    primary = _primary_code(error)
     detail = f" ({text})"
     if isinstance(error, UnusableSchema):
         what, detail = text, ""
@@ -129,7 +139,7 @@ def describe(error: BaseException, path: str) -> str:
         what = "is corrupt or not a database"
     elif primary in (_BUSY, _LOCKED) or "locked" in text:
         what = "is locked by another writer"
-    elif primary == _READONLY or "readonly" in text:
+    elif primary == _READONLY or "readonly" in text or not _writable(path):
         what = "is read-only"
     elif primary == _FULL or "full" in text:
         what = "is full"
@@ -261,10 +271,22 @@ class RunStore:
 
     def _read_connection(self) -> sqlite3.Connection:
         if self._reader is None:
-            uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
-            self._reader = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout,
-                                           check_same_thread=False)
+            self._reader = self._open_reader()
         return self._reader
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """A read-only connection. On a read-only filesystem SQLite cannot make the WAL index
+        (CANTOPEN); nobody can be writing there, so the file is then read as immutable."""
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if _writable(self.path):
+                raise
+        return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
 
     # --- writing (caller's thread: memory and queue only) ----------------------------
 

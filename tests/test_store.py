@@ -57,7 +57,7 @@ def record_run(store: RunStore, uid: str, episodes: list[tuple[float, int]], sta
 
 def on_disk(path, sql: str, *args) -> list[tuple]:
     """Query the file with a fresh connection of our own, as another program would."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    with contextlib.closing(sqlite3.connect(path, uri=str(path).startswith("file:"))) as conn:
         return conn.execute(sql, args).fetchall()
 
 
@@ -381,28 +381,47 @@ def test_read_only_directory(tmp_path):
     folder.mkdir()
     errors = []
     with immutable(folder), RunStore.open(str(folder / "runs.sqlite3"), errors.append) as store:
-        assert_keeps_session_in_memory(store, errors, "cannot be opened")
+        assert_keeps_session_in_memory(store, errors, "read-only")
     assert list(folder.iterdir()) == []
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A real 256 KiB filesystem (tmpfs), so writes hit ENOSPC without filling the machine's disk."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+def tmpfs(tmp_path):
+    """Mounts a real tmpfs of a given size (needs root; skips otherwise); unmounted after the test."""
+    mounted = []
+
+    def mount(size: str):
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_read_only_filesystem(tmpfs):
+    folder = tmpfs("1m")
+    db = str(folder / "runs.sqlite3")
+    saved = saved_history(db)
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    errors = []
+    with RunStore.open(db, errors.append) as store:
+        assert_keeps_session_in_memory(store, errors, "read-only")
+        assert [r.run_uid for r in store.runs()] == ["saved", "session"]
+        assert [tuple(e) for e in store.episodes("saved")] == [row[1:] for row in saved]
+    assert on_disk(f"file:{db}?mode=ro&immutable=1", "SELECT * FROM episodes ORDER BY idx") == saved
 
 
 @pytest.mark.parametrize("limit", ["max_page_count", "small filesystem"])
 def test_full_disk(limit, request, db):
     """SQLITE_FULL, made honestly: the file capped by max_page_count, or a filesystem really full."""
-    if limit == "small filesystem":
-        db, max_bytes = str(request.getfixturevalue("small_disk") / "runs.sqlite3"), None
+    if limit == "small filesystem":  # really full: 256 KiB, without filling the machine's disk
+        db, max_bytes = str(request.getfixturevalue("tmpfs")("256k") / "runs.sqlite3"), None
     else:
         max_bytes = 32 * 1024
     errors = []
