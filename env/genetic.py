@@ -55,7 +55,7 @@ def two_point_crossover(pop: np.ndarray, prob: float, rng: np.random.Generator) 
     low, high = np.minimum(a, b), np.maximum(a, b)
     index = np.arange(n)
     swap = (index >= low[:, None]) & (index < high[:, None]) & (rng.random(pairs) < prob)[:, None]
-    first, second = out[0:2 * pairs:2], out[1:2 * pairs:2]
+    first, second = pop[0:2 * pairs:2], pop[1:2 * pairs:2]
     out[0:2 * pairs:2] = np.where(swap, second, first)
     out[1:2 * pairs:2] = np.where(swap, first, second)
     return out

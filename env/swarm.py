@@ -98,12 +98,12 @@ class _Client(Component):
 
 
 def _finite_vector(value, length: int) -> list[float] | None:
-    """``value`` as a list of ``length`` finite floats, or None."""
-    if not isinstance(value, list) or len(value) != length:
+    """``value`` if it is a list of ``length`` finite numbers (not bools), else None."""
+    if type(value) is not list or len(value) != length:
         return None
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value):
+    if not all(type(x) is float or type(x) is int for x in value):
         return None
-    return [float(x) for x in value]
+    return value if math.isfinite(sum(value)) else None  # a sum that overflows is refused too
 
 
 class _Watchdog:
@@ -223,6 +223,7 @@ class Aggregation:
         self._pending: dict[str, list[float]] = {}
         self._pending_since = 0.0
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
+        self._acted = False  # an ACTION went out since the last observation
         self._lock = threading.Lock()
         self.client = _Client(name, host, port, on_disconnect=on_disconnect)
         self.client.on_room(protocol.OBSERVATION, self._on_observation)
@@ -244,6 +245,7 @@ class Aggregation:
         reward = msg.get("REWARD")
         reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None
         with self._lock:
+            self._acted = False
             self.logic.observe(reward, bool(msg.get("DONE", False)))
 
     def _on_logits(self, msg: dict) -> None:
@@ -258,6 +260,8 @@ class Aggregation:
                 self.silent.discard(model_id)
                 self.expected += 1
                 log.info("aggregation: model %s answers; waiting for %d models", model_id, self.expected)
+                if self._acted:
+                    return  # a late answer to the step already acted on; it counts from the next one
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending[model_id] = logits
@@ -268,7 +272,7 @@ class Aggregation:
     def _act(self) -> None:
         """Answer the pending step (lock held)."""
         pending, trigger = self._pending, self._trigger
-        self._pending, self._trigger = {}, None
+        self._pending, self._trigger, self._acted = {}, None, True
         action = self.logic.choose(pending, bool(trigger.get("DETERMINISTIC", False)))
         self.client.send(self.client.message(protocol.ACTION, trigger, {"ACTION": [action]}))
 

@@ -1,0 +1,405 @@
+"""The swarm's components over a real broker: models, aggregation, evolution, schedule, learning.
+
+Known logits go in through a probe client and the answers are checked against the
+rules; unmodified swergio 0.0.2 clients stand in for the published models and
+aggregation where the test is about compatibility.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+
+import numpy as np
+import pytest
+import swergio
+from swergio import MESSAGE_TYPE, Trigger
+
+from env import protocol
+from env.aggregation import AggregationLogic
+from env.control import ControlClient
+from env.environment import EnvironmentComponent
+from env.policy import N_WEIGHTS, softmax
+from env.schedule import run_schedule
+from env.swarm import Aggregation, Evolution, ModelPool, Swarm, serve_swarm
+from env.transport import Component, ConnectionFailed, ConnectionLost
+from tests.conftest import start_swergio_client, wait_for
+
+HOST = "127.0.0.1"
+CUSTOM = MESSAGE_TYPE.DATA.CUSTOM
+OBS = [0.01, -0.02, 0.03, 0.04]
+
+
+class Probe:
+    """A client in ``rooms`` that queues every DATA/CUSTOM message it receives there."""
+
+    def __init__(self, port: int, *rooms: str, name: str = "probe"):
+        self.inbox: queue.Queue = queue.Queue()
+        self.client = Component(name, HOST, port)
+        for room in rooms:
+            self.client.add_eventHandler(self.inbox.put, None, trigger=Trigger(CUSTOM, room))
+        self.client.start()
+
+    def send(self, room: str, **payload) -> dict:
+        message = protocol.custom(room, **payload)
+        self.client.send(message)
+        return message
+
+    def get(self, n: int = 1, timeout: float = 5.0) -> list[dict]:
+        return [self.inbox.get(timeout=timeout) for _ in range(n)]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def members(broker, room: str) -> int:
+    rooms = broker.stats()["rooms"]
+    return rooms[room].members if room in rooms else 0
+
+
+@pytest.fixture
+def closing():
+    """Collects components and closes them after the test."""
+    items = []
+    yield items.append
+    for item in reversed(items):
+        item.close()
+
+
+# --- aggregation rules, no sockets ---------------------------------------------------------------------
+
+
+def test_the_deterministic_vote_sums_probabilities_not_argmaxes():
+    logic = AggregationLogic(seed=0)
+    # two models lean slightly to 0, one is sure of 1: the summed probabilities pick 1
+    logits = {"a": [0.2, 0.0], "b": [0.2, 0.0], "c": [0.0, 5.0]}
+    assert logic.choose(logits, deterministic=True) == 1
+    probs = softmax(np.array(list(logits.values())))
+    shares = probs[:, 1] / probs[:, 1].sum()
+    assert logic.contribution() == pytest.approx(dict(zip("abc", shares)))
+    assert logic.contribution() == {"a": 0.0, "b": 0.0, "c": 0.0}  # reset by the GET
+
+
+def test_stochastic_vote_samples_from_the_summed_probabilities():
+    logic = AggregationLogic(seed=1, solo=False)
+    logits = {"a": [0.0, 1.0], "b": [2.0, 0.0], "c": [0.0, 0.0]}
+    n = 6000
+    ones = sum(logic.choose(logits, deterministic=False) for _ in range(n))
+    p1 = softmax(np.array(list(logits.values())))[:, 1].mean()
+    assert abs(ones / n - p1) < 5 * np.sqrt(p1 * (1 - p1) / n)
+
+
+def test_solo_episodes_go_to_each_model_in_turn_and_score_its_returns():
+    logic = AggregationLogic(seed=0)
+    logits = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [3.0, 0.0]}
+    played = []
+    for length in (3, 5, 2, 4):  # four episodes of these lengths
+        logic.observe(None, False) if not played else None
+        actions = set()
+        for step in range(length):
+            actions.add(logic.choose(logits, deterministic=False))
+            logic.observe(1.0, step == length - 1)
+        played.append(actions)
+    # a, b, c, then a again; each acts greedily on its own logits
+    assert played == [{0}, {1}, {0}, {0}]
+    assert logic.contribution() == {"a": 3.5, "b": 5.0, "c": 2.0}
+    assert logic.choose(logits, deterministic=True) == 0  # the vote is unaffected by solo play
+
+
+def test_a_run_start_discards_an_unfinished_solo_episode():
+    logic = AggregationLogic(seed=0)
+    logits = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
+    logic.choose(logits, deterministic=False)
+    logic.observe(1.0, False)  # a plays one step, then the run is stopped and a new one starts
+    logic.observe(None, False)
+    logic.choose(logits, deterministic=False)
+    logic.observe(1.0, True)
+    assert logic.contribution() == {"a": 1.0, "b": 0.0}
+
+
+# --- models over the wire ---------------------------------------------------------------------------------
+
+
+def test_models_answer_one_logits_per_model_with_root_id(broker, closing):
+    pool = ModelPool(HOST, broker.port, models=5, seed=3).start()
+    closing(pool)
+    probe = Probe(broker.port, protocol.LOGITS)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "models to join observation")
+    probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True, ROOT_ID="run-1")
+    answers = probe.get(5)
+    assert sorted(a["COMPONENT_ID"] for a in answers) == sorted(pool.ids)
+    want = dict(zip(pool.ids, pool.population.logits(OBS).tolist()))
+    for answer in answers:
+        assert answer["LOGITS"] == want[answer["COMPONENT_ID"]]
+        assert answer["DETERMINISTIC"] is True and answer["ROOT_ID"] == "run-1"
+        assert answer["TYPE"] == protocol.CUSTOM and answer["SENT_BY"] == "models"
+    assert len({a["ID"] for a in answers}) == 5
+    with pytest.raises(queue.Empty):
+        probe.inbox.get(timeout=0.2)  # exactly one per model
+
+
+def test_weights_get_then_set_leaves_behaviour_unchanged_and_moves_models(broker, closing):
+    source = ModelPool(HOST, broker.port, models=3, seed=1, name="source").start()
+    closing(source)
+    probe = Probe(broker.port, protocol.EVOLUTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 2, 5, "models to join evolution")
+    probe.send(protocol.EVOLUTION, CMD="GET")
+    answers = {a["COMPONENT_ID"]: a["WEIGHTS"] for a in probe.get(3)}
+    assert set(answers) == set(source.ids) and all(len(w) == N_WEIGHTS for w in answers.values())
+    before = source.population.logits(OBS).copy()
+    probe.send(protocol.EVOLUTION, CMD="SET", WEIGHTS=answers)  # GET then SET: nothing changes
+    probe.send(protocol.EVOLUTION, CMD="GET")
+    assert {a["COMPONENT_ID"]: a["WEIGHTS"] for a in probe.get(3)} == answers
+    np.testing.assert_array_equal(source.population.logits(OBS), before)
+
+    # the same vectors SET into other models (by id) make them behave the same
+    target = ModelPool(HOST, broker.port, models=3, seed=2, name="target").start()
+    closing(target)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 5, "target to join evolution")
+    assert not np.allclose(target.population.logits(OBS), before)
+    probe.send(protocol.EVOLUTION, CMD="SET", WEIGHTS={t: answers[s] for t, s in zip(target.ids, source.ids)})
+    wait_for(lambda: np.array_equal(target.population.logits(OBS), before), 5, "SET to reach the target")
+
+
+def test_models_refuse_bad_weights_and_keep_their_own(broker, closing, caplog):
+    pool = ModelPool(HOST, broker.port, models=2, seed=1).start()
+    closing(pool)
+    probe = Probe(broker.port, protocol.EVOLUTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 2, 5, "models to join evolution")
+    before = pool.population.weights.copy()
+    probe.send(protocol.EVOLUTION, CMD="SET", WEIGHTS={pool.ids[0]: [1.0] * 10, pool.ids[1]: "x"})
+    wait_for(lambda: sum("refused" in r.getMessage() for r in caplog.records) == 2, 5, "two refusals logged")
+    np.testing.assert_array_equal(pool.population.weights, before)
+
+
+# --- aggregation over the wire ----------------------------------------------------------------------------
+
+
+def start_aggregation(broker, closing, **kwargs) -> tuple[Aggregation, Probe]:
+    aggregation = Aggregation(HOST, broker.port, seed=0, **kwargs).start()
+    closing(aggregation)
+    probe = Probe(broker.port, protocol.ACTION, protocol.EVOLUTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1, 5, "aggregation to join logits")
+    return aggregation, probe
+
+
+def test_aggregation_answers_one_action_per_step_and_contribution(broker, closing):
+    _, probe = start_aggregation(broker, closing, models=3)
+    logits = {"a": [0.2, 0.0], "b": [0.2, 0.0], "c": [0.0, 5.0]}
+    for model_id, row in logits.items():
+        probe.send(protocol.LOGITS, LOGITS=row, COMPONENT_ID=model_id, DETERMINISTIC=True, ROOT_ID="run-7")
+    (action,) = probe.get()
+    assert action["ACTION"] == [1] and action["ROOT_ID"] == "run-7"
+    assert action["TO_ROOM"] == protocol.ACTION and action["SENT_BY"] == "aggregation"
+    probe.send(protocol.EVOLUTION, CMD="GET", ROOT_ID="evo-1")
+    (answer,) = probe.get()
+    probs = softmax(np.array(list(logits.values())))
+    assert answer["CONTRIBUTION"] == pytest.approx(dict(zip(logits, probs[:, 1] / probs[:, 1].sum())))
+    assert answer["ROOT_ID"] == "evo-1"
+
+
+def test_aggregation_times_out_a_silent_model_and_carries_on(broker, closing, caplog):
+    aggregation, probe = start_aggregation(broker, closing, models=3, timeout=0.3)
+    caplog.set_level(logging.INFO, logger="env.swarm")
+
+    def step(ids):
+        probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True)  # as the environment does
+        for model_id in ids:
+            probe.send(protocol.LOGITS, LOGITS=[1.0, 0.0], COMPONENT_ID=model_id, DETERMINISTIC=True)
+        return probe.get()[0]["ACTION"]
+
+    assert step("abc") == [0]
+    assert step("ab") == [0]  # c is silent: answered after the time-out
+    timeouts = [r for r in caplog.records if "did not answer" in r.getMessage()]
+    assert len(timeouts) == 1 and "c" in timeouts[0].getMessage()
+    assert aggregation.expected == 2
+    assert step("ab") == [0]  # no second wait for c
+    assert len([r for r in caplog.records if "did not answer" in r.getMessage()]) == 1
+    assert step("abc") == [0]  # c answers late: counted again from the next step
+    wait_for(lambda: aggregation.expected == 3, 5, "c to be expected again")
+    assert step("abc") == [0]
+    assert len([r for r in caplog.records if "did not answer" in r.getMessage()]) == 1
+
+
+def test_aggregation_ignores_malformed_logits(broker, closing, caplog):
+    _, probe = start_aggregation(broker, closing, models=1)
+    probe.send(protocol.LOGITS, LOGITS=[1.0, float("inf")], COMPONENT_ID="a")
+    probe.send(protocol.LOGITS, LOGITS=[1.0], COMPONENT_ID="a")
+    probe.send(protocol.LOGITS, LOGITS=[1.0, 2.0])
+    probe.send(protocol.LOGITS, LOGITS=[0.0, 2.0], COMPONENT_ID="a", DETERMINISTIC=True)
+    assert probe.get()[0]["ACTION"] == [1]
+    assert sum("ignored LOGITS" in r.getMessage() for r in caplog.records) == 3
+
+
+# --- compatibility with unmodified swergio clients -------------------------------------------------------------
+
+
+def test_unmodified_swergio_models_drive_our_aggregation(broker, closing):
+    """Three published-style models (swergio.Client, handler returns LOGITS) and our aggregation."""
+    _, probe = start_aggregation(broker, closing, models=3)
+    published = []
+    for i, row in enumerate(([0.0, 3.0], [0.0, 2.0], [4.0, 0.0])):
+        client = swergio.Client(f"model{i}", HOST, broker.port, "utf-8", 10)
+        client.add_eventHandler(
+            lambda msg, row=row, i=i: {"LOGITS": row, "COMPONENT_ID": f"m{i}", "DETERMINISTIC": msg["DETERMINISTIC"]},
+            CUSTOM, responseRooms=protocol.LOGITS, trigger=Trigger(CUSTOM, protocol.OBSERVATION))
+        start_swergio_client(client)
+        published.append(client)
+    try:
+        wait_for(lambda: members(broker, protocol.OBSERVATION) == 4, 5, "models to join observation")
+        probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True, ROOT_ID="r")
+        (action,) = probe.get()
+        assert action["ACTION"] == [1] and action["ROOT_ID"] == "r"  # 0.95 + 0.88 + 0.02 > 0.05 + 0.12 + 0.98
+    finally:
+        for client in published:
+            client.client.close()
+
+
+def test_our_models_answer_an_unmodified_swergio_aggregation(broker, closing):
+    """A published-style aggregation (swergio.Client) collects our models' LOGITS and acts."""
+    pool = ModelPool(HOST, broker.port, models=4, seed=5).start()
+    closing(pool)
+    received = []
+
+    def aggregate(msg):
+        received.append(msg)
+        if len(received) == 4:
+            total = softmax(np.array([m["LOGITS"] for m in received])).sum(axis=0)
+            return {"ACTION": [int(np.argmax(total))]}
+        return None
+
+    published = swergio.Client("aggregation", HOST, broker.port, "utf-8", 10)
+    published.add_eventHandler(aggregate, CUSTOM, responseRooms=protocol.ACTION,
+                               trigger=Trigger(CUSTOM, protocol.LOGITS))
+    start_swergio_client(published)
+    probe = Probe(broker.port, protocol.ACTION)
+    closing(probe)
+    try:
+        wait_for(lambda: members(broker, protocol.ACTION) == 2, 5, "aggregation to join action")
+        probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True, ROOT_ID="run-3")
+        (action,) = probe.get()
+        want = int(np.argmax(pool.population.probabilities(OBS).sum(axis=0)))
+        assert action["ACTION"] == [want] and action["ROOT_ID"] == "run-3"
+        assert sorted(m["COMPONENT_ID"] for m in received) == sorted(pool.ids)
+    finally:
+        published.client.close()
+
+
+# --- evolution ------------------------------------------------------------------------------------------
+
+
+def test_evolution_gets_selects_sets_and_answers_evo_done(broker, closing):
+    pool = ModelPool(HOST, broker.port, models=6, seed=1).start()
+    closing(pool)
+    evolution = Evolution(HOST, broker.port, models=6, seed=2).start()
+    closing(evolution)
+    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")  # answers GET by hand
+    closing(aggregator)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 5, "everyone to join evolution")
+    before = pool.weights()
+    fittest = pool.ids[4]
+
+    control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-9")
+    (get,) = aggregator.get()
+    assert get["CMD"] == "GET" and get["ROOT_ID"] == "evo-9"
+    aggregator.send(protocol.EVOLUTION, CONTRIBUTION={i: (100.0 if i == fittest else 1.0) for i in pool.ids})
+    done = [m for m in control.get(1) if m.get("STATUS") == protocol.EVO_DONE]
+    assert done and done[0]["ROOT_ID"] == "evo-9"
+    after = pool.weights()
+    assert set(after) == set(before) and all(len(w) == N_WEIGHTS for w in after.values())
+    assert before[fittest] in after.values()  # the elite is kept as it was
+    assert sum(after[i] != before[i] for i in pool.ids) >= 5  # the others are new
+    assert evolution.generations == 1
+
+
+def test_evolution_without_models_still_answers(broker, closing, caplog):
+    evolution = Evolution(HOST, broker.port, models=3, seed=0, timeout=0.3).start()
+    closing(evolution)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.CONTROL) == 2, 5, "evolution to join control")
+    control.send(protocol.CONTROL, EVOLUTION=True)
+    (done,) = control.get()
+    assert done["STATUS"] == protocol.EVO_DONE and "nothing to evolve" in done["ERROR"]
+    assert any("evolving what answered" in r.getMessage() for r in caplog.records)
+
+
+# --- the whole swarm ---------------------------------------------------------------------------------------
+
+
+def network(broker, closing, models: int, seed: int) -> ControlClient:
+    swarm = Swarm(HOST, broker.port, models=models, seed=seed).start()
+    closing(swarm)
+    env = EnvironmentComponent(HOST, broker.port, seed=seed).start()
+    closing(env)
+    control = ControlClient(HOST, broker.port)
+    closing(control)
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1 and members(broker, protocol.CONTROL) == 3,
+             5, "the network to join its rooms")
+    return control
+
+
+def test_a_short_seeded_schedule_learns(broker, closing):
+    control = network(broker, closing, models=20, seed=1)
+    rounds = []
+    result = run_schedule(control, rounds=4, train=20, evaluate=5, on_round=rounds.append,
+                          final_eval=10, target=None, seed=1)
+    assert len(rounds) == 4 and all(r.evolved for r in rounds)
+    assert [r.round for r in rounds] == [1, 2, 3, 4]
+    assert rounds[-1].train_steps == sum(round(r.train_avg * 20) for r in rounds)
+    # a random policy averages ~22; the swarm is far above it after four generations
+    assert max(r.eval_avg for r in rounds) > 100
+    assert result.final_eval_avg > 66
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["final_eval_avg"] == result.final_eval_avg and len(data["rounds"]) == 4
+    assert {"train_avg", "eval_avg", "train_seconds"} <= set(data["rounds"][0])
+
+
+def test_a_seeded_network_is_reproducible(broker):
+    def scores() -> list[list[float]]:
+        items = []
+        try:
+            control = network(broker, items.append, models=4, seed=7)
+            out = [control.run(8, False, seed=11).scores]
+            control.evolve()
+            out.append(control.run(3, True, seed=12).scores)
+            return out
+        finally:
+            for item in reversed(items):
+                item.close()
+            wait_for(lambda: members(broker, protocol.LOGITS) == 0, 5, "the network to leave")
+
+    first = scores()
+    assert len(first[0]) == 8 and len(first[1]) == 3
+    assert scores() == first
+
+
+def test_serve_swarm_ends_when_the_broker_goes(broker):
+    errors = []
+
+    def serve():
+        try:
+            serve_swarm(HOST, broker.port, models=2, seed=0)
+        except ConnectionLost as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1, 5, "the swarm to join")
+    broker.stop()
+    thread.join(10)
+    assert not thread.is_alive() and errors
+
+
+def test_serve_swarm_to_nowhere_fails_clearly():
+    from tests.conftest import free_port
+    with pytest.raises(ConnectionFailed, match="cannot reach broker"):
+        serve_swarm(HOST, free_port(), models=2)
