@@ -306,8 +306,9 @@ class RunStore:
         return number
 
     def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> None:
-        """Record a finished episode of a run begun in this session (``wall_time``: Unix seconds)."""
-        score, steps, wall_time = float(score), int(steps), float(wall_time)
+        """Record a finished episode of a run begun in this session (``wall_time``: Unix seconds
+        when it ended); KeyError for any other run."""
+        index, score, steps, wall_time = int(index), float(score), int(steps), float(wall_time)
         with self._lock:
             record, episodes = self._runs[run_uid], self._session[run_uid]
             episodes.index.append(index)
