@@ -33,8 +33,8 @@ from env.store import RunStore
 RUN_ARGS = dict(deterministic=False, seed=None, env_id="CartPole-v1", address="127.0.0.1:0")
 
 
-def store_rate(path: str, n: int) -> tuple[float, float]:
-    """(episodes/s until durable, caller µs per add_episode) through the store."""
+def store_rate(path: str, n: int) -> tuple[float, float, float]:
+    """(episodes/s until durable, caller µs per add_episode, episodes/s read back from the file)."""
     with RunStore.open(path) as store:
         store.begin_run("bench", episodes=n, started=time.time(), **RUN_ARGS)
         start = time.perf_counter()
@@ -43,7 +43,11 @@ def store_rate(path: str, n: int) -> tuple[float, float]:
         queued = time.perf_counter()
         store.flush(timeout=600)
         done = time.perf_counter()
-    return n / (done - start), (queued - start) / n * 1e6
+    with RunStore.open(path) as store:  # a past run now: its scores come from the file
+        read_start = time.perf_counter()
+        assert len(store.episode_scores("bench")) == n
+        read = n / (time.perf_counter() - read_start)
+    return n / (done - start), (queued - start) / n * 1e6, read
 
 
 def raw_rate(path: str, n: int) -> float:
@@ -145,11 +149,12 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        rate, per_call = store_rate(os.path.join(folder, "store.sqlite3"), args.episodes)
+        rate, per_call, read = store_rate(os.path.join(folder, "store.sqlite3"), args.episodes)
         floor = raw_rate(os.path.join(folder, "raw.sqlite3"), args.episodes)
     print(f"write path: {rate:,.0f} episodes/s durable through RunStore "
           f"({per_call:.1f} µs per add_episode in the caller)")
     print(f"    bare executemany in one transaction: {floor:,.0f} episodes/s -> store/bare = {rate / floor:.2f}")
+    print(f"read back: {read:,.0f} episodes/s (episode_scores of a past run of {args.episodes:,} episodes)")
 
     env = gym.make("CartPole-v1")
     env.action_space.seed(0)

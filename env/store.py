@@ -392,24 +392,26 @@ class RunStore:
             snapshot = session.copy() if session is not None else None
         if snapshot is not None:
             return snapshot.rows()
+        return [Episode(*row) for row in self._read_episodes(run_uid, "idx, score, steps, wall_time")]
+
+    def episode_scores(self, run_uid: str) -> np.ndarray:
+        """A run's episode scores in index order, as float64 (for plots and comparisons)."""
+        with self._lock:
+            if run_uid in self._session:
+                return np.array(self._session[run_uid].score, dtype=np.float64)
+        rows = self._read_episodes(run_uid, "score")
+        return np.fromiter((score for (score,) in rows), dtype=np.float64, count=len(rows))
+
+    def _read_episodes(self, run_uid: str, columns: str) -> list[tuple]:
         if self.path == MEMORY:
             return []
         try:
             with self._read_lock:
-                rows = self._read_connection().execute(
-                    "SELECT idx, score, steps, wall_time FROM episodes WHERE run_uid = ? ORDER BY idx",
-                    (run_uid,)).fetchall()
+                return self._read_connection().execute(
+                    f"SELECT {columns} FROM episodes WHERE run_uid = ? ORDER BY idx", (run_uid,)).fetchall()
         except sqlite3.Error as error:
             self._report(describe(error, self.path))
             return []
-        return [Episode(*row) for row in rows]
-
-    def episode_scores(self, run_uid: str) -> np.ndarray:
-        """A run's episode scores in index order, as float64."""
-        with self._lock:
-            if run_uid in self._session:
-                return np.array(self._session[run_uid].score, dtype=np.float64)
-        return np.array([e.score for e in self.episodes(run_uid)], dtype=np.float64)
 
     # --- the writer thread -------------------------------------------------------------
 
