@@ -85,6 +85,7 @@ class Broker:
         self.frames_refused = 0
         self.undeliverable = 0
         self.started_at = time.monotonic()
+        self._next_stats = 0.0
 
     @property
     def address(self) -> str:
@@ -108,6 +109,7 @@ class Broker:
                         self._drain_wake()
                     else:
                         self._serve(key.data, mask)
+                self._publish_stats_when_due()
         finally:
             for peer in list(self._peers):
                 self._close(peer, "broker shutting down")
@@ -138,6 +140,20 @@ class Broker:
             clients = sorted(p.name or "(unregistered)" for p in self._peers)
         return {"address": self.address, "clients": clients, "rooms": rooms,
                 "frames_refused": self.frames_refused, "undeliverable": self.undeliverable}
+
+    def _publish_stats_when_due(self) -> None:
+        """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition)."""
+        now = time.monotonic()
+        members = self._rooms.get(protocol.STATS_ROOM)
+        if not members or now < self._next_stats:
+            return
+        self._next_stats = now + protocol.STATS_INTERVAL
+        snapshot = self.stats()
+        rooms = {room: [c.members, c.messages, c.bytes] for room, c in snapshot["rooms"].items()}
+        frame = protocol.encode_frame(protocol.broker_stats({**snapshot, "rooms": rooms}))
+        for member in tuple(members):
+            self._send(member, frame)
+        self._close_doomed()
 
     # --- connections ----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Callable
 from swergio import MESSAGE_TYPE, Trigger
 
 from . import protocol
-from .events import ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError, RunFinished
+from .events import BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError, RunFinished
 from .transport import Component
 
 DEFAULT_IDLE_TIMEOUT = 60.0
@@ -50,6 +50,8 @@ class ControlClient:
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
         commands = [MESSAGE_TYPE.COMMAND.REGISTER, MESSAGE_TYPE.COMMAND.JOINROOM]
         self.client.add_eventHandler(self._on_command, None, trigger=Trigger(commands, protocol.COMMAND_ROOM))
+        self.client.add_eventHandler(self._on_stats, None,
+                                     trigger=Trigger(MESSAGE_TYPE.LOG.CUSTOM, protocol.STATS_ROOM))
         self.client.start()
 
     def close(self) -> None:
@@ -135,6 +137,18 @@ class ControlClient:
         if isinstance(name, str):
             room = msg.get("ROOM")
             self._emit(ComponentSeen(name, room if isinstance(room, str) else None))
+
+    def _on_stats(self, msg: dict) -> None:
+        stats = msg.get("STATS")
+        if not isinstance(stats, dict):
+            return
+        try:
+            rooms = {str(room): tuple(int(v) for v in values) for room, values in stats.get("rooms", {}).items()}
+            self._emit(BrokerStats(tuple(map(str, stats.get("clients", ()))), rooms,
+                                   int(stats.get("frames_refused", 0)), int(stats.get("undeliverable", 0)),
+                                   time.monotonic()))
+        except (TypeError, ValueError, AttributeError):
+            return  # not our broker's format: ignore, as with any unknown message
 
     def _on_control(self, msg: dict) -> None:
         status = protocol.control_status(msg)

@@ -67,3 +67,14 @@ class ComponentSeen:
 @dataclass(frozen=True)
 class Disconnected:
     reason: str
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    """Our broker's counters (sent to the stats room each second; other brokers send none)."""
+
+    clients: tuple[str, ...]
+    rooms: dict  # room -> (members, messages, bytes), counted since the broker started
+    frames_refused: int
+    undeliverable: int
+    at: float  # time.monotonic() when received

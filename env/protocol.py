@@ -33,6 +33,9 @@ LOG_MESSAGES = "LOG/MESSAGES"
 # Rooms.
 COMMAND_ROOM = "_command"
 LOGGING_ROOM = "_logging"
+STATS_ROOM = "_stats"  # added: our broker sends its counters here every STATS_INTERVAL s
+STATS_INTERVAL = 1.0
+LOG_CUSTOM = "LOG/CUSTOM"
 RESERVED_ROOMS = (COMMAND_ROOM, LOGGING_ROOM)
 CONTROL = "control"
 OBSERVATION = "observation"
@@ -162,6 +165,11 @@ def observation(obs, deterministic: bool, reward=None, done=None, action=None) -
     if reward is not None:
         payload.update(REWARD=float(reward), DONE=bool(done), ACTION=action)
     return payload
+
+
+def broker_stats(stats: dict) -> dict:
+    """broker → members of the stats room (added): clients, rooms [members, messages, bytes]."""
+    return {"ID": new_id(), "TYPE": LOG_CUSTOM, "TO_ROOM": STATS_ROOM, "SENT_BY": "_broker", "STATS": stats}
 
 
 # --- validators --------------------------------------------------------------------
