@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="alternating with/without rounds")
     parser.add_argument("--run-episodes", type=int, default=1_000, help="episodes per round")
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work here makes wall ratios noisy)")
 
     with tempfile.TemporaryDirectory() as folder:
         rate, per_call, read = store_rate(os.path.join(folder, "store.sqlite3"), args.episodes)
