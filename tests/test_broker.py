@@ -22,7 +22,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from env import protocol
 from env.broker import Broker
 from env.transport import Component
-from tests.conftest import wait_for
+from conftest import wait_for
 
 HOST = "127.0.0.1"
 BYSTANDER_ROOM = "bystanders"
@@ -206,8 +206,10 @@ def test_frame_cut_short_by_a_close(broker, bystander):
 
 def test_message_to_a_room_nobody_joined(broker, bystander):
     sender = Raw(broker.port, "sender")
+    wait_clients(broker, "sender", 1)
+    before = broker.undeliverable
     sender.send(custom("empty-room"))
-    wait_for(lambda: broker.undeliverable >= 1, 5, "the message to count as undeliverable")
+    wait_for(lambda: broker.undeliverable == before + 1, 5, "the message to count as undeliverable")
     bystander.still_served(via=sender)
 
 

@@ -18,7 +18,8 @@ from swergio import MESSAGE_TYPE, Trigger
 
 from env import protocol
 from env.transport import Component, ConnectionFailed, ConnectionLost, parse_address
-from tests.conftest import wait_for
+from conftest import wait_for
+from test_broker import wait_members
 
 HOST = "127.0.0.1"
 
@@ -196,7 +197,7 @@ def test_a_raising_handler_does_not_kill_the_component(broker, caplog):
     flaky = Component("flaky", HOST, broker.port)
     flaky.add_eventHandler(handler, MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "r"))
     flaky.start()
-    wait_for(lambda: broker.stats()["rooms"]["r"].members == 1, 5, "flaky to join r")
+    wait_members(broker, "r", 1)
     sender = Component("sender", HOST, broker.port)
     sender.send(protocol.custom("r", BOOM=True))
     sender.send(protocol.custom("r", I=2))
@@ -216,7 +217,7 @@ def test_direct_message_is_dispatched_without_crashing(broker):
     target = Component("target", HOST, broker.port)
     target.add_eventHandler(handled.put, MESSAGE_TYPE.DATA.CUSTOM, trigger=trigger)
     target.start()
-    wait_for(lambda: broker.stats()["rooms"]["r"].members == 1, 5, "target to join r")
+    wait_members(broker, "r", 1)
     sender = Component("sender", HOST, broker.port)
     sender.send(direct)
     assert handled.get(timeout=5)["X"] == 1
