@@ -182,14 +182,14 @@ def _client(kind: str, name: str, port: int):
     return client, lambda: threading.Thread(target=listen, daemon=True).start()
 
 
-def client_environment(kind: str, port: int, steps: int, seconds: float, ready: mp.Event,
-                       results: mp.Queue) -> None:
+def client_environment(kind: str, port: int, steps: int, seconds: float, results: mp.Queue) -> None:
+    """Puts READY on ``results`` once joined, then (steps, seconds) when the run is over."""
     side = EnvironmentSide(steps, seconds)
     client, start = _client(kind, "environment", port)
     client.add_eventHandler(side.on_action, MESSAGE_TYPE.DATA.CUSTOM, responseRooms=protocol.OBSERVATION,
                             trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.ACTION))
     start()
-    ready.set()
+    results.put(READY)
     side.finished.wait(SETUP_TIMEOUT)
     results.put((side.count, side.elapsed))
     with contextlib.suppress(OSError):
@@ -224,12 +224,12 @@ class Processes:
         child.start()
         self.children.append(child)
 
-    def result(self, results: mp.Queue, timeout: float):
-        """The set-up's result; RuntimeError at once if a child dies first."""
+    def get(self, channel: mp.Queue, timeout: float):
+        """The next item a child puts on ``channel``; RuntimeError at once if a child dies first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
-                return results.get(timeout=0.2)
+                return channel.get(timeout=0.2)
             for child in self.children:
                 if child.exitcode not in (None, 0):
                     raise RuntimeError(f"{child.name} failed (exit code {child.exitcode})")
@@ -247,23 +247,21 @@ def run_direct(context, steps: int) -> tuple[int, float]:
     ports, results, children = context.Queue(), context.Queue(), Processes(context)
     try:
         children.start(direct_environment, steps, ports, results)
-        children.start(direct_agent, ports.get(timeout=SETUP_TIMEOUT))
-        return children.result(results, SETUP_TIMEOUT)
+        children.start(direct_agent, children.get(ports, SETUP_TIMEOUT))
+        return children.get(results, SETUP_TIMEOUT)
     finally:
         children.end()
 
 
 def run_brokered(context, kind: str, steps: int, seconds: float) -> tuple[int, float]:
-    ports, results, children = context.Queue(), context.Queue(), Processes(context)
-    stop, ready = context.Event(), context.Event()
+    ports, results, children, stop = context.Queue(), context.Queue(), Processes(context), context.Event()
     try:
         children.start(our_broker if kind == "ours" else swergio_server, ports, stop)
-        port = ports.get(timeout=SETUP_TIMEOUT)
-        children.start(client_environment, kind, port, steps, seconds, ready, results)
-        if not ready.wait(SETUP_TIMEOUT):
-            raise TimeoutError("the environment did not come up")
+        port = children.get(ports, SETUP_TIMEOUT)
+        children.start(client_environment, kind, port, steps, seconds, results)
+        children.get(results, SETUP_TIMEOUT)  # the environment has joined its rooms
         children.start(client_agent, kind, port, stop)
-        return children.result(results, SETUP_TIMEOUT + seconds)
+        return children.get(results, SETUP_TIMEOUT + seconds)
     finally:
         stop.set()
         children.end()
