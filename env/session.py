@@ -30,10 +30,11 @@ class Session:
     """Network (maybe embedded) + environment (maybe) + control client."""
 
     def __init__(self, options: SessionOptions, *, on_event: Callable[[object], None] | None = None,
-                 observer: EnvironmentObserver | None = None, on_disconnect: Callable[[str], None] | None = None):
+                 observers: list[EnvironmentObserver] | None = None,
+                 on_disconnect: Callable[[str], None] | None = None):
         self.options = options
         self.on_event = on_event
-        self.observer = observer
+        self.observers = list(observers or ())
         self.on_disconnect = on_disconnect
         self.network: LocalNetwork | None = None
         self.environment: EnvironmentComponent | None = None
@@ -61,8 +62,8 @@ class Session:
             if self.options.embed_env:
                 self.environment = EnvironmentComponent(self.host, self.port, env_id=self.options.env_id,
                                                         seed=self.options.seed, on_disconnect=self.on_disconnect)
-                if self.observer is not None:
-                    self.environment.add_observer(self.observer)
+                for observer in self.observers:
+                    self.environment.add_observer(observer)
                 self.environment.start()
             self.control = ControlClient(self.host, self.port, on_event=self.on_event)
         except Exception:
@@ -71,8 +72,11 @@ class Session:
         return self
 
     def reconnect(self) -> None:
-        """Drop the clients and join the broker again (the embedded network is kept)."""
+        """Drop the clients and join the broker again; restart the embedded network if it died."""
         self._close_clients()
+        if self.network is not None and not self.network.alive:
+            self.network.stop()
+            self.network = None
         self.open()
 
     def _close_clients(self) -> None:

@@ -1,0 +1,429 @@
+"""The control room: composes the panes and reacts to the network's events.
+
+It owns no network code: the session (env layer) does the talking in its own
+threads, the bridge hands its events over, and the app hands each widget the
+state it shows. Plots and the cart redraw on timers, only when their data changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+
+from env.control import ControlTimeout
+from env.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished,
+                        NetworkError, RunFinished, RunStarted)
+from env.export import export_to_file
+from env.network import NetworkStartError
+from env.recorder import StoreRecorder
+from env.session import Session, SessionOptions
+from env.store import RunStore
+
+from .bridge import EventsPending, NetworkBridge
+from .history import ScoreHistory
+from .overlays import rolling_overlays
+from .screens import HelpScreen, UnreachableScreen
+from .widgets.cart_view import CartView
+from .widgets.control_panel import ControlPanel
+from .widgets.network_pane import NetworkPane
+from .widgets.runs_table import RunsTable
+from .widgets.score_plot import ScorePlot
+
+PANES = {"1": "plot-pane", "2": "cart-pane", "3": "runs-pane", "4": "network-pane", "5": "log-pane"}
+SMALL_HEIGHT = 32  # below this the network and log panes start hidden
+RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+_CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
+
+
+class Connected(Message):
+    """The session joined the network."""
+
+
+class ConnectFailed(Message):
+    def __init__(self, reason: str):
+        super().__init__()
+        self.reason = reason
+
+
+class StorageProblem(Message):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+class ControlRoomApp(App):
+    """`cartpole-tui`: start, stop, evolve and watch a swergio CartPole network."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "cartpole-tui"
+    AUTO_FOCUS = "#runs-pane"  # not the episodes field: single-letter keys must reach the app
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("e", "evolve", "Evolve"),
+        Binding("d", "toggle_deterministic", "Det"),
+        Binding("n", "focus_episodes", "Episodes"),
+        Binding("c", "export", "Export", show=False),
+        *(Binding(key, f"toggle_pane('{pane}')", "Panes" if key == "1" else "", show=key == "1",
+                  key_display="1-5") for key, pane in PANES.items()),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, options: SessionOptions, *, db_path: str | None = ":memory:",
+                 evolution_timeout: float = 30.0, redraw_hz: float = 4.0):
+        super().__init__()
+        self.options = options
+        self.db_path = db_path
+        self.evolution_timeout = evolution_timeout
+        self.redraw_hz = redraw_hz
+        self.bridge = NetworkBridge(self.post_message, env_embedded=options.embed_env)
+        self.session = Session(options, on_event=self.bridge.on_control_event, observers=[self.bridge],
+                               on_disconnect=lambda reason: self.bridge.push(Disconnected(reason)))
+        self.store: RunStore | None = None
+        self.history = ScoreHistory()
+        self.connection = "connecting"
+        self.current: RunStarted | None = None
+        self.finished_in_run = 0
+        self.run_numbers: dict[str, int] = {}
+        self._quitting = threading.Event()
+        self._shown_revision = -1
+        self._shown_observation = None
+        self._steps_seen = (0, time.monotonic())
+        self.steps_per_second = 0.0
+
+    # --- layout ------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        yield ControlPanel()
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=1, show_eta=True, id="progress")
+            yield Label("no run yet", id="progress-label")
+        with Horizontal(id="main"):
+            plot = ScorePlot(self.history, redraw_hz=self.redraw_hz, id="plot-pane")
+            plot.border_title = "Score"
+            yield plot
+            cart = CartView(id="cart-pane")
+            cart.border_title = "Cart"
+            yield cart
+        with Horizontal(id="bottom"):
+            runs = RunsTable(id="runs-pane")
+            runs.border_title = "Runs"
+            yield runs
+            with Vertical(id="network-pane"):
+                yield NetworkPane(id="network")
+        log = RichLog(id="log-pane", max_lines=1000, markup=True, wrap=True)
+        log.border_title = "Log"
+        yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#network-pane").border_title = "Network"
+        self.query_one(ControlPanel).show_running(False)
+        self.query_one("#progress").display = False
+        if self.size.height < SMALL_HEIGHT:
+            self.query_one("#network-pane").display = False
+            self.query_one("#log-pane").display = False
+        self.screen.set_class(self.size.height < SMALL_HEIGHT, "-small")
+        self.set_interval(1 / self.redraw_hz, self._refresh_views)
+        self._show_status()
+        self.connect_network()
+
+    def on_resize(self) -> None:
+        self.screen.set_class(self.size.height < SMALL_HEIGHT, "-small")
+
+    # --- connecting ------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="network")
+    def connect_network(self) -> None:
+        try:
+            if self.store is None:
+                self.store = RunStore.open(self.db_path, on_error=lambda text: self.post_message(StorageProblem(text)))
+                self.session.observers.insert(0, StoreRecorder(self.store, self.options.env_id, "embedded"))
+            self.session.open()
+        except _CONNECTION_FAILURES as error:
+            self.post_message(ConnectFailed(str(error)))
+            return
+        self.post_message(Connected())
+
+    def on_connected(self, _: Connected) -> None:
+        self.connection = "connected"
+        for recorder in self.session.observers:
+            if isinstance(recorder, StoreRecorder):
+                recorder.address = self.session.address
+        self.log_line(f"joined the network at {self.session.address}"
+                      + (" (embedded broker, built-in agents)" if self.session.embedded else ""))
+        if self.session.network is not None and self.session.network.log_path:
+            self.log_line(f"[dim]network log: {self.session.network.log_path}[/]")
+        self._show_status()
+        self._refresh_views()
+
+    def on_connect_failed(self, message: ConnectFailed) -> None:
+        self.connection = "unreachable"
+        self._show_status()
+        self.log_line(f"[red]cannot join the network: {message.reason}[/]")
+
+        def retry(again: bool | None) -> None:
+            if again:
+                self.connection = "connecting"
+                self._show_status()
+                self.connect_network()
+            else:
+                self.exit()
+
+        self.push_screen(UnreachableScreen(message.reason), retry)
+
+    @work(thread=True, exclusive=True, group="network")
+    def reconnect(self) -> None:
+        attempt = 0
+        while not self._quitting.is_set():
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            if self._quitting.wait(delay):
+                return
+            try:
+                self.session.reconnect()
+            except _CONNECTION_FAILURES as error:
+                self.bridge.push(NetworkError("app", f"reconnect attempt {attempt} failed: {error}"))
+                continue
+            self.post_message(Connected())
+            return
+
+    def on_storage_problem(self, message: StorageProblem) -> None:
+        self.log_line(f"[red]storage: {message.text}[/]")
+        self.notify(message.text, title="Run history", severity="error", timeout=10)
+
+    # --- network events ----------------------------------------------------------------
+
+    def on_events_pending(self, _: EventsPending) -> None:
+        for event in self.bridge.drain():
+            handler = getattr(self, f"_on_{type(event).__name__}", None)
+            if handler is not None:
+                handler(event)
+
+    def _on_RunStarted(self, event: RunStarted) -> None:
+        self.current = event
+        self.finished_in_run = 0
+        record = next((r for r in reversed(self.store.runs()) if r.run_uid == event.run_id), None)
+        self.run_numbers[event.run_id] = record.number if record else len(self.run_numbers) + 1
+        progress = self.query_one("#progress", ProgressBar)
+        progress.display = True
+        progress.update(total=event.episodes or None, progress=0)
+        self.query_one(ControlPanel).show_running(True)
+        self.log_line(f"run {self.run_numbers[event.run_id]} started: {event.episodes} episodes"
+                      + (", deterministic" if event.deterministic else ""))
+
+    def _on_EpisodeFinished(self, event: EpisodeFinished) -> None:
+        number = self.run_numbers.get(event.run_id)
+        if number is None:  # a run started by another control client, seen through the control room
+            self._on_RunStarted(RunStarted(event.run_id, 0, False))
+            number = self.run_numbers[event.run_id]
+        self.history.append(event.score, number)
+        self.finished_in_run = event.episode
+        self.query_one("#progress", ProgressBar).update(progress=event.episode)
+        self.query_one("#progress-label", Label).update(
+            f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'} · "
+            f"last {event.score:g}")
+        if not self.options.embed_env and self.store is not None:
+            self._record_remote(event)
+
+    def _on_RunFinished(self, event: RunFinished) -> None:
+        number = self.run_numbers.get(event.run_id, "?")
+        if event.episodes and len(self.history):
+            self.history.end_run(event.avg_score)
+        self.current = None
+        self.query_one(ControlPanel).show_running(False)
+        ending = "stopped" if event.stopped else "done"
+        rate = f", {event.steps_per_second:,.0f} steps/s" if event.steps_per_second else ""
+        self.log_line(f"run {number} {ending}: average [b]{event.avg_score:.1f}[/] over {event.episodes} "
+                      f"episodes (ENV_DONE){rate}")
+        self.query_one("#progress-label", Label).update(f"run {number} {ending} · avg {event.avg_score:.1f}")
+        if not self.options.embed_env and self.store is not None:
+            self._record_remote(event)
+
+    def _record_remote(self, event) -> None:
+        recorder = next(o for o in self.session.observers if isinstance(o, StoreRecorder))
+        if isinstance(event, EpisodeFinished):
+            recorder.on_episode(event)
+        else:
+            recorder.on_run_finished(event)
+
+    def _on_EvolutionFinished(self, event: EvolutionFinished) -> None:
+        self.query_one(ControlPanel).show_evolution(f"done in {event.seconds:.2f}s")
+        self.log_line(f"evolution done in {event.seconds:.2f}s (EVO_DONE)")
+
+    def _on_NetworkError(self, event: NetworkError) -> None:
+        self.log_line(f"[yellow]{event.source}: {event.text}[/]")
+
+    def _on_ComponentSeen(self, event: ComponentSeen) -> None:
+        pane = self.query_one(NetworkPane)
+        if event.name not in pane.components:
+            pane.components.add(event.name)
+            self.log_line(f"[dim]component seen: {event.name}[/]")
+
+    def _on_BrokerStats(self, event: BrokerStats) -> None:
+        self.query_one(NetworkPane).update_stats(event)
+        self.components = len(event.clients)
+        self._show_status()
+
+    def _on_Disconnected(self, event: Disconnected) -> None:
+        if self.connection != "connected":
+            return
+        self.connection = "disconnected"
+        self.log_line(f"[red]lost the network: {event.reason}; reconnecting[/]")
+        if self.current is not None and self.store is not None:
+            self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
+            self.current = None
+            self.query_one(ControlPanel).show_running(False)
+        self._show_status()
+        self.reconnect()
+
+    # --- views ------------------------------------------------------------------------
+
+    components = 0
+
+    def _show_status(self) -> None:
+        marks = {"connected": "[green]● connected[/]", "connecting": "[yellow]○ connecting…[/]",
+                 "disconnected": "[red]● disconnected[/]", "unreachable": "[red]● unreachable[/]"}
+        address = self.session.address if self.session.port else "starting network…"
+        rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
+        self.query_one("#status", Static).update(
+            f"[b]cartpole-tui[/]  {address}  {self.options.env_id}  {self.components} clients  "
+            f"{marks[self.connection]}{rate}")
+
+    def _refresh_views(self) -> None:
+        steps, since = self._steps_seen
+        now = time.monotonic()
+        if now - since >= 1.0:
+            self.steps_per_second = (self.bridge.steps - steps) / (now - since)
+            self._steps_seen = (self.bridge.steps, now)
+            self._show_status()
+        observation = self.bridge.latest_observation
+        if observation is not self._shown_observation:
+            self._shown_observation = observation
+            self.query_one(CartView).observation = tuple(float(v) for v in observation)
+        if self.store is not None and self.store.revision != self._shown_revision:
+            self._shown_revision = self.store.revision
+            self.query_one(RunsTable).show(self.store.runs())
+
+    def log_line(self, text: str) -> None:
+        self.query_one("#log-pane", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
+
+    # --- actions ------------------------------------------------------------------------
+
+    def _usable_control(self):
+        if self.connection != "connected" or self.session.control is None:
+            self.notify("not connected to the network", severity="warning")
+            return None
+        return self.session.control
+
+    def action_start(self) -> None:
+        self.query_one(ControlPanel).request_start()
+
+    def on_control_panel_start_requested(self, message: ControlPanel.StartRequested) -> None:
+        self.query_one(RunsTable).focus()  # out of the episodes field: single-letter keys are the app's
+        control = self._usable_control()
+        if control is None:
+            return
+        if self.current is not None:
+            self.notify("a run is going: stop it first (x)", severity="warning")
+            return
+        self._start_run(message.episodes, message.deterministic)
+
+    @work(thread=True, group="commands")
+    def _start_run(self, episodes: int, deterministic: bool) -> None:
+        run_id = self.session.control.start_run(episodes, deterministic, self.options.seed)
+        if not self.options.embed_env:  # the remote environment's run: announce it ourselves
+            started = RunStarted(run_id, episodes, deterministic, self.options.seed, time.time())
+            next(o for o in self.session.observers if isinstance(o, StoreRecorder)).on_run_started(started)
+            self.bridge.push(started)
+
+    def action_stop(self) -> None:
+        self.post_message(ControlPanel.StopRequested())
+
+    def on_control_panel_stop_requested(self, _: ControlPanel.StopRequested) -> None:
+        control = self._usable_control()
+        if control is None:
+            return
+        if self.current is None:
+            self.notify("no run is going", severity="information")
+            return
+        self.run_worker(control.stop_run, thread=True, group="commands")
+        self.log_line("stop requested")
+
+    def action_evolve(self) -> None:
+        self.post_message(ControlPanel.EvolveRequested())
+
+    def on_control_panel_evolve_requested(self, _: ControlPanel.EvolveRequested) -> None:
+        control = self._usable_control()
+        if control is None:
+            return
+        self.query_one(ControlPanel).show_evolution("running…")
+        self._evolve(control)
+
+    @work(thread=True, exclusive=True, group="evolution")
+    def _evolve(self, control) -> None:
+        try:
+            control.evolve(timeout=self.evolution_timeout)
+        except (ControlTimeout, ConnectionError) as error:
+            self.call_from_thread(self.query_one(ControlPanel).show_evolution, "no answer")
+            self.bridge.push(NetworkError("evolution", str(error)))
+
+    def action_toggle_deterministic(self) -> None:
+        self.query_one(ControlPanel).toggle_deterministic()
+
+    def action_focus_episodes(self) -> None:
+        self.query_one(ControlPanel).focus_episodes()
+
+    def action_toggle_pane(self, pane_id: str) -> None:
+        pane = self.query_one(f"#{pane_id}")
+        pane.display = not pane.display
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_export(self) -> None:
+        if self.store is None:
+            return
+        marked = sorted(self.query_one(RunsTable).marked) or None
+        try:
+            path = export_to_file(self.store, marked, "csv")
+        except Exception as error:  # noqa: BLE001 - any failure to write is the user's to see
+            self.notify(f"export failed: {error}", severity="error")
+            return
+        self.log_line(f"exported {'runs ' + ', '.join(map(str, marked)) if marked else 'all runs'} to {path}")
+        self.notify(path, title="Exported")
+
+    def on_runs_table_marks_changed(self, message: RunsTable.MarksChanged) -> None:
+        self.query_one(ScorePlot).overlays = rolling_overlays(self.store, sorted(message.marked),
+                                                              self.query_one(ScorePlot).window)
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start a run", "Start with the episodes and Det of the top bar", self.action_start)
+        yield SystemCommand("Stop the run", "ENV_DONE over the finished episodes", self.action_stop)
+        yield SystemCommand("Evolve", "One evolution step (EVOLUTION → EVO_DONE)", self.action_evolve)
+        yield SystemCommand("Toggle deterministic", "The models act deterministically or not",
+                            self.action_toggle_deterministic)
+        yield SystemCommand("Export runs to CSV", "The marked runs, or all", self.action_export)
+        for key, pane in PANES.items():
+            yield SystemCommand(f"Show/hide {pane.removesuffix('-pane')} pane", f"Key {key}",
+                                lambda pane=pane: self.action_toggle_pane(pane))
+
+    async def action_quit(self) -> None:
+        self._quitting.set()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self._quitting.set()
+        self.session.close()
+        if self.store is not None:
+            self.store.close()

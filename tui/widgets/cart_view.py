@@ -1,0 +1,64 @@
+"""The cart and its pole, drawn from the latest observation in braille."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+TRACK_LIMIT = 2.4  # CartPole ends an episode when |x| > 2.4
+ANGLE_LIMIT = 12 * math.pi / 180  # ... or when |theta| > 12 degrees
+_BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]])
+
+
+class CartView(Widget):
+    """Set ``observation`` ([x, x_dot, theta, theta_dot]) and it redraws."""
+
+    DEFAULT_CSS = """
+    CartView { width: 28; height: 1fr; min-height: 5; }
+    CartView > .cart-view--pole { color: ansi_yellow; }
+    """
+    COMPONENT_CLASSES = {"cart-view--pole"}
+
+    observation: reactive[tuple | None] = reactive(None, layout=False)
+
+    def render(self) -> Text:
+        width, height = self.size.width, self.size.height
+        if width < 6 or height < 4:
+            return Text("")
+        if self.observation is None:
+            return Text("waiting for a run…", style="dim")
+        x, _, theta, _ = self.observation
+        rows = height - 3  # pole area; then the cart, the track and the readout
+        pole = self._pole(width, rows, x, theta)
+        cart_col = int(round((x + TRACK_LIMIT) / (2 * TRACK_LIMIT) * (width - 1)))
+        cart_col = min(max(cart_col, 2), width - 3)
+        text = Text()
+        pole_style = self.get_component_rich_style("cart-view--pole")
+        for line in pole:
+            text.append(line, pole_style)
+            text.append("\n")
+        text.append(" " * (cart_col - 2) + "▐███▌", "bold")
+        text.append("\n")
+        track = ["─"] * width
+        track[0] = track[-1] = "┃"
+        text.append("".join(track), "dim")
+        text.append(f"\nx {x:+.2f}  θ {math.degrees(theta):+.1f}°", "dim")
+        return text
+
+    @staticmethod
+    def _pole(width: int, rows: int, x: float, theta: float) -> list[str]:
+        dots = np.zeros((rows * 4, width * 2), dtype=bool)
+        base_x = (x + TRACK_LIMIT) / (2 * TRACK_LIMIT) * (width * 2 - 1)
+        length = rows * 4 - 1
+        for t in np.linspace(0.0, 1.0, length * 2):
+            px = int(round(base_x + math.sin(theta) * length * t))
+            py = int(round(rows * 4 - 1 - math.cos(theta) * length * t))
+            if 0 <= px < width * 2 and 0 <= py < rows * 4:
+                dots[py, px] = True
+        cells = dots.reshape(rows, 4, width, 2).transpose(0, 2, 1, 3)
+        codes = (cells * _BRAILLE_BITS).sum(axis=(2, 3))
+        return ["".join(chr(0x2800 + c) if c else " " for c in row) for row in codes]

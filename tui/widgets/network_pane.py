@@ -1,0 +1,51 @@
+"""The network: components seen, rooms with members, messages per second and traffic."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from env.events import BrokerStats
+
+
+class NetworkPane(Static):
+    """Given ``update_stats(stats)`` and ``components``, shows rates between the last two stats."""
+
+    DEFAULT_CSS = "NetworkPane { height: auto; }"
+
+    def __init__(self, **kwargs):
+        super().__init__("", **kwargs)
+        self._previous: BrokerStats | None = None
+        self._current: BrokerStats | None = None
+        self.components: set[str] = set()
+
+    def update_stats(self, stats: BrokerStats | None) -> None:
+        if stats is not None:
+            self._previous, self._current = self._current, stats
+        self.update(self._table())
+
+    def _rate(self, room: str) -> float:
+        if self._previous is None or room not in self._previous.rooms:
+            return 0.0
+        elapsed = self._current.at - self._previous.at
+        sent = self._current.rooms[room][1] - self._previous.rooms[room][1]
+        return sent / elapsed if elapsed > 0 else 0.0
+
+    def _table(self) -> Table | Text:
+        stats = self._current
+        names = sorted(stats.clients) if stats else sorted(self.components)
+        if stats is None:
+            return Text.assemble(("components seen: ", "dim"), ", ".join(names) or "none yet", "\n",
+                                 ("(room traffic is reported by cartpole-tui's broker only)", "dim"))
+        table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
+        for column, justify in (("room", "left"), ("members", "right"), ("msg/s", "right"),
+                                ("messages", "right"), ("MB", "right")):
+            table.add_column(column, justify=justify)
+        for room, (members, messages, size) in sorted(stats.rooms.items()):
+            table.add_row(room, str(members), f"{self._rate(room):,.0f}", f"{messages:,}", f"{size / 1e6:.1f}")
+        distinct = sorted(set(names))
+        shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)
+        table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}",
+                             style="dim")
+        return table

@@ -1,0 +1,68 @@
+"""The runs table: one row per run, past and current; space marks runs to compare."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from env.store import RunRecord
+
+COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
+_STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
+
+
+def _cells(run: RunRecord, marked: bool) -> tuple:
+    avg = "…" if run.avg_score is None else f"{run.avg_score:.1f}"
+    best = "" if run.best is None else f"{run.best:g}"
+    duration = "" if run.duration is None else f"{run.duration:.1f}s"
+    rate = "" if not run.steps_per_s else f"{run.steps_per_s:,.0f}"
+    episodes = f"{run.finished}/{run.params.episodes}" if run.state == "running" else str(run.params.episodes)
+    state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
+    return ("◆" if marked else " ", str(run.number), episodes, "yes" if run.params.deterministic else "no",
+            avg, best, duration, rate, state)
+
+
+class RunsTable(DataTable):
+    """Shows the runs it is given with ``show``; updates only the cells that changed."""
+
+    BINDINGS = [Binding("space", "toggle_mark", "Compare", show=True)]
+
+    class MarksChanged(Message):
+        def __init__(self, marked: frozenset[int]):
+            super().__init__()
+            self.marked = marked
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.marked: set[int] = set()
+        self._shown: dict[int, tuple] = {}
+        self._runs: dict[int, RunRecord] = {}
+
+    def on_mount(self) -> None:
+        for label in COLUMNS:
+            self.add_column(label, key=label or "mark")
+
+    def show(self, runs: list[RunRecord]) -> None:
+        follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        for run in runs:
+            self._runs[run.number] = run
+            cells = _cells(run, run.number in self.marked)
+            previous = self._shown.get(run.number)
+            if previous is None:
+                self.add_row(*cells, key=str(run.number))
+            elif previous != cells:
+                for column, (old, new) in zip(self.columns, zip(previous, cells)):
+                    if old != new:
+                        self.update_cell(str(run.number), column, new)
+            self._shown[run.number] = cells
+        if follow and self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
+
+    def action_toggle_mark(self) -> None:
+        if not self.row_count:
+            return
+        number = int(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        self.marked ^= {number}
+        self.show([self._runs[number]])
+        self.post_message(self.MarksChanged(frozenset(self.marked)))
