@@ -430,9 +430,9 @@ class RunStore:
             log.exception("on_error callback failed")
 
     def _write_loop(self) -> None:
-        # The writer polls rather than blocking on the queue: waking a thread blocked on a
-        # queue while the caller's thread runs hot costs ~10x more CPU (GIL hand-offs,
-        # measured in bench.store) than a timed wait; idle, 20 polls/s cost nothing.
+        # The writer polls rather than blocking on the queue: beside a busy gymnasium loop,
+        # waking a thread blocked on a queue cost ~390 µs of CPU, a timed wait's wake-up
+        # ~40 µs (measured here); idle, 20 polls a second cost under 1 ms of CPU a second.
         while True:
             self._wake.wait(LINGER)  # flush() and close() cut this short
             self._wake.clear()
