@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import time
+
 from .control import ControlClient
 from .environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
+from .events import EpisodeFinished, RunFinished, RunStarted
 from .network import LocalNetwork
+from .recorder import StoreRecorder
+from .store import RunStore
 from .transport import parse_address
 
 
@@ -27,14 +32,20 @@ class SessionOptions:
 
 
 class Session:
-    """Network (maybe embedded) + environment (maybe) + control client."""
+    """Network (maybe embedded) + environment (maybe) + control client, recording into a store.
+
+    With the environment here, runs are recorded from its in-process events; with a
+    remote one, from what the control room reports (EPISODE_DONE where the
+    environment sends it, ENV_DONE always).
+    """
 
     def __init__(self, options: SessionOptions, *, on_event: Callable[[object], None] | None = None,
                  observers: list[EnvironmentObserver] | None = None,
-                 on_disconnect: Callable[[str], None] | None = None):
+                 on_disconnect: Callable[[str], None] | None = None, store: RunStore | None = None):
         self.options = options
         self.on_event = on_event
-        self.observers = list(observers or ())
+        self.recorder = StoreRecorder(store, options.env_id, "") if store is not None else None
+        self.observers = ([self.recorder] if self.recorder else []) + list(observers or ())
         self.on_disconnect = on_disconnect
         self.network: LocalNetwork | None = None
         self.environment: EnvironmentComponent | None = None
@@ -65,11 +76,31 @@ class Session:
                 for observer in self.observers:
                     self.environment.add_observer(observer)
                 self.environment.start()
-            self.control = ControlClient(self.host, self.port, on_event=self.on_event)
+            if self.recorder is not None:
+                self.recorder.address = self.address
+            self.control = ControlClient(self.host, self.port, on_event=self._control_event)
         except Exception:
             self.close()
             raise
         return self
+
+    def _control_event(self, event) -> None:
+        if self.recorder is not None and not self.options.embed_env:
+            if isinstance(event, EpisodeFinished):
+                self.recorder.on_episode(event)
+            elif isinstance(event, RunFinished):
+                self.recorder.on_run_finished(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def start_run(self, episodes: int, deterministic: bool = False) -> str:
+        """Start a run with the session's seed; a remote environment's run is recorded from here."""
+        run_id = self.control.start_run(episodes, deterministic, self.options.seed)
+        if not self.options.embed_env:
+            started = RunStarted(run_id, episodes, deterministic, self.options.seed, time.time())
+            for observer in self.observers:
+                observer.on_run_started(started)
+        return run_id
 
     def reconnect(self) -> None:
         """Drop the clients and join the broker again; restart the embedded network if it died."""

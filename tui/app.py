@@ -22,7 +22,6 @@ from env.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinishe
                         NetworkError, RunFinished, RunStarted)
 from env.export import export_to_file
 from env.network import NetworkStartError
-from env.recorder import StoreRecorder
 from env.session import Session, SessionOptions
 from env.store import RunStore
 
@@ -77,7 +76,7 @@ class ControlRoomApp(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, options: SessionOptions, *, db_path: str | None = ":memory:",
+    def __init__(self, options: SessionOptions, *, db_path: str | None = None,
                  evolution_timeout: float = 30.0, redraw_hz: float = 4.0):
         super().__init__()
         self.options = options
@@ -85,9 +84,8 @@ class ControlRoomApp(App):
         self.evolution_timeout = evolution_timeout
         self.redraw_hz = redraw_hz
         self.bridge = NetworkBridge(self.post_message, env_embedded=options.embed_env)
-        self.session = Session(options, on_event=self.bridge.on_control_event, observers=[self.bridge],
-                               on_disconnect=lambda reason: self.bridge.push(Disconnected(reason)))
         self.store: RunStore | None = None
+        self.session: Session | None = None
         self.history = ScoreHistory()
         self.connection = "connecting"
         self.current: RunStarted | None = None
@@ -145,9 +143,11 @@ class ControlRoomApp(App):
     @work(thread=True, exclusive=True, group="network")
     def connect_network(self) -> None:
         try:
-            if self.store is None:
+            if self.session is None:
                 self.store = RunStore.open(self.db_path, on_error=lambda text: self.post_message(StorageProblem(text)))
-                self.session.observers.insert(0, StoreRecorder(self.store, self.options.env_id, "embedded"))
+                self.session = Session(self.options, on_event=self.bridge.on_control_event, observers=[self.bridge],
+                                       on_disconnect=lambda reason: self.bridge.push(Disconnected(reason)),
+                                       store=self.store)
             self.session.open()
         except _CONNECTION_FAILURES as error:
             self.post_message(ConnectFailed(str(error)))
@@ -156,9 +156,6 @@ class ControlRoomApp(App):
 
     def on_connected(self, _: Connected) -> None:
         self.connection = "connected"
-        for recorder in self.session.observers:
-            if isinstance(recorder, StoreRecorder):
-                recorder.address = self.session.address
         self.log_line(f"joined the network at {self.session.address}"
                       + (" (embedded broker, built-in agents)" if self.session.embedded else ""))
         if self.session.network is not None and self.session.network.log_path:
@@ -232,8 +229,6 @@ class ControlRoomApp(App):
         self.query_one("#progress-label", Label).update(
             f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'} · "
             f"last {event.score:g}")
-        if not self.options.embed_env and self.store is not None:
-            self._record_remote(event)
 
     def _on_RunFinished(self, event: RunFinished) -> None:
         number = self.run_numbers.get(event.run_id, "?")
@@ -246,15 +241,7 @@ class ControlRoomApp(App):
         self.log_line(f"run {number} {ending}: average [b]{event.avg_score:.1f}[/] over {event.episodes} "
                       f"episodes (ENV_DONE){rate}")
         self.query_one("#progress-label", Label).update(f"run {number} {ending} · avg {event.avg_score:.1f}")
-        if not self.options.embed_env and self.store is not None:
-            self._record_remote(event)
 
-    def _record_remote(self, event) -> None:
-        recorder = next(o for o in self.session.observers if isinstance(o, StoreRecorder))
-        if isinstance(event, EpisodeFinished):
-            recorder.on_episode(event)
-        else:
-            recorder.on_run_finished(event)
 
     def _on_EvolutionFinished(self, event: EvolutionFinished) -> None:
         self.query_one(ControlPanel).show_evolution(f"done in {event.seconds:.2f}s")
@@ -293,7 +280,7 @@ class ControlRoomApp(App):
     def _show_status(self) -> None:
         marks = {"connected": "[green]● connected[/]", "connecting": "[yellow]○ connecting…[/]",
                  "disconnected": "[red]● disconnected[/]", "unreachable": "[red]● unreachable[/]"}
-        address = self.session.address if self.session.port else "starting network…"
+        address = self.session.address if self.session and self.session.port else "starting network…"
         rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
         self.query_one("#status", Static).update(
             f"[b]cartpole-tui[/]  {address}  {self.options.env_id}  {self.components} clients  "
@@ -320,7 +307,7 @@ class ControlRoomApp(App):
     # --- actions ------------------------------------------------------------------------
 
     def _usable_control(self):
-        if self.connection != "connected" or self.session.control is None:
+        if self.connection != "connected" or self.session is None or self.session.control is None:
             self.notify("not connected to the network", severity="warning")
             return None
         return self.session.control
@@ -340,11 +327,7 @@ class ControlRoomApp(App):
 
     @work(thread=True, group="commands")
     def _start_run(self, episodes: int, deterministic: bool) -> None:
-        run_id = self.session.control.start_run(episodes, deterministic, self.options.seed)
-        if not self.options.embed_env:  # the remote environment's run: announce it ourselves
-            started = RunStarted(run_id, episodes, deterministic, self.options.seed, time.time())
-            next(o for o in self.session.observers if isinstance(o, StoreRecorder)).on_run_started(started)
-            self.bridge.push(started)
+        self.session.start_run(episodes, deterministic)
 
     def action_stop(self) -> None:
         self.post_message(ControlPanel.StopRequested())
@@ -424,6 +407,7 @@ class ControlRoomApp(App):
 
     def on_unmount(self) -> None:
         self._quitting.set()
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
         if self.store is not None:
             self.store.close()

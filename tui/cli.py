@@ -59,8 +59,14 @@ def _network_options(parser: argparse.ArgumentParser, connect_required: bool = F
                                                            " instead of starting the embedded network"))
 
 
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH",
+                        help="run history database (default: in your data directory; :memory: keeps nothing)")
+
+
 def _session_options(parser: argparse.ArgumentParser) -> None:
     _network_options(parser)
+    _db_option(parser)
     parser.add_argument("--no-env", action="store_true",
                         help="do not run the environment here (the network has its own)")
     parser.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
@@ -90,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(env, connect_required=True)
     env.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
     env.add_argument("--seed", type=int)
+    _db_option(env)
+
+    export = sub.add_parser("export", help="write run history as CSV or JSON")
+    _db_option(export)
+    export.add_argument("--run", type=positive_int, action="append", metavar="N", dest="runs",
+                        help="run number to export (repeatable; default: all runs)")
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
 
     broker = sub.add_parser("broker", help="the broker alone")
     broker.add_argument("--host", default=protocol.LOOPBACK, help="address to bind (default 127.0.0.1)")
@@ -109,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cartpole-tui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `cartpole-tui export | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:

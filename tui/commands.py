@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from env.control import ControlTimeout
+from env.export import ExportError
+from env.store import RunStore
 from env.events import EpisodeFinished, NetworkError
 from env.network import NetworkStartError
 from env.session import Session, SessionOptions
@@ -19,7 +22,7 @@ from env.transport import ConnectionFailed, parse_address
 
 from .cli import CommandError
 
-_FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError)
+_FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
 
 @contextmanager
@@ -43,8 +46,13 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
-    ControlRoomApp(options).run()
+    ControlRoomApp(options, db_path=args.db).run()
     return 0
+
+
+def _open_store(path: str | None) -> RunStore:
+    """The run history; a storage problem is said once on stderr and the run goes on in memory."""
+    return RunStore.open(path, on_error=lambda text: print(f"cartpole-tui: {text}", file=sys.stderr))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,14 +71,17 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, NetworkError):
             progress.console.print(f"[yellow]{event.source}: {event.text}[/]")
 
+    store = _open_store(args.db)
     with reported_failures():
-        session = Session(session_options(args), on_event=on_event).open()
+        session = Session(session_options(args), on_event=on_event, store=store)
         try:
+            session.open()
             with progress:
-                result = session.control.run(args.episodes, args.deterministic, args.seed,
-                                             idle_timeout=args.timeout)
+                session.start_run(args.episodes, args.deterministic)
+                result = session.control.wait_run(idle_timeout=args.timeout)
         finally:
             session.close()
+            store.close()
     if args.json:
         print(json.dumps({"avg_score": result.avg_score, "episodes": result.episodes,
                           "deterministic": args.deterministic, "stopped": result.stopped,
@@ -109,13 +120,31 @@ def env(args: argparse.Namespace) -> int:
     from env.environment import EnvironmentComponent
 
     host, port = parse_address(args.connect)
+    from env.recorder import StoreRecorder
+
     lost = threading.Event()
+    store = _open_store(args.db)
     with reported_failures():
-        component = EnvironmentComponent(host, port, env_id=args.env_id, seed=args.seed,
-                                         on_disconnect=lambda reason: lost.set())
+        try:
+            component = EnvironmentComponent(host, port, env_id=args.env_id, seed=args.seed,
+                                             on_disconnect=lambda reason: lost.set())
+        except BaseException:
+            store.close()
+            raise
+    component.add_observer(StoreRecorder(store, args.env_id, args.connect))
     component.start()
-    print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop")
-    _serve_until_interrupted(component.close, lost)
+    print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
+    _serve_until_interrupted(lambda: (component.close(), store.close()), lost)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from env.export import export_command
+
+    with reported_failures():
+        written = export_command(args.db, args.runs, args.format, args.output)
+    if written != "-":
+        print(f"exported to {written}", file=sys.stderr)
     return 0
 
 

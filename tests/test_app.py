@@ -1,0 +1,225 @@
+"""The control room under App.run_test, against real networks on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from swergio import MESSAGE_TYPE, Client, Trigger
+from textual.widgets import Checkbox, Input, Label, RichLog
+
+from env import protocol
+from env.agents import RandomAgent
+from env.broker import Broker
+from env.session import SessionOptions
+from tui.app import ControlRoomApp
+from tui.screens import HelpScreen, UnreachableScreen
+from tui.widgets.control_panel import ControlPanel
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.score_plot import ScorePlot
+
+from conftest import free_port, start_swergio_client
+
+
+async def until(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
+    """Let the app run until ``predicate()`` is truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+
+
+@pytest.fixture
+def agent(broker):
+    instance = RandomAgent("127.0.0.1", broker.port, seed=5).start()
+    yield instance
+    instance.close()
+
+
+def make_app(tmp_path, port=None, **kwargs) -> ControlRoomApp:
+    options = SessionOptions(connect=f"127.0.0.1:{port}" if port else None, seed=11, agent="random")
+    return ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"), **kwargs)
+
+
+def log_text(app) -> str:
+    return "\n".join(line.text for line in app.query_one("#log-pane", RichLog).lines)
+
+
+def runs(app):
+    return app.store.runs() if app.store else []
+
+
+async def connected(pilot):
+    await until(pilot, lambda: pilot.app.connection == "connected", what="the app to connect")
+
+
+async def start_run(pilot, episodes: str, deterministic: bool = False):
+    field = pilot.app.query_one("#episodes", Input)
+    field.value = episodes
+    if deterministic != pilot.app.query_one("#deterministic", Checkbox).value:
+        await pilot.press("d")
+    await pilot.press("s")
+
+
+async def test_default_network_start_shows_episodes_and_the_env_done_average(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        assert app.session.embedded and app.session.address.startswith("127.0.0.1:")
+        await start_run(pilot, "12")
+        done = await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="the run to end")
+        assert done[0].finished == 12 and len(app.history) == 12
+        await until(pilot, lambda: "average" in log_text(app), what="the ENV_DONE line in the log")
+        assert f"{done[0].avg_score:.1f}" in log_text(app)
+        table = app.query_one(RunsTable)
+        await until(pilot, lambda: f"{done[0].avg_score:.1f}" in [str(c) for c in table.get_row_at(0)],
+                    what="the average in the runs table")
+        assert "run 1 done" in str(app.query_one("#progress-label", Label).render())
+
+
+@pytest.mark.parametrize("typed, reason", [("0", "≥ 1"), ("abc", "whole number"), ("", "empty"),
+                                           ("-3", "whole number"), ("2.5", "whole number")])
+async def test_bad_episode_count_is_explained_and_nothing_is_sent(tmp_path, broker, agent, typed, reason):
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        before = broker.stats()["rooms"]["control"].messages
+        await start_run(pilot, typed)
+        error = app.query_one("#episodes-error", Label)
+        await until(pilot, lambda: reason in str(error.render()), what="the error next to the field")
+        assert broker.stats()["rooms"]["control"].messages == before
+        assert runs(app) == []
+
+
+async def test_stop_ends_the_run_as_stopped(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "1000000")
+        await until(pilot, lambda: len(app.history) >= 3, what="a few episodes")
+        await pilot.press("x")
+        stopped = await until(pilot, lambda: [r for r in runs(app) if r.state == "stopped"], what="stopped")
+        assert 3 <= stopped[0].finished < 1_000_000
+        assert not app.query_one("#start").disabled
+
+
+async def test_evolve_without_an_evolution_component_says_so(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port, evolution_timeout=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        await pilot.press("e")
+        state = app.query_one("#evo-state", Label)
+        await until(pilot, lambda: "no answer" in str(state.render()), what="evo: no answer")
+        await until(pilot, lambda: "no evolution component answered" in log_text(app), what="the log line")
+
+
+async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
+    evolution = Client("evolution", "127.0.0.1", broker.port, "utf-8", 10)
+    evolution.add_eventHandler(lambda msg: {"STATUS": "EVO_DONE"} if msg.get("EVOLUTION") else None,
+                               MESSAGE_TYPE.DATA.CUSTOM, responseRooms="control",
+                               trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"))
+    start_swergio_client(evolution)
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await pilot.press("e")
+        state = app.query_one("#evo-state", Label)
+        await until(pilot, lambda: "done" in str(state.render()), what="evo: done")
+    evolution.close()
+
+
+async def test_broker_lost_and_back(tmp_path):
+    port = free_port()
+    first = Broker("127.0.0.1", port).start()
+    agent = RandomAgent("127.0.0.1", port).start()
+    app = make_app(tmp_path, port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "3")
+        await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a first run")
+        first.stop()
+        agent.close()
+        await until(pilot, lambda: app.connection == "disconnected", what="disconnected")
+        second = Broker("127.0.0.1", port).start()
+        agent = RandomAgent("127.0.0.1", port).start()
+        await connected(pilot)
+        await start_run(pilot, "2")
+        await until(pilot, lambda: len([r for r in runs(app) if r.state == "done"]) == 2, what="a run after")
+        assert len(app.history) == 5  # nothing shown before was lost
+    agent.close()
+    second.stop()
+
+
+async def test_unreachable_broker_shows_a_retry_screen(tmp_path):
+    port = free_port()
+    app = make_app(tmp_path, port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the unreachable screen")
+        assert f"127.0.0.1:{port}" in app.screen.reason
+        broker = Broker("127.0.0.1", port).start()
+        await pilot.press("r")
+        await connected(pilot)
+        broker.stop()
+
+
+async def test_keys_toggle_panes_help_and_deterministic(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        for key, pane in (("1", "#plot-pane"), ("2", "#cart-pane"), ("3", "#runs-pane"),
+                          ("4", "#network-pane"), ("5", "#log-pane")):
+            shown = app.query_one(pane).display
+            await pilot.press(key)
+            assert app.query_one(pane).display is not shown
+        det = app.query_one("#deterministic", Checkbox)
+        await pilot.press("d")
+        assert det.value is True
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_small_terminal_keeps_plot_controls_and_status(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        for selector in ("#status", ControlPanel, "#plot-pane", "#progress-row"):
+            widget = app.query_one(selector)
+            assert widget.display and widget.region.height > 0 and widget.region.bottom <= 24
+        assert not app.query_one("#network-pane").display
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause()
+
+
+async def test_mark_runs_to_compare_and_export_them(tmp_path, broker, agent, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        for n in (4, 6):
+            await start_run(pilot, str(n))
+            await until(pilot, lambda: len([r for r in runs(app) if r.state == "done"]) == (1 if n == 4 else 2),
+                        what=f"run of {n}")
+        table = app.query_one(RunsTable)
+        await until(pilot, lambda: table.row_count == 2, what="two rows")
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("space")
+        plot = app.query_one(ScorePlot)
+        await until(pilot, lambda: len(plot.overlays) == 1, what="an overlay")
+        assert len(plot.overlays[0].values) == 4
+        await pilot.press("c")
+        written = await until(pilot, lambda: list(tmp_path.glob("cartpole-runs-*.csv")), what="the export")
+        rows = written[0].read_text().splitlines()
+        assert len(rows) == 1 + 4 and all(row.startswith("1,") for row in rows[1:])
+        assert str(written[0]) in log_text(app).replace("\n", "")
