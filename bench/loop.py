@@ -254,17 +254,22 @@ def run_direct(context, steps: int) -> tuple[int, float]:
 
 
 def run_brokered(context, kind: str, steps: int, seconds: float) -> tuple[int, float]:
-    ports, results, children, stop = context.Queue(), context.Queue(), Processes(context), context.Event()
+    ports, results = context.Queue(), context.Queue()
+    server, clients = Processes(context), Processes(context)
+    stop_server, stop_clients = context.Event(), context.Event()
     try:
-        children.start(our_broker if kind == "ours" else swergio_server, ports, stop)
-        port = children.get(ports, SETUP_TIMEOUT)
-        children.start(client_environment, kind, port, steps, seconds, results)
-        children.get(results, SETUP_TIMEOUT)  # the environment has joined its rooms
-        children.start(client_agent, kind, port, stop)
-        return children.get(results, SETUP_TIMEOUT + seconds)
+        server.start(our_broker if kind == "ours" else swergio_server, ports, stop_server)
+        port = server.get(ports, SETUP_TIMEOUT)
+        clients.start(client_environment, kind, port, steps, seconds, results)
+        clients.get(results, SETUP_TIMEOUT)  # the environment has joined its rooms
+        clients.start(client_agent, kind, port, stop_clients)
+        return clients.get(results, SETUP_TIMEOUT + seconds)
     finally:
-        stop.set()
-        children.end()
+        # Clients first, so none of them sees the broker go away under it.
+        stop_clients.set()
+        clients.end()
+        stop_server.set()
+        server.end()
 
 
 def _measure(run) -> tuple[float, str]:
