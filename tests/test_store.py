@@ -207,13 +207,13 @@ CHILD = textwrap.dedent("""
 
 
 def test_sigkill_mid_run_keeps_every_reported_episode(db):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, db], stdout=subprocess.PIPE, text=True,
-                             cwd=os.path.dirname(os.path.dirname(__file__)))
-    try:
-        reported = [json.loads(child.stdout.readline()) for _ in range(40)]
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    with subprocess.Popen([sys.executable, "-c", CHILD, db], stdout=subprocess.PIPE, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__))) as child:
+        try:
+            reported = [json.loads(child.stdout.readline()) for _ in range(40)]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
     assert child.returncode == -signal.SIGKILL
     errors = []
     with RunStore.open(db, errors.append) as store:
