@@ -107,8 +107,12 @@ class Bystander:
             pass
 
     def expect(self, nonce: str) -> dict:
+        """The message carrying ``nonce``, skipping earlier ones; fails after 5 s."""
         while True:
-            message = self.received.get(timeout=5)
+            try:
+                message = self.received.get(timeout=5)
+            except queue.Empty:
+                raise AssertionError(f"the bystander never received message {nonce}") from None
             if message.get("NONCE") == nonce:
                 return message
 
