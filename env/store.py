@@ -14,12 +14,14 @@ file). Nothing already committed to the file is touched.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import socket
 import sqlite3
 import threading
+import weakref
 from array import array
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,6 +169,14 @@ def _pid_alive(pid: int | None, host: str | None) -> bool:
 
 _RUN, _EPISODE, _END = "run", "episode", "end"
 _STOP = object()
+_open_stores: weakref.WeakSet[RunStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """Write what is queued before the interpreter kills the (daemon) writer threads."""
+    for store in list(_open_stores):
+        store.close()
 
 
 class RunStore:
@@ -212,6 +222,7 @@ class RunStore:
         if store.path != MEMORY:
             store._open_disk()
         store._writer.start()
+        _open_stores.add(store)
         return store
 
     # --- opening -----------------------------------------------------------------

@@ -225,6 +225,21 @@ def test_sigkill_mid_run_keeps_every_reported_episode(db):
     assert run.finished == len(stored) >= len(reported)
 
 
+def test_what_is_queued_is_written_when_a_program_exits_without_close(db):
+    script = textwrap.dedent("""
+        import sys, time
+        from env.store import RunStore
+        store = RunStore.open(sys.argv[1])
+        store.begin_run("exits", episodes=3, deterministic=False, seed=None, env_id="CartPole-v1",
+                        address="127.0.0.1:0", started=time.time())
+        for index in range(3):
+            store.add_episode("exits", index, 10.0 + index, 10, time.time())
+    """)
+    subprocess.run([sys.executable, "-c", script, db], check=True,
+                   cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert on_disk(db, "SELECT idx, score FROM episodes ORDER BY idx") == [(0, 10.0), (1, 11.0), (2, 12.0)]
+
+
 def test_a_live_run_of_another_store_is_not_marked_failed(db):
     with RunStore.open(db) as live:
         live.begin_run("live", **RUN_ARGS, started=time.time())
