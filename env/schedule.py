@@ -1,8 +1,9 @@
 """Training schedules, as the published control script runs them, through a ControlClient.
 
 A round is: train N episodes (stochastic), evaluate M deterministic episodes, evolve.
-Added to the published script: when a round's evaluation reaches ``target`` the
-schedule confirms it with ``final_eval`` deterministic episodes and stops there if
+Added to the published script: when every episode of a round's evaluation reaches
+``target`` (its average, where the environment reports no episodes) the schedule
+confirms it with ``final_eval`` deterministic episodes and stops there if
 the confirmation holds (no evolution after a confirmed round, so the population
 that was measured is the one left running); otherwise it evolves and goes on. When
 no round was confirmed, a last ``final_eval``-episode evaluation gives
@@ -72,11 +73,14 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
                  evaluate: int = DEFAULTS.evaluate, on_round: Callable[[RoundResult], None] | None = None,
                  on_episode: Callable[[EpisodeFinished], None] | None = None, *,
                  final_eval: int = DEFAULTS.final_eval, target: float | None = DEFAULTS.target,
-                 seed: int | None = None, idle_timeout: float = 60.0) -> ScheduleResult:
+                 seed: int | None = None, idle_timeout: float = 60.0,
+                 on_phase: Callable[[str, int], None] | None = None) -> ScheduleResult:
     """Run the schedule through ``control`` (a :class:`env.control.ControlClient`).
 
     ``on_episode`` gets every finished episode (training, evaluation and final) while
-    the schedule runs; ``seed`` seeds each run's first reset with seed, seed+1, ….
+    the schedule runs; ``on_phase(phase, round)`` is called before each run, phase one
+    of "train", "eval", "confirm", "final"; ``seed`` seeds each run's first reset with
+    seed, seed+1, ….
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
     result = ScheduleResult(settings)
@@ -84,19 +88,21 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
     started = time.monotonic()
     train_seconds, train_steps = 0.0, 0
 
-    def run(episodes: int, deterministic: bool) -> RunFinished:
+    def run(phase: str, number: int, episodes: int, deterministic: bool) -> RunFinished:
+        if on_phase is not None:
+            on_phase(phase, number)
         return control.run(episodes, deterministic, seed=next(seeds), idle_timeout=idle_timeout)
 
     with _forwarding_episodes(control, on_episode):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
-            trained = run(train, False)
+            trained = run("train", number, train, False)
             train_seconds += time.monotonic() - t0
             train_steps += int(sum(trained.scores))
-            evaluated = run(evaluate, True)
+            evaluated = run("eval", number, evaluate, True)
             current = RoundResult(number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps)
-            if final_eval and target is not None and evaluated.avg_score >= target:
-                current.confirm_avg = run(final_eval, True).avg_score
+            if final_eval and target is not None and _reached(evaluated, target):
+                current.confirm_avg = run("confirm", number, final_eval, True).avg_score
                 result.final_eval_avg = current.confirm_avg
                 result.solved = current.confirm_avg >= target
             if not result.solved:
@@ -109,12 +115,17 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
             if result.solved:
                 break
         if not result.solved and final_eval:
-            result.final_eval_avg = run(final_eval, True).avg_score
+            result.final_eval_avg = run("final", len(result.rounds), final_eval, True).avg_score
             result.solved = target is not None and result.final_eval_avg >= target
         elif result.final_eval_avg is None:
             result.final_eval_avg = result.rounds[-1].eval_avg
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _reached(run: RunFinished, target: float) -> bool:
+    # all episodes, not the average: a confirmation of 100 episodes is worth avoiding on luck
+    return min(run.scores) >= target if run.scores else run.avg_score >= target
 
 
 class _forwarding_episodes:

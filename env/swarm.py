@@ -139,6 +139,7 @@ class ModelPool:
         rng = np.random.default_rng(seed)
         self.ids = [rng.bytes(16).hex() for _ in range(models)]
         self._index = {model_id: i for i, model_id in enumerate(self.ids)}
+        self._frame_tails = [f',"COMPONENT_ID":"{model_id}","LOGITS":[' for model_id in self.ids]
         self._lock = threading.Lock()  # weights change on SET while observations are answered
         self.client = _Client(name, host, port, on_disconnect=on_disconnect)
         self.client.on_room(protocol.OBSERVATION, self._on_observation)
@@ -176,12 +177,9 @@ class ModelPool:
             if key in msg:
                 common[key] = msg[key]
         head = json.dumps(common, separators=(",", ":"))[:-1]
-        frames = []
-        for model_id, (left, right) in zip(self.ids, logits):
-            body = (f'{head},"ID":"{self.client.next_id()}","COMPONENT_ID":"{model_id}",'
-                    f'"LOGITS":[{left!r},{right!r}]}}').encode()
-            frames.append(protocol.frame_bytes(body))
-        return b"".join(frames)
+        next_id = self.client.next_id
+        return b"".join(protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{left!r},{right!r}]}}'.encode())
+                        for tail, (left, right) in zip(self._frame_tails, logits))
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")

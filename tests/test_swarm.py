@@ -403,3 +403,14 @@ def test_serve_swarm_to_nowhere_fails_clearly():
     from tests.conftest import free_port
     with pytest.raises(ConnectionFailed, match="cannot reach broker"):
         serve_swarm(HOST, free_port(), models=2)
+
+
+def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing):
+    control = network(broker, closing, models=4, seed=2)
+    phases = []
+    result = run_schedule(control, rounds=5, train=4, evaluate=3, final_eval=3, target=5.0, seed=3,
+                          on_phase=lambda phase, number: phases.append((phase, number)))
+    # every CartPole episode lasts at least 8 steps, so round 1 reaches 5 and is confirmed
+    assert phases == [("train", 1), ("eval", 1), ("confirm", 1)]
+    assert result.solved and len(result.rounds) == 1 and not result.rounds[0].evolved
+    assert result.final_eval_avg == result.rounds[0].confirm_avg >= 5.0

@@ -1,0 +1,140 @@
+"""The built-in 20-model swarm through our broker: start, memory, steps/s, time to solve.
+
+    python -m bench.swarm [--models K] [--seeds 1 ...] [--repeats R] [--quiet]
+
+Everything runs as ``cartpole-tui run`` runs it: the embedded network (broker + agents)
+in a child process, environment and control client in this one. Side by side, in
+alternation: the 20-model swarm and the random agent (one message a step instead of
+twenty-one) as the floor of this transport. The published RLGym network (20 torch
+processes, deap) measured 25–32 steps/s, 27 s to start and 6.4 GB on this machine;
+it cannot run here (no torch), so it is quoted as a reference, not re-measured.
+Learning: the default schedule (env.schedule.DEFAULTS) from a fresh network per seed,
+with the learning curve (phase, round, episode, score, rolling mean, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections import deque
+
+from env.events import EpisodeFinished
+from env.schedule import DEFAULTS, run_schedule
+from env.session import Session, SessionOptions
+
+PUBLISHED_STEPS_PER_S = (25, 32)  # measured on this machine with the published network (reference)
+THROUGHPUT_EPISODES = 300
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_session(agent: str, models: int, seed: int | None, on_event=None) -> tuple[Session, float]:
+    started = time.perf_counter()
+    session = Session(SessionOptions(agent=agent, models=models, seed=seed), on_event=on_event).open()
+    return session, time.perf_counter() - started
+
+
+def throughput(agent: str, models: int, seed: int) -> dict:
+    """Start, RSS and steps/s of stochastic runs (CartPole: one reward a step, so steps = total score)."""
+    session, start_s = open_session(agent, models, seed)
+    try:
+        t0 = time.perf_counter()
+        result = session.control.run(THROUGHPUT_EPISODES, False, seed=seed)
+        seconds = time.perf_counter() - t0
+        steps = int(sum(result.scores))
+        return {"start_s": start_s, "steps": steps, "steps_per_s": steps / seconds,
+                "network_rss_mb": rss_mb(session.network._process.pid), "own_rss_mb": rss_mb(os.getpid())}
+    finally:
+        session.close()
+
+
+def learn(models: int, seed: int, quiet: bool) -> dict:
+    phase = {"name": "", "round": 0}
+    recent = {"train": deque(maxlen=100), "eval": deque(maxlen=100)}
+    steps = {"train": 0, "eval": 0}
+    started = time.perf_counter()
+
+    def on_phase(name: str, number: int) -> None:
+        phase.update(name=name, round=number)
+        if name in ("confirm", "final"):
+            recent["eval"].clear()  # the confirmation's rolling mean is its own 100-episode mean
+
+    def on_episode(event: EpisodeFinished) -> None:
+        kind = "train" if phase["name"] == "train" else "eval"
+        recent[kind].append(event.score)
+        steps[kind] += event.steps
+        if not quiet:
+            print(f"  {phase['name']:<7} round {phase['round']:>2} episode {event.episode:>3} "
+                  f"score {event.score:5.0f} rolling {statistics.fmean(recent[kind]):6.1f} "
+                  f"t {time.perf_counter() - started:6.2f}s", flush=True)
+
+    session, _ = open_session("swarm", models, seed)
+    try:
+        result = run_schedule(session.control, seed=seed, on_phase=on_phase, on_episode=on_episode)
+    finally:
+        session.close()
+    for r in result.rounds:
+        confirm = f"  confirm {r.confirm_avg:.1f}" if r.confirm_avg is not None else ""
+        print(f"  round {r.round:>2}: train avg {r.train_avg:6.1f}  eval avg {r.eval_avg:6.1f}  "
+              f"training {r.train_seconds:5.1f}s  wall {r.wall_seconds:5.1f}s{confirm}")
+    eval_steps_per_s = steps["eval"] / max(1e-9, result.wall_seconds - result.rounds[-1].train_seconds)
+    return {"seed": seed, "solved": result.solved, "final_eval_avg": result.final_eval_avg,
+            "rounds": len(result.rounds), "train_seconds": result.rounds[-1].train_seconds,
+            "wall_seconds": result.wall_seconds, "train_steps": steps["train"], "eval_steps": steps["eval"],
+            "eval_steps_per_s": eval_steps_per_s}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.swarm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1])
+    parser.add_argument("--repeats", type=int, default=3, help="alternations of swarm and random agent")
+    parser.add_argument("--quiet", action="store_true", help="no per-episode learning curve")
+    args = parser.parse_args(argv)
+
+    print(f"throughput: {THROUGHPUT_EPISODES} stochastic episodes a run, swarm ({args.models} models) "
+          f"and random agent alternating, {args.repeats}x")
+    runs: dict[str, list[dict]] = {"swarm": [], "random": []}
+    for repeat in range(args.repeats):
+        for agent in ("swarm", "random"):
+            figures = throughput(agent, args.models, seed=repeat + 1)
+            runs[agent].append(figures)
+            print(f"  {agent:<6} start {figures['start_s']:.2f}s  {figures['steps']:>6} steps  "
+                  f"{figures['steps_per_s']:7.0f} steps/s  network RSS {figures['network_rss_mb']:.0f} MB  "
+                  f"this process {figures['own_rss_mb']:.0f} MB", flush=True)
+    swarm_rate = statistics.median(f["steps_per_s"] for f in runs["swarm"])
+    random_rate = statistics.median(f["steps_per_s"] for f in runs["random"])
+    low, high = PUBLISHED_STEPS_PER_S
+    print(f"median: swarm {swarm_rate:.0f} steps/s, random agent {random_rate:.0f} steps/s "
+          f"(swarm/random {swarm_rate / random_rate:.2f}); published network {low}-{high} steps/s (reference, "
+          f"not run here): {swarm_rate / high:.0f}-{swarm_rate / low:.0f}x")
+    print(f"start (network up, environment and control joined): swarm max "
+          f"{max(f['start_s'] for f in runs['swarm']):.2f}s; network RSS max "
+          f"{max(f['network_rss_mb'] for f in runs['swarm']):.0f} MB")
+
+    print(f"learning: default schedule {DEFAULTS}")
+    results = []
+    for seed in args.seeds:
+        print(f"seed {seed}:")
+        results.append(learn(args.models, seed, args.quiet))
+        r = results[-1]
+        print(f"  -> solved {r['solved']}  final eval avg {r['final_eval_avg']:.1f}  rounds {r['rounds']}  "
+              f"training {r['train_seconds']:.1f}s ({r['train_steps']} steps)  wall {r['wall_seconds']:.1f}s  "
+              f"evaluation {r['eval_steps']} steps at {r['eval_steps_per_s']:.0f} steps/s", flush=True)
+    if len(results) > 1:
+        walls = sorted(r["wall_seconds"] for r in results)
+        print(f"over {len(results)} seeds: solved {sum(r['solved'] for r in results)}, "
+              f"wall median {statistics.median(walls):.1f}s max {walls[-1]:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
