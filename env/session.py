@@ -29,6 +29,7 @@ class SessionOptions:
     seed: int | None = None
     models: int = 20
     agent: str = "random"
+    offline: bool = False  # no network at all: browse the run history
 
 
 class Session:

@@ -7,9 +7,11 @@ state it shows. Plots and the cart redraw on timers, only when their data change
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+import numpy as np
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -23,7 +25,7 @@ from env.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinishe
 from env.export import export_to_file
 from env.network import NetworkStartError
 from env.session import Session, SessionOptions
-from env.store import RunStore
+from env.store import RunStore, default_db_path
 
 from .bridge import EventsPending, NetworkBridge
 from .history import ScoreHistory
@@ -38,6 +40,7 @@ from .widgets.score_plot import ScorePlot
 PANES = {"1": "plot-pane", "2": "cart-pane", "3": "runs-pane", "4": "network-pane", "5": "log-pane"}
 SMALL_HEIGHT = 32  # below this the network and log panes start hidden
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+PAST_RUNS_PLOTTED = 100  # the latest past runs whose episodes are loaded into the plot at start
 _CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
 
 
@@ -49,6 +52,14 @@ class ConnectFailed(Message):
     def __init__(self, reason: str):
         super().__init__()
         self.reason = reason
+
+
+class HistoryLoaded(Message):
+    """Past runs' episodes, read from the store in a worker: (number, scores, ENV_DONE average)."""
+
+    def __init__(self, runs: list[tuple[int, np.ndarray, float | None]]):
+        super().__init__()
+        self.runs = runs
 
 
 class StorageProblem(Message):
@@ -132,6 +143,10 @@ class ControlRoomApp(App):
             self.query_one("#log-pane").display = False
         self.screen.set_class(self.size.height < SMALL_HEIGHT, "-small")
         self.set_interval(1 / self.redraw_hz, self._refresh_views)
+        if self.options.offline:
+            self.connection = "offline"
+            self.query_one(ControlPanel).disabled = True
+        self.query_one(NetworkPane).update_stats(None)
         self._show_status()
         self.connect_network()
 
@@ -140,11 +155,29 @@ class ControlRoomApp(App):
 
     # --- connecting ------------------------------------------------------------------
 
+    def _open_history(self) -> None:
+        """Open the store and hand the latest past runs to the plot (in a worker thread)."""
+        self.store = RunStore.open(self.db_path, on_error=lambda text: self.post_message(StorageProblem(text)))
+        past = [(run.number, self.store.episode_scores(run.run_uid), run.avg_score)
+                for run in self.store.runs()[-PAST_RUNS_PLOTTED:]]
+        self.post_message(HistoryLoaded(past))
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        for number, scores, average in message.runs:
+            if len(scores):
+                self.history.extend(scores, number)
+                if average is not None:
+                    self.history.end_run(average)
+        self._refresh_views()
+
     @work(thread=True, exclusive=True, group="network")
     def connect_network(self) -> None:
+        if self.options.offline:
+            self._open_history()
+            return
         try:
             if self.session is None:
-                self.store = RunStore.open(self.db_path, on_error=lambda text: self.post_message(StorageProblem(text)))
+                self._open_history()
                 self.session = Session(self.options, on_event=self.bridge.on_control_event, observers=[self.bridge],
                                        on_disconnect=lambda reason: self.bridge.push(Disconnected(reason)),
                                        store=self.store)
@@ -279,12 +312,16 @@ class ControlRoomApp(App):
 
     def _show_status(self) -> None:
         marks = {"connected": "[green]● connected[/]", "connecting": "[yellow]○ connecting…[/]",
-                 "disconnected": "[red]● disconnected[/]", "unreachable": "[red]● unreachable[/]"}
-        address = self.session.address if self.session and self.session.port else "starting network…"
+                 "disconnected": "[red]● disconnected[/]", "unreachable": "[red]● unreachable[/]",
+                 "offline": "[dim]○ offline: run history only[/]"}
+        if self.options.offline:
+            address = f"history {os.path.basename(self.db_path or default_db_path())}"
+        else:
+            address = self.session.address if self.session and self.session.port else "starting network…"
         rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
+        clients = f"{self.components} clients │ " if self.components else ""
         self.query_one("#status", Static).update(
-            f"[b]cartpole-tui[/]  {address}  {self.options.env_id}  {self.components} clients  "
-            f"{marks[self.connection]}{rate}")
+            f"[b]cartpole-tui[/] │ {address} │ {self.options.env_id} │ {clients}{marks[self.connection]}{rate}")
 
     def _refresh_views(self) -> None:
         steps, since = self._steps_seen
@@ -308,7 +345,8 @@ class ControlRoomApp(App):
 
     def _usable_control(self):
         if self.connection != "connected" or self.session is None or self.session.control is None:
-            self.notify("not connected to the network", severity="warning")
+            self.notify("offline: no network to control" if self.options.offline else
+                        "not connected to the network", severity="warning")
             return None
         return self.session.control
 

@@ -79,6 +79,7 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
     _session_options(parser)
+    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")

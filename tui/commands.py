@@ -36,7 +36,8 @@ def reported_failures():
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
     return SessionOptions(connect=args.connect, embed_env=not args.no_env, env_id=args.env_id,
-                          seed=args.seed, models=args.models, agent=args.agent)
+                          seed=args.seed, models=args.models, agent=args.agent,
+                          offline=getattr(args, "offline", False))
 
 
 def control_room(args: argparse.Namespace) -> int:

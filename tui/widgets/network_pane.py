@@ -37,7 +37,7 @@ class NetworkPane(Static):
         names = sorted(stats.clients) if stats else sorted(self.components)
         if stats is None:
             return Text.assemble(("components seen: ", "dim"), ", ".join(names) or "none yet", "\n",
-                                 ("(room traffic is reported by cartpole-tui's broker only)", "dim"))
+                                 ("room traffic shows when the broker is cartpole-tui's", "dim"))
         table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
         for column, justify in (("room", "left"), ("members", "right"), ("msg/s", "right"),
                                 ("messages", "right"), ("MB", "right")):

@@ -1,0 +1,32 @@
+"""The main screen as SVG, compared with the approved pictures (pytest --snapshot-update renews them)."""
+
+import pytest
+
+from env.session import SessionOptions
+from tui.app import ControlRoomApp
+
+from env.demo_history import write_history
+
+
+@pytest.fixture
+def history_app(tmp_path):
+    path = str(tmp_path / "runs.sqlite3")
+    write_history(path)
+    return ControlRoomApp(SessionOptions(offline=True), db_path=path)
+
+
+async def _loaded(pilot):
+    """Until all six runs are in the table and the plot has drawn every episode."""
+    app = pilot.app
+    plot = app.query_one("ScorePlot")
+    for _ in range(1000):
+        drawn = plot._drawn_data_key == plot._data_key()  # noqa: SLF001 - the plot's own redraw bookkeeping
+        if len(app.history) == 220 and app.query_one("RunsTable").row_count == 6 and drawn:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the history did not load and draw within 10 s")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_main_screen(snap_compare, history_app, size):
+    assert snap_compare(history_app, terminal_size=size, run_before=_loaded)

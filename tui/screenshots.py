@@ -1,0 +1,51 @@
+"""Render the app's main screens to SVG: ``python -m tui.screenshots [DIR]`` (default: screenshots/).
+
+Uses the demo history (real CartPole episodes with fixed clocks) in offline mode, so
+the pictures change only when the screens do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+
+from env.demo_history import write_history
+from env.session import SessionOptions
+
+from .app import ControlRoomApp
+
+SHOTS = [  # (file name, terminal size, keys pressed before the picture)
+    ("main-80x24", (80, 24), ()),
+    ("main-120x40", (120, 40), ()),
+    ("help", (100, 30), ("question_mark",)),
+]
+
+
+async def _shoot(db_path: str, directory: str, name: str, size: tuple[int, int], keys: tuple[str, ...]) -> str:
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=db_path)
+    async with app.run_test(size=size) as pilot:
+        plot = app.query_one("ScorePlot")
+        while not (len(app.history) and plot._drawn_data_key == plot._data_key()):  # noqa: SLF001
+            await pilot.pause(0.01)
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+        return app.save_screenshot(f"{name}.svg", path=directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    directory = os.path.abspath(args[0] if args else "screenshots")
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        db_path = os.path.join(scratch, "runs.sqlite3")
+        write_history(db_path)
+        for name, size, keys in SHOTS:
+            print(asyncio.run(_shoot(db_path, directory, name, size, keys)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
