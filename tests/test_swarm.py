@@ -313,7 +313,8 @@ def test_evolution_gets_selects_sets_and_answers_evo_done(broker, closing):
     aggregator.send(protocol.EVOLUTION, CONTRIBUTION={i: (100.0 if i == fittest else 1.0) for i in pool.ids})
     done = [m for m in control.get(1) if m.get("STATUS") == protocol.EVO_DONE]
     assert done and done[0]["ROOT_ID"] == "evo-9"
-    after = pool.weights()
+    # EVO_DONE follows the SET out of the evolution; the models apply it in their own thread
+    after = wait_for(lambda: (w := pool.weights()) != before and w, 5, "the SET to be applied")
     assert set(after) == set(before) and all(len(w) == N_WEIGHTS for w in after.values())
     assert before[fittest] in after.values()  # the elite is kept as it was
     assert sum(after[i] != before[i] for i in pool.ids) >= 5  # the others are new
