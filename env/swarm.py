@@ -136,8 +136,9 @@ class ModelPool:
     def __init__(self, host: str, port: int, *, models: int = DEFAULT_MODELS, seed: int | None = None,
                  name: str = "models", on_disconnect=None):
         self.population = Population(models, seed)
-        rng = np.random.default_rng(seed)
-        self.ids = [rng.bytes(16).hex() for _ in range(models)]
+        # Random, not seeded: two pools on one broker must not share ids, and nothing
+        # depends on their values (ties go by arrival order), so runs stay reproducible.
+        self.ids = [protocol.new_id() for _ in range(models)]
         self._index = {model_id: i for i, model_id in enumerate(self.ids)}
         self._frame_tails = [f',"COMPONENT_ID":"{model_id}","LOGITS":[' for model_id in self.ids]
         self._lock = threading.Lock()  # weights change on SET while observations are answered
