@@ -39,10 +39,6 @@ def _slices() -> dict[str, slice]:
 
 
 SLICES = _slices()
-# The weights that decide actions (the value net and head only matter for learning).
-POLICY_MASK = np.zeros(N_WEIGHTS, dtype=bool)
-for _name in ("pi_w0", "pi_b0", "pi_w1", "pi_b1", "act_w", "act_b"):
-    POLICY_MASK[SLICES[_name]] = True
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -67,14 +63,10 @@ class Population:
         self.weights = np.empty((k, N_WEIGHTS))
         self.layers = {name: self.weights[:, SLICES[name]].reshape(k, *shape) for name, shape in LAYOUT}
         rng = np.random.default_rng(seed)
-        for name, shape in LAYOUT:
-            fan_in = shape[-1] if name.endswith(("w0", "w1", "_w")) else self._fan_in_of_bias(name)
-            bound = 1.0 / np.sqrt(fan_in)
-            self.layers[name][...] = rng.uniform(-bound, bound, size=(k, *shape))
-
-    @staticmethod
-    def _fan_in_of_bias(name: str) -> int:
-        return dict(LAYOUT)[name.replace("_b", "_w")][-1]
+        for (weight, (_, fan_in)), (bias, _) in zip(LAYOUT[0::2], LAYOUT[1::2]):
+            bound = 1.0 / np.sqrt(fan_in)  # a weight and its bias share the layer's fan-in
+            for name in (weight, bias):
+                self.layers[name][...] = rng.uniform(-bound, bound, size=self.layers[name].shape)
 
     def set_model(self, index: int, weights) -> None:
         """Load one model's flat weight vector (published order); ValueError on a bad length."""

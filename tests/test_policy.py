@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from env import genetic
-from env.policy import LAYOUT, N_WEIGHTS, POLICY_MASK, Population, softmax
+from env.policy import LAYOUT, N_WEIGHTS, SLICES, Population, softmax
 
 
 def reference_logits(vector: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -27,8 +27,7 @@ def test_the_published_shape_has_755_weights_in_torch_order():
     assert [name for name, _ in LAYOUT] == ["pi_w0", "pi_b0", "pi_w1", "pi_b1", "vf_w0", "vf_b0", "vf_w1", "vf_b1",
                                             "act_w", "act_b", "val_w", "val_b"]
     assert dict(LAYOUT)["pi_w0"] == (16, 4) and dict(LAYOUT)["act_w"] == (2, 16) and dict(LAYOUT)["val_w"] == (1, 16)
-    # value net and value head do not touch actions
-    assert POLICY_MASK.sum() == 64 + 16 + 256 + 16 + 32 + 2
+    assert SLICES["vf_w0"].start == 352 and SLICES["act_w"].start == 704 and SLICES["val_b"].stop == 755
 
 
 def test_layer_views_are_the_rows_of_the_weight_array():
