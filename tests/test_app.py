@@ -22,7 +22,7 @@ from tui.widgets.score_plot import ScorePlot
 from conftest import free_port, start_swergio_client
 
 
-async def until(pilot, predicate, timeout: float = 15.0, what: str = "condition"):
+async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
     """Let the app run until ``predicate()`` is truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
