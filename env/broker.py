@@ -241,7 +241,7 @@ class Broker:
                 self._handle(peer, body)
                 if peer.doomed is not None:
                     return
-        except (protocol.FrameError, RecursionError) as error:  # RecursionError: JSON nested too deep
+        except protocol.FrameError as error:
             self.frames_refused += 1
             self._doom(peer, f"malformed frame: {error}")
             return

@@ -98,6 +98,8 @@ def decode_body(body: bytes) -> dict:
         raise FrameError(f"payload is not UTF-8 ({error.reason})") from None
     except ValueError as error:
         raise FrameError(f"payload is not JSON ({error})") from None
+    except RecursionError:
+        raise FrameError("payload is JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise FrameError(f"payload is a JSON {type(message).__name__}, not an object")
     if not isinstance(message.get("TYPE"), str):

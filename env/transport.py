@@ -138,7 +138,7 @@ class Component(swergio.Client):
         try:
             while True:
                 self.dispatch(self.receive())
-        except (ConnectionLost, protocol.FrameError, RecursionError) as error:  # RecursionError: JSON too deep
+        except (ConnectionLost, protocol.FrameError) as error:
             if not self._closing.is_set():
                 log.warning("%s: %s", self.name, error)
                 self._shutdown_socket()
