@@ -150,7 +150,7 @@ BAD_FROM_SERVER = {
     "not JSON": (protocol.frame_bytes(b"{oops"), "not JSON"),
     "no TYPE": (protocol.frame_bytes(b'{"X": 1}'), "no TYPE"),
     "cut short": (b"100       {}", "connection closed inside a frame"),
-    "nested too deep": (protocol.frame_bytes(b"[" * 100_000), "recursion"),
+    "nested too deep": (protocol.frame_bytes(b"[" * 100_000), "nested too deeply"),
 }
 
 
