@@ -35,7 +35,8 @@ class Peer:
     address: str
     name: str | None = None
     rooms: set[str] = field(default_factory=set)
-    inbox: bytearray = field(default_factory=bytearray)
+    inbox: bytearray = field(default_factory=bytearray)  # the start of a frame still arriving
+    awaiting: int = 0  # bytes the frame in the inbox needs in all
     outbox: deque = field(default_factory=deque)
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
@@ -225,20 +226,23 @@ class Broker:
         if not data:
             self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
             return
-        inbox = peer.inbox
-        inbox += data
+        if peer.inbox:
+            peer.inbox += data
+            if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+                return
+            data = bytes(peer.inbox)
         offset = 0
         self._batch = {}
         try:
-            while len(inbox) - offset >= protocol.HEADER_LENGTH:
-                header = bytes(inbox[offset:offset + protocol.HEADER_LENGTH])
-                length = protocol.parse_header(header, self.max_frame)
+            while len(data) - offset >= protocol.HEADER_LENGTH:
+                length = protocol.parse_header(data[offset:offset + protocol.HEADER_LENGTH], self.max_frame)
                 end = offset + protocol.HEADER_LENGTH + length
-                if len(inbox) < end:
+                if len(data) < end:
+                    peer.awaiting = end - offset
                     break
-                body = bytes(inbox[offset + protocol.HEADER_LENGTH:end])
+                frame = data[offset:end] if offset or end < len(data) else data
                 offset = end
-                self._handle(peer, body)
+                self._handle(peer, frame)
                 if peer.doomed is not None:
                     return
         except protocol.FrameError as error:
@@ -246,11 +250,12 @@ class Broker:
             self._doom(peer, f"malformed frame: {error}")
             return
         finally:
-            del inbox[:offset]
+            peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
             self._flush_batch()
 
-    def _handle(self, peer: Peer, body: bytes) -> None:
-        message = protocol.decode_body(body)
+    def _handle(self, peer: Peer, frame: bytes) -> None:
+        """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
+        message = protocol.decode_body(frame[protocol.HEADER_LENGTH:])
         kind = message["TYPE"]
         if kind == protocol.DISCONNECT:
             self._doom(peer, "client said DISCONNECT")
@@ -261,8 +266,8 @@ class Broker:
             self._membership(peer, message, join=kind == protocol.JOINROOM)
         if "SENT_BY" not in message:
             message["SENT_BY"] = peer.name or peer.address
-            body = json.dumps(message).encode(protocol.FORMAT)
-        self._route(peer, message, protocol.frame_bytes(body))
+            frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))
+        self._route(peer, message, frame)
 
     def _register(self, peer: Peer, message: dict) -> None:
         name = message.get("NAME")

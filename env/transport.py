@@ -114,11 +114,24 @@ class Component(swergio.Client):
         # swergio's Trigger raises KeyError on a direct message (no TO_ROOM) when the
         # trigger has rooms; this is the documented rule without that crash.
         trigger = handler.trigger
-        if trigger is None or message.get("TYPE") not in {t.id for t in trigger.types}:
+        if trigger is None or not any(t.id == message.get("TYPE") for t in trigger.types):
             return False
         if "TO_ROOM" not in message:
             return trigger.directmessage
         return trigger.rooms is not None and message["TO_ROOM"] in trigger.rooms
+
+    @staticmethod
+    def _replies(handler: swergio.EventHandler, response: dict | None) -> list[dict]:
+        # swergio's EventHandler.handle, with a shallow copy per response room where it
+        # deep-copies: the copies differ only in TO_ROOM, and deepcopy costs ~10 µs a reply.
+        if response is None:
+            return []
+        response.setdefault("ID", protocol.new_id())
+        if handler.responseType is not None:
+            response["TYPE"] = handler.responseType.id
+        if handler.responseComponent is not None:
+            response["TO"] = handler.responseComponent
+        return [{**response, "TO_ROOM": room} for room in handler.responseRooms or ()]
 
     def dispatch(self, message: dict) -> None:
         """Run every handler the message triggers and send their replies."""
@@ -126,11 +139,11 @@ class Component(swergio.Client):
             if not self._is_triggered(handler, message):
                 continue
             try:
-                replies = handler.handle(message, **self.filter_dict(self.kwargs, handler.handleFunction))
+                response = handler.handleFunction(message, **self.filter_dict(self.kwargs, handler.handleFunction))
             except Exception:  # a handler's bug must not end the component
                 log.exception("%s: handler %s failed", self.name, handler.handleFunction.__name__)
                 continue
-            for reply in replies or ():
+            for reply in self._replies(handler, response):
                 self.send(self.add_propagated_fields(message, reply))
 
     def listen(self) -> None:
