@@ -232,6 +232,7 @@ class Broker:
                 return
             data = bytes(peer.inbox)
         offset = 0
+        peer.awaiting = 0  # set again below when a frame's body is still to come
         self._batch = {}
         try:
             while len(data) - offset >= protocol.HEADER_LENGTH:
