@@ -1,0 +1,159 @@
+"""End to end: the installed `cartpole-tui` in a real terminal (tmux), driven by its keys.
+
+Each test runs the venv's console script in a tmux server of its own (its own socket,
+killed in teardown), reads the screen with ``capture-pane`` and waits for what it
+expects with a timeout; keys go one at a time, each important step waited for on screen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+
+TMUX = shutil.which("tmux")
+APP = shutil.which("cartpole-tui", path=str(Path(sys.executable).parent))
+
+pytestmark = [
+    pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it)"),
+    pytest.mark.timeout(180),
+]
+
+STARTUP_TIMEOUT = 60.0  # the app, its embedded network child and the joining; generous on a loaded machine
+STEP_TIMEOUT = 30.0
+EXITED = "cartpole-tui exited with status"
+
+
+class TmuxTerminal:
+    """One command in a ``width`` x ``height`` window of a tmux server with its own socket.
+
+    A shell runs the command and then prints ``EXITED <status>``; the pane stays after
+    that (``remain-on-exit``), so the line can be read.
+    """
+
+    def __init__(self, command: list[str], width: int, height: int, cwd: Path, env: dict[str, str]):
+        self.socket = f"cartpole-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        environment = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
+        self.tmux("set-option", "-g", "remain-on-exit", "on", ";",
+                  "new-session", "-d", "-s", "e2e", "-x", str(width), "-y", str(height), "-c", str(cwd),
+                  *environment, f'{shlex.join(command)}; echo "{EXITED} $?"')
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run([TMUX, "-L", self.socket, "-f", os.devnull, *args],
+                              capture_output=True, text=True, check=True, timeout=10).stdout
+
+    def kill(self) -> None:
+        """Stop the server and everything in it; tmux 3.3 leaves its socket file behind, so remove it."""
+        subprocess.run([TMUX, "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        Path(self.socket_path).unlink(missing_ok=True)
+
+    def screen(self, history: bool = False) -> list[str]:
+        """The visible lines; with ``history``, the lines scrolled off above them first."""
+        return self.tmux("capture-pane", "-p", "-t", "e2e", *(("-S", "-") if history else ())).splitlines()
+
+    def pane(self, variable: str) -> str:
+        return self.tmux("display-message", "-p", "-t", "e2e", f"#{{{variable}}}").strip()
+
+    def press(self, key: str) -> None:
+        self.tmux("send-keys", "-t", "e2e", key)
+
+    def wait(self, predicate, what: str, timeout: float = STEP_TIMEOUT, history: bool = False):
+        """Wait until ``predicate(screen lines)`` is truthy; on time-out the message shows the screen."""
+        try:
+            return wait_for(lambda: predicate(self.screen(history)), timeout, what)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the screen:\n" + "\n".join(self.screen(history))) from None
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    """Start ``cartpole-tui`` with ``--db <tmp>/runs.db`` in a tmux window of the given size."""
+    started: list[TmuxTerminal] = []
+
+    def start(width: int, height: int, *args: str) -> TmuxTerminal:
+        assert APP is not None, f"no cartpole-tui console script next to {sys.executable}"
+        # The embedded network keeps a log file in the temporary directory: keep it in the test's.
+        term = TmuxTerminal([APP, "--db", str(tmp_path / "runs.db"), *args], width, height, cwd=tmp_path,
+                            env={"TMPDIR": str(tmp_path)})
+        started.append(term)
+        term.wait(lambda lines: lines and "● connected" in lines[0], "the status line to say connected", STARTUP_TIMEOUT)
+        return term
+
+    yield start
+    for term in started:
+        term.kill()
+
+
+def line_matching(pattern: str):
+    """A screen predicate: the first match of ``pattern`` on any line, or None."""
+    regex = re.compile(pattern)
+    return lambda lines: next((m for m in map(regex.search, lines) if m), None)
+
+
+def quit_and_wait_exit(term: TmuxTerminal) -> None:
+    term.press("q")
+    exited = term.wait(line_matching(rf"{EXITED} (\d+)"), "the app to exit after q", history=True)
+    assert exited.group(1) == "0"
+    wait_for(lambda: term.pane("pane_dead") == "1", STEP_TIMEOUT, "the pane's shell to end")
+
+
+def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(terminal, tmp_path):
+    term = terminal(100, 30, "--seed", "3")
+
+    term.press("n")  # Textual puts the terminal's cursor where the focused input's cursor is
+    wait_for(lambda: "Episodes" in term.screen()[int(term.pane("cursor_y"))], STEP_TIMEOUT,
+             "the cursor in the episodes field after n")
+    term.press("1")  # replaces the selected default
+    term.wait(line_matching(r"Episodes 1 "), "the episodes field to show 1")
+    term.press("2")
+    term.wait(line_matching(r"Episodes 12 "), "the episodes field to show 12")
+    term.press("Enter")
+
+    row = term.wait(line_matching(r"│\s+1\s+12\s+no\s+(\d+\.\d)\s.*\bdone\b"), "run 1 done in the runs table")
+    average = row.group(1)
+    term.wait(line_matching(rf"run 1 done · avg {re.escape(average)}\b"), "the progress label with the average")
+    term.press("5")  # the log pane starts hidden below 32 rows
+    term.wait(line_matching(rf"run 1 done: average {re.escape(average)} over 12 episodes \(ENV_DONE\)"),
+              "the log line of the finished run")
+
+    quit_and_wait_exit(term)
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        runs = db.execute("SELECT number, episodes, state, avg_score, run_uid FROM runs").fetchall()
+        assert [run[:3] for run in runs] == [(1, 12, "done")]
+        assert f"{runs[0][3]:.1f}" == average
+        scores = [score for (score,) in db.execute("SELECT score FROM episodes WHERE run_uid = ?", (runs[0][4],))]
+    assert len(scores) == 12
+    assert sum(scores) / 12 == pytest.approx(runs[0][3])
+
+
+def test_everything_essential_fits_at_80x24(terminal):
+    term = terminal(80, 24)
+    lines = term.screen()
+
+    assert len(lines) == 24
+    assert re.search(r"^ ?cartpole-tui\b.*\b127\.0\.0\.1:\d+\b.*● connected", lines[0]), lines[0]
+    assert any(re.search(r"Episodes\s+20\b.*\bStart\b.*\bStop\b.*\bEvolve\b", line) for line in lines), lines
+    assert any(re.match(r"^╭─ Score ─+", line) for line in lines), lines
+    assert re.search(r"\bs Start\b", lines[-1]), lines[-1]
+
+    quit_and_wait_exit(term)
+
+
+@pytest.mark.xfail(strict=True, reason="at 80 columns the footer is cut after '1-5 Pa': '? Help  q Quit' do not show "
+                                       "(remove this mark when the footer fits)")
+def test_the_footer_shows_help_and_quit_at_80x24(terminal):
+    term = terminal(80, 24)
+    footer = term.screen()[-1]
+    quit_and_wait_exit(term)
+    assert re.search(r"\? Help\s+q Quit\b", footer), footer
