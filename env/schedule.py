@@ -5,7 +5,10 @@ Added to the published script: when every episode of a round's evaluation reache
 ``target`` (its average, where the environment reports no episodes) the schedule
 confirms it with ``final_eval`` deterministic episodes and stops there if
 the confirmation holds (no evolution after a confirmed round, so the population
-that was measured is the one left running); otherwise it evolves and goes on. When
+that was measured is the one left running); otherwise it evolves and goes on. A
+confirmation is stopped early once it cannot reach the target even if every
+remaining episode scored the best score seen in it (a 100-episode check of a
+nearly solved policy is ~50k steps, most of the schedule's time). When
 no round was confirmed, a last ``final_eval``-episode evaluation gives
 ``final_eval_avg``.
 
@@ -52,6 +55,7 @@ class RoundResult:
     wall_seconds: float  # since the schedule started, at the end of the round
     train_steps: int  # training steps of this and all earlier rounds (CartPole: 1 reward a step)
     confirm_avg: float | None = None  # the final_eval-episode check, when the round reached target
+    confirm_episodes: int = 0  # fewer than final_eval when the check was stopped as hopeless
     evolved: bool = False
 
 
@@ -93,7 +97,14 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
             on_phase(phase, number)
         return control.run(episodes, deterministic, seed=next(seeds), idle_timeout=idle_timeout)
 
-    with _forwarding_episodes(control, on_episode):
+    def confirm(number: int) -> RunFinished:
+        if on_phase is not None:
+            on_phase("confirm", number)
+        hopeless.watch(control.start_run(final_eval, True, seed=next(seeds)))
+        return control.wait_run(idle_timeout)
+
+    hopeless = _HopelessConfirmation(control, final_eval, target)
+    with _forwarding_episodes(control, [f for f in (on_episode, hopeless) if f is not None]):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
             trained = run("train", number, train, False)
@@ -102,7 +113,8 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
             evaluated = run("eval", number, evaluate, True)
             current = RoundResult(number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps)
             if final_eval and target is not None and _reached(evaluated, target):
-                current.confirm_avg = run("confirm", number, final_eval, True).avg_score
+                confirmed = confirm(number)
+                current.confirm_avg, current.confirm_episodes = confirmed.avg_score, confirmed.episodes
                 result.final_eval_avg = current.confirm_avg
                 result.solved = current.confirm_avg >= target
             if not result.solved:
@@ -128,26 +140,45 @@ def _reached(run: RunFinished, target: float) -> bool:
     return min(run.scores) >= target if run.scores else run.avg_score >= target
 
 
-class _forwarding_episodes:
-    """Chains ``on_episode`` onto the control client's ``on_event`` for the schedule's duration."""
+class _HopelessConfirmation:
+    """Stops the confirmation run once its mean cannot reach the target any more."""
 
-    def __init__(self, control, on_episode):
-        self.control, self.on_episode = control, on_episode
+    def __init__(self, control, episodes: int, target: float | None):
+        self.control, self.episodes, self.target = control, episodes, target
+        self.run_id: str | None = None
+        self.scores: list[float] = []
+
+    def watch(self, run_id: str) -> None:
+        self.run_id, self.scores = run_id, []
+
+    def __call__(self, event: EpisodeFinished) -> None:
+        if event.run_id != self.run_id or self.target is None:
+            return
+        self.scores.append(event.score)
+        best_possible = sum(self.scores) + (self.episodes - len(self.scores)) * max(self.scores)
+        if len(self.scores) < self.episodes and best_possible < self.target * self.episodes:
+            self.run_id = None  # stop once
+            self.control.stop_run()
+
+
+class _forwarding_episodes:
+    """Chains episode listeners onto the control client's ``on_event`` for the schedule's duration."""
+
+    def __init__(self, control, listeners: list[Callable[[EpisodeFinished], None]]):
+        self.control, self.listeners = control, listeners
 
     def __enter__(self):
-        if self.on_episode is None:
-            return self
-        self.previous = self.control.on_event
-        on_episode, previous = self.on_episode, self.previous
+        self.previous = previous = self.control.on_event
+        listeners = self.listeners
 
         def on_event(event) -> None:
             if previous is not None:
                 previous(event)
             if isinstance(event, EpisodeFinished):
-                on_episode(event)
+                for listener in listeners:
+                    listener(event)
         self.control.on_event = on_event
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.on_episode is not None:
-            self.control.on_event = self.previous
+        self.control.on_event = self.previous

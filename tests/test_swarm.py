@@ -415,3 +415,14 @@ def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing
     assert phases == [("train", 1), ("eval", 1), ("confirm", 1)]
     assert result.solved and len(result.rounds) == 1 and not result.rounds[0].evolved
     assert result.final_eval_avg == result.rounds[0].confirm_avg >= 5.0
+
+
+def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
+    from env.schedule import _forwarding_episodes, _HopelessConfirmation
+    control = network(broker, closing, models=4, seed=2)
+    hopeless = _HopelessConfirmation(control, episodes=50, target=400.0)
+    with _forwarding_episodes(control, [hopeless]):
+        hopeless.watch(control.start_run(50, True, seed=1))
+        result = control.wait_run(30)
+    # an untrained population scores ~10: the rest scoring as well as the best so far cannot reach 400
+    assert result.stopped and 1 <= result.episodes < 50 and result.avg_score < 400
