@@ -1,0 +1,412 @@
+"""What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
+
+    python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--breakdown]
+
+(a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, same N)
+started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
+process reads as fast as the app writes. Both figures come from the run's row in the
+--db file (total_steps / duration), so both measure the same thing; N is calibrated so
+that a run lasts about --run-seconds. (a) and (b) run in interleaved rounds and the best
+round of each counts (other load only slows a run down). (c) bytes the app writes to its
+terminal per second while a long run is live, over --seconds, at 80x24 and at 120x40.
+Targets: (b) >= 90% of (a); (c) <= 8 KiB/s. When (c) is over budget at 80x24, or with
+--breakdown, the bytes are measured again with each pane hidden (keys 1-3) to say which
+pane costs them. Loopback only (the embedded network); every wait is bounded; the app's
+processes are ended when each set-up is over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import pyte
+except ImportError:  # pragma: no cover - said once, at start
+    pyte = None
+
+APP = shutil.which("cartpole-tui", path=str(Path(sys.executable).parent)) or shutil.which("cartpole-tui")
+STARTUP_TIMEOUT = 60.0
+KEY_TIMEOUT = 10.0
+BYTE_BUDGET = 8 * 1024  # bytes/s while a run is live
+SPEED_TARGET = 0.90  # (b) / (a)
+LONG_RUN = 10_000_000  # episodes of the run that (c) watches; it is stopped long before the end
+POLL = 0.05  # seconds between looks at the --db file
+
+
+@dataclass
+class RunFigures:
+    """One run as the --db file has it."""
+
+    episodes: int
+    finished: int
+    state: str
+    total_steps: int
+    duration: float | None
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.total_steps / self.duration if self.duration else float("nan")
+
+
+def last_run(db_path: Path) -> RunFigures | None:
+    """The newest run in the history, read-only (the app may be writing it)."""
+    if not db_path.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute("SELECT episodes, finished, state, total_steps, started, ended, last_episode_at "
+                             "FROM runs ORDER BY number DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # not created yet
+        return None
+    if row is None:
+        return None
+    episodes, finished, state, steps, started, ended, last = row
+    end = ended if ended is not None else last
+    return RunFigures(episodes, finished, state, steps, None if end is None else end - started)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it is truthy; TimeoutError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        pause.wait(POLL)
+
+
+# --- (a) headless --------------------------------------------------------------------------------
+
+
+def headless_run(workdir: Path, episodes: int, seed: int, timeout: float) -> RunFigures:
+    db = workdir / f"headless-{time.monotonic_ns()}.db"
+    done = subprocess.run([APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--db", str(db)],
+                          capture_output=True, text=True, timeout=timeout, env=_child_env(workdir),
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"cartpole-tui run exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    result = json.loads(done.stdout)
+    figures = last_run(db)
+    if figures is None or figures.state != "done" or result["episodes"] != episodes:
+        raise RuntimeError(f"the headless run did not end as done: {figures}")
+    return figures
+
+
+# --- the app on a pseudo-terminal ----------------------------------------------------------------
+
+
+def _child_env(workdir: Path, columns: int | None = None, lines: int | None = None) -> dict[str, str]:
+    env = dict(os.environ, TMPDIR=str(workdir))  # the embedded network's log file goes there
+    if columns:
+        env.update(TERM="xterm-256color", COLUMNS=str(columns), LINES=str(lines))
+    return env
+
+
+class PtyApp:
+    """`cartpole-tui --db ... --seed ...` on a pty of ``columns`` x ``lines``, read by a thread.
+
+    Every byte the app writes is counted; while :attr:`rendering` is on, the bytes are also
+    fed to a terminal emulator (pyte) so that waits can look at the screen.
+    """
+
+    def __init__(self, workdir: Path, columns: int, lines: int, seed: int):
+        self.db = workdir / f"app-{columns}x{lines}-{time.monotonic_ns()}.db"
+        self.screen = pyte.Screen(columns, lines)
+        self._stream = pyte.ByteStream(self.screen)
+        self.rendering = True
+        self.bytes = 0
+        self._changed = threading.Condition()
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        try:
+            # Its own session: the app and its network child are one process group to end.
+            self.process = subprocess.Popen([APP, "--db", str(self.db), "--seed", str(seed)],
+                                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                            env=_child_env(workdir, columns, lines), cwd=workdir)
+        finally:
+            os.close(slave)
+        self.master = master
+        self._reader = threading.Thread(target=self._read, name="pty-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the app closed the terminal
+                data = b""
+            with self._changed:
+                if not data:
+                    self._changed.notify_all()
+                    return
+                self.bytes += len(data)
+                if self.rendering:
+                    self._stream.feed(data)
+                self._changed.notify_all()
+
+    def text(self) -> str:
+        with self._changed:
+            return "\n".join(self.screen.display)
+
+    def wait_screen(self, needle: str, timeout: float, what: str) -> None:
+        """Wait until ``needle`` is on screen (woken by the app's output, bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while needle not in "\n".join(self.screen.display):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    raise TimeoutError(f"no {what} on screen within {timeout:g} s")
+                self._changed.wait(left)
+
+    def wait_gone(self, needle: str, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while needle in "\n".join(self.screen.display):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{what} still on screen after {timeout:g} s")
+                self._changed.wait(left)
+
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def connect(self) -> None:
+        self.wait_screen("● connected", STARTUP_TIMEOUT, "'● connected'")
+
+    def start_run(self, episodes: int) -> None:
+        """n, the digits, Enter: each step waited for on screen."""
+        self.press("n")
+        # Focused, the field shows its text selected and the footer drops the app's keys.
+        self.wait_gone("s Start", KEY_TIMEOUT, "the footer's keys (the episodes field did not take the focus)")
+        typed = ""
+        for digit in str(episodes):
+            self.press(digit)
+            typed += digit
+            self.wait_screen(f"Episodes {typed} ", KEY_TIMEOUT, f"'Episodes {typed}'")
+        self.press("\r")
+
+    def wait_run(self, predicate, timeout: float, what: str) -> RunFigures:
+        return wait_until(lambda: (run := last_run(self.db)) is not None and predicate(run) and run,
+                          timeout, what)
+
+    def close(self) -> int | None:
+        """q, then wait for the exit; the process group is killed if it does not go."""
+        with contextlib.suppress(OSError):
+            self.press("q")
+        try:
+            code = self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            code = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything of its group still alive
+        self.process.wait()
+        self._reader.join(5)
+        os.close(self.master)
+        return code
+
+
+# --- (b) the app watching a run ------------------------------------------------------------------
+
+
+def watched_run(workdir: Path, episodes: int, seed: int, timeout: float) -> tuple[RunFigures, float]:
+    """(the run's figures, bytes/s the app wrote while it ran) at 80x24."""
+    app = PtyApp(workdir, 80, 24, seed)
+    try:
+        app.connect()
+        app.start_run(episodes)
+        app.rendering = False  # from here on only counted: the emulator's CPU is not the app's
+        started_bytes, started = app.bytes, time.monotonic()
+        figures = app.wait_run(lambda run: run.state != "running", timeout, "the watched run to end")
+        rate = (app.bytes - started_bytes) / (time.monotonic() - started)
+    finally:
+        app.close()
+    if figures.state != "done" or figures.finished != episodes:
+        raise RuntimeError(f"the watched run ended as {figures.state} after {figures.finished} episodes")
+    return figures, rate
+
+
+# --- (c) bytes while a run is live -----------------------------------------------------------------
+
+
+PANES = {"1": "Score", "2": "Cart", "3": "Runs"}
+
+
+def live_bytes(workdir: Path, columns: int, lines: int, seed: int, seconds: float,
+               breakdown_seconds: float = 0.0) -> tuple[float, dict[str, float]]:
+    """(bytes/s over ``seconds`` of a live run, {hidden pane(s): bytes/s} when ``breakdown_seconds``)."""
+    app = PtyApp(workdir, columns, lines, seed)
+    try:
+        app.connect()
+        app.start_run(LONG_RUN)
+        app.wait_run(lambda run: run.finished > 0, STARTUP_TIMEOUT, "the first episode of the live run")
+        rate = _byte_rate(app, seconds)
+        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s", flush=True)
+        parts = {}
+        if breakdown_seconds:
+            for key, border in PANES.items():
+                parts[f"without {border}"] = _rate_without(app, key, border, breakdown_seconds)
+            for key, border in PANES.items():  # all three hidden: what the rest of the screen costs
+                _toggle(app, key, border, hide=True)
+            parts["without Score, Cart, Runs"] = _byte_rate(app, breakdown_seconds)
+            print(f"      without Score, Cart, Runs: {parts['without Score, Cart, Runs'] / 1024:6.2f} KiB/s",
+                  flush=True)
+        run = last_run(app.db)
+        if run is None or run.state != "running":
+            raise RuntimeError(f"the live run was not live to the end of the measurement: {run}")
+        app.press("x")
+        app.wait_run(lambda r: r.state != "running", KEY_TIMEOUT, "the live run to stop")
+    finally:
+        app.close()
+    return rate, parts
+
+
+def _byte_rate(app: PtyApp, seconds: float) -> float:
+    before, started = app.bytes, time.monotonic()
+    threading.Event().wait(seconds)  # a measuring window, not a synchronisation
+    return (app.bytes - before) / (time.monotonic() - started)
+
+
+def _toggle(app: PtyApp, key: str, border: str, hide: bool) -> None:
+    app.press(key)
+    title = f"─ {border} ─"
+    if hide:
+        app.wait_gone(title, KEY_TIMEOUT, f"the {border} pane")
+    else:
+        app.wait_screen(title, KEY_TIMEOUT, f"the {border} pane")
+
+
+def _rate_without(app: PtyApp, key: str, border: str, seconds: float) -> float:
+    _toggle(app, key, border, hide=True)
+    rate = _byte_rate(app, seconds)
+    print(f"      without {border}: {rate / 1024:6.2f} KiB/s", flush=True)
+    _toggle(app, key, border, hide=False)
+    return rate
+
+
+# --- the whole benchmark -------------------------------------------------------------------------
+
+
+def calibrate(workdir: Path, seed: int, run_seconds: float) -> int:
+    """Episodes for a headless run of about ``run_seconds``, from a short run of the same kind."""
+    probe = headless_run(workdir, 200, seed, STARTUP_TIMEOUT + 60)
+    steps_per_episode = probe.total_steps / probe.episodes
+    episodes = math.ceil(run_seconds * probe.steps_per_s / steps_per_episode)
+    print(f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
+          f"({probe.steps_per_s:,.0f} steps/s) -> {episodes} episodes for ~{run_seconds:g} s", flush=True)
+    return episodes
+
+
+def _best(values: list[float]) -> float:
+    finite = [v for v in values if v == v]
+    return max(finite) if finite else float("nan")
+
+
+def _attempt(label: str, run):
+    """Run one set-up; a failure is printed and counted as NaN, not a traceback."""
+    try:
+        return run()
+    except (RuntimeError, TimeoutError, OSError, subprocess.TimeoutExpired, ValueError) as error:
+        print(f"  {label}: failed: {error}", flush=True)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="(c): seconds of a live run per size (default 30)")
+    parser.add_argument("--run-seconds", type=float, default=12.0,
+                        help="(a), (b): about how long each run lasts (default 12, at least 10)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (a), (b); the best counts")
+    parser.add_argument("--seed", type=int, default=7, help="--seed of every run (default 7)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="(c) at 80x24 again with each pane hidden, even when within budget")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
+        parser.error("--seconds must be > 0, --run-seconds >= 10, --rounds >= 1")
+    if pyte is None:
+        parser.exit(2, "bench.app needs pyte to read the app's screen: pip install -e '.[bench]'\n")
+    if APP is None:
+        parser.exit(2, f"no cartpole-tui console script next to {sys.executable}\n")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"cartpole-tui with and without the app watching; {os.cpu_count()} CPUs, load {load}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        workdir = Path(tmp)
+        episodes = _attempt("calibration", lambda: calibrate(workdir, args.seed, args.run_seconds))
+        if episodes is None:
+            return 1
+        run_timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
+        headless, watched, watched_bytes = [], [], []
+        for round_number in range(1, args.rounds + 1):
+            figures = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, run_timeout))
+            headless.append(figures.steps_per_s if figures else float("nan"))
+            if figures:
+                print(f"  round {round_number} (a) headless:         {figures.steps_per_s:8,.0f} steps/s  "
+                      f"({figures.total_steps} steps in {figures.duration:.2f} s)", flush=True)
+            result = _attempt("(b)", lambda: watched_run(workdir, episodes, args.seed, run_timeout))
+            watched.append(result[0].steps_per_s if result else float("nan"))
+            watched_bytes.append(result[1] if result else float("nan"))
+            if result:
+                print(f"  round {round_number} (b) app watching 80x24: {result[0].steps_per_s:8,.0f} steps/s  "
+                      f"({result[0].total_steps} steps in {result[0].duration:.2f} s; "
+                      f"{result[1] / 1024:.2f} KiB/s to the terminal)", flush=True)
+        live = {}
+        for columns, lines in ((80, 24), (120, 40)):
+            measured = _attempt(f"(c) {columns}x{lines}",
+                                lambda: live_bytes(workdir, columns, lines, args.seed, args.seconds))
+            live[(columns, lines)] = measured[0] if measured else float("nan")
+        breakdown = {}
+        if args.breakdown or not live[(80, 24)] <= BYTE_BUDGET:
+            print("  (c) 80x24 again, each pane hidden in turn (keys 1-3):", flush=True)
+            seconds = max(5.0, args.seconds / 3)
+            measured = _attempt("(c) breakdown", lambda: live_bytes(workdir, 80, 24, args.seed, seconds, seconds))
+            if measured:
+                breakdown = {"all panes shown": measured[0], **measured[1]}
+
+    best_a, best_b = _best(headless), _best(watched)
+    ratio = best_b / best_a if best_a > 0 else float("nan")
+    print()
+    print(f"{episodes} episodes, --seed {args.seed}, best of {args.rounds} round(s); steps/s from the --db runs table")
+    print(f"{'':<34}{'steps/s':>10}{'vs (a)':>9}   all rounds")
+    print(f"{'(a) headless (run --json)':<34}{best_a:>10,.0f}{1.0:>9.3f}   "
+          + ", ".join(f"{v:,.0f}" for v in headless))
+    print(f"{'(b) app watching, pty 80x24':<34}{best_b:>10,.0f}{ratio:>9.3f}   "
+          + ", ".join(f"{v:,.0f}" for v in watched))
+    print(f"(b) / (a) = {ratio:.0%}   target >= {SPEED_TARGET:.0%}   {'met' if ratio >= SPEED_TARGET else 'MISSED'}")
+    print()
+    print(f"{'bytes to the terminal while a run is live':<44}{'KiB/s':>8}{'vs budget':>11}")
+    for (columns, lines), rate in live.items():
+        print(f"{f'(c) {columns}x{lines}, {args.seconds:g} s':<44}{rate / 1024:>8.2f}{rate / BYTE_BUDGET:>10.0%}")
+    print(f"{'(b) 80x24, during each watched run':<44}"
+          + ", ".join(f"{rate / 1024:.2f}" for rate in watched_bytes))
+    met = all(rate <= BYTE_BUDGET for rate in live.values())
+    print(f"(c) target <= {BYTE_BUDGET // 1024} KiB/s   {'met' if met else 'MISSED'}")
+    if breakdown:
+        print()
+        print(f"{'80x24, panes hidden with keys 1-3':<44}{'KiB/s':>8}{'share':>11}")
+        for label, rate in breakdown.items():
+            print(f"{label:<44}{rate / 1024:>8.2f}{rate / breakdown['all panes shown']:>10.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
