@@ -150,8 +150,6 @@ def test_everything_essential_fits_at_80x24(terminal):
     quit_and_wait_exit(term)
 
 
-@pytest.mark.xfail(strict=True, reason="at 80 columns the footer is cut after '1-5 Pa': '? Help  q Quit' do not show "
-                                       "(remove this mark when the footer fits)")
 def test_the_footer_shows_help_and_quit_at_80x24(terminal):
     term = terminal(80, 24)
     footer = term.screen()[-1]

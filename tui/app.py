@@ -79,7 +79,7 @@ class ControlRoomApp(App):
         Binding("x", "stop", "Stop"),
         Binding("e", "evolve", "Evolve"),
         Binding("d", "toggle_deterministic", "Det"),
-        Binding("n", "focus_episodes", "Episodes"),
+        Binding("n", "focus_episodes", "Episodes", show=False),
         Binding("c", "export", "Export", show=False),
         *(Binding(key, f"toggle_pane('{pane}')", "Panes" if key == "1" else "", show=key == "1",
                   key_display="1-5") for key, pane in PANES.items()),
@@ -132,7 +132,7 @@ class ControlRoomApp(App):
         log = RichLog(id="log-pane", max_lines=1000, markup=True, wrap=True)
         log.border_title = "Log"
         yield log
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help; the keys must fit 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#network-pane").border_title = "Network"
