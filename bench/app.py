@@ -18,11 +18,13 @@ processes are ended when each set-up is over.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -46,7 +48,7 @@ STARTUP_TIMEOUT = 60.0
 KEY_TIMEOUT = 10.0
 BYTE_BUDGET = 8 * 1024  # bytes/s while a run is live
 SPEED_TARGET = 0.90  # (b) / (a)
-LONG_RUN = 10_000_000  # episodes of the run that (c) watches; it is stopped long before the end
+LONG_RUN = 1_000_000  # episodes of the run that (c) watches; it is stopped long before the end
 POLL = 0.05  # seconds between looks at the --db file
 
 
@@ -95,21 +97,80 @@ def wait_until(predicate, timeout: float, what: str):
         pause.wait(POLL)
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and by its child processes (Linux /proc)."""
+
+    def used(process: int) -> float:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
+    children = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():  # each thread lists the children it started
+            children += (task / "children").read_text().split()
+    return used(pid), sum(used(int(child)) for child in children)
+
+
+@dataclass
+class Watched:
+    """A run followed from outside: its figures, and the CPU its processes used while it ran."""
+
+    run: RunFigures
+    cpu_env: float  # the process with the environment in it (the app, or `cartpole-tui run`)
+    cpu_network: float  # its child: the embedded broker and agent
+    wall: float
+
+    def describe(self) -> str:
+        return (f"{self.run.total_steps} steps in {self.run.duration:.2f} s; CPU while it ran: "
+                f"environment process {self.cpu_env / self.wall:.0%}, network {self.cpu_network / self.wall:.0%}")
+
+
+def follow_run(db: Path, pid: int, timeout: float) -> Watched:
+    """Wait for the newest run in ``db`` to begin and to end; CPU of ``pid`` (and children) in between.
+
+    CPU is sampled at every look at ``db``; the last sample taken while the run was still
+    going counts, so the processes' tear-down after the run is not in it.
+    """
+    wait_until(lambda: last_run(db), timeout, "the run to begin")
+    first = last = (cpu_seconds(pid), time.monotonic())
+
+    def ended() -> RunFigures | None:
+        nonlocal last
+        sample = (cpu_seconds(pid), time.monotonic())
+        run = last_run(db)
+        if run is not None and run.state != "running":
+            return run
+        last = sample
+        return None
+
+    run = wait_until(ended, timeout, "the run to end")
+    (env_before, network_before), started = first
+    (env_after, network_after), stopped = last
+    return Watched(run, env_after - env_before, network_after - network_before, stopped - started)
+
+
 # --- (a) headless --------------------------------------------------------------------------------
 
 
-def headless_run(workdir: Path, episodes: int, seed: int, timeout: float) -> RunFigures:
+def headless_run(workdir: Path, episodes: int, seed: int, timeout: float) -> Watched:
     db = workdir / f"headless-{time.monotonic_ns()}.db"
-    done = subprocess.run([APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--db", str(db)],
-                          capture_output=True, text=True, timeout=timeout, env=_child_env(workdir),
-                          stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise RuntimeError(f"cartpole-tui run exited {done.returncode}: {done.stderr.strip()[-300:]}")
-    result = json.loads(done.stdout)
-    figures = last_run(db)
-    if figures is None or figures.state != "done" or result["episodes"] != episodes:
-        raise RuntimeError(f"the headless run did not end as done: {figures}")
-    return figures
+    process = subprocess.Popen([APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed),
+                                "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=_child_env(workdir), stdin=subprocess.DEVNULL)
+    try:
+        watched = follow_run(db, process.pid, timeout)
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"cartpole-tui run exited {process.returncode}: {err.strip()[-300:]}")
+    if watched.run.state != "done" or json.loads(out)["episodes"] != episodes:
+        raise RuntimeError(f"the headless run did not end as done: {watched.run}")
+    return watched
 
 
 # --- the app on a pseudo-terminal ----------------------------------------------------------------
@@ -135,6 +196,7 @@ class PtyApp:
         self._stream = pyte.ByteStream(self.screen)
         self.rendering = True
         self.bytes = 0
+        self.capture: bytearray | None = None  # when set, every byte read is also kept here
         self._changed = threading.Condition()
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
@@ -160,6 +222,8 @@ class PtyApp:
                     self._changed.notify_all()
                     return
                 self.bytes += len(data)
+                if self.capture is not None:
+                    self.capture.extend(data)
                 if self.rendering:
                     self._stream.feed(data)
                 self._changed.notify_all()
@@ -228,27 +292,54 @@ class PtyApp:
 # --- (b) the app watching a run ------------------------------------------------------------------
 
 
-def watched_run(workdir: Path, episodes: int, seed: int, timeout: float) -> tuple[RunFigures, float]:
-    """(the run's figures, bytes/s the app wrote while it ran) at 80x24."""
+def watched_run(workdir: Path, episodes: int, seed: int, timeout: float) -> tuple[Watched, float]:
+    """(the run followed, bytes/s the app wrote while it ran) at 80x24."""
     app = PtyApp(workdir, 80, 24, seed)
     try:
         app.connect()
         app.start_run(episodes)
         app.rendering = False  # from here on only counted: the emulator's CPU is not the app's
         started_bytes, started = app.bytes, time.monotonic()
-        figures = app.wait_run(lambda run: run.state != "running", timeout, "the watched run to end")
+        watched = follow_run(app.db, app.process.pid, timeout)
         rate = (app.bytes - started_bytes) / (time.monotonic() - started)
     finally:
         app.close()
-    if figures.state != "done" or figures.finished != episodes:
-        raise RuntimeError(f"the watched run ended as {figures.state} after {figures.finished} episodes")
-    return figures, rate
+    if watched.run.state != "done" or watched.run.finished != episodes:
+        raise RuntimeError(f"the watched run ended as {watched.run.state} after {watched.run.finished} episodes")
+    return watched, rate
 
 
 # --- (c) bytes while a run is live -----------------------------------------------------------------
 
 
 PANES = {"1": "Score", "2": "Cart", "3": "Runs"}
+_CURSOR_TO = re.compile(rb"\x1b\[(\d+);\d+H")
+
+
+def bytes_by_row(output: bytes) -> collections.Counter:
+    """The app's output split by the screen row (0-based) each byte was written to.
+
+    Textual moves the cursor (CSI row;col H) to each run of changed cells it rewrites, and
+    goes down a line with CR LF; bytes before the first move count as row -1.
+    """
+    rows: collections.Counter = collections.Counter()
+    row, start = -1, 0
+    for move in [*_CURSOR_TO.finditer(output), None]:
+        end = move.start() if move else len(output)
+        for offset, part in enumerate(output[start:end].split(b"\r\n")):
+            rows[row + offset] += len(part) + (2 if offset else 0)
+        if move:
+            row, start = int(move.group(1)) - 1, move.start()
+    return rows
+
+
+def _print_rows(app: PtyApp, rows: collections.Counter, seconds: float, least_share: float = 0.02) -> None:
+    total = sum(rows.values()) or 1
+    lines = app.screen.display
+    for row, count in sorted(rows.items()):
+        if count / total >= least_share:
+            text = lines[row].rstrip()[:56] if 0 <= row < len(lines) else "(before any cursor move)"
+            print(f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%}  {text}", flush=True)
 
 
 def live_bytes(workdir: Path, columns: int, lines: int, seed: int, seconds: float,
@@ -259,8 +350,12 @@ def live_bytes(workdir: Path, columns: int, lines: int, seed: int, seconds: floa
         app.connect()
         app.start_run(LONG_RUN)
         app.wait_run(lambda run: run.finished > 0, STARTUP_TIMEOUT, "the first episode of the live run")
+        app.capture = bytearray()
         rate = _byte_rate(app, seconds)
-        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s", flush=True)
+        output, app.capture = bytes(app.capture), None
+        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s; by screen row "
+              f"(rows with >= 2% of the bytes, as the screen shows them now):", flush=True)
+        _print_rows(app, bytes_by_row(output), seconds)
         parts = {}
         if breakdown_seconds:
             for key, border in PANES.items():
@@ -308,7 +403,7 @@ def _rate_without(app: PtyApp, key: str, border: str, seconds: float) -> float:
 
 def calibrate(workdir: Path, seed: int, run_seconds: float) -> int:
     """Episodes for a headless run of about ``run_seconds``, from a short run of the same kind."""
-    probe = headless_run(workdir, 200, seed, STARTUP_TIMEOUT + 60)
+    probe = headless_run(workdir, 200, seed, STARTUP_TIMEOUT + 60).run
     steps_per_episode = probe.total_steps / probe.episodes
     episodes = math.ceil(run_seconds * probe.steps_per_s / steps_per_episode)
     print(f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
@@ -357,18 +452,17 @@ def main(argv: list[str] | None = None) -> int:
         run_timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
         headless, watched, watched_bytes = [], [], []
         for round_number in range(1, args.rounds + 1):
-            figures = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, run_timeout))
-            headless.append(figures.steps_per_s if figures else float("nan"))
-            if figures:
-                print(f"  round {round_number} (a) headless:         {figures.steps_per_s:8,.0f} steps/s  "
-                      f"({figures.total_steps} steps in {figures.duration:.2f} s)", flush=True)
+            result = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, run_timeout))
+            headless.append(result.run.steps_per_s if result else float("nan"))
+            if result:
+                print(f"  round {round_number} (a) headless:          {result.run.steps_per_s:8,.0f} steps/s  "
+                      f"({result.describe()})", flush=True)
             result = _attempt("(b)", lambda: watched_run(workdir, episodes, args.seed, run_timeout))
-            watched.append(result[0].steps_per_s if result else float("nan"))
+            watched.append(result[0].run.steps_per_s if result else float("nan"))
             watched_bytes.append(result[1] if result else float("nan"))
             if result:
-                print(f"  round {round_number} (b) app watching 80x24: {result[0].steps_per_s:8,.0f} steps/s  "
-                      f"({result[0].total_steps} steps in {result[0].duration:.2f} s; "
-                      f"{result[1] / 1024:.2f} KiB/s to the terminal)", flush=True)
+                print(f"  round {round_number} (b) app watching 80x24: {result[0].run.steps_per_s:8,.0f} steps/s  "
+                      f"({result[0].describe()}; {result[1] / 1024:.2f} KiB/s to the terminal)", flush=True)
         live = {}
         for columns, lines in ((80, 24), (120, 40)):
             measured = _attempt(f"(c) {columns}x{lines}",
