@@ -15,7 +15,8 @@ from typing import Callable
 from swergio import MESSAGE_TYPE, Trigger
 
 from . import protocol
-from .events import BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError, RunFinished
+from .events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError,
+                     RunFinished, RunStarted)
 from .transport import Component
 
 DEFAULT_IDLE_TIMEOUT = 60.0
@@ -34,8 +35,10 @@ class ControlClient:
     """
 
     def __init__(self, host: str, port: int, *, name: str = "control",
-                 on_event: Callable[[object], None] | None = None, connect_timeout: float = 5.0):
+                 on_event: Callable[[object], None] | None = None, connect_timeout: float = 5.0,
+                 on_run_sent: Callable[[RunStarted], None] | None = None):
         self.on_event = on_event
+        self.on_run_sent = on_run_sent  # told of every start this client sends
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
         self._scores: list[float] = []
@@ -72,6 +75,8 @@ class ControlClient:
             self._result = None
             self._last_progress = time.monotonic()
         self.client.send(message)
+        if self.on_run_sent is not None:
+            self.on_run_sent(RunStarted(message["RUN_ID"], episodes, deterministic, seed, time.time()))
         return message["RUN_ID"]
 
     def stop_run(self) -> None:

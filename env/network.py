@@ -30,7 +30,7 @@ class NetworkStartError(RuntimeError):
 class LocalNetwork:
     """Broker + built-in agents in a child process, on 127.0.0.1 and a free port."""
 
-    def __init__(self, *, models: int = 20, seed: int | None = None, agent: str = "random",
+    def __init__(self, *, models: int = 20, seed: int | None = None, agent: str = "swarm",
                  startup_timeout: float = 15.0):
         self.models = models
         self.seed = seed
@@ -94,7 +94,7 @@ def _start_agents(host: str, port: int, agent: str, models: int, seed: int | Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m env.network", description=__doc__)
-    parser.add_argument("--agent", choices=["swarm", "random"], default="random")
+    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm")
     parser.add_argument("--models", type=int, default=20)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)

@@ -20,11 +20,20 @@ rounds, target 475 (CartPole-v1's reward threshold), 100 confirmation episodes.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .events import EpisodeFinished, RunFinished
+
+
+class ScheduleStopped(Exception):
+    """The schedule was told to stop; ``result`` holds the rounds finished before."""
+
+    def __init__(self, result: "ScheduleResult"):
+        super().__init__("schedule stopped")
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,15 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
                  on_episode: Callable[[EpisodeFinished], None] | None = None, *,
                  final_eval: int = DEFAULTS.final_eval, target: float | None = DEFAULTS.target,
                  seed: int | None = None, idle_timeout: float = 60.0,
-                 on_phase: Callable[[str, int], None] | None = None) -> ScheduleResult:
+                 on_phase: Callable[[str, int], None] | None = None,
+                 stop: threading.Event | None = None) -> ScheduleResult:
     """Run the schedule through ``control`` (a :class:`env.control.ControlClient`).
 
     ``on_episode`` gets every finished episode (training, evaluation and final) while
-    the schedule runs; ``on_phase(phase, round)`` is called before each run, phase one
-    of "train", "eval", "confirm", "final"; ``seed`` seeds each run's first reset with
-    seed, seed+1, ….
+    the schedule runs; ``on_phase(phase, round)`` is called before each run and evolution, phase
+    one of "train", "eval", "confirm", "evolve", "final"; ``seed`` seeds each run's first reset with
+    seed, seed+1, …. Once ``stop`` is set (stop the current run too), the next phase
+    raises :class:`ScheduleStopped` instead of starting.
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
     result = ScheduleResult(settings)
@@ -92,14 +103,19 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
     started = time.monotonic()
     train_seconds, train_steps = 0.0, 0
 
-    def run(phase: str, number: int, episodes: int, deterministic: bool) -> RunFinished:
+    def begin(phase: str, number: int) -> None:
+        if stop is not None and stop.is_set():
+            result.wall_seconds = time.monotonic() - started
+            raise ScheduleStopped(result)
         if on_phase is not None:
             on_phase(phase, number)
+
+    def run(phase: str, number: int, episodes: int, deterministic: bool) -> RunFinished:
+        begin(phase, number)
         return control.run(episodes, deterministic, seed=next(seeds), idle_timeout=idle_timeout)
 
     def confirm(number: int) -> RunFinished:
-        if on_phase is not None:
-            on_phase("confirm", number)
+        begin("confirm", number)
         hopeless.watch(control.start_run(final_eval, True, seed=next(seeds)))
         return control.wait_run(idle_timeout)
 
@@ -118,6 +134,7 @@ def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.t
                 result.final_eval_avg = current.confirm_avg
                 result.solved = current.confirm_avg >= target
             if not result.solved:
+                begin("evolve", number)
                 control.evolve()
                 current.evolved = True
             current.wall_seconds = time.monotonic() - started

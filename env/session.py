@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import time
-
 from .control import ControlClient
 from .environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
 from .events import EpisodeFinished, RunFinished, RunStarted
@@ -28,7 +26,7 @@ class SessionOptions:
     env_id: str = DEFAULT_ENV_ID
     seed: int | None = None
     models: int = 20
-    agent: str = "random"
+    agent: str = "swarm"
     offline: bool = False  # no network at all: browse the run history
 
 
@@ -79,7 +77,8 @@ class Session:
                 self.environment.start()
             if self.recorder is not None:
                 self.recorder.address = self.address
-            self.control = ControlClient(self.host, self.port, on_event=self._control_event)
+            remote_runs = None if self.options.embed_env else self._remote_run_sent
+            self.control = ControlClient(self.host, self.port, on_event=self._control_event, on_run_sent=remote_runs)
         except Exception:
             self.close()
             raise
@@ -94,14 +93,10 @@ class Session:
         if self.on_event is not None:
             self.on_event(event)
 
-    def start_run(self, episodes: int, deterministic: bool = False) -> str:
-        """Start a run with the session's seed; a remote environment's run is recorded from here."""
-        run_id = self.control.start_run(episodes, deterministic, self.options.seed)
-        if not self.options.embed_env:
-            started = RunStarted(run_id, episodes, deterministic, self.options.seed, time.time())
-            for observer in self.observers:
-                observer.on_run_started(started)
-        return run_id
+    def _remote_run_sent(self, started: RunStarted) -> None:
+        # A remote environment's runs are known here from the starts we send.
+        for observer in self.observers:
+            observer.on_run_started(started)
 
     def reconnect(self) -> None:
         """Drop the clients and join the broker again; restart the embedded network if it died."""

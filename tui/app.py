@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
 from env.control import ControlTimeout
+from env.schedule import RoundResult, ScheduleResult, ScheduleStopped, run_schedule
 from env.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished,
                         NetworkError, RunFinished, RunStarted)
 from env.export import export_to_file
@@ -78,6 +79,7 @@ class ControlRoomApp(App):
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
         Binding("e", "evolve", "Evolve"),
+        Binding("r", "schedule", "Rounds"),
         Binding("d", "toggle_deterministic", "Det"),
         Binding("n", "focus_episodes", "Episodes", show=False),
         Binding("c", "export", "Export", show=False),
@@ -103,6 +105,7 @@ class ControlRoomApp(App):
         self.finished_in_run = 0
         self.run_numbers: dict[str, int] = {}
         self._quitting = threading.Event()
+        self._schedule_stop: threading.Event | None = None  # set while a schedule runs
         self._shown_revision = -1
         self._shown_observation = None
         self._steps_seen = (0, time.monotonic())
@@ -365,9 +368,47 @@ class ControlRoomApp(App):
 
     @work(thread=True, group="commands")
     def _start_run(self, episodes: int, deterministic: bool) -> None:
-        self.session.start_run(episodes, deterministic)
+        self.session.control.start_run(episodes, deterministic, self.options.seed)
+
+    def action_schedule(self) -> None:
+        control = self._usable_control()
+        if control is None:
+            return
+        if self.current is not None or self._schedule_stop is not None:
+            self.notify("a run is going: stop it first (x)", severity="warning")
+            return
+        self._schedule_stop = threading.Event()
+        self.log_line("schedule started: rounds of (train, evaluate, evolve) until a 100-episode check reaches 475")
+        self._run_schedule(control, self._schedule_stop)
+
+    @work(thread=True, exclusive=True, group="schedule")
+    def _run_schedule(self, control, stop: threading.Event) -> None:
+        try:
+            self.bridge.push(run_schedule(control, on_round=self.bridge.push, seed=self.options.seed, stop=stop))
+        except ScheduleStopped as stopped:
+            self.bridge.push(stopped.result)
+        except (ControlTimeout, ConnectionError) as error:
+            self.bridge.push(NetworkError("schedule", str(error)))
+        finally:
+            self._schedule_stop = None
+
+    def _on_RoundResult(self, result: RoundResult) -> None:
+        check = f", 100-episode check {result.confirm_avg:.1f}" if result.confirm_avg is not None else ""
+        self.log_line(f"round {result.round}: train avg {result.train_avg:.1f}, eval avg [b]{result.eval_avg:.1f}[/]"
+                      f"{check}{', evolved' if result.evolved else ''} ({result.wall_seconds:.0f}s)")
+
+    def _on_ScheduleResult(self, result: ScheduleResult) -> None:
+        if result.solved:
+            text = f"schedule solved: deterministic average {result.final_eval_avg:.1f}"
+        else:
+            text = f"schedule ended after {len(result.rounds)} rounds, not solved"
+        self.log_line(f"[b]{text}[/] in {result.wall_seconds:.0f}s")
+        self.notify(text, title="Schedule")
 
     def action_stop(self) -> None:
+        if self._schedule_stop is not None:
+            self._schedule_stop.set()
+            self.log_line("schedule stopping after the current run")
         self.post_message(ControlPanel.StopRequested())
 
     def on_control_panel_stop_requested(self, _: ControlPanel.StopRequested) -> None:

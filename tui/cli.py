@@ -12,6 +12,7 @@ import sys
 
 from env import protocol
 from env.environment import DEFAULT_ENV_ID
+from env.schedule import DEFAULTS
 from env.transport import parse_address
 
 EXIT_FAILURE = 1
@@ -71,8 +72,8 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
                         help="do not run the environment here (the network has its own)")
     parser.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
     parser.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
-    parser.add_argument("--agent", choices=["swarm", "random"], default="random",
-                        help="built-in agent of the embedded network")
+    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm",
+                        help="built-in agents of the embedded network: the learning swarm, or a random policy")
     parser.add_argument("--models", type=positive_int, default=20, help="models in the built-in swarm")
 
 
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--deterministic", action="store_true", help="the models act deterministically")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     run.add_argument("--timeout", type=float, default=60.0, help="seconds without progress before giving up")
+    run.add_argument("--schedule", action="store_true",
+                     help="rounds of (train, evaluate deterministically, evolve) instead of one run")
+    run.add_argument("--rounds", type=positive_int, default=DEFAULTS.rounds, help="schedule: most rounds")
+    run.add_argument("--train", type=positive_int, default=DEFAULTS.train, help="schedule: training episodes a round")
+    run.add_argument("--eval", type=positive_int, default=DEFAULTS.evaluate, dest="evaluate",
+                     help="schedule: deterministic evaluation episodes a round")
 
     evolve = sub.add_parser("evolve", help="one evolution step; waits for EVO_DONE")
     _network_options(evolve, connect_required=True)
@@ -105,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run number to export (repeatable; default: all runs)")
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+
+    swarm = sub.add_parser("swarm", help="the built-in models, aggregation and evolution")
+    _network_options(swarm, connect_required=True)
+    swarm.add_argument("--models", type=positive_int, default=20, help="models in the swarm (default 20)")
+    swarm.add_argument("--seed", type=int)
 
     broker = sub.add_parser("broker", help="the broker alone")
     broker.add_argument("--host", default=protocol.LOOPBACK, help="address to bind (default 127.0.0.1)")

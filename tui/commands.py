@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 import threading
 from contextlib import contextmanager
 
@@ -57,6 +58,8 @@ def _open_store(path: str | None) -> RunStore:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.schedule:
+        return schedule(args)
     stderr = Console(stderr=True)
     progress = Progress(TextColumn("run"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -78,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             session.open()
             with progress:
-                session.start_run(args.episodes, args.deterministic)
-                result = session.control.wait_run(idle_timeout=args.timeout)
+                result = session.control.run(args.episodes, args.deterministic, args.seed,
+                                             idle_timeout=args.timeout)
         finally:
             session.close()
             store.close()
@@ -89,6 +92,66 @@ def run(args: argparse.Namespace) -> int:
                           "scores": result.scores, "address": session.address}))
     else:
         out.print(f"average score {result.avg_score:g} over {result.episodes} episodes (ENV_DONE)")
+    return 0
+
+
+def schedule(args: argparse.Namespace) -> int:
+    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve."""
+    from env.schedule import run_schedule
+
+    stderr = Console(stderr=True)
+    progress = Progress(TextColumn("round"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[phase]}"),
+                        TimeElapsedColumn(), console=stderr, transient=True, disable=not stderr.is_terminal)
+    task = progress.add_task("schedule", total=args.rounds, phase="")
+    curve: list[float] = []
+    started = time.monotonic()
+    phase = {"name": "", "round": 0}
+
+    def on_phase(name: str, number: int) -> None:
+        phase.update(name=name, round=number)
+        progress.update(task, phase=name)
+
+    def on_episode(event: EpisodeFinished) -> None:
+        curve.append(event.score)
+        mean = sum(curve[-100:]) / len(curve[-100:])
+        print(f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
+              f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s", flush=True)
+
+    def on_round(result) -> None:
+        progress.update(task, completed=result.round)
+        print(f"round {result.round}: train avg {result.train_avg:.1f}  eval avg {result.eval_avg:.1f}  "
+              f"training {result.train_seconds:.1f}s" + ("  evolved" if result.evolved else "")
+              + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
+              flush=True)
+
+    store = _open_store(args.db)
+    with reported_failures():
+        session = Session(session_options(args), store=store)
+        try:
+            session.open()
+            with progress:
+                result = run_schedule(session.control, args.rounds, args.train, args.evaluate, on_round=on_round,
+                                      on_episode=on_episode, on_phase=on_phase, seed=args.seed,
+                                      idle_timeout=args.timeout)
+        finally:
+            session.close()
+            store.close()
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        verdict = "solved" if result.solved else "not solved"
+        print(f"final deterministic average {result.final_eval_avg:.1f} ({verdict}) after {len(result.rounds)} rounds, "
+              f"{result.wall_seconds:.1f}s")
+    return 0
+
+
+def swarm(args: argparse.Namespace) -> int:
+    from env.swarm import serve_swarm
+
+    host, port = parse_address(args.connect)
+    print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
+    with reported_failures():
+        serve_swarm(host, port, args.models, args.seed)
     return 0
 
 

@@ -15,6 +15,8 @@ HELP_TEXT = """\
   s        start a run (episodes and Det from the top bar)
   x        stop the running run (ENV_DONE over the finished episodes)
   e        one evolution step (EVOLUTION → EVO_DONE)
+  r        schedule: rounds of (train 20, evaluate 5 deterministic, evolve)
+           until a 100-episode deterministic check averages 475; x stops it
   d        deterministic on/off
 [b]Panes[/b]
   1 score plot   2 cart   3 runs   4 network   5 log

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from env import protocol
 from env.events import BrokerStats
 
 
@@ -42,7 +43,11 @@ class NetworkPane(Static):
         for column, justify in (("room", "left"), ("members", "right"), ("msg/s", "right"),
                                 ("messages", "right"), ("MB", "right")):
             table.add_column(column, justify=justify)
-        for room, (members, messages, size) in sorted(stats.rooms.items()):
+        # busiest first: the rooms that matter stay in view when the pane is short
+        busiest = sorted(stats.rooms.items(), key=lambda item: (-item[1][1], item[0]))
+        for room, (members, messages, size) in busiest:
+            if room == protocol.STATS_ROOM:
+                continue
             table.add_row(room, str(members), f"{self._rate(room):,.0f}", f"{messages:,}", f"{size / 1e6:.1f}")
         distinct = sorted(set(names))
         shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)

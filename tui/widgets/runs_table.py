@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from env.store import RunRecord
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
+WIDTHS = (1, 4, 11, 3, 14, 5, 7, 7, 7)  # fixed, so a running "123/1000" or a long run's time fits
 _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
 
 
@@ -26,7 +27,7 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
 class RunsTable(DataTable):
     """Shows the runs it is given with ``show``; updates only the cells that changed."""
 
-    BINDINGS = [Binding("space", "toggle_mark", "Compare", show=True)]
+    BINDINGS = [Binding("space", "toggle_mark", "Compare", show=False)]  # listed in the help screen
 
     class MarksChanged(Message):
         def __init__(self, marked: frozenset[int]):
@@ -40,8 +41,8 @@ class RunsTable(DataTable):
         self._runs: dict[int, RunRecord] = {}
 
     def on_mount(self) -> None:
-        for label in COLUMNS:
-            self.add_column(label, key=label or "mark")
+        for label, width in zip(COLUMNS, WIDTHS):
+            self.add_column(label, key=label or "mark", width=width)
 
     def show(self, runs: list[RunRecord]) -> None:
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
