@@ -1,8 +1,9 @@
 """What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
 
-    python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--breakdown]
+    python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--agent swarm|random]
+                        [--breakdown]
 
-(a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, same N)
+(a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, --agent, N)
 started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
 process reads as fast as the app writes. Both figures come from the run's row in the
 --db file (total_steps / duration), so both measure the same thing; N is calibrated so
@@ -154,10 +155,10 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
 # --- (a) headless --------------------------------------------------------------------------------
 
 
-def headless_run(workdir: Path, episodes: int, seed: int, timeout: float) -> Watched:
+def headless_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> Watched:
     db = workdir / f"headless-{time.monotonic_ns()}.db"
     process = subprocess.Popen([APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed),
-                                "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                "--agent", agent, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=_child_env(workdir), stdin=subprocess.DEVNULL)
     try:
         watched = follow_run(db, process.pid, timeout)
@@ -184,13 +185,13 @@ def _child_env(workdir: Path, columns: int | None = None, lines: int | None = No
 
 
 class PtyApp:
-    """`cartpole-tui --db ... --seed ...` on a pty of ``columns`` x ``lines``, read by a thread.
+    """`cartpole-tui --db ... --seed ... --agent ...` on a pty of ``columns`` x ``lines``, read by a thread.
 
     Every byte the app writes is counted; while :attr:`rendering` is on, the bytes are also
     fed to a terminal emulator (pyte) so that waits can look at the screen.
     """
 
-    def __init__(self, workdir: Path, columns: int, lines: int, seed: int):
+    def __init__(self, workdir: Path, columns: int, lines: int, seed: int, agent: str):
         self.db = workdir / f"app-{columns}x{lines}-{time.monotonic_ns()}.db"
         self.screen = pyte.Screen(columns, lines)
         self._stream = pyte.ByteStream(self.screen)
@@ -202,7 +203,7 @@ class PtyApp:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
         try:
             # Its own session: the app and its network child are one process group to end.
-            self.process = subprocess.Popen([APP, "--db", str(self.db), "--seed", str(seed)],
+            self.process = subprocess.Popen([APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent],
                                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                                             env=_child_env(workdir, columns, lines), cwd=workdir)
         finally:
@@ -292,9 +293,9 @@ class PtyApp:
 # --- (b) the app watching a run ------------------------------------------------------------------
 
 
-def watched_run(workdir: Path, episodes: int, seed: int, timeout: float) -> tuple[Watched, float]:
+def watched_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> tuple[Watched, float]:
     """(the run followed, bytes/s the app wrote while it ran) at 80x24."""
-    app = PtyApp(workdir, 80, 24, seed)
+    app = PtyApp(workdir, 80, 24, seed, agent)
     try:
         app.connect()
         app.start_run(episodes)
@@ -338,14 +339,14 @@ def _print_rows(app: PtyApp, rows: collections.Counter, seconds: float, least_sh
     lines = app.screen.display
     for row, count in sorted(rows.items()):
         if count / total >= least_share:
-            text = lines[row].rstrip()[:56] if 0 <= row < len(lines) else "(before any cursor move)"
+            text = " ".join(lines[row].split())[:64] if 0 <= row < len(lines) else "(before any cursor move)"
             print(f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%}  {text}", flush=True)
 
 
-def live_bytes(workdir: Path, columns: int, lines: int, seed: int, seconds: float,
+def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, seconds: float,
                breakdown_seconds: float = 0.0) -> tuple[float, dict[str, float]]:
     """(bytes/s over ``seconds`` of a live run, {hidden pane(s): bytes/s} when ``breakdown_seconds``)."""
-    app = PtyApp(workdir, columns, lines, seed)
+    app = PtyApp(workdir, columns, lines, seed, agent)
     try:
         app.connect()
         app.start_run(LONG_RUN)
@@ -401,9 +402,9 @@ def _rate_without(app: PtyApp, key: str, border: str, seconds: float) -> float:
 # --- the whole benchmark -------------------------------------------------------------------------
 
 
-def calibrate(workdir: Path, seed: int, run_seconds: float) -> int:
+def calibrate(workdir: Path, seed: int, agent: str, run_seconds: float) -> int:
     """Episodes for a headless run of about ``run_seconds``, from a short run of the same kind."""
-    probe = headless_run(workdir, 200, seed, STARTUP_TIMEOUT + 60).run
+    probe = headless_run(workdir, 200, seed, agent, STARTUP_TIMEOUT + 60).run
     steps_per_episode = probe.total_steps / probe.episodes
     episodes = math.ceil(run_seconds * probe.steps_per_s / steps_per_episode)
     print(f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
@@ -432,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="(a), (b): about how long each run lasts (default 12, at least 10)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (a), (b); the best counts")
     parser.add_argument("--seed", type=int, default=7, help="--seed of every run (default 7)")
+    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm",
+                        help="built-in agents of every run (default swarm, the app's; random is a faster loop)")
     parser.add_argument("--breakdown", action="store_true",
                         help="(c) at 80x24 again with each pane hidden, even when within budget")
     args = parser.parse_args(argv)
@@ -446,18 +449,18 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         workdir = Path(tmp)
-        episodes = _attempt("calibration", lambda: calibrate(workdir, args.seed, args.run_seconds))
+        episodes = _attempt("calibration", lambda: calibrate(workdir, args.seed, args.agent, args.run_seconds))
         if episodes is None:
             return 1
         run_timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
         headless, watched, watched_bytes = [], [], []
         for round_number in range(1, args.rounds + 1):
-            result = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, run_timeout))
+            result = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, args.agent, run_timeout))
             headless.append(result.run.steps_per_s if result else float("nan"))
             if result:
                 print(f"  round {round_number} (a) headless:          {result.run.steps_per_s:8,.0f} steps/s  "
                       f"({result.describe()})", flush=True)
-            result = _attempt("(b)", lambda: watched_run(workdir, episodes, args.seed, run_timeout))
+            result = _attempt("(b)", lambda: watched_run(workdir, episodes, args.seed, args.agent, run_timeout))
             watched.append(result[0].run.steps_per_s if result else float("nan"))
             watched_bytes.append(result[1] if result else float("nan"))
             if result:
@@ -466,20 +469,21 @@ def main(argv: list[str] | None = None) -> int:
         live = {}
         for columns, lines in ((80, 24), (120, 40)):
             measured = _attempt(f"(c) {columns}x{lines}",
-                                lambda: live_bytes(workdir, columns, lines, args.seed, args.seconds))
+                                lambda: live_bytes(workdir, columns, lines, args.seed, args.agent, args.seconds))
             live[(columns, lines)] = measured[0] if measured else float("nan")
         breakdown = {}
         if args.breakdown or not live[(80, 24)] <= BYTE_BUDGET:
             print("  (c) 80x24 again, each pane hidden in turn (keys 1-3):", flush=True)
             seconds = max(5.0, args.seconds / 3)
-            measured = _attempt("(c) breakdown", lambda: live_bytes(workdir, 80, 24, args.seed, seconds, seconds))
+            measured = _attempt("(c) breakdown", lambda: live_bytes(workdir, 80, 24, args.seed, args.agent, seconds, seconds))
             if measured:
                 breakdown = {"all panes shown": measured[0], **measured[1]}
 
     best_a, best_b = _best(headless), _best(watched)
     ratio = best_b / best_a if best_a > 0 else float("nan")
     print()
-    print(f"{episodes} episodes, --seed {args.seed}, best of {args.rounds} round(s); steps/s from the --db runs table")
+    print(f"{episodes} episodes, --seed {args.seed} --agent {args.agent}, best of {args.rounds} round(s); "
+          "steps/s from the --db runs table")
     print(f"{'':<34}{'steps/s':>10}{'vs (a)':>9}   all rounds")
     print(f"{'(a) headless (run --json)':<34}{best_a:>10,.0f}{1.0:>9.3f}   "
           + ", ".join(f"{v:,.0f}" for v in headless))
