@@ -229,10 +229,6 @@ class PtyApp:
                     self._stream.feed(data)
                 self._changed.notify_all()
 
-    def text(self) -> str:
-        with self._changed:
-            return "\n".join(self.screen.display)
-
     def wait_screen(self, needle: str, timeout: float, what: str) -> None:
         """Wait until ``needle`` is on screen (woken by the app's output, bounded by ``timeout``)."""
         deadline = time.monotonic() + timeout
@@ -274,20 +270,22 @@ class PtyApp:
         return wait_until(lambda: (run := last_run(self.db)) is not None and predicate(run) and run,
                           timeout, what)
 
-    def close(self) -> int | None:
-        """q, then wait for the exit; the process group is killed if it does not go."""
+    def close(self) -> None:
+        """q, then wait for the exit (a line says so if it is not a clean one); then end its process group."""
         with contextlib.suppress(OSError):
             self.press("q")
         try:
             code = self.process.wait(15)
         except subprocess.TimeoutExpired:
             code = None
+        if code != 0:
+            print(f"  note: the app {'did not exit within 15 s of q' if code is None else f'exited with {code}'}",
+                  flush=True)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # anything of its group still alive
         self.process.wait()
         self._reader.join(5)
         os.close(self.master)
-        return code
 
 
 # --- (b) the app watching a run ------------------------------------------------------------------
