@@ -1,0 +1,116 @@
+"""The installed `cartpole-tui` command: real processes, real brokers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from env.agents import RandomAgent
+from env.environment import EnvironmentComponent
+
+from conftest import free_port, wait_for
+
+CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -> None:
+    assert result.returncode == code, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--episodes", "0"], "whole number >= 1"),
+    (["run", "--episodes", "ten"], "whole number >= 1"),
+    (["run", "--connect", "localhost"], "HOST:PORT"),
+    (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
+    (["evolve"], "--connect"),
+    (["broker", "--port", "http"], "port"),
+    (["export", "--format", "xml"], "invalid choice"),
+    (["rnu"], "invalid choice"),
+])
+def test_bad_arguments_get_one_line_and_exit_2(args, words):
+    one_clear_line(cli(*args), 2, words)
+
+
+def test_unreachable_broker_is_one_line_and_exit_1():
+    port = free_port()
+    for args in (["run", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],
+                 ["evolve", "--connect", f"127.0.0.1:{port}"], ["env", "--connect", f"127.0.0.1:{port}"],
+                 ["swarm", "--connect", f"127.0.0.1:{port}"]):
+        one_clear_line(cli(*args), 1, f"cannot reach broker at 127.0.0.1:{port}")
+
+
+def test_run_json_on_the_embedded_network_is_recorded(tmp_path):
+    db = tmp_path / "runs.sqlite3"
+    result = cli("run", "--episodes", "5", "--json", "--agent", "random", "--seed", "3", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["episodes"] == 5 and len(report["scores"]) == 5
+    assert report["avg_score"] == pytest.approx(sum(report["scores"]) / 5)
+    with sqlite3.connect(db) as connection:
+        scores = [row[0] for row in connection.execute("SELECT score FROM episodes ORDER BY idx")]
+    assert scores == report["scores"]
+
+
+def test_run_joins_an_existing_network(broker, tmp_path):
+    environment = EnvironmentComponent("127.0.0.1", broker.port, seed=1).start()
+    agent = RandomAgent("127.0.0.1", broker.port).start()
+    try:
+        result = cli("run", "--connect", f"127.0.0.1:{broker.port}", "--no-env", "--episodes", "4",
+                     "--db", str(tmp_path / "h.sqlite3"))
+    finally:
+        agent.close()
+        environment.close()
+    assert result.returncode == 0, result.stderr
+    assert "average score" in result.stdout and "over 4 episodes (ENV_DONE)" in result.stdout
+    exported = cli("export", "--db", str(tmp_path / "h.sqlite3"), "--format", "json")
+    runs = json.loads(exported.stdout)["runs"]
+    assert len(runs) == 1 and len(runs[0]["episodes"]) == 4 and runs[0]["state"] == "done"
+
+
+def test_short_schedule_prints_the_curve_and_one_json_line_last():
+    result = cli("run", "--schedule", "--rounds", "2", "--train", "4", "--eval", "2", "--seed", "1",
+                 "--models", "4", "--json", "--db", ":memory:")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert [r["round"] for r in report["rounds"]] == [1, 2] and "final_eval_avg" in report
+    assert all("train_avg" in r and "eval_avg" in r and "train_seconds" in r for r in report["rounds"])
+    curve = [line for line in lines if "episode" in line and "mean100" in line]
+    assert len(curve) >= 2 * (4 + 2)
+
+
+def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_runs(tmp_path):
+    port = free_port()
+    broker = subprocess.Popen([CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    children = [broker]
+    try:
+        assert "listening on 127.0.0.1" in broker.stdout.readline()
+        for args in (["env", "--db", str(tmp_path / "env.sqlite3")], ["swarm", "--models", "3"]):
+            child = subprocess.Popen([CLI, *args, "--connect", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                                     text=True)
+            children.append(child)
+            assert "Ctrl-C to stop" in child.stdout.readline()
+        evolved = cli("evolve", "--connect", f"127.0.0.1:{port}")
+        assert evolved.returncode == 0 and "EVO_DONE" in evolved.stdout, evolved.stderr
+        ran = cli("run", "--connect", f"127.0.0.1:{port}", "--no-env", "--episodes", "3", "--db", ":memory:",
+                  "--json")
+        assert ran.returncode == 0 and json.loads(ran.stdout)["episodes"] == 3, ran.stderr
+    finally:
+        for child in reversed(children):  # the components first: the broker going away is an error for them
+            child.send_signal(signal.SIGINT)
+            assert child.wait(10) == 0
+    with sqlite3.connect(tmp_path / "env.sqlite3") as connection:  # the env command recorded the run
+        assert connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 3
