@@ -223,3 +223,24 @@ async def test_mark_runs_to_compare_and_export_them(tmp_path, broker, agent, mon
         rows = written[0].read_text().splitlines()
         assert len(rows) == 1 + 4 and all(row.startswith("1,") for row in rows[1:])
         assert str(written[0]) in log_text(app).replace("\n", "")
+
+
+async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
+    from env.swarm import Swarm
+
+    swarm = Swarm("127.0.0.1", broker.port, models=4, seed=2).start()
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await connected(pilot)
+            await pilot.press("r")
+            await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
+            assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
+            await pilot.press("x")
+            await until(pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""),
+                        what="the schedule to end")
+            assert app._schedule_stop is None  # noqa: SLF001 - a new schedule may start
+            rounds = log_text(app).count("round ")
+            assert rounds >= 1 and all(r.state != "running" for r in runs(app))
+    finally:
+        swarm.close()
