@@ -130,6 +130,22 @@ class _Watchdog:
 # --- models ---------------------------------------------------------------------------------
 
 
+class _Watched:
+    """A component whose client is watched for time-outs by ``_watchdog``; started and closed together."""
+
+    client: _Client
+    _watchdog: _Watchdog
+
+    def start(self):
+        self.client.start()
+        self._watchdog.start()
+        return self
+
+    def close(self) -> None:
+        self._watchdog.stop()
+        self.client.close()
+
+
 class ModelPool:
     """K policy models (:class:`env.policy.Population`) behind one swergio client."""
 
@@ -206,7 +222,7 @@ class ModelPool:
 # --- aggregation ---------------------------------------------------------------------------------
 
 
-class Aggregation:
+class Aggregation(_Watched):
     """Turns one LOGITS per model into one ACTION; answers GET with CONTRIBUTION."""
 
     def __init__(self, host: str, port: int, *, models: int = DEFAULT_MODELS, seed: int | None = None,
@@ -230,15 +246,6 @@ class Aggregation:
         self.client.add_eventHandler(self._on_evolution, CUSTOM, responseRooms=protocol.EVOLUTION,
                                      trigger=Trigger(CUSTOM, protocol.EVOLUTION))
         self._watchdog = _Watchdog(f"{name}-timeouts", min(0.1, timeout / 4), self._check_timeout)
-
-    def start(self) -> "Aggregation":
-        self.client.start()
-        self._watchdog.start()
-        return self
-
-    def close(self) -> None:
-        self._watchdog.stop()
-        self.client.close()
 
     def _on_observation(self, msg: dict) -> None:
         reward = msg.get("REWARD")
@@ -297,7 +304,7 @@ class Aggregation:
 # --- evolution -------------------------------------------------------------------------------
 
 
-class Evolution:
+class Evolution(_Watched):
     """On EVOLUTION in control: GET, one generation, SET, EVO_DONE."""
 
     def __init__(self, host: str, port: int, *, models: int = DEFAULT_MODELS, seed: int | None = None,
@@ -317,15 +324,6 @@ class Evolution:
         self.client.add_eventHandler(self._on_control, None, trigger=Trigger(CUSTOM, protocol.CONTROL))
         self.client.add_eventHandler(self._on_evolution, None, trigger=Trigger(CUSTOM, protocol.EVOLUTION))
         self._watchdog = _Watchdog(f"{name}-timeouts", 0.1, self._check_timeout)
-
-    def start(self) -> "Evolution":
-        self.client.start()
-        self._watchdog.start()
-        return self
-
-    def close(self) -> None:
-        self._watchdog.stop()
-        self.client.close()
 
     def _on_control(self, msg: dict) -> None:
         if not protocol.is_evolution_request(msg):
