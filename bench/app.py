@@ -10,9 +10,9 @@ process reads as fast as the app writes. Both figures come from the run's row in
 that a run lasts about --run-seconds. (a) and (b) run in interleaved rounds and the best
 round of each counts (other load only slows a run down). (c) bytes the app writes to its
 terminal per second while a long run is live, over --seconds, at 80x24 and at 120x40.
-Targets: (b) >= 90% of (a); (c) <= 8 KiB/s. When (c) is over budget at 80x24, or with
---breakdown, the bytes are measured again with each pane hidden (keys 1-3) to say which
-pane costs them. Loopback only (the embedded network); every wait is bounded; the app's
+Targets: (b) >= 90% of (a); (c) <= 8 KiB/s. (c) also splits the bytes by screen row with
+the rewrites per second, and when it is over budget at 80x24, or with --breakdown, the
+bytes are measured again with each pane hidden (keys 1-3) to say which pane costs them. Loopback only (the embedded network); every wait is bounded; the app's
 processes are ended when each set-up is over.
 """
 
@@ -312,33 +312,47 @@ def watched_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: fl
 
 
 PANES = {"1": "Score", "2": "Cart", "3": "Runs"}
-_CURSOR_TO = re.compile(rb"\x1b\[(\d+);\d+H")
+_CURSOR_TO = re.compile(rb"\x1b\[(\d+);(\d+)H")
 
 
-def bytes_by_row(output: bytes) -> collections.Counter:
-    """The app's output split by the screen row (0-based) each byte was written to.
+@dataclass
+class ScreenWrites:
+    """The app's output split by the screen row (0-based) it was written to.
 
-    Textual moves the cursor (CSI row;col H) to each run of changed cells it rewrites, and
-    goes down a line with CR LF; bytes before the first move count as row -1.
+    Textual moves the cursor (CSI row;col H) to each run of cells it rewrites and goes
+    down a line with CR LF; bytes before the first move count as row -1. ``moves`` counts
+    the cursor moves to each (row, column): how often a widget's line there is rewritten.
     """
-    rows: collections.Counter = collections.Counter()
-    row, start = -1, 0
-    for move in [*_CURSOR_TO.finditer(output), None]:
-        end = move.start() if move else len(output)
-        for offset, part in enumerate(output[start:end].split(b"\r\n")):
-            rows[row + offset] += len(part) + (2 if offset else 0)
-        if move:
-            row, start = int(move.group(1)) - 1, move.start()
-    return rows
+
+    bytes: collections.Counter
+    moves: collections.Counter
+
+    @classmethod
+    def parse(cls, output: bytes) -> ScreenWrites:
+        rows, moves = collections.Counter(), collections.Counter()
+        row, start = -1, 0
+        for move in [*_CURSOR_TO.finditer(output), None]:
+            end = move.start() if move else len(output)
+            for offset, part in enumerate(output[start:end].split(b"\r\n")):
+                rows[row + offset] += len(part) + (2 if offset else 0)
+            if move:
+                row, start = int(move.group(1)) - 1, move.start()
+                moves[row, int(move.group(2)) - 1] += 1
+        return cls(rows, moves)
+
+    def rewrites(self, row: int) -> int:
+        """Rewrites of the most often rewritten run of cells in ``row``."""
+        return max((count for (r, _), count in self.moves.items() if r == row), default=0)
 
 
-def _print_rows(app: PtyApp, rows: collections.Counter, seconds: float, least_share: float = 0.02) -> None:
-    total = sum(rows.values()) or 1
+def _print_rows(app: PtyApp, writes: ScreenWrites, seconds: float, least_share: float = 0.02) -> None:
+    total = sum(writes.bytes.values()) or 1
     lines = app.screen.display
-    for row, count in sorted(rows.items()):
+    for row, count in sorted(writes.bytes.items()):
         if count / total >= least_share:
-            text = " ".join(lines[row].split())[:64] if 0 <= row < len(lines) else "(before any cursor move)"
-            print(f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%}  {text}", flush=True)
+            text = " ".join(lines[row].split())[:56] if 0 <= row < len(lines) else "(before any cursor move)"
+            print(f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%} "
+                  f"{writes.rewrites(row) / seconds:5.1f}/s  {text}", flush=True)
 
 
 def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, seconds: float,
@@ -352,9 +366,9 @@ def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, s
         app.capture = bytearray()
         rate = _byte_rate(app, seconds)
         output, app.capture = bytes(app.capture), None
-        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s; by screen row "
-              f"(rows with >= 2% of the bytes, as the screen shows them now):", flush=True)
-        _print_rows(app, bytes_by_row(output), seconds)
+        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s; rows with >= 2% of the "
+              "bytes (KiB/s, share, rewrites/s of the row's busiest cell run, the row as it shows now):", flush=True)
+        _print_rows(app, ScreenWrites.parse(output), seconds)
         parts = {}
         if breakdown_seconds:
             for key, border in PANES.items():
