@@ -56,8 +56,9 @@ class LocalNetwork:
         log_file.close()
         line = self._read_ready_line()
         if not line.startswith(READY):
+            log_path = self.log_path
             self.stop()
-            raise NetworkStartError(f"the embedded network did not start (see {self.log_path})")
+            raise NetworkStartError(f"the embedded network did not start (see {log_path})")
         self.port = int(line.split()[1])
         return self
 
@@ -74,10 +75,14 @@ class LocalNetwork:
             return
         try:
             process.stdin.close()  # the child exits when its stdin closes
-            process.wait(timeout=5)
+            clean = process.wait(timeout=5) == 0
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
+            clean = False
+        if clean and self.log_path:  # a log is kept only when something went wrong
+            os.unlink(self.log_path)
+            self.log_path = None
 
     @property
     def alive(self) -> bool:

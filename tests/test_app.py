@@ -79,7 +79,7 @@ async def test_default_network_start_shows_episodes_and_the_env_done_average(tmp
         await until(pilot, lambda: "average" in log_text(app), what="the ENV_DONE line in the log")
         assert f"{done[0].avg_score:.1f}" in log_text(app)
         table = app.query_one(RunsTable)
-        await until(pilot, lambda: f"{done[0].avg_score:.1f}" in [str(c) for c in table.get_row_at(0)],
+        await until(pilot, lambda: table.row_count and f"{done[0].avg_score:.1f}" in map(str, table.get_row_at(0)),
                     what="the average in the runs table")
         assert "run 1 done" in str(app.query_one("#progress-label", Label).render())
 

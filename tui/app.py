@@ -41,6 +41,7 @@ from .widgets.score_plot import ScorePlot
 PANES = {"1": "plot-pane", "2": "cart-pane", "3": "runs-pane", "4": "network-pane", "5": "log-pane"}
 SMALL_HEIGHT = 32  # below this the network and log panes start hidden
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
 PAST_RUNS_PLOTTED = 100  # the latest past runs whose episodes are loaded into the plot at start
 _CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
 
@@ -108,6 +109,8 @@ class ControlRoomApp(App):
         self._schedule_stop: threading.Event | None = None  # set while a schedule runs
         self._shown_revision = -1
         self._shown_observation = None
+        self._progress_text: str | None = None  # the progress label waiting for the next redraw
+        self._runs_shown_at = 0.0
         self._steps_seen = (0, time.monotonic())
         self.steps_per_second = 0.0
 
@@ -261,10 +264,9 @@ class ControlRoomApp(App):
             number = self.run_numbers[event.run_id]
         self.history.append(event.score, number)
         self.finished_in_run = event.episode
-        self.query_one("#progress", ProgressBar).update(progress=event.episode)
-        self.query_one("#progress-label", Label).update(
-            f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'} · "
-            f"last {event.score:g}")
+        # shown by the redraw timer: one progress repaint per tick, not one per episode
+        self._progress_text = (f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'}"
+                               f" · last {event.score:g}")
 
     def _on_RunFinished(self, event: RunFinished) -> None:
         number = self.run_numbers.get(event.run_id, "?")
@@ -276,7 +278,7 @@ class ControlRoomApp(App):
         rate = f", {event.steps_per_second:,.0f} steps/s" if event.steps_per_second else ""
         self.log_line(f"run {number} {ending}: average [b]{event.avg_score:.1f}[/] over {event.episodes} "
                       f"episodes (ENV_DONE){rate}")
-        self.query_one("#progress-label", Label).update(f"run {number} {ending} · avg {event.avg_score:.1f}")
+        self._progress_text = f"run {number} {ending} · avg {event.avg_score:.1f}"
 
 
     def _on_EvolutionFinished(self, event: EvolutionFinished) -> None:
@@ -333,12 +335,17 @@ class ControlRoomApp(App):
             self.steps_per_second = (self.bridge.steps - steps) / (now - since)
             self._steps_seen = (self.bridge.steps, now)
             self._show_status()
+        if self._progress_text is not None:
+            self.query_one("#progress", ProgressBar).update(progress=self.finished_in_run)
+            self.query_one("#progress-label", Label).update(self._progress_text)
+            self._progress_text = None
         observation = self.bridge.latest_observation
         if observation is not self._shown_observation:
             self._shown_observation = observation
             self.query_one(CartView).observation = tuple(float(v) for v in observation)
-        if self.store is not None and self.store.revision != self._shown_revision:
-            self._shown_revision = self.store.revision
+        if (self.store is not None and self.store.revision != self._shown_revision
+                and now - self._runs_shown_at >= RUNS_REFRESH_SECONDS):
+            self._shown_revision, self._runs_shown_at = self.store.revision, now
             self.query_one(RunsTable).show(self.store.runs())
 
     def log_line(self, text: str) -> None:

@@ -9,7 +9,7 @@ from textual.widgets import DataTable
 from env.store import RunRecord
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
-WIDTHS = (1, 4, 11, 3, 14, 5, 7, 7, 7)  # fixed, so a running "123/1000" or a long run's time fits
+WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
 _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
 
 
@@ -18,7 +18,10 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else f"{run.steps_per_s:,.0f}"
-    episodes = f"{run.finished}/{run.params.episodes}" if run.state == "running" else str(run.params.episodes)
+    episodes = str(run.params.episodes)
+    if run.state == "running":
+        progress = f"{run.finished}/{episodes}"
+        episodes = progress if len(progress) <= WIDTHS[2] else str(run.finished)
     state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
     return ("◆" if marked else " ", str(run.number), episodes, "yes" if run.params.deterministic else "no",
             avg, best, duration, rate, state)

@@ -143,7 +143,9 @@ class ScorePlot(Widget, can_focus=True):
     def _tick(self) -> None:
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
-            self._data_due = True
+            # Built here, not in render_line: the legend goes to the border subtitle, and setting
+            # it while painting would paint the whole plot a second time.
+            self._rebuild()
             self.refresh()
 
     def _shown(self) -> bool:
@@ -165,14 +167,20 @@ class ScorePlot(Widget, can_focus=True):
         at most once per timer tick however often the app appends or repaints.
         """
         self.lines_rendered += 1
-        width, height = self.size
-        view_key = (width, height, self.window, self.last_n, self.y_min, self.y_max, self.threshold)
-        if view_key != self._view_key or self._data_due:
-            self._drawn_data_key = self._data_key()
-            self._strips = self.build_strips(width, height)
-            self._view_key, self._data_due = view_key, False
-            self.rebuilds += 1
+        if self._view() != self._view_key or self._data_due:
+            self._rebuild()
+        width = self.size.width
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
+
+    def _view(self) -> tuple:
+        width, height = self.size
+        return width, height, self.window, self.last_n, self.y_min, self.y_max, self.threshold
+
+    def _rebuild(self) -> None:
+        self._view_key, self._data_due = self._view(), False
+        self._drawn_data_key = self._data_key()
+        self._strips = self.build_strips(*self.size)
+        self.rebuilds += 1
 
     def build_strips(self, width: int, height: int) -> list[Strip]:
         """Draw the whole plot for a ``width`` x ``height`` cell area (the data path, no caching)."""
