@@ -39,6 +39,7 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
     (["broker", "--port", "http"], "port"),
     (["export", "--format", "xml"], "invalid choice"),
     (["rnu"], "invalid choice"),
+    (["--redraw-hz", "0"], "between 0.1 and 30"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     one_clear_line(cli(*args), 2, words)

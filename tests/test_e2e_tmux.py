@@ -81,11 +81,11 @@ def terminal(tmp_path):
     """Start ``cartpole-tui`` with ``--db <tmp>/runs.db`` in a tmux window of the given size."""
     started: list[TmuxTerminal] = []
 
-    def start(width: int, height: int, *args: str) -> TmuxTerminal:
+    def start(width: int, height: int, *args: str, env: dict[str, str] | None = None) -> TmuxTerminal:
         assert APP is not None, f"no cartpole-tui console script next to {sys.executable}"
         # The embedded network keeps a log file in the temporary directory: keep it in the test's.
         term = TmuxTerminal([APP, "--db", str(tmp_path / "runs.db"), *args], width, height, cwd=tmp_path,
-                            env={"TMPDIR": str(tmp_path)})
+                            env={"TMPDIR": str(tmp_path), **(env or {})})
         started.append(term)
         term.wait(lambda lines: lines and "● connected" in lines[0], "the status line to say connected", STARTUP_TIMEOUT)
         return term
@@ -155,3 +155,12 @@ def test_the_footer_shows_help_and_quit_at_80x24(terminal):
     footer = term.screen()[-1]
     quit_and_wait_exit(term)
     assert re.search(r"\? Help\s+q Quit\b", footer), footer
+
+
+@pytest.mark.parametrize("term_name", ["screen", "xterm-256color"])
+def test_a_run_in_a_plain_terminal_without_colour(terminal, term_name):
+    """TERM=screen / xterm-256color with NO_COLOR: no truecolor, no colour at all, the same screen."""
+    term = terminal(80, 24, "--agent", "random", env={"TERM": term_name, "NO_COLOR": "1"})
+    term.press("s")
+    term.wait(line_matching(r"run 1 done · avg \d+\.\d"), "the first run to finish")
+    quit_and_wait_exit(term)

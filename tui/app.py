@@ -41,6 +41,9 @@ from .widgets.score_plot import ScorePlot
 PANES = {"1": "plot-pane", "2": "cart-pane", "3": "runs-pane", "4": "network-pane", "5": "log-pane"}
 SMALL_HEIGHT = 32  # below this the network and log panes start hidden
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+# Measured over a pty (python -m bench.app): each repaint of the plot costs ~2 KiB at 80x24,
+# so 2 Hz here and 1 Hz for the plot keep a live run near 8 KiB/s for slow SSH links.
+DEFAULT_REDRAW_HZ = 2.0
 RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
 PAST_RUNS_PLOTTED = 100  # the latest past runs whose episodes are loaded into the plot at start
 _CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
@@ -91,7 +94,7 @@ class ControlRoomApp(App):
     ]
 
     def __init__(self, options: SessionOptions, *, db_path: str | None = None,
-                 evolution_timeout: float = 30.0, redraw_hz: float = 4.0):
+                 evolution_timeout: float = 30.0, redraw_hz: float = DEFAULT_REDRAW_HZ):
         super().__init__()
         self.options = options
         self.db_path = db_path
@@ -123,7 +126,8 @@ class ControlRoomApp(App):
             yield ProgressBar(total=1, show_eta=True, id="progress")
             yield Label("no run yet", id="progress-label")
         with Horizontal(id="main"):
-            plot = ScorePlot(self.history, redraw_hz=self.redraw_hz, id="plot-pane")
+            # The plot is the biggest repaint: half the rate of the cart and the progress.
+            plot = ScorePlot(self.history, redraw_hz=self.redraw_hz / 2, id="plot-pane")
             plot.border_title = "Score"
             yield plot
             cart = CartView(id="cart-pane")

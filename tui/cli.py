@@ -48,6 +48,16 @@ def address(text: str) -> str:
     return text
 
 
+def redraw_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"expected repaints a second between 0.1 and 30, got {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
@@ -81,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
     _session_options(parser)
     parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+    parser.add_argument("--redraw-hz", type=redraw_rate, default=2.0, metavar="HZ",
+                        help="repaints a second of the cart and progress (the plot at half that); "
+                             "raise it on a fast link (default 2)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")

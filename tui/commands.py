@@ -48,7 +48,7 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
-    ControlRoomApp(options, db_path=args.db).run()
+    ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz).run()
     return 0
 
 
