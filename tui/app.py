@@ -269,8 +269,10 @@ class ControlRoomApp(App):
         self.history.append(event.score, number)
         self.finished_in_run = event.episode
         # shown by the redraw timer: one progress repaint per tick, not one per episode
+        window = self.query_one(ScorePlot).window
+        mean = self.history.rolling_mean_at(len(self.history) - 1, window)
         self._progress_text = (f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'}"
-                               f" · last {event.score:g}")
+                               f" · last {event.score:g} · mean({window}) {mean:.1f}")
 
     def _on_RunFinished(self, event: RunFinished) -> None:
         number = self.run_numbers.get(event.run_id, "?")

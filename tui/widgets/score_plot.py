@@ -17,6 +17,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -85,7 +86,8 @@ class ScorePlot(Widget, can_focus=True):
         self._redraw_interval = 1.0 / redraw_hz
         self.last_n_size = last_n_size
         self.summary_in_subtitle = summary_in_subtitle
-        self.summary = ""
+        self.summary = ""  # the legend with its figures: "━ mean(100) 431.0 · ◆ run avg 453.6 · 400 episodes"
+        self.legend_key = ""  # the legend without figures, shown in the border
         """Legend and latest figures as plain text; styled, it is the border subtitle unless turned off."""
         self._view_key: tuple | None = None
         self._strips: list[Strip] = []
@@ -143,10 +145,19 @@ class ScorePlot(Widget, can_focus=True):
     def _tick(self) -> None:
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
-            # Built here, not in render_line: the legend goes to the border subtitle, and setting
-            # it while painting would paint the whole plot a second time.
+            # Built here, not in render_line: a new legend key goes to the border, and setting it
+            # while painting would paint the whole plot a second time. Otherwise only the rows
+            # that changed are repainted: over SSH every repainted row costs bytes.
+            before, key = self._strips, self.legend_key
             self._rebuild()
-            self.refresh()
+            if key != self.legend_key or len(before) != len(self._strips):
+                self.refresh()
+            else:
+                width = self.size.width
+                changed = [Region(0, y, width, 1) for y, (old, new) in enumerate(zip(before, self._strips))
+                           if old != new]
+                if changed:
+                    self.refresh(*changed)
 
     def _shown(self) -> bool:
         return self.display and self.visible and self.screen.is_current and self.is_on_screen
@@ -189,12 +200,12 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = _Canvas(self, width, height)
         canvas.draw(self._history)
-        legend = Text(" · ").join(
-            Text(part, _foreground(styles.by_name[name]) if name else Style())
-            for part, name in canvas.legend)
-        if self.summary_in_subtitle and legend.plain != self.summary:
-            self.border_subtitle = legend
-        self.summary = legend.plain
+        key = Text(" · ").join(Text(part, _foreground(styles.by_name[name]) if name else Style())
+                               for part, _, name in canvas.legend if part)
+        if self.summary_in_subtitle and key.plain != self.legend_key:
+            self.border_subtitle = key
+        self.legend_key = key.plain
+        self.summary = " · ".join(" ".join(filter(None, (part, value))) for part, value, _ in canvas.legend)
         return canvas.strips(styles)
 
 
@@ -224,7 +235,9 @@ class _Canvas:
         self.layer = np.zeros((self.rows, self.cols), dtype=np.int8)
         self.ticks = np.zeros(self.cols, dtype=bool)
         self.x_labels = " " * self.cols
-        self.legend: list[tuple[str, str | None]] = []  # (text, component drawn in that colour)
+        # (key, value, component drawn in that colour): the keys go to the border, which stays
+        # the same from one redraw to the next; the values to `summary`
+        self.legend: list[tuple[str, str, str | None]] = []
 
     # --- y scale -----------------------------------------------------------------
 
@@ -312,12 +325,12 @@ class _Canvas:
             self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
         self.x_labels = self._x_labels(lo, start, end)
         mean = history.rolling_mean_at(end - 1, plot.window)
-        self.legend = [(f"━ mean({plot.window}) {mean:.1f}", "score-plot--mean")]
+        self.legend = [(f"━ mean({plot.window})", f"{mean:.1f}", "score-plot--mean")]
         if len(averages):
-            self.legend.append((f"◆ run avg {averages[-1]:.1f}", "score-plot--average"))
-        self.legend += [(f"━ {overlay.label}", name)
+            self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
+        self.legend += [(f"━ {overlay.label}", "", name)
                         for overlay, name in zip(plot.overlays, OVERLAY_CLASSES) if overlay.label]
-        self.legend.append((f"{end:,} episodes", None))
+        self.legend.append(("", f"{end:,} episodes", None))
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
         """Turn dot grids into braille cells, front layers over back ones."""
