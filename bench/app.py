@@ -508,8 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f'(c) {columns}x{lines}, {args.seconds:g} s':<44}{rate / 1024:>8.2f}{rate / BYTE_BUDGET:>10.0%}")
     print(f"{'(b) 80x24, during each watched run':<44}"
           + ", ".join(f"{rate / 1024:.2f}" for rate in watched_bytes))
-    met = all(rate <= BYTE_BUDGET for rate in live.values())
-    print(f"(c) target <= {BYTE_BUDGET // 1024} KiB/s   {'met' if met else 'MISSED'}")
+    # The budget is the issue's: 80x24 (a 64 kbit/s link); the larger size is reported, not judged.
+    small = live.get((80, 24))
+    met = small is not None and small <= BYTE_BUDGET
+    print(f"(c) target at 80x24 <= {BYTE_BUDGET // 1024} KiB/s   {'met' if met else 'MISSED'}")
     if breakdown:
         print()
         print(f"{'80x24, panes hidden with keys 1-3':<44}{'KiB/s':>8}{'share':>11}")
