@@ -6,7 +6,8 @@
    a bare gymnasium CartPole loop with a random agent calling ``add_episode`` after
    every episode; and the environment's own logic (``EnvironmentLogic``, no sockets)
    with the app's :class:`~env.recorder.StoreRecorder` attached. Random episodes are
-   short (~22 steps), so this is the worst case per step.
+   short (~22 steps), so this is the worst case per step. Then what users run: whole
+   runs through the embedded network, with and without the store.
 
 Run: ``python -m bench.store [--episodes N] [--rounds R] [--run-episodes E]``.
 """
@@ -141,11 +142,35 @@ def report(name: str, rounds: int, episodes: int, sides: dict[str, list]) -> Non
           f"+ {writer:.2f} µs in the writer -> cost {100 * added / main_without:.1f} % of the loop's CPU")
 
 
+def network_side_by_side(rounds: int, episodes: int) -> tuple[list[float], list[float]]:
+    """steps/s of runs through the embedded network (broker + random agent in a child process,
+    environment here), alternating without and with the run store recording every episode."""
+    from env.session import Session, SessionOptions
+
+    options = SessionOptions(agent="random", seed=0)
+    rates: tuple[list[float], list[float]] = ([], [])
+    with tempfile.TemporaryDirectory() as folder, RunStore.open(os.path.join(folder, "runs.sqlite3")) as store:
+        sessions = (Session(options).open(), Session(options, store=store).open())
+        try:
+            for session in sessions:  # warm-up
+                session.control.run(episodes // 10)
+            for _ in range(rounds):
+                for rate, session in zip(rates, sessions):
+                    started = time.perf_counter()
+                    result = session.control.run(episodes)
+                    rate.append(sum(result.scores) / (time.perf_counter() - started))
+        finally:
+            for session in sessions:
+                session.close()
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200_000, help="episodes for the write rate")
     parser.add_argument("--rounds", type=int, default=15, help="alternating with/without rounds")
     parser.add_argument("--run-episodes", type=int, default=1_000, help="episodes per round")
+    parser.add_argument("--network-rounds", type=int, default=7, help="alternating rounds through the network")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work here makes wall ratios noisy)")
 
@@ -165,6 +190,13 @@ def main() -> None:
     env.close()
     report("EnvironmentLogic + StoreRecorder", args.rounds, args.run_episodes,
            side_by_side(args.rounds, logic_loop, EnvironmentLogic("CartPole-v1", seed=0), args.run_episodes))
+    without, recorded = network_side_by_side(args.network_rounds, args.run_episodes // 5)
+    ratio = statistics.median(w / p for p, w in zip(without, recorded))
+    print(f"a run through the embedded network (broker + random agent): {statistics.median(without):,.0f} steps/s "
+          f"without recording, {statistics.median(recorded):,.0f} with ({args.network_rounds} alternating rounds "
+          f"of {args.run_episodes // 5} episodes)")
+    print(f"    with/without = {ratio:.3f} (median of per-round ratios) -> cost {100 * (1 - ratio):.1f} % "
+          "(target <= 5 %)")
 
 
 if __name__ == "__main__":
