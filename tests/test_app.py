@@ -244,3 +244,18 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
     finally:
         swarm.close()
+
+
+async def test_a_run_goes_on_behind_the_help_screen(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "1000000")
+        await until(pilot, lambda: len(app.history) >= 2, what="episodes")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        seen = len(app.history)
+        await until(pilot, lambda: len(app.history) > seen + 5, what="episodes while the help is open")
+        await pilot.press("escape")
+        await pilot.press("x")
+        await until(pilot, lambda: [r for r in runs(app) if r.state == "stopped"], what="stopped")

@@ -142,7 +142,7 @@ def test_everything_essential_fits_at_80x24(terminal):
     lines = term.screen()
 
     assert len(lines) == 24
-    assert re.search(r"^ ?cartpole-tui\b.*\b127\.0\.0\.1:\d+\b.*● connected", lines[0]), lines[0]
+    assert re.search(r"^ ?127\.0\.0\.1:\d+ │ CartPole-v1 │.*● connected", lines[0]), lines[0]
     assert any(re.search(r"Episodes\s+20\b.*\bStart\b.*\bStop\b.*\bEvolve\b", line) for line in lines), lines
     assert any(re.match(r"^╭─ Score ─+", line) for line in lines), lines
     assert re.search(r"\bs Start\b", lines[-1]), lines[-1]

@@ -120,48 +120,55 @@ class ControlRoomApp(App):
     # --- layout ------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status")
-        yield ControlPanel()
+        # The widgets are kept as attributes: query_one searches the active screen, which is
+        # the help screen while it is open, and events keep arriving then.
+        self.status = Static(id="status")
+        self.controls = ControlPanel()
+        self.progress = ProgressBar(total=1, show_eta=True, id="progress")
+        self.progress_label = Label("no run yet", id="progress-label")
+        # The plot is the biggest repaint: half the rate of the cart and the progress.
+        self.plot = ScorePlot(self.history, redraw_hz=self.redraw_hz / 2, id="plot-pane")
+        self.cart = CartView(id="cart-pane")
+        self.runs_table = RunsTable(id="runs-pane")
+        self.network = NetworkPane(id="network")
+        self.log_pane = RichLog(id="log-pane", max_lines=1000, markup=True, wrap=True)
+        yield self.status
+        yield self.controls
         with Horizontal(id="progress-row"):
-            yield ProgressBar(total=1, show_eta=True, id="progress")
-            yield Label("no run yet", id="progress-label")
+            yield self.progress
+            yield self.progress_label
         with Horizontal(id="main"):
-            # The plot is the biggest repaint: half the rate of the cart and the progress.
-            plot = ScorePlot(self.history, redraw_hz=self.redraw_hz / 2, id="plot-pane")
-            plot.border_title = "Score"
-            yield plot
-            cart = CartView(id="cart-pane")
-            cart.border_title = "Cart"
-            yield cart
+            yield self.plot
+            yield self.cart
         with Horizontal(id="bottom"):
-            runs = RunsTable(id="runs-pane")
-            runs.border_title = "Runs"
-            yield runs
-            with Vertical(id="network-pane"):
-                yield NetworkPane(id="network")
-        log = RichLog(id="log-pane", max_lines=1000, markup=True, wrap=True)
-        log.border_title = "Log"
-        yield log
+            yield self.runs_table
+            with Vertical(id="network-pane") as network_box:
+                yield self.network
+        yield self.log_pane
         yield Footer(show_command_palette=False)  # ctrl+p is in the help; the keys must fit 80 columns
+        self.panes = {"plot-pane": self.plot, "cart-pane": self.cart, "runs-pane": self.runs_table,
+                      "network-pane": network_box, "log-pane": self.log_pane}
+        for title, pane in zip(("Score", "Cart", "Runs", "Network", "Log"), self.panes.values()):
+            pane.border_title = title
 
     def on_mount(self) -> None:
-        self.query_one("#network-pane").border_title = "Network"
-        self.query_one(ControlPanel).show_running(False)
-        self.query_one("#progress").display = False
+        self.controls.show_running(False)
+        self.progress.display = False
         if self.size.height < SMALL_HEIGHT:
-            self.query_one("#network-pane").display = False
-            self.query_one("#log-pane").display = False
-        self.screen.set_class(self.size.height < SMALL_HEIGHT, "-small")
+            self.panes["network-pane"].display = False
+            self.log_pane.display = False
+        self.screen_stack[0].set_class(self.size.height < SMALL_HEIGHT, "-small")
         self.set_interval(1 / self.redraw_hz, self._refresh_views)
         if self.options.offline:
             self.connection = "offline"
-            self.query_one(ControlPanel).disabled = True
-        self.query_one(NetworkPane).update_stats(None)
+            self.controls.disabled = True
+        self.network.update_stats(None)
         self._show_status()
         self.connect_network()
 
     def on_resize(self) -> None:
-        self.screen.set_class(self.size.height < SMALL_HEIGHT, "-small")
+        self.screen_stack[0].set_class(self.size.height < SMALL_HEIGHT, "-small")
+        self._show_status()
 
     # --- connecting ------------------------------------------------------------------
 
@@ -254,10 +261,9 @@ class ControlRoomApp(App):
         self.finished_in_run = 0
         record = next((r for r in reversed(self.store.runs()) if r.run_uid == event.run_id), None)
         self.run_numbers[event.run_id] = record.number if record else len(self.run_numbers) + 1
-        progress = self.query_one("#progress", ProgressBar)
-        progress.display = True
-        progress.update(total=event.episodes or None, progress=0)
-        self.query_one(ControlPanel).show_running(True)
+        self.progress.display = True
+        self.progress.update(total=event.episodes or None, progress=0)
+        self.controls.show_running(True)
         self.log_line(f"run {self.run_numbers[event.run_id]} started: {event.episodes} episodes"
                       + (", deterministic" if event.deterministic else ""))
 
@@ -269,7 +275,7 @@ class ControlRoomApp(App):
         self.history.append(event.score, number)
         self.finished_in_run = event.episode
         # shown by the redraw timer: one progress repaint per tick, not one per episode
-        window = self.query_one(ScorePlot).window
+        window = self.plot.window
         mean = self.history.rolling_mean_at(len(self.history) - 1, window)
         self._progress_text = (f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'}"
                                f" · last {event.score:g} · mean({window}) {mean:.1f}")
@@ -279,29 +285,30 @@ class ControlRoomApp(App):
         if event.episodes and len(self.history):
             self.history.end_run(event.avg_score)
         self.current = None
-        self.query_one(ControlPanel).show_running(False)
+        self.controls.show_running(False)
         ending = "stopped" if event.stopped else "done"
         rate = f", {event.steps_per_second:,.0f} steps/s" if event.steps_per_second else ""
         self.log_line(f"run {number} {ending}: average [b]{event.avg_score:.1f}[/] over {event.episodes} "
                       f"episodes (ENV_DONE){rate}")
-        self._progress_text = f"run {number} {ending} · avg {event.avg_score:.1f}"
+        average = f"avg {event.avg_score:.1f}" if event.episodes else "no episode finished"
+        self._progress_text = f"run {number} {ending} · {average}"
 
 
     def _on_EvolutionFinished(self, event: EvolutionFinished) -> None:
-        self.query_one(ControlPanel).show_evolution(f"done in {event.seconds:.2f}s")
+        self.controls.show_evolution(f"done in {event.seconds:.2f}s")
         self.log_line(f"evolution done in {event.seconds:.2f}s (EVO_DONE)")
 
     def _on_NetworkError(self, event: NetworkError) -> None:
         self.log_line(f"[yellow]{event.source}: {event.text}[/]")
 
     def _on_ComponentSeen(self, event: ComponentSeen) -> None:
-        pane = self.query_one(NetworkPane)
+        pane = self.network
         if event.name not in pane.components:
             pane.components.add(event.name)
             self.log_line(f"[dim]component seen: {event.name}[/]")
 
     def _on_BrokerStats(self, event: BrokerStats) -> None:
-        self.query_one(NetworkPane).update_stats(event)
+        self.network.update_stats(event)
         self.components = len(event.clients)
         self._show_status()
 
@@ -313,7 +320,7 @@ class ControlRoomApp(App):
         if self.current is not None and self.store is not None:
             self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
             self.current = None
-            self.query_one(ControlPanel).show_running(False)
+            self.controls.show_running(False)
         self._show_status()
         self.reconnect()
 
@@ -331,8 +338,8 @@ class ControlRoomApp(App):
             address = self.session.address if self.session and self.session.port else "starting network…"
         rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
         clients = f"{self.components} clients │ " if self.components else ""
-        self.query_one("#status", Static).update(
-            f"[b]cartpole-tui[/] │ {address} │ {self.options.env_id} │ {clients}{marks[self.connection]}{rate}")
+        brand = "[b]cartpole-tui[/] │ " if self.size.width >= 100 else ""
+        self.status.update(f"{brand}{address} │ {self.options.env_id} │ {clients}{marks[self.connection]}{rate}")
 
     def _refresh_views(self) -> None:
         steps, since = self._steps_seen
@@ -342,20 +349,20 @@ class ControlRoomApp(App):
             self._steps_seen = (self.bridge.steps, now)
             self._show_status()
         if self._progress_text is not None:
-            self.query_one("#progress", ProgressBar).update(progress=self.finished_in_run)
-            self.query_one("#progress-label", Label).update(self._progress_text)
+            self.progress.update(progress=self.finished_in_run)
+            self.progress_label.update(self._progress_text)
             self._progress_text = None
         observation = self.bridge.latest_observation
         if observation is not self._shown_observation:
             self._shown_observation = observation
-            self.query_one(CartView).observation = tuple(float(v) for v in observation)
+            self.cart.observation = tuple(float(v) for v in observation)
         if (self.store is not None and self.store.revision != self._shown_revision
                 and now - self._runs_shown_at >= RUNS_REFRESH_SECONDS):
             self._shown_revision, self._runs_shown_at = self.store.revision, now
-            self.query_one(RunsTable).show(self.store.runs())
+            self.runs_table.show(self.store.runs())
 
     def log_line(self, text: str) -> None:
-        self.query_one("#log-pane", RichLog).write(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
+        self.log_pane.write(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
 
     # --- actions ------------------------------------------------------------------------
 
@@ -367,10 +374,10 @@ class ControlRoomApp(App):
         return self.session.control
 
     def action_start(self) -> None:
-        self.query_one(ControlPanel).request_start()
+        self.controls.request_start()
 
     def on_control_panel_start_requested(self, message: ControlPanel.StartRequested) -> None:
-        self.query_one(RunsTable).focus()  # out of the episodes field: single-letter keys are the app's
+        self.runs_table.focus()  # out of the episodes field: single-letter keys are the app's
         control = self._usable_control()
         if control is None:
             return
@@ -381,7 +388,14 @@ class ControlRoomApp(App):
 
     @work(thread=True, group="commands")
     def _start_run(self, episodes: int, deterministic: bool) -> None:
-        self.session.control.start_run(episodes, deterministic, self.options.seed)
+        self._send(self.session.control.start_run, episodes, deterministic, self.options.seed)
+
+    def _send(self, command, *args) -> None:
+        """A command to the network (in a worker thread); a lost broker is reported, not raised."""
+        try:
+            command(*args)
+        except ConnectionError as error:
+            self.bridge.push(NetworkError("app", f"not sent: {error}"))
 
     def action_schedule(self) -> None:
         control = self._usable_control()
@@ -431,7 +445,7 @@ class ControlRoomApp(App):
         if self.current is None:
             self.notify("no run is going", severity="information")
             return
-        self.run_worker(control.stop_run, thread=True, group="commands")
+        self.run_worker(lambda: self._send(control.stop_run), thread=True, group="commands")
         self.log_line("stop requested")
 
     def action_evolve(self) -> None:
@@ -441,7 +455,7 @@ class ControlRoomApp(App):
         control = self._usable_control()
         if control is None:
             return
-        self.query_one(ControlPanel).show_evolution("running…")
+        self.controls.show_evolution("running…")
         self._evolve(control)
 
     @work(thread=True, exclusive=True, group="evolution")
@@ -449,17 +463,17 @@ class ControlRoomApp(App):
         try:
             control.evolve(timeout=self.evolution_timeout)
         except (ControlTimeout, ConnectionError) as error:
-            self.call_from_thread(self.query_one(ControlPanel).show_evolution, "no answer")
+            self.call_from_thread(self.controls.show_evolution, "no answer")
             self.bridge.push(NetworkError("evolution", str(error)))
 
     def action_toggle_deterministic(self) -> None:
-        self.query_one(ControlPanel).toggle_deterministic()
+        self.controls.toggle_deterministic()
 
     def action_focus_episodes(self) -> None:
-        self.query_one(ControlPanel).focus_episodes()
+        self.controls.focus_episodes()
 
     def action_toggle_pane(self, pane_id: str) -> None:
-        pane = self.query_one(f"#{pane_id}")
+        pane = self.panes[pane_id]
         pane.display = not pane.display
 
     def action_help(self) -> None:
@@ -468,7 +482,7 @@ class ControlRoomApp(App):
     def action_export(self) -> None:
         if self.store is None:
             return
-        marked = sorted(self.query_one(RunsTable).marked) or None
+        marked = sorted(self.runs_table.marked) or None
         try:
             path = export_to_file(self.store, marked, "csv")
         except Exception as error:  # noqa: BLE001 - any failure to write is the user's to see
@@ -478,8 +492,8 @@ class ControlRoomApp(App):
         self.notify(path, title="Exported")
 
     def on_runs_table_marks_changed(self, message: RunsTable.MarksChanged) -> None:
-        self.query_one(ScorePlot).overlays = rolling_overlays(self.store, sorted(message.marked),
-                                                              self.query_one(ScorePlot).window)
+        self.plot.overlays = rolling_overlays(self.store, sorted(message.marked),
+                                                              self.plot.window)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
