@@ -259,3 +259,16 @@ async def test_a_run_goes_on_behind_the_help_screen(tmp_path, broker, agent):
         await pilot.press("escape")
         await pilot.press("x")
         await until(pilot, lambda: [r for r in runs(app) if r.state == "stopped"], what="stopped")
+
+
+async def test_the_embedded_network_is_restarted_when_it_dies(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        first = app.session.address
+        app.session.network._process.kill()  # noqa: SLF001 - the child dies as a crash would kill it
+        await until(pilot, lambda: app.connection == "disconnected", what="disconnected")
+        await connected(pilot)
+        assert app.session.network.alive and app.session.address != first
+        await start_run(pilot, "3")
+        await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a run on the new network")
