@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 from textual.widgets import Checkbox, Input, Label, RichLog
 
-from env import protocol
 from env.agents import RandomAgent
 from env.broker import Broker
 from env.session import SessionOptions

@@ -14,7 +14,7 @@ import pytest
 from env.agents import RandomAgent
 from env.environment import EnvironmentComponent
 
-from conftest import free_port, wait_for
+from conftest import free_port
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
 

@@ -87,7 +87,6 @@ def test_truncation_at_500_ends_an_episode(logic):
 
 def test_reply_on_the_step_that_ends_an_episode_is_the_next_episodes_first(logic):
     run_id, _, _ = start(logic, 3)
-    obs = logic.last_payload["OBSERVATION"]
     while True:
         control, payload = logic.step({"ACTION": [0], "ROOT_ID": run_id})
         if payload["DONE"]:
@@ -98,7 +97,6 @@ def test_reply_on_the_step_that_ends_an_episode_is_the_next_episodes_first(logic
 
 def test_stop_ends_the_run_over_finished_episodes(logic):
     run_id, _, _ = start(logic, 1000)
-    obs = logic.last_payload["OBSERVATION"]
     while len(logic.recorder.episodes) < 3:
         _, payload = logic.step({"ACTION": [0], "ROOT_ID": run_id})
     [done] = logic.stop()

@@ -8,7 +8,7 @@ from env.agents import RandomAgent
 from env.control import ControlClient, ControlTimeout
 from env.environment import EnvironmentComponent
 from env.transport import Component
-from env.events import EpisodeFinished, NetworkError, RunFinished
+from env.events import EpisodeFinished, NetworkError
 
 from conftest import start_swergio_client, swergio_random_agent, wait_for
 

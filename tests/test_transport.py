@@ -6,8 +6,6 @@ bytes; the real broker is used where a second client is needed.
 
 from __future__ import annotations
 
-import json
-import logging
 import queue
 import socket
 import threading
@@ -18,7 +16,6 @@ from swergio import MESSAGE_TYPE, Trigger
 
 from env import protocol
 from env.transport import Component, ConnectionFailed, ConnectionLost, parse_address
-from conftest import wait_for
 from test_broker import wait_members
 
 HOST = "127.0.0.1"

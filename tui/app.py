@@ -116,6 +116,7 @@ class ControlRoomApp(App):
         self._runs_shown_at = 0.0
         self._steps_seen = (0, time.monotonic())
         self.steps_per_second = 0.0
+        self.components = 0  # clients the broker reports
 
     # --- layout ------------------------------------------------------------------
 
@@ -325,8 +326,6 @@ class ControlRoomApp(App):
         self.reconnect()
 
     # --- views ------------------------------------------------------------------------
-
-    components = 0
 
     def _show_status(self) -> None:
         marks = {"connected": "[green]● connected[/]", "connecting": "[yellow]○ connecting…[/]",

@@ -19,7 +19,7 @@ from env.store import RunStore
 from env.events import EpisodeFinished, NetworkError
 from env.network import NetworkStartError
 from env.session import Session, SessionOptions
-from env.transport import ConnectionFailed, parse_address
+from env.transport import parse_address
 
 from .cli import CommandError
 
