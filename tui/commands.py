@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                           "deterministic": args.deterministic, "stopped": result.stopped,
                           "scores": result.scores, "address": session.address}))
     else:
-        out.print(f"average score {result.avg_score:g} over {result.episodes} episodes (ENV_DONE)")
+        out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
 
 
