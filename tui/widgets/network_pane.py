@@ -40,7 +40,7 @@ class NetworkPane(Static):
             return Text.assemble(("components seen: ", "dim"), ", ".join(names) or "none yet", "\n",
                                  ("room traffic shows when the broker is cartpole-tui's", "dim"))
         table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
-        for column, justify in (("room", "left"), ("members", "right"), ("msg/s", "right"),
+        for column, justify in (("room", "left"), ("in", "right"), ("msg/s", "right"),
                                 ("messages", "right"), ("MB", "right")):
             table.add_column(column, justify=justify)
         # busiest first: the rooms that matter stay in view when the pane is short
