@@ -11,17 +11,27 @@ import pytest
 from env.broker import Broker
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout``."""
+def polls(predicate: Callable[[], object], timeout: float, what: str):
+    """Yield None while ``predicate()`` is falsy (the caller waits between), then its value;
+    fail naming ``what`` after ``timeout``. The one polling loop of wait_for and the app tests."""
     deadline = time.monotonic() + timeout
-    event = threading.Event()
     while True:
         value = predicate()
         if value:
-            return value
+            yield value
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        event.wait(0.005)
+        yield None
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout``."""
+    pause = threading.Event()
+    for value in polls(predicate, timeout, what):
+        if value:
+            return value
+        pause.wait(0.005)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
@@ -17,18 +16,14 @@ from tui.widgets.control_panel import ControlPanel
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.score_plot import ScorePlot
 
-from conftest import free_port, start_swergio_client
+from conftest import free_port, polls, start_swergio_client
 
 
 async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
     """Let the app run until ``predicate()`` is truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
+    for value in polls(predicate, timeout, what):
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.02)
 
 
