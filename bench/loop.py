@@ -28,9 +28,9 @@ import gymnasium
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
-from env import protocol
-from env.broker import Broker
-from env.transport import Component
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.wire.transport import Component
 
 HOST = protocol.LOOPBACK
 SETUP_TIMEOUT = 120.0  # seconds; a set-up that takes longer is reported as timed out

@@ -16,8 +16,8 @@ import time
 import numpy as np
 from textual.app import App, ComposeResult
 
-from tui.history import ScoreHistory
-from tui.widgets.score_plot import ScorePlot
+from cartpole_tui.tui.data.score_history import ScoreHistory
+from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
 SIZES = ((80, 20), (200, 50))
 COUNTS = (10**3, 10**4, 10**5, 10**6)

@@ -25,11 +25,11 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from env import protocol
-from env.environment import EnvironmentLogic
-from env.recorder import StoreRecorder
-from env.schema import migrate
-from env.store import RunStore
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.components.environment import EnvironmentLogic
+from cartpole_tui.env.history.recorder import StoreRecorder
+from cartpole_tui.env.history.schema import migrate
+from cartpole_tui.env.history.store import RunStore
 
 RUN_ARGS = dict(deterministic=False, seed=None, env_id="CartPole-v1", address="127.0.0.1:0")
 
@@ -145,7 +145,7 @@ def report(name: str, rounds: int, episodes: int, sides: dict[str, list]) -> Non
 def network_side_by_side(rounds: int, episodes: int) -> tuple[list[float], list[float]]:
     """steps/s of runs through the embedded network (broker + random agent in a child process,
     environment here), alternating without and with the run store recording every episode."""
-    from env.session import Session, SessionOptions
+    from cartpole_tui.env.runtime.session import Session, SessionOptions
 
     options = SessionOptions(agent="random", seed=0)
     rates: tuple[list[float], list[float]] = ([], [])

@@ -20,9 +20,9 @@ import statistics
 import time
 from collections import deque
 
-from env.events import EpisodeFinished
-from env.schedule import DEFAULTS, run_schedule
-from env.session import Session, SessionOptions
+from cartpole_tui.env.runtime.events import EpisodeFinished
+from cartpole_tui.env.runtime.schedule import DEFAULTS, run_schedule
+from cartpole_tui.env.runtime.session import Session, SessionOptions
 
 PUBLISHED_STEPS_PER_S = (25, 32)  # measured on this machine with the published network (reference)
 THROUGHPUT_EPISODES = 300

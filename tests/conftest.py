@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from env.broker import Broker
+from cartpole_tui.env.wire.broker import Broker
 
 
 def polls(predicate: Callable[[], object], timeout: float, what: str):

@@ -7,14 +7,14 @@ import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 from textual.widgets import Checkbox, Input, Label, RichLog
 
-from env.agents import RandomAgent
-from env.broker import Broker
-from env.session import SessionOptions
-from tui.app import ControlRoomApp
-from tui.screens import HelpScreen, UnreachableScreen
-from tui.widgets.control_panel import ControlPanel
-from tui.widgets.runs_table import RunsTable
-from tui.widgets.score_plot import ScorePlot
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
+from cartpole_tui.tui.widgets.control_panel import ControlPanel
+from cartpole_tui.tui.widgets.runs_table import RunsTable
+from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
 from conftest import free_port, polls, start_swergio_client
 
@@ -219,7 +219,7 @@ async def test_mark_runs_to_compare_and_export_them(tmp_path, broker, agent, mon
 
 
 async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
-    from env.swarm import Swarm
+    from cartpole_tui.env.swarm.components import Swarm
 
     swarm = Swarm("127.0.0.1", broker.port, models=4, seed=2).start()
     app = make_app(tmp_path, broker.port)

@@ -19,9 +19,9 @@ import pytest
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
-from env import protocol
-from env.broker import Broker
-from env.transport import Component
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.wire.transport import Component
 from conftest import wait_for
 
 HOST = "127.0.0.1"
@@ -288,7 +288,7 @@ def test_several_frames_in_one_write_are_each_delivered(broker, bystander):
 
 
 def test_slow_reader_is_dropped_while_others_keep_receiving(caplog):
-    caplog.set_level(logging.INFO, logger="env.broker")
+    caplog.set_level(logging.INFO, logger="cartpole_tui.env.wire.broker")
     pumped, pad = 600, "x" * 16_000
     with running_broker(max_outbox=256 * 1024) as broker, bystander_on(broker) as bystander:
         got = []

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from env.agents import RandomAgent
-from env.environment import EnvironmentComponent
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.components.environment import EnvironmentComponent
 
 from conftest import free_port
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from env import protocol
-from env.environment import EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.components.environment import EnvironmentLogic, EnvironmentObserver
 
 
 def balancing_action(obs) -> int:

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from env.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_command, export_runs, export_to_file
-from env.store import RunStore
+from cartpole_tui.env.history.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_command, export_runs, export_to_file
+from cartpole_tui.env.history.store import RunStore
 from tests.test_store import play, record_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tui.history import BLOCK, ScoreHistory
+from cartpole_tui.tui.data.score_history import BLOCK, ScoreHistory
 
 
 def naive_rolling(scores: np.ndarray, window: int) -> np.ndarray:

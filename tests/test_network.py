@@ -3,12 +3,12 @@
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 
-from env import protocol
-from env.agents import RandomAgent
-from env.control import ControlClient, ControlTimeout
-from env.environment import EnvironmentComponent
-from env.transport import Component
-from env.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.wire.transport import Component
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
 
 from conftest import start_swergio_client, swergio_random_agent, wait_for
 

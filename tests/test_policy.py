@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from env import genetic
-from env.policy import LAYOUT, N_WEIGHTS, SLICES, Population, softmax
+from cartpole_tui.env.swarm import genetic
+from cartpole_tui.env.swarm.policy import LAYOUT, N_WEIGHTS, SLICES, Population, softmax
 
 
 def reference_logits(vector: np.ndarray, obs: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from textual.app import App, ComposeResult
 
-from tui.history import ScoreHistory
-from tui.widgets.score_plot import Overlay, ScorePlot
+from cartpole_tui.tui.data.score_history import ScoreHistory
+from cartpole_tui.tui.widgets.score_plot import Overlay, ScorePlot
 
 SIZE = (40, 8)  # 6 plot rows, then the axis row and the episode labels
 PLOT_ROWS = 6

@@ -2,10 +2,10 @@
 
 import pytest
 
-from env.session import SessionOptions
-from tui.app import ControlRoomApp
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.tui.app import ControlRoomApp
 
-from env.demo_history import write_history
+from screenshots.demo_history import write_history
 
 
 @pytest.fixture

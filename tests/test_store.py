@@ -18,10 +18,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from env import protocol, schema
-from env.environment import EnvironmentLogic, EnvironmentObserver
-from env.recorder import StoreRecorder
-from env.store import MEMORY, RunStore, default_db_path
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.history import schema
+from cartpole_tui.env.components.environment import EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.history.recorder import StoreRecorder
+from cartpole_tui.env.history.store import MEMORY, RunStore, default_db_path
 from tests.conftest import wait_for
 
 RUN_ARGS = dict(episodes=5, deterministic=False, seed=3, env_id="CartPole-v1", address="127.0.0.1:8080")
@@ -182,7 +183,7 @@ def test_recorder_saves_what_the_environment_reports(db):
 CHILD = textwrap.dedent("""
     import json, sys, time
     import gymnasium as gym
-    from env.store import RunStore
+    from cartpole_tui.env.history.store import RunStore
 
     store = RunStore.open(sys.argv[1])
     store.begin_run("killed", episodes=10**6, deterministic=False, seed=7, env_id="CartPole-v1",
@@ -228,7 +229,7 @@ def test_sigkill_mid_run_keeps_every_reported_episode(db):
 def test_what_is_queued_is_written_when_a_program_exits_without_close(db):
     script = textwrap.dedent("""
         import sys, time
-        from env.store import RunStore
+        from cartpole_tui.env.history.store import RunStore
         store = RunStore.open(sys.argv[1])
         store.begin_run("exits", episodes=3, deterministic=False, seed=None, env_id="CartPole-v1",
                         address="127.0.0.1:0", started=time.time())

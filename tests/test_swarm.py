@@ -17,14 +17,14 @@ import pytest
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
-from env import protocol
-from env.aggregation import AggregationLogic
-from env.control import ControlClient
-from env.environment import EnvironmentComponent
-from env.policy import N_WEIGHTS, softmax
-from env.schedule import run_schedule
-from env.swarm import Aggregation, Evolution, ModelPool, Swarm, serve_swarm
-from env.transport import Component, ConnectionFailed, ConnectionLost
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.swarm.aggregation_logic import AggregationLogic
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.swarm.policy import N_WEIGHTS, softmax
+from cartpole_tui.env.runtime.schedule import run_schedule
+from cartpole_tui.env.swarm.components import Aggregation, Evolution, ModelPool, Swarm, serve_swarm
+from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost
 from tests.conftest import start_swergio_client, wait_for
 
 HOST = "127.0.0.1"
@@ -206,7 +206,7 @@ def test_aggregation_answers_one_action_per_step_and_contribution(broker, closin
 
 def test_aggregation_times_out_a_silent_model_and_carries_on(broker, closing, caplog):
     aggregation, probe = start_aggregation(broker, closing, models=3, timeout=0.3)
-    caplog.set_level(logging.INFO, logger="env.swarm")
+    caplog.set_level(logging.INFO, logger="cartpole_tui.env.swarm")
 
     def step(ids):
         probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True)  # as the environment does
@@ -420,7 +420,7 @@ def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing
 
 
 def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
-    from env.schedule import _forwarding_episodes, _HopelessConfirmation
+    from cartpole_tui.env.runtime.schedule import _forwarding_episodes, _HopelessConfirmation
     control = network(broker, closing, models=4, seed=2)
     hopeless = _HopelessConfirmation(control, episodes=50, target=400.0)
     with _forwarding_episodes(control, [hopeless]):

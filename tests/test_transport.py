@@ -14,8 +14,8 @@ import time
 import pytest
 from swergio import MESSAGE_TYPE, Trigger
 
-from env import protocol
-from env.transport import Component, ConnectionFailed, ConnectionLost, parse_address
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost, parse_address
 from test_broker import wait_members
 
 HOST = "127.0.0.1"

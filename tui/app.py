@@ -19,24 +19,24 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
-from env.control import ControlTimeout
-from env.schedule import RoundResult, ScheduleResult, ScheduleStopped, run_schedule
-from env.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished,
+from cartpole_tui.env.components.control import ControlTimeout
+from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleStopped, run_schedule
+from cartpole_tui.env.runtime.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished,
                         NetworkError, RunFinished, RunStarted)
-from env.export import export_to_file
-from env.network import NetworkStartError
-from env.session import Session, SessionOptions
-from env.store import RunStore, default_db_path
+from cartpole_tui.env.history.export import export_to_file
+from cartpole_tui.env.runtime.network import NetworkStartError
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.history.store import RunStore, default_db_path
 
-from .bridge import EventsPending, NetworkBridge
-from .history import ScoreHistory
-from .overlays import rolling_overlays
-from .screens import HelpScreen, UnreachableScreen
-from .widgets.cart_view import CartView
-from .widgets.control_panel import ControlPanel
-from .widgets.network_pane import NetworkPane
-from .widgets.runs_table import RunsTable
-from .widgets.score_plot import ScorePlot
+from cartpole_tui.tui.bridge import EventsPending, NetworkBridge
+from cartpole_tui.tui.data.score_history import ScoreHistory
+from cartpole_tui.tui.data.overlays import rolling_overlays
+from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
+from cartpole_tui.tui.widgets.cart_view import CartView
+from cartpole_tui.tui.widgets.control_panel import ControlPanel
+from cartpole_tui.tui.widgets.network_pane import NetworkPane
+from cartpole_tui.tui.widgets.runs_table import RunsTable
+from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
 PANES = {"1": "plot-pane", "2": "cart-pane", "3": "runs-pane", "4": "network-pane", "5": "log-pane"}
 SMALL_HEIGHT = 32  # below this the network and log panes start hidden

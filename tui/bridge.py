@@ -13,8 +13,8 @@ from collections import deque
 
 from textual.message import Message
 
-from env.environment import EnvironmentObserver
-from env.events import EpisodeFinished, NetworkError, RunFinished, RunStarted
+from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError, RunFinished, RunStarted
 
 
 class EventsPending(Message):

@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from env import protocol
-from env.events import BrokerStats
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.runtime.events import BrokerStats
 
 
 class NetworkPane(Static):

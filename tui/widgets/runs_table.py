@@ -6,7 +6,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from env.store import RunRecord
+from cartpole_tui.env.history.store import RunRecord
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
 WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns

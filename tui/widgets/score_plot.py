@@ -21,7 +21,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.history import ScoreHistory
+from cartpole_tui.tui.data.score_history import ScoreHistory
 
 BRAILLE_BASE = 0x2800
 # Bit of each dot in a braille cell, indexed [dot row 0-3][dot column 0-1].

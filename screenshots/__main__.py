@@ -1,4 +1,4 @@
-"""Render the app's main screens to SVG: ``python -m tui.screenshots [DIR]`` (default: screenshots/).
+"""Render the app's main screens to SVG: ``python -m screenshots [DIR]`` (default: screenshots/).
 
 Uses the demo history (real CartPole episodes with fixed clocks) in offline mode, so
 the pictures change only when the screens do.
@@ -11,10 +11,10 @@ import os
 import sys
 import tempfile
 
-from env.demo_history import write_history
-from env.session import SessionOptions
+from screenshots.demo_history import write_history
+from cartpole_tui.env.runtime.session import SessionOptions
 
-from .app import ControlRoomApp
+from cartpole_tui.tui.app import ControlRoomApp
 
 SHOTS = [  # (file name, terminal size, keys pressed before the picture)
     ("main-80x24", (80, 24), ()),

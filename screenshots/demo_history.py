@@ -6,7 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from env.store import RunStore
+from cartpole_tui.env.history.store import RunStore
 
 START = 1_764_000_000.0  # a fixed wall clock, so durations and rates are the same every time
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from swergio import MESSAGE_TYPE, Trigger
 
-from . import protocol
-from .transport import Component
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.transport import Component
 
 
 class RandomAgent:

@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from env import protocol
-from env.environment import DEFAULT_ENV_ID
-from env.schedule import DEFAULTS
-from env.transport import parse_address
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.components.environment import DEFAULT_ENV_ID
+from cartpole_tui.env.runtime.schedule import DEFAULTS
+from cartpole_tui.env.wire.transport import parse_address
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:
-    from . import commands
+    from cartpole_tui.tui.cli import commands
 
     if args.command is None:
         return commands.control_room(args)

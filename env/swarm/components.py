@@ -30,10 +30,11 @@ from typing import Callable
 import numpy as np
 from swergio import MESSAGE_TYPE, Trigger
 
-from . import genetic, protocol
-from .aggregation import AggregationLogic
-from .policy import N_ACTIONS, N_WEIGHTS, OBS_SIZE, Population
-from .transport import Component, ConnectionLost
+from cartpole_tui.env.swarm import genetic
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.swarm.aggregation_logic import AggregationLogic
+from cartpole_tui.env.swarm.policy import N_ACTIONS, N_WEIGHTS, OBS_SIZE, Population
+from cartpole_tui.env.wire.transport import Component, ConnectionLost
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,7 @@ class Swarm:
 
 def serve_swarm(host: str, port: int, models: int = DEFAULT_MODELS, seed: int | None = None) -> None:
     """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
-    from .transport import ConnectionLost
+    from cartpole_tui.env.wire.transport import ConnectionLost
     lost: list[str] = []
     gone = threading.Event()
 

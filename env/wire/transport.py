@@ -18,7 +18,7 @@ from typing import Callable
 
 import swergio
 
-from . import protocol
+from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Callable
 
 from swergio import MESSAGE_TYPE, Trigger
 
-from . import protocol
-from .events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError,
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.runtime.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError,
                      RunFinished, RunStarted)
-from .transport import Component
+from cartpole_tui.env.wire.transport import Component
 
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_EVOLUTION_TIMEOUT = 60.0

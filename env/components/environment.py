@@ -18,9 +18,9 @@ import gymnasium as gym
 from gymnasium.spaces import Discrete
 from swergio import MESSAGE_TYPE, Trigger
 
-from . import protocol
-from .events import EpisodeFinished, NetworkError, RunFinished, RunStarted
-from .transport import Component
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError, RunFinished, RunStarted
+from cartpole_tui.env.wire.transport import Component
 
 log = logging.getLogger(__name__)
 

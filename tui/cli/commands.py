@@ -13,15 +13,15 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from env.control import ControlTimeout
-from env.export import ExportError
-from env.store import RunStore
-from env.events import EpisodeFinished, NetworkError
-from env.network import NetworkStartError
-from env.session import Session, SessionOptions
-from env.transport import parse_address
+from cartpole_tui.env.components.control import ControlTimeout
+from cartpole_tui.env.history.export import ExportError
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.runtime.network import NetworkStartError
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.wire.transport import parse_address
 
-from .cli import CommandError
+from cartpole_tui.tui.cli.parser import CommandError
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -42,7 +42,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
 
 
 def control_room(args: argparse.Namespace) -> int:
-    from .app import ControlRoomApp
+    from cartpole_tui.tui.app import ControlRoomApp
 
     with reported_failures():
         options = session_options(args)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def schedule(args: argparse.Namespace) -> int:
     """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve."""
-    from env.schedule import run_schedule
+    from cartpole_tui.env.runtime.schedule import run_schedule
 
     stderr = Console(stderr=True)
     progress = Progress(TextColumn("round"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[phase]}"),
@@ -146,7 +146,7 @@ def schedule(args: argparse.Namespace) -> int:
 
 
 def swarm(args: argparse.Namespace) -> int:
-    from env.swarm import serve_swarm
+    from cartpole_tui.env.swarm.components import serve_swarm
 
     host, port = parse_address(args.connect)
     print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
@@ -156,7 +156,7 @@ def swarm(args: argparse.Namespace) -> int:
 
 
 def evolve(args: argparse.Namespace) -> int:
-    from env.control import ControlClient
+    from cartpole_tui.env.components.control import ControlClient
 
     host, port = parse_address(args.connect)
     with reported_failures():
@@ -181,10 +181,10 @@ def _serve_until_interrupted(close, lost: threading.Event) -> None:
 
 
 def env(args: argparse.Namespace) -> int:
-    from env.environment import EnvironmentComponent
+    from cartpole_tui.env.components.environment import EnvironmentComponent
 
     host, port = parse_address(args.connect)
-    from env.recorder import StoreRecorder
+    from cartpole_tui.env.history.recorder import StoreRecorder
 
     lost = threading.Event()
     store = _open_store(args.db)
@@ -203,7 +203,7 @@ def env(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from env.export import export_command
+    from cartpole_tui.env.history.export import export_command
 
     with reported_failures():
         written = export_command(args.db, args.runs, args.format, args.output)
@@ -213,7 +213,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def broker(args: argparse.Namespace) -> int:
-    from env.broker import Broker
+    from cartpole_tui.env.wire.broker import Broker
 
     try:
         instance = Broker(args.host, args.port, max_frame=args.max_frame)

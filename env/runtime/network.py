@@ -1,6 +1,6 @@
 """The embedded default network: a broker and the built-in agents on loopback.
 
-:class:`LocalNetwork` starts them in a child process (``python -m env.network``) so
+:class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once
 it listens and exits when its standard input closes, so it cannot outlive its parent.
@@ -16,11 +16,14 @@ import sys
 import tempfile
 import threading
 
-from . import protocol
+from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
 
 READY = "READY"
+# `python -m` would put the working directory first on sys.path, and a folder holding its
+# own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
+CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
 
 
 class NetworkStartError(RuntimeError):
@@ -48,7 +51,7 @@ class LocalNetwork:
     def start(self) -> "LocalNetwork":
         log_file = tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False)
         self.log_path = log_file.name
-        command = [sys.executable, "-m", "env.network", "--agent", self.agent, "--models", str(self.models)]
+        command = [sys.executable, "-c", CHILD_ENTRY, "--agent", self.agent, "--models", str(self.models)]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -91,20 +94,20 @@ class LocalNetwork:
 
 def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None) -> list:
     if agent == "random":
-        from .agents import RandomAgent
+        from cartpole_tui.env.components.random_agent import RandomAgent
         return [RandomAgent(host, port, seed=seed).start()]
-    from .swarm import Swarm
+    from cartpole_tui.env.swarm.components import Swarm
     return [Swarm(host, port, models=models, seed=seed).start()]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m env.network", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cartpole-tui network", description=__doc__)
     parser.add_argument("--agent", choices=["swarm", "random"], default="swarm")
     parser.add_argument("--models", type=int, default=20)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .broker import Broker
+    from cartpole_tui.env.wire.broker import Broker
     broker = Broker(protocol.LOOPBACK, 0).start()
     agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed)
     print(f"{READY} {broker.port}", flush=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from env.store import RunStore
+from cartpole_tui.env.history.store import RunStore
 
-from .widgets.score_plot import Overlay
+from cartpole_tui.tui.widgets.score_plot import Overlay
 
 MAX_OVERLAYS = 4
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .policy import softmax
+from cartpole_tui.env.swarm.policy import softmax
 
 
 class AggregationLogic:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import numpy as np
 import platformdirs
 
-from env.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
+from cartpole_tui.env.history.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
 
 MEMORY = ":memory:"
 LINGER = 0.05  # seconds between the writer's batches; an episode waits at most this long

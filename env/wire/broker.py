@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from . import protocol
+from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
 

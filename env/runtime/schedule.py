@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from .events import EpisodeFinished, RunFinished
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished
 
 
 class ScheduleStopped(Exception):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from env.environment import EnvironmentObserver
-from env.events import EpisodeFinished, RunFinished, RunStarted
-from env.store import RunStore
+from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.history.store import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .control import ControlClient
-from .environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
-from .events import EpisodeFinished, RunFinished, RunStarted
-from .network import LocalNetwork
-from .recorder import StoreRecorder
-from .store import RunStore
-from .transport import parse_address
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.history.recorder import StoreRecorder
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.wire.transport import parse_address
 
 
 @dataclass

@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import TextIO
 
-from env.store import MEMORY, RunRecord, RunStore, default_db_path
+from cartpole_tui.env.history.store import MEMORY, RunRecord, RunStore, default_db_path
 
 FORMATS = ("csv", "json")
 RUN_FIELDS = ("run", "run_uid", "episodes", "deterministic", "seed", "env_id", "address",
