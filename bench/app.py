@@ -12,8 +12,9 @@ round of each counts (other load only slows a run down). (c) bytes the app write
 terminal per second while a long run is live, over --seconds, at 80x24 and at 120x40.
 Targets: (b) >= 90% of (a); (c) <= 8 KiB/s. (c) also splits the bytes by screen row with
 the rewrites per second, and when it is over budget at 80x24, or with --breakdown, the
-bytes are measured again with each pane hidden (keys 1-3) to say which pane costs them. Loopback only (the embedded network); every wait is bounded; the app's
-processes are ended when each set-up is over.
+bytes are measured again with each pane hidden (keys 1-3) to say which pane costs them.
+Loopback only (the embedded network); every wait is bounded; the app's processes are
+ended when each set-up is over.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def last_run(db_path: Path) -> RunFigures | None:
         return None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
-            row = db.execute("SELECT episodes, finished, state, total_steps, started, ended, last_episode_at "
-                             "FROM runs ORDER BY number DESC LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT episodes, finished, state, total_steps, started, ended, last_episode_at "
+                "FROM runs ORDER BY number DESC LIMIT 1"
+            ).fetchone()
     except sqlite3.OperationalError:  # not created yet
         return None
     if row is None:
@@ -124,8 +127,10 @@ class Watched:
     wall: float
 
     def describe(self) -> str:
-        return (f"{self.run.total_steps} steps in {self.run.duration:.2f} s; CPU while it ran: "
-                f"environment process {self.cpu_env / self.wall:.0%}, network {self.cpu_network / self.wall:.0%}")
+        return (
+            f"{self.run.total_steps} steps in {self.run.duration:.2f} s; CPU while it ran: "
+            f"environment process {self.cpu_env / self.wall:.0%}, network {self.cpu_network / self.wall:.0%}"
+        )
 
 
 def follow_run(db: Path, pid: int, timeout: float) -> Watched:
@@ -157,9 +162,14 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
 
 def headless_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> Watched:
     db = workdir / f"headless-{time.monotonic_ns()}.db"
-    process = subprocess.Popen([APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed),
-                                "--agent", agent, "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=_child_env(workdir), stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(workdir),
+        stdin=subprocess.DEVNULL,
+    )
     try:
         watched = follow_run(db, process.pid, timeout)
         out, err = process.communicate(timeout=timeout)
@@ -203,9 +213,15 @@ class PtyApp:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
         try:
             # Its own session: the app and its network child are one process group to end.
-            self.process = subprocess.Popen([APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent],
-                                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                            env=_child_env(workdir, columns, lines), cwd=workdir)
+            self.process = subprocess.Popen(
+                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,
+                env=_child_env(workdir, columns, lines),
+                cwd=workdir,
+            )
         finally:
             os.close(slave)
         self.master = master
@@ -267,8 +283,7 @@ class PtyApp:
         self.press("\r")
 
     def wait_run(self, predicate, timeout: float, what: str) -> RunFigures:
-        return wait_until(lambda: (run := last_run(self.db)) is not None and predicate(run) and run,
-                          timeout, what)
+        return wait_until(lambda: (run := last_run(self.db)) is not None and predicate(run) and run, timeout, what)
 
     def close(self) -> None:
         """q, then wait for the exit (a line says so if it is not a clean one); then end its process group."""
@@ -279,8 +294,10 @@ class PtyApp:
         except subprocess.TimeoutExpired:
             code = None
         if code != 0:
-            print(f"  note: the app {'did not exit within 15 s of q' if code is None else f'exited with {code}'}",
-                  flush=True)
+            print(
+                f"  note: the app {'did not exit within 15 s of q' if code is None else f'exited with {code}'}",
+                flush=True,
+            )
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # anything of its group still alive
         self.process.wait()
@@ -351,12 +368,16 @@ def _print_rows(app: PtyApp, writes: ScreenWrites, seconds: float, least_share: 
     for row, count in sorted(writes.bytes.items()):
         if count / total >= least_share:
             text = " ".join(lines[row].split())[:56] if 0 <= row < len(lines) else "(before any cursor move)"
-            print(f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%} "
-                  f"{writes.rewrites(row) / seconds:5.1f}/s  {text}", flush=True)
+            print(
+                f"      row {row:>2} {count / seconds / 1024:6.2f} KiB/s {count / total:4.0%} "
+                f"{writes.rewrites(row) / seconds:5.1f}/s  {text}",
+                flush=True,
+            )
 
 
-def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, seconds: float,
-               breakdown_seconds: float = 0.0) -> tuple[float, dict[str, float]]:
+def live_bytes(
+    workdir: Path, columns: int, lines: int, seed: int, agent: str, seconds: float, breakdown_seconds: float = 0.0
+) -> tuple[float, dict[str, float]]:
     """(bytes/s over ``seconds`` of a live run, {hidden pane(s): bytes/s} when ``breakdown_seconds``)."""
     app = PtyApp(workdir, columns, lines, seed, agent)
     try:
@@ -366,8 +387,11 @@ def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, s
         app.capture = bytearray()
         rate = _byte_rate(app, seconds)
         output, app.capture = bytes(app.capture), None
-        print(f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s; rows with >= 2% of the "
-              "bytes (KiB/s, share, rewrites/s of the row's busiest cell run, the row as it shows now):", flush=True)
+        print(
+            f"  (c) {columns}x{lines}: {rate / 1024:6.2f} KiB/s over {seconds:g} s; rows with >= 2% of the "
+            "bytes (KiB/s, share, rewrites/s of the row's busiest cell run, the row as it shows now):",
+            flush=True,
+        )
         _print_rows(app, ScreenWrites.parse(output), seconds)
         parts = {}
         if breakdown_seconds:
@@ -376,8 +400,9 @@ def live_bytes(workdir: Path, columns: int, lines: int, seed: int, agent: str, s
             for key, border in PANES.items():  # all three hidden: what the rest of the screen costs
                 _toggle(app, key, border, hide=True)
             parts["without Score, Cart, Runs"] = _byte_rate(app, breakdown_seconds)
-            print(f"      without Score, Cart, Runs: {parts['without Score, Cart, Runs'] / 1024:6.2f} KiB/s",
-                  flush=True)
+            print(
+                f"      without Score, Cart, Runs: {parts['without Score, Cart, Runs'] / 1024:6.2f} KiB/s", flush=True
+            )
         run = last_run(app.db)
         if run is None or run.state != "running":
             raise RuntimeError(f"the live run was not live to the end of the measurement: {run}")
@@ -419,8 +444,11 @@ def calibrate(workdir: Path, seed: int, agent: str, run_seconds: float) -> int:
     probe = headless_run(workdir, 200, seed, agent, STARTUP_TIMEOUT + 60).run
     steps_per_episode = probe.total_steps / probe.episodes
     episodes = math.ceil(run_seconds * probe.steps_per_s / steps_per_episode)
-    print(f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
-          f"({probe.steps_per_s:,.0f} steps/s) -> {episodes} episodes for ~{run_seconds:g} s", flush=True)
+    print(
+        f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
+        f"({probe.steps_per_s:,.0f} steps/s) -> {episodes} episodes for ~{run_seconds:g} s",
+        flush=True,
+    )
     return episodes
 
 
@@ -441,14 +469,23 @@ def _attempt(label: str, run):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="(c): seconds of a live run per size (default 30)")
-    parser.add_argument("--run-seconds", type=float, default=12.0,
-                        help="(a), (b): about how long each run lasts (default 12, at least 10)")
+    parser.add_argument(
+        "--run-seconds",
+        type=float,
+        default=12.0,
+        help="(a), (b): about how long each run lasts (default 12, at least 10)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (a), (b); the best counts")
     parser.add_argument("--seed", type=int, default=7, help="--seed of every run (default 7)")
-    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm",
-                        help="built-in agents of every run (default swarm, the app's; random is a faster loop)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="(c) at 80x24 again with each pane hidden, even when within budget")
+    parser.add_argument(
+        "--agent",
+        choices=["swarm", "random"],
+        default="swarm",
+        help="built-in agents of every run (default swarm, the app's; random is a faster loop)",
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="(c) at 80x24 again with each pane hidden, even when within budget"
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
         parser.error("--seconds must be > 0, --run-seconds >= 10, --rounds >= 1")
@@ -470,44 +507,57 @@ def main(argv: list[str] | None = None) -> int:
             result = _attempt("(a)", lambda: headless_run(workdir, episodes, args.seed, args.agent, run_timeout))
             headless.append(result.run.steps_per_s if result else float("nan"))
             if result:
-                print(f"  round {round_number} (a) headless:          {result.run.steps_per_s:8,.0f} steps/s  "
-                      f"({result.describe()})", flush=True)
+                print(
+                    f"  round {round_number} (a) headless:          {result.run.steps_per_s:8,.0f} steps/s  "
+                    f"({result.describe()})",
+                    flush=True,
+                )
             result = _attempt("(b)", lambda: watched_run(workdir, episodes, args.seed, args.agent, run_timeout))
             watched.append(result[0].run.steps_per_s if result else float("nan"))
             watched_bytes.append(result[1] if result else float("nan"))
             if result:
-                print(f"  round {round_number} (b) app watching 80x24: {result[0].run.steps_per_s:8,.0f} steps/s  "
-                      f"({result[0].describe()}; {result[1] / 1024:.2f} KiB/s to the terminal)", flush=True)
+                print(
+                    f"  round {round_number} (b) app watching 80x24: {result[0].run.steps_per_s:8,.0f} steps/s  "
+                    f"({result[0].describe()}; {result[1] / 1024:.2f} KiB/s to the terminal)",
+                    flush=True,
+                )
         live = {}
         for columns, lines in ((80, 24), (120, 40)):
-            measured = _attempt(f"(c) {columns}x{lines}",
-                                lambda: live_bytes(workdir, columns, lines, args.seed, args.agent, args.seconds))
+            measured = _attempt(
+                f"(c) {columns}x{lines}",
+                lambda columns=columns, lines=lines: live_bytes(
+                    workdir, columns, lines, args.seed, args.agent, args.seconds
+                ),
+            )
             live[(columns, lines)] = measured[0] if measured else float("nan")
         breakdown = {}
         if args.breakdown or not live[(80, 24)] <= BYTE_BUDGET:
             print("  (c) 80x24 again, each pane hidden in turn (keys 1-3):", flush=True)
             seconds = max(5.0, args.seconds / 3)
-            measured = _attempt("(c) breakdown", lambda: live_bytes(workdir, 80, 24, args.seed, args.agent, seconds, seconds))
+            measured = _attempt(
+                "(c) breakdown", lambda: live_bytes(workdir, 80, 24, args.seed, args.agent, seconds, seconds)
+            )
             if measured:
                 breakdown = {"all panes shown": measured[0], **measured[1]}
 
     best_a, best_b = _best(headless), _best(watched)
     ratio = best_b / best_a if best_a > 0 else float("nan")
     print()
-    print(f"{episodes} episodes, --seed {args.seed} --agent {args.agent}, best of {args.rounds} round(s); "
-          "steps/s from the --db runs table")
+    print(
+        f"{episodes} episodes, --seed {args.seed} --agent {args.agent}, best of {args.rounds} round(s); "
+        "steps/s from the --db runs table"
+    )
     print(f"{'':<34}{'steps/s':>10}{'vs (a)':>9}   all rounds")
-    print(f"{'(a) headless (run --json)':<34}{best_a:>10,.0f}{1.0:>9.3f}   "
-          + ", ".join(f"{v:,.0f}" for v in headless))
-    print(f"{'(b) app watching, pty 80x24':<34}{best_b:>10,.0f}{ratio:>9.3f}   "
-          + ", ".join(f"{v:,.0f}" for v in watched))
+    print(f"{'(a) headless (run --json)':<34}{best_a:>10,.0f}{1.0:>9.3f}   " + ", ".join(f"{v:,.0f}" for v in headless))
+    print(
+        f"{'(b) app watching, pty 80x24':<34}{best_b:>10,.0f}{ratio:>9.3f}   " + ", ".join(f"{v:,.0f}" for v in watched)
+    )
     print(f"(b) / (a) = {ratio:.0%}   target >= {SPEED_TARGET:.0%}   {'met' if ratio >= SPEED_TARGET else 'MISSED'}")
     print()
     print(f"{'bytes to the terminal while a run is live':<44}{'KiB/s':>8}{'vs budget':>11}")
     for (columns, lines), rate in live.items():
         print(f"{f'(c) {columns}x{lines}, {args.seconds:g} s':<44}{rate / 1024:>8.2f}{rate / BYTE_BUDGET:>10.0%}")
-    print(f"{'(b) 80x24, during each watched run':<44}"
-          + ", ".join(f"{rate / 1024:.2f}" for rate in watched_bytes))
+    print(f"{'(b) 80x24, during each watched run':<44}" + ", ".join(f"{rate / 1024:.2f}" for rate in watched_bytes))
     # The budget is the issue's: 80x24 (a 64 kbit/s link); the larger size is reported, not judged.
     small = live.get((80, 24))
     met = small is not None and small <= BYTE_BUDGET

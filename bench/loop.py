@@ -28,11 +28,12 @@ import gymnasium
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
 
-HOST = protocol.LOOPBACK
+HOST = defaults.LOOPBACK
 SETUP_TIMEOUT = 120.0  # seconds; a set-up that takes longer is reported as timed out
 READY = "READY"
 
@@ -160,7 +161,7 @@ def our_broker(ports: mp.Queue, stop: mp.Event) -> None:
 
 
 def swergio_server(ports: mp.Queue, stop: mp.Event) -> None:
-    sys.stdout = open(os.devnull, "w")  # it prints a line per message
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life: it prints a line per message
     server = swergio.Server(HOST, 0, protocol.FORMAT, protocol.HEADER_LENGTH)
     server.server.listen()  # start() listens again; this lets us publish the port first
     ports.put(server.server.getsockname()[1])
@@ -182,12 +183,17 @@ def _client(kind: str, name: str, port: int):
     return client, lambda: threading.Thread(target=listen, daemon=True).start()
 
 
+def _answer(client, function, heard_in: str, answer_in: str) -> None:
+    """``function`` answers each DATA/CUSTOM message in room ``heard_in`` in room ``answer_in``."""
+    custom = MESSAGE_TYPE.DATA.CUSTOM
+    client.add_eventHandler(function, custom, responseRooms=answer_in, trigger=Trigger(custom, heard_in))
+
+
 def client_environment(kind: str, port: int, steps: int, seconds: float, results: mp.Queue) -> None:
     """Puts READY on ``results`` once joined, then (steps, seconds) when the run is over."""
     side = EnvironmentSide(steps, seconds)
     client, start = _client(kind, "environment", port)
-    client.add_eventHandler(side.on_action, MESSAGE_TYPE.DATA.CUSTOM, responseRooms=protocol.OBSERVATION,
-                            trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.ACTION))
+    _answer(client, side.on_action, protocol.ACTION, protocol.OBSERVATION)
     start()
     results.put(READY)
     side.finished.wait(SETUP_TIMEOUT)
@@ -199,8 +205,7 @@ def client_environment(kind: str, port: int, steps: int, seconds: float, results
 def client_agent(kind: str, port: int, stop: mp.Event) -> None:
     agent = Agent()
     client, start = _client(kind, "agent", port)
-    client.add_eventHandler(agent.act, MESSAGE_TYPE.DATA.CUSTOM, responseRooms=protocol.ACTION,
-                            trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.OBSERVATION))
+    _answer(client, agent.act, protocol.OBSERVATION, protocol.ACTION)
     start()
     # Sent after our joins on the same connection, so the first observation finds us joined.
     client.send({"ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.ACTION, READY: True})
@@ -288,10 +293,12 @@ def _ratio(numerator: float, denominator: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5000, help="steps per run of (a)-(c) (default 5000)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of (a)-(c), interleaved; the best round counts (default 3)")
-    parser.add_argument("--swergio-seconds", type=float, default=3.0,
-                        help="time bound of the one swergio 0.0.2 run (default 3 s)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of (a)-(c), interleaved; the best round counts (default 3)"
+    )
+    parser.add_argument(
+        "--swergio-seconds", type=float, default=3.0, help="time bound of the one swergio 0.0.2 run (default 3 s)"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.rounds < 1 or args.swergio_seconds <= 0:
         parser.error("--steps and --rounds must be >= 1, --swergio-seconds > 0")
@@ -300,11 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         "a": ("one process, no sockets", lambda: run_in_process(args.steps)),
         "b": ("direct socket, our framing", lambda: run_direct(context, args.steps)),
         "c": ("our Broker + Component", lambda: run_brokered(context, "ours", args.steps, SETUP_TIMEOUT)),
-        "d": ("swergio 0.0.2 Server + Client",
-              lambda: run_brokered(context, "swergio", args.steps, args.swergio_seconds)),
+        "d": (
+            "swergio 0.0.2 Server + Client",
+            lambda: run_brokered(context, "swergio", args.steps, args.swergio_seconds),
+        ),
     }
-    print(f"CartPole-v1 loop on loopback, {os.cpu_count()} CPUs: {args.rounds} round(s) of (a)-(c) at "
-          f"{args.steps} steps, then (d) bounded by {args.swergio_seconds:g} s", flush=True)
+    print(
+        f"CartPole-v1 loop on loopback, {os.cpu_count()} CPUs: {args.rounds} round(s) of (a)-(c) at "
+        f"{args.steps} steps, then (d) bounded by {args.swergio_seconds:g} s",
+        flush=True,
+    )
     rates: dict[str, list[float]] = {key: [] for key in setups}
     # Other load only ever slows a run down, so interleaved rounds and the best of each
     # set-up compare the set-ups under the most similar conditions one run can give.

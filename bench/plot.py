@@ -123,6 +123,7 @@ async def measure_reference() -> dict[tuple[int, int], float] | None:
 
 def rss_child() -> None:
     """In a fresh process: append 10^6 episodes one by one and report memory and time."""
+
     def status(key: str) -> int:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith(key))
@@ -137,13 +138,22 @@ def rss_child() -> None:
             history.end_run(score)
     elapsed = time.perf_counter() - started
     history.columns(400, window=WINDOW)  # prefix sums and min/max tables built too
-    print(json.dumps({"before_kb": before, "after_kb": status("VmRSS:"), "peak_kb": status("VmHWM:"),
-                      "append_us": elapsed / len(scores) * 1e6}))
+    print(
+        json.dumps(
+            {
+                "before_kb": before,
+                "after_kb": status("VmRSS:"),
+                "peak_kb": status("VmHWM:"),
+                "append_us": elapsed / len(scores) * 1e6,
+            }
+        )
+    )
 
 
 def measure_rss() -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.plot", "--rss-child"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.plot", "--rss-child"], check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out)
 
 
@@ -166,23 +176,30 @@ def main() -> None:
         print("\ntextual-plot not installed: pip install textual-plot for the reference")
     else:
         print("\ntextual-plot, every point (raw + rolling mean, braille), median ms; ours alongside")
-        print(f"{'episodes':>10}" + "".join(f"{f'ref {w}':>12}{f'ours {w}':>10}{'ref/ours':>10}"
-                                            for w in widths))
+        print(f"{'episodes':>10}" + "".join(f"{f'ref {w}':>12}{f'ours {w}':>10}{'ref/ours':>10}" for w in widths))
         for n in REFERENCE_COUNTS:
-            print(f"{n:>10,}" + "".join(
-                f"{reference[n, w] * 1e3:>12.1f}{ours[n, w] * 1e3:>10.3f}{reference[n, w] / ours[n, w]:>9.0f}x"
-                for w in widths))
+            print(
+                f"{n:>10,}"
+                + "".join(
+                    f"{reference[n, w] * 1e3:>12.1f}{ours[n, w] * 1e3:>10.3f}{reference[n, w] / ours[n, w]:>9.0f}x"
+                    for w in widths
+                )
+            )
         top = REFERENCE_COUNTS[-1]
         for w in widths:
             per_point = reference[top, w] / (2 * top)
             at_million = per_point * 2 * COUNTS[-1]
-            print(f"  {w} cols: {per_point * 1e6:.1f} us per plotted point -> ~{at_million:.0f} s "
-                  f"per redraw at 10^6 episodes (ours {ours[COUNTS[-1], w] * 1e3:.2f} ms)")
+            print(
+                f"  {w} cols: {per_point * 1e6:.1f} us per plotted point -> ~{at_million:.0f} s "
+                f"per redraw at 10^6 episodes (ours {ours[COUNTS[-1], w] * 1e3:.2f} ms)"
+            )
 
     rss = measure_rss()
-    print(f"\nRSS after 10^6 appends: {rss['after_kb'] / 1024:.0f} MB "
-          f"(peak {rss['peak_kb'] / 1024:.0f} MB, of which {(rss['after_kb'] - rss['before_kb']) / 1024:.0f} MB "
-          f"for the history); append {rss['append_us']:.2f} us/episode")
+    print(
+        f"\nRSS after 10^6 appends: {rss['after_kb'] / 1024:.0f} MB "
+        f"(peak {rss['peak_kb'] / 1024:.0f} MB, of which {(rss['after_kb'] - rss['before_kb']) / 1024:.0f} MB "
+        f"for the history); append {rss['append_us']:.2f} us/episode"
+    )
 
 
 if __name__ == "__main__":

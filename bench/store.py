@@ -5,7 +5,7 @@
 2. What recording costs a run, steps/s with against without, in alternating rounds:
    a bare gymnasium CartPole loop with a random agent calling ``add_episode`` after
    every episode; and the environment's own logic (``EnvironmentLogic``, no sockets)
-   with the app's :class:`~env.recorder.StoreRecorder` attached. Random episodes are
+   with the app's :class:`~cartpole_tui.env.history.recorder.StoreRecorder` attached. Random episodes are
    short (~22 steps), so this is the worst case per step. Then what users run: whole
    runs through the embedded network, with and without the store.
 
@@ -25,11 +25,11 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.components.environment import EnvironmentLogic
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.schema import migrate
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.wire import protocol
 
 RUN_ARGS = dict(deterministic=False, seed=None, env_id="CartPole-v1", address="127.0.0.1:0")
 
@@ -57,12 +57,14 @@ def raw_rate(path: str, n: int) -> float:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
-        conn.execute("INSERT INTO runs (run_uid, number, episodes, deterministic, env_id, address, "
-                     "started, state) VALUES ('bench', 1, ?, 0, 'CartPole-v1', '', 0, 'running')", (n,))
+        conn.execute(
+            "INSERT INTO runs (run_uid, number, episodes, deterministic, env_id, address, "
+            "started, state) VALUES ('bench', 1, ?, 0, 'CartPole-v1', '', 0, 'running')",
+            (n,),
+        )
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO episodes VALUES ('bench', ?, 22.0, 22, ?)",
-                         ((i, 1.0e9 + i) for i in range(n)))
+        conn.executemany("INSERT INTO episodes VALUES ('bench', ?, 22.0, 22, ?)", ((i, 1.0e9 + i) for i in range(n)))
         conn.execute("COMMIT")
         return n / (time.perf_counter() - start)
 
@@ -100,7 +102,9 @@ def run_loop(env, episodes: int, store: RunStore | None, uid: str) -> tuple[int,
     return clock.read(steps_total)
 
 
-def logic_loop(logic: EnvironmentLogic, episodes: int, store: RunStore | None, uid: str) -> tuple[int, float, float, float]:
+def logic_loop(
+    logic: EnvironmentLogic, episodes: int, store: RunStore | None, uid: str
+) -> tuple[int, float, float, float]:
     """:meth:`Clock.read` of the environment's logic driven by random actions, recorded if ``store``."""
     logic.observers[:] = [StoreRecorder(store, "CartPole-v1", "127.0.0.1:0")] if store else []
     actions = np.random.default_rng(0).integers(2, size=600).tolist()
@@ -131,15 +135,21 @@ def report(name: str, rounds: int, episodes: int, sides: dict[str, list]) -> Non
     wall_ratios = [(w[0] / w[1]) / (p[0] / p[1]) for p, w in zip(sides["without"], sides["with"])]
     plain, recorded = ([steps / wall for steps, wall, *_ in sides[k]] for k in ("without", "with"))
     ratio = statistics.median(wall_ratios)
-    print(f"{name}: {statistics.median(plain):,.0f} steps/s without recording, "
-          f"{statistics.median(recorded):,.0f} with ({rounds} alternating rounds of {episodes} episodes)")
-    print(f"    wall: with/without = {ratio:.3f} (median of per-round ratios, min {min(wall_ratios):.3f}, "
-          f"max {max(wall_ratios):.3f}) -> cost {100 * (1 - ratio):.1f} % (target <= 5 %)")
+    print(
+        f"{name}: {statistics.median(plain):,.0f} steps/s without recording, "
+        f"{statistics.median(recorded):,.0f} with ({rounds} alternating rounds of {episodes} episodes)"
+    )
+    print(
+        f"    wall: with/without = {ratio:.3f} (median of per-round ratios, min {min(wall_ratios):.3f}, "
+        f"max {max(wall_ratios):.3f}) -> cost {100 * (1 - ratio):.1f} % (target <= 5 %)"
+    )
     per_step = {k: [1e6 * sum(r[i] for r in v) / sum(r[0] for r in v) for i in (2, 3)] for k, v in sides.items()}
     (main_without, _), (main_with, writer) = per_step["without"], per_step["with"]
     added = main_with - main_without + writer
-    print(f"    CPU per step: {main_without:.2f} µs without; with: {main_with:.2f} µs in the loop's thread "
-          f"+ {writer:.2f} µs in the writer -> cost {100 * added / main_without:.1f} % of the loop's CPU")
+    print(
+        f"    CPU per step: {main_without:.2f} µs without; with: {main_with:.2f} µs in the loop's thread "
+        f"+ {writer:.2f} µs in the writer -> cost {100 * added / main_without:.1f} % of the loop's CPU"
+    )
 
 
 def network_side_by_side(rounds: int, episodes: int) -> tuple[list[float], list[float]]:
@@ -177,26 +187,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         rate, per_call, read = store_rate(os.path.join(folder, "store.sqlite3"), args.episodes)
         floor = raw_rate(os.path.join(folder, "raw.sqlite3"), args.episodes)
-    print(f"write path: {rate:,.0f} episodes/s durable through RunStore "
-          f"({per_call:.1f} µs per add_episode in the caller)")
+    print(
+        f"write path: {rate:,.0f} episodes/s durable through RunStore ({per_call:.1f} µs per add_episode in the caller)"
+    )
     print(f"    bare executemany in one transaction: {floor:,.0f} episodes/s -> store/bare = {rate / floor:.2f}")
     print(f"read back: {read:,.0f} episodes/s (episode_scores of a past run of {args.episodes:,} episodes)")
 
     env = gym.make("CartPole-v1")
     env.action_space.seed(0)
     env.reset(seed=0)
-    report("gymnasium loop", args.rounds, args.run_episodes,
-           side_by_side(args.rounds, run_loop, env, args.run_episodes))
+    report(
+        "gymnasium loop", args.rounds, args.run_episodes, side_by_side(args.rounds, run_loop, env, args.run_episodes)
+    )
     env.close()
-    report("EnvironmentLogic + StoreRecorder", args.rounds, args.run_episodes,
-           side_by_side(args.rounds, logic_loop, EnvironmentLogic("CartPole-v1", seed=0), args.run_episodes))
+    report(
+        "EnvironmentLogic + StoreRecorder",
+        args.rounds,
+        args.run_episodes,
+        side_by_side(args.rounds, logic_loop, EnvironmentLogic("CartPole-v1", seed=0), args.run_episodes),
+    )
     without, recorded = network_side_by_side(args.network_rounds, args.run_episodes // 5)
     ratio = statistics.median(w / p for p, w in zip(without, recorded))
-    print(f"a run through the embedded network (broker + random agent): {statistics.median(without):,.0f} steps/s "
-          f"without recording, {statistics.median(recorded):,.0f} with ({args.network_rounds} alternating rounds "
-          f"of {args.run_episodes // 5} episodes)")
-    print(f"    with/without = {ratio:.3f} (median of per-round ratios) -> cost {100 * (1 - ratio):.1f} % "
-          "(target <= 5 %)")
+    print(
+        f"a run through the embedded network (broker + random agent): {statistics.median(without):,.0f} steps/s "
+        f"without recording, {statistics.median(recorded):,.0f} with ({args.network_rounds} alternating rounds "
+        f"of {args.run_episodes // 5} episodes)"
+    )
+    print(
+        f"    with/without = {ratio:.3f} (median of per-round ratios) -> cost {100 * (1 - ratio):.1f} % (target <= 5 %)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ alternation: the 20-model swarm and the random agent (one message a step instead
 twenty-one) as the floor of this transport. The published RLGym network (20 torch
 processes, deap) measured 25–32 steps/s, 27 s to start and 6.4 GB on this machine;
 it cannot run here (no torch), so it is quoted as a reference, not re-measured.
-Learning: the default schedule (env.schedule.DEFAULTS) from a fresh network per seed,
+Learning: the default schedule (env.runtime.schedule.ScheduleSettings()) from a fresh network per seed,
 with the learning curve (phase, round, episode, score, rolling mean, wall time).
 """
 
@@ -20,8 +20,9 @@ import statistics
 import time
 from collections import deque
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.runtime.events import EpisodeFinished
-from cartpole_tui.env.runtime.schedule import DEFAULTS, run_schedule
+from cartpole_tui.env.runtime.schedule import ScheduleSettings, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 
 PUBLISHED_STEPS_PER_S = (25, 32)  # measured on this machine with the published network (reference)
@@ -50,8 +51,13 @@ def throughput(agent: str, models: int, seed: int) -> dict:
         result = session.control.run(THROUGHPUT_EPISODES, False, seed=seed)
         seconds = time.perf_counter() - t0
         steps = int(sum(result.scores))
-        return {"start_s": start_s, "steps": steps, "steps_per_s": steps / seconds,
-                "network_rss_mb": rss_mb(session.network._process.pid), "own_rss_mb": rss_mb(os.getpid())}
+        return {
+            "start_s": start_s,
+            "steps": steps,
+            "steps_per_s": steps / seconds,
+            "network_rss_mb": rss_mb(session.network.pid),
+            "own_rss_mb": rss_mb(os.getpid()),
+        }
     finally:
         session.close()
 
@@ -72,9 +78,12 @@ def learn(models: int, seed: int, quiet: bool) -> dict:
         recent[kind].append(event.score)
         steps[kind] += event.steps
         if not quiet:
-            print(f"  {phase['name']:<7} round {phase['round']:>2} episode {event.episode:>3} "
-                  f"score {event.score:5.0f} rolling {statistics.fmean(recent[kind]):6.1f} "
-                  f"t {time.perf_counter() - started:6.2f}s", flush=True)
+            print(
+                f"  {phase['name']:<7} round {phase['round']:>2} episode {event.episode:>3} "
+                f"score {event.score:5.0f} rolling {statistics.fmean(recent[kind]):6.1f} "
+                f"t {time.perf_counter() - started:6.2f}s",
+                flush=True,
+            )
 
     session, _ = open_session("swarm", models, seed)
     try:
@@ -83,57 +92,81 @@ def learn(models: int, seed: int, quiet: bool) -> dict:
         session.close()
     for r in result.rounds:
         confirm = f"  confirm {r.confirm_avg:.1f}" if r.confirm_avg is not None else ""
-        print(f"  round {r.round:>2}: train avg {r.train_avg:6.1f}  eval avg {r.eval_avg:6.1f}  "
-              f"training {r.train_seconds:5.1f}s  wall {r.wall_seconds:5.1f}s{confirm}")
+        print(
+            f"  round {r.round:>2}: train avg {r.train_avg:6.1f}  eval avg {r.eval_avg:6.1f}  "
+            f"training {r.train_seconds:5.1f}s  wall {r.wall_seconds:5.1f}s{confirm}"
+        )
     eval_steps_per_s = steps["eval"] / max(1e-9, result.wall_seconds - result.rounds[-1].train_seconds)
-    return {"seed": seed, "solved": result.solved, "final_eval_avg": result.final_eval_avg,
-            "rounds": len(result.rounds), "train_seconds": result.rounds[-1].train_seconds,
-            "wall_seconds": result.wall_seconds, "train_steps": steps["train"], "eval_steps": steps["eval"],
-            "eval_steps_per_s": eval_steps_per_s}
+    return {
+        "seed": seed,
+        "solved": result.solved,
+        "final_eval_avg": result.final_eval_avg,
+        "rounds": len(result.rounds),
+        "train_seconds": result.rounds[-1].train_seconds,
+        "wall_seconds": result.wall_seconds,
+        "train_steps": steps["train"],
+        "eval_steps": steps["eval"],
+        "eval_steps_per_s": eval_steps_per_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.swarm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=20)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.swarm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seeds", type=int, nargs="*", default=[1])
     parser.add_argument("--repeats", type=int, default=3, help="alternations of swarm and random agent")
     parser.add_argument("--quiet", action="store_true", help="no per-episode learning curve")
     args = parser.parse_args(argv)
 
-    print(f"throughput: {THROUGHPUT_EPISODES} stochastic episodes a run, swarm ({args.models} models) "
-          f"and random agent alternating, {args.repeats}x")
+    print(
+        f"throughput: {THROUGHPUT_EPISODES} stochastic episodes a run, swarm ({args.models} models) "
+        f"and random agent alternating, {args.repeats}x"
+    )
     runs: dict[str, list[dict]] = {"swarm": [], "random": []}
     for repeat in range(args.repeats):
         for agent in ("swarm", "random"):
             figures = throughput(agent, args.models, seed=repeat + 1)
             runs[agent].append(figures)
-            print(f"  {agent:<6} start {figures['start_s']:.2f}s  {figures['steps']:>6} steps  "
-                  f"{figures['steps_per_s']:7.0f} steps/s  network RSS {figures['network_rss_mb']:.0f} MB  "
-                  f"this process {figures['own_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {agent:<6} start {figures['start_s']:.2f}s  {figures['steps']:>6} steps  "
+                f"{figures['steps_per_s']:7.0f} steps/s  network RSS {figures['network_rss_mb']:.0f} MB  "
+                f"this process {figures['own_rss_mb']:.0f} MB",
+                flush=True,
+            )
     swarm_rate = statistics.median(f["steps_per_s"] for f in runs["swarm"])
     random_rate = statistics.median(f["steps_per_s"] for f in runs["random"])
     low, high = PUBLISHED_STEPS_PER_S
-    print(f"median: swarm {swarm_rate:.0f} steps/s, random agent {random_rate:.0f} steps/s "
-          f"(swarm/random {swarm_rate / random_rate:.2f}); published network {low}-{high} steps/s (reference, "
-          f"not run here): {swarm_rate / high:.0f}-{swarm_rate / low:.0f}x")
-    print(f"start (network up, environment and control joined): swarm max "
-          f"{max(f['start_s'] for f in runs['swarm']):.2f}s; network RSS max "
-          f"{max(f['network_rss_mb'] for f in runs['swarm']):.0f} MB")
+    print(
+        f"median: swarm {swarm_rate:.0f} steps/s, random agent {random_rate:.0f} steps/s "
+        f"(swarm/random {swarm_rate / random_rate:.2f}); published network {low}-{high} steps/s (reference, "
+        f"not run here): {swarm_rate / high:.0f}-{swarm_rate / low:.0f}x"
+    )
+    print(
+        f"start (network up, environment and control joined): swarm max "
+        f"{max(f['start_s'] for f in runs['swarm']):.2f}s; network RSS max "
+        f"{max(f['network_rss_mb'] for f in runs['swarm']):.0f} MB"
+    )
 
-    print(f"learning: default schedule {DEFAULTS}")
+    print(f"learning: default schedule {ScheduleSettings()}")
     results = []
     for seed in args.seeds:
         print(f"seed {seed}:")
         results.append(learn(args.models, seed, args.quiet))
         r = results[-1]
-        print(f"  -> solved {r['solved']}  final eval avg {r['final_eval_avg']:.1f}  rounds {r['rounds']}  "
-              f"training {r['train_seconds']:.1f}s ({r['train_steps']} steps)  wall {r['wall_seconds']:.1f}s  "
-              f"evaluation {r['eval_steps']} steps at {r['eval_steps_per_s']:.0f} steps/s", flush=True)
+        print(
+            f"  -> solved {r['solved']}  final eval avg {r['final_eval_avg']:.1f}  rounds {r['rounds']}  "
+            f"training {r['train_seconds']:.1f}s ({r['train_steps']} steps)  wall {r['wall_seconds']:.1f}s  "
+            f"evaluation {r['eval_steps']} steps at {r['eval_steps_per_s']:.0f} steps/s",
+            flush=True,
+        )
     if len(results) > 1:
         walls = sorted(r["wall_seconds"] for r in results)
-        print(f"over {len(results)} seeds: solved {sum(r['solved'] for r in results)}, "
-              f"wall median {statistics.median(walls):.1f}s max {walls[-1]:.1f}s")
+        print(
+            f"over {len(results)} seeds: solved {sum(r['solved'] for r in results)}, "
+            f"wall median {statistics.median(walls):.1f}s max {walls[-1]:.1f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ import os
 import sys
 import tempfile
 
-from screenshots.demo_history import write_history
 from cartpole_tui.env.runtime.session import SessionOptions
-
 from cartpole_tui.tui.app import ControlRoomApp
+from screenshots.demo_history import write_history
 
 SHOTS = [  # (file name, terminal size, keys pressed before the picture)
     ("main-80x24", (80, 24), ()),
@@ -27,7 +26,7 @@ async def _shoot(db_path: str, directory: str, name: str, size: tuple[int, int],
     app = ControlRoomApp(SessionOptions(offline=True), db_path=db_path)
     async with app.run_test(size=size) as pilot:
         plot = app.query_one("ScorePlot")
-        while not (len(app.history) and plot._drawn_data_key == plot._data_key()):  # noqa: SLF001
+        while not (len(app.history) and plot.shows_latest_data):
             await pilot.pause(0.01)
         for key in keys:
             await pilot.press(key)

@@ -34,11 +34,26 @@ def write_history(path: str, seed: int = 1) -> None:
     clock = START
     with RunStore.open(path) as store:
         for number, (count, skill, deterministic) in enumerate(
-                [(40, 0.0, False), (40, 0.5, False), (40, 0.8, False), (40, 0.9, False), (40, 0.97, False),
-                 (20, 1.0, True)], start=1):
+            [
+                (40, 0.0, False),
+                (40, 0.5, False),
+                (40, 0.8, False),
+                (40, 0.9, False),
+                (40, 0.97, False),
+                (20, 1.0, True),
+            ],
+            start=1,
+        ):
             uid = f"run-{number}"
-            store.begin_run(uid, episodes=count, deterministic=deterministic, seed=seed, env_id="CartPole-v1",
-                            address="127.0.0.1:8080", started=clock)
+            store.begin_run(
+                uid,
+                episodes=count,
+                deterministic=deterministic,
+                seed=seed,
+                env_id="CartPole-v1",
+                address="127.0.0.1:8080",
+                started=clock,
+            )
             scores = _episodes(env, rng, count, skill)
             for index, score in enumerate(scores, start=1):
                 clock += score / 4000

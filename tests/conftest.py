@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env.wire.broker import Broker
 
@@ -77,15 +78,27 @@ def start_swergio_client(client) -> threading.Thread:
     return thread
 
 
+def answer(client, function, heard_in: str, answer_in: str) -> None:
+    """``function`` answers each DATA/CUSTOM message in room ``heard_in`` in room ``answer_in``
+    (on our Component or an unmodified swergio client)."""
+    custom = MESSAGE_TYPE.DATA.CUSTOM
+    client.add_eventHandler(function, custom, responseRooms=answer_in, trigger=Trigger(custom, heard_in))
+
+
 def swergio_random_agent(port: int, name: str = "agent"):
     """An unmodified swergio 0.0.2 client answering each observation with an ACTION."""
     import random
 
-    from swergio import MESSAGE_TYPE, Client, Trigger
+    from swergio import Client
 
     client = Client(name, "127.0.0.1", port, "utf-8", 10)
     rng = random.Random(0)
-    client.add_eventHandler(lambda msg: {"ACTION": [rng.randint(0, 1)]}, MESSAGE_TYPE.DATA.CUSTOM,
-                            responseRooms="action", trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "observation"))
+    answer(client, lambda msg: {"ACTION": [rng.randint(0, 1)]}, "observation", "action")
     start_swergio_client(client)
     return client
+
+
+def screen_text(app) -> str:
+    """What a person sees on the app's active screen, as plain text lines."""
+    # The compositor is what Textual paints the terminal from; there is no public reader of it.
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
 
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 from textual.widgets import Checkbox, Input, Label, RichLog
 
 from cartpole_tui.env.components.random_agent import RandomAgent
-from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.bindings import KEYS
 from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.widgets.control_panel import ControlPanel
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
-from conftest import free_port, polls, start_swergio_client
+from conftest import free_port, polls, screen_text, start_swergio_client
 
 
 async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
@@ -25,8 +28,6 @@ async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"
         if value:
             return value
         await pilot.pause(0.02)
-
-
 
 
 @pytest.fixture
@@ -72,13 +73,18 @@ async def test_default_network_start_shows_episodes_and_the_env_done_average(tmp
         await until(pilot, lambda: "average" in log_text(app), what="the ENV_DONE line in the log")
         assert f"{done[0].avg_score:.1f}" in log_text(app)
         table = app.query_one(RunsTable)
-        await until(pilot, lambda: table.row_count and f"{done[0].avg_score:.1f}" in map(str, table.get_row_at(0)),
-                    what="the average in the runs table")
+        await until(
+            pilot,
+            lambda: table.row_count and f"{done[0].avg_score:.1f}" in map(str, table.get_row_at(0)),
+            what="the average in the runs table",
+        )
         assert "run 1 done" in str(app.query_one("#progress-label", Label).render())
 
 
-@pytest.mark.parametrize("typed, reason", [("0", "≥ 1"), ("abc", "whole number"), ("", "empty"),
-                                           ("-3", "whole number"), ("2.5", "whole number")])
+@pytest.mark.parametrize(
+    "typed, reason",
+    [("0", "≥ 1"), ("abc", "whole number"), ("", "empty"), ("-3", "whole number"), ("2.5", "whole number")],
+)
 async def test_bad_episode_count_is_explained_and_nothing_is_sent(tmp_path, broker, agent, typed, reason):
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -115,9 +121,12 @@ async def test_evolve_without_an_evolution_component_says_so(tmp_path, broker, a
 
 async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
     evolution = Client("evolution", "127.0.0.1", broker.port, "utf-8", 10)
-    evolution.add_eventHandler(lambda msg: {"STATUS": "EVO_DONE"} if msg.get("EVOLUTION") else None,
-                               MESSAGE_TYPE.DATA.CUSTOM, responseRooms="control",
-                               trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"))
+    evolution.add_eventHandler(
+        lambda msg: {"STATUS": "EVO_DONE"} if msg.get("EVOLUTION") else None,
+        MESSAGE_TYPE.DATA.CUSTOM,
+        responseRooms="control",
+        trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"),
+    )
     start_swergio_client(evolution)
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -166,8 +175,13 @@ async def test_keys_toggle_panes_help_and_deterministic(tmp_path, broker, agent)
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(pilot)
-        for key, pane in (("1", "#plot-pane"), ("2", "#cart-pane"), ("3", "#runs-pane"),
-                          ("4", "#network-pane"), ("5", "#log-pane")):
+        for key, pane in (
+            ("1", "#plot-pane"),
+            ("2", "#cart-pane"),
+            ("3", "#runs-pane"),
+            ("4", "#network-pane"),
+            ("5", "#log-pane"),
+        ):
             shown = app.query_one(pane).display
             await pilot.press(key)
             assert app.query_one(pane).display is not shown
@@ -201,8 +215,11 @@ async def test_mark_runs_to_compare_and_export_them(tmp_path, broker, agent, mon
         await connected(pilot)
         for n in (4, 6):
             await start_run(pilot, str(n))
-            await until(pilot, lambda: len([r for r in runs(app) if r.state == "done"]) == (1 if n == 4 else 2),
-                        what=f"run of {n}")
+            await until(
+                pilot,
+                lambda done=(1 if n == 4 else 2): len([r for r in runs(app) if r.state == "done"]) == done,
+                what=f"run of {n}",
+            )
         table = app.query_one(RunsTable)
         await until(pilot, lambda: table.row_count == 2, what="two rows")
         table.focus()
@@ -219,7 +236,7 @@ async def test_mark_runs_to_compare_and_export_them(tmp_path, broker, agent, mon
 
 
 async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
-    from cartpole_tui.env.swarm.components import Swarm
+    from cartpole_tui.env.swarm.swarm import Swarm
 
     swarm = Swarm("127.0.0.1", broker.port, models=4, seed=2).start()
     app = make_app(tmp_path, broker.port)
@@ -230,9 +247,10 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
             assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
             await pilot.press("x")
-            await until(pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""),
-                        what="the schedule to end")
-            assert app._schedule_stop is None  # noqa: SLF001 - a new schedule may start
+            await until(
+                pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""), what="the schedule to end"
+            )
+            assert not app.controller.schedule_running  # a new schedule may start
             rounds = log_text(app).count("round ")
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
     finally:
@@ -259,9 +277,28 @@ async def test_the_embedded_network_is_restarted_when_it_dies(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         await connected(pilot)
         first = app.session.address
-        app.session.network._process.kill()  # noqa: SLF001 - the child dies as a crash would kill it
+        os.kill(app.session.network.pid, signal.SIGKILL)  # the child dies as a crash would kill it
         await until(pilot, lambda: app.connection == "disconnected", what="disconnected")
         await connected(pilot)
         assert app.session.network.alive and app.session.address != first
         await start_run(pilot, "3")
         await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a run on the new network")
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_help_screen_shows_every_key_it_documents(tmp_path, size):
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_box = app.screen.query_one("#help-text")
+        assert help_box.region.width >= 60 and help_box.region.height >= 10
+        seen = ""
+        for _ in range(10):  # at 80x24 the help scrolls: page through it as a person would
+            seen += screen_text(app)
+            await pilot.press("pagedown")
+            await pilot.pause()
+        flat = " ".join(seen.split())
+        for key in KEYS:
+            assert f"{key.display} {key.help[:30]}" in flat, key
+        assert "ctrl+p" in flat and "command palette" in flat

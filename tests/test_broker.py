@@ -22,7 +22,8 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
-from conftest import wait_for
+
+from conftest import answer, wait_for
 
 HOST = "127.0.0.1"
 BYSTANDER_ROOM = "bystanders"
@@ -94,8 +95,9 @@ class Bystander:
         self.broker = broker
         self.received: queue.Queue = queue.Queue()
         self.client = swergio.Client("bystander", HOST, broker.port)
-        self.client.add_eventHandler(self.received.put, MESSAGE_TYPE.DATA.CUSTOM,
-                                     trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, BYSTANDER_ROOM))
+        self.client.add_eventHandler(
+            self.received.put, MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, BYSTANDER_ROOM)
+        )
         self.thread = threading.Thread(target=self._listen, name="bystander", daemon=True)
         self.thread.start()
         wait_members(broker, BYSTANDER_ROOM, 1)
@@ -293,8 +295,11 @@ def test_slow_reader_is_dropped_while_others_keep_receiving(caplog):
     with running_broker(max_outbox=256 * 1024) as broker, bystander_on(broker) as bystander:
         got = []
         fast = Component("fast", HOST, broker.port)
-        fast.add_eventHandler(lambda message: got.append(message["I"]), MESSAGE_TYPE.DATA.CUSTOM,
-                              trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "flood"))
+        fast.add_eventHandler(
+            lambda message: got.append(message["I"]),
+            MESSAGE_TYPE.DATA.CUSTOM,
+            trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "flood"),
+        )
         fast.start()
         slow = Raw(broker.port, "slow", rooms=["flood"], rcvbuf=4096)  # never reads
         wait_members(broker, "flood", 2)
@@ -421,11 +426,9 @@ class SwergioPair:
         self.steps = 0
         self.done = threading.Event()
         self.env = make_client("environment")
-        self.env.add_eventHandler(self.on_action, MESSAGE_TYPE.DATA.CUSTOM, responseRooms="observation",
-                                  trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "action"))
+        answer(self.env, self.on_action, "action", "observation")
         self.model = make_client("model")
-        self.model.add_eventHandler(self.on_observation, MESSAGE_TYPE.DATA.CUSTOM, responseRooms="action",
-                                    trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "observation"))
+        answer(self.model, self.on_observation, "observation", "action")
 
     def on_action(self, message):
         self.steps += 1
@@ -441,8 +444,14 @@ class SwergioPair:
     def run(self, listen) -> None:
         for client in (self.env, self.model):
             threading.Thread(target=listen, args=(client,), daemon=True).start()
-        self.env.send({"ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": "observation",
-                       "OBSERVATION": [0.0, 0.0, 0.0, 0.0]})
+        self.env.send(
+            {
+                "ID": protocol.new_id(),
+                "TYPE": protocol.CUSTOM,
+                "TO_ROOM": "observation",
+                "OBSERVATION": [0.0, 0.0, 0.0, 0.0],
+            }
+        )
         assert self.done.wait(30), f"only {self.steps} of {self.round_trips} round trips"
 
 
@@ -469,8 +478,11 @@ def test_our_components_play_through_swergio_server(capsys):
     threading.Thread(target=server.start, name="swergio-server", daemon=True).start()
     pair = SwergioPair(lambda name: Component(name, HOST, port), ROUND_TRIPS)
     # swergio's server fails on a message to a room it has not seen joined: wait for the joins.
-    wait_for(lambda: len(server.rooms.get("observation", ())) == 2 and len(server.rooms.get("action", ())) == 2,
-             5, "both components to join their rooms")
+    wait_for(
+        lambda: len(server.rooms.get("observation", ())) == 2 and len(server.rooms.get("action", ())) == 2,
+        5,
+        "both components to join their rooms",
+    )
     pair.run(Component.listen)
     assert pair.steps == ROUND_TRIPS
     for component in (pair.env, pair.model):

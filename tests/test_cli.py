@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.random_agent import RandomAgent
 
 from conftest import free_port
 
@@ -30,26 +30,32 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args, words", [
-    (["run", "--episodes", "0"], "whole number >= 1"),
-    (["run", "--episodes", "ten"], "whole number >= 1"),
-    (["run", "--connect", "localhost"], "HOST:PORT"),
-    (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
-    (["evolve"], "--connect"),
-    (["broker", "--port", "http"], "port"),
-    (["export", "--format", "xml"], "invalid choice"),
-    (["rnu"], "invalid choice"),
-    (["--redraw-hz", "0"], "between 0.1 and 30"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "--episodes", "0"], "whole number >= 1"),
+        (["run", "--episodes", "ten"], "whole number >= 1"),
+        (["run", "--connect", "localhost"], "HOST:PORT"),
+        (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
+        (["evolve"], "--connect"),
+        (["broker", "--port", "http"], "port"),
+        (["export", "--format", "xml"], "invalid choice"),
+        (["rnu"], "invalid choice"),
+        (["--redraw-hz", "0"], "between 0.1 and 30"),
+    ],
+)
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     one_clear_line(cli(*args), 2, words)
 
 
 def test_unreachable_broker_is_one_line_and_exit_1():
     port = free_port()
-    for args in (["run", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],
-                 ["evolve", "--connect", f"127.0.0.1:{port}"], ["env", "--connect", f"127.0.0.1:{port}"],
-                 ["swarm", "--connect", f"127.0.0.1:{port}"]):
+    for args in (
+        ["run", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],
+        ["evolve", "--connect", f"127.0.0.1:{port}"],
+        ["env", "--connect", f"127.0.0.1:{port}"],
+        ["swarm", "--connect", f"127.0.0.1:{port}"],
+    ):
         one_clear_line(cli(*args), 1, f"cannot reach broker at 127.0.0.1:{port}")
 
 
@@ -69,8 +75,16 @@ def test_run_joins_an_existing_network(broker, tmp_path):
     environment = EnvironmentComponent("127.0.0.1", broker.port, seed=1).start()
     agent = RandomAgent("127.0.0.1", broker.port).start()
     try:
-        result = cli("run", "--connect", f"127.0.0.1:{broker.port}", "--no-env", "--episodes", "4",
-                     "--db", str(tmp_path / "h.sqlite3"))
+        result = cli(
+            "run",
+            "--connect",
+            f"127.0.0.1:{broker.port}",
+            "--no-env",
+            "--episodes",
+            "4",
+            "--db",
+            str(tmp_path / "h.sqlite3"),
+        )
     finally:
         agent.close()
         environment.close()
@@ -82,8 +96,23 @@ def test_run_joins_an_existing_network(broker, tmp_path):
 
 
 def test_short_schedule_prints_the_curve_and_one_json_line_last():
-    result = cli("run", "--schedule", "--rounds", "2", "--train", "4", "--eval", "2", "--seed", "1",
-                 "--models", "4", "--json", "--db", ":memory:")
+    result = cli(
+        "run",
+        "--schedule",
+        "--rounds",
+        "2",
+        "--train",
+        "4",
+        "--eval",
+        "2",
+        "--seed",
+        "1",
+        "--models",
+        "4",
+        "--json",
+        "--db",
+        ":memory:",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     report = json.loads(lines[-1])
@@ -100,14 +129,12 @@ def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_ru
     try:
         assert "listening on 127.0.0.1" in broker.stdout.readline()
         for args in (["env", "--db", str(tmp_path / "env.sqlite3")], ["swarm", "--models", "3"]):
-            child = subprocess.Popen([CLI, *args, "--connect", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                                     text=True)
+            child = subprocess.Popen([CLI, *args, "--connect", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
             children.append(child)
             assert "Ctrl-C to stop" in child.stdout.readline()
         evolved = cli("evolve", "--connect", f"127.0.0.1:{port}")
         assert evolved.returncode == 0 and "EVO_DONE" in evolved.stdout, evolved.stderr
-        ran = cli("run", "--connect", f"127.0.0.1:{port}", "--no-env", "--episodes", "3", "--db", ":memory:",
-                  "--json")
+        ran = cli("run", "--connect", f"127.0.0.1:{port}", "--no-env", "--episodes", "3", "--db", ":memory:", "--json")
         assert ran.returncode == 0 and json.loads(ran.stdout)["episodes"] == 3, ran.stderr
     finally:
         for child in reversed(children):  # the components first: the broker going away is an error for them

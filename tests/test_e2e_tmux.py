@@ -44,14 +44,31 @@ class TmuxTerminal:
     def __init__(self, command: list[str], width: int, height: int, cwd: Path, env: dict[str, str]):
         self.socket = f"cartpole-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         environment = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
-        self.tmux("set-option", "-g", "remain-on-exit", "on", ";",
-                  "new-session", "-d", "-s", "e2e", "-x", str(width), "-y", str(height), "-c", str(cwd),
-                  *environment, f'{shlex.join(command)}; echo "{EXITED} $?"')
+        self.tmux(
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            "-c",
+            str(cwd),
+            *environment,
+            f'{shlex.join(command)}; echo "{EXITED} $?"',
+        )
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run([TMUX, "-L", self.socket, "-f", os.devnull, *args],
-                              capture_output=True, text=True, check=True, timeout=10).stdout
+        return subprocess.run(
+            [TMUX, "-L", self.socket, "-f", os.devnull, *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
 
     def kill(self) -> None:
         """Stop the server and everything in it; tmux 3.3 leaves its socket file behind, so remove it."""
@@ -84,10 +101,17 @@ def terminal(tmp_path):
     def start(width: int, height: int, *args: str, env: dict[str, str] | None = None) -> TmuxTerminal:
         assert APP is not None, f"no cartpole-tui console script next to {sys.executable}"
         # The embedded network keeps a log file in the temporary directory: keep it in the test's.
-        term = TmuxTerminal([APP, "--db", str(tmp_path / "runs.db"), *args], width, height, cwd=tmp_path,
-                            env={"TMPDIR": str(tmp_path), **(env or {})})
+        term = TmuxTerminal(
+            [APP, "--db", str(tmp_path / "runs.db"), *args],
+            width,
+            height,
+            cwd=tmp_path,
+            env={"TMPDIR": str(tmp_path), **(env or {})},
+        )
         started.append(term)
-        term.wait(lambda lines: lines and "● connected" in lines[0], "the status line to say connected", STARTUP_TIMEOUT)
+        term.wait(
+            lambda lines: lines and "● connected" in lines[0], "the status line to say connected", STARTUP_TIMEOUT
+        )
         return term
 
     yield start
@@ -112,8 +136,11 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     term = terminal(100, 30, "--seed", "3")
 
     term.press("n")  # Textual puts the terminal's cursor where the focused input's cursor is
-    wait_for(lambda: "Episodes" in term.screen()[int(term.pane("cursor_y"))], STEP_TIMEOUT,
-             "the cursor in the episodes field after n")
+    wait_for(
+        lambda: "Episodes" in term.screen()[int(term.pane("cursor_y"))],
+        STEP_TIMEOUT,
+        "the cursor in the episodes field after n",
+    )
     term.press("1")  # replaces the selected default
     term.wait(line_matching(r"Episodes 1 "), "the episodes field to show 1")
     term.press("2")
@@ -124,8 +151,10 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     average = row.group(1)
     term.wait(line_matching(rf"run 1 done · avg {re.escape(average)}\b"), "the progress label with the average")
     term.press("5")  # the log pane starts hidden below 32 rows
-    term.wait(line_matching(rf"run 1 done: average {re.escape(average)} over 12 episodes \(ENV_DONE\)"),
-              "the log line of the finished run")
+    term.wait(
+        line_matching(rf"run 1 done: average {re.escape(average)} over 12 episodes \(ENV_DONE\)"),
+        "the log line of the finished run",
+    )
 
     quit_and_wait_exit(term)
     with sqlite3.connect(tmp_path / "runs.db") as db:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from cartpole_tui.env.history.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_command, export_runs, export_to_file
+from cartpole_tui.env.history.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.store import RunStore
 from tests.test_store import play, record_run
 
@@ -28,12 +28,13 @@ def history(tmp_path):
 def expected(path, numbers=None) -> dict[int, tuple]:
     """run number -> (run, episodes) straight from the store."""
     with RunStore.open(path) as store:
-        return {r.number: (r, store.episodes(r.run_uid)) for r in store.runs()
-                if numbers is None or r.number in numbers}
+        return {
+            r.number: (r, store.episodes(r.run_uid)) for r in store.runs() if numbers is None or r.number in numbers
+        }
 
 
 def test_csv_parses_back_to_the_same_numbers(history, tmp_path):
-    out = export_command(history, None, "csv", str(tmp_path / "out.csv"))
+    out = export_to_file(history, None, "csv", str(tmp_path / "out.csv"))
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(RUN_FIELDS + EPISODE_FIELDS)
@@ -47,8 +48,9 @@ def test_csv_parses_back_to_the_same_numbers(history, tmp_path):
             assert [row["episode"] for row in mine] == [""] and mine[0]["avg_score"] == ""
             continue
         assert float(mine[0]["avg_score"]) == run.avg_score and float(mine[0]["best"]) == run.best
-        assert [(int(r["episode"]), float(r["score"]), int(r["steps"]), float(r["wall_time"])) for r in mine] \
-            == [tuple(e) for e in episodes]
+        assert [(int(r["episode"]), float(r["score"]), int(r["steps"]), float(r["wall_time"])) for r in mine] == [
+            tuple(e) for e in episodes
+        ]
 
 
 def test_json_round_trip(history):
@@ -60,14 +62,19 @@ def test_json_round_trip(history):
     assert [r["run"] for r in document["runs"]] == list(runs)
     for exported in document["runs"]:
         run, episodes = runs[exported["run"]]
-        assert (exported["run_uid"], exported["avg_score"], exported["state"]) == (run.run_uid, run.avg_score, run.state)
+        assert (exported["run_uid"], exported["avg_score"], exported["state"]) == (
+            run.run_uid,
+            run.avg_score,
+            run.state,
+        )
         assert (exported["seed"], exported["deterministic"], exported["ended"]) == (run.params.seed, False, run.ended)
         assert [tuple(e.values()) for e in exported["episodes"]] == [tuple(e) for e in episodes]
 
 
-def test_chosen_runs_only_and_to_stdout(history, capsys):
-    assert export_command(history, [2], "json", None) == "-"
-    document = json.loads(capsys.readouterr().out)
+def test_chosen_runs_only(history):
+    out = io.StringIO()
+    assert export_runs(history, [2], "json", out) == 1
+    document = json.loads(out.getvalue())
     assert [r["run_uid"] for r in document["runs"]] == ["b"]
     assert len(document["runs"][0]["episodes"]) == len(expected(history, [2])[2][1])
 
@@ -99,9 +106,13 @@ def test_clear_errors_and_no_file_written(case, history, tmp_path):
     out = tmp_path / "out" / "export.csv"
     out.parent.mkdir()
     with pytest.raises(ExportError) as raised:
-        export_command(db, runs, fmt, str(out))
+        export_to_file(db, runs, fmt, str(out))
     assert "\n" not in str(raised.value)
-    assert {"missing database": "no run history", "unknown run": "no run 42",
-            "bad format": "format", "corrupt database": "corrupt"}[case] in str(raised.value)
+    assert {
+        "missing database": "no run history",
+        "unknown run": "no run 42",
+        "bad format": "format",
+        "corrupt database": "corrupt",
+    }[case] in str(raised.value)
     assert list(out.parent.iterdir()) == []
     assert case != "missing database" or not os.path.exists(db)

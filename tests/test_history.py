@@ -55,7 +55,8 @@ def test_rolling_mean_matches_naive(scores, window):
     history = filled(scores)
     np.testing.assert_allclose(history.rolling_mean(window), naive_rolling(scores, window), rtol=1e-9)
     assert history.rolling_mean_at(len(scores) - 1, window) == pytest.approx(
-        scores[-window:].astype(np.float64).mean(), rel=1e-9)
+        scores[-window:].astype(np.float64).mean(), rel=1e-9
+    )
 
 
 def test_rolling_mean_rejects_bad_window(scores):

@@ -1,14 +1,18 @@
 """Our environment and control client in real networks: our broker and swergio.Server 0.0.2."""
 
+import os
+import signal
+
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 
-from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
-from cartpole_tui.env.wire.transport import Component
+from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.transport import Component
 
 from conftest import start_swergio_client, swergio_random_agent, wait_for
 
@@ -48,7 +52,7 @@ def test_a_run_reports_every_episode_and_the_average(network, episodes):
 
 
 def test_runs_back_to_back_do_not_mix(network, episodes):
-    control, events, environment = network
+    control, _, _ = network
     first = control.run(episodes, idle_timeout=10)
     second = control.run(episodes + 1, idle_timeout=10)
     assert (first.episodes, second.episodes) == (episodes, episodes + 1)
@@ -97,8 +101,9 @@ def test_evolve_takes_the_first_evo_done_and_ignores_the_extra_ones(port):
             # ordered after the 21 answers on the same connection: once it arrives, they all have
             evolution.send(protocol.env_error("marker"))
 
-    evolution.add_eventHandler(on_control, MESSAGE_TYPE.DATA.CUSTOM,
-                               trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"))
+    evolution.add_eventHandler(
+        on_control, MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control")
+    )
     start_swergio_client(evolution)
     events = []
     control = ControlClient("127.0.0.1", port, on_event=events.append)
@@ -120,11 +125,11 @@ def test_environment_speaks_to_a_published_style_control(port, broker):
     agent = swergio_random_agent(port)
     notebook = Client("control", "127.0.0.1", port, "utf-8", 10)
     statuses = []
-    notebook.add_eventHandler(lambda msg: statuses.append(msg), MESSAGE_TYPE.DATA.CUSTOM,
-                              trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"))
+    notebook.add_eventHandler(
+        lambda msg: statuses.append(msg), MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control")
+    )
     start_swergio_client(notebook)
-    notebook.send({"TYPE": "DATA/CUSTOM", "TO_ROOM": "control", "ID": "s", "NR_OF_EPISODE": 2,
-                   "DETERMINISTIC": False})
+    notebook.send({"TYPE": "DATA/CUSTOM", "TO_ROOM": "control", "ID": "s", "NR_OF_EPISODE": 2, "DETERMINISTIC": False})
     done = wait_for(lambda: next((m for m in statuses if m.get("STATUS") == "ENV_DONE"), None), 10, "ENV_DONE")
     episodes = [m for m in statuses if m.get("STATUS") == "EPISODE_DONE"]
     assert len(episodes) == 2 and done["AVG_SCORE"] == pytest.approx(sum(m["SCORE"] for m in episodes) / 2)
@@ -132,3 +137,14 @@ def test_environment_speaks_to_a_published_style_control(port, broker):
     notebook.close()
     agent.close()
     environment.close()
+
+
+def test_the_embedded_network_is_a_child_process_named_by_its_pid():
+    network = LocalNetwork(agent="random", seed=1).start()
+    try:
+        assert network.alive and network.pid != os.getpid()
+        os.kill(network.pid, signal.SIGKILL)  # as a crash would end it
+        wait_for(lambda: not network.alive, 10, "the killed network to be seen dead")
+    finally:
+        network.stop()
+    assert network.pid is None

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from textual.app import App, ComposeResult
 
+from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
-from cartpole_tui.tui.widgets.score_plot import Overlay, ScorePlot
+from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
 SIZE = (40, 8)  # 6 plot rows, then the axis row and the episode labels
 PLOT_ROWS = 6
@@ -118,7 +119,7 @@ async def test_redraws_only_when_data_changed_and_only_when_shown():
         await until(pilot, lambda: plot.ticks >= ticks + 5, "five idle ticks")
         assert (plot.rebuilds, plot.lines_rendered) == (rebuilds, rendered)
 
-        for episode in range(300):  # many appends between ticks make one redraw
+        for _ in range(300):  # many appends between ticks make one redraw
             history.append(500.0, 1)
         await until(pilot, lambda: plot.rebuilds > rebuilds, "redraw after new episodes")
         ticks = plot.ticks

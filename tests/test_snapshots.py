@@ -4,7 +4,6 @@ import pytest
 
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
-
 from screenshots.demo_history import write_history
 
 
@@ -18,10 +17,10 @@ def history_app(tmp_path):
 async def _loaded(pilot):
     """Until all six runs are in the table and the plot has drawn every episode."""
     app = pilot.app
-    plot = app.query_one("ScorePlot")
     for _ in range(1000):
-        drawn = plot._drawn_data_key == plot._data_key()  # noqa: SLF001 - the plot's own redraw bookkeeping
-        if len(app.history) == 220 and app.query_one("RunsTable").row_count == 6 and drawn:
+        main = app.main  # the auto-pilot may start before the main screen is composed
+        ready = main is not None and main.is_mounted and main.plot.is_mounted
+        if ready and len(app.history) == 220 and main.runs_table.row_count == 6 and main.plot.shows_latest_data:
             return
         await pilot.pause(0.01)
     raise AssertionError("the history did not load and draw within 10 s")

@@ -12,17 +12,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.history import schema
 from cartpole_tui.env.components.environment import EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.history import schema
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import MEMORY, RunStore, default_db_path
+from cartpole_tui.env.wire import protocol
 from tests.conftest import wait_for
 
 RUN_ARGS = dict(episodes=5, deterministic=False, seed=3, env_id="CartPole-v1", address="127.0.0.1:8080")
@@ -174,8 +174,9 @@ def test_recorder_saves_what_the_environment_reports(db):
         assert full.params.address == "127.0.0.1:4000" and full.avg_score == collector.finished[0].avg_score
         assert (full.finished, stopped.finished) == (6, 3)
         saved = store.episodes(full.run_uid) + store.episodes(stopped.run_uid)
-    assert [(e.index, e.score, e.steps, e.wall_time) for e in saved] == \
-        [(e.episode, e.score, e.steps, e.wall_time) for e in collector.episodes]
+    assert [(e.index, e.score, e.steps, e.wall_time) for e in saved] == [
+        (e.episode, e.score, e.steps, e.wall_time) for e in collector.episodes
+    ]
 
 
 # --- crash recovery --------------------------------------------------------------------
@@ -208,8 +209,12 @@ CHILD = textwrap.dedent("""
 
 
 def test_sigkill_mid_run_keeps_every_reported_episode(db):
-    with subprocess.Popen([sys.executable, "-c", CHILD, db], stdout=subprocess.PIPE, text=True,
-                          cwd=os.path.dirname(os.path.dirname(__file__))) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, db],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    ) as child:
         try:
             reported = [json.loads(child.stdout.readline()) for _ in range(40)]
         finally:
@@ -236,8 +241,7 @@ def test_what_is_queued_is_written_when_a_program_exits_without_close(db):
         for index in range(3):
             store.add_episode("exits", index, 10.0 + index, 10, time.time())
     """)
-    subprocess.run([sys.executable, "-c", script, db], check=True,
-                   cwd=os.path.dirname(os.path.dirname(__file__)))
+    subprocess.run([sys.executable, "-c", script, db], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert on_disk(db, "SELECT idx, score FROM episodes ORDER BY idx") == [(0, 10.0), (1, 11.0), (2, 12.0)]
 
 
@@ -409,8 +413,12 @@ def tmpfs(tmp_path):
     def mount(size: str):
         point = tmp_path / f"tmpfs{len(mounted)}"
         point.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True
+            ).returncode
+            != 0
+        ):
             pytest.skip("cannot mount a tmpfs here (needs root)")
         mounted.append(point)
         return point

@@ -17,13 +17,15 @@ import pytest
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
-from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.swarm.aggregation_logic import AggregationLogic
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
-from cartpole_tui.env.swarm.policy import N_WEIGHTS, softmax
 from cartpole_tui.env.runtime.schedule import run_schedule
-from cartpole_tui.env.swarm.components import Aggregation, Evolution, ModelPool, Swarm, serve_swarm
+from cartpole_tui.env.swarm.aggregation import Aggregation, AggregationLogic
+from cartpole_tui.env.swarm.evolution import Evolution
+from cartpole_tui.env.swarm.models import ModelPool
+from cartpole_tui.env.swarm.policy import N_WEIGHTS, softmax
+from cartpole_tui.env.swarm.swarm import Swarm, serve_swarm
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost
 from tests.conftest import start_swergio_client, wait_for
 
@@ -248,7 +250,10 @@ def test_unmodified_swergio_models_drive_our_aggregation(broker, closing):
         client = swergio.Client(f"model{i}", HOST, broker.port, "utf-8", 10)
         client.add_eventHandler(
             lambda msg, row=row, i=i: {"LOGITS": row, "COMPONENT_ID": f"m{i}", "DETERMINISTIC": msg["DETERMINISTIC"]},
-            CUSTOM, responseRooms=protocol.LOGITS, trigger=Trigger(CUSTOM, protocol.OBSERVATION))
+            CUSTOM,
+            responseRooms=protocol.LOGITS,
+            trigger=Trigger(CUSTOM, protocol.OBSERVATION),
+        )
         start_swergio_client(client)
         published.append(client)
     try:
@@ -275,8 +280,9 @@ def test_our_models_answer_an_unmodified_swergio_aggregation(broker, closing):
         return None
 
     published = swergio.Client("aggregation", HOST, broker.port, "utf-8", 10)
-    published.add_eventHandler(aggregate, CUSTOM, responseRooms=protocol.ACTION,
-                               trigger=Trigger(CUSTOM, protocol.LOGITS))
+    published.add_eventHandler(
+        aggregate, CUSTOM, responseRooms=protocol.ACTION, trigger=Trigger(CUSTOM, protocol.LOGITS)
+    )
     start_swergio_client(published)
     probe = Probe(broker.port, protocol.ACTION)
     closing(probe)
@@ -284,7 +290,7 @@ def test_our_models_answer_an_unmodified_swergio_aggregation(broker, closing):
         wait_for(lambda: members(broker, protocol.ACTION) == 2, 5, "aggregation to join action")
         probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True, ROOT_ID="run-3")
         (action,) = probe.get()
-        want = int(np.argmax(pool.population.probabilities(OBS).sum(axis=0)))
+        want = int(np.argmax(softmax(pool.population.logits(OBS)).sum(axis=0)))
         assert action["ACTION"] == [want] and action["ROOT_ID"] == "run-3"
         assert sorted(m["COMPONENT_ID"] for m in received) == sorted(pool.ids)
     finally:
@@ -343,16 +349,20 @@ def network(broker, closing, models: int, seed: int) -> ControlClient:
     closing(env)
     control = ControlClient(HOST, broker.port)
     closing(control)
-    wait_for(lambda: members(broker, protocol.LOGITS) == 1 and members(broker, protocol.CONTROL) == 3,
-             5, "the network to join its rooms")
+    wait_for(
+        lambda: members(broker, protocol.LOGITS) == 1 and members(broker, protocol.CONTROL) == 3,
+        5,
+        "the network to join its rooms",
+    )
     return control
 
 
 def test_a_short_seeded_schedule_learns(broker, closing):
     control = network(broker, closing, models=20, seed=1)
     rounds = []
-    result = run_schedule(control, rounds=4, train=20, evaluate=5, on_round=rounds.append,
-                          final_eval=10, target=None, seed=1)
+    result = run_schedule(
+        control, rounds=4, train=20, evaluate=5, on_round=rounds.append, final_eval=10, target=None, seed=1
+    )
     assert len(rounds) == 4 and all(r.evolved for r in rounds)
     assert [r.round for r in rounds] == [1, 2, 3, 4]
     assert rounds[-1].train_steps == sum(round(r.train_avg * 20) for r in rounds)
@@ -404,6 +414,7 @@ def test_serve_swarm_ends_when_the_broker_goes(broker):
 
 def test_serve_swarm_to_nowhere_fails_clearly():
     from tests.conftest import free_port
+
     with pytest.raises(ConnectionFailed, match="cannot reach broker"):
         serve_swarm(HOST, free_port(), models=2)
 
@@ -411,8 +422,16 @@ def test_serve_swarm_to_nowhere_fails_clearly():
 def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing):
     control = network(broker, closing, models=4, seed=2)
     phases = []
-    result = run_schedule(control, rounds=5, train=4, evaluate=3, final_eval=3, target=5.0, seed=3,
-                          on_phase=lambda phase, number: phases.append((phase, number)))
+    result = run_schedule(
+        control,
+        rounds=5,
+        train=4,
+        evaluate=3,
+        final_eval=3,
+        target=5.0,
+        seed=3,
+        on_phase=lambda phase, number: phases.append((phase, number)),
+    )
     # every CartPole episode lasts at least 8 steps, so round 1 reaches 5 and is confirmed
     assert phases == [("train", 1), ("eval", 1), ("confirm", 1)]
     assert result.solved and len(result.rounds) == 1 and not result.rounds[0].evolved
@@ -421,6 +440,7 @@ def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing
 
 def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
     from cartpole_tui.env.runtime.schedule import _forwarding_episodes, _HopelessConfirmation
+
     control = network(broker, closing, models=4, seed=2)
     hopeless = _HopelessConfirmation(control, episodes=50, target=400.0)
     with _forwarding_episodes(control, [hopeless]):

@@ -13,10 +13,10 @@ import time
 
 import pytest
 from swergio import MESSAGE_TYPE, Trigger
+from test_broker import wait_members
 
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost, parse_address
-from test_broker import wait_members
 
 HOST = "127.0.0.1"
 
@@ -90,7 +90,7 @@ def test_each_frame_is_one_write_on_a_nodelay_socket(server):
     component = connected(server)
     assert component.client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     spy = component.client = SendSpy(component.client)
-    messages = [protocol.custom("r", I=i, PAD="z" * (10 ** i)) for i in range(4)]
+    messages = [protocol.custom("r", I=i, PAD="z" * (10**i)) for i in range(4)]
     for message in messages:
         component.send(message)
     assert spy.writes == [protocol.encode_frame(m) for m in messages]
@@ -224,9 +224,10 @@ def test_direct_message_is_dispatched_without_crashing(broker):
     target.close()
 
 
-@pytest.mark.parametrize("text, expected", [("127.0.0.1:8080", ("127.0.0.1", 8080)),
-                                            ("localhost:1", ("localhost", 1)),
-                                            ("[::1]:9000", ("::1", 9000))])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("localhost:1", ("localhost", 1)), ("[::1]:9000", ("::1", 9000))],
+)
 def test_parse_address_accepts_host_port(text, expected):
     assert parse_address(text) == expected
 

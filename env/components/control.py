@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from swergio import MESSAGE_TYPE, Trigger
 
+from cartpole_tui.env import defaults
+from cartpole_tui.env.runtime.events import (
+    BrokerStats,
+    ComponentSeen,
+    Disconnected,
+    EpisodeFinished,
+    EvolutionFinished,
+    NetworkError,
+    RunFinished,
+    RunStarted,
+)
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.runtime.events import (BrokerStats, ComponentSeen, Disconnected, EpisodeFinished, EvolutionFinished, NetworkError,
-                     RunFinished, RunStarted)
 from cartpole_tui.env.wire.transport import Component
-
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_EVOLUTION_TIMEOUT = 60.0
 
 
 class ControlTimeout(TimeoutError):
@@ -34,9 +40,16 @@ class ControlClient:
     NetworkError, ComponentSeen and Disconnected, in the listener thread.
     """
 
-    def __init__(self, host: str, port: int, *, name: str = "control",
-                 on_event: Callable[[object], None] | None = None, connect_timeout: float = 5.0,
-                 on_run_sent: Callable[[RunStarted], None] | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        name: str = "control",
+        on_event: Callable[[object], None] | None = None,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT,
+        on_run_sent: Callable[[RunStarted], None] | None = None,
+    ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
         self._cond = threading.Condition()
@@ -53,8 +66,9 @@ class ControlClient:
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
         commands = [MESSAGE_TYPE.COMMAND.REGISTER, MESSAGE_TYPE.COMMAND.JOINROOM]
         self.client.add_eventHandler(self._on_command, None, trigger=Trigger(commands, protocol.COMMAND_ROOM))
-        self.client.add_eventHandler(self._on_stats, None,
-                                     trigger=Trigger(MESSAGE_TYPE.LOG.CUSTOM, protocol.STATS_ROOM))
+        self.client.add_eventHandler(
+            self._on_stats, None, trigger=Trigger(MESSAGE_TYPE.LOG.CUSTOM, protocol.STATS_ROOM)
+        )
         self.client.start()
 
     def close(self) -> None:
@@ -94,25 +108,33 @@ class ControlClient:
 
     # --- waits ----------------------------------------------------------------------
 
-    def wait_run(self, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> RunFinished:
+    def wait_run(self, idle_timeout: float = defaults.RUN_IDLE_TIMEOUT) -> RunFinished:
         """Block until the current run ends; ControlTimeout after ``idle_timeout`` s without progress."""
         with self._cond:
             while self._result is None:
                 self._raise_if_lost()
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
-                    what = ("no episode finished" if self._scores else
-                            "the environment did not answer (is an environment component on the control room?)")
+                    what = (
+                        "no episode finished"
+                        if self._scores
+                        else "the environment did not answer (is an environment component on the control room?)"
+                    )
                     raise ControlTimeout(f"{what} for {idle_timeout:.0f}s")
                 self._cond.wait(min(0.5, idle_timeout - idle))
             return self._result
 
-    def run(self, episodes: int, deterministic: bool = False, seed: int | None = None,
-            idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> RunFinished:
+    def run(
+        self,
+        episodes: int,
+        deterministic: bool = False,
+        seed: int | None = None,
+        idle_timeout: float = defaults.RUN_IDLE_TIMEOUT,
+    ) -> RunFinished:
         self.start_run(episodes, deterministic, seed)
         return self.wait_run(idle_timeout)
 
-    def evolve(self, timeout: float = DEFAULT_EVOLUTION_TIMEOUT) -> EvolutionFinished:
+    def evolve(self, timeout: float = defaults.EVOLVE_ANSWER_TIMEOUT) -> EvolutionFinished:
         """One evolution step: EVOLUTION, then the first EVO_DONE that answers it."""
         self.request_evolution()
         with self._cond:
@@ -149,9 +171,15 @@ class ControlClient:
             return
         try:
             rooms = {str(room): tuple(int(v) for v in values) for room, values in stats.get("rooms", {}).items()}
-            self._emit(BrokerStats(tuple(map(str, stats.get("clients", ()))), rooms,
-                                   int(stats.get("frames_refused", 0)), int(stats.get("undeliverable", 0)),
-                                   time.monotonic()))
+            self._emit(
+                BrokerStats(
+                    tuple(map(str, stats.get("clients", ()))),
+                    rooms,
+                    int(stats.get("frames_refused", 0)),
+                    int(stats.get("undeliverable", 0)),
+                    time.monotonic(),
+                )
+            )
         except (TypeError, ValueError, AttributeError):
             return  # not our broker's format: ignore, as with any unknown message
 
@@ -169,8 +197,9 @@ class ControlClient:
 
     def _on_episode(self, msg: dict, run_id: str | None) -> None:
         try:
-            event = EpisodeFinished(run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]),
-                                    int(msg.get("STEPS", 0)), time.time())
+            event = EpisodeFinished(
+                run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]), int(msg.get("STEPS", 0)), time.time()
+            )
         except (KeyError, TypeError, ValueError):
             self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"malformed EPISODE_DONE: {msg!r:.200}"))
             return
@@ -188,8 +217,13 @@ class ControlClient:
         with self._cond:
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
             mine = self._run_id is not None and run_id in (None, self._run_id)
-            result = RunFinished(run_id or self._run_id, float(avg), int(msg.get("EPISODES") or len(self._scores)),
-                                 bool(msg.get("STOPPED", False)), list(self._scores) if mine else [])
+            result = RunFinished(
+                run_id or self._run_id,
+                float(avg),
+                int(msg.get("EPISODES") or len(self._scores)),
+                bool(msg.get("STOPPED", False)),
+                list(self._scores) if mine else [],
+            )
             if mine:
                 self._result = result
                 self._cond.notify_all()

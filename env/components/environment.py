@@ -18,13 +18,12 @@ import gymnasium as gym
 from gymnasium.spaces import Discrete
 from swergio import MESSAGE_TYPE, Trigger
 
+from cartpole_tui.env import defaults
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError, RunFinished, RunStarted
 from cartpole_tui.env.wire.transport import Component
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ENV_ID = "CartPole-v1"
 
 
 class EnvironmentObserver:
@@ -40,8 +39,6 @@ class EnvironmentObserver:
     def on_episode(self, event: EpisodeFinished) -> None: ...
 
     def on_run_finished(self, event: RunFinished) -> None: ...
-
-    def on_error(self, event: NetworkError) -> None: ...
 
 
 @dataclass
@@ -59,8 +56,7 @@ class ActiveRun:
     def finish(self, stopped: bool) -> RunFinished:
         n = self.finished_episodes
         avg = self.total_score / n if n else 0.0
-        return RunFinished(self.run_id, avg, n, stopped, steps=self.steps,
-                           seconds=time.monotonic() - self.started)
+        return RunFinished(self.run_id, avg, n, stopped, steps=self.steps, seconds=time.monotonic() - self.started)
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -78,7 +74,7 @@ def make_env(env_id: str) -> gym.Env:
 class EnvironmentLogic:
     """Run accounting and stepping, free of sockets; every method returns what to send."""
 
-    def __init__(self, env_id: str = DEFAULT_ENV_ID, seed: int | None = None):
+    def __init__(self, env_id: str = defaults.ENV_ID, seed: int | None = None):
         self.env_id = env_id
         self.env = make_env(env_id)
         self.n_actions = int(self.env.action_space.n)
@@ -137,9 +133,8 @@ class EnvironmentLogic:
         return outgoing, payload
 
     def refuse(self, text: str, run_id: str | None = None) -> list[dict]:
-        """Report a refused message to observers; the ENV_ERROR to send on control."""
+        """Log a refused message; the ENV_ERROR to send on control."""
         log.warning("%s", text)
-        self._notify("on_error", NetworkError("environment", text, run_id))
         return [protocol.env_error(text, run_id)]
 
     def _end_episode(self, run: ActiveRun) -> list[dict]:
@@ -163,21 +158,31 @@ class EnvironmentLogic:
 class EnvironmentComponent:
     """The environment on the wire: listens on ``control`` and ``action``, answers on ``observation``."""
 
-    def __init__(self, host: str, port: int, *, env_id: str = DEFAULT_ENV_ID, name: str = "environment",
-                 seed: int | None = None, on_disconnect=None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        env_id: str = defaults.ENV_ID,
+        name: str = "environment",
+        seed: int | None = None,
+        on_disconnect=None,
+    ):
         self.logic = EnvironmentLogic(env_id, seed)
         self._lock = threading.Lock()  # control and action handlers share one run
         self.client = Component(name, host, port, on_disconnect=on_disconnect)
         custom = MESSAGE_TYPE.DATA.CUSTOM
-        self.client.add_eventHandler(self._on_control, custom, responseRooms=protocol.OBSERVATION,
-                                     trigger=Trigger(custom, protocol.CONTROL))
-        self.client.add_eventHandler(self._on_action, custom, responseRooms=protocol.OBSERVATION,
-                                     trigger=Trigger(custom, protocol.ACTION))
+        self.client.add_eventHandler(
+            self._on_control, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.CONTROL)
+        )
+        self.client.add_eventHandler(
+            self._on_action, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.ACTION)
+        )
 
     def add_observer(self, observer: EnvironmentObserver) -> None:
         self.logic.observers.append(observer)
 
-    def start(self) -> "EnvironmentComponent":
+    def start(self) -> EnvironmentComponent:
         self.client.start()
         return self
 

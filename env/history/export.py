@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import tempfile
 import time
 from typing import TextIO
@@ -18,10 +17,23 @@ from typing import TextIO
 from cartpole_tui.env.history.store import MEMORY, RunRecord, RunStore, default_db_path
 
 FORMATS = ("csv", "json")
-RUN_FIELDS = ("run", "run_uid", "episodes", "deterministic", "seed", "env_id", "address",
-              "started", "ended", "state", "avg_score", "finished", "best", "total_steps")
+RUN_FIELDS = (
+    "run",
+    "run_uid",
+    "episodes",
+    "deterministic",
+    "seed",
+    "env_id",
+    "address",
+    "started",
+    "ended",
+    "state",
+    "avg_score",
+    "finished",
+    "best",
+    "total_steps",
+)
 EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
-STDOUT = "-"
 
 
 class ExportError(Exception):
@@ -31,9 +43,22 @@ class ExportError(Exception):
 def run_fields(run: RunRecord) -> dict:
     """A run's exported columns, in :data:`RUN_FIELDS` order."""
     p = run.params
-    values = (run.number, run.run_uid, p.episodes, p.deterministic, p.seed, p.env_id, p.address,
-              run.started, run.ended, run.state, run.avg_score, run.finished, run.best,
-              run.total_steps)
+    values = (
+        run.number,
+        run.run_uid,
+        p.episodes,
+        p.deterministic,
+        p.seed,
+        p.env_id,
+        p.address,
+        run.started,
+        run.ended,
+        run.state,
+        run.avg_score,
+        run.finished,
+        run.best,
+        run.total_steps,
+    )
     return dict(zip(RUN_FIELDS, values))
 
 
@@ -69,17 +94,27 @@ def _write_csv(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
 
 
 def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
-    document = {"format": "cartpole-tui/runs", "version": 1, "runs": [
-        {**run_fields(run), "steps_per_s": run.steps_per_s,
-         "episodes": [e._asdict() for e in store.episodes(run.run_uid)]}
-        for run in runs
-    ]}
+    document = {
+        "format": "cartpole-tui/runs",
+        "version": 1,
+        "runs": [
+            {
+                **run_fields(run),
+                "steps_per_s": run.steps_per_s,
+                "episodes": [e._asdict() for e in store.episodes(run.run_uid)],
+            }
+            for run in runs
+        ],
+    }
     json.dump(document, out, indent=1)
     out.write("\n")
 
 
-def export_runs(source: RunStore | str, run_numbers: list[int] | None, fmt: str, out: TextIO) -> int:
-    """Write the chosen runs (all for None) from a store or a database path; returns how many."""
+def export_runs(source: RunStore | str | None, run_numbers: list[int] | None, fmt: str, out: TextIO) -> int:
+    """Write the chosen runs (all for None) to ``out``; returns how many.
+
+    ``source`` is a store, or a database path (None: the default one) opened for reading.
+    """
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if isinstance(source, RunStore):
@@ -109,8 +144,9 @@ def default_export_path(fmt: str, directory: str | None = None) -> str:
     return os.path.abspath(os.path.join(directory or os.getcwd(), name))
 
 
-def export_to_file(source: RunStore | str, run_numbers: list[int] | None, fmt: str,
-                   path: str | None = None) -> str:
+def export_to_file(
+    source: RunStore | str | None, run_numbers: list[int] | None, fmt: str, path: str | None = None
+) -> str:
     """Export to ``path`` (default: :func:`default_export_path`) atomically; returns the path."""
     path = os.path.abspath(path or default_export_path(fmt))
     directory = os.path.dirname(path)
@@ -126,16 +162,3 @@ def export_to_file(source: RunStore | str, run_numbers: list[int] | None, fmt: s
         os.unlink(tmp)
         raise
     return path
-
-
-def export_command(db_path: str | None, run_numbers: list[int] | None, fmt: str,
-                   output_path: str | None = None) -> str:
-    """What ``cartpole-tui export`` does: to ``output_path``, or stdout for None / "-".
-
-    Returns the path written, or "-" for stdout. Raises :class:`ExportError` with a
-    one-line message for a missing or unreadable database, unknown runs or a bad format.
-    """
-    if output_path in (None, STDOUT):
-        export_runs(db_path or default_db_path(), run_numbers, fmt, sys.stdout)
-        return STDOUT
-    return export_to_file(db_path or default_db_path(), run_numbers, fmt, output_path)

@@ -1,6 +1,6 @@
-"""Records the environment's runs in a :class:`~env.store.RunStore`, as they happen.
+"""Records the environment's runs in a :class:`~cartpole_tui.env.history.store.RunStore`, as they happen.
 
-An :class:`~env.environment.EnvironmentObserver`: it runs in the environment's
+An :class:`~cartpole_tui.env.components.environment.EnvironmentObserver`: it runs in the environment's
 thread and only enqueues (the store's writer thread does the disk work), so every
 episode is saved as it ends without slowing the environment down.
 """
@@ -11,8 +11,8 @@ import logging
 import time
 
 from cartpole_tui.env.components.environment import EnvironmentObserver
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +30,28 @@ class StoreRecorder(EnvironmentObserver):
         self.address = address
 
     def on_run_started(self, event: RunStarted) -> None:
-        self.store.begin_run(event.run_id, episodes=event.episodes, deterministic=event.deterministic,
-                             seed=event.seed, env_id=self.env_id, address=self.address,
-                             started=event.started or time.time())
+        self.store.begin_run(
+            event.run_id,
+            episodes=event.episodes,
+            deterministic=event.deterministic,
+            seed=event.seed,
+            env_id=self.env_id,
+            address=self.address,
+            started=event.started or time.time(),
+        )
 
     def on_episode(self, event: EpisodeFinished) -> None:
         try:
-            self.store.add_episode(event.run_id, event.episode, event.score, event.steps,
-                                   event.wall_time or time.time())
+            self.store.add_episode(
+                event.run_id, event.episode, event.score, event.steps, event.wall_time or time.time()
+            )
         except KeyError:
             log.debug("episode of an unrecorded run %s skipped", event.run_id)
 
     def on_run_finished(self, event: RunFinished) -> None:
         try:
-            self.store.end_run(event.run_id, avg_score=event.avg_score,
-                               state="stopped" if event.stopped else "done", ended=time.time())
+            self.store.end_run(
+                event.run_id, avg_score=event.avg_score, state="stopped" if event.stopped else "done", ended=time.time()
+            )
         except KeyError:
             log.debug("end of an unrecorded run %s skipped", event.run_id)

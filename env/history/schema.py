@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 V1 = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);

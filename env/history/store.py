@@ -23,9 +23,10 @@ import sqlite3
 import threading
 import weakref
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -187,8 +188,9 @@ class RunStore:
     from the opening thread or from the writer thread.
     """
 
-    def __init__(self, path: str, on_error: Callable[[str], None] | None,
-                 busy_timeout: float, max_bytes: int | None) -> None:
+    def __init__(
+        self, path: str, on_error: Callable[[str], None] | None, busy_timeout: float, max_bytes: int | None
+    ) -> None:
         self.path = path
         self.error: str | None = None  # the message given to on_error, once storage went bad
         self._on_error = on_error
@@ -209,8 +211,14 @@ class RunStore:
         self._closed = False
 
     @classmethod
-    def open(cls, path: str | None = None, on_error: Callable[[str], None] | None = None, *,
-             busy_timeout: float = DEFAULT_BUSY_TIMEOUT, max_bytes: int | None = None) -> RunStore:
+    def open(
+        cls,
+        path: str | None = None,
+        on_error: Callable[[str], None] | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        max_bytes: int | None = None,
+    ) -> RunStore:
         """Open (creating or migrating) the history at ``path``; None means :func:`default_db_path`.
 
         Loads the past runs and marks runs left "running" by a dead process as failed.
@@ -231,8 +239,7 @@ class RunStore:
         conn = None
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
             version_of(conn)  # refuse a file that isn't ours before changing anything in it
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -253,24 +260,40 @@ class RunStore:
     @staticmethod
     def _recover(conn: sqlite3.Connection) -> None:
         """Mark runs whose owning process is gone (a crash) as failed; keep their episodes."""
-        rows = conn.execute(
-            "SELECT run_uid, owner_pid, owner_host FROM runs WHERE state = 'running'"
-        ).fetchall()
+        rows = conn.execute("SELECT run_uid, owner_pid, owner_host FROM runs WHERE state = 'running'").fetchall()
         dead = [(uid,) for uid, pid, host in rows if not _pid_alive(pid, host)]
         if not dead:
             return
         with transaction(conn):
             conn.executemany(
                 "UPDATE runs SET state = 'failed', ended = coalesce(ended, last_episode_at, started) "
-                "WHERE run_uid = ? AND state = 'running'", dead)
+                "WHERE run_uid = ? AND state = 'running'",
+                dead,
+            )
 
     def _load(self, conn: sqlite3.Connection) -> None:
         for row in conn.execute(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY number"):
-            (number, uid, episodes, det, seed, env_id, address, started, ended,
-             avg, state, finished, best, total_steps, last_at) = row
+            (
+                number,
+                uid,
+                episodes,
+                det,
+                seed,
+                env_id,
+                address,
+                started,
+                ended,
+                avg,
+                state,
+                finished,
+                best,
+                total_steps,
+                last_at,
+            ) = row
             params = RunParams(episodes, bool(det), seed, env_id, address)
-            self._runs[uid] = RunRecord(number, uid, params, started, ended, avg, state,
-                                        finished, best, total_steps, last_at)
+            self._runs[uid] = RunRecord(
+                number, uid, params, started, ended, avg, state, finished, best, total_steps, last_at
+            )
             self._next_number = max(self._next_number, number + 1)
 
     def _load_readable(self) -> None:
@@ -301,8 +324,17 @@ class RunStore:
 
     # --- writing (caller's thread: memory and queue only) ----------------------------
 
-    def begin_run(self, run_uid: str, *, episodes: int, deterministic: bool, seed: int | None,
-                  env_id: str, address: str, started: float) -> int:
+    def begin_run(
+        self,
+        run_uid: str,
+        *,
+        episodes: int,
+        deterministic: bool,
+        seed: int | None,
+        env_id: str,
+        address: str,
+        started: float,
+    ) -> int:
         """Record a new running run; returns its number (1, 2, 3 … across the file)."""
         params = RunParams(int(episodes), bool(deterministic), seed, env_id, address)
         with self._lock:
@@ -332,8 +364,20 @@ class RunStore:
             if record.last_episode_at is None or wall_time > record.last_episode_at:
                 record.last_episode_at = wall_time
             self._revision += 1
-            self._queue.put((_EPISODE, run_uid, index, score, steps, wall_time, record.finished,
-                             record.best, record.total_steps, record.last_episode_at))
+            self._queue.put(
+                (
+                    _EPISODE,
+                    run_uid,
+                    index,
+                    score,
+                    steps,
+                    wall_time,
+                    record.finished,
+                    record.best,
+                    record.total_steps,
+                    record.last_episode_at,
+                )
+            )
 
     def end_run(self, run_uid: str, *, avg_score: float | None, state: str, ended: float) -> None:
         """Close a run: ``state`` is "done" (ENV_DONE arrived), "stopped" or "failed"."""
@@ -418,8 +462,11 @@ class RunStore:
             return []
         try:
             with self._read_lock:
-                return self._read_connection().execute(
-                    f"SELECT {columns} FROM episodes WHERE run_uid = ? ORDER BY idx", (run_uid,)).fetchall()
+                return (
+                    self._read_connection()
+                    .execute(f"SELECT {columns} FROM episodes WHERE run_uid = ? ORDER BY idx", (run_uid,))
+                    .fetchall()
+                )
         except sqlite3.Error as error:
             self._report(describe(error, self.path))
             return []
@@ -489,21 +536,25 @@ class RunStore:
                 self._insert_run(conn, *op[1:])
             else:
                 _, uid, avg, state, ended = op
-                conn.execute("UPDATE runs SET avg_score = ?, state = ?, ended = ? WHERE run_uid = ?",
-                             (avg, state, ended, uid))
+                conn.execute(
+                    "UPDATE runs SET avg_score = ?, state = ?, ended = ? WHERE run_uid = ?", (avg, state, ended, uid)
+                )
         self._insert_episodes(conn, episodes)
         conn.executemany(
-            "UPDATE runs SET finished = ?, best = ?, total_steps = ?, last_episode_at = ? "
-            "WHERE run_uid = ?", [(*summary, uid) for uid, summary in summaries.items()])
+            "UPDATE runs SET finished = ?, best = ?, total_steps = ?, last_episode_at = ? WHERE run_uid = ?",
+            [(*summary, uid) for uid, summary in summaries.items()],
+        )
 
     @staticmethod
     def _insert_episodes(conn: sqlite3.Connection, episodes: list[tuple]) -> None:
-        conn.executemany("INSERT OR REPLACE INTO episodes (run_uid, idx, score, steps, wall_time) "
-                         "VALUES (?, ?, ?, ?, ?)", episodes)
+        conn.executemany(
+            "INSERT OR REPLACE INTO episodes (run_uid, idx, score, steps, wall_time) VALUES (?, ?, ?, ?, ?)", episodes
+        )
         episodes.clear()
 
-    def _insert_run(self, conn: sqlite3.Connection, uid: str, number: int, params: RunParams,
-                    started: float, pid: int, host: str) -> None:
+    def _insert_run(
+        self, conn: sqlite3.Connection, uid: str, number: int, params: RunParams, started: float, pid: int, host: str
+    ) -> None:
         taken = conn.execute("SELECT run_uid FROM runs WHERE number = ?", (number,)).fetchone()
         if taken is not None and taken[0] != uid:
             # Another process took this number since we opened: take the next free one.
@@ -515,5 +566,16 @@ class RunStore:
         conn.execute(
             "INSERT INTO runs (run_uid, number, episodes, deterministic, seed, env_id, address, "
             "started, state, owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-            (uid, number, params.episodes, int(params.deterministic), params.seed, params.env_id,
-             params.address, started, pid, host))
+            (
+                uid,
+                number,
+                params.episodes,
+                int(params.deterministic),
+                params.seed,
+                params.env_id,
+                params.address,
+                started,
+                pid,
+                host,
+            ),
+        )

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env import defaults
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,21 @@ class NetworkStartError(RuntimeError):
 
 
 class LocalNetwork:
-    """Broker + built-in agents in a child process, on 127.0.0.1 and a free port."""
+    """Broker + built-in agents in a child process, on loopback and a free port."""
 
-    def __init__(self, *, models: int = 20, seed: int | None = None, agent: str = "swarm",
-                 startup_timeout: float = 15.0):
+    def __init__(
+        self,
+        *,
+        models: int = defaults.MODELS,
+        seed: int | None = None,
+        agent: str = defaults.AGENT,
+        startup_timeout: float = 15.0,
+    ):
         self.models = models
         self.seed = seed
         self.agent = agent
         self.startup_timeout = startup_timeout
-        self.host = protocol.LOOPBACK
+        self.host = defaults.LOOPBACK
         self.port: int | None = None
         self.log_path: str | None = None
         self._process: subprocess.Popen | None = None
@@ -48,15 +54,15 @@ class LocalNetwork:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> "LocalNetwork":
-        log_file = tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False)
-        self.log_path = log_file.name
+    def start(self) -> LocalNetwork:
         command = [sys.executable, "-c", CHILD_ENTRY, "--agent", self.agent, "--models", str(self.models)]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=log_file, text=True)
-        log_file.close()
+        with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
+            self.log_path = log.name
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+            )
         line = self._read_ready_line()
         if not line.startswith(READY):
             log_path = self.log_path
@@ -88,6 +94,11 @@ class LocalNetwork:
             self.log_path = None
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (None before start and after stop)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -95,20 +106,23 @@ class LocalNetwork:
 def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None) -> list:
     if agent == "random":
         from cartpole_tui.env.components.random_agent import RandomAgent
+
         return [RandomAgent(host, port, seed=seed).start()]
-    from cartpole_tui.env.swarm.components import Swarm
+    from cartpole_tui.env.swarm.swarm import Swarm
+
     return [Swarm(host, port, models=models, seed=seed).start()]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cartpole-tui network", description=__doc__)
-    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm")
-    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT)
+    parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
-    broker = Broker(protocol.LOOPBACK, 0).start()
+
+    broker = Broker(defaults.LOOPBACK, 0).start()
     agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed)
     print(f"{READY} {broker.port}", flush=True)
     try:

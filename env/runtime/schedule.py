@@ -12,9 +12,9 @@ nearly solved policy is ~50k steps, most of the schedule's time). When
 no round was confirmed, a last ``final_eval``-episode evaluation gives
 ``final_eval_avg``.
 
-Defaults (``DEFAULTS``): 20 training episodes a round — one solo episode per model
-of the 20-model swarm, i.e. one generation — 5 evaluation episodes, at most 40
-rounds, target 475 (CartPole-v1's reward threshold), 100 confirmation episodes.
+Defaults: ``SCHEDULE_*`` in :mod:`cartpole_tui.env.defaults` — as many training
+episodes a round as the default swarm has models (one solo episode per model, i.e.
+one generation), and CartPole-v1's reward threshold as the target.
 """
 
 from __future__ import annotations
@@ -22,27 +22,28 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished
 
 
 class ScheduleStopped(Exception):
     """The schedule was told to stop; ``result`` holds the rounds finished before."""
 
-    def __init__(self, result: "ScheduleResult"):
+    def __init__(self, result: ScheduleResult):
         super().__init__("schedule stopped")
         self.result = result
 
 
 @dataclass(frozen=True)
 class ScheduleSettings:
-    rounds: int = 40
-    train: int = 20
-    evaluate: int = 5
-    final_eval: int = 100
-    target: float | None = 475.0
+    rounds: int = defaults.SCHEDULE_ROUNDS
+    train: int = defaults.SCHEDULE_TRAIN
+    evaluate: int = defaults.SCHEDULE_EVALUATE
+    final_eval: int = defaults.SCHEDULE_CONFIRM
+    target: float | None = defaults.SCHEDULE_TARGET
 
     def __post_init__(self):
         for name in ("rounds", "train", "evaluate"):
@@ -50,9 +51,6 @@ class ScheduleSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.final_eval < 0:
             raise ValueError(f"final_eval must be >= 0, got {self.final_eval}")
-
-
-DEFAULTS = ScheduleSettings()
 
 
 @dataclass
@@ -78,18 +76,31 @@ class ScheduleResult:
 
     def to_json(self) -> dict:
         """A JSON-ready dict: per round results, final_eval_avg, settings, wall time."""
-        return {"rounds": [asdict(r) for r in self.rounds], "final_eval_avg": self.final_eval_avg,
-                "solved": self.solved, "wall_seconds": self.wall_seconds, "settings": asdict(self.settings)}
+        return {
+            "rounds": [asdict(r) for r in self.rounds],
+            "final_eval_avg": self.final_eval_avg,
+            "solved": self.solved,
+            "wall_seconds": self.wall_seconds,
+            "settings": asdict(self.settings),
+        }
 
 
-def run_schedule(control, rounds: int = DEFAULTS.rounds, train: int = DEFAULTS.train,
-                 evaluate: int = DEFAULTS.evaluate, on_round: Callable[[RoundResult], None] | None = None,
-                 on_episode: Callable[[EpisodeFinished], None] | None = None, *,
-                 final_eval: int = DEFAULTS.final_eval, target: float | None = DEFAULTS.target,
-                 seed: int | None = None, idle_timeout: float = 60.0,
-                 on_phase: Callable[[str, int], None] | None = None,
-                 stop: threading.Event | None = None) -> ScheduleResult:
-    """Run the schedule through ``control`` (a :class:`env.control.ControlClient`).
+def run_schedule(
+    control,
+    rounds: int = defaults.SCHEDULE_ROUNDS,
+    train: int = defaults.SCHEDULE_TRAIN,
+    evaluate: int = defaults.SCHEDULE_EVALUATE,
+    on_round: Callable[[RoundResult], None] | None = None,
+    on_episode: Callable[[EpisodeFinished], None] | None = None,
+    *,
+    final_eval: int = defaults.SCHEDULE_CONFIRM,
+    target: float | None = defaults.SCHEDULE_TARGET,
+    seed: int | None = None,
+    idle_timeout: float = defaults.RUN_IDLE_TIMEOUT,
+    on_phase: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> ScheduleResult:
+    """Run the schedule through ``control`` (a :class:`~cartpole_tui.env.components.control.ControlClient`).
 
     ``on_episode`` gets every finished episode (training, evaluation and final) while
     the schedule runs; ``on_phase(phase, round)`` is called before each run and evolution, phase
@@ -194,6 +205,7 @@ class _forwarding_episodes:
             if isinstance(event, EpisodeFinished):
                 for listener in listeners:
                     listener(event)
+
         self.control.on_event = on_event
         return self
 

@@ -7,15 +7,16 @@ unless told otherwise; the control client always does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.components.environment import DEFAULT_ENV_ID, EnvironmentComponent, EnvironmentObserver
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
-from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.components.environment import EnvironmentComponent, EnvironmentObserver
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.wire.transport import parse_address
 
 
@@ -23,10 +24,10 @@ from cartpole_tui.env.wire.transport import parse_address
 class SessionOptions:
     connect: str | None = None  # HOST:PORT, or None for the embedded network
     embed_env: bool = True
-    env_id: str = DEFAULT_ENV_ID
+    env_id: str = defaults.ENV_ID
     seed: int | None = None
-    models: int = 20
-    agent: str = "swarm"
+    models: int = defaults.MODELS
+    agent: str = defaults.AGENT
     offline: bool = False  # no network at all: browse the run history
 
 
@@ -38,9 +39,15 @@ class Session:
     environment sends it, ENV_DONE always).
     """
 
-    def __init__(self, options: SessionOptions, *, on_event: Callable[[object], None] | None = None,
-                 observers: list[EnvironmentObserver] | None = None,
-                 on_disconnect: Callable[[str], None] | None = None, store: RunStore | None = None):
+    def __init__(
+        self,
+        options: SessionOptions,
+        *,
+        on_event: Callable[[object], None] | None = None,
+        observers: list[EnvironmentObserver] | None = None,
+        on_disconnect: Callable[[str], None] | None = None,
+        store: RunStore | None = None,
+    ):
         self.options = options
         self.on_event = on_event
         self.recorder = StoreRecorder(store, options.env_id, "") if store is not None else None
@@ -62,16 +69,22 @@ class Session:
     def embedded(self) -> bool:
         return self.options.connect is None
 
-    def open(self) -> "Session":
+    def open(self) -> Session:
         """Start or join the network; ConnectionFailed / NetworkStartError on failure (nothing left running)."""
         try:
             if self.embedded and self.network is None:
-                self.network = LocalNetwork(models=self.options.models, seed=self.options.seed,
-                                            agent=self.options.agent).start()
+                self.network = LocalNetwork(
+                    models=self.options.models, seed=self.options.seed, agent=self.options.agent
+                ).start()
                 self.host, self.port = self.network.host, self.network.port
             if self.options.embed_env:
-                self.environment = EnvironmentComponent(self.host, self.port, env_id=self.options.env_id,
-                                                        seed=self.options.seed, on_disconnect=self.on_disconnect)
+                self.environment = EnvironmentComponent(
+                    self.host,
+                    self.port,
+                    env_id=self.options.env_id,
+                    seed=self.options.seed,
+                    on_disconnect=self.on_disconnect,
+                )
                 for observer in self.observers:
                     self.environment.add_observer(observer)
                 self.environment.start()

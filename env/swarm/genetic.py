@@ -40,7 +40,7 @@ def tournament(fitness: np.ndarray, n: int, size: int, rng: np.random.Generator)
 
 def truncation(fitness: np.ndarray, n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n`` parents drawn uniformly from the fittest ``fraction`` (at least one)."""
-    parents = np.argsort(-fitness, kind="stable")[:max(1, round(fraction * len(fitness)))]
+    parents = np.argsort(-fitness, kind="stable")[: max(1, round(fraction * len(fitness)))]
     return rng.choice(parents, size=n)
 
 
@@ -57,9 +57,9 @@ def two_point_crossover(pop: np.ndarray, prob: float, rng: np.random.Generator) 
     low, high = np.minimum(a, b), np.maximum(a, b)
     index = np.arange(n)
     swap = (index >= low[:, None]) & (index < high[:, None]) & (rng.random(pairs) < prob)[:, None]
-    first, second = pop[0:2 * pairs:2], pop[1:2 * pairs:2]
-    out[0:2 * pairs:2] = np.where(swap, second, first)
-    out[1:2 * pairs:2] = np.where(swap, first, second)
+    first, second = pop[0 : 2 * pairs : 2], pop[1 : 2 * pairs : 2]
+    out[0 : 2 * pairs : 2] = np.where(swap, second, first)
+    out[1 : 2 * pairs : 2] = np.where(swap, first, second)
     return out
 
 
@@ -70,8 +70,7 @@ def gaussian_mutation(pop: np.ndarray, settings: GeneticSettings, rng: np.random
     return pop + (rows[:, None] & genes) * rng.normal(0.0, settings.sigma, size=pop.shape)
 
 
-def next_generation(pop: np.ndarray, fitness, settings: GeneticSettings,
-                    rng: np.random.Generator) -> np.ndarray:
+def next_generation(pop: np.ndarray, fitness, settings: GeneticSettings, rng: np.random.Generator) -> np.ndarray:
     """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``."""
     fitness = np.asarray(fitness, dtype=np.float64)
     if pop.ndim != 2 or len(fitness) != len(pop):

@@ -19,12 +19,18 @@ N_ACTIONS = 2
 
 # (name, shape) in the published flat order.
 LAYOUT: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("pi_w0", (HIDDEN, OBS_SIZE)), ("pi_b0", (HIDDEN,)),
-    ("pi_w1", (HIDDEN, HIDDEN)), ("pi_b1", (HIDDEN,)),
-    ("vf_w0", (HIDDEN, OBS_SIZE)), ("vf_b0", (HIDDEN,)),
-    ("vf_w1", (HIDDEN, HIDDEN)), ("vf_b1", (HIDDEN,)),
-    ("act_w", (N_ACTIONS, HIDDEN)), ("act_b", (N_ACTIONS,)),
-    ("val_w", (1, HIDDEN)), ("val_b", (1,)),
+    ("pi_w0", (HIDDEN, OBS_SIZE)),
+    ("pi_b0", (HIDDEN,)),
+    ("pi_w1", (HIDDEN, HIDDEN)),
+    ("pi_b1", (HIDDEN,)),
+    ("vf_w0", (HIDDEN, OBS_SIZE)),
+    ("vf_b0", (HIDDEN,)),
+    ("vf_w1", (HIDDEN, HIDDEN)),
+    ("vf_b1", (HIDDEN,)),
+    ("act_w", (N_ACTIONS, HIDDEN)),
+    ("act_b", (N_ACTIONS,)),
+    ("val_w", (1, HIDDEN)),
+    ("val_b", (1,)),
 )
 N_WEIGHTS = sum(int(np.prod(shape)) for _, shape in LAYOUT)  # 755
 
@@ -87,7 +93,3 @@ class Population:
             h = np.tanh(np.matmul(L["pi_w0"], obs[:, :, None])[:, :, 0] + L["pi_b0"])
         h = np.tanh(np.matmul(L["pi_w1"], h[:, :, None])[:, :, 0] + L["pi_b1"])
         return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
-
-    def probabilities(self, obs) -> np.ndarray:
-        """Action probabilities (K, 2) of every model."""
-        return softmax(self.logits(obs))

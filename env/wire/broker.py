@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,15 @@ class Broker:
     daemon thread. ``stats()`` is safe to call from any thread.
     """
 
-    def __init__(self, host: str = protocol.LOOPBACK, port: int = protocol.DEFAULT_PORT, *,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, max_outbox: int = DEFAULT_MAX_OUTBOX,
-                 enable_logging: bool = True):
+    def __init__(
+        self,
+        host: str = defaults.LOOPBACK,
+        port: int = defaults.PORT,
+        *,
+        max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        max_outbox: int = DEFAULT_MAX_OUTBOX,
+        enable_logging: bool = True,
+    ):
         self.max_frame = max_frame
         self.max_outbox = max_outbox
         self.enable_logging = enable_logging
@@ -94,7 +101,7 @@ class Broker:
 
     # --- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self._thread = threading.Thread(target=self.serve_forever, name="broker", daemon=True)
         self._thread.start()
         return self
@@ -136,11 +143,18 @@ class Broker:
     def stats(self) -> dict:
         """Clients (names), rooms with members, messages and bytes, refused frames."""
         with self._stats_lock:
-            rooms = {room: RoomCounters(len(self._rooms.get(room, ())), c.messages, c.bytes)
-                     for room, c in self._counters.items()}
+            rooms = {
+                room: RoomCounters(len(self._rooms.get(room, ())), c.messages, c.bytes)
+                for room, c in self._counters.items()
+            }
             clients = sorted(p.name or "(unregistered)" for p in self._peers)
-        return {"address": self.address, "clients": clients, "rooms": rooms,
-                "frames_refused": self.frames_refused, "undeliverable": self.undeliverable}
+        return {
+            "address": self.address,
+            "clients": clients,
+            "rooms": rooms,
+            "frames_refused": self.frames_refused,
+            "undeliverable": self.undeliverable,
+        }
 
     def _publish_stats_when_due(self) -> None:
         """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition)."""
@@ -215,13 +229,20 @@ class Broker:
 
     # --- reading ----------------------------------------------------------------------
 
-    def _read(self, peer: Peer) -> None:
+    def _socket_call(self, peer: Peer, call, argument, what: str):
+        """``call(argument)`` on the peer's socket; None when it would block, or when it
+        failed (then the peer is doomed)."""
         try:
-            data = peer.sock.recv(_RECV_SIZE)
+            return call(argument)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as error:
-            self._doom(peer, f"receive failed: {error.strerror or error}")
+            self._doom(peer, f"{what} failed: {error.strerror or error}")
+            return None
+
+    def _read(self, peer: Peer) -> None:
+        data = self._socket_call(peer, peer.sock.recv, _RECV_SIZE, "receive")
+        if data is None:
             return
         if not data:
             self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
@@ -236,7 +257,7 @@ class Broker:
         self._batch = {}
         try:
             while len(data) - offset >= protocol.HEADER_LENGTH:
-                length = protocol.parse_header(data[offset:offset + protocol.HEADER_LENGTH], self.max_frame)
+                length = protocol.parse_header(data[offset : offset + protocol.HEADER_LENGTH], self.max_frame)
                 end = offset + protocol.HEADER_LENGTH + length
                 if len(data) < end:
                     peer.awaiting = end - offset
@@ -256,7 +277,7 @@ class Broker:
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
-        message = protocol.decode_body(frame[protocol.HEADER_LENGTH:])
+        message = protocol.decode_body(frame[protocol.HEADER_LENGTH :])
         kind = message["TYPE"]
         if kind == protocol.DISCONNECT:
             self._doom(peer, "client said DISCONNECT")
@@ -318,8 +339,14 @@ class Broker:
         if not delivered:
             self.undeliverable += 1
         if self.enable_logging and message["TYPE"] in _LOGGED_TYPES and self._rooms[protocol.LOGGING_ROOM]:
-            wrapped = protocol.encode_frame({"ID": protocol.new_id(), "TO_ROOM": protocol.LOGGING_ROOM,
-                                             "TYPE": protocol.LOG_MESSAGES, "MESSAGE": message})
+            wrapped = protocol.encode_frame(
+                {
+                    "ID": protocol.new_id(),
+                    "TO_ROOM": protocol.LOGGING_ROOM,
+                    "TYPE": protocol.LOG_MESSAGES,
+                    "MESSAGE": message,
+                }
+            )
             for member in tuple(self._rooms[protocol.LOGGING_ROOM]):
                 self._send(member, wrapped)
 
@@ -346,13 +373,10 @@ class Broker:
             peer.outbox.append(memoryview(frame))
             peer.outbox_bytes += len(frame)
             return
-        try:
-            sent = peer.sock.send(frame)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as error:
-            self._doom(peer, f"send failed: {error.strerror or error}")
+        sent = self._socket_call(peer, peer.sock.send, frame, "send")
+        if peer.doomed is not None:
             return
+        sent = sent or 0  # None: it would block
         if sent < len(frame):
             peer.outbox.append(memoryview(frame)[sent:])
             peer.outbox_bytes += len(frame) - sent
@@ -361,12 +385,8 @@ class Broker:
     def _flush(self, peer: Peer) -> None:
         while peer.outbox:
             chunk = peer.outbox[0]
-            try:
-                sent = peer.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:
-                self._doom(peer, f"send failed: {error.strerror or error}")
+            sent = self._socket_call(peer, peer.sock.send, chunk, "send")
+            if sent is None:
                 return
             peer.outbox_bytes -= sent
             if sent < len(chunk):

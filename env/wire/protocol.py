@@ -17,8 +17,6 @@ from typing import Any
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
-DEFAULT_PORT = 8080
-LOOPBACK = "127.0.0.1"
 
 # Message type ids (swergio.MESSAGE_TYPE.*.id).
 CUSTOM = "DATA/CUSTOM"
@@ -143,16 +141,26 @@ def evo_done() -> dict:
 def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False) -> dict:
     """environment → control: a run is over. EPISODES, STOPPED and RUN_ID are additions."""
     return custom(
-        CONTROL, ROOT_ID=run_id, STATUS=ENV_DONE, AVG_SCORE=float(avg_score),
-        EPISODES=episodes, STOPPED=stopped, RUN_ID=run_id,
+        CONTROL,
+        ROOT_ID=run_id,
+        STATUS=ENV_DONE,
+        AVG_SCORE=float(avg_score),
+        EPISODES=episodes,
+        STOPPED=stopped,
+        RUN_ID=run_id,
     )
 
 
 def episode_done(run_id: str, episode: int, score: float, steps: int) -> dict:
     """environment → control (added): one episode of a run finished."""
     return custom(
-        CONTROL, ROOT_ID=run_id, STATUS=EPISODE_DONE, EPISODE=episode,
-        SCORE=float(score), STEPS=steps, RUN_ID=run_id,
+        CONTROL,
+        ROOT_ID=run_id,
+        STATUS=EPISODE_DONE,
+        EPISODE=episode,
+        SCORE=float(score),
+        STEPS=steps,
+        RUN_ID=run_id,
     )
 
 

@@ -14,10 +14,11 @@ import inspect
 import logging
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import swergio
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` → (host, port); ValueError with a readable message otherwise."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:8080), got {text!r}")
+        raise ValueError(f"expected HOST:PORT (e.g. {defaults.LOOPBACK}:{defaults.PORT}), got {text!r}")
     return host.strip("[]"), int(port)
 
 
@@ -52,9 +53,17 @@ class Component(swergio.Client):
     ``close()`` having been called.
     """
 
-    def __init__(self, name: str, host: str, port: int, *, connect_timeout: float = 5.0,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME,
-                 on_disconnect: Callable[[str], None] | None = None, **kwargs):
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT,
+        max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        on_disconnect: Callable[[str], None] | None = None,
+        **kwargs,
+    ):
         self._send_lock = threading.Lock()
         self._closing = threading.Event()
         self._connect_timeout = connect_timeout
@@ -78,10 +87,17 @@ class Component(swergio.Client):
         return sock
 
     def send(self, message: dict) -> None:
-        frame = protocol.encode_frame(message)
+        self.send_frames(protocol.encode_frame(message))
+
+    def send_many(self, messages: list[dict]) -> None:
+        """Several messages in one write."""
+        self.send_frames(b"".join(protocol.encode_frame(m) for m in messages))
+
+    def send_frames(self, data: bytes) -> None:
+        """Ready-made frames in one write; ConnectionLost when the broker cannot be written to."""
         with self._send_lock:
             try:
-                self.client.sendall(frame)
+                self.client.sendall(data)
             except OSError as error:
                 raise ConnectionLost(f"send to broker failed: {error.strerror or error}") from None
 
@@ -91,8 +107,11 @@ class Component(swergio.Client):
         except (OSError, ValueError) as error:  # ValueError: the reader was closed
             raise ConnectionLost(f"connection broken: {error}") from None
         if len(data) < n:
-            raise ConnectionLost("broker closed the connection" if not data
-                                 else f"connection closed inside a frame ({len(data)} of {n} bytes)")
+            raise ConnectionLost(
+                "broker closed the connection"
+                if not data
+                else f"connection closed inside a frame ({len(data)} of {n} bytes)"
+            )
         return data
 
     def receive(self) -> dict:
@@ -158,7 +177,7 @@ class Component(swergio.Client):
                 if self.on_disconnect is not None:
                     self.on_disconnect(str(error))
 
-    def start(self) -> "Component":
+    def start(self) -> Component:
         """Listen in a daemon thread."""
         self._thread = threading.Thread(target=self.listen, name=f"swergio-{self.name}", daemon=True)
         self._thread.start()

@@ -6,22 +6,26 @@ import argparse
 import json
 import signal
 import sys
-import time
 import threading
+import time
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cartpole_tui.env.components.control import ControlTimeout
-from cartpole_tui.env.history.export import ExportError
+from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
+from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
 from cartpole_tui.env.runtime.network import NetworkStartError
+from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.swarm import serve_swarm
+from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import parse_address
-
-from cartpole_tui.tui.cli.parser import CommandError
+from cartpole_tui.tui.cli.errors import CommandError
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -36,9 +40,15 @@ def reported_failures():
 
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
-    return SessionOptions(connect=args.connect, embed_env=not args.no_env, env_id=args.env_id,
-                          seed=args.seed, models=args.models, agent=args.agent,
-                          offline=getattr(args, "offline", False))
+    return SessionOptions(
+        connect=args.connect,
+        embed_env=not args.no_env,
+        env_id=args.env_id,
+        seed=args.seed,
+        models=args.models,
+        agent=args.agent,
+        offline=getattr(args, "offline", False),
+    )
 
 
 def control_room(args: argparse.Namespace) -> int:
@@ -57,13 +67,34 @@ def _open_store(path: str | None) -> RunStore:
     return RunStore.open(path, on_error=lambda text: print(f"cartpole-tui: {text}", file=sys.stderr))
 
 
+@contextmanager
+def _open_session(args: argparse.Namespace, on_event=None):
+    """The session `run` asks for, recording into ``--db``; closed with the store after."""
+    store = _open_store(args.db)
+    try:
+        with reported_failures():
+            session = Session(session_options(args), on_event=on_event, store=store)
+            try:
+                yield session.open()
+            finally:
+                session.close()
+    finally:
+        store.close()
+
+
+def _progress(label: str, field: str, *more_columns) -> Progress:
+    """A transient bar on stderr, when it is a terminal: ``label``, done of total, the task's ``field``."""
+    stderr = Console(stderr=True)
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(f"{{task.fields[{field}]}}"))
+    return Progress(
+        *columns, TimeElapsedColumn(), *more_columns, console=stderr, transient=True, disable=not stderr.is_terminal
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.schedule:
         return schedule(args)
-    stderr = Console(stderr=True)
-    progress = Progress(TextColumn("run"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                        console=stderr, transient=True, disable=not stderr.is_terminal)
+    progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
     out = Console(highlight=False)
 
@@ -75,21 +106,21 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, NetworkError):
             progress.console.print(f"[yellow]{event.source}: {event.text}[/]")
 
-    store = _open_store(args.db)
-    with reported_failures():
-        session = Session(session_options(args), on_event=on_event, store=store)
-        try:
-            session.open()
-            with progress:
-                result = session.control.run(args.episodes, args.deterministic, args.seed,
-                                             idle_timeout=args.timeout)
-        finally:
-            session.close()
-            store.close()
+    with _open_session(args, on_event) as session, progress:
+        result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
     if args.json:
-        print(json.dumps({"avg_score": result.avg_score, "episodes": result.episodes,
-                          "deterministic": args.deterministic, "stopped": result.stopped,
-                          "scores": result.scores, "address": session.address}))
+        print(
+            json.dumps(
+                {
+                    "avg_score": result.avg_score,
+                    "episodes": result.episodes,
+                    "deterministic": args.deterministic,
+                    "stopped": result.stopped,
+                    "scores": result.scores,
+                    "address": session.address,
+                }
+            )
+        )
     else:
         out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
@@ -97,11 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def schedule(args: argparse.Namespace) -> int:
     """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve."""
-    from cartpole_tui.env.runtime.schedule import run_schedule
-
-    stderr = Console(stderr=True)
-    progress = Progress(TextColumn("round"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[phase]}"),
-                        TimeElapsedColumn(), console=stderr, transient=True, disable=not stderr.is_terminal)
+    progress = _progress("round", "phase")
     task = progress.add_task("schedule", total=args.rounds, phase="")
     curve: list[float] = []
     started = time.monotonic()
@@ -114,40 +141,46 @@ def schedule(args: argparse.Namespace) -> int:
     def on_episode(event: EpisodeFinished) -> None:
         curve.append(event.score)
         mean = sum(curve[-100:]) / len(curve[-100:])
-        print(f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
-              f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s", flush=True)
+        print(
+            f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
+            f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s",
+            flush=True,
+        )
 
     def on_round(result) -> None:
         progress.update(task, completed=result.round)
-        print(f"round {result.round}: train avg {result.train_avg:.1f}  eval avg {result.eval_avg:.1f}  "
-              f"training {result.train_seconds:.1f}s" + ("  evolved" if result.evolved else "")
-              + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
-              flush=True)
+        print(
+            f"round {result.round}: train avg {result.train_avg:.1f}  eval avg {result.eval_avg:.1f}  "
+            f"training {result.train_seconds:.1f}s"
+            + ("  evolved" if result.evolved else "")
+            + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
+            flush=True,
+        )
 
-    store = _open_store(args.db)
-    with reported_failures():
-        session = Session(session_options(args), store=store)
-        try:
-            session.open()
-            with progress:
-                result = run_schedule(session.control, args.rounds, args.train, args.evaluate, on_round=on_round,
-                                      on_episode=on_episode, on_phase=on_phase, seed=args.seed,
-                                      idle_timeout=args.timeout)
-        finally:
-            session.close()
-            store.close()
+    with _open_session(args) as session, progress:
+        result = run_schedule(
+            session.control,
+            args.rounds,
+            args.train,
+            args.evaluate,
+            on_round=on_round,
+            on_episode=on_episode,
+            on_phase=on_phase,
+            seed=args.seed,
+            idle_timeout=args.timeout,
+        )
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         verdict = "solved" if result.solved else "not solved"
-        print(f"final deterministic average {result.final_eval_avg:.1f} ({verdict}) after {len(result.rounds)} rounds, "
-              f"{result.wall_seconds:.1f}s")
+        print(
+            f"final deterministic average {result.final_eval_avg:.1f} ({verdict}) after {len(result.rounds)} rounds, "
+            f"{result.wall_seconds:.1f}s"
+        )
     return 0
 
 
 def swarm(args: argparse.Namespace) -> int:
-    from cartpole_tui.env.swarm.components import serve_swarm
-
     host, port = parse_address(args.connect)
     print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
     with reported_failures():
@@ -156,8 +189,6 @@ def swarm(args: argparse.Namespace) -> int:
 
 
 def evolve(args: argparse.Namespace) -> int:
-    from cartpole_tui.env.components.control import ControlClient
-
     host, port = parse_address(args.connect)
     with reported_failures():
         control = ControlClient(host, port)
@@ -181,17 +212,14 @@ def _serve_until_interrupted(close, lost: threading.Event) -> None:
 
 
 def env(args: argparse.Namespace) -> int:
-    from cartpole_tui.env.components.environment import EnvironmentComponent
-
     host, port = parse_address(args.connect)
-    from cartpole_tui.env.history.recorder import StoreRecorder
-
     lost = threading.Event()
     store = _open_store(args.db)
     with reported_failures():
         try:
-            component = EnvironmentComponent(host, port, env_id=args.env_id, seed=args.seed,
-                                             on_disconnect=lambda reason: lost.set())
+            component = EnvironmentComponent(
+                host, port, env_id=args.env_id, seed=args.seed, on_disconnect=lambda reason: lost.set()
+            )
         except BaseException:
             store.close()
             raise
@@ -203,18 +231,17 @@ def env(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from cartpole_tui.env.history.export import export_command
-
+    """To ``--output``, or standard output for none or "-"."""
     with reported_failures():
-        written = export_command(args.db, args.runs, args.format, args.output)
-    if written != "-":
-        print(f"exported to {written}", file=sys.stderr)
+        if args.output in (None, "-"):
+            export_runs(args.db, args.runs, args.format, sys.stdout)
+            return 0
+        written = export_to_file(args.db, args.runs, args.format, args.output)
+    print(f"exported to {written}", file=sys.stderr)
     return 0
 
 
 def broker(args: argparse.Namespace) -> int:
-    from cartpole_tui.env.wire.broker import Broker
-
     try:
         instance = Broker(args.host, args.port, max_frame=args.max_frame)
     except OSError as error:

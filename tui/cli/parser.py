@@ -10,23 +10,18 @@ import argparse
 import logging
 import sys
 
+from cartpole_tui.env import defaults
+from cartpole_tui.env.history.export import FORMATS
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.components.environment import DEFAULT_ENV_ID
-from cartpole_tui.env.runtime.schedule import DEFAULTS
 from cartpole_tui.env.wire.transport import parse_address
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A failure to report as one line and exit 1."""
+from cartpole_tui.tui.cli import commands
+from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line naming the command, and a hint to --help."""
 
-    def error(self, message: str):  # noqa: D401 - argparse's API
+    def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -65,77 +60,126 @@ def port_number(text: str) -> int:
 
 
 def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
-    parser.add_argument("--connect", metavar="HOST:PORT", type=address, required=connect_required,
-                        help="join this swergio broker" + ("" if connect_required else
-                                                           " instead of starting the embedded network"))
+    parser.add_argument(
+        "--connect",
+        metavar="HOST:PORT",
+        type=address,
+        required=connect_required,
+        help="join this swergio broker" + ("" if connect_required else " instead of starting the embedded network"),
+    )
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH",
-                        help="run history database (default: in your data directory; :memory: keeps nothing)")
+    parser.add_argument(
+        "--db", metavar="PATH", help="run history database (default: in your data directory; :memory: keeps nothing)"
+    )
 
 
 def _session_options(parser: argparse.ArgumentParser) -> None:
     _network_options(parser)
     _db_option(parser)
-    parser.add_argument("--no-env", action="store_true",
-                        help="do not run the environment here (the network has its own)")
-    parser.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
+    parser.add_argument(
+        "--no-env", action="store_true", help="do not run the environment here (the network has its own)"
+    )
+    parser.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
     parser.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
-    parser.add_argument("--agent", choices=["swarm", "random"], default="swarm",
-                        help="built-in agents of the embedded network: the learning swarm, or a random policy")
-    parser.add_argument("--models", type=positive_int, default=20, help="models in the built-in swarm")
+    parser.add_argument(
+        "--agent",
+        choices=defaults.AGENTS,
+        default=defaults.AGENT,
+        help="built-in agents of the embedded network: the learning swarm, or a random policy",
+    )
+    parser.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
     _session_options(parser)
     parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
-    parser.add_argument("--redraw-hz", type=redraw_rate, default=2.0, metavar="HZ",
-                        help="repaints a second of the cart and progress (the plot at half that); "
-                             "raise it on a fast link (default 2)")
+    parser.add_argument(
+        "--redraw-hz",
+        type=redraw_rate,
+        default=defaults.REDRAW_HZ,
+        metavar="HZ",
+        help="repaints a second of the cart and progress (the plot at half that); "
+        f"raise it on a fast link (default {defaults.REDRAW_HZ:g})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")
     _session_options(run)
-    run.add_argument("--episodes", type=positive_int, default=20, help="episodes in the run (default 20)")
+    run.add_argument(
+        "--episodes",
+        type=positive_int,
+        default=defaults.EPISODES,
+        help=f"episodes in the run (default {defaults.EPISODES})",
+    )
     run.add_argument("--deterministic", action="store_true", help="the models act deterministically")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    run.add_argument("--timeout", type=float, default=60.0, help="seconds without progress before giving up")
-    run.add_argument("--schedule", action="store_true",
-                     help="rounds of (train, evaluate deterministically, evolve) instead of one run")
-    run.add_argument("--rounds", type=positive_int, default=DEFAULTS.rounds, help="schedule: most rounds")
-    run.add_argument("--train", type=positive_int, default=DEFAULTS.train, help="schedule: training episodes a round")
-    run.add_argument("--eval", type=positive_int, default=DEFAULTS.evaluate, dest="evaluate",
-                     help="schedule: deterministic evaluation episodes a round")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.RUN_IDLE_TIMEOUT,
+        help=f"seconds without progress before giving up (default {defaults.RUN_IDLE_TIMEOUT:g})",
+    )
+    run.add_argument(
+        "--schedule",
+        action="store_true",
+        help="rounds of (train, evaluate deterministically, evolve) instead of one run",
+    )
+    run.add_argument("--rounds", type=positive_int, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds")
+    run.add_argument(
+        "--train", type=positive_int, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
+    )
+    run.add_argument(
+        "--eval",
+        type=positive_int,
+        default=defaults.SCHEDULE_EVALUATE,
+        dest="evaluate",
+        help="schedule: deterministic evaluation episodes a round",
+    )
 
     evolve = sub.add_parser("evolve", help="one evolution step; waits for EVO_DONE")
     _network_options(evolve, connect_required=True)
-    evolve.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for EVO_DONE")
+    evolve.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.EVOLVE_ANSWER_TIMEOUT,
+        help=f"seconds to wait for EVO_DONE (default {defaults.EVOLVE_ANSWER_TIMEOUT:g})",
+    )
 
     env = sub.add_parser("env", help="the environment component alone, like the seed")
     _network_options(env, connect_required=True)
-    env.add_argument("--env-id", default=DEFAULT_ENV_ID, help="gymnasium environment id (discrete actions)")
+    env.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
     env.add_argument("--seed", type=int)
     _db_option(env)
 
     export = sub.add_parser("export", help="write run history as CSV or JSON")
     _db_option(export)
-    export.add_argument("--run", type=positive_int, action="append", metavar="N", dest="runs",
-                        help="run number to export (repeatable; default: all runs)")
-    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument(
+        "--run",
+        type=positive_int,
+        action="append",
+        metavar="N",
+        dest="runs",
+        help="run number to export (repeatable; default: all runs)",
+    )
+    export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
     export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
 
     swarm = sub.add_parser("swarm", help="the built-in models, aggregation and evolution")
     _network_options(swarm, connect_required=True)
-    swarm.add_argument("--models", type=positive_int, default=20, help="models in the swarm (default 20)")
+    swarm.add_argument(
+        "--models", type=positive_int, default=defaults.MODELS, help=f"models in the swarm (default {defaults.MODELS})"
+    )
     swarm.add_argument("--seed", type=int)
 
     broker = sub.add_parser("broker", help="the broker alone")
-    broker.add_argument("--host", default=protocol.LOOPBACK, help="address to bind (default 127.0.0.1)")
-    broker.add_argument("--port", type=port_number, default=protocol.DEFAULT_PORT, help="port (default 8080)")
-    broker.add_argument("--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME,
-                        help="largest frame accepted, in bytes")
+    broker.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
+    broker.add_argument("--port", type=port_number, default=defaults.PORT, help=f"port (default {defaults.PORT})")
+    broker.add_argument(
+        "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
+    )
     return parser
 
 
@@ -148,19 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("cartpole-tui: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `cartpole-tui export | head`: the reader has all it wanted
         sys.stderr.close()
         return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:
-    from cartpole_tui.tui.cli import commands
-
     if args.command is None:
         return commands.control_room(args)
-    logging.basicConfig(level=logging.INFO if args.command in ("broker", "env") else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.command in ("broker", "env") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     return getattr(commands, args.command)(args)
 
 

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cartpole_tui.env.history.store import RunStore
-
-from cartpole_tui.tui.widgets.score_plot import Overlay
+from cartpole_tui.tui.data.score_history import rolling_mean
 
 MAX_OVERLAYS = 4
 
 
-def rolling_mean(scores: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the last ``window`` scores at each episode (fewer at the start)."""
-    sums = np.cumsum(np.concatenate(([0.0], scores)))
-    index = np.arange(1, len(scores) + 1)
-    start = np.maximum(index - window, 0)
-    return (sums[index] - sums[start]) / (index - start)
+@dataclass(frozen=True)
+class Overlay:
+    """Another run's rolling mean drawn for comparison: ``values[i]`` sits at episode ``offset + i``."""
+
+    values: np.ndarray
+    label: str = ""
+    offset: int = 0
 
 
 def rolling_overlays(store: RunStore, numbers: list[int], window: int) -> list[Overlay]:

@@ -81,8 +81,11 @@ class _BlockSparseTable:
             half = span // 2
             first, stop = max(0, old - span + 1), new - span + 1
             for table, pick in ((self._min, np.minimum), (self._max, np.maximum)):
-                pick(table[level - 1, first:stop], table[level - 1, first + half : stop + half],
-                     out=table[level, first:stop])
+                pick(
+                    table[level - 1, first:stop],
+                    table[level - 1, first + half : stop + half],
+                    out=table[level, first:stop],
+                )
             level, span = level + 1, span * 2
         self.blocks = new
 
@@ -190,12 +193,8 @@ class ScoreHistory:
 
     def rolling_mean(self, window: int) -> np.ndarray:
         """Trailing mean over ``window`` episodes (fewer at the start), one value per episode."""
-        window = _check_window(window)
         self._sync()
-        sums = self._sums.view
-        stop = np.arange(1, len(self) + 1)
-        start = np.maximum(stop - window, 0)
-        return (sums[stop] - sums[start]) / (stop - start)
+        return trailing_means(self._sums.view, _check_window(window))
 
     def rolling_mean_at(self, index: int, window: int) -> float:
         """The rolling mean at one episode, in O(1)."""
@@ -247,8 +246,9 @@ class ScoreHistory:
         hi = np.maximum(edges[1:], lo + 1)
         return lo.astype(np.intp), hi.astype(np.intp)
 
-    def columns(self, width: int, start: int = 0, end: int | None = None, window: int = 100
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def columns(
+        self, width: int, start: int = 0, end: int | None = None, window: int = 100
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per column: (min score, max score, mean of the rolling mean) over its episodes."""
         window = _check_window(window)
         lo, hi = self.column_edges(width, start, end)
@@ -278,8 +278,7 @@ class ScoreHistory:
         index = a[:, None] + np.arange(BLOCK)
         inside = index < b[:, None]
         values = scores[np.minimum(index, len(scores) - 1)]
-        return (np.where(inside, values, np.inf).min(axis=1),
-                np.where(inside, values, -np.inf).max(axis=1))
+        return (np.where(inside, values, np.inf).min(axis=1), np.where(inside, values, -np.inf).max(axis=1))
 
     def _range(self, start: int, end: int | None) -> tuple[int, int]:
         n = len(self)
@@ -292,3 +291,16 @@ def _check_window(window: int) -> int:
     if window < 1:
         raise ValueError("window must be at least 1")
     return window
+
+
+def trailing_means(prefix_sums: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each index (fewer at the start), from prefix sums
+    (``prefix_sums[i]`` is the sum of the first ``i`` values)."""
+    stop = np.arange(1, len(prefix_sums))
+    start = np.maximum(stop - window, 0)
+    return (prefix_sums[stop] - prefix_sums[start]) / (stop - start)
+
+
+def rolling_mean(scores: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` scores (fewer at the start), one value per score."""
+    return trailing_means(np.concatenate(([0.0], np.cumsum(scores, dtype=np.float64))), _check_window(window))

@@ -2,49 +2,48 @@
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP_TEXT = """\
-[b]cartpole-tui[/b] — the control room of a swergio CartPole network
+from cartpole_tui.tui.bindings import help_sections
 
-[b]Runs[/b]
-  s        start a run (episodes and Det from the top bar)
-  x        stop the running run (ENV_DONE over the finished episodes)
-  e        one evolution step (EVOLUTION → EVO_DONE)
-  r        schedule: rounds of (train 20, evaluate 5 deterministic, evolve)
-           until a 100-episode deterministic check averages 475; x stops it
-  d        deterministic on/off
-[b]Panes[/b]
-  1 score plot   2 cart   3 runs   4 network   5 log
-[b]Plot[/b] (when focused)
-  w        smoothing window: 1 · 10 · 50 · 100 · 500
-  a        all episodes / the last 1000
-[b]Runs table[/b] (when focused)
-  space    mark a run: its rolling mean is overlaid on the plot
-  c        export the marked runs (all when none is marked) to CSV
-[b]Anywhere[/b]
-  tab      next control    ctrl+p  command palette
-  ?        this help       q       quit
-"""
+
+def help_text() -> Group:
+    """The help screen's content, made from the bindings table (so it cannot miss a key)."""
+    parts: list = [Text.assemble(("cartpole-tui", "bold"), " · the control room of a swergio CartPole network")]
+    for section, keys in help_sections().items():
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True, min_width=7)
+        table.add_column()  # wraps under itself, not under the keys
+        for key, what in keys:
+            table.add_row(key, what)
+        parts += [Text(f"\n{section}", style="bold"), table]
+    parts.append(Text("\nescape, ? or q closes this help", style="dim"))
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen):
     """Every key, in one place."""
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+    AUTO_FOCUS = "#help-box"  # arrows and page keys scroll it where the terminal is short
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: auto; max-width: 90%; height: auto; max-height: 90%;
-                            border: round $accent; padding: 0 2; background: $surface; }
+    HelpScreen > VerticalScroll { width: 92; max-width: 100%; height: auto; max-height: 100%;
+                                  border: round $accent; padding: 0 1; background: $surface; }
+    HelpScreen Static { width: 100%; height: auto; }
     """
 
     def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(HELP_TEXT)
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "Help"
+            yield Static(help_text(), id="help-text")
 
 
 class UnreachableScreen(ModalScreen[bool]):
@@ -63,8 +62,17 @@ class UnreachableScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"[b]Cannot join the network[/b]\n\n{self.reason}\n\n"
-                         "[b]r[/b] retry    [b]q[/b] quit", id="unreachable-reason")
+            yield Static(
+                Text.assemble(
+                    ("Cannot join the network", "bold"),
+                    f"\n\n{self.reason}\n\n",
+                    ("r", "bold"),
+                    " retry    ",
+                    ("q", "bold"),
+                    " quit",
+                ),
+                id="unreachable-reason",
+            )
 
     def action_retry(self) -> None:
         self.dismiss(True)

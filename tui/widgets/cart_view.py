@@ -9,9 +9,10 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from cartpole_tui.tui.data import braille
+
 TRACK_LIMIT = 2.4  # CartPole ends an episode when |x| > 2.4
 ANGLE_LIMIT = 12 * math.pi / 180  # ... or when |theta| > 12 degrees
-_BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]])
 
 
 class CartView(Widget):
@@ -34,7 +35,7 @@ class CartView(Widget):
         x, _, theta, _ = self.observation
         rows = height - 3  # pole area; then the cart, the track and the readout
         pole = self._pole(width, rows, x, theta)
-        cart_col = int(round((x + TRACK_LIMIT) / (2 * TRACK_LIMIT) * (width - 1)))
+        cart_col = round((x + TRACK_LIMIT) / (2 * TRACK_LIMIT) * (width - 1))
         cart_col = min(max(cart_col, 2), width - 3)
         text = Text()
         pole_style = self.get_component_rich_style("cart-view--pole")
@@ -55,10 +56,8 @@ class CartView(Widget):
         base_x = (x + TRACK_LIMIT) / (2 * TRACK_LIMIT) * (width * 2 - 1)
         length = rows * 4 - 1
         for t in np.linspace(0.0, 1.0, length * 2):
-            px = int(round(base_x + math.sin(theta) * length * t))
-            py = int(round(rows * 4 - 1 - math.cos(theta) * length * t))
+            px = round(base_x + math.sin(theta) * length * t)
+            py = round(rows * 4 - 1 - math.cos(theta) * length * t)
             if 0 <= px < width * 2 and 0 <= py < rows * 4:
                 dots[py, px] = True
-        cells = dots.reshape(rows, 4, width, 2).transpose(0, 2, 1, 3)
-        codes = (cells * _BRAILLE_BITS).sum(axis=(2, 3))
-        return ["".join(chr(0x2800 + c) if c else " " for c in row) for row in codes]
+        return braille.text_rows(dots)

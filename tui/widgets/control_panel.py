@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label
+
+from cartpole_tui.tui.messages import EvolveRequested, StartRequested, StopRequested
 
 
 def parse_episodes(text: str) -> int:
@@ -29,18 +30,6 @@ class ControlPanel(Horizontal):
     ControlPanel #evo-state { padding: 0 0 0 1; color: $text-muted; }
     """
 
-    class StartRequested(Message):
-        def __init__(self, episodes: int, deterministic: bool):
-            super().__init__()
-            self.episodes = episodes
-            self.deterministic = deterministic
-
-    class StopRequested(Message):
-        pass
-
-    class EvolveRequested(Message):
-        pass
-
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
         yield Input("20", id="episodes", compact=True, max_length=9)
@@ -51,6 +40,9 @@ class ControlPanel(Horizontal):
         yield Label("", id="episodes-error")
         yield Label("evo: idle", id="evo-state")
 
+    def on_mount(self) -> None:
+        self.show_running(False)
+
     def request_start(self) -> None:
         error = self.query_one("#episodes-error", Label)
         try:
@@ -59,7 +51,7 @@ class ControlPanel(Horizontal):
             error.update(str(problem))
             return
         error.update("")
-        self.post_message(self.StartRequested(episodes, self.query_one("#deterministic", Checkbox).value))
+        self.post_message(StartRequested(episodes, self.query_one("#deterministic", Checkbox).value))
 
     def toggle_deterministic(self) -> None:
         self.query_one("#deterministic", Checkbox).toggle()
@@ -86,6 +78,6 @@ class ControlPanel(Horizontal):
         if event.button.id == "start":
             self.request_start()
         elif event.button.id == "stop":
-            self.post_message(self.StopRequested())
+            self.post_message(StopRequested())
         elif event.button.id == "evolve":
-            self.post_message(self.EvolveRequested())
+            self.post_message(EvolveRequested())

@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.runtime.events import BrokerStats
+from cartpole_tui.env.wire import protocol
 
 
 class NetworkPane(Static):
@@ -37,11 +37,20 @@ class NetworkPane(Static):
         stats = self._current
         names = sorted(stats.clients) if stats else sorted(self.components)
         if stats is None:
-            return Text.assemble(("components seen: ", "dim"), ", ".join(names) or "none yet", "\n",
-                                 ("room traffic shows when the broker is cartpole-tui's", "dim"))
+            return Text.assemble(
+                ("components seen: ", "dim"),
+                ", ".join(names) or "none yet",
+                "\n",
+                ("room traffic shows when the broker is cartpole-tui's", "dim"),
+            )
         table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
-        for column, justify in (("room", "left"), ("in", "right"), ("msg/s", "right"),
-                                ("messages", "right"), ("MB", "right")):
+        for column, justify in (
+            ("room", "left"),
+            ("in", "right"),
+            ("msg/s", "right"),
+            ("messages", "right"),
+            ("MB", "right"),
+        ):
             table.add_column(column, justify=justify)
         # busiest first: the rooms that matter stay in view when the pane is short
         busiest = sorted(stats.rooms.items(), key=lambda item: (-item[1][1], item[0]))
@@ -51,6 +60,5 @@ class NetworkPane(Static):
             table.add_row(room, str(members), f"{self._rate(room):,.0f}", f"{messages:,}", f"{size / 1e6:.1f}")
         distinct = sorted(set(names))
         shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)
-        table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}",
-                             style="dim")
+        table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}", style="dim")
         return table

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable
 
 from cartpole_tui.env.history.store import RunRecord
+from cartpole_tui.tui.bindings import bindings
+from cartpole_tui.tui.messages import MarksChanged
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
 WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
@@ -23,19 +23,23 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
         progress = f"{run.finished}/{episodes}"
         episodes = progress if len(progress) <= WIDTHS[2] else str(run.finished)
     state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
-    return ("◆" if marked else " ", str(run.number), episodes, "yes" if run.params.deterministic else "no",
-            avg, best, duration, rate, state)
+    return (
+        "◆" if marked else " ",
+        str(run.number),
+        episodes,
+        "yes" if run.params.deterministic else "no",
+        avg,
+        best,
+        duration,
+        rate,
+        state,
+    )
 
 
 class RunsTable(DataTable):
     """Shows the runs it is given with ``show``; updates only the cells that changed."""
 
-    BINDINGS = [Binding("space", "toggle_mark", "Compare", show=False)]  # listed in the help screen
-
-    class MarksChanged(Message):
-        def __init__(self, marked: frozenset[int]):
-            super().__init__()
-            self.marked = marked
+    BINDINGS = bindings("runs")
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -69,4 +73,4 @@ class RunsTable(DataTable):
         number = int(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
         self.marked ^= {number}
         self.show([self._runs[number]])
-        self.post_message(self.MarksChanged(frozenset(self.marked)))
+        self.post_message(MarksChanged(frozenset(self.marked)))

@@ -8,38 +8,28 @@ version moved and the widget is on screen; between redraws it serves cached stri
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
-from textual.reactive import reactive
 from textual.geometry import Region
+from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from cartpole_tui.env import defaults
+from cartpole_tui.tui.bindings import bindings
+from cartpole_tui.tui.data import braille
+from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
 
-BRAILLE_BASE = 0x2800
-# Bit of each dot in a braille cell, indexed [dot row 0-3][dot column 0-1].
-BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.uint32)
 MARKER = ord("◆")
 OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, 5))
 # Layers from back to front; a cell shows the front-most layer that has a dot in it.
-LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-plot--average",
-          "score-plot--mean")
-
-
-@dataclass(frozen=True)
-class Overlay:
-    """Another run's rolling mean drawn for comparison: ``values[i]`` sits at episode ``offset + i``."""
-
-    values: np.ndarray
-    label: str = ""
-    offset: int = 0
+LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-plot--average", "score-plot--mean")
 
 
 class ScorePlot(Widget, can_focus=True):
@@ -59,25 +49,30 @@ class ScorePlot(Widget, can_focus=True):
     ScorePlot > .score-plot--overlay-3 { color: ansi_bright_green; }
     ScorePlot > .score-plot--overlay-4 { color: ansi_bright_magenta; }
     """
-    BINDINGS = [
-        Binding("w", "cycle_window", "Smoothing"),
-        Binding("a", "toggle_all", "All/last N"),
-    ]
-    WINDOWS = (1, 10, 50, 100, 500)
+    BINDINGS = bindings("plot")
+    WINDOWS = defaults.PLOT_WINDOWS
 
-    window: reactive[int] = reactive(100)
+    window: reactive[int] = reactive(defaults.PLOT_WINDOW)
     """Episodes in the rolling mean."""
     last_n: reactive[int | None] = reactive(None)
     """Show only the latest this many episodes; None shows all."""
     y_min: reactive[float] = reactive(0.0)
     y_max: reactive[float] = reactive(500.0)
     """Top of the y axis: the environment's best score (500 for CartPole-v1)."""
-    threshold: reactive[float | None] = reactive(475.0)
+    threshold: reactive[float | None] = reactive(defaults.SOLVED_SCORE)
     """Score that counts as solved, drawn as a dotted line; None hides it."""
 
-    def __init__(self, history: ScoreHistory | None = None, *, redraw_hz: float = 4.0,
-                 last_n_size: int = 1000, summary_in_subtitle: bool = True,
-                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        history: ScoreHistory | None = None,
+        *,
+        redraw_hz: float = 4.0,
+        last_n_size: int = defaults.PLOT_LAST_N,
+        summary_in_subtitle: bool = True,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._history = history
         self._overlays: tuple[Overlay, ...] = ()
@@ -119,8 +114,8 @@ class ScorePlot(Widget, can_focus=True):
         """Runs to compare against (at most 4 are drawn, each in its own colour)."""
         self._overlays = tuple(overlays)[: len(OVERLAY_CLASSES)]
         self._overlay_sums = tuple(
-            np.concatenate(([0.0], np.cumsum(np.asarray(o.values, dtype=np.float64))))
-            for o in self._overlays)
+            np.concatenate(([0.0], np.cumsum(np.asarray(o.values, dtype=np.float64)))) for o in self._overlays
+        )
         self.refresh_data()
 
     def refresh_data(self) -> None:
@@ -154,10 +149,16 @@ class ScorePlot(Widget, can_focus=True):
                 self.refresh()
             else:
                 width = self.size.width
-                changed = [Region(0, y, width, 1) for y, (old, new) in enumerate(zip(before, self._strips))
-                           if old != new]
+                changed = [
+                    Region(0, y, width, 1) for y, (old, new) in enumerate(zip(before, self._strips)) if old != new
+                ]
                 if changed:
                     self.refresh(*changed)
+
+    @property
+    def shows_latest_data(self) -> bool:
+        """The drawn plot includes every change to the data (tests and screenshots wait for it)."""
+        return self._drawn_data_key == self._data_key()
 
     def _shown(self) -> bool:
         return self.display and self.visible and self.screen.is_current and self.is_on_screen
@@ -200,8 +201,11 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = _Canvas(self, width, height)
         canvas.draw(self._history)
-        key = Text(" · ").join(Text(part, _foreground(styles.by_name[name]) if name else Style())
-                               for part, _, name in canvas.legend if part)
+        key = Text(" · ").join(
+            Text(part, _foreground(styles.by_name[name]) if name else Style())
+            for part, _, name in canvas.legend
+            if part
+        )
         if self.summary_in_subtitle and key.plain != self.legend_key:
             self.border_subtitle = key
         self.legend_key = key.plain
@@ -328,17 +332,18 @@ class _Canvas:
         self.legend = [(f"━ mean({plot.window})", f"{mean:.1f}", "score-plot--mean")]
         if len(averages):
             self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
-        self.legend += [(f"━ {overlay.label}", "", name)
-                        for overlay, name in zip(plot.overlays, OVERLAY_CLASSES) if overlay.label]
+        self.legend += [
+            (f"━ {overlay.label}", "", name) for overlay, name in zip(plot.overlays, OVERLAY_CLASSES) if overlay.label
+        ]
         self.legend.append(("", f"{end:,} episodes", None))
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
         """Turn dot grids into braille cells, front layers over back ones."""
         for index, name in enumerate(LAYERS, start=1):
             if name in layers:
-                codes = _braille(layers[name])
+                codes = braille.cell_bits(layers[name])
                 lit = codes != 0
-                self.chars[lit] = BRAILLE_BASE + codes[lit]
+                self.chars[lit] = braille.BASE + codes[lit]
                 self.layer[lit] = index
 
     def _x_labels(self, lo: np.ndarray, start: int, end: int) -> str:
@@ -346,7 +351,7 @@ class _Canvas:
         line = [" "] * self.cols
         step = _nice_step((end - start) * 10 / max(self.cols, 1))
         first_tick = (start // step + 1) * step
-        ticks = [start + 1] + list(range(first_tick, end + 1, step))
+        ticks = [start + 1, *list(range(first_tick, end + 1, step))]
         free_from = 0
         cells = _first_columns(lo, np.array(ticks) - 1) // 2
         for episode, cell in zip(ticks, cells.tolist()):
@@ -365,8 +370,7 @@ class _Canvas:
         out = []
         for row in range(self.rows):
             text, name = self.y_labels.get(row, ("", "score-plot--axis"))
-            segments = [Segment(text.rjust(pad), styles.by_name[name]),
-                        Segment("┤" if text else "│", axis)]
+            segments = [Segment(text.rjust(pad), styles.by_name[name]), Segment("┤" if text else "│", axis)]
             segments += _row_segments(self.chars[row], self.layer[row], styles.layers)
             out.append(Strip(segments).adjust_cell_length(self.width, styles.base))
         if self.footer >= 1:
@@ -376,8 +380,9 @@ class _Canvas:
                 segments.append(Segment(("┴" if tick else "─") * run, boundary if tick else axis))
             out.append(Strip(segments).adjust_cell_length(self.width, styles.base))
         if self.footer >= 2:
-            out.append(Strip([Segment(" " * (pad + 1) + self.x_labels, axis)])
-                       .adjust_cell_length(self.width, styles.base))
+            out.append(
+                Strip([Segment(" " * (pad + 1) + self.x_labels, axis)]).adjust_cell_length(self.width, styles.base)
+            )
         return out
 
 
@@ -392,7 +397,7 @@ def _runs(values: np.ndarray):
         return
     cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
     bounds = np.concatenate(([0], cuts, [len(values)]))
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         yield values[a], int(b - a)
 
 
@@ -426,13 +431,6 @@ def _line(rows: np.ndarray, height: int) -> np.ndarray:
     bottom = np.maximum(rows, np.maximum(mid_before, mid_after))
     top = np.where(missing, -1, top)
     return _spans(top, bottom, height)
-
-
-def _braille(grid: np.ndarray) -> np.ndarray:
-    """Braille dot bits per cell of a boolean dot grid whose shape is (4 * rows, 2 * cols)."""
-    rows, cols = grid.shape[0] // 4, grid.shape[1] // 2
-    cells = grid.reshape(rows, 4, cols, 2).astype(np.uint32)
-    return np.einsum("rycx,yx->rc", cells, BRAILLE_BITS)
 
 
 def _window_means(sums: np.ndarray, offset: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""Every default a user can see or change, in one place.
+
+The command line's ``--help``, the app's help screen, the swarm and the app all read
+these names; change a value here and it changes everywhere.
+"""
+
+from __future__ import annotations
+
+# --- the network -----------------------------------------------------------------------
+LOOPBACK = "127.0.0.1"
+PORT = 8080  # the published RLGym scripts' port
+ENV_ID = "CartPole-v1"
+SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
+
+# --- the built-in swarm ------------------------------------------------------------------
+MODELS = 20  # the published network's hard-coded population size
+AGENT = "swarm"  # or "random"
+AGENTS = ("swarm", "random")
+MODEL_ANSWER_TIMEOUT = 2.0  # s an aggregation waits for a step's missing LOGITS
+EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBUTION after GET
+
+# --- runs and the control client ------------------------------------------------------
+EPISODES = 20
+RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
+EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
+CONNECT_TIMEOUT = 5.0  # s to reach a broker
+
+# --- the learning schedule (`r`, `run --schedule`) --------------------------------------
+SCHEDULE_ROUNDS = 40
+SCHEDULE_TRAIN = 20  # episodes a round: one solo episode per model
+SCHEDULE_EVALUATE = 5  # deterministic episodes a round
+SCHEDULE_CONFIRM = 100  # deterministic episodes of the closing check
+SCHEDULE_TARGET = SOLVED_SCORE
+
+# --- the control room ---------------------------------------------------------------------
+# Measured over a pty (python -m bench.app): each repaint of the plot costs ~2 KiB at 80x24,
+# so 2 Hz (the plot at half that) keeps a live run near 8 KiB/s for slow SSH links.
+REDRAW_HZ = 2.0
+PLOT_WINDOWS = (1, 10, 50, 100, 500)  # the smoothing windows `w` steps through
+PLOT_WINDOW = 100  # the plot's smoothing window at start
+PLOT_LAST_N = 1000  # `a` shows only this many latest episodes

@@ -1,0 +1,197 @@
+"""The built-in swarm's aggregation: from K models' logits to one action.
+
+The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``models``
+models (a model silent for ``timeout`` s is logged and left out until it answers
+again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
+``CONTRIBUTION``. :class:`AggregationLogic` holds the rules, free of sockets:
+
+Deterministic steps are a vote: the models' action probabilities are summed and
+the largest wins. Stochastic (training) steps are played, by default, one episode
+at a time by one model alone, greedily — each model in turn, fewest episodes first
+— and the episode's return is that model's fitness; this is how the built-in swarm
+learns (a genetic algorithm whose fitness is measured one model at a time). With
+``solo=False`` stochastic steps sample from the summed probabilities, as the
+published aggregation does.
+
+``contribution()`` is what the evolution GETs: each model's mean solo return since
+the last GET when solo episodes were played, else each model's share of the chosen
+actions (p_i(a) / Σ_j p_j(a) summed over steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+from swergio import Trigger
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
+from cartpole_tui.env.swarm.policy import N_ACTIONS, softmax
+from cartpole_tui.env.wire import protocol
+
+log = logging.getLogger(__name__)
+
+
+class AggregationLogic:
+    """Chooses actions from a step's logits and keeps each model's contribution."""
+
+    def __init__(self, seed: int | None = None, solo: bool = True):
+        self.rng = np.random.default_rng(seed)
+        self.solo = solo
+        self.player: str | None = None  # the model playing the current solo episode
+        self.episode_return = 0.0
+        self.solo_totals: dict[str, float] = defaultdict(float)
+        self.solo_episodes: dict[str, int] = defaultdict(int)
+        self.shares: dict[str, float] = defaultdict(float)
+        self.order: dict[str, int] = {}  # model id → first-seen rank, for stable tie-breaks
+
+    # --- episodes (from the observation room) ---------------------------------------------
+
+    def observe(self, reward: float | None, done: bool) -> None:
+        """Account one observation: a run's first (reward None) or a step's result."""
+        if reward is None:  # a new run: an unfinished episode (a stopped run) is not scored
+            self.player, self.episode_return = None, 0.0
+            return
+        self.episode_return += reward
+        if done:
+            if self.player is not None:
+                self.solo_totals[self.player] += self.episode_return
+                self.solo_episodes[self.player] += 1
+            self.player, self.episode_return = None, 0.0
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def choose(self, logits: dict[str, list[float]], deterministic: bool) -> int:
+        """The action for one step, given each answering model's logits."""
+        ids = list(logits)
+        for model_id in ids:
+            self.order.setdefault(model_id, len(self.order))
+        probs = softmax(np.asarray([logits[i] for i in ids], dtype=np.float64))
+        if not deterministic and self.solo:
+            if self.player not in logits:
+                self.player = min(ids, key=lambda i: (self.solo_episodes.get(i, 0), self.order[i]))
+            return int(np.argmax(probs[ids.index(self.player)]))
+        total = probs.sum(axis=0)
+        if deterministic:
+            action = int(np.argmax(total))
+        else:
+            action = int(self.rng.choice(len(total), p=total / total.sum()))
+        column = probs[:, action]
+        for model_id, share in zip(ids, column / column.sum()):
+            self.shares[model_id] += float(share)
+        return action
+
+    # --- evolution ------------------------------------------------------------------------------
+
+    def contribution(self) -> dict[str, float]:
+        """Each known model's contribution since the last call (see the module docstring); resets."""
+        if self.solo_episodes:
+            result = {
+                i: self.solo_totals[i] / self.solo_episodes[i] if i in self.solo_episodes else 0.0 for i in self.order
+            }
+        else:
+            result = {i: self.shares[i] for i in self.order}
+        self.solo_totals.clear()
+        self.solo_episodes.clear()
+        self.shares.clear()
+        return result
+
+
+class Aggregation(SwarmComponent):
+    """Turns one LOGITS per model into one ACTION; answers GET with CONTRIBUTION."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        models: int = defaults.MODELS,
+        seed: int | None = None,
+        timeout: float = defaults.MODEL_ANSWER_TIMEOUT,
+        solo: bool = True,
+        name: str = "aggregation",
+        on_disconnect=None,
+    ):
+        if models < 1:
+            raise ValueError(f"models must be >= 1, got {models}")
+        self.models = models
+        self.timeout = timeout
+        self.logic = AggregationLogic(seed, solo)
+        self.expected = models  # LOGITS that complete a step; lowered when models time out
+        self.silent: set[str] = set()  # models that timed out and have not answered since
+        self._pending: dict[str, list[float]] = {}
+        self._pending_since = 0.0
+        self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
+        self._acted = False  # an ACTION went out since the last observation
+        self._lock = threading.Lock()
+        super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
+        self.client.on_room(protocol.OBSERVATION, self._on_observation)
+        self.client.on_room(protocol.LOGITS, self._on_logits)
+        self.client.add_eventHandler(
+            self._on_evolution, CUSTOM, responseRooms=protocol.EVOLUTION, trigger=Trigger(CUSTOM, protocol.EVOLUTION)
+        )
+
+    def _on_observation(self, msg: dict) -> None:
+        reward = msg.get("REWARD")
+        reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None
+        with self._lock:
+            self._acted = False
+            self.logic.observe(reward, bool(msg.get("DONE", False)))
+
+    def _on_logits(self, msg: dict) -> None:
+        logits = finite_vector(msg.get("LOGITS"), N_ACTIONS)
+        model_id = msg.get("COMPONENT_ID")
+        if logits is None or not isinstance(model_id, str):
+            log.warning(
+                "aggregation: ignored LOGITS from %s without %d finite numbers and a COMPONENT_ID",
+                msg.get("SENT_BY", "?"),
+                N_ACTIONS,
+            )
+            return
+        with self._lock:
+            if (model_id in self.silent or model_id not in self.logic.order) and self.expected < self.models:
+                self.silent.discard(model_id)
+                self.expected += 1
+                log.info("aggregation: model %s answers; waiting for %d models", model_id, self.expected)
+                if self._acted:
+                    return  # a late answer to the step already acted on; it counts from the next one
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending[model_id] = logits
+            self._trigger = msg
+            if len(self._pending) >= self.expected:
+                self._act()
+
+    def _act(self) -> None:
+        """Answer the pending step (lock held)."""
+        pending, trigger = self._pending, self._trigger
+        self._pending, self._trigger, self._acted = {}, None, True
+        action = self.logic.choose(pending, bool(trigger.get("DETERMINISTIC", False)))
+        self.client.send(self.client.message(protocol.ACTION, trigger, {"ACTION": [action]}))
+
+    def _check_timeout(self) -> None:
+        with self._lock:
+            if not self._pending or time.monotonic() - self._pending_since < self.timeout:
+                return
+            missing = set(self.logic.order) - set(self._pending)
+            self.silent |= missing
+            log.warning(
+                "aggregation: %d of %d models did not answer within %.1fs (%s); carrying on with %d",
+                self.expected - len(self._pending),
+                self.expected,
+                self.timeout,
+                ", ".join(sorted(missing)) or "never heard from",
+                len(self._pending),
+            )
+            self.expected = len(self._pending)
+            self._act()
+
+    def _on_evolution(self, msg: dict) -> dict | None:
+        if msg.get("CMD") != "GET":
+            return None
+        with self._lock:
+            return {"CONTRIBUTION": self.logic.contribution()}

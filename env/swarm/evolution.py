@@ -1,0 +1,125 @@
+"""The built-in swarm's evolution, on ``{"EVOLUTION": true}`` in ``control``.
+
+GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``),
+one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
+``control``. What has not answered within ``timeout`` s is left out of the generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+import numpy as np
+from swergio import Trigger
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm import genetic
+from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
+from cartpole_tui.env.swarm.policy import N_WEIGHTS
+from cartpole_tui.env.wire import protocol
+
+log = logging.getLogger(__name__)
+
+
+class Evolution(SwarmComponent):
+    """On EVOLUTION in control: GET, one generation, SET, EVO_DONE."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        models: int = defaults.MODELS,
+        seed: int | None = None,
+        settings: genetic.GeneticSettings = genetic.SWARM,
+        timeout: float = defaults.EVOLUTION_GATHER_TIMEOUT,
+        name: str = "evolution",
+        on_disconnect=None,
+    ):
+        self.models = models
+        self.settings = settings
+        self.timeout = timeout
+        self.generations = 0
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._requests: list[dict] = []  # the EVOLUTION messages to answer with this generation
+        self._started = 0.0
+        self._weights: dict[str, list[float]] = {}
+        self._contribution: dict | None = None
+        super().__init__(name, host, port, on_disconnect, check_every=0.1)
+        self.client.add_eventHandler(self._on_control, None, trigger=Trigger(CUSTOM, protocol.CONTROL))
+        self.client.add_eventHandler(self._on_evolution, None, trigger=Trigger(CUSTOM, protocol.EVOLUTION))
+
+    def _on_control(self, msg: dict) -> None:
+        if not protocol.is_evolution_request(msg):
+            return
+        with self._lock:
+            self._requests.append(msg)
+            if len(self._requests) > 1:
+                return  # answered by the generation under way
+            self._started = time.monotonic()
+            self._weights, self._contribution = {}, None
+            self.client.send(self.client.message(protocol.EVOLUTION, msg, {"CMD": "GET"}))
+
+    def _on_evolution(self, msg: dict) -> None:
+        with self._lock:
+            if not self._requests:
+                return
+            if "WEIGHTS" in msg and isinstance(msg.get("COMPONENT_ID"), str):
+                weights = finite_vector(msg["WEIGHTS"], N_WEIGHTS)
+                if weights is None:
+                    log.warning(
+                        "evolution: ignored WEIGHTS of %s: not %d finite numbers", msg["COMPONENT_ID"], N_WEIGHTS
+                    )
+                    return
+                self._weights[msg["COMPONENT_ID"]] = weights
+            elif isinstance(msg.get("CONTRIBUTION"), dict):
+                self._contribution = msg["CONTRIBUTION"]
+            else:
+                return
+            if len(self._weights) >= self.models and self._contribution is not None:
+                self._finish()
+
+    def _check_timeout(self) -> None:
+        with self._lock:
+            if not self._requests or time.monotonic() - self._started < self.timeout:
+                return
+            log.warning(
+                "evolution: after %.1fs %d of %d models sent WEIGHTS%s; evolving what answered",
+                self.timeout,
+                len(self._weights),
+                self.models,
+                "" if self._contribution is not None else " and no aggregation sent CONTRIBUTION",
+            )
+            self._finish()
+
+    def _finish(self) -> None:
+        """SET the next generation and answer EVO_DONE (lock held)."""
+        requests, self._requests = self._requests, []
+        request = requests[0]
+        ids = list(self._weights)
+        done: dict = {"STATUS": protocol.EVO_DONE}
+        if len(ids) >= 2:
+            contribution = self._contribution or {}
+            fitness = [self._fitness(contribution.get(i)) for i in ids]
+            population = np.asarray([self._weights[i] for i in ids])
+            offspring = genetic.next_generation(population, fitness, self.settings, self._rng)
+            self.client.send(
+                self.client.message(
+                    protocol.EVOLUTION, request, {"CMD": "SET", "WEIGHTS": dict(zip(ids, offspring.tolist()))}
+                )
+            )
+            self.generations += 1
+            done["GENERATION"] = self.generations
+        else:
+            done["ERROR"] = f"{len(ids)} models answered GET; nothing to evolve"
+            log.warning("evolution: %s", done["ERROR"])
+        self.client.send_many([self.client.message(protocol.CONTROL, r, dict(done)) for r in requests])
+
+    @staticmethod
+    def _fitness(value) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else 0.0

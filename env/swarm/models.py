@@ -1,0 +1,105 @@
+"""The built-in swarm's K policy models behind one client.
+
+On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
+K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
+and loads SET.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import numpy as np
+from swergio import Trigger
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
+from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
+from cartpole_tui.env.wire import protocol
+
+log = logging.getLogger(__name__)
+
+
+class ModelPool(SwarmComponent):
+    """K policy models (:class:`~cartpole_tui.env.swarm.policy.Population`) behind one swergio client."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        models: int = defaults.MODELS,
+        seed: int | None = None,
+        name: str = "models",
+        on_disconnect=None,
+    ):
+        self.population = Population(models, seed)
+        # Random, not seeded: two pools on one broker must not share ids, and nothing
+        # depends on their values (ties go by arrival order), so runs stay reproducible.
+        self.ids = [protocol.new_id() for _ in range(models)]
+        self._index = {model_id: i for i, model_id in enumerate(self.ids)}
+        self._frame_tails = [f',"COMPONENT_ID":"{model_id}","LOGITS":[' for model_id in self.ids]
+        self._lock = threading.Lock()  # weights change on SET while observations are answered
+        super().__init__(name, host, port, on_disconnect)
+        self.client.on_room(protocol.OBSERVATION, self._on_observation)
+        self.client.add_eventHandler(self._on_evolution, None, trigger=Trigger(CUSTOM, protocol.EVOLUTION))
+
+    def weights(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
+
+    def _on_observation(self, msg: dict) -> None:
+        obs = finite_vector(msg.get("OBSERVATION"), OBS_SIZE)
+        if obs is None:
+            log.warning("models: ignored an observation without %d finite numbers", OBS_SIZE)
+            return
+        with self._lock:
+            logits = self.population.logits(obs)
+        if not np.isfinite(logits).all():
+            log.warning("models: non-finite logits (weights out of range?) sent as 0")
+            logits = np.where(np.isfinite(logits), logits, 0.0)
+        self.client.send_frames(self._logits_frames(msg, logits.tolist()))
+
+    def _logits_frames(self, msg: dict, logits: list[list[float]]) -> bytes:
+        """K LOGITS frames, formatted from a template: json.dumps per frame would cost
+        as much as everything else a model does in a step."""
+        common = {
+            "TYPE": CUSTOM.id,
+            "TO_ROOM": protocol.LOGITS,
+            "SENT_BY": self.client.name,
+            "DETERMINISTIC": bool(msg.get("DETERMINISTIC", False)),
+        }
+        for key in ("ROOT_ID", "MODEL_STATUS"):
+            if key in msg:
+                common[key] = msg[key]
+        head = json.dumps(common, separators=(",", ":"))[:-1]
+        next_id = self.client.next_id
+        return b"".join(
+            protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{left!r},{right!r}]}}'.encode())
+            for tail, (left, right) in zip(self._frame_tails, logits)
+        )
+
+    def _on_evolution(self, msg: dict) -> None:
+        command = msg.get("CMD")
+        if command == "GET":
+            self.client.send_many(
+                [
+                    self.client.message(protocol.EVOLUTION, msg, {"WEIGHTS": weights, "COMPONENT_ID": model_id})
+                    for model_id, weights in self.weights().items()
+                ]
+            )
+        elif command == "SET" and isinstance(msg.get("WEIGHTS"), dict):
+            self._load(msg["WEIGHTS"])
+
+    def _load(self, weights: dict) -> None:
+        with self._lock:
+            for model_id, vector in weights.items():
+                index = self._index.get(model_id)
+                if index is None:
+                    continue  # another component's model
+                try:
+                    self.population.set_model(index, vector)
+                except (ValueError, TypeError) as error:
+                    log.warning("models: SET for %s refused: %s", model_id, error)

@@ -1,0 +1,83 @@
+"""The built-in learning swarm: K numpy models, an aggregation and an evolution.
+
+Each speaks the published RLGym network's messages (PROTOCOL.md), so each can stand
+in for its published counterpart: :class:`~cartpole_tui.env.swarm.models.ModelPool`,
+:class:`~cartpole_tui.env.swarm.aggregation.Aggregation` and
+:class:`~cartpole_tui.env.swarm.evolution.Evolution`. :class:`Swarm` runs all three in
+one process; :func:`serve_swarm` is ``cartpole-tui swarm``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm.aggregation import Aggregation
+from cartpole_tui.env.swarm.evolution import Evolution
+from cartpole_tui.env.swarm.models import ModelPool
+from cartpole_tui.env.wire.transport import ConnectionLost
+
+
+class Swarm:
+    """Models, aggregation and evolution in this process (one client and thread each)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        models: int = defaults.MODELS,
+        seed: int | None = None,
+        *,
+        on_disconnect: Callable[[str], None] | None = None,
+    ):
+        if models < 1:
+            raise ValueError(f"models must be >= 1, got {models}")
+        seeds = np.random.SeedSequence(seed).generate_state(3) if seed is not None else (None,) * 3
+        seeds = [None if s is None else int(s) for s in seeds]
+        self.components = []
+        try:
+            self.evolution = self._add(Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect))
+            self.aggregation = self._add(
+                Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
+            )
+            self.models = self._add(ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect))
+        except Exception:
+            self.close()
+            raise
+
+    def _add(self, component):
+        self.components.append(component)
+        return component
+
+    def start(self) -> Swarm:
+        for component in self.components:
+            component.start()
+        return self
+
+    def close(self) -> None:
+        for component in reversed(self.components):
+            component.close()
+
+
+def serve_swarm(host: str, port: int, models: int = defaults.MODELS, seed: int | None = None) -> None:
+    """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
+    lost: list[str] = []
+    gone = threading.Event()
+
+    def on_disconnect(reason: str) -> None:
+        lost.append(reason)
+        gone.set()
+
+    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect).start()
+    try:
+        while not gone.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        swarm.close()
+    if lost:
+        raise ConnectionLost(lost[0])

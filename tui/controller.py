@@ -1,0 +1,266 @@
+"""The one path from the network's threads to the screen.
+
+Everything that happens away from the UI thread — the environment's and control
+client's listener threads, connecting, commands, evolution, schedules — ends as an
+event in this controller's queue. However fast events come, at most one
+``EventsPending`` waits in the app's message queue and steps only overwrite
+``latest_observation``: the UI never slows the loop and its queue cannot grow without
+bound. The app drains the queue in its own thread and dispatches each event by type.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.events import Disconnected, EpisodeFinished, NetworkError, RunFinished, RunStarted
+from cartpole_tui.env.runtime.network import NetworkStartError
+from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.tui.messages import EventsPending
+
+RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+PAST_RUNS_PLOTTED = 100  # the latest past runs whose episodes are loaded into the plot at start
+_CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
+
+
+# --- events of the control room's own (the network's are in env.runtime.events) ----------
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The session joined the network."""
+
+    address: str
+    embedded: bool
+    network_log: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class HistoryLoaded:
+    """Past runs' episodes: (number, scores, ENV_DONE average) each."""
+
+    runs: list[tuple[int, np.ndarray, float | None]]
+
+
+@dataclass(frozen=True)
+class StorageProblem:
+    text: str
+
+
+@dataclass(frozen=True)
+class EvolutionFailed:
+    text: str
+
+
+# --- the controller ---------------------------------------------------------------------
+
+
+class Controller(EnvironmentObserver):
+    """Owns the session and the store; runs every blocking call in a thread; queues what happens."""
+
+    def __init__(
+        self,
+        options: SessionOptions,
+        post: Callable[[EventsPending], object],
+        *,
+        db_path: str | None = None,
+        evolution_timeout: float = defaults.EVOLVE_ANSWER_TIMEOUT,
+    ):
+        self.options = options
+        self.db_path = db_path
+        self.evolution_timeout = evolution_timeout
+        self._post = post
+        self._events: deque = deque()
+        self._posted = threading.Event()
+        self._quitting = threading.Event()
+        self._schedule_stop: threading.Event | None = None
+        self.store: RunStore | None = None
+        self.session: Session | None = None
+        self.latest_observation = None
+        self.steps = 0
+
+    # --- the queue --------------------------------------------------------------------
+
+    def push(self, event) -> None:
+        """Queue an event (any thread); the app hears of it with at most one message pending."""
+        self._events.append(event)
+        if not self._posted.is_set():
+            self._posted.set()
+            self._post(EventsPending())
+
+    def drain(self) -> list:
+        """Every queued event, oldest first (the app's thread)."""
+        self._posted.clear()
+        events = []
+        while self._events:
+            events.append(self._events.popleft())
+        return events
+
+    # --- the embedded environment (its listener thread) --------------------------------
+
+    def on_run_started(self, event: RunStarted) -> None:
+        self.push(event)
+
+    def on_step(self, observation, reward: float, done: bool) -> None:
+        self.latest_observation = observation
+        self.steps += 1
+
+    def on_episode(self, event: EpisodeFinished) -> None:
+        self.push(event)
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        self.push(event)
+
+    # --- the control client (its listener thread) ---------------------------------------
+
+    def _on_control_event(self, event) -> None:
+        # With the environment in this process its events came above, without a round trip;
+        # the control room's copies of them would count twice.
+        if self.options.embed_env and isinstance(event, (EpisodeFinished, RunFinished)):
+            return
+        self.push(event)
+
+    # --- connecting ---------------------------------------------------------------------
+
+    def _in_thread(self, target, *args, name: str) -> None:
+        threading.Thread(target=target, args=args, name=f"control-room-{name}", daemon=True).start()
+
+    def connect(self) -> None:
+        """Open the history, then start or join the network (in a thread)."""
+        self._in_thread(self._connect, name="connect")
+
+    def _open_history(self) -> None:
+        if self.store is not None:
+            return
+        self.store = RunStore.open(self.db_path, on_error=lambda text: self.push(StorageProblem(text)))
+        past = [
+            (run.number, self.store.episode_scores(run.run_uid), run.avg_score)
+            for run in self.store.runs()[-PAST_RUNS_PLOTTED:]
+        ]
+        self.push(HistoryLoaded(past))
+
+    def _connect(self) -> None:
+        self._open_history()
+        if self.options.offline:
+            return
+        try:
+            if self.session is None:
+                self.session = Session(
+                    self.options,
+                    on_event=self._on_control_event,
+                    observers=[self],
+                    on_disconnect=lambda reason: self.push(Disconnected(reason)),
+                    store=self.store,
+                )
+            self.session.open()
+        except _CONNECTION_FAILURES as error:
+            self.push(ConnectFailed(str(error)))
+            return
+        self._joined()
+
+    def _joined(self) -> None:
+        network = self.session.network
+        self.push(
+            Connected(self.session.address, self.session.embedded, network.log_path if network is not None else None)
+        )
+
+    def reconnect(self) -> None:
+        """Join again with back-off until it works or the app quits (in a thread)."""
+        self._in_thread(self._reconnect, name="reconnect")
+
+    def _reconnect(self) -> None:
+        attempt = 0
+        while not self._quitting.is_set():
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            if self._quitting.wait(delay):
+                return
+            try:
+                self.session.reconnect()
+            except _CONNECTION_FAILURES as error:
+                self.push(NetworkError("app", f"reconnect attempt {attempt} failed: {error}"))
+                continue
+            self._joined()
+            return
+
+    @property
+    def control(self) -> ControlClient | None:
+        return self.session.control if self.session is not None else None
+
+    # --- commands (each in a thread; a lost broker is reported, not raised) -----------------
+
+    def _send(self, command, *args) -> None:
+        try:
+            command(*args)
+        except ConnectionError as error:
+            self.push(NetworkError("app", f"not sent: {error}"))
+
+    def start_run(self, episodes: int, deterministic: bool) -> None:
+        self._in_thread(self._send, self.control.start_run, episodes, deterministic, self.options.seed, name="start")
+
+    def stop_run(self) -> None:
+        self._in_thread(self._send, self.control.stop_run, name="stop")
+
+    def evolve(self) -> None:
+        self._in_thread(self._evolve, self.control, name="evolve")
+
+    def _evolve(self, control: ControlClient) -> None:
+        try:
+            control.evolve(timeout=self.evolution_timeout)  # EvolutionFinished comes as a control event
+        except (ControlTimeout, ConnectionError) as error:
+            self.push(EvolutionFailed(str(error)))
+
+    # --- the learning schedule ----------------------------------------------------------------
+
+    @property
+    def schedule_running(self) -> bool:
+        return self._schedule_stop is not None
+
+    def start_schedule(self) -> None:
+        self._schedule_stop = threading.Event()
+        self._in_thread(self._run_schedule, self.control, self._schedule_stop, name="schedule")
+
+    def stop_schedule(self) -> bool:
+        """Ask a running schedule to stop after its current run; False when none runs."""
+        if self._schedule_stop is None:
+            return False
+        self._schedule_stop.set()
+        return True
+
+    def _run_schedule(self, control: ControlClient, stop: threading.Event) -> None:
+        try:
+            self.push(run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop))
+        except ScheduleStopped as stopped:
+            self.push(stopped.result)
+        except (ControlTimeout, ConnectionError) as error:
+            self.push(NetworkError("schedule", str(error)))
+        finally:
+            self._schedule_stop = None
+
+    # --- the end ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop everything this controller started; later calls do nothing."""
+        if self._quitting.is_set():
+            return
+        self._quitting.set()
+        if self._schedule_stop is not None:
+            self._schedule_stop.set()
+        if self.session is not None:
+            self.session.close()
+        if self.store is not None:
+            self.store.close()
