@@ -13,7 +13,7 @@ import tempfile
 
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
-from screenshots.demo_history import write_history
+from screenshots.demo_history import history_shown, write_history
 
 SHOTS = [  # (file name, terminal size, keys pressed before the picture)
     ("main-80x24", (80, 24), ()),
@@ -25,9 +25,7 @@ SHOTS = [  # (file name, terminal size, keys pressed before the picture)
 async def _shoot(db_path: str, directory: str, name: str, size: tuple[int, int], keys: tuple[str, ...]) -> str:
     app = ControlRoomApp(SessionOptions(offline=True), db_path=db_path)
     async with app.run_test(size=size) as pilot:
-        plot = app.query_one("ScorePlot")
-        while not (len(app.history) and plot.shows_latest_data):
-            await pilot.pause(0.01)
+        await history_shown(pilot)
         for key in keys:
             await pilot.press(key)
         await pilot.pause()

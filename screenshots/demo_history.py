@@ -61,3 +61,15 @@ def write_history(path: str, seed: int = 1) -> None:
             store.end_run(uid, avg_score=float(np.mean(scores)), state="done", ended=clock)
             clock += 1.0
         store.flush()
+
+
+async def history_shown(pilot) -> None:
+    """Until all of the demo history's runs are in the table and the plot has drawn every episode."""
+    app = pilot.app
+    for _ in range(1000):
+        main = app.main  # the auto-pilot may start before the main screen is composed
+        ready = main is not None and main.is_mounted and main.plot.is_mounted
+        if ready and len(app.history) == 220 and main.runs_table.row_count == 6 and main.plot.shows_latest_data:
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the history did not load and draw within 10 s")

@@ -295,6 +295,8 @@ class ControlRoomApp(App):
         self.main.status.update(status)
 
     def _refresh_views(self) -> None:
+        if self.main is None or not self.main.is_mounted:
+            return  # events can arrive before the main screen is composed; the timer catches up
         steps, since = self._steps_seen
         now = time.monotonic()
         if now - since >= 1.0:

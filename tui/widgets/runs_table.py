@@ -46,9 +46,7 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
-
-    def on_mount(self) -> None:
-        for label, width in zip(COLUMNS, WIDTHS):
+        for label, width in zip(COLUMNS, WIDTHS):  # here, not on mount: rows may come first
             self.add_column(label, key=label or "mark", width=width)
 
     def show(self, runs: list[RunRecord]) -> None:

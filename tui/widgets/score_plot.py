@@ -208,6 +208,8 @@ class ScorePlot(Widget, can_focus=True):
         )
         if self.summary_in_subtitle and key.plain != self.legend_key:
             self.border_subtitle = key
+            # A change made while painting is not painted: ask again once this paint is done.
+            self.call_after_refresh(self.refresh)
         self.legend_key = key.plain
         self.summary = " · ".join(" ".join(filter(None, (part, value))) for part, value, _ in canvas.legend)
         return canvas.strips(styles)
