@@ -1,0 +1,297 @@
+"""Gateway mode: three brokers, one per node of a real 3-node NATS cluster on loopback.
+
+The environment sits on gateway A, the swarm on B, the control side (ControlClient, or the
+app under Pilot) and an unmodified swergio 0.0.2 client on C, as a network spread over
+three machines would be.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+
+import pytest
+import swergio
+from rich.console import Console
+from swergio import MESSAGE_TYPE, Trigger
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.history.recorder import StoreRecorder
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.schedule import run_schedule
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.env.wire import protocol, subjects
+from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.wire.gateway import NatsRelay
+from cartpole_tui.env.wire.transport import Component
+from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.cli.parser import main
+from tests.nats_cluster import NatsCluster, free_ports
+
+from conftest import screen_text, start_swergio_client, wait_for
+
+HOST = "127.0.0.1"
+NETWORK = "cartpole"
+CUSTOM = MESSAGE_TYPE.DATA.CUSTOM
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with NatsCluster(3, str(tmp_path_factory.mktemp("nats"))) as instance:
+        yield instance
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path):
+    """A cluster of its own, for a test that kills a node."""
+    with NatsCluster(3, str(tmp_path)) as instance:
+        yield instance
+
+
+def start_gateways(cluster: NatsCluster, network: str = NETWORK) -> list[Broker]:
+    """Gateways A, B, C: a broker each, connected to nodes 0, 1, 2 (the rest found from the cluster)."""
+    return [Broker(HOST, 0, relay=NatsRelay([cluster.url(i)], network).start(5)).start() for i in range(3)]
+
+
+def stop_gateways(brokers: list[Broker]) -> None:
+    for broker in brokers:
+        broker.stop()
+        broker.relay.close()
+
+
+@pytest.fixture
+def gateways(cluster):
+    brokers = start_gateways(cluster)
+    yield brokers
+    stop_gateways(brokers)
+
+
+@pytest.fixture
+def closing():
+    items = []
+    yield items.append
+    for item in reversed(items):
+        item.close()
+
+
+def heard(broker: Broker, room: str, members: int) -> bool:
+    """Whether ``broker`` knows of ``members`` members of ``room`` on the other gateways. Their stats
+    come over the same NATS connection as their subscriptions, after them: once heard, delivery holds."""
+    return broker.relay.remote_members(room) >= members
+
+
+def spread_network(brokers, closing, models: int = 4, seed: int = 7, store: RunStore | None = None) -> ControlClient:
+    """Environment on A, swarm on B, control on C (or all on one broker when given one)."""
+    a, b, c = brokers if len(brokers) == 3 else brokers * 3
+    env = EnvironmentComponent(HOST, a.port, seed=seed)
+    if store is not None:
+        env.add_observer(StoreRecorder(store, defaults.ENV_ID, a.address))
+    closing(env.start())
+    closing(Swarm(HOST, b.port, models=models, seed=seed).start())
+    control = ControlClient(HOST, c.port)
+    closing(control)
+    if len(brokers) == 3:
+        wait_for(
+            lambda: heard(a, protocol.OBSERVATION, 1)  # the models, on B
+            and heard(a, protocol.CONTROL, 2)  # evolution on B, control on C
+            and heard(b, protocol.ACTION, 1)  # the environment, on A
+            and heard(b, protocol.EVOLUTION, 0)
+            and heard(c, protocol.CONTROL, 2),  # environment on A, evolution on B
+            10,
+            "every gateway to hear of the others' members",
+        )
+    else:
+        wait_for(lambda: len(a.stats()["clients"]) == 5, 5, "the network to join")
+    return control
+
+
+def play(control: ControlClient) -> list[list[float]]:
+    """A seeded training run, an evolution, a seeded deterministic run: their scores."""
+    scores = [control.run(8, False, seed=11).scores]
+    control.evolve(timeout=10)
+    scores.append(control.run(3, True, seed=12).scores)
+    return scores
+
+
+def test_a_seeded_network_over_three_gateways_scores_as_through_one_broker(broker, cluster):
+    items: list = []
+    try:
+        alone = play(spread_network([broker], items.append))
+    finally:
+        for item in reversed(items):
+            item.close()
+    assert len(alone[0]) == 8 and len(alone[1]) == 3
+    brokers = start_gateways(cluster)
+    items = []
+    try:
+        control = spread_network(brokers, items.append)
+        assert play(control) == alone
+        rounds = []
+        result = run_schedule(control, rounds=3, train=4, evaluate=2, on_round=rounds.append, final_eval=2, target=None)
+        assert [r.round for r in rounds] == [1, 2, 3] and all(r.evolved for r in rounds)
+        assert result.final_eval_avg > 0
+    finally:
+        for item in reversed(items):
+            item.close()
+        stop_gateways(brokers)
+
+
+def test_rooms_and_to_reach_every_gateway_once_and_never_the_sender(gateways, closing):
+    a, b, c = gateways
+    inbox: queue.Queue = queue.Queue()
+    plain = swergio.Client("plain", HOST, c.port, "utf-8", 10)  # unmodified swergio 0.0.2 on C
+    plain.add_eventHandler(lambda msg: inbox.put(("plain", msg)), CUSTOM, trigger=Trigger(CUSTOM, "chat"))
+    start_swergio_client(plain)
+    closing(plain.client)  # its socket
+    for who, broker in (("near", a), ("other", b), ("far", c)):
+        component = Component(who, HOST, broker.port)
+        component.add_eventHandler(lambda msg, who=who: inbox.put((who, msg)), None, trigger=Trigger(CUSTOM, "chat"))
+        closing(component.start())
+        if who == "near":
+            near = component
+        elif who == "other":
+            other = component
+    wait_for(lambda: heard(a, "chat", 3) and heard(b, "chat", 3), 10, "the chat room on every gateway")
+
+    near.send(protocol.custom(None, TO="far", TEXT="direct"))  # swergio 0.0.2's client needs a TO_ROOM
+    near.send(protocol.custom("chat", TEXT="to the room"))
+    other.send(protocol.custom("chat", TEXT="from B"))
+    got = [inbox.get(timeout=5) for _ in range(7)]
+    seen = sorted((who, msg["TEXT"], msg["SENT_BY"]) for who, msg in got)
+    assert seen == [
+        ("far", "direct", "near"),
+        ("far", "from B", "other"),
+        ("far", "to the room", "near"),
+        ("near", "from B", "other"),
+        ("other", "to the room", "near"),
+        ("plain", "from B", "other"),
+        ("plain", "to the room", "near"),
+    ]
+    # per sender, in order: the direct message before the room message sent after it
+    assert [msg["TEXT"] for who, msg in got if who == "far" and msg["SENT_BY"] == "near"] == ["direct", "to the room"]
+    with pytest.raises(queue.Empty):  # nothing came back to its sender, nothing twice
+        inbox.get(timeout=0.3)
+
+
+def test_networks_with_other_names_share_the_cluster_but_not_rooms(gateways, cluster, closing):
+    other_network = start_gateways(cluster, "other network")
+    closing(type("Stop", (), {"close": lambda self: stop_gateways(other_network)})())
+    inbox: queue.Queue = queue.Queue()
+    ours = Component("ours", HOST, gateways[1].port)
+    ours.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
+    closing(ours.start())
+    theirs = Component("theirs", HOST, other_network[1].port)
+    theirs.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
+    closing(theirs.start())
+    wait_for(lambda: heard(gateways[0], "chat", 1) and heard(other_network[0], "chat", 1), 10, "both chat rooms")
+    sender = Component("sender", HOST, gateways[0].port)
+    closing(sender.start())
+    sender.send(protocol.custom("chat", TEXT="ours only"))
+    assert inbox.get(timeout=5)["SENT_BY"] == "sender"
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.3)
+    assert not heard(gateways[0], "chat", 2)  # the other network's member is not counted here
+
+
+def test_frames_over_the_nats_payload_cap_are_dropped_and_counted(gateways):
+    bridge = gateways[0].relay.bridge
+    assert not bridge.publish(subjects.subject(NETWORK, subjects.ROOM, "big"), b"x" * (bridge.max_payload + 1))
+    assert bridge.dropped == 1
+
+
+def test_frames_from_other_nats_clients_that_are_not_frames_are_refused(gateways, closing):
+    relay = gateways[0].relay
+    peer = NatsRelay([relay.bridge.servers[0]], NETWORK).start(5)
+    closing(peer)
+    inbox: queue.Queue = queue.Queue()
+    member = Component("member", HOST, gateways[0].port)
+    member.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
+    closing(member.start())
+    wait_for(lambda: gateways[0].stats()["rooms"].get("chat", None), 5, "the member to join")
+    wait_for(lambda: relay.bridge.received, 5, "the first stats")  # our subscriptions are in place
+    room = subjects.subject(NETWORK, subjects.ROOM, "chat")
+    peer.publish("room", "chat", b"not a frame")
+    peer.publish("room", "chat", protocol.encode_frame(protocol.custom("chat", TEXT="fine")) + b"trailing")
+    peer.publish("room", "chat", protocol.encode_frame(protocol.custom("chat", TEXT="fine", SENT_BY="peer")))
+    assert inbox.get(timeout=5)["TEXT"] == "fine"
+    assert relay.refused == 2 and room
+
+
+async def test_the_network_pane_lists_every_gateways_components(gateways, closing, tmp_path):
+    a, b, c = gateways
+    closing(EnvironmentComponent(HOST, a.port, seed=3).start())
+    closing(Swarm(HOST, b.port, models=2, seed=3).start())
+    far = swergio.Client("far", HOST, c.port, "utf-8", 10)
+    start_swergio_client(far)
+    closing(far.client)
+    options = SessionOptions(connect=f"{HOST}:{c.port}", embed_env=False, seed=3)
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        want = "6 clients: aggregation, control, environment, evolution, far, models"
+        for _ in range(300):
+            if "6 clients" in screen_text(app) and want in pane_text(app):
+                break
+            await pilot.pause(0.05)
+        else:
+            raise AssertionError(f"the network pane did not list every gateway's clients:\n{pane_text(app)}")
+        assert "│ 6 clients │" in screen_text(app)  # the status line counts the whole network
+        # a room with no member on C: its members on A and B, summed
+        assert "observati… 3 " in pane_text(app)
+
+
+def pane_text(app) -> str:
+    """The network pane's whole table as text (at the default height its caption is below the fold)."""
+    console = Console(width=38, record=True, file=io.StringIO())
+    console.print(app.main.network.content)
+    return " ".join(console.export_text().split())  # the caption wraps at the pane's width
+
+
+def test_killing_the_nats_node_under_b_mid_run(fresh_cluster, closing, tmp_path):
+    brokers = start_gateways(fresh_cluster)
+    closing(type("Stop", (), {"close": lambda self: stop_gateways(brokers)})())
+    a, b, c = brokers
+    store = RunStore.open(str(tmp_path / "runs.sqlite3"))
+    closing(store)
+    control = spread_network(brokers, closing, models=4, store=store)
+    run_id = control.start_run(2000, False, seed=5)
+    wait_for(lambda: len(control._scores) >= 5, 20, "the run to get going")
+    killed = fresh_cluster.url(1).removeprefix("nats://")
+    assert b.relay.bridge.connected_url == killed
+    fresh_cluster.kill(1)
+    wait_for(
+        lambda: b.relay.bridge.reconnects == 1 and b.relay.bridge.connected_url not in (None, killed),
+        5,
+        "gateway B to reconnect to another NATS node",
+    )
+    try:
+        result = control.wait_run(idle_timeout=5)  # the run goes on, unless a step was lost in the gap
+    except ControlTimeout as error:
+        assert "no episode finished for 5s" in str(error)  # failed, with its reason
+        control.stop_run()
+        result = control.wait_run(idle_timeout=10)
+        assert result.stopped
+    assert store.flush()
+    record = next(r for r in store.runs() if r.run_uid == run_id)
+    episodes = store.episodes(run_id)
+    assert [e.index for e in episodes] == list(range(1, result.episodes + 1))
+    assert len(episodes) >= len(control._scores) >= 5
+    assert record.state in ("done", "stopped")
+
+
+def test_an_unreachable_nats_is_one_line_and_exit_1(capsys):
+    urls = ",".join(f"nats://{HOST}:{port}" for port in free_ports(2))
+    assert main(["broker", "--port", "0", "--nats", urls]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cartpole-tui: cannot reach NATS at nats://127.0.0.1:") and err.count("\n") == 1
+
+
+def test_seed_list_with_a_dead_first_server_connects_to_a_live_one(cluster):
+    dead = f"nats://{HOST}:{free_ports(1)[0]}"
+    relay = NatsRelay([dead, cluster.url(2)], NETWORK).start(5)
+    try:
+        assert relay.bridge.connected_url == cluster.url(2).removeprefix("nats://")
+    finally:
+        relay.close()
