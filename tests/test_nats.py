@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import queue
+import subprocess
+import sys
 
 import pytest
 import swergio
@@ -305,3 +307,44 @@ def test_seed_list_with_a_dead_first_server_connects_to_a_live_one(cluster):
         assert relay.bridge.connected_url == cluster.url(2).removeprefix("nats://")
     finally:
         relay.close()
+
+
+def test_two_cli_gateways_carry_a_room(cluster, closing):
+    ports = free_ports(2)
+    for i, port in enumerate(ports):
+        gateway = ["broker", "--port", str(port), "--nats", cluster.url(i), "--network", "cli"]
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cartpole_tui", *gateway],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        closing(type("Stop", (), {"close": lambda self, child=child: (child.terminate(), child.wait(10))})())
+        line = child.stdout.readline()
+        assert f"broker listening on 127.0.0.1:{port} (gateway of network 'cli' on NATS 127.0.0.1:" in line
+    inbox: queue.Queue = queue.Queue()
+    listener = Component("listener", HOST, ports[1])
+    listener.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
+    closing(listener.start())
+    speaker = Component("speaker", HOST, ports[0])
+    closing(speaker.start())
+    for _ in range(100):  # until the listener's gateway has subscribed and the cluster knows it
+        speaker.send(protocol.custom("chat", TEXT="hello"))
+        try:
+            assert inbox.get(timeout=0.1)["SENT_BY"] == "speaker"
+            break
+        except queue.Empty:
+            continue
+    else:
+        raise AssertionError("no message crossed the two gateways")
+
+
+def test_the_embedded_default_does_not_import_nats():
+    code = (
+        "import sys; from cartpole_tui.tui.cli import parser, commands; "
+        "from cartpole_tui.env.runtime import network; "
+        "assert parser.build_parser().parse_args([]).command is None; "
+        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

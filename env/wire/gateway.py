@@ -29,10 +29,17 @@ _MAX_GATEWAYS = 1000
 class NatsRelay:
     """What a broker in gateway mode calls; all methods run in the broker's selector thread."""
 
-    def __init__(self, servers: list[str], network: str = "default", *, max_frame: int = protocol.DEFAULT_MAX_FRAME):
+    def __init__(
+        self,
+        servers: list[str],
+        network: str = "default",
+        *,
+        max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        credentials: str | None = None,
+    ):
         self.network = network
         self.max_frame = max_frame
-        self.bridge = NatsBridge(servers, name=f"cartpole-tui gateway ({network})")
+        self.bridge = NatsBridge(servers, name=f"cartpole-tui gateway ({network})", credentials=credentials)
         self.gateway_id = protocol.new_id()
         self._interest: Counter = Counter()  # (kind, name) -> local members
         self._stats_subject = subjects.stats_subject(network)

@@ -38,6 +38,7 @@ class NatsBridge:
         reconnect_wait: float = 0.25,
         pending_size: int = 8 * 1024 * 1024,
         max_queued: int = 100_000,
+        credentials: str | None = None,
     ):
         self.servers = list(servers)
         self.name = name
@@ -51,6 +52,8 @@ class NatsBridge:
             # without it a forced flush racing a disconnect can wait forever and stall the pump
             "flush_timeout": 1.0,
         }
+        if credentials:  # a .creds file (JWT + NKey seed); nats-py then needs the nkeys package
+            self._options["user_credentials"] = credentials
         self._reconnect_wait = reconnect_wait
         self.max_queued = max_queued
         self._loop = asyncio.new_event_loop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -247,7 +248,9 @@ def broker(args: argparse.Namespace) -> int:
     relay = None
     if args.nats:  # gateway mode: connect to NATS first, so an unreachable cluster changes nothing
         try:
-            relay = NatsRelay(args.nats, args.network, max_frame=args.max_frame).start()
+            if args.nats_creds and not os.access(args.nats_creds, os.R_OK):
+                raise NatsUnavailable(f"cannot read the NATS credentials file {args.nats_creds}")
+            relay = NatsRelay(args.nats, args.network, max_frame=args.max_frame, credentials=args.nats_creds).start()
         except NatsUnavailable as error:
             raise CommandError(str(error)) from None
     try:

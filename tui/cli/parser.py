@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway mode: share the rooms with other brokers over this NATS cluster (nats://HOST:4222,…)",
     )
     broker.add_argument("--network", default="default", help="gateway mode: the network's name on NATS")
+    broker.add_argument("--nats-creds", metavar="FILE", help="gateway mode: NATS credentials file (JWT + NKey)")
     return parser
 
 
