@@ -164,21 +164,20 @@ def test_rooms_and_to_reach_every_gateway_once_and_never_the_sender(gateways, cl
     wait_for(lambda: heard(a, "chat", 3) and heard(b, "chat", 3), 10, "the chat room on every gateway")
 
     near.send(protocol.custom(None, TO="far", TEXT="direct"))  # swergio 0.0.2's client needs a TO_ROOM
-    near.send(protocol.custom("chat", TEXT="to the room"))
+    for text in ("r1", "r2", "r3"):
+        near.send(protocol.custom("chat", TEXT=text))
     other.send(protocol.custom("chat", TEXT="from B"))
-    got = [inbox.get(timeout=5) for _ in range(7)]
+    got = [inbox.get(timeout=5) for _ in range(13)]
     seen = sorted((who, msg["TEXT"], msg["SENT_BY"]) for who, msg in got)
-    assert seen == [
-        ("far", "direct", "near"),
-        ("far", "from B", "other"),
-        ("far", "to the room", "near"),
-        ("near", "from B", "other"),
-        ("other", "to the room", "near"),
-        ("plain", "from B", "other"),
-        ("plain", "to the room", "near"),
-    ]
-    # per sender, in order: the direct message before the room message sent after it
-    assert [msg["TEXT"] for who, msg in got if who == "far" and msg["SENT_BY"] == "near"] == ["direct", "to the room"]
+    room = [("r1", "near"), ("r2", "near"), ("r3", "near")]
+    assert seen == sorted(
+        [("far", "direct", "near"), ("far", "from B", "other"), ("near", "from B", "other")]
+        + [("far", *m) for m in room]
+        + [("plain", "from B", "other"), *(("plain", *m) for m in room)]
+        + [("other", *m) for m in room]
+    )
+    for who in ("far", "plain", "other"):  # per sender and room, in the order sent
+        assert [msg["TEXT"] for w, msg in got if w == who and msg["TEXT"][0] == "r"] == ["r1", "r2", "r3"]
     with pytest.raises(queue.Empty):  # nothing came back to its sender, nothing twice
         inbox.get(timeout=0.3)
 
