@@ -27,6 +27,7 @@ cluster {{
   listen: {host}:{route}
   routes: [{routes}]
 }}
+{extra}
 """
 # Our broker takes frames up to 16 MiB; NATS's default cap is 1 MiB.
 MAX_PAYLOAD = 16 * 1024 * 1024 + 64
@@ -55,7 +56,8 @@ def free_ports(n: int) -> list[int]:
 
 
 class NatsCluster:
-    def __init__(self, size: int = 3, workdir: str | None = None, name: str = "cartpole-tui-test"):
+    def __init__(self, size: int = 3, workdir: str | None = None, name: str = "cartpole-tui-test", extra: str = ""):
+        self.extra = extra  # more configuration for every node (e.g. an authorization block)
         self.binary = nats_server()
         if self.binary is None:
             raise FileNotFoundError("nats-server not found (apt-get install nats-server, or set NATS_SERVER)")
@@ -86,6 +88,7 @@ class NatsCluster:
                     cluster=self.name,
                     route=self.route_ports[index],
                     routes=routes,
+                    extra=self.extra,
                 )
             )
         return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol, subjects
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
+from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import Component
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.cli.parser import main
@@ -70,6 +72,13 @@ def gateways(cluster):
     brokers = start_gateways(cluster)
     yield brokers
     stop_gateways(brokers)
+
+
+class Closer:
+    """Something with a ``close()`` for ``closing``, made of a function."""
+
+    def __init__(self, function):
+        self.close = function
 
 
 @pytest.fixture
@@ -184,7 +193,7 @@ def test_rooms_and_to_reach_every_gateway_once_and_never_the_sender(gateways, cl
 
 def test_networks_with_other_names_share_the_cluster_but_not_rooms(gateways, cluster, closing):
     other_network = start_gateways(cluster, "other network")
-    closing(type("Stop", (), {"close": lambda self: stop_gateways(other_network)})())
+    closing(Closer(lambda: stop_gateways(other_network)))
     inbox: queue.Queue = queue.Queue()
     ours = Component("ours", HOST, gateways[1].port)
     ours.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
@@ -257,7 +266,7 @@ def pane_text(app) -> str:
 
 def test_killing_the_nats_node_under_b_mid_run(fresh_cluster, closing, tmp_path):
     brokers = start_gateways(fresh_cluster)
-    closing(type("Stop", (), {"close": lambda self: stop_gateways(brokers)})())
+    closing(Closer(lambda: stop_gateways(brokers)))
     b = brokers[1]
     store = RunStore.open(str(tmp_path / "runs.sqlite3"))
     closing(store)
@@ -299,6 +308,32 @@ def test_an_unreachable_nats_is_one_line_and_exit_1(capsys):
     assert err.startswith("cartpole-tui: cannot reach NATS at nats://127.0.0.1:") and err.count("\n") == 1
 
 
+def test_a_gateway_user_with_a_password_and_the_networks_subjects_only(tmp_path, closing):
+    users = (
+        'authorization { users = [{user: gateway, password: "s3cret", '
+        'permissions: {publish: "swergio.lab.>", subscribe: "swergio.lab.>"}}] }'
+    )
+    node = NatsCluster(1, str(tmp_path), extra=users).start()
+    closing(Closer(node.stop))  # closed last: after the gateways
+    with_password = node.url(0).replace("nats://", "nats://gateway:s3cret@")
+    with pytest.raises(
+        NatsUnavailable, match=re.escape("cannot reach NATS at nats://gateway:***@127.0.0.1:")
+    ) as refused:
+        NatsRelay([node.url(0).replace("nats://", "nats://gateway:wrong@")], "lab").start(5)
+    assert "wrong" not in str(refused.value)  # the password is never shown
+    brokers = [Broker(HOST, 0, relay=NatsRelay([with_password], "lab").start(5)).start() for _ in range(2)]
+    closing(Closer(lambda: stop_gateways(brokers)))
+    inbox: queue.Queue = queue.Queue()
+    listener = Component("listener", HOST, brokers[1].port)
+    listener.add_eventHandler(inbox.put, None, trigger=Trigger(CUSTOM, "chat"))
+    closing(listener.start())
+    wait_for(lambda: heard(brokers[0], "chat", 1), 10, "the listener's gateway to be heard of")
+    speaker = Component("speaker", HOST, brokers[0].port)
+    closing(speaker.start())
+    speaker.send(protocol.custom("chat", TEXT="allowed"))
+    assert inbox.get(timeout=5)["TEXT"] == "allowed"
+
+
 def test_seed_list_with_a_dead_first_server_connects_to_a_live_one(cluster):
     dead = f"nats://{HOST}:{free_ports(1)[0]}"
     relay = NatsRelay([dead, cluster.url(2)], NETWORK).start(5)
@@ -318,7 +353,7 @@ def test_two_cli_gateways_carry_a_room(cluster, closing):
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        closing(type("Stop", (), {"close": lambda self, child=child: (child.terminate(), child.wait(10))})())
+        closing(Closer(lambda child=child: (child.terminate(), child.wait(10))))
         line = child.stdout.readline()
         assert f"broker listening on 127.0.0.1:{port} (gateway of network 'cli' on NATS 127.0.0.1:" in line
     inbox: queue.Queue = queue.Queue()

@@ -79,8 +79,12 @@ class NatsBridge:
 
     @property
     def connected_url(self) -> str | None:
+        """HOST:PORT of the NATS node in use (never its user or password), or None."""
         nc = self.nc
-        return nc.connected_url.netloc if nc is not None and nc.is_connected else None
+        if nc is None or not nc.is_connected:
+            return None
+        url = nc.connected_url
+        return f"{url.hostname}:{url.port}"
 
     @property
     def max_payload(self) -> int:
@@ -100,7 +104,8 @@ class NatsBridge:
         except Exception as error:
             self._stop_loop()
             reason = str(error) or type(error).__name__
-            raise NatsUnavailable(f"cannot reach NATS at {', '.join(self.servers)}: {reason}") from None
+            shown = ", ".join(_without_secrets(server) for server in self.servers)
+            raise NatsUnavailable(f"cannot reach NATS at {shown}: {reason}") from None
         return self
 
     async def _connect(self) -> None:
@@ -244,3 +249,12 @@ class NatsBridge:
         while queued:
             items.append(queued.popleft())
         return items
+
+
+def _without_secrets(server: str) -> str:
+    """A server URL as it may be shown: a user's password replaced by ***."""
+    scheme, sep, rest = server.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return server
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
