@@ -191,6 +191,20 @@ def test_rooms_and_to_reach_every_gateway_once_and_never_the_sender(gateways, cl
         inbox.get(timeout=0.3)
 
 
+def test_one_senders_order_holds_across_a_room_and_its_name(gateways, closing):
+    a, _, c = gateways
+    got: queue.Queue = queue.Queue()
+    far = Component("far", HOST, c.port)
+    far.add_eventHandler(lambda msg: got.put(msg["N"]), None, trigger=Trigger(CUSTOM, "chat"))
+    closing(far.start())
+    near = Component("near", HOST, a.port)
+    closing(near.start())
+    wait_for(lambda: heard(a, "chat", 1) and "far" in a.relay.remote_clients(), 10, "far to be heard of")
+    for n in range(400):  # alternately to the room and to far by name, as fast as they go
+        near.send(protocol.custom("chat" if n % 2 else None, N=n, **({} if n % 2 else {"TO": "far"})))
+    assert [got.get(timeout=5) for _ in range(400)] == list(range(400))
+
+
 def test_networks_with_other_names_share_the_cluster_but_not_rooms(gateways, cluster, closing):
     other_network = start_gateways(cluster, "other network")
     closing(Closer(lambda: stop_gateways(other_network)))

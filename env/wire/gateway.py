@@ -109,6 +109,10 @@ class NatsRelay:
         """Members of ``room`` on the other gateways, as they last reported them."""
         return sum(stats["rooms"].get(room, (0,))[0] for _, stats in list(self._others.values()))
 
+    def remote_clients(self) -> list[str]:
+        """The names the other gateways last reported."""
+        return [name for _, stats in list(self._others.values()) for name in stats["clients"]]
+
     def has_members(self, room: str) -> bool:
         return self.remote_members(room) > 0
 

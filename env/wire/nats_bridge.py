@@ -109,10 +109,9 @@ class NatsBridge:
         return self
 
     async def _connect(self) -> None:
-        import nats
-
+        self.nc = _arrival_order_client(self._on_msg)
         # Fail fast: each seed tried once, no pause (max_reconnect_attempts=0 would mean forever)...
-        self.nc = await nats.connect(
+        await self.nc.connect(
             self.servers,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
@@ -215,7 +214,7 @@ class NatsBridge:
                         self.published += 1
                     elif kind == _SUB:
                         if subject not in self._subs:
-                            self._subs[subject] = await nc.subscribe(subject, cb=self._on_msg)
+                            self._subs[subject] = await nc.subscribe(subject)  # read in arrival order
                     elif subject in self._subs:
                         await self._subs.pop(subject).unsubscribe()
                 except lost:
@@ -225,9 +224,9 @@ class NatsBridge:
 
     # --- inbound ---------------------------------------------------------------------------
 
-    async def _on_msg(self, msg) -> None:
+    def _on_msg(self, subject: bytes, data: bytes) -> None:
         self.received += 1
-        self._in.append((msg.subject, msg.data))
+        self._in.append((subject.decode(), data))
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -249,6 +248,24 @@ class NatsBridge:
         while queued:
             items.append(queued.popleft())
         return items
+
+
+def _arrival_order_client(on_message):
+    """A nats-py client that hands every message of our subscriptions to ``on_message`` as it is
+    read. nats-py queues each subscription's messages for a task of its own, so one sender's
+    messages on two subjects (a room, then a name) could be handed over out of order, and each
+    costs a task switch; PROTOCOL.md keeps a sender's order whatever the room."""
+    from nats.aio.client import Client
+
+    class ArrivalOrderClient(Client):
+        async def _process_msg(self, sid, subject, reply, data, headers):
+            if sid not in self._subs:
+                return  # unsubscribed while the message was on its way
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            on_message(subject, data)
+
+    return ArrivalOrderClient()
 
 
 def _without_secrets(server: str) -> str:
