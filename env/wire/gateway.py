@@ -12,16 +12,12 @@ into the ``_stats`` message its local clients see.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections import Counter
 
 from cartpole_tui.env.wire import protocol, subjects
 from cartpole_tui.env.wire.nats_bridge import NatsBridge
 
-log = logging.getLogger(__name__)
-
-ROOM, CLIENT = subjects.ROOM, subjects.CLIENT
 _STATS_TTL = 3 * protocol.STATS_INTERVAL  # a gateway silent this long has left the merge
 _MAX_GATEWAYS = 1000
 
@@ -62,7 +58,7 @@ class NatsRelay:
     # --- local interest ----------------------------------------------------------------------
 
     def joined(self, kind: str, name: str) -> None:
-        """A local client joined room ``name`` (ROOM) or registered as ``name`` (CLIENT)."""
+        """A local client joined room ``name`` (kind "room") or registered as ``name`` ("client")."""
         self._interest[kind, name] += 1
         if self._interest[kind, name] == 1:
             self.bridge.subscribe(subjects.subject(self.network, kind, name))

@@ -218,7 +218,8 @@ class NatsBridge:
                     elif subject in self._subs:
                         await self._subs.pop(subject).unsubscribe()
                 except lost:
-                    self.dropped += kind == _PUB  # a NATS gap longer than the pending buffer holds
+                    if kind == _PUB:
+                        self.dropped += 1  # a NATS gap longer than the pending buffer holds
                 except Exception as error:  # never let one bad operation end the pump
                     log.warning("NATS: %s %s failed: %r", ("publish", "subscribe", "unsubscribe")[kind], subject, error)
 
