@@ -225,10 +225,11 @@ def test_networks_with_other_names_share_the_cluster_but_not_rooms(gateways, clu
     assert not heard(gateways[0], "chat", 2)  # the other network's member is not counted here
 
 
-def test_frames_over_the_nats_payload_cap_are_dropped_and_counted(gateways):
+def test_frames_over_the_nats_payload_cap_are_dropped_and_counted(gateways, caplog):
     bridge = gateways[0].relay.bridge
     assert not bridge.publish(subjects.subject(NETWORK, subjects.ROOM, "big"), b"x" * (bridge.max_payload + 1))
     assert bridge.dropped == 1
+    assert "NATS: 1 frames could not be sent so far" in caplog.text
 
 
 def test_frames_from_other_nats_clients_that_are_not_frames_are_refused(gateways, closing):

@@ -181,6 +181,13 @@ class NatsBridge:
         """Queue ``data`` for ``subject``; False (and counted in ``dropped``) when it cannot go."""
         if len(data) > self.max_payload or len(self._ops) >= self.max_queued:
             self.dropped += 1  # too big for NATS, or NATS has been gone long enough to fill the queue
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning(
+                    "NATS: %d frames could not be sent so far (this one: %d bytes; the NATS cap is %d)",
+                    self.dropped,
+                    len(data),
+                    self.max_payload,
+                )
             return False
         self._queue((_PUB, subject, data))
         return True
