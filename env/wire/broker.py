@@ -4,7 +4,8 @@ Speaks swergio 0.0.2 as PROTOCOL.md describes it (rooms, TO, SENT_BY, ``_command
 ``_logging``) so unmodified swergio clients work through it. One thread runs a
 selector loop over non-blocking sockets: no locks on the message path, no thread
 per client that could spin, and a slow reader only fills its own bounded outbox
-before it is disconnected.
+before it is disconnected. With a ``relay`` (gateway mode, env/wire/gateway.py) it is one
+of several brokers sharing the network's rooms over NATS.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Broker:
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
         enable_logging: bool = True,
+        relay=None,
     ):
         self.max_frame = max_frame
         self.max_outbox = max_outbox
@@ -81,6 +83,9 @@ class Broker:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.relay = relay  # gateway mode: told of local interest and frames, hands over remote frames
+        if relay is not None:
+            self._selector.register(relay.wake_fd, selectors.EVENT_READ, "relay")
         self._peers: set[Peer] = set()
         self._doomed: list[Peer] = []
         self._batch: dict[Peer, list[bytes]] | None = None  # frames routed while reading one recv
@@ -115,6 +120,8 @@ class Broker:
                         self._accept()
                     elif key.data == "wake":
                         self._drain_wake()
+                    elif key.data == "relay":
+                        self._deliver_relayed()
                     else:
                         self._serve(key.data, mask)
                 self._publish_stats_when_due()
@@ -160,12 +167,16 @@ class Broker:
         """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition)."""
         now = time.monotonic()
         members = self._rooms.get(protocol.STATS_ROOM)
-        if not members or now < self._next_stats:
+        if not (members or self.relay) or now < self._next_stats:
             return
         self._next_stats = now + protocol.STATS_INTERVAL
         snapshot = self.stats()
-        rooms = {room: [c.members, c.messages, c.bytes] for room, c in snapshot["rooms"].items()}
-        frame = protocol.encode_frame(protocol.broker_stats({**snapshot, "rooms": rooms}))
+        snapshot["rooms"] = {room: [c.members, c.messages, c.bytes] for room, c in snapshot["rooms"].items()}
+        if self.relay is not None:  # the whole network's figures: every gateway's clients and rooms
+            snapshot = self.relay.network_stats(snapshot)
+        if not members:
+            return
+        frame = protocol.encode_frame(protocol.broker_stats(snapshot))
         for member in tuple(members):
             self._send(member, frame)
         self._close_doomed()
@@ -220,6 +231,9 @@ class Broker:
             self._peers.discard(peer)
             for room in peer.rooms:
                 self._rooms.get(room, set()).discard(peer)
+                self._interest("room", room, False)
+        if peer.name:
+            self._interest("client", peer.name, False)
         try:
             self._selector.unregister(peer.sock)
         except (KeyError, ValueError):
@@ -298,6 +312,10 @@ class Broker:
             return
         if any(p.name == name for p in self._peers if p is not peer):
             log.info("%s registers a name already in use; messages TO it reach all of them", name)
+        if peer.name != name:
+            if peer.name:
+                self._interest("client", peer.name, False)
+            self._interest("client", name, True)
         with self._stats_lock:
             peer.name = name
         log.info("%s registered as %s", peer.address, name)
@@ -307,6 +325,8 @@ class Broker:
         if not isinstance(room, str):
             log.warning("%s sent %s without a ROOM; ignored", peer.label, message["TYPE"])
             return
+        if join != (room in peer.rooms):
+            self._interest("room", room, join)
         with self._stats_lock:
             if join:
                 self._rooms.setdefault(room, set()).add(peer)
@@ -316,6 +336,11 @@ class Broker:
                 self._rooms[room].discard(peer)
                 peer.rooms.discard(room)
 
+    def _interest(self, kind: str, name: str, joined: bool) -> None:
+        """Gateway mode: the relay follows a room's or a name's local membership."""
+        if self.relay is not None:
+            (self.relay.joined if joined else self.relay.left)(kind, name)
+
     # --- routing ------------------------------------------------------------------------
 
     def _route(self, sender: Peer, message: dict, frame: bytes) -> None:
@@ -323,6 +348,8 @@ class Broker:
         room = message.get("TO_ROOM")
         if isinstance(room, str):
             counters = self._counters.get(room)
+            if counters is None and self.relay is not None and self.relay.has_members(room):
+                counters = self._counters[room] = RoomCounters()  # a room with members elsewhere
             if counters is not None:
                 counters.messages += 1
                 counters.bytes += len(frame)
@@ -336,9 +363,14 @@ class Broker:
                 if peer.name == target:
                     self._send(peer, frame)
                     delivered = True
+        if self.relay is not None:  # after local delivery: other gateways never hold up local clients
+            if isinstance(room, str):
+                delivered = self.relay.publish("room", room, frame) or delivered
+            if isinstance(target, str):
+                delivered = self.relay.publish("client", target, frame) or delivered
         if not delivered:
             self.undeliverable += 1
-        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES and self._rooms[protocol.LOGGING_ROOM]:
+        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES and self._logging_members():
             wrapped = protocol.encode_frame(
                 {
                     "ID": protocol.new_id(),
@@ -349,6 +381,27 @@ class Broker:
             )
             for member in tuple(self._rooms[protocol.LOGGING_ROOM]):
                 self._send(member, wrapped)
+            if self.relay is not None:
+                self.relay.publish("room", protocol.LOGGING_ROOM, wrapped)
+
+    def _logging_members(self) -> bool:
+        room = protocol.LOGGING_ROOM
+        return bool(self._rooms[room]) or (self.relay is not None and self.relay.has_members(room))
+
+    def _deliver_relayed(self) -> None:
+        """Frames other gateways sent: to local members only, never published again."""
+        self._batch = {}
+        try:
+            for kind, name, frame in self.relay.drain():
+                if kind == "room":
+                    receivers = tuple(self._rooms.get(name, ()))
+                else:
+                    receivers = tuple(peer for peer in self._peers if peer.name == name)
+                for peer in receivers:
+                    self._send(peer, frame)
+        finally:
+            self._flush_batch()
+        self._close_doomed()
 
     def _send(self, peer: Peer, frame: bytes) -> None:
         # Frames from one recv (e.g. 20 LOGITS written at once) leave in one write per

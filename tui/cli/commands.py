@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,8 @@ from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import serve_swarm
 from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.wire.gateway import NatsRelay
+from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.tui.cli.errors import CommandError
 
@@ -242,11 +245,22 @@ def export(args: argparse.Namespace) -> int:
 
 
 def broker(args: argparse.Namespace) -> int:
+    relay = None
+    if args.nats:  # gateway mode: connect to NATS first, so an unreachable cluster changes nothing
+        try:
+            if args.nats_creds and not os.access(args.nats_creds, os.R_OK):
+                raise NatsUnavailable(f"cannot read the NATS credentials file {args.nats_creds}")
+            relay = NatsRelay(args.nats, args.network, max_frame=args.max_frame, credentials=args.nats_creds).start()
+        except NatsUnavailable as error:
+            raise CommandError(str(error)) from None
     try:
-        instance = Broker(args.host, args.port, max_frame=args.max_frame)
+        instance = Broker(args.host, args.port, max_frame=args.max_frame, relay=relay)
     except OSError as error:
+        if relay is not None:
+            relay.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
-    print(f"broker listening on {instance.address}; Ctrl-C to stop", flush=True)
+    mode = f" (gateway of network {args.network!r} on NATS {relay.bridge.connected_url})" if relay else ""
+    print(f"broker listening on {instance.address}{mode}; Ctrl-C to stop", flush=True)
     instance.start()
-    _serve_until_interrupted(instance.stop, threading.Event())
+    _serve_until_interrupted(lambda: (instance.stop(), relay and relay.close()), threading.Event())
     return 0

@@ -13,6 +13,7 @@ import sys
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
 from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.gateway import parse_servers
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.tui.cli import commands
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
@@ -57,6 +58,13 @@ def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
     return int(text)
+
+
+def nats_servers(text: str) -> list[str]:
+    try:
+        return parse_servers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
@@ -180,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument(
         "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
     )
+    broker.add_argument(
+        "--nats",
+        metavar="URL[,URL…]",
+        type=nats_servers,
+        help="gateway mode: share the rooms with other brokers over this NATS cluster (nats://HOST:4222,…)",
+    )
+    broker.add_argument("--network", default="default", help="gateway mode: the network's name on NATS")
+    broker.add_argument("--nats-creds", metavar="FILE", help="gateway mode: NATS credentials file (JWT + NKey)")
     return parser
 
 

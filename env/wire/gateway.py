@@ -1,0 +1,183 @@
+"""Gateway mode: the broker's rooms and names carried between brokers over NATS.
+
+A :class:`NatsRelay` plugged into a :class:`~cartpole_tui.env.wire.broker.Broker` makes it
+one gateway of a network: it publishes what its local clients send to rooms and names
+(after delivering locally, without waiting for NATS), subscribes to a room's or a name's
+subject while it has local members, and hands the broker what other gateways sent,
+which the broker delivers locally only. Frames pass as bytes, never re-encoded. Each
+gateway publishes its own stats on the network's stats subject and merges the others'
+into the ``_stats`` message its local clients see.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+from cartpole_tui.env.wire import protocol, subjects
+from cartpole_tui.env.wire.nats_bridge import NatsBridge
+
+_STATS_TTL = 3 * protocol.STATS_INTERVAL  # a gateway silent this long has left the merge
+_MAX_GATEWAYS = 1000
+
+
+class NatsRelay:
+    """What a broker in gateway mode calls; all methods run in the broker's selector thread."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        network: str = "default",
+        *,
+        max_frame: int = protocol.DEFAULT_MAX_FRAME,
+        credentials: str | None = None,
+    ):
+        self.network = network
+        self.max_frame = max_frame
+        self.bridge = NatsBridge(servers, name=f"cartpole-tui gateway ({network})", credentials=credentials)
+        self.gateway_id = protocol.new_id()
+        self._interest: Counter = Counter()  # (kind, name) -> local members
+        self._stats_subject = subjects.stats_subject(network)
+        self._others: dict[str, tuple[float, dict]] = {}  # gateway id -> (received at, its stats)
+        self.refused = 0  # frames from NATS that are not one well-formed frame
+
+    def start(self, timeout: float = 10.0) -> NatsRelay:
+        """Connect; NatsUnavailable (one line) when no server answers."""
+        self.bridge.start(timeout)
+        self.bridge.subscribe(self._stats_subject)
+        return self
+
+    def close(self) -> None:
+        self.bridge.close()
+
+    @property
+    def wake_fd(self):
+        return self.bridge.wake_fd
+
+    # --- local interest ----------------------------------------------------------------------
+
+    def joined(self, kind: str, name: str) -> None:
+        """A local client joined room ``name`` (kind "room") or registered as ``name`` ("client")."""
+        self._interest[kind, name] += 1
+        if self._interest[kind, name] == 1:
+            self.bridge.subscribe(subjects.subject(self.network, kind, name))
+
+    def left(self, kind: str, name: str) -> None:
+        if self._interest[kind, name] <= 0:
+            return
+        self._interest[kind, name] -= 1
+        if self._interest[kind, name] == 0:
+            del self._interest[kind, name]
+            self.bridge.unsubscribe(subjects.subject(self.network, kind, name))
+
+    # --- frames ----------------------------------------------------------------------------------
+
+    def publish(self, kind: str, name: str, frame: bytes) -> bool:
+        """Send a local client's frame to the other gateways; False when it could not go."""
+        return self.bridge.publish(subjects.subject(self.network, kind, name), frame)
+
+    def drain(self) -> list[tuple[str, str, bytes]]:
+        """(kind, name, frame) that other gateways sent; stats messages are taken in here."""
+        out = []
+        for subject, data in self.bridge.drain():
+            if subject == self._stats_subject:
+                self._take_stats(data)
+                continue
+            target = subjects.parse(self.network, subject)
+            if target is None or not self._well_formed(data):
+                self.refused += 1
+                continue
+            out.append((*target, data))
+        return out
+
+    def _well_formed(self, data: bytes) -> bool:
+        # Any NATS client can publish on these subjects: pass on exactly one frame, or nothing.
+        try:
+            length = protocol.parse_header(data[: protocol.HEADER_LENGTH], self.max_frame)
+        except protocol.FrameError:
+            return False
+        return len(data) == protocol.HEADER_LENGTH + length
+
+    # --- stats ---------------------------------------------------------------------------------
+
+    def remote_members(self, room: str) -> int:
+        """Members of ``room`` on the other gateways, as they last reported them."""
+        return sum(stats["rooms"].get(room, (0,))[0] for _, stats in list(self._others.values()))
+
+    def remote_clients(self) -> list[str]:
+        """The names the other gateways last reported."""
+        return [name for _, stats in list(self._others.values()) for name in stats["clients"]]
+
+    def has_members(self, room: str) -> bool:
+        return self.remote_members(room) > 0
+
+    def network_stats(self, local: dict) -> dict:
+        """Publish this gateway's ``local`` stats (rooms as [members, messages, bytes]) and
+        return them merged with the other gateways' latest."""
+        own = {**local, "nats": {"url": self.bridge.connected_url, "dropped": self.bridge.dropped}}
+        self.bridge.publish(self._stats_subject, json.dumps({"GATEWAY": self.gateway_id, "STATS": own}).encode())
+        now = time.monotonic()
+        for gateway, (at, _) in list(self._others.items()):
+            if now - at > _STATS_TTL:
+                del self._others[gateway]
+        merged = {**own, "clients": list(own["clients"]), "rooms": {r: list(v) for r, v in own["rooms"].items()}}
+        for _, stats in self._others.values():
+            merged["clients"] += stats["clients"]
+            for room, values in stats["rooms"].items():
+                total = merged["rooms"].setdefault(room, [0, 0, 0])
+                for i in range(3):
+                    total[i] += values[i]
+            merged["frames_refused"] += stats["frames_refused"]
+            merged["undeliverable"] += stats["undeliverable"]
+        merged["clients"].sort()
+        merged["gateways"] = 1 + len(self._others)
+        return merged
+
+    def _take_stats(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            gateway, stats = message["GATEWAY"], _checked_stats(message["STATS"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self.refused += 1
+            return
+        known = gateway in self._others or len(self._others) < _MAX_GATEWAYS
+        if isinstance(gateway, str) and gateway != self.gateway_id and known:
+            self._others[gateway] = (time.monotonic(), stats)
+
+
+def _checked_stats(stats: dict) -> dict:
+    """Another gateway's stats, range-checked; ValueError/TypeError when they are not."""
+    clients = stats["clients"]
+    if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):
+        raise TypeError("clients must be a list of names")
+    rooms = {}
+    for room, values in stats["rooms"].items():
+        counts = [int(v) for v in values]
+        if len(counts) != 3 or min(counts) < 0 or any(isinstance(v, bool) for v in values):
+            raise ValueError("room counters must be three whole numbers >= 0")
+        rooms[str(room)] = counts
+    return {
+        "clients": clients,
+        "rooms": rooms,
+        "frames_refused": max(0, int(stats["frames_refused"])),
+        "undeliverable": max(0, int(stats["undeliverable"])),
+    }
+
+
+def parse_servers(text: str) -> list[str]:
+    """``nats://HOST:PORT[,nats://…]`` (also tls://, user:password@) as a list; ValueError if not."""
+    from urllib.parse import urlsplit
+
+    servers = [part.strip() for part in text.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("expected nats://HOST:PORT[,nats://HOST:PORT…]")
+    for server in servers:
+        try:
+            url = urlsplit(server)
+            port = url.port
+        except ValueError:
+            url, port = None, None
+        if url is None or url.scheme not in ("nats", "tls") or not url.hostname or port is None:
+            raise ValueError(f"expected nats://HOST:PORT, got {server!r}")
+    return servers
