@@ -19,7 +19,7 @@ from collections.abc import Callable
 import swergio
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import auth, protocol
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ class Component(swergio.Client):
         connect_timeout: float = defaults.CONNECT_TIMEOUT,
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         on_disconnect: Callable[[str], None] | None = None,
+        token: str | None = None,
         **kwargs,
     ):
+        self._token = token if token is not None else auth.client_token()
         self._send_lock = threading.Lock()
         self._closing = threading.Event()
         self._connect_timeout = connect_timeout
@@ -85,6 +87,20 @@ class Component(swergio.Client):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = sock.makefile("rb", buffering=1 << 16)
         return sock
+
+    def register(self) -> None:
+        # swergio's REGISTER, with the broker's token when there is one (an additive key).
+        message = {
+            "ID": protocol.new_id(),
+            "TYPE": protocol.REGISTER,
+            "NAME": self.name,
+            "TO_ROOM": protocol.COMMAND_ROOM,
+        }
+        if self._token:
+            message[auth.TOKEN_KEY] = self._token
+        self.send(message)
+        for room in swergio.client.reserved_rooms:
+            self.join_room(room)
 
     def send(self, message: dict) -> None:
         self.send_frames(protocol.encode_frame(message))

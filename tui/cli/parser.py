@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import auth, protocol
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.tui.cli import commands
+from cartpole_tui.tui.cli import commands, config, serve
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
 
 
@@ -60,12 +61,22 @@ def port_number(text: str) -> int:
 
 
 def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
+    # Required ones may come from the config file: checked once it is applied (main).
+    parser.set_defaults(connect_required=connect_required)
     parser.add_argument(
         "--connect",
         metavar="HOST:PORT",
         type=address,
-        required=connect_required,
         help="join this swergio broker" + ("" if connect_required else " instead of starting the embedded network"),
+    )
+    _token_option(parser)
+
+
+def _token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"the broker's token (mode 600; default ${auth.TOKEN_FILE_ENV}, or token_file in the config file)",
     )
 
 
@@ -92,18 +103,25 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
-    _session_options(parser)
-    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+def _redraw_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redraw-hz",
         type=redraw_rate,
-        default=defaults.REDRAW_HZ,
         metavar="HZ",
         help="repaints a second of the cart and progress (the plot at half that); "
         f"raise it on a fast link (default {defaults.REDRAW_HZ:g})",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="cartpole-tui",
+        description="A terminal control room for swergio CartPole networks.",
+        epilog=f"config file: {config.config_path()} (keys: {', '.join(config.KEYS)}; flags override it)",
+    )
+    _session_options(parser)
+    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+    _redraw_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")
@@ -180,11 +198,55 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument(
         "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
     )
+    _token_option(broker)
+    broker.add_argument(
+        "--trust",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
+    )
+
+    web = sub.add_parser("serve", help="the control room in a browser, one network for every visitor")
+    web.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
+    web.add_argument(
+        "--port", type=port_number, default=defaults.SERVE_PORT, help=f"port (default {defaults.SERVE_PORT})"
+    )
+    web.add_argument("--public-url", metavar="URL", help="the address browsers use (default http://HOST:PORT)")
+    _network_options(web)
+    _db_option(web)
+    web.add_argument("--no-env", action="store_true", help="do not run an environment (the network has its own)")
+    web.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT, help="the embedded network's agents")
+    web.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
+    web.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
+    _redraw_option(web)
     return parser
+
+
+def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
+    """Fill what the flags left unset from the config file (flags win), then check what must be set."""
+    if hasattr(args, "connect") and args.connect is None and not getattr(args, "offline", False):
+        args.connect = settings.get("connect", address)
+    if hasattr(args, "db") and args.db is None:
+        args.db = settings.get("db")
+    if hasattr(args, "redraw_hz"):
+        args.redraw_hz = args.redraw_hz or settings.get("redraw_hz", redraw_rate) or defaults.REDRAW_HZ
+    if hasattr(args, "token_file") and args.token_file is None:
+        args.token_file = os.environ.get(auth.TOKEN_FILE_ENV) or settings.get("token_file")
+    args.theme = settings.get("theme")
+    args.config_path = settings.path
+    if getattr(args, "connect_required", False) and args.connect is None:
+        raise config.ConfigError(f"{args.command}: --connect HOST:PORT is required (or connect in {settings.path})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        apply_config(args, config.load())
+        auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
+    except (config.ConfigError, auth.TokenError) as error:
+        print(f"cartpole-tui: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return _dispatch(args) or 0
     except CommandError as error:
@@ -202,10 +264,12 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command is None:
         return commands.control_room(args)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("broker", "env") else logging.WARNING,
+        level=logging.INFO if args.command in ("broker", "env", "serve") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "serve":
+        return serve.serve(args)
     return getattr(commands, args.command)(args)
 
 
