@@ -82,8 +82,9 @@ class Config:
             raise ConfigError(f"config {self.where(key)}: {key}: {error}") from None
 
 
-def load(path: Path | None = None) -> Config:
-    """Read and check the file; a missing file is an empty Config."""
+def load(path: Path | None = None, checks: dict[str, Callable] | None = None) -> Config:
+    """Read and check the file (``checks``: key → a converter that raises on a bad value, as
+    argparse's types do); a missing file is an empty Config."""
     path = path or config_path()
     try:
         text = path.read_text(encoding="utf-8")
@@ -103,6 +104,8 @@ def load(path: Path | None = None) -> Config:
         if isinstance(value, bool) or not isinstance(value, types):
             raise ConfigError(f"config {config.where(key)}: {key} must be {expected}, got {type(value).__name__}")
         config.values[key] = os.path.expanduser(value) if key in PATH_KEYS else value
+    for key, check in (checks or {}).items():
+        config.get(key, check)
     return config
 
 

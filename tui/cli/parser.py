@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cartpole-tui",
         description="A terminal control room for swergio CartPole networks.",
-        epilog=f"config file: {config.config_path()} (keys: {', '.join(config.KEYS)}; flags override it)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's path unbroken
+        epilog=f"config file: {config.config_path()}\n  keys: {', '.join(config.KEYS)}; flags override it",
     )
     _session_options(parser)
     parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
@@ -242,7 +243,7 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        apply_config(args, config.load())
+        apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
     except (config.ConfigError, auth.TokenError) as error:
         print(f"cartpole-tui: {error}", file=sys.stderr)
