@@ -109,9 +109,11 @@ class ControlRoomApp(App):
         self.set_interval(1 / self.redraw_hz, self._refresh_views)
         if self.options.offline:
             self.main.controls.disabled = True
+        elif not self.options.embed_env:
+            self.main.cart.idle_text = "the cart is drawn where the environment runs, not here (--no-env)"
         self.main.network.update_stats(None)
         self._show_status()
-        self.theme_changed_signal.subscribe(self, lambda theme: [watch(theme) for watch in self.theme_watchers])
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.controller.connect()
 
     def on_resize(self) -> None:
@@ -299,6 +301,10 @@ class ControlRoomApp(App):
             status.append(" │ open network", "bold red")
         status.append(rate)
         self.main.status.update(status)
+
+    def _theme_changed(self, theme) -> None:
+        for watch in self.theme_watchers:
+            watch(theme)
 
     def _open_network(self) -> bool:
         """Joined a broker off this machine without a token: anyone reaching it can drive it."""
