@@ -38,16 +38,17 @@ SCREEN_JS = """() => {
   for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true));
   return out.join("\\n");
 }"""
-# In the page: keydown time, then the first parsed write after which the screen differs.
+# In the page: keydown time, then the first parsed write after which the cart pane is shown/hidden.
 LATENCY_JS = (
     """() => {
   window.__lat = []; window.__t0 = null; window.__before = null;
   const screen = """
     + SCREEN_JS
     + """;
-  document.addEventListener('keydown', () => { window.__before = screen(); window.__t0 = performance.now(); }, true);
+  const cart = () => screen().includes("Cart ─");  // the pane `2` shows and hides
+  document.addEventListener('keydown', () => { window.__before = cart(); window.__t0 = performance.now(); }, true);
   window.__xterm.onWriteParsed(() => {
-    if (window.__t0 !== null && screen() !== window.__before) {
+    if (window.__t0 !== null && cart() !== window.__before) {
       window.__lat.push(performance.now() - window.__t0); window.__t0 = null;
     }
   });
@@ -145,11 +146,16 @@ async def measure(args: argparse.Namespace, base: str) -> None:
         idle = (received[0] - before) / args.seconds
         await page.evaluate("() => { const t = document.querySelector('.xterm-helper-textarea'); t && t.focus(); }")
         await page.keyboard.press("n")
+        await page.wait_for_timeout(500)  # the focus moves to the episodes field after the key is handled
         await page.keyboard.press("End")
         await page.keyboard.press("Control+u")
         await page.keyboard.type(str(args.episodes))
         await page.keyboard.press("Enter")
-        await wait_screen(f"/{args.episodes}")
+        try:
+            await wait_screen(f"/{args.episodes}")
+        except Exception:
+            print(await page.evaluate(SCREEN_JS))
+            raise SystemExit("bench.web: the run did not start") from None
         await page.wait_for_timeout(1000)
         before = received[0]
         await page.wait_for_timeout(args.seconds * 1000)

@@ -250,3 +250,13 @@ async def test_the_status_line_says_open_network_for_a_remote_broker_without_a_t
             assert "open network" in screen_text(app).splitlines()[0]
     finally:
         broker.stop()
+
+
+def test_a_broker_bound_to_every_address_with_a_token_refuses_strangers_there_too():
+    open_bind = Broker("0.0.0.0", 0, token=TOKEN).start()
+    try:
+        intruder = Raw(open_bind.port, "control", rooms=[protocol.CONTROL])
+        intruder.send(custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0))
+        assert intruder.closed_by_broker() and open_bind.refused == 1
+    finally:
+        open_bind.stop()

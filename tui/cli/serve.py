@@ -128,6 +128,13 @@ def public_url(args: argparse.Namespace) -> str:
 def serve(args: argparse.Namespace) -> int:
     web_token = auth.client_token() or auth.new_token()
     url = public_url(args)
+    if not auth.is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host} over plain HTTP: the token crosses the network in clear; "
+            "prefer 127.0.0.1 and an SSH tunnel (ssh -L PORT:127.0.0.1:PORT host)",
+            file=sys.stderr,
+            flush=True,
+        )
     with served_network(args) as (address, token_file):
         visit = ["--connect", address, "--no-env", "--redraw-hz", f"{args.redraw_hz:g}"]
         visit += ["--db", args.db] if args.db else []
