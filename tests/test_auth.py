@@ -60,17 +60,26 @@ class Listener:
         wait_for(lambda: any(m.get("NONCE") == nonce for m in self.heard), 5, f"message {nonce}")
 
 
-def stranger(port: int, room: str) -> Raw:
-    """A peer that registers as swergio 0.0.2 does (no token) and joins ``room``."""
-    return Raw(port, "intruder", rooms=[room])
+def stranger(port: int, room: str, message: dict) -> Raw:
+    """A peer that registers as swergio 0.0.2 does (no token), joins ``room`` and sends ``message``,
+    all in one write (the broker closes it after the first frame: a later write could fail)."""
+    intruder = Raw(port)
+    frames = [
+        {"TYPE": protocol.REGISTER, "NAME": "intruder", "TO_ROOM": protocol.COMMAND_ROOM},
+        {"TYPE": protocol.JOINROOM, "ROOM": room, "TO_ROOM": protocol.COMMAND_ROOM},
+        message,
+    ]
+    intruder.sock.sendall(b"".join(protocol.encode_frame(frame) for frame in frames))
+    return intruder
 
 
 def test_a_fake_env_done_from_a_stranger_never_reaches_the_control_room(guarded, caplog):
     caplog.set_level(logging.INFO, logger="cartpole_tui.env.wire.broker")
     control = Listener(guarded.port, protocol.CONTROL, "control")
     wait_for(lambda: guarded.stats()["rooms"].get(protocol.CONTROL), 5, "our control client in the room")
-    intruder = stranger(guarded.port, protocol.CONTROL)
-    intruder.send(custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0))
+    intruder = stranger(
+        guarded.port, protocol.CONTROL, custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0)
+    )
     assert intruder.closed_by_broker()
     ours = Component("environment", HOST, guarded.port, token=TOKEN)
     real = custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=12.0)
@@ -87,8 +96,7 @@ def test_a_fake_env_done_from_a_stranger_never_reaches_the_control_room(guarded,
 def test_get_and_set_on_evolution_from_a_stranger_reach_no_model(guarded, command):
     model = Listener(guarded.port, "evolution", "model")
     wait_for(lambda: guarded.stats()["rooms"].get("evolution"), 5, "the model in the evolution room")
-    intruder = stranger(guarded.port, "evolution")
-    intruder.send(custom("evolution", **command))
+    intruder = stranger(guarded.port, "evolution", custom("evolution", **command))
     assert intruder.closed_by_broker()  # no WEIGHTS came back: the connection just ended
     ours = Component("evolution", HOST, guarded.port, token=TOKEN)
     real = custom("evolution", CMD="GET")
@@ -174,8 +182,7 @@ def test_the_embedded_network_refuses_a_stranger_and_admits_its_own_session():
     network = LocalNetwork(agent="random", seed=1).start()
     try:
         assert os.stat(network.token_file).st_mode & 0o777 == 0o600
-        intruder = Raw(network.port, "control", rooms=[protocol.CONTROL])
-        intruder.send(protocol.start_run(3, False))
+        intruder = stranger(network.port, protocol.CONTROL, protocol.start_run(3, False))
         assert intruder.closed_by_broker()
         auth.use_token(network.token)
         ours = Component("control", network.host, network.port)
@@ -255,8 +262,9 @@ async def test_the_status_line_says_open_network_for_a_remote_broker_without_a_t
 def test_a_broker_bound_to_every_address_with_a_token_refuses_strangers_there_too():
     open_bind = Broker("0.0.0.0", 0, token=TOKEN).start()
     try:
-        intruder = Raw(open_bind.port, "control", rooms=[protocol.CONTROL])
-        intruder.send(custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0))
+        intruder = stranger(
+            open_bind.port, protocol.CONTROL, custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0)
+        )
         assert intruder.closed_by_broker() and open_bind.refused == 1
     finally:
         open_bind.stop()

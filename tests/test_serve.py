@@ -116,7 +116,12 @@ async def screen(page) -> str:
 
 
 async def wait_screen(page, text: str, timeout: float = 30_000) -> str:
-    await page.wait_for_function(f"() => ({SCREEN_JS})().includes({text!r})", timeout=timeout, polling=50)
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        await page.wait_for_function(f"() => ({SCREEN_JS})().includes({text!r})", timeout=timeout, polling=50)
+    except PlaywrightTimeout:
+        raise AssertionError(f"the page never showed {text!r}; it shows:\n{await screen(page)}") from None
     return await screen(page)
 
 

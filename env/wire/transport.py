@@ -115,7 +115,15 @@ class Component(swergio.Client):
             try:
                 self.client.sendall(data)
             except OSError as error:
-                raise ConnectionLost(f"send to broker failed: {error.strerror or error}") from None
+                raise ConnectionLost(
+                    f"send to broker failed: {error.strerror or error}{self._refusal_hint()}"
+                ) from None
+
+    def _refusal_hint(self) -> str:
+        # A broker with a token closes a client that does not present it, without a word.
+        if self._token:
+            return " (if the broker has a token: is this --token-file its token?)"
+        return " (if the broker has a token: give it with --token-file)"
 
     def _read_exactly(self, n: int) -> bytes:
         try:

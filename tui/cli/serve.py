@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import os
 import platform
 import shlex
 import subprocess
@@ -88,7 +89,7 @@ def served_network(args: argparse.Namespace):
     environment = None
     try:
         if args.connect:
-            address, token_file = args.connect, args.token_file
+            address, token_file = args.connect, args.token_file and os.path.abspath(args.token_file)
         else:
             try:
                 network = LocalNetwork(models=args.models, seed=args.seed, agent=args.agent).start()
@@ -137,7 +138,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     with served_network(args) as (address, token_file):
         visit = ["--connect", address, "--no-env", "--redraw-hz", f"{args.redraw_hz:g}"]
-        visit += ["--db", args.db] if args.db else []
+        visit += ["--db", args.db if args.db == ":memory:" else os.path.abspath(args.db)] if args.db else []
         visit += ["--token-file", token_file] if token_file else []
         server = make_server(
             shlex.join(cli_command(*visit)),

@@ -46,12 +46,18 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
+        self._early: list[RunRecord] | None = None  # runs given before the columns exist
 
     def on_mount(self) -> None:
         for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
+        if self._early is not None:
+            self.show(self._early)
 
     def show(self, runs: list[RunRecord]) -> None:
+        if not self.columns:  # the history can arrive before the table is mounted
+            self._early = runs
+            return
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
         for run in runs:
             self._runs[run.number] = run
