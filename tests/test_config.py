@@ -94,3 +94,17 @@ async def test_the_palettes_theme_choice_is_remembered_and_used_next_time(tmp_pa
         app.theme = "gruvbox"  # what the palette's "Change theme" does
         await pilot.pause(0.1)
     assert config.load(path).get("theme") == "gruvbox"
+
+
+def test_the_token_file_comes_from_the_flag_then_the_environment_then_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path, 'token_file = "/from/config"\n')
+    monkeypatch.delenv("CARTPOLE_TUI_TOKEN_FILE", raising=False)
+    assert parsed(["run"], path).token_file == "/from/config"
+    monkeypatch.setenv("CARTPOLE_TUI_TOKEN_FILE", "/from/env")
+    assert parsed(["broker"], path).token_file == "/from/env"
+    assert parsed(["swarm", "--connect", "127.0.0.1:1", "--token-file", "/from/flag"], path).token_file == "/from/flag"
+
+
+def test_a_bad_trust_block_is_a_usage_error():
+    done = subprocess.run([str(APP), "broker", "--trust", "10.0.0.0/33"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--trust" in done.stderr and "10.0.0.0/33" in done.stderr

@@ -271,14 +271,10 @@ def export(args: argparse.Namespace) -> int:
 
 def broker(args: argparse.Namespace) -> int:
     token = auth.client_token()  # read from --token-file / the environment / the config by the parser
-    try:
-        trust = auth.parse_networks(args.trust)
-    except ValueError as error:
-        raise CommandError(f"--trust: {error}") from None
     if token is None and not auth.is_loopback(args.host):
         print(auth.open_bind_warning("the broker", args.host), file=sys.stderr, flush=True)
     try:
-        instance = Broker(args.host, args.port, max_frame=args.max_frame, token=token, trust=trust)
+        instance = Broker(args.host, args.port, max_frame=args.max_frame, token=token, trust=tuple(args.trust))
     except OSError as error:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     print(f"broker listening on {instance.address}; Ctrl-C to stop", flush=True)

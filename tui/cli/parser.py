@@ -54,6 +54,13 @@ def redraw_rate(text: str) -> float:
     return value
 
 
+def cidr(text: str):
+    try:
+        return auth.parse_networks([text])[0]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
@@ -203,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument(
         "--trust",
         metavar="CIDR",
+        type=cidr,
         action="append",
         default=[],
         help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
