@@ -9,6 +9,7 @@ from __future__ import annotations
 # --- the network -----------------------------------------------------------------------
 LOOPBACK = "127.0.0.1"
 PORT = 8080  # the published RLGym scripts' port
+SERVE_PORT = 8000  # `cartpole-tui serve`: the web page
 ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
 

@@ -8,6 +8,7 @@ and the cart redraw on timers, only when their data changed.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from functools import singledispatchmethod
@@ -16,7 +17,7 @@ from rich.text import Text
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.history.export import export_to_file
+from cartpole_tui.env.history.export import default_export_path, export_runs, export_to_file
 from cartpole_tui.env.history.store import RunStore, default_db_path
 from cartpole_tui.env.runtime.events import (
     BrokerStats,
@@ -30,6 +31,7 @@ from cartpole_tui.env.runtime.events import (
 )
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.bindings import bindings, palette_entries
 from cartpole_tui.tui.controller import (
     Connected,
@@ -89,6 +91,7 @@ class ControlRoomApp(App):
         self._steps_seen = (0, time.monotonic())
         self.steps_per_second = 0.0
         self.components = 0  # clients the broker reports
+        self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
 
     @property
     def session(self) -> Session | None:
@@ -106,8 +109,11 @@ class ControlRoomApp(App):
         self.set_interval(1 / self.redraw_hz, self._refresh_views)
         if self.options.offline:
             self.main.controls.disabled = True
+        elif not self.options.embed_env:
+            self.main.cart.idle_text = "the cart is drawn where the environment runs, not here (--no-env)"
         self.main.network.update_stats(None)
         self._show_status()
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.controller.connect()
 
     def on_resize(self) -> None:
@@ -291,8 +297,24 @@ class ControlRoomApp(App):
             status.append("cartpole-tui", "bold").append(" │ ")
         status.append(f"{address} │ {self.options.env_id} │ {clients}")
         status.append(*CONNECTION_MARKS[self.connection])
+        if self._open_network():
+            status.append(" │ open network", "bold red")
         status.append(rate)
         self.main.status.update(status)
+
+    def _theme_changed(self, theme) -> None:
+        for watch in self.theme_watchers:
+            watch(theme)
+
+    def _open_network(self) -> bool:
+        """Joined a broker off this machine without a token: anyone reaching it can drive it."""
+        session = self.session
+        return (
+            session is not None
+            and not session.embedded
+            and auth.client_token() is None
+            and not auth.is_loopback(session.host or "")
+        )
 
     def _refresh_views(self) -> None:
         if self.main is None or not self.main.is_mounted:
@@ -394,6 +416,9 @@ class ControlRoomApp(App):
         if self.store is None:
             return
         marked = sorted(self.main.runs_table.marked) or None
+        if self.is_web:  # in a browser: the CSV goes to the browser, not the server's directory
+            self._deliver_export(marked)
+            return
         try:
             path = export_to_file(self.store, marked, "csv")
         except Exception as error:
@@ -401,6 +426,20 @@ class ControlRoomApp(App):
             return
         self.log_line(f"exported {'runs ' + ', '.join(map(str, marked)) if marked else 'all runs'} to {path}")
         self.notify(path, title="Exported", markup=False)
+
+    def _deliver_export(self, marked: list[int] | None) -> None:
+        out = io.StringIO()
+        try:
+            export_runs(self.store, marked, "csv", out)
+        except Exception as error:
+            self.notify(f"export failed: {error}", severity="error", markup=False)
+            return
+        out.seek(0)
+        name = os.path.basename(default_export_path("csv"))
+        self.deliver_text(out, save_filename=name, mime_type="text/csv")
+        self.log_line(
+            f"exported {'runs ' + ', '.join(map(str, marked)) if marked else 'all runs'} as {name} to the browser"
+        )
 
     def on_marks_changed(self, message: MarksChanged) -> None:
         self.main.plot.overlays = rolling_overlays(self.store, sorted(message.marked), self.main.plot.window)

@@ -4,6 +4,8 @@
 that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once
 it listens and exits when its standard input closes, so it cannot outlive its parent.
+Its broker admits only clients presenting this session's random token (handed over in a
+0600 file), so other local users cannot drive it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 import threading
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.wire import auth
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,17 @@ class LocalNetwork:
         self.port: int | None = None
         self.log_path: str | None = None
         self._process: subprocess.Popen | None = None
+        self.token = auth.new_token()
+        self.token_file: str | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self) -> LocalNetwork:
+        self.token_file = self.token_file or auth.write_token_file(self.token)
         command = [sys.executable, "-c", CHILD_ENTRY, "--agent", self.agent, "--models", str(self.models)]
+        command += ["--token-file", self.token_file]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
         with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
@@ -80,6 +87,12 @@ class LocalNetwork:
 
     def stop(self) -> None:
         process, self._process = self._process, None
+        if self.token_file is not None:
+            try:
+                os.unlink(self.token_file)
+            except OSError:
+                pass
+            self.token_file = None
         if process is None:
             return
         try:
@@ -118,11 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT)
     parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--token-file")
     args = parser.parse_args(argv)
+    token = auth.read_token_file(args.token_file) if args.token_file else None
+    auth.use_token(token)  # the agents present it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
 
-    broker = Broker(defaults.LOOPBACK, 0).start()
+    broker = Broker(defaults.LOOPBACK, 0, token=token).start()
     agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed)
     print(f"{READY} {broker.port}", flush=True)
     try:

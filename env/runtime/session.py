@@ -17,6 +17,7 @@ from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
 
 
@@ -77,6 +78,7 @@ class Session:
                     models=self.options.models, seed=self.options.seed, agent=self.options.agent
                 ).start()
                 self.host, self.port = self.network.host, self.network.port
+                auth.use_token(self.network.token)  # this process's components join with it
             if self.options.embed_env:
                 self.environment = EnvironmentComponent(
                     self.host,

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import auth, protocol
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Peer:
     outbox: deque = field(default_factory=deque)
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
+    admitted: bool = True  # False until a broker with a token has seen it register with it
 
     @property
     def label(self) -> str:
@@ -71,10 +72,15 @@ class Broker:
         max_outbox: int = DEFAULT_MAX_OUTBOX,
         enable_logging: bool = True,
         relay=None,
+        token: str | None = None,
+        trust: tuple = (),
     ):
         self.max_frame = max_frame
         self.max_outbox = max_outbox
         self.enable_logging = enable_logging
+        self.token = token  # None: every client is admitted, as with swergio's own server
+        self.trust = tuple(trust)  # ip networks admitted without a token
+        self.refused = 0
         self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self._listener.setblocking(False)
         self.host, self.port = self._listener.getsockname()[:2]
@@ -161,6 +167,7 @@ class Broker:
             "rooms": rooms,
             "frames_refused": self.frames_refused,
             "undeliverable": self.undeliverable,
+            "refused": self.refused,
         }
 
     def _publish_stats_when_due(self) -> None:
@@ -195,6 +202,7 @@ class Broker:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = Peer(sock, f"{addr[0]}:{addr[1]}")
+            peer.admitted = self.token is None or auth.is_trusted(addr[0], self.trust)
             with self._stats_lock:
                 self._peers.add(peer)
             self._selector.register(sock, selectors.EVENT_READ, peer)
@@ -293,6 +301,8 @@ class Broker:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
         message = protocol.decode_body(frame[protocol.HEADER_LENGTH :])
         kind = message["TYPE"]
+        if not peer.admitted and not self._admit(peer, message):
+            return
         if kind == protocol.DISCONNECT:
             self._doom(peer, "client said DISCONNECT")
             return
@@ -300,10 +310,27 @@ class Broker:
             self._register(peer, message)
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._membership(peer, message, join=kind == protocol.JOINROOM)
-        if "SENT_BY" not in message:
-            message["SENT_BY"] = peer.name or peer.address
+        if "SENT_BY" not in message or auth.TOKEN_KEY in message:
+            message.pop(auth.TOKEN_KEY, None)  # the token goes no further than the broker
+            message.setdefault("SENT_BY", peer.name or peer.address)
             frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))
         self._route(peer, message, frame)
+
+    def _admit(self, peer: Peer, message: dict) -> bool:
+        """A peer's first frame must be REGISTER with the token; otherwise it is closed unheard."""
+        if message["TYPE"] != protocol.REGISTER:
+            reason = "refused: sent a message before registering with the token"
+        elif auth.TOKEN_KEY not in message:
+            reason = "refused: REGISTER without a token"
+        elif not auth.tokens_match(message[auth.TOKEN_KEY], self.token):
+            reason = "refused: wrong token"
+        else:
+            peer.admitted = True
+            return True
+        self.refused += 1
+        log.warning("%s %s", peer.address, reason)
+        self._doom(peer, reason)
+        return False
 
     def _register(self, peer: Peer, message: dict) -> None:
         name = message.get("NAME")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import swergio
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import auth, protocol
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,10 @@ class Component(swergio.Client):
         connect_timeout: float = defaults.CONNECT_TIMEOUT,
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         on_disconnect: Callable[[str], None] | None = None,
+        token: str | None = None,
         **kwargs,
     ):
+        self._token = token if token is not None else auth.client_token()
         self._send_lock = threading.Lock()
         self._closing = threading.Event()
         self._connect_timeout = connect_timeout
@@ -86,6 +88,20 @@ class Component(swergio.Client):
         self._reader = sock.makefile("rb", buffering=1 << 16)
         return sock
 
+    def register(self) -> None:
+        # swergio's REGISTER, with the broker's token when there is one (an additive key).
+        message = {
+            "ID": protocol.new_id(),
+            "TYPE": protocol.REGISTER,
+            "NAME": self.name,
+            "TO_ROOM": protocol.COMMAND_ROOM,
+        }
+        if self._token:
+            message[auth.TOKEN_KEY] = self._token
+        self.send(message)
+        for room in swergio.client.reserved_rooms:
+            self.join_room(room)
+
     def send(self, message: dict) -> None:
         self.send_frames(protocol.encode_frame(message))
 
@@ -99,7 +115,15 @@ class Component(swergio.Client):
             try:
                 self.client.sendall(data)
             except OSError as error:
-                raise ConnectionLost(f"send to broker failed: {error.strerror or error}") from None
+                raise ConnectionLost(
+                    f"send to broker failed: {error.strerror or error}{self._refusal_hint()}"
+                ) from None
+
+    def _refusal_hint(self) -> str:
+        # A broker with a token closes a client that does not present it, without a word.
+        if self._token:
+            return " (if the broker has a token: is this --token-file its token?)"
+        return " (if the broker has a token: give it with --token-file)"
 
     def _read_exactly(self, n: int) -> bytes:
         try:

@@ -24,10 +24,12 @@ from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import serve_swarm
+from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
+from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import CommandError
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
@@ -61,8 +63,34 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
-    ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz).run()
+    warn_open_network(options.connect)
+    app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
+    remember_theme(app, args.theme, lambda name: config.save_value(args.config_path, "theme", name))
+    app.run()
     return 0
+
+
+def warn_open_network(connect: str | None) -> None:
+    if connect and auth.client_token() is None and not auth.is_loopback(parse_address(connect)[0]):
+        print(auth.open_bind_warning("the network", connect), file=sys.stderr, flush=True)
+
+
+def remember_theme(app, theme: str | None, save) -> None:
+    """Start in the configured theme; write the palette's choice back to the config file."""
+    if theme is not None and theme in app.available_themes:
+        app.theme = theme
+
+    saved = [app.theme]
+
+    def changed(new) -> None:
+        if new.name != saved[0]:
+            try:
+                save(new.name)
+                saved[0] = new.name
+            except OSError as error:
+                app.notify(f"theme not saved: {error.strerror}", severity="warning", markup=False)
+
+    app.theme_watchers.append(changed)
 
 
 def _open_store(path: str | None) -> RunStore:
@@ -245,6 +273,9 @@ def export(args: argparse.Namespace) -> int:
 
 
 def broker(args: argparse.Namespace) -> int:
+    token = auth.client_token()  # read from --token-file / the environment / the config by the parser
+    if token is None and not auth.is_loopback(args.host):
+        print(auth.open_bind_warning("the broker", args.host), file=sys.stderr, flush=True)
     relay = None
     if args.nats:  # gateway mode: connect to NATS first, so an unreachable cluster changes nothing
         try:
@@ -254,7 +285,9 @@ def broker(args: argparse.Namespace) -> int:
         except NatsUnavailable as error:
             raise CommandError(str(error)) from None
     try:
-        instance = Broker(args.host, args.port, max_frame=args.max_frame, relay=relay)
+        instance = Broker(
+            args.host, args.port, max_frame=args.max_frame, relay=relay, token=token, trust=tuple(args.trust)
+        )
     except OSError as error:
         if relay is not None:
             relay.close()

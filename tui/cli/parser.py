@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import auth, protocol
 from cartpole_tui.env.wire.gateway import parse_servers
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.tui.cli import commands
+from cartpole_tui.tui.cli import commands, config, serve
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
 
 
@@ -54,6 +55,13 @@ def redraw_rate(text: str) -> float:
     return value
 
 
+def cidr(text: str):
+    try:
+        return auth.parse_networks([text])[0]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
@@ -68,12 +76,22 @@ def nats_servers(text: str) -> list[str]:
 
 
 def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
+    # Required ones may come from the config file: checked once it is applied (main).
+    parser.set_defaults(connect_required=connect_required)
     parser.add_argument(
         "--connect",
         metavar="HOST:PORT",
         type=address,
-        required=connect_required,
         help="join this swergio broker" + ("" if connect_required else " instead of starting the embedded network"),
+    )
+    _token_option(parser)
+
+
+def _token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"the broker's token (mode 600; default ${auth.TOKEN_FILE_ENV}, or token_file in the config file)",
     )
 
 
@@ -100,18 +118,26 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="cartpole-tui", description="A terminal control room for swergio CartPole networks.")
-    _session_options(parser)
-    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+def _redraw_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redraw-hz",
         type=redraw_rate,
-        default=defaults.REDRAW_HZ,
         metavar="HZ",
         help="repaints a second of the cart and progress (the plot at half that); "
         f"raise it on a fast link (default {defaults.REDRAW_HZ:g})",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="cartpole-tui",
+        description="A terminal control room for swergio CartPole networks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's path unbroken
+        epilog=f"config file: {config.config_path()}\n  keys: {', '.join(config.KEYS)}; flags override it",
+    )
+    _session_options(parser)
+    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+    _redraw_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")
@@ -196,11 +222,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--network", default="default", help="gateway mode: the network's name on NATS")
     broker.add_argument("--nats-creds", metavar="FILE", help="gateway mode: NATS credentials file (JWT + NKey)")
+    _token_option(broker)
+    broker.add_argument(
+        "--trust",
+        metavar="CIDR",
+        type=cidr,
+        action="append",
+        default=[],
+        help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
+    )
+
+    web = sub.add_parser("serve", help="the control room in a browser, one network for every visitor")
+    web.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
+    web.add_argument(
+        "--port", type=port_number, default=defaults.SERVE_PORT, help=f"port (default {defaults.SERVE_PORT})"
+    )
+    web.add_argument("--public-url", metavar="URL", help="the address browsers use (default http://HOST:PORT)")
+    _network_options(web)
+    _db_option(web)
+    web.add_argument("--no-env", action="store_true", help="do not run an environment (the network has its own)")
+    web.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT, help="the embedded network's agents")
+    web.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
+    web.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
+    _redraw_option(web)
     return parser
+
+
+def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
+    """Fill what the flags left unset from the config file (flags win), then check what must be set."""
+    if hasattr(args, "connect") and args.connect is None and not getattr(args, "offline", False):
+        args.connect = settings.get("connect", address)
+    if hasattr(args, "db") and args.db is None:
+        args.db = settings.get("db")
+    if hasattr(args, "redraw_hz"):
+        args.redraw_hz = args.redraw_hz or settings.get("redraw_hz", redraw_rate) or defaults.REDRAW_HZ
+    if hasattr(args, "token_file") and args.token_file is None:
+        args.token_file = os.environ.get(auth.TOKEN_FILE_ENV) or settings.get("token_file")
+    args.theme = settings.get("theme")
+    args.config_path = settings.path
+    if getattr(args, "connect_required", False) and args.connect is None:
+        raise config.ConfigError(f"{args.command}: --connect HOST:PORT is required (or connect in {settings.path})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
+        auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
+    except (config.ConfigError, auth.TokenError) as error:
+        print(f"cartpole-tui: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return _dispatch(args) or 0
     except CommandError as error:
@@ -218,10 +289,12 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command is None:
         return commands.control_room(args)
     logging.basicConfig(
-        level=logging.INFO if args.command in ("broker", "env") else logging.WARNING,
+        level=logging.INFO if args.command in ("broker", "env", "serve") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "serve":
+        return serve.serve(args)
     return getattr(commands, args.command)(args)
 
 

@@ -25,13 +25,14 @@ class CartView(Widget):
     COMPONENT_CLASSES = {"cart-view--pole"}
 
     observation: reactive[tuple | None] = reactive(None, layout=False)
+    idle_text = "waiting for a run…"  # what shows before the first observation
 
     def render(self) -> Text:
         width, height = self.size.width, self.size.height
         if width < 6 or height < 4:
             return Text("")
         if self.observation is None:
-            return Text("waiting for a run…", style="dim")
+            return Text(self.idle_text, style="dim")
         x, _, theta, _ = self.observation
         rows = height - 3  # pole area; then the cart, the track and the readout
         pole = self._pole(width, rows, x, theta)
