@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cartpole_tui.env.wire import subjects
@@ -11,6 +11,7 @@ from cartpole_tui.env.wire import subjects
 NETWORK = "cartpole"
 
 
+@settings(deadline=None)  # a busy machine is not a slow encoder
 @given(st.text())
 def test_any_name_is_one_token_and_comes_back(name):
     token = subjects.encode_token(name)
@@ -20,12 +21,14 @@ def test_any_name_is_one_token_and_comes_back(name):
         assert subjects.parse(NETWORK, subjects.subject(NETWORK, kind, name)) == (kind, name)
 
 
+@settings(deadline=None)  # a busy machine is not a slow encoder
 @given(st.text(), st.text())
 def test_two_names_never_share_a_subject(first, second):
     if first != second:
         assert subjects.encode_token(first) != subjects.encode_token(second)
 
 
+@settings(deadline=None)  # a busy machine is not a slow encoder
 @given(st.text(), st.text())
 def test_a_subject_belongs_to_one_network(network, other):
     subject = subjects.subject(network, subjects.ROOM, "observation")
