@@ -238,4 +238,5 @@ class ControlClient:
             self._evolution_id = None
             self._evolution_done = True
             self._cond.notify_all()
-        self._emit(EvolutionFinished(time.monotonic() - self._evolution_started))
+        # our evolution's population report (additive keys); absent from the published one
+        self._emit(EvolutionFinished(time.monotonic() - self._evolution_started, **protocol.evolution_report(msg)))

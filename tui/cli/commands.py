@@ -58,8 +58,9 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
-    ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz).run()
-    return 0
+    app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
+    app.run()
+    return app.return_code or 0  # 1 after a crash or when the network could not be joined
 
 
 def _open_store(path: str | None) -> RunStore:
