@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -22,6 +24,7 @@ from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.swarm.swarm import serve_swarm
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import parse_address
@@ -58,6 +61,9 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
+    if not options.connect and options.agent == "swarm":
+        # what the swarm learned is kept with the run history and restored at the next start
+        options = replace(options, population_file=beside_history(args.db), fresh=args.fresh)
     app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
     app.run()
     return app.return_code or 0  # 1 after a crash or when the network could not be joined
@@ -185,7 +191,9 @@ def swarm(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
     print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
     with reported_failures():
-        serve_swarm(host, port, args.models, args.seed)
+        if args.load is not None and not os.path.exists(args.load):
+            raise CommandError(f"--load {args.load}: no such file")
+        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save)
     return 0
 
 
