@@ -333,3 +333,23 @@ async def test_palette_has_every_listed_command(tmp_path, size):
             "Toggle deterministic",
             "Set the number of episodes",
         }
+
+
+async def test_plot_mean_per_run_and_x_axis_cycle(tmp_path):
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("m")
+        await pilot.pause()
+        per_run = app.history.per_run_means(100)[0][-1]  # the last run (20 episodes) alone
+        assert f"mean(100)/run {per_run:.1f}" in screen_text(app)
+        labels = lambda: app.main.plot._strips[-1].text  # noqa: E731
+        await pilot.press("t")
+        await pilot.pause()
+        assert "#1" in labels() and "#6" in labels() and labels().rstrip().endswith("run")
+        await pilot.press("t")
+        await pilot.pause()
+        assert "time ended" in labels() and ":" in labels()
+        await pilot.press("t")
+        await pilot.pause()
+        assert labels().rstrip().endswith("episode")

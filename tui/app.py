@@ -139,9 +139,10 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: HistoryLoaded) -> None:
-        for number, scores, average in event.runs:
+        times = event.times or [None] * len(event.runs)
+        for (number, scores, average), ended in zip(event.runs, times):
             if len(scores):
-                self.history.extend(scores, number)
+                self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
                 if average is not None:
                     self.history.end_run(average)
         self._refresh_views()
@@ -201,7 +202,7 @@ class ControlRoomApp(App):
         if number is None:  # a run started by another control client, seen through the control room
             self.handle(RunStarted(event.run_id, 0, False))
             number = self.run_numbers[event.run_id]
-        self.history.append(event.score, number)
+        self.history.append(event.score, number, event.wall_time or float("nan"))
         self.finished_in_run = event.episode
         # shown by the redraw timer: one progress repaint per tick, not one per episode
         window = self.main.plot.window
@@ -371,6 +372,12 @@ class ControlRoomApp(App):
 
     def action_toggle_all(self) -> None:
         self.main.plot.action_toggle_all()
+
+    def action_toggle_mean_per_run(self) -> None:
+        self.main.plot.action_toggle_mean_per_run()
+
+    def action_cycle_x_axis(self) -> None:
+        self.main.plot.action_cycle_x_axis()
 
     def on_details_requested(self, message: DetailsRequested) -> None:
         run = self.store.run(message.number) if self.store is not None else None

@@ -85,6 +85,20 @@ KEYS: tuple[Key, ...] = (
         palette="Plot: next smoothing window",
     ),
     Key(
+        "m",
+        "toggle_mean_per_run",
+        "the plot's mean across runs, or restarting with each run",
+        "Plot",
+        palette="Plot: mean across runs / per run",
+    ),
+    Key(
+        "t",
+        "cycle_x_axis",
+        "the plot's x labels: episode numbers · run numbers · time the episodes ended",
+        "Plot",
+        palette="Plot: next x axis labels",
+    ),
+    Key(
         "a",
         "toggle_all",
         f"plot all episodes / the last {defaults.PLOT_LAST_N}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 from rich.segment import Segment
@@ -32,6 +33,7 @@ OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, defaults.PL
 # Each overlay also carries its own mark along its line, so runs stay apart without colour (NO_COLOR).
 OVERLAY_MARKS = "12345678"
 MARK_EVERY = 10  # cells between two marks of one overlay
+X_AXES = ("episode", "run", "time")  # what the x labels count: episodes, runs, or the clock
 # Layers from back to front; a cell shows the front-most layer that has a dot in it.
 LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-plot--average", "score-plot--mean")
 
@@ -67,6 +69,10 @@ class ScorePlot(Widget, can_focus=True):
     y_min: reactive[float] = reactive(0.0)
     y_max: reactive[float] = reactive(500.0)
     """Top of the y axis: the environment's best score (500 for CartPole-v1)."""
+    per_run: reactive[bool] = reactive(False)
+    """The mean restarts with each run (True) or runs across runs (False)."""
+    x_axis: reactive[str] = reactive("episode")
+    """The x labels: episode numbers, run numbers at each run's start, or the time episodes ended."""
     threshold: reactive[float | None] = reactive(defaults.SOLVED_SCORE)
     """Score that counts as solved, drawn as a dotted line; None hides it."""
 
@@ -158,6 +164,18 @@ class ScorePlot(Widget, can_focus=True):
     def watch_last_n(self) -> None:
         self._redraw_now()
 
+    def watch_per_run(self) -> None:
+        self._redraw_now()
+
+    def watch_x_axis(self) -> None:
+        self._redraw_now()
+
+    def action_toggle_mean_per_run(self) -> None:
+        self.per_run = not self.per_run
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
     def _tick(self) -> None:
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
@@ -207,7 +225,17 @@ class ScorePlot(Widget, can_focus=True):
 
     def _view(self) -> tuple:
         width, height = self.size
-        return width, height, self.window, self.last_n, self.y_min, self.y_max, self.threshold
+        return (
+            width,
+            height,
+            self.window,
+            self.last_n,
+            self.per_run,
+            self.x_axis,
+            self.y_min,
+            self.y_max,
+            self.threshold,
+        )
 
     def _rebuild(self) -> None:
         self._view_key, self._data_due = self._view(), False
@@ -378,6 +406,10 @@ class _Canvas:
         dots_w, dots_h = 2 * self.cols, 4 * self.rows
         lo, hi = history.column_edges(dots_w, start, end)
         low, high, means = history.columns(dots_w, start, end, plot.window)
+        if plot.per_run:
+            values, sums = history.per_run_means(plot.window)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(hi > lo, (sums[hi] - sums[lo]) / (hi - lo), np.nan)
         layers["score-plot--raw"] = _spans(self.pixel_rows(high), self.pixel_rows(low), dots_h)
         for overlay, sums, name in zip(plot.overlays, plot._overlay_sums, OVERLAY_CLASSES):
             layers[name] = _line(self.pixel_rows(_window_means(sums, overlay.offset, lo, hi)), dots_h)
@@ -405,10 +437,16 @@ class _Canvas:
         if stop - first <= self.cols // 2:
             self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
         self._label_threshold()
-        self.x_labels = self._x_labels(lo, start, end)
-        mean = history.rolling_mean_at(end - 1, plot.window)
+        if plot.x_axis == "run":
+            self.x_labels = self._run_labels(lo, start, end, history)
+        else:
+            self.x_labels = self._x_labels(lo, start, end, history=history if plot.x_axis == "time" else None)
+        if plot.per_run:
+            mean, name = values[end - 1], f"━ mean({plot.window})/run"
+        else:
+            mean, name = history.rolling_mean_at(end - 1, plot.window), f"━ mean({plot.window})"
         self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw")]
-        self.legend.append((f"━ mean({plot.window})", f"{mean:.1f}", "score-plot--mean"))
+        self.legend.append((name, f"{mean:.1f}", "score-plot--mean"))
         if len(averages):
             self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
@@ -422,18 +460,45 @@ class _Canvas:
                 self.chars[lit] = braille.BASE + codes[lit]
                 self.layer[lit] = index
 
-    def _x_labels(self, lo: np.ndarray, start: int, end: int, title: str = "episode") -> str:
+    def _run_labels(self, lo: np.ndarray, start: int, end: int, history: ScoreHistory) -> str:
+        """Each run's number under its first column (``#3``), those that fit; titled "run"."""
+        starts, numbers = history.run_starts()
+        first = max(0, int(np.searchsorted(starts, start, side="right")) - 1)
+        marks = [(max(int(s), start), f"#{n}") for s, n in zip(starts[first:].tolist(), numbers[first:].tolist())]
+        marks = [(s, text) for s, text in marks if s < end]
+        return self._place(lo, marks, " run" if self.cols >= 24 else "")
+
+    def _x_labels(
+        self, lo: np.ndarray, start: int, end: int, title: str = "episode", history: ScoreHistory | None = None
+    ) -> str:
         """Episode numbers (1-based) at round values, placed under their cells without overlap;
-        the axis title at the right end when it fits."""
-        title = f" {title}" if self.cols >= 6 * len(title) else ""
-        line = [" "] * (self.cols - len(title))
+        the axis title at the right end when it fits. With ``history``: the time those episodes ended."""
         step = _nice_step((end - start) * 10 / max(self.cols, 1))
         first_tick = (start // step + 1) * step
         ticks = [start + 1, *list(range(first_tick, end + 1, step))]
+        if history is None:
+            marks = [(episode - 1, _short(episode)) for episode in ticks]
+        else:
+            times = history.times
+            span = times[end - 1] - times[start] if end > start else np.nan
+            form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
+            marks = [
+                (episode - 1, time.strftime(form, time.localtime(times[episode - 1])))
+                for episode in ticks
+                if np.isfinite(times[episode - 1])
+            ]
+            title = "time ended" if marks else "time: not recorded"
+        title = f" {title}" if self.cols >= 6 * len(title) else ""
+        return self._place(lo, marks, title)
+
+    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str) -> str:
+        """Labels under the first column of their episode, left to right without overlap, then the title."""
+        line = [" "] * (self.cols - len(title))
         free_from = 0
-        cells = _first_columns(lo, np.array(ticks) - 1) // 2
-        for episode, cell in zip(ticks, cells.tolist()):
-            text = _short(episode)
+        if not marks:
+            return ("".join(line) + title)[: self.cols]
+        cells = _first_columns(lo, np.array([episode for episode, _ in marks])) // 2
+        for (_, text), cell in zip(marks, cells.tolist()):
             cell = min(cell, len(line) - len(text))
             if cell >= free_from and cell >= 0:
                 line[cell : cell + len(text)] = text
