@@ -288,7 +288,7 @@ async def test_population_pane_shows_our_evolution(tmp_path, broker):
             text = screen_text(app)
             assert "best" in text and "mean" in text and "worst" in text and "div" in text and "◆" in text
             pane = app.main.population.region
-            rows = screen_text(app).splitlines()[pane.y + 2 : pane.y + 6]
+            rows = screen_text(app).splitlines()[pane.y + 3 : pane.y + 7]  # below the border and the header
             assert all(row[pane.x : pane.right].strip() for row in rows)  # one row per model
     finally:
         swarm.close()

@@ -114,6 +114,9 @@ class MainScreen(Screen):
         }
         for pane_id, shown in wanted.items():
             self.panes[pane_id].display = self.chosen.get(pane_id, shown)
+        crowded = width - RUNS_WIDTH < 2 * SIDE_MIN
+        if crowded and self.population.display and "network-pane" not in self.chosen:
+            self.network_box.display = False  # the population asked for takes the network's place
         shown = {pane_id for pane_id, pane in self.panes.items() if pane.display}
         rest = height - FIXED_ROWS
         log_rows = min(7, max(3, rest // 4)) if "log-pane" in shown else 0

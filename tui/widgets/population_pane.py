@@ -24,7 +24,7 @@ def _figure(value: float) -> str:
 class PopulationPane(Static):
     """Shows a `PopulationHistory`; call ``show()`` when it changed."""
 
-    DEFAULT_CSS = "PopulationPane { height: 1fr; overflow: hidden; }"
+    DEFAULT_CSS = "PopulationPane { height: 1fr; overflow: hidden; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(self, population: PopulationHistory, **kwargs):
         super().__init__("", **kwargs)
@@ -54,18 +54,19 @@ class PopulationPane(Static):
                     style="dim",
                 )
             return Text("no evolution yet: e evolves once, r runs a schedule", style="dim")
-        text = Text()
-        text.append(f"gen {latest.number}", "bold")
-        text.append(f" best {_figure(latest.best)} mean {_figure(latest.mean)} worst {_figure(latest.worst)}")
-        if latest.diversity is not None:
-            text.append(f" div {latest.diversity:.3g}")
         grid = population.grid()
         models = grid.shape[0]
-        rows = max(0, height - 1)
+        rows = max(0, height - 2)  # below the two header lines
         order = np.arange(models)
         if rows < models:  # not every model fits: the fittest of the latest generation
             order = np.sort(np.argsort(-np.nan_to_num(grid[:, -1], nan=-np.inf), kind="stable")[:rows])
-            text.append(f" (best {rows} of {models})", "dim")
+        text = Text(no_wrap=True, overflow="ellipsis")  # header lines never wrap: the rows are counted
+        text.append(f"gen {latest.number}", "bold")
+        text.append(f" best {_figure(latest.best)} mean {_figure(latest.mean)} worst {_figure(latest.worst)}")
+        text.append("\n")
+        if latest.diversity is not None:
+            text.append(f"diversity {latest.diversity:.3g}")
+        text.append(f"  {ELITE} elite" + (f"  best {len(order)} of {models}" if len(order) < models else ""), "dim")
         label = len(str(models))
         columns = max(1, width - label - 2 - 6)
         grid = grid[:, -columns:]
