@@ -101,7 +101,7 @@ class Evolution(SwarmComponent):
         """SET the next generation and answer EVO_DONE (lock held)."""
         requests, self._requests = self._requests, []
         request = requests[0]
-        ids = sorted(self._weights)  # one model order from generation to generation: the report's rows
+        ids = list(self._weights)  # in the order WEIGHTS came: a pool answers in its own fixed order
         done: dict = {"STATUS": protocol.EVO_DONE}
         if len(ids) >= 2:
             contribution = self._contribution or {}
