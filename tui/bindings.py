@@ -143,7 +143,10 @@ def help_sections() -> dict[str, list[tuple[str, str]]]:
     sections: dict[str, list[tuple[str, str]]] = {}
     for k in KEYS:
         sections.setdefault(k.section, []).append((k.display, k.help))
-    sections["Anywhere"] += [("tab", "next pane: runs, plot, episodes"), ("ctrl+p", "command palette")]
+    sections["Anywhere"] += [
+        ("tab", "next pane: runs, log, episodes field, plot (the focused one has a heavy border)"),
+        ("ctrl+p", "command palette"),
+    ]
     return sections
 
 
