@@ -1,7 +1,7 @@
 """What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
 
     python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--agent swarm|random]
-                        [--breakdown]
+                        [--breakdown] [--population]
 
 (a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, --agent, N)
 started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
@@ -267,8 +267,13 @@ class PtyApp:
     def press(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
+    show_population = False  # --population: key 6 after connecting, the pane shown while measuring
+
     def connect(self) -> None:
         self.wait_screen("● connected", STARTUP_TIMEOUT, "'● connected'")
+        if self.show_population:
+            self.press("6")
+            self.wait_screen("─ Population ─", KEY_TIMEOUT, "the population pane")
 
     def start_run(self, episodes: int) -> None:
         """n, the digits, Enter: each step waited for on screen."""
@@ -483,10 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         default="swarm",
         help="built-in agents of every run (default swarm, the app's; random is a faster loop)",
     )
+    parser.add_argument("--population", action="store_true", help="(b), (c) with the population pane shown (key 6)")
     parser.add_argument(
         "--breakdown", action="store_true", help="(c) at 80x24 again with each pane hidden, even when within budget"
     )
     args = parser.parse_args(argv)
+    PtyApp.show_population = args.population
     if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
         parser.error("--seconds must be > 0, --run-seconds >= 10, --rounds >= 1")
     if pyte is None:

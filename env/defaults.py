@@ -22,6 +22,7 @@ EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBU
 
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
+EPISODES_MAX = 1_000_000  # the most episodes one run may ask for (the app refuses more)
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
@@ -40,3 +41,6 @@ REDRAW_HZ = 2.0
 PLOT_WINDOWS = (1, 10, 50, 100, 500)  # the smoothing windows `w` steps through
 PLOT_WINDOW = 100  # the plot's smoothing window at start
 PLOT_LAST_N = 1000  # `a` shows only this many latest episodes
+PLOT_OVERLAYS = 8  # marked runs drawn over the plot at most
+STALL_HINT_SECONDS = 5.0  # s a run may show no step before the app asks whether agents are there
+POPULATION_GENERATIONS = 40  # generations the population pane keeps

@@ -73,3 +73,14 @@ async def history_shown(pilot) -> None:
             return
         await pilot.pause(0.01)
     raise AssertionError("the history did not load and draw within 10 s")
+
+
+def fill_population(population, seed: int = 1, generations: int = 12, models: int = 20) -> None:
+    """Demo generations for the population pane's picture: fitness climbing as a solo-episode
+    genetic algorithm's does, the elite kept, diversity shrinking (made up, seeded)."""
+    rng = np.random.default_rng(seed)
+    for number in range(1, generations + 1):
+        skill = number / generations
+        fitness = np.clip(rng.gamma(2.0, 10 + 240 * skill**2, size=models), 8, 500).round()
+        elite = int(np.argmax(fitness))
+        population.add(number, fitness.tolist(), elite, float(6.0 * (1.1 - skill)))

@@ -83,7 +83,14 @@ async def test_default_network_start_shows_episodes_and_the_env_done_average(tmp
 
 @pytest.mark.parametrize(
     "typed, reason",
-    [("0", "≥ 1"), ("abc", "whole number"), ("", "empty"), ("-3", "whole number"), ("2.5", "whole number")],
+    [
+        ("0", "1–1,000,000"),
+        ("abc", "a number 1–1,000,000"),
+        ("", "empty"),
+        ("-3", "a number"),
+        ("2.5", "a number"),
+        ("99999999999", "not in 1–1,000,000"),
+    ],
 )
 async def test_bad_episode_count_is_explained_and_nothing_is_sent(tmp_path, broker, agent, typed, reason):
     app = make_app(tmp_path, broker.port)

@@ -147,7 +147,7 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     term.wait(line_matching(r"Episodes 12 "), "the episodes field to show 12")
     term.press("Enter")
 
-    row = term.wait(line_matching(r"│\s+1\s+12\s+no\s+(\d+\.\d)\s.*\bdone\b"), "run 1 done in the runs table")
+    row = term.wait(line_matching(r"[│┃]\s+1\s+12\s+no\s+(\d+\.\d)\s.*\bdone\b"), "run 1 done in the runs table")
     average = row.group(1)
     term.wait(line_matching(rf"run 1 done · avg {re.escape(average)}\b"), "the progress label with the average")
     term.press("5")  # the log pane starts hidden below 32 rows

@@ -42,10 +42,20 @@ from cartpole_tui.tui.controller import (
     StorageProblem,
 )
 from cartpole_tui.tui.data.overlays import rolling_overlays
+from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
-from cartpole_tui.tui.messages import EventsPending, EvolveRequested, MarksChanged, StartRequested, StopRequested
+from cartpole_tui.tui.data.words import plural
+from cartpole_tui.tui.messages import (
+    DetailsRequested,
+    EventsPending,
+    EvolveRequested,
+    MarksChanged,
+    StartRequested,
+    StopRequested,
+)
 from cartpole_tui.tui.screens.main import MainScreen
 from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
+from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 
 RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
 CONNECTION_MARKS = {
@@ -55,6 +65,7 @@ CONNECTION_MARKS = {
     "unreachable": ("● unreachable", "red"),
     "offline": ("○ offline: run history only", "dim"),
 }
+NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
 
 
 class ControlRoomApp(App):
@@ -79,6 +90,9 @@ class ControlRoomApp(App):
         self.redraw_hz = redraw_hz
         self.controller = Controller(options, self.post_message, db_path=db_path, evolution_timeout=evolution_timeout)
         self.history = ScoreHistory()
+        self.population = PopulationHistory()
+        self.stall_hint_seconds = defaults.STALL_HINT_SECONDS
+        self._progress_seen = (-1, time.monotonic())  # (steps + episodes, when that count last moved)
         self.main: MainScreen | None = None  # made when the app starts (widgets belong to a running app)
         self.connection = "offline" if options.offline else "connecting"
         self.current: RunStarted | None = None
@@ -102,7 +116,7 @@ class ControlRoomApp(App):
         return self.controller.store
 
     def get_default_screen(self) -> MainScreen:
-        self.main = MainScreen(self.history, redraw_hz=self.redraw_hz)
+        self.main = MainScreen(self.history, population=self.population, redraw_hz=self.redraw_hz)
         return self.main
 
     def on_mount(self) -> None:
@@ -131,9 +145,10 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: HistoryLoaded) -> None:
-        for number, scores, average in event.runs:
+        times = event.times or [None] * len(event.runs)
+        for (number, scores, average), ended in zip(event.runs, times):
             if len(scores):
-                self.history.extend(scores, number)
+                self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
                 if average is not None:
                     self.history.end_run(average)
         self._refresh_views()
@@ -161,7 +176,8 @@ class ControlRoomApp(App):
                 self._show_status()
                 self.controller.connect()
             else:
-                self.exit()
+                self.controller.close()
+                self.exit(return_code=1)  # nothing was done: a script must see the failure
 
         self.push_screen(UnreachableScreen(event.reason), retry)
 
@@ -179,8 +195,10 @@ class ControlRoomApp(App):
         self.main.progress.display = True
         self.main.progress.update(total=event.episodes or None, progress=0)
         self.main.controls.show_running(True)
+        self._progress_seen = (-1, time.monotonic())
+        self._progress_text = f"run {self.run_numbers[event.run_id]} · waiting for the first episode"
         self.log_line(
-            f"run {self.run_numbers[event.run_id]} started: {event.episodes} episodes"
+            f"run {self.run_numbers[event.run_id]} started: {plural(event.episodes, 'episode')}"
             + (", deterministic" if event.deterministic else "")
         )
 
@@ -190,7 +208,7 @@ class ControlRoomApp(App):
         if number is None:  # a run started by another control client, seen through the control room
             self.handle(RunStarted(event.run_id, 0, False))
             number = self.run_numbers[event.run_id]
-        self.history.append(event.score, number)
+        self.history.append(event.score, number, event.wall_time or float("nan"))
         self.finished_in_run = event.episode
         # shown by the redraw timer: one progress repaint per tick, not one per episode
         window = self.main.plot.window
@@ -213,16 +231,20 @@ class ControlRoomApp(App):
             Text.assemble(
                 f"run {number} {ending}: average ",
                 (f"{event.avg_score:.1f}", "bold"),
-                f" over {event.episodes} episodes (ENV_DONE){rate}",
+                f" over {plural(event.episodes, 'episode')} (ENV_DONE){rate}",
             )
         )
-        average = f"avg {event.avg_score:.1f}" if event.episodes else "no episode finished"
-        self._progress_text = f"run {number} {ending} · {average}"
+        average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
+        self._progress_text = f"run {number} {ending} · {average or 'no episode finished'}"
+        self.main.progress.display = False  # its ETA means nothing once the run is over
 
     @handle.register
     def _(self, event: EvolutionFinished) -> None:
         self.main.controls.show_evolution(f"done in {event.seconds:.2f}s")
-        self.log_line(f"evolution done in {event.seconds:.2f}s (EVO_DONE)")
+        generation = f" (generation {event.generation})" if event.generation is not None else ""
+        self.log_line(f"evolution done in {event.seconds:.2f}s{generation} (EVO_DONE)")
+        self.population.add(event.generation, event.fitness, event.elite, event.diversity)
+        self.main.population.show()
 
     @handle.register
     def _(self, event: EvolutionFailed) -> None:
@@ -291,7 +313,8 @@ class ControlRoomApp(App):
             session = self.session
             address = session.address if session is not None and session.port else "starting network…"
         rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
-        clients = f"{self.components} clients │ " if self.components else ""
+        connected = self.connection == "connected"
+        clients = f"{plural(self.components, 'client')} │ " if self.components and connected else ""
         status = Text()
         if self.size.width >= 100:
             status.append("cartpole-tui", "bold").append(" │ ")
@@ -325,6 +348,7 @@ class ControlRoomApp(App):
             self.steps_per_second = (self.controller.steps - steps) / (now - since)
             self._steps_seen = (self.controller.steps, now)
             self._show_status()
+        self._check_progress(now)
         if self._progress_text is not None:
             self.main.progress.update(progress=self.finished_in_run)
             self.main.progress_label.update(self._progress_text)
@@ -342,7 +366,47 @@ class ControlRoomApp(App):
             self._shown_revision, self._runs_shown_at = store.revision, now
             self.main.runs_table.show(store.runs())
 
+    def _check_progress(self, now: float) -> None:
+        """While a run shows no step and no episode for a while, say why it may be."""
+        if self.current is None:
+            return
+        count = self.controller.steps + self.finished_in_run
+        seen, since = self._progress_seen
+        if count != seen:
+            self._progress_seen = (count, now)
+            self.main.progress.display = True
+        elif now - since >= self.stall_hint_seconds:
+            self._progress_seen = (count, float("inf"))  # said once until something moves
+            self.main.progress.display = False  # an ETA means nothing now; the hint needs the room
+            number = self.run_numbers.get(self.current.run_id, "?")
+            self._progress_text = (
+                f"run {number} · {self.finished_in_run}/{self.current.episodes} · no step for "
+                f"{self.stall_hint_seconds:g}s: waiting for agents — is the swarm running?"
+            )
+
     # --- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Offline there is no network: its keys leave the footer and do nothing."""
+        return not (self.options.offline and action in NETWORK_ACTIONS)
+
+    # the plot's keys work wherever the focus is
+    def action_cycle_window(self) -> None:
+        self.main.plot.action_cycle_window()
+
+    def action_toggle_all(self) -> None:
+        self.main.plot.action_toggle_all()
+
+    def action_toggle_mean_per_run(self) -> None:
+        self.main.plot.action_toggle_mean_per_run()
+
+    def action_cycle_x_axis(self) -> None:
+        self.main.plot.action_cycle_x_axis()
+
+    def on_details_requested(self, message: DetailsRequested) -> None:
+        run = self.store.run(message.number) if self.store is not None else None
+        if run is not None:
+            self.push_screen(RunDetailsScreen(run, self.store.episodes(run.run_uid)))
 
     def _can_control(self) -> bool:
         if self.connection == "connected" and self.controller.control is not None:
@@ -447,8 +511,14 @@ class ControlRoomApp(App):
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         for key in palette_entries():
+            if self.check_action(key.action, ()) is False:
+                continue
+            # a widget's key acts on that widget, wherever the focus is when the palette opens
+            target = self.main.runs_table if key.scope == "runs" else self
             yield SystemCommand(
-                key.palette, f"{key.help} (key {key.display})", lambda action=key.action: self.run_action(action)
+                key.palette,
+                f"{key.help} (key {key.display})",
+                lambda action=key.action, target=target: target.run_action(action),
             )
 
     async def action_quit(self) -> None:

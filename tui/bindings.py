@@ -16,6 +16,7 @@ PANES = {
     "3": ("runs-pane", "runs"),
     "4": ("network-pane", "network"),
     "5": ("log-pane", "log"),
+    "6": ("population-pane", "population"),
 }
 
 
@@ -71,7 +72,7 @@ KEYS: tuple[Key, ...] = (
             f"show/hide the {title} pane",
             "Panes",
             footer="Panes" if key == "1" else "",
-            footer_key="1-5" if key == "1" else "",
+            footer_key=f"1-{len(PANES)}" if key == "1" else "",
             palette=f"Show/hide the {title} pane",
         )
         for key, (pane, title) in PANES.items()
@@ -79,27 +80,52 @@ KEYS: tuple[Key, ...] = (
     Key(
         "w",
         "cycle_window",
-        "smoothing window: " + " · ".join(map(str, defaults.PLOT_WINDOWS)),
-        "Plot (focused)",
-        scope="plot",
+        "smoothing window of the plot's mean: " + " · ".join(map(str, defaults.PLOT_WINDOWS)),
+        "Plot",
+        palette="Plot: next smoothing window",
     ),
-    Key("a", "toggle_all", f"all episodes / the last {defaults.PLOT_LAST_N}", "Plot (focused)", scope="plot"),
+    Key(
+        "m",
+        "toggle_mean_per_run",
+        "the plot's mean across runs, or restarting with each run",
+        "Plot",
+        palette="Plot: mean across runs / per run",
+    ),
+    Key(
+        "t",
+        "cycle_x_axis",
+        "the plot's x labels: episode numbers · run numbers · time the episodes ended",
+        "Plot",
+        palette="Plot: next x axis labels",
+    ),
+    Key(
+        "a",
+        "toggle_all",
+        f"plot all episodes / the last {defaults.PLOT_LAST_N}",
+        "Plot",
+        palette="Plot: all episodes / the latest",
+    ),
     Key(
         "space",
         "toggle_mark",
-        "mark a run: its rolling mean is overlaid on the plot",
+        f"mark a run: its rolling mean is overlaid on the plot (up to {defaults.PLOT_OVERLAYS})",
         "Runs table (focused)",
+        palette="Mark/unmark the run under the cursor",
         scope="runs",
     ),
+    Key("enter", "details", "the run's details: settings, timing, episodes", "Runs table (focused)", scope="runs"),
     Key(
         "c",
         "export",
         "export the marked runs (all when none is marked) to CSV",
-        "Runs table (focused)",
-        palette="Export runs to CSV",
+        "Anywhere",
+        palette="Export runs to CSV (marked, or all)",
     ),
     Key("question_mark", "help", "this help", "Anywhere", shown="?", footer="Help", palette="Help: every key"),
     Key("q", "quit", "quit", "Anywhere", footer="Quit"),
+    # the episodes field: printable keys are typed there, so the footer shows these instead
+    Key("escape", "leave", "leave the field (keys act again)", "Episodes field", footer="Done", scope="episodes"),
+    Key("enter", "submit", "start a run with these episodes", "Episodes field", footer="Start", scope="episodes"),
 )
 
 
@@ -117,7 +143,10 @@ def help_sections() -> dict[str, list[tuple[str, str]]]:
     sections: dict[str, list[tuple[str, str]]] = {}
     for k in KEYS:
         sections.setdefault(k.section, []).append((k.display, k.help))
-    sections["Anywhere"] += [("tab", "next control"), ("ctrl+p", "command palette"), ("escape", "leave a field")]
+    sections["Anywhere"] += [
+        ("tab", "next pane: runs, log, episodes field, plot (the focused one has a heavy border)"),
+        ("ctrl+p", "command palette"),
+    ]
     return sections
 
 

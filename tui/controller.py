@@ -51,9 +51,10 @@ class ConnectFailed:
 
 @dataclass(frozen=True)
 class HistoryLoaded:
-    """Past runs' episodes: (number, scores, ENV_DONE average) each."""
+    """Past runs' episodes: (number, scores, ENV_DONE average) each; ``times``: when they ended."""
 
     runs: list[tuple[int, np.ndarray, float | None]]
+    times: list[np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,9 @@ class Controller(EnvironmentObserver):
         if self.store is not None:
             return
         self.store = RunStore.open(self.db_path, on_error=lambda text: self.push(StorageProblem(text)))
-        past = [
-            (run.number, self.store.episode_scores(run.run_uid), run.avg_score)
-            for run in self.store.runs()[-PAST_RUNS_PLOTTED:]
-        ]
-        self.push(HistoryLoaded(past))
+        latest = self.store.runs()[-PAST_RUNS_PLOTTED:]
+        past = [(run.number, self.store.episode_scores(run.run_uid), run.avg_score) for run in latest]
+        self.push(HistoryLoaded(past, [self.store.episode_times(run.run_uid) for run in latest]))
 
     def _connect(self) -> None:
         self._open_history()

@@ -39,3 +39,11 @@ class MarksChanged(Message):
     def __init__(self, marked: frozenset[int]):
         super().__init__()
         self.marked = marked
+
+
+class DetailsRequested(Message):
+    """Show one run's details."""
+
+    def __init__(self, number: int):
+        super().__init__()
+        self.number = number

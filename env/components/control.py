@@ -59,6 +59,7 @@ class ControlClient:
         self._result: RunFinished | None = None
         self._evolution_id: str | None = None
         self._evolution_done = False
+        self._evolution_result: EvolutionFinished | None = None
         self._evolution_started = 0.0
         self._lost: str | None = None
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
@@ -145,7 +146,7 @@ class ControlClient:
                     self._evolution_id = None
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
-        return EvolutionFinished(time.monotonic() - self._evolution_started)
+            return self._evolution_result
 
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
@@ -237,5 +238,8 @@ class ControlClient:
                 return  # a late duplicate (the published evolution answers once per incoming message)
             self._evolution_id = None
             self._evolution_done = True
+            # our evolution's population report (additive keys); absent from the published one
+            event = EvolutionFinished(time.monotonic() - self._evolution_started, **protocol.evolution_report(msg))
+            self._evolution_result = event
             self._cond.notify_all()
-        self._emit(EvolutionFinished(time.monotonic() - self._evolution_started))
+        self._emit(event)

@@ -451,11 +451,18 @@ class RunStore:
 
     def episode_scores(self, run_uid: str) -> np.ndarray:
         """A run's episode scores in index order, as float64 (for plots and comparisons)."""
+        return self._episode_column(run_uid, "score")
+
+    def episode_times(self, run_uid: str) -> np.ndarray:
+        """When each of a run's episodes ended (Unix seconds), in index order, as float64."""
+        return self._episode_column(run_uid, "wall_time")
+
+    def _episode_column(self, run_uid: str, column: str) -> np.ndarray:
         with self._lock:
             if run_uid in self._session:
-                return np.array(self._session[run_uid].score, dtype=np.float64)
-        rows = self._read_episodes(run_uid, "score")
-        return np.fromiter((score for (score,) in rows), dtype=np.float64, count=len(rows))
+                return np.array(getattr(self._session[run_uid], column), dtype=np.float64)
+        rows = self._read_episodes(run_uid, column)
+        return np.fromiter((value for (value,) in rows), dtype=np.float64, count=len(rows))
 
     def _read_episodes(self, run_uid: str, columns: str) -> list[tuple]:
         if self.path == MEMORY:

@@ -44,7 +44,13 @@ class RunFinished:
 
 @dataclass(frozen=True)
 class EvolutionFinished:
+    """EVO_DONE; the population's figures when the evolution reports them (ours does)."""
+
     seconds: float
+    generation: int | None = None
+    fitness: tuple[float, ...] = ()  # each model's fitness, in the evolution's model order
+    elite: int | None = None  # the index in ``fitness`` of the model kept unchanged
+    diversity: float | None = None  # mean pairwise distance between the models' weight vectors
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,11 @@ class LocalNetwork:
         seed: int | None = None,
         agent: str = defaults.AGENT,
         startup_timeout: float = 15.0,
+        population_file: str | None = None,
+        fresh: bool = False,
     ):
+        self.population_file = population_file  # the swarm's saved population: loaded, saved after each evolution
+        self.fresh = fresh  # start from a random population (and save over the file)
         self.models = models
         self.seed = seed
         self.agent = agent
@@ -65,6 +69,8 @@ class LocalNetwork:
         command += ["--token-file", self.token_file]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
+        if self.population_file is not None:
+            command += ["--save", self.population_file] + ([] if self.fresh else ["--load", self.population_file])
         with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
             self.log_path = log.name
             self._process = subprocess.Popen(
@@ -116,14 +122,14 @@ class LocalNetwork:
         return self._process is not None and self._process.poll() is None
 
 
-def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None) -> list:
+def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None, load=None, save=None) -> list:
     if agent == "random":
         from cartpole_tui.env.components.random_agent import RandomAgent
 
         return [RandomAgent(host, port, seed=seed).start()]
     from cartpole_tui.env.swarm.swarm import Swarm
 
-    return [Swarm(host, port, models=models, seed=seed).start()]
+    return [Swarm(host, port, models=models, seed=seed, load=load, save=save).start()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--token-file")
+    parser.add_argument("--load", help="population file to start from, when it exists")
+    parser.add_argument("--save", help="population file written after every evolution")
     args = parser.parse_args(argv)
     token = auth.read_token_file(args.token_file) if args.token_file else None
     auth.use_token(token)  # the agents present it
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     from cartpole_tui.env.wire.broker import Broker
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()
-    agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed)
+    agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
     print(f"{READY} {broker.port}", flush=True)
     try:
         sys.stdin.read()  # until the parent closes the pipe or dies

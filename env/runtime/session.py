@@ -30,6 +30,8 @@ class SessionOptions:
     models: int = defaults.MODELS
     agent: str = defaults.AGENT
     offline: bool = False  # no network at all: browse the run history
+    population_file: str | None = None  # the embedded swarm's population: restored at start, saved each evolution
+    fresh: bool = False  # the embedded swarm starts from random weights (the file is written over)
 
 
 class Session:
@@ -75,7 +77,11 @@ class Session:
         try:
             if self.embedded and self.network is None:
                 self.network = LocalNetwork(
-                    models=self.options.models, seed=self.options.seed, agent=self.options.agent
+                    models=self.options.models,
+                    seed=self.options.seed,
+                    agent=self.options.agent,
+                    population_file=self.options.population_file,
+                    fresh=self.options.fresh,
                 ).start()
                 self.host, self.port = self.network.host, self.network.port
                 auth.use_token(self.network.token)  # this process's components join with it

@@ -43,6 +43,7 @@ class Evolution(SwarmComponent):
         self.settings = settings
         self.timeout = timeout
         self.generations = 0
+        self.on_generation = None  # called with (next population, generation number) after each SET
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._requests: list[dict] = []  # the EVOLUTION messages to answer with this generation
@@ -100,13 +101,17 @@ class Evolution(SwarmComponent):
         """SET the next generation and answer EVO_DONE (lock held)."""
         requests, self._requests = self._requests, []
         request = requests[0]
-        ids = list(self._weights)
+        ids = list(self._weights)  # in the order WEIGHTS came: a pool answers in its own fixed order
         done: dict = {"STATUS": protocol.EVO_DONE}
         if len(ids) >= 2:
             contribution = self._contribution or {}
             fitness = [self._fitness(contribution.get(i)) for i in ids]
             population = np.asarray([self._weights[i] for i in ids])
             offspring = genetic.next_generation(population, fitness, self.settings, self._rng)
+            # additive: what the control room's population pane shows
+            done["FITNESS"] = fitness
+            done["ELITE"] = int(np.argmax(fitness))
+            done["DIVERSITY"] = genetic.diversity(population)
             self.client.send(
                 self.client.message(
                     protocol.EVOLUTION, request, {"CMD": "SET", "WEIGHTS": dict(zip(ids, offspring.tolist()))}
@@ -114,6 +119,8 @@ class Evolution(SwarmComponent):
             )
             self.generations += 1
             done["GENERATION"] = self.generations
+            if self.on_generation is not None:
+                self.on_generation(offspring, self.generations)
         else:
             done["ERROR"] = f"{len(ids)} models answered GET; nothing to evolve"
             log.warning("evolution: %s", done["ERROR"])

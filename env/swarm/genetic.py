@@ -87,5 +87,15 @@ def next_generation(pop: np.ndarray, fitness, settings: GeneticSettings, rng: np
     return offspring
 
 
+def diversity(pop: np.ndarray) -> float:
+    """Mean Euclidean distance over every pair of rows (0 for fewer than two)."""
+    k = len(pop)
+    if k < 2:
+        return 0.0
+    squares = np.einsum("ij,ij->i", pop, pop)
+    distances = np.sqrt(np.maximum(squares[:, None] + squares[None, :] - 2 * pop @ pop.T, 0.0))
+    return float(distances[np.triu_indices(k, 1)].mean())
+
+
 TOURNAMENT = GeneticSettings()
 SWARM = GeneticSettings(selection="truncation", crossover_prob=0.0)

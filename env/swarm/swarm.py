@@ -9,20 +9,29 @@ one process; :func:`serve_swarm` is ``cartpole-tui swarm``.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.aggregation import Aggregation
 from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.wire.transport import ConnectionLost
 
+log = logging.getLogger(__name__)
+
 
 class Swarm:
-    """Models, aggregation and evolution in this process (one client and thread each)."""
+    """Models, aggregation and evolution in this process (one client and thread each).
+
+    ``load``: a population file (:mod:`~cartpole_tui.env.swarm.saved`) to start from, when it
+    exists; ``save``: where the population is written after every evolution.
+    """
 
     def __init__(
         self,
@@ -32,6 +41,8 @@ class Swarm:
         seed: int | None = None,
         *,
         on_disconnect: Callable[[str], None] | None = None,
+        load: str | None = None,
+        save: str | None = None,
     ):
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
@@ -47,6 +58,25 @@ class Swarm:
         except Exception:
             self.close()
             raise
+        self.seed = seed
+        self.save_path = save
+        self.restored: saved.SavedPopulation | None = None
+        if load is not None and os.path.exists(load):
+            try:
+                self.restored = saved.load(load)
+            except ValueError:
+                self.close()
+                raise  # a bad file is said before anything runs
+            self.models.population.weights[...] = saved.fit(self.restored.weights, models)
+            self.evolution.generations = self.restored.generation
+        if save is not None:
+            self.evolution.on_generation = self._save
+
+    def _save(self, population, generation: int) -> None:
+        try:
+            saved.save(self.save_path, saved.SavedPopulation(population, generation, self.seed))
+        except OSError as error:  # a full disk must not stop the swarm: said in its log
+            log.warning("swarm: population not saved to %s: %s", self.save_path, error)
 
     def _add(self, component):
         self.components.append(component)
@@ -62,7 +92,15 @@ class Swarm:
             component.close()
 
 
-def serve_swarm(host: str, port: int, models: int = defaults.MODELS, seed: int | None = None) -> None:
+def serve_swarm(
+    host: str,
+    port: int,
+    models: int = defaults.MODELS,
+    seed: int | None = None,
+    *,
+    load: str | None = None,
+    save: str | None = None,
+) -> None:
     """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
     lost: list[str] = []
     gone = threading.Event()
@@ -71,7 +109,7 @@ def serve_swarm(host: str, port: int, models: int = defaults.MODELS, seed: int |
         lost.append(reason)
         gone.set()
 
-    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect).start()
+    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save).start()
     try:
         while not gone.wait(0.5):
             pass

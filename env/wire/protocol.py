@@ -232,3 +232,37 @@ def is_stop(message: dict) -> bool:
 
 def is_evolution_request(message: dict) -> bool:
     return message.get("EVOLUTION") is True
+
+
+# --- our evolution's population report (additive keys of EVO_DONE) ------------------
+
+MAX_REPORTED_MODELS = 1000  # a report about more models is not ours: ignored
+
+
+def _finite(value) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def evolution_report(msg: dict) -> dict:
+    """GENERATION, FITNESS, ELITE, DIVERSITY of an EVO_DONE, range-checked; what fails a check is left out.
+
+    Keys of the result: ``generation`` (int ≥ 0), ``fitness`` (tuple of finite floats),
+    ``elite`` (an index into fitness), ``diversity`` (finite, ≥ 0).
+    """
+    out: dict = {}
+    generation = msg.get("GENERATION")
+    if isinstance(generation, int) and not isinstance(generation, bool) and 0 <= generation < 2**53:
+        out["generation"] = generation
+    fitness = msg.get("FITNESS")
+    if isinstance(fitness, list) and 0 < len(fitness) <= MAX_REPORTED_MODELS:
+        values = [_finite(v) for v in fitness]
+        if None not in values:
+            out["fitness"] = tuple(values)
+            elite = msg.get("ELITE")
+            if isinstance(elite, int) and not isinstance(elite, bool) and 0 <= elite < len(values):
+                out["elite"] = elite
+    diversity = _finite(msg.get("DIVERSITY"))
+    if diversity is not None and diversity >= 0:
+        out["diversity"] = diversity
+    return out

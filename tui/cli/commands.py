@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,6 +24,7 @@ from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.swarm.swarm import serve_swarm
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.broker import Broker
@@ -63,11 +65,14 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
+    if not options.connect and options.agent == "swarm":
+        # what the swarm learned is kept with the run history and restored at the next start
+        options = replace(options, population_file=beside_history(args.db), fresh=args.fresh)
     warn_open_network(options.connect)
     app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
     remember_theme(app, args.theme, lambda name: config.save_value(args.config_path, "theme", name))
     app.run()
-    return 0
+    return app.return_code or 0  # 1 after a crash or when the network could not be joined
 
 
 def warn_open_network(connect: str | None) -> None:
@@ -215,7 +220,9 @@ def swarm(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
     print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
     with reported_failures():
-        serve_swarm(host, port, args.models, args.seed)
+        if args.load is not None and not os.path.exists(args.load):
+            raise CommandError(f"--load {args.load}: no such file")
+        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save)
     return 0
 
 

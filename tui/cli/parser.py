@@ -120,6 +120,11 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
 
 def _redraw_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="the built-in swarm starts from random weights, not the population saved beside --db",
+    )
+    parser.add_argument(
         "--redraw-hz",
         type=redraw_rate,
         metavar="HZ",
@@ -207,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", type=positive_int, default=defaults.MODELS, help=f"models in the swarm (default {defaults.MODELS})"
     )
     swarm.add_argument("--seed", type=int)
+    swarm.add_argument("--load", metavar="FILE", help="start from this population file (.npz, see the README)")
+    swarm.add_argument("--save", metavar="FILE", help="write the population to FILE after every evolution")
 
     broker = sub.add_parser("broker", help="the broker alone")
     broker.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.tui.data.score_history import rolling_mean
 
-MAX_OVERLAYS = 4
+MAX_OVERLAYS = defaults.PLOT_OVERLAYS
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ class ScoreHistory:
     def __init__(self, capacity: int = 1024):
         self._scores = _Growable(np.float32, capacity)
         self._runs = _Growable(np.int32, capacity)
+        self._times = _Growable(np.float64, capacity, fill=np.nan)  # when each episode ended; NaN: unknown
+        self._per_run: tuple = (None, None, None)  # (version, window) -> per-run means and their prefix sums
         self._run_starts = _Growable(np.int64, 64)  # episode index where each run begins
         self._run_ids = _Growable(np.int32, 64)
         self._average_ends = _Growable(np.int64, 64)  # last episode index of each finished run
@@ -134,6 +136,11 @@ class ScoreHistory:
         return self._readonly(self._scores.view)
 
     @property
+    def times(self) -> np.ndarray:
+        """When each episode ended (Unix seconds; NaN where not known), read-only."""
+        return self._readonly(self._times.view)
+
+    @property
     def runs(self) -> np.ndarray:
         """Every episode's run number (int32, read-only view)."""
         return self._readonly(self._runs.view)
@@ -144,17 +151,18 @@ class ScoreHistory:
         view.flags.writeable = False
         return view
 
-    def append(self, score: float, run: int) -> None:
-        """Record one finished episode of run ``run``."""
+    def append(self, score: float, run: int, wall_time: float = np.nan) -> None:
+        """Record one finished episode of run ``run`` (that ended at ``wall_time``)."""
         if not self._run_ids.size or self._run_ids.view[-1] != run:
             self._run_starts.append(self._scores.size)
             self._run_ids.append(run)
         self._scores.append(score)
         self._runs.append(run)
+        self._times.append(wall_time)
         self.version += 1
 
-    def extend(self, scores, run: int) -> None:
-        """Record many finished episodes of run ``run`` at once."""
+    def extend(self, scores, run: int, times=None) -> None:
+        """Record many finished episodes of run ``run`` at once (``times``: when each ended)."""
         scores = np.asarray(scores, dtype=np.float32)
         if not len(scores):
             return
@@ -163,6 +171,7 @@ class ScoreHistory:
             self._run_ids.append(run)
         self._scores.extend(scores)
         self._runs.extend(np.full(len(scores), run, dtype=np.int32))
+        self._times.extend(np.full(len(scores), np.nan) if times is None else np.asarray(times, dtype=np.float64))
         self.version += 1
 
     def end_run(self, average: float) -> None:
@@ -195,6 +204,21 @@ class ScoreHistory:
         """Trailing mean over ``window`` episodes (fewer at the start), one value per episode."""
         self._sync()
         return trailing_means(self._sums.view, _check_window(window))
+
+    def per_run_means(self, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Trailing mean over ``window`` episodes that restarts with each run, and its prefix sums
+        (for column means); computed once per change of the history or the window."""
+        key = (self.version, _check_window(window))
+        if self._per_run[0] != key:
+            self._sync()
+            stop = np.arange(1, len(self) + 1)
+            starts = self._run_starts.view
+            run_start = starts[np.searchsorted(starts, stop - 1, side="right") - 1]
+            first = np.maximum(stop - window, run_start)
+            sums = self._sums.view
+            means = (sums[stop] - sums[first]) / (stop - first)
+            self._per_run = (key, means, np.concatenate(([0.0], np.cumsum(means))))
+        return self._per_run[1], self._per_run[2]
 
     def rolling_mean_at(self, index: int, window: int) -> float:
         """The rolling mean at one episode, in O(1)."""

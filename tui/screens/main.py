@@ -12,14 +12,20 @@ from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
 
 from cartpole_tui.env import defaults
 from cartpole_tui.tui.bindings import PANES
+from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
 from cartpole_tui.tui.widgets.cart_view import CartView
 from cartpole_tui.tui.widgets.control_panel import ControlPanel
 from cartpole_tui.tui.widgets.network_pane import NetworkPane
+from cartpole_tui.tui.widgets.population_pane import PopulationPane
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
-SMALL_HEIGHT = 32  # below this the network and log panes start hidden
+SMALL_HEIGHT = 32  # below this the network and log panes are hidden (unless asked for)
+RUNS_WIDTH = 80  # every column of the runs table, with its border
+SIDE_MIN = 36  # a pane beside the runs table needs this much to say anything
+WIDE = RUNS_WIDTH + 2 * SIDE_MIN  # from here the population pane shows beside the network
+FIXED_ROWS = 4  # status, controls, progress, footer
 LOG_LINES = 1000
 
 
@@ -30,7 +36,13 @@ class MainScreen(Screen):
     screen while it is open, and events keep arriving then.
     """
 
-    def __init__(self, history: ScoreHistory, *, redraw_hz: float = defaults.REDRAW_HZ):
+    def __init__(
+        self,
+        history: ScoreHistory,
+        *,
+        population: PopulationHistory | None = None,
+        redraw_hz: float = defaults.REDRAW_HZ,
+    ):
         super().__init__()
         self.status = Static(id="status")
         self.controls = ControlPanel()
@@ -44,12 +56,15 @@ class MainScreen(Screen):
         self.network = NetworkPane(id="network")
         self.network_box = Vertical(self.network, id="network-pane")
         self.log_pane = RichLog(id="log-pane", max_lines=LOG_LINES, markup=False, wrap=True)
+        self.population = PopulationPane(population or PopulationHistory(), id="population-pane")
+        self.chosen: dict[str, bool] = {}  # panes the user showed or hid: kept over every resize
         self.panes = {
             "plot-pane": self.plot,
             "cart-pane": self.cart,
             "runs-pane": self.runs_table,
             "network-pane": self.network_box,
             "log-pane": self.log_pane,
+            "population-pane": self.population,
         }
         for pane_id, title in PANES.values():
             self.panes[pane_id].border_title = {"score plot": "Score"}.get(title, title.capitalize())
@@ -66,20 +81,58 @@ class MainScreen(Screen):
         with Horizontal(id="bottom"):
             yield self.runs_table
             yield self.network_box
+            yield self.population
         yield self.log_pane
         yield Footer(show_command_palette=False)  # ctrl+p is in the help; the keys must fit 80 columns
 
     def on_mount(self) -> None:
-        small = self.app.size.height < SMALL_HEIGHT
-        self.network_box.display = self.log_pane.display = not small
-        self.set_class(small, "-small")
+        self.arrange_panes()
 
     def on_resize(self) -> None:
-        self.set_class(self.app.size.height < SMALL_HEIGHT, "-small")
+        self.arrange_panes()
 
     def toggle_pane(self, pane_id: str) -> None:
-        pane = self.panes[pane_id]
-        pane.display = not pane.display
+        self.chosen[pane_id] = not self.panes[pane_id].display
+        self.arrange_panes()
+
+    def arrange_panes(self) -> None:
+        """Decide, for the terminal's size now, which panes show and how tall the rows are.
+
+        A pane the user toggled keeps the user's choice; the plot never gets fewer rows
+        than the runs table; the runs table keeps every column when it has a neighbour.
+        """
+        width, height = self.app.size
+        small = height < SMALL_HEIGHT
+        self.set_class(small, "-small")
+        wanted = {
+            "plot-pane": True,
+            "cart-pane": width >= 60,
+            "runs-pane": True,
+            "network-pane": not small and width >= RUNS_WIDTH + SIDE_MIN,
+            "log-pane": not small,
+            "population-pane": not small and width >= WIDE,
+        }
+        for pane_id, shown in wanted.items():
+            self.panes[pane_id].display = self.chosen.get(pane_id, shown)
+        crowded = width - RUNS_WIDTH < 2 * SIDE_MIN
+        if crowded and self.population.display and "network-pane" not in self.chosen:
+            self.network_box.display = False  # the population asked for takes the network's place
+        shown = {pane_id for pane_id, pane in self.panes.items() if pane.display}
+        rest = height - FIXED_ROWS
+        log_rows = min(7, max(3, rest // 4)) if "log-pane" in shown else 0
+        beside = shown & {"runs-pane", "network-pane", "population-pane"}
+        bottom = 0
+        if beside:
+            bottom = 7 if small else (13 if "population-pane" in beside and height >= 40 else 9)
+            if "plot-pane" in shown or "cart-pane" in shown:
+                bottom = min(bottom, (rest - log_rows) // 2)  # the plot keeps at least as many rows
+        self.query_one("#bottom").styles.height = max(bottom, 0)
+        self.log_pane.styles.height = log_rows
+        neighbours = beside - {"runs-pane"}
+        roomy = width - RUNS_WIDTH >= SIDE_MIN * len(neighbours)
+        self.runs_table.styles.width = RUNS_WIDTH if neighbours and roomy else "1fr"
+        half = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
+        self.population.styles.width = half if "network-pane" in shown else "1fr"
 
     def log_line(self, text: str | Text, style: str = "") -> None:
         """A timestamped line in the log; strings are shown as they are, never as markup."""

@@ -6,15 +6,35 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Label
 
+from cartpole_tui.env import defaults
+from cartpole_tui.tui.bindings import bindings
 from cartpole_tui.tui.messages import EvolveRequested, StartRequested, StopRequested
+
+ALLOWED = f"1–{defaults.EPISODES_MAX:,}"
 
 
 def parse_episodes(text: str) -> int:
-    """A whole number >= 1, or ValueError with the reason to show."""
+    """A whole number from 1 to EPISODES_MAX, or ValueError with the allowed range (short: it
+    shows beside the field at 80 columns)."""
     text = text.strip()
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"episodes must be a whole number ≥ 1 (got {text!r})" if text else "episodes is empty")
+    if not text:
+        raise ValueError(f"empty: type {ALLOWED}")
+    if not text.isdigit():
+        raise ValueError(f"a number {ALLOWED}")
+    if not 1 <= int(text) <= defaults.EPISODES_MAX:
+        raise ValueError(f"not in {ALLOWED}")
     return int(text)
+
+
+class EpisodesInput(Input):
+    """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here)."""
+
+    BINDINGS = bindings("episodes")
+
+    def action_leave(self) -> None:
+        # back to the runs table, where the single-letter keys are the app's again
+        runs = self.screen.query("#runs-pane")
+        self.screen.set_focus(runs.first() if runs else None)
 
 
 class ControlPanel(Horizontal):
@@ -32,7 +52,7 @@ class ControlPanel(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
-        yield Input("20", id="episodes", compact=True, max_length=9)
+        yield EpisodesInput(str(defaults.EPISODES), id="episodes", compact=True)
         yield Checkbox("Det", id="deterministic")
         yield Button("Start", id="start", variant="success", compact=True)
         yield Button("Stop", id="stop", variant="error", compact=True)
@@ -42,15 +62,17 @@ class ControlPanel(Horizontal):
 
     def on_mount(self) -> None:
         self.show_running(False)
+        # s, x, e and d reach these: Tab goes from pane to pane, not through every button
+        for widget in self.query("Checkbox, Button"):
+            widget.can_focus = False
 
     def request_start(self) -> None:
-        error = self.query_one("#episodes-error", Label)
         try:
             episodes = parse_episodes(self.query_one("#episodes", Input).value)
         except ValueError as problem:
-            error.update(str(problem))
+            self._say(str(problem))
             return
-        error.update("")
+        self._say("")
         self.post_message(StartRequested(episodes, self.query_one("#deterministic", Checkbox).value))
 
     def toggle_deterministic(self) -> None:
@@ -63,8 +85,13 @@ class ControlPanel(Horizontal):
         self.query_one("#start", Button).disabled = running
         self.query_one("#stop", Button).disabled = not running
 
+    def _say(self, error: str) -> None:
+        """The field's error in place of the evolution state (80 columns hold one of them)."""
+        self.query_one("#episodes-error", Label).update(error)
+        self.query_one("#evo-state", Label).display = not error
+
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one("#episodes-error", Label).update("")
+        self._say("")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from cartpole_tui.env.runtime.events import BrokerStats
 from cartpole_tui.env.wire import protocol
+from cartpole_tui.tui.data.words import human
 
 
 class NetworkPane(Static):
@@ -49,15 +50,16 @@ class NetworkPane(Static):
             ("in", "right"),
             ("msg/s", "right"),
             ("messages", "right"),
-            ("MB", "right"),
+            ("bytes", "right"),
         ):
-            table.add_column(column, justify=justify)
+            # counts are humanised (2.3M) so no column is ever cut; the room name may shorten
+            table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis" if column == "room" else "fold")
         # busiest first: the rooms that matter stay in view when the pane is short
         busiest = sorted(stats.rooms.items(), key=lambda item: (-item[1][1], item[0]))
         for room, (members, messages, size) in busiest:
             if room == protocol.STATS_ROOM:
                 continue
-            table.add_row(room, str(members), f"{self._rate(room):,.0f}", f"{messages:,}", f"{size / 1e6:.1f}")
+            table.add_row(room, str(members), human(self._rate(room)), human(messages), human(size))
         distinct = sorted(set(names))
         shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)
         table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}", style="dim")

@@ -6,7 +6,7 @@ from textual.widgets import DataTable
 
 from cartpole_tui.env.history.store import RunRecord
 from cartpole_tui.tui.bindings import bindings
-from cartpole_tui.tui.messages import MarksChanged
+from cartpole_tui.tui.messages import DetailsRequested, MarksChanged
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
 WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
@@ -18,10 +18,10 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else f"{run.steps_per_s:,.0f}"
-    episodes = str(run.params.episodes)
+    episodes = str(run.finished)  # played: a stopped run of 1000 that played 12 shows 12
     if run.state == "running":
-        progress = f"{run.finished}/{episodes}"
-        episodes = progress if len(progress) <= WIDTHS[2] else str(run.finished)
+        progress = f"{run.finished}/{run.params.episodes}"
+        episodes = progress if len(progress) <= WIDTHS[2] else episodes
     state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
     return (
         "◆" if marked else " ",
@@ -46,7 +46,8 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
-        for label, width in zip(COLUMNS, WIDTHS):  # here, not on mount: rows may come first
+        # here, not on mount: the history may arrive before the table is mounted
+        for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
 
     def show(self, runs: list[RunRecord]) -> None:
@@ -65,10 +66,21 @@ class RunsTable(DataTable):
         if follow and self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
 
-    def action_toggle_mark(self) -> None:
+    @property
+    def current(self) -> int | None:
+        """The number of the run under the cursor."""
         if not self.row_count:
+            return None
+        return int(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+    def action_details(self) -> None:
+        if self.current is not None:
+            self.post_message(DetailsRequested(self.current))
+
+    def action_toggle_mark(self) -> None:
+        number = self.current
+        if number is None:
             return
-        number = int(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
         self.marked ^= {number}
         self.show([self._runs[number]])
         self.post_message(MarksChanged(frozenset(self.marked)))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.content import Content
 from textual.geometry import Region
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -27,7 +29,11 @@ from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
 
 MARKER = ord("◆")
-OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, 5))
+OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, defaults.PLOT_OVERLAYS + 1))
+# Each overlay also carries its own mark along its line, so runs stay apart without colour (NO_COLOR).
+OVERLAY_MARKS = "12345678"
+MARK_EVERY = 10  # cells between two marks of one overlay
+X_AXES = ("episode", "run", "time")  # what the x labels count: episodes, runs, or the clock
 # Layers from back to front; a cell shows the front-most layer that has a dot in it.
 LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-plot--average", "score-plot--mean")
 
@@ -48,6 +54,10 @@ class ScorePlot(Widget, can_focus=True):
     ScorePlot > .score-plot--overlay-2 { color: ansi_red; }
     ScorePlot > .score-plot--overlay-3 { color: ansi_bright_green; }
     ScorePlot > .score-plot--overlay-4 { color: ansi_bright_magenta; }
+    ScorePlot > .score-plot--overlay-5 { color: ansi_white; }
+    ScorePlot > .score-plot--overlay-6 { color: ansi_bright_blue; }
+    ScorePlot > .score-plot--overlay-7 { color: ansi_bright_yellow; }
+    ScorePlot > .score-plot--overlay-8 { color: ansi_bright_red; }
     """
     BINDINGS = bindings("plot")
     WINDOWS = defaults.PLOT_WINDOWS
@@ -59,6 +69,10 @@ class ScorePlot(Widget, can_focus=True):
     y_min: reactive[float] = reactive(0.0)
     y_max: reactive[float] = reactive(500.0)
     """Top of the y axis: the environment's best score (500 for CartPole-v1)."""
+    per_run: reactive[bool] = reactive(False)
+    """The mean restarts with each run (True) or runs across runs (False)."""
+    x_axis: reactive[str] = reactive("episode")
+    """The x labels: episode numbers, run numbers at each run's start, or the time episodes ended."""
     threshold: reactive[float | None] = reactive(defaults.SOLVED_SCORE)
     """Score that counts as solved, drawn as a dotted line; None hides it."""
 
@@ -111,7 +125,7 @@ class ScorePlot(Widget, can_focus=True):
 
     @overlays.setter
     def overlays(self, overlays) -> None:
-        """Runs to compare against (at most 4 are drawn, each in its own colour)."""
+        """Runs to compare: drawn alone, aligned at their first episode, each in its colour and mark."""
         self._overlays = tuple(overlays)[: len(OVERLAY_CLASSES)]
         self._overlay_sums = tuple(
             np.concatenate(([0.0], np.cumsum(np.asarray(o.values, dtype=np.float64)))) for o in self._overlays
@@ -137,6 +151,31 @@ class ScorePlot(Widget, can_focus=True):
     def on_mount(self) -> None:
         self.set_interval(self._redraw_interval, self._tick)
 
+    def _redraw_now(self) -> None:
+        # A key changed the view: draw at once, so the legend in the border is the new one now
+        # (built while painting, it would only show on the next repaint).
+        if self.is_mounted and self.size.area:
+            self._rebuild()
+            self.refresh()
+
+    def watch_window(self) -> None:
+        self._redraw_now()
+
+    def watch_last_n(self) -> None:
+        self._redraw_now()
+
+    def watch_per_run(self) -> None:
+        self._redraw_now()
+
+    def watch_x_axis(self) -> None:
+        self._redraw_now()
+
+    def action_toggle_mean_per_run(self) -> None:
+        self.per_run = not self.per_run
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+
     def _tick(self) -> None:
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
@@ -145,7 +184,7 @@ class ScorePlot(Widget, can_focus=True):
             # that changed are repainted: over SSH every repainted row costs bytes.
             before, key = self._strips, self.legend_key
             self._rebuild()
-            if key != self.legend_key or len(before) != len(self._strips):
+            if _keys_only(key) != _keys_only(self.legend_key) or len(before) != len(self._strips):
                 self.refresh()
             else:
                 width = self.size.width
@@ -186,7 +225,17 @@ class ScorePlot(Widget, can_focus=True):
 
     def _view(self) -> tuple:
         width, height = self.size
-        return width, height, self.window, self.last_n, self.y_min, self.y_max, self.threshold
+        return (
+            width,
+            height,
+            self.window,
+            self.last_n,
+            self.per_run,
+            self.x_axis,
+            self.y_min,
+            self.y_max,
+            self.threshold,
+        )
 
     def _rebuild(self) -> None:
         self._view_key, self._data_due = self._view(), False
@@ -202,17 +251,34 @@ class ScorePlot(Widget, can_focus=True):
         canvas = _Canvas(self, width, height)
         canvas.draw(self._history)
         key = Text(" · ").join(
-            Text(part, _foreground(styles.by_name[name]) if name else Style())
-            for part, _, name in canvas.legend
+            Text.assemble(
+                (part, _foreground(styles.by_name[name]) if name else Style()), (f" {value}" if value else "")
+            )
+            for part, value, name in canvas.legend
             if part
         )
         if self.summary_in_subtitle and key.plain != self.legend_key:
-            self.border_subtitle = key
-            # A change made while painting is not painted: ask again once this paint is done.
-            self.call_after_refresh(self.refresh)
+            self._set_legend(key)
         self.legend_key = key.plain
         self.summary = " · ".join(" ".join(filter(None, (part, value))) for part, value, _ in canvas.legend)
         return canvas.strips(styles)
+
+    def _set_legend(self, key: Text) -> None:
+        """The legend (with its current values) in the bottom border; only that row is repainted."""
+        if not (self.is_mounted and self.size.area):
+            self.border_subtitle = key
+            return
+        # The values change with every episode: setting border_subtitle repaints every row, and
+        # over SSH every row costs bytes. The same text, stored as the descriptor stores it, and a
+        # repaint of the border row alone (content coordinates: the row below the last).
+        self._border_subtitle = self.render_str(Content.from_rich_text(key)).split()[0]
+        row = Region(-1, self.size.height, self.size.width + 2, 1)
+        self.call_after_refresh(self.refresh, row)  # after a paint under way, which may have drawn the border
+
+
+def _keys_only(legend: str) -> str:
+    """A legend without its figures: what decides whether its layout changed."""
+    return " ".join(word for word in legend.split() if not any(c.isdigit() for c in word.strip("()")))
 
 
 class _Styles:
@@ -260,9 +326,10 @@ class _Canvas:
         if self.rows < 1:
             return {}
         plot = self.plot
-        wanted = [(plot.y_max, "score-plot--axis"), (plot.y_min, "score-plot--axis")]
-        if plot.threshold is not None:
+        wanted = []
+        if plot.threshold is not None:  # first: the solved line is labelled at every size
             wanted.append((plot.threshold, "score-plot--threshold"))
+        wanted += [(plot.y_max, "score-plot--axis"), (plot.y_min, "score-plot--axis")]
         if self.rows >= 5:
             wanted.append(((plot.y_max + plot.y_min) / 2, "score-plot--axis"))
         labels: dict[int, tuple[str, str]] = {}
@@ -283,18 +350,54 @@ class _Canvas:
             grid = np.zeros((4 * self.rows, 2 * self.cols), dtype=bool)
             grid[self.pixel_rows([threshold])[0], ::2] = True
             layers["score-plot--threshold"] = grid
-        if history is not None and len(history):
+        if self.plot.overlays:
+            self._draw_overlays(layers)
+        elif history is not None and len(history):
             self._draw_data(history, layers)
         else:
             self._paint(layers)
             self._write(self.rows // 2, "waiting for episodes")
 
-    def _write(self, row: int, text: str) -> None:
-        """Put plain text in the middle of a plot row."""
+    def _write(self, row: int, text: str, at: int | None = None, layer: int = 0) -> None:
+        """Put plain text in a plot row (in the middle unless ``at``)."""
         text = text[: self.cols]
-        at = (self.cols - len(text)) // 2
+        at = (self.cols - len(text)) // 2 if at is None else at
         self.chars[row, at : at + len(text)] = [ord(c) for c in text]
-        self.layer[row, at : at + len(text)] = 0
+        self.layer[row, at : at + len(text)] = layer
+
+    def _label_threshold(self) -> None:
+        """'solved' on the threshold's row, just right of the axis (early episodes sit low)."""
+        threshold = self.plot.threshold
+        if threshold is not None and self.cols >= 24:
+            self._write(int(self.pixel_rows([threshold])[0]) // 4, "solved", at=1, layer=1)
+
+    def _draw_overlays(self, layers: dict[str, np.ndarray]) -> None:
+        """Marked runs alone, aligned at their first episode, on the x range of the longest."""
+        plot = self.plot
+        end = max(len(o.values) for o in plot.overlays)
+        dots_w, dots_h = 2 * self.cols, 4 * self.rows
+        edges = np.linspace(0, end, dots_w + 1)
+        lo, hi = np.floor(edges[:-1]).astype(np.int64), np.maximum(np.ceil(edges[1:]), 1).astype(np.int64)
+        hi = np.maximum(hi, lo + 1)
+        rows = []
+        for sums, name in zip(plot._overlay_sums, OVERLAY_CLASSES):
+            dot_rows = self.pixel_rows(_window_means(sums, 0, lo, hi))
+            layers[name] = _line(dot_rows, dots_h)
+            rows.append(dot_rows)
+        self._paint(layers)
+        for index, (dot_rows, mark) in enumerate(zip(rows, OVERLAY_MARKS)):
+            # marks staggered so that close lines still show each of theirs
+            for cell in range(1 + index * 2 % MARK_EVERY, self.cols, MARK_EVERY):
+                row = dot_rows[2 * cell]
+                if row >= 0:
+                    self._write(int(row) // 4, mark, at=cell, layer=LAYERS.index(OVERLAY_CLASSES[index]) + 1)
+        self._label_threshold()
+        self.x_labels = self._x_labels(lo, 0, end, title="episode of run")
+        self.legend = [
+            (f"{mark}━ {overlay.label}", f"{overlay.values[-1]:.1f}" if len(overlay.values) else "", name)
+            for overlay, name, mark in zip(plot.overlays, OVERLAY_CLASSES, OVERLAY_MARKS)
+        ]
+        self.legend.append(("", f"mean({plot.window}) of marked runs", None))
 
     def _draw_data(self, history: ScoreHistory, layers: dict[str, np.ndarray]) -> None:
         plot = self.plot
@@ -303,6 +406,10 @@ class _Canvas:
         dots_w, dots_h = 2 * self.cols, 4 * self.rows
         lo, hi = history.column_edges(dots_w, start, end)
         low, high, means = history.columns(dots_w, start, end, plot.window)
+        if plot.per_run:
+            values, sums = history.per_run_means(plot.window)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(hi > lo, (sums[hi] - sums[lo]) / (hi - lo), np.nan)
         layers["score-plot--raw"] = _spans(self.pixel_rows(high), self.pixel_rows(low), dots_h)
         for overlay, sums, name in zip(plot.overlays, plot._overlay_sums, OVERLAY_CLASSES):
             layers[name] = _line(self.pixel_rows(_window_means(sums, overlay.offset, lo, hi)), dots_h)
@@ -329,14 +436,19 @@ class _Canvas:
         first, stop = np.searchsorted(starts, [start, end])
         if stop - first <= self.cols // 2:
             self.ticks[_first_columns(lo, starts[first:stop]) // 2] = True
-        self.x_labels = self._x_labels(lo, start, end)
-        mean = history.rolling_mean_at(end - 1, plot.window)
-        self.legend = [(f"━ mean({plot.window})", f"{mean:.1f}", "score-plot--mean")]
+        self._label_threshold()
+        if plot.x_axis == "run":
+            self.x_labels = self._run_labels(lo, start, end, history)
+        else:
+            self.x_labels = self._x_labels(lo, start, end, history=history if plot.x_axis == "time" else None)
+        if plot.per_run:
+            mean, name = values[end - 1], f"━ mean({plot.window})/run"
+        else:
+            mean, name = history.rolling_mean_at(end - 1, plot.window), f"━ mean({plot.window})"
+        self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw")]
+        self.legend.append((name, f"{mean:.1f}", "score-plot--mean"))
         if len(averages):
             self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
-        self.legend += [
-            (f"━ {overlay.label}", "", name) for overlay, name in zip(plot.overlays, OVERLAY_CLASSES) if overlay.label
-        ]
         self.legend.append(("", f"{end:,} episodes", None))
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
@@ -348,21 +460,50 @@ class _Canvas:
                 self.chars[lit] = braille.BASE + codes[lit]
                 self.layer[lit] = index
 
-    def _x_labels(self, lo: np.ndarray, start: int, end: int) -> str:
-        """Episode numbers (1-based) at round values, placed under their cells without overlap."""
-        line = [" "] * self.cols
+    def _run_labels(self, lo: np.ndarray, start: int, end: int, history: ScoreHistory) -> str:
+        """Each run's number under its first column (``#3``), those that fit; titled "run"."""
+        starts, numbers = history.run_starts()
+        first = max(0, int(np.searchsorted(starts, start, side="right")) - 1)
+        marks = [(max(int(s), start), f"#{n}") for s, n in zip(starts[first:].tolist(), numbers[first:].tolist())]
+        marks = [(s, text) for s, text in marks if s < end]
+        return self._place(lo, marks, " run" if self.cols >= 24 else "")
+
+    def _x_labels(
+        self, lo: np.ndarray, start: int, end: int, title: str = "episode", history: ScoreHistory | None = None
+    ) -> str:
+        """Episode numbers (1-based) at round values, placed under their cells without overlap;
+        the axis title at the right end when it fits. With ``history``: the time those episodes ended."""
         step = _nice_step((end - start) * 10 / max(self.cols, 1))
         first_tick = (start // step + 1) * step
         ticks = [start + 1, *list(range(first_tick, end + 1, step))]
+        if history is None:
+            marks = [(episode - 1, _short(episode)) for episode in ticks]
+        else:
+            times = history.times
+            span = times[end - 1] - times[start] if end > start else np.nan
+            form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
+            marks = [
+                (episode - 1, time.strftime(form, time.localtime(times[episode - 1])))
+                for episode in ticks
+                if np.isfinite(times[episode - 1])
+            ]
+            title = "time ended" if marks else "time: not recorded"
+        title = f" {title}" if self.cols >= 6 * len(title) else ""
+        return self._place(lo, marks, title)
+
+    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str) -> str:
+        """Labels under the first column of their episode, left to right without overlap, then the title."""
+        line = [" "] * (self.cols - len(title))
         free_from = 0
-        cells = _first_columns(lo, np.array(ticks) - 1) // 2
-        for episode, cell in zip(ticks, cells.tolist()):
-            text = _short(episode)
-            cell = min(cell, self.cols - len(text))
+        if not marks:
+            return ("".join(line) + title)[: self.cols]
+        cells = _first_columns(lo, np.array([episode for episode, _ in marks])) // 2
+        for (_, text), cell in zip(marks, cells.tolist()):
+            cell = min(cell, len(line) - len(text))
             if cell >= free_from and cell >= 0:
                 line[cell : cell + len(text)] = text
                 free_from = cell + len(text) + 2
-        return "".join(line)[: self.cols]
+        return ("".join(line[: self.cols - len(title)]) + title)[: self.cols]
 
     # --- output --------------------------------------------------------------------
 

@@ -1,0 +1,17 @@
+"""Numbers and counts as a person reads them: "1 episode", "2.3M"."""
+
+from __future__ import annotations
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 episode``, ``2 episodes``, ``1,000 episodes``."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def human(value: float) -> str:
+    """A count in at most 5 characters: 999, 12.3k, 2.3M, 4.1G."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            scaled = value / limit
+            return f"{scaled:.1f}{suffix}" if abs(scaled) < 100 else f"{scaled:.0f}{suffix}"
+    return f"{value:.0f}"
