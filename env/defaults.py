@@ -19,6 +19,12 @@ AGENTS = ("swarm", "random")
 MODEL_ANSWER_TIMEOUT = 2.0  # s an aggregation waits for a step's missing LOGITS
 EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBUTION after GET
 
+# --- vectorised runs (env/components/vector_env.py) ------------------------------------------
+# Instances the environment plays at once when every agent understands batches. Chosen by
+# measurement (python -m bench.swarm --parallel ...): see README "Performance".
+PARALLEL = 20
+CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts with one instance
+
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up

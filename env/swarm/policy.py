@@ -93,3 +93,11 @@ class Population:
             h = np.tanh(np.matmul(L["pi_w0"], obs[:, :, None])[:, :, 0] + L["pi_b0"])
         h = np.tanh(np.matmul(L["pi_w1"], h[:, :, None])[:, :, 0] + L["pi_b1"])
         return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
+
+    def batch_logits(self, obs) -> np.ndarray:
+        """Action logits (K, M, 2) of every model for each of M observations (M, 4)."""
+        obs = np.asarray(obs, dtype=np.float64)
+        L = self.layers
+        h = np.tanh(obs @ L["pi_w0"].transpose(0, 2, 1) + L["pi_b0"][:, None, :])
+        h = np.tanh(h @ L["pi_w1"].transpose(0, 2, 1) + L["pi_b1"][:, None, :])
+        return h @ L["act_w"].transpose(0, 2, 1) + L["act_b"][:, None, :]

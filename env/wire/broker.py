@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Peer:
     outbox: deque = field(default_factory=deque)
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
+    batch: bool = False  # said "BATCH": true in its REGISTER (env/wire/batch.py)
 
     @property
     def label(self) -> str:
@@ -298,6 +299,9 @@ class Broker:
             return
         if kind == protocol.REGISTER:
             self._register(peer, message)
+        elif batch.is_census_request(message):
+            self._send(peer, protocol.encode_frame(batch.census_answer(message, self._census(peer))))
+            return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._membership(peer, message, join=kind == protocol.JOINROOM)
         if "SENT_BY" not in message:
@@ -314,6 +318,7 @@ class Broker:
             log.info("%s registers a name already in use; messages TO it reach all of them", name)
         with self._stats_lock:
             peer.name = name
+            peer.batch = message.get(batch.BATCH) is True
         log.info("%s registered as %s", peer.address, name)
 
     def _membership(self, peer: Peer, message: dict, join: bool) -> None:
@@ -329,6 +334,14 @@ class Broker:
             elif room in peer.rooms:
                 self._rooms[room].discard(peer)
                 peer.rooms.discard(room)
+
+    def _census(self, asker: Peer) -> dict[str, tuple[int, int]]:
+        """Per step room: (members other than the asker, of them not BATCH)."""
+        rooms = {}
+        for room in batch.CENSUS_ROOMS:
+            others = [p for p in self._rooms.get(room, ()) if p is not asker]
+            rooms[room] = (len(others), sum(not p.batch for p in others))
+        return rooms
 
     # --- routing ------------------------------------------------------------------------
 

@@ -50,8 +50,11 @@ class Component(swergio.Client):
     Use it as a ``swergio.Client``: ``add_eventHandler`` and ``Trigger`` work as
     documented there. ``start()`` listens in a daemon thread; ``listen()`` blocks.
     ``on_disconnect`` is called with the reason when the connection ends without
-    ``close()`` having been called.
+    ``close()`` having been called. A subclass with ``batch = True`` says in its REGISTER
+    that it understands batch messages (:mod:`cartpole_tui.env.wire.batch`).
     """
+
+    batch = False
 
     def __init__(
         self,
@@ -72,6 +75,15 @@ class Component(swergio.Client):
         self._thread: threading.Thread | None = None
         self.on_disconnect = on_disconnect
         super().__init__(name, host, port, protocol.FORMAT, protocol.HEADER_LENGTH, **kwargs)
+
+    def register(self) -> None:
+        # swergio's register, with the additive BATCH marker when this client has it.
+        message = {"ID": protocol.new_id(), "TYPE": protocol.REGISTER, "NAME": self.name}
+        message["TO_ROOM"] = protocol.COMMAND_ROOM
+        if self.batch:
+            message["BATCH"] = True
+        self.send(message)
+        self.join_room(protocol.COMMAND_ROOM)
 
     # --- transport -------------------------------------------------------------
 
