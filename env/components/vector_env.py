@@ -23,7 +23,8 @@ import numpy as np
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.components.environment import ActiveRun, EnvironmentComponent, EnvironmentLogic, make_env
+from cartpole_tui.env.components.environment import ActiveRun, EnvironmentComponent, EnvironmentLogic
+from cartpole_tui.env.components.instances import make_instances
 from cartpole_tui.env.runtime.events import EpisodeFinished, RunStarted
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
@@ -47,8 +48,8 @@ def instance_seeds(seed: int | None, n: int) -> list[int | None]:
 class VectorRun(ActiveRun):
     quotas: list[int] = field(default_factory=list)
     played: list[int] = field(default_factory=list)  # episodes finished per instance
-    scores: list[float] = field(default_factory=list)  # the running episode's score per instance
-    lengths: list[int] = field(default_factory=list)  # the running episode's steps per instance
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the running episodes' scores
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # ... and steps
     active: list[int] = field(default_factory=list)  # the instances whose actions are awaited
 
 
@@ -58,7 +59,7 @@ class VectorLogic:
 
     def __init__(self, base: EnvironmentLogic):
         self.base = base
-        self.envs = [base.env]
+        self.instances, self.size = None, 0
 
     def start(self, message: dict, n: int) -> tuple[list[dict], dict]:
         """Begin a run on ``n`` instances: (control messages, first batch observation)."""
@@ -66,12 +67,12 @@ class VectorLogic:
         outgoing = self.base.stop()
         run_id = message.get("RUN_ID") if isinstance(message.get("RUN_ID"), str) else protocol.new_id()
         seed = seed if seed is not None else self.base.seed
-        while len(self.envs) < n:
-            self.envs.append(make_env(self.base.env_id))
-        observations = [env.reset(seed=s)[0] for env, s in zip(self.envs, instance_seeds(seed, n))]
+        if n > self.size:
+            self.instances, self.size = make_instances(self.base.env_id, n, self.base.env), n
+        observations = [self.instances.reset(i, s) for i, s in enumerate(instance_seeds(seed, n))]
         run = VectorRun(run_id, episodes, deterministic, time.monotonic())
-        run.quotas, run.played = quotas(episodes, n), [0] * n
-        run.scores, run.lengths, run.active = [0.0] * n, [0] * n, list(range(n))
+        run.quotas, run.played, run.active = quotas(episodes, n), [0] * n, list(range(n))
+        run.scores, run.lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.base.run = run
         self.base._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
         payload = batch.observation(n, run.active, observations, deterministic)
@@ -88,39 +89,45 @@ class VectorLogic:
             chosen = batch.parse_actions(message, run.active, self.base.n_actions)
         except protocol.ProtocolError as error:
             return self.base.refuse(f"bad actions from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
+        stepped = run.active
+        observations, rewards, dones = self.instances.step(stepped, chosen)
+        run.scores[stepped] += rewards
+        run.lengths[stepped] += 1
+        run.steps += len(stepped)
         outgoing: list[dict] = []
-        stepped, rewards, dones, following, observations = run.active, [], [], [], []
-        for i, action in zip(stepped, chosen):
-            obs, reward, terminated, truncated, _ = self.envs[i].step(action)
-            done = bool(terminated or truncated)
-            run.scores[i] += float(reward)
-            run.lengths[i] += 1
-            run.steps += 1
-            rewards.append(reward)
-            dones.append(done)
-            if done:
-                outgoing += self._end_episode(run, i)
-                if run.played[i] < run.quotas[i]:
-                    obs, _ = self.envs[i].reset()
-            if not done or run.played[i] < run.quotas[i]:
-                following.append(i)
-                observations.append(obs)
-            if i == 0:  # the cart view shows instance 0
-                for observer in self.base.observers:
-                    observer.on_step(obs, reward, done)
-        run.active = following
-        payload = batch.observation(len(run.quotas), following, observations, run.deterministic)
-        payload.update(STEPPED=stepped, REWARDS=[float(r) for r in rewards], DONES=dones, ACTIONS=chosen)
-        payload["ROOT_ID"] = run.run_id
-        if not following:
+        going = np.ones(len(stepped), dtype=bool)
+        for k in np.flatnonzero(dones).tolist():
+            i = stepped[k]
+            outgoing += self._end_episode(run, i)
+            if run.played[i] < run.quotas[i]:
+                observations[k] = self.instances.reset(i)
+            else:
+                going[k] = False
+        if stepped[0] == 0:  # the cart view shows instance 0
+            for observer in self.base.observers:
+                observer.on_step(observations[0], float(rewards[0]), bool(dones[0]))
+        run.active = [i for i, keep in zip(stepped, going.tolist()) if keep]
+        payload = {
+            batch.BATCH: len(run.quotas),
+            "INSTANCES": run.active,
+            "OBSERVATIONS": batch.encode_array(observations[going], "<f4"),
+            "DETERMINISTIC": run.deterministic,
+            "STEPPED": stepped,
+            "REWARDS": rewards.tolist(),
+            "DONES": dones.tolist(),
+            "ACTIONS": chosen,
+            "ROOT_ID": run.run_id,
+        }
+        if not run.active:
             outgoing += self.base._end_run(stopped=False)
         return outgoing, payload
 
     def _end_episode(self, run: VectorRun, i: int) -> list[dict]:
         run.played[i] += 1
         run.finished_episodes += 1
-        run.total_score += run.scores[i]
-        event = EpisodeFinished(run.run_id, run.finished_episodes, run.scores[i], run.lengths[i], time.time())
+        run.total_score += float(run.scores[i])
+        score, length = float(run.scores[i]), int(run.lengths[i])
+        event = EpisodeFinished(run.run_id, run.finished_episodes, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0
         self.base._notify("on_episode", event)
         return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]

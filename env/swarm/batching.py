@@ -10,20 +10,18 @@ the summed probabilities per instance. Fitness and shares go into the one
 batch and single steps alike.
 
 The logits travel as base64 of little-endian float64 (``BATCH_LOGITS``, K × M × 2 in that
-order): exact, and ~30 times cheaper to encode and decode than 800 JSON numbers a step.
+order).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from collections import Counter
 
 import numpy as np
 
 from cartpole_tui.env.swarm.policy import N_ACTIONS, OBS_SIZE, Population, softmax
-from cartpole_tui.env.wire import batch
+from cartpole_tui.env.wire import batch, protocol
 
 
 def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | None:
@@ -38,7 +36,7 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
         batch.BATCH: msg[batch.BATCH],
         "INSTANCES": instances,
         "COMPONENT_IDS": ids,
-        "BATCH_LOGITS": base64.b64encode(logits.astype("<f8").tobytes()).decode("ascii"),
+        "BATCH_LOGITS": batch.encode_array(logits, "<f8"),
         "DETERMINISTIC": bool(msg.get("DETERMINISTIC", False)),
     }
 
@@ -48,15 +46,9 @@ def parse_logits(msg: dict) -> list[tuple[str, np.ndarray]] | None:
     ids, instances = msg.get("COMPONENT_IDS"), msg.get("INSTANCES")
     if type(ids) is not list or not all(isinstance(i, str) for i in ids) or type(instances) is not list:
         return None
-    shape = (len(ids), len(instances), N_ACTIONS)
     try:
-        raw = base64.b64decode(msg.get("BATCH_LOGITS"), validate=True)
-    except (TypeError, ValueError, binascii.Error):
-        return None
-    if len(raw) != 8 * math.prod(shape):
-        return None
-    logits = np.frombuffer(raw, dtype="<f8").reshape(shape).astype(np.float64)
-    if not np.isfinite(logits).all():
+        logits = batch.decode_array(msg.get("BATCH_LOGITS"), "<f8", (len(ids), len(instances), N_ACTIONS))
+    except protocol.ProtocolError:
         return None
     return list(zip(ids, logits))
 
