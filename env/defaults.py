@@ -11,6 +11,7 @@ LOOPBACK = "127.0.0.1"
 PORT = 8080  # the published RLGym scripts' port
 ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
+EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)
 
 # --- the built-in swarm ------------------------------------------------------------------
 MODELS = 20  # the published network's hard-coded population size
