@@ -58,12 +58,15 @@ def test_a_run_is_split_into_fixed_quotas_and_every_episode_is_reported():
 
 def test_short_episodes_do_not_take_more_than_their_instance_s_share():
     # "stop when 37 are done" would let instance 0's ~10-step episodes fill the run
-    logic = VectorLogic(EnvironmentLogic())
-    runs = []
-    start = logic.start
-    logic.start = lambda *args: (result := start(*args), runs.append(logic.base.run))[0]
+    class Keeping(VectorLogic):
+        def start(self, *args):
+            started = super().start(*args)
+            self.kept = self.base.run
+            return started
+
+    logic = Keeping(EnvironmentLogic())
     sent = play(logic, lean, episodes=37, n=8)
-    (run,) = runs
+    run = logic.kept
     lengths = [m["STEPS"] for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
     assert min(lengths) < 20 < max(lengths)  # instance 0's episodes are much shorter
     assert run.played == quotas(37, 8)
