@@ -28,7 +28,7 @@ from cartpole_tui.env.runtime.schedule import ScheduleSettings, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 
 PUBLISHED_STEPS_PER_S = (25, 32)  # measured on this machine with the published network (reference)
-THROUGHPUT_EPISODES = 300
+THROUGHPUT_EPISODES = 1000  # a vectorised run of 300 took ~0.2 s: too short to time on a shared machine
 
 
 def rss_mb(pid: int) -> float:
