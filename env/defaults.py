@@ -22,8 +22,10 @@ EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBU
 
 # --- vectorised runs (env/components/vector_env.py) ------------------------------------------
 # Instances the environment plays at once when every agent understands batches. Chosen by
-# measurement (python -m bench.swarm --parallel ...): see README "Performance".
-PARALLEL = 20
+# measurement (python -m bench.swarm --parallel 20 50 100 200): 20 gave ~11x the N = 1
+# swarm, 50-200 17-19x (equal within this machine's noise); 100 also plays the schedule's
+# 100-episode check in one batch. See README "Performance".
+PARALLEL = 100
 CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts with one instance
 
 # --- runs and the control client ------------------------------------------------------
