@@ -25,21 +25,11 @@ import time
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
-from bench.loop import HOST, READY, SETUP_TIMEOUT, Processes, swergio_server
-from cartpole_tui.env.wire import broker as broker_module
+from bench.loop import HOST, READY, SETUP_TIMEOUT, Processes, our_broker, swergio_server
 from cartpole_tui.env.wire import protocol
 
 ASK, ANSWER = "ask", "answer"
 CUSTOM = MESSAGE_TYPE.DATA.CUSTOM
-
-
-def our_broker(ports: mp.Queue, stop: mp.Event, quickack: bool) -> None:
-    if not quickack:
-        broker_module._QUICKACK = None  # the broker as it was before quick ACKs
-    broker = broker_module.Broker(HOST, 0).start()
-    ports.put(broker.port)
-    stop.wait(SETUP_TIMEOUT)
-    broker.stop()
 
 
 def _client(name: str, port: int, function, heard_in: str, answer_in: str) -> swergio.Client:

@@ -28,12 +28,15 @@ _RECV_SIZE = 1 << 18
 _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
 # Linux only: swergio 0.0.2 clients write header and body in two send()s without
 # TCP_NODELAY, so each body waits (Nagle) for our ACK of its header, which delayed ACK
-# holds back ~40 ms. Quick ACK mode is cleared by the kernel again, so it is re-armed
-# after every read (one cheap setsockopt; measured in README "Performance").
+# holds back ~40 ms. Setting TCP_QUICKACK sends the pending ACK at once; the kernel clears
+# it again, so it is re-armed after every read that saw a frame in pieces. Clients that
+# write whole frames (ours) never pay the extra ACK packets.
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 def _quickack(sock: socket.socket) -> None:
+    if _QUICKACK is None:
+        return
     try:
         sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
     except OSError:  # only an optimisation: a socket refusing it is served as before
@@ -257,14 +260,14 @@ class Broker:
         data = self._socket_call(peer, peer.sock.recv, _RECV_SIZE, "receive")
         if data is None:
             return
-        if _QUICKACK is not None and data:
-            _quickack(peer.sock)
         if not data:
             self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
             return
-        if peer.inbox:
+        split = bool(peer.inbox)  # this read goes on with a frame begun in an earlier one
+        if split:
             peer.inbox += data
             if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+                _quickack(peer.sock)
                 return
             data = bytes(peer.inbox)
         offset = 0
@@ -289,6 +292,8 @@ class Broker:
         finally:
             peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
             self._flush_batch()
+            if split or peer.inbox:  # frames in pieces: a client writing them in two sends
+                _quickack(peer.sock)
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
