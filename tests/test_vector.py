@@ -173,3 +173,16 @@ def test_without_a_census_the_environment_plays_one_instance(swergio_server, clo
     # swergio.Server has no census to answer: after the time-out, one instance as before
     result = control.run(2, True, seed=1, idle_timeout=60)
     assert env.instances == 1 and result.episodes == 2
+
+
+def test_a_stop_while_the_census_is_awaited_ends_the_run_at_once(swergio_server, closing):
+    env = VectorEnvironmentComponent(HOST, swergio_server, parallel=8, census_timeout=30).start()
+    closing(env)
+    control = ControlClient(HOST, swergio_server)
+    closing(control)
+    control.start_run(16, False)
+    wait_for(lambda: env._pending is not None, 10, "the start to wait for its census")
+    control.stop_run()
+    # swergio.Server never answers the census; the stop does not wait 30 s for its time-out
+    result = control.wait_run(idle_timeout=10)
+    assert result.stopped and result.episodes == 0

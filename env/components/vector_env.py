@@ -178,7 +178,8 @@ class VectorEnvironmentComponent(EnvironmentComponent):
 
     def _on_control(self, msg: dict) -> dict | None:
         with self._lock:
-            self._pending = None  # a stop or another start overrides a start waiting for its census
+            if self._pending is not None and (protocol.is_stop(msg) or protocol.is_start(msg)):
+                self._drop_pending()
             try:
                 n = self._wanted(msg)
             except protocol.ProtocolError as error:
@@ -195,6 +196,14 @@ class VectorEnvironmentComponent(EnvironmentComponent):
                 return None
         self.instances = 1
         return super()._on_control(msg)
+
+    def _drop_pending(self) -> None:
+        """A stop or another start overrides a start still waiting for its census: that run
+        ends stopped before its first episode, so whoever started it is not left waiting."""
+        start = self._pending[0]
+        self._pending = None
+        run_id = start.get("RUN_ID") if isinstance(start.get("RUN_ID"), str) else protocol.new_id()
+        self._send_all([protocol.env_done(0.0, run_id, 0, stopped=True)])
 
     def _on_census(self, msg: dict) -> None:
         with self._lock:
