@@ -166,6 +166,7 @@ def our_broker(ports: mp.Queue, stop: mp.Event, quickack: bool = True) -> None:
 
 def swergio_server(ports: mp.Queue, stop: mp.Event) -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life: it prints a line per message
+    threading.excepthook = lambda args: None  # its client threads die with a traceback when a client leaves
     server = swergio.Server(HOST, 0, protocol.FORMAT, protocol.HEADER_LENGTH)
     server.server.listen()  # start() listens again; this lets us publish the port first
     ports.put(server.server.getsockname()[1])
