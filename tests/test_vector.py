@@ -72,6 +72,21 @@ def test_short_episodes_do_not_take_more_than_their_instance_s_share():
     assert run.played == quotas(37, 8)
 
 
+def test_a_bad_batch_action_is_refused_and_changes_nothing():
+    logic = VectorLogic(EnvironmentLogic())
+    _, payload = logic.start(protocol.start_run(8, False, seed=1), 4)
+    run = logic.base.run
+    for bad in (
+        {"INSTANCES": [0, 1, 2], "ACTIONS": [0, 0, 0]},  # not the instances awaited
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1, 2, 0]},  # 2 is no CartPole action
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1]},
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": "0101"},
+    ):
+        sent, reply = logic.step({"BATCH": 4, "ROOT_ID": payload["ROOT_ID"], **bad})
+        assert reply is None and [m["STATUS"] for m in sent] == [protocol.ENV_ERROR]
+    assert run.steps == 0 and run.active == [0, 1, 2, 3] and logic.base.run is run
+
+
 def test_a_seeded_run_repeats_for_a_given_n_and_differs_for_another_seed():
     def scores(n, seed):
         sent = play(VectorLogic(EnvironmentLogic()), lean, episodes=24, n=n, seed=seed)

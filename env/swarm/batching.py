@@ -69,9 +69,11 @@ class BatchChooser:
             self.returns.clear()
             return
         rewards, dones = msg.get("REWARDS"), msg.get("DONES")
-        if not (type(stepped) is list and type(rewards) is list and type(dones) is list):
+        try:
+            batch.int_list(stepped, "STEPPED", 0, batch.MAX_INSTANCES)
+        except protocol.ProtocolError:
             return
-        if not len(stepped) == len(rewards) == len(dones):
+        if not (type(rewards) is list and type(dones) is list and len(stepped) == len(rewards) == len(dones)):
             return
         for i, reward, done in zip(stepped, rewards, dones):
             if type(reward) not in (int, float) or not math.isfinite(reward):
