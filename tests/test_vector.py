@@ -22,6 +22,7 @@ from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import batch, protocol
+from cartpole_tui.env.wire.transport import Component
 
 from conftest import answer, start_swergio_client, wait_for
 
@@ -201,3 +202,26 @@ def test_a_stop_while_the_census_is_awaited_ends_the_run_at_once(swergio_server,
     # swergio.Server never answers the census; the stop does not wait 30 s for its time-out
     result = control.wait_run(idle_timeout=10)
     assert result.stopped and result.episodes == 0
+
+
+def test_the_census_counts_listeners_without_batch_and_answers_only_the_asker(broker, closing):
+    class Batch(Component):
+        batch = True
+
+    heard: dict[str, list[dict]] = {"asker": [], "listener": []}
+    asker, listener = Batch("asker", HOST, broker.port), Batch("listener", HOST, broker.port)
+    for name, client in (("asker", asker), ("listener", listener)):
+        client.dispatch = heard[name].append
+        closing(client.start())
+    listener.join_room(protocol.OBSERVATION)
+    plain = Client("plain", HOST, broker.port, "utf-8", 10)  # an unmodified swergio 0.0.2 client
+    answer(plain, lambda msg: None, protocol.LOGITS, protocol.ACTION)  # joins logits and action
+    start_swergio_client(plain)
+    wait_for(lambda: members(broker, protocol.ACTION) == 1, 5, "joins")
+
+    asker.send(batch.census_request())
+    (reply,) = wait_for(lambda: [m for m in heard["asker"] if batch.CENSUS in m], 5, "the census")
+    assert reply[batch.CENSUS] == {"observation": [1, 0], "logits": [1, 1], "action": [1, 1]}
+    assert not batch.census_allows_batches(reply)
+    assert not any(batch.CENSUS in m for m in heard["listener"])  # not routed to _command
+    plain.close()
