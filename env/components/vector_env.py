@@ -194,7 +194,8 @@ class VectorEnvironmentComponent(EnvironmentComponent):
                 timer.daemon = True
                 timer.start()
                 return None
-        self.instances = 1
+            if protocol.is_start(msg):
+                self.instances = 1
         return super()._on_control(msg)
 
     def _drop_pending(self) -> None:
@@ -232,7 +233,8 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         self.instances = n
         outgoing, payload = self.vector.start(start, n) if n > 1 else self.logic.start(start)
         self._send_all(outgoing)
-        self.client.send({**payload, "ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.OBSERVATION})
+        message = {**payload, "ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.OBSERVATION}
+        self.client.send({**message, "SENT_BY": self.client.name})  # SENT_BY: the broker need not re-encode
 
     def _on_action(self, msg: dict) -> dict | None:
         vectorised = isinstance(self.logic.run, VectorRun)
