@@ -154,7 +154,14 @@ def test_a_run_is_vectorised_only_while_every_agent_understands_batches(broker, 
     closing(env)
     control = ControlClient(HOST, broker.port)
     closing(control)
-    wait_for(lambda: members(broker, protocol.LOGITS) == 1 and members(broker, protocol.CONTROL) == 3, 5, "joins")
+    wait_for(
+        lambda: (
+            (members(broker, protocol.OBSERVATION), members(broker, protocol.LOGITS), members(broker, "control"))
+            == (3, 1, 3)
+        ),
+        5,
+        "models, aggregation and environment to join",
+    )
 
     result = control.run(16, False, seed=1, idle_timeout=20)
     assert env.instances == 8 and result.episodes == 16 and len(result.scores) == 16
