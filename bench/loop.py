@@ -4,9 +4,10 @@
 
 (a) one process, no sockets; (b) two processes, a direct socket with our framing;
 (c) three processes: our Broker, and our Component on both sides; (d) the same through
-swergio 0.0.2's Server and Client as shipped (slow, so bounded by time). The environment
+swergio 0.0.2's Server and Client as shipped (slow, so bounded by time); (e) (c) with the
+broker's TCP_QUICKACK off, to show what it costs on this loop. The environment
 (gymnasium CartPole-v1, reset when an episode ends) and the agent (a noisy hand-written
-policy) are the same code in every set-up. (a)-(c) run in interleaved rounds and the best
+policy) are the same code in every set-up. (a)-(c) and (e) run in interleaved rounds and the best
 round of each counts. Loopback only; every run is bounded in steps and time; a line per
 run is printed as it goes, then a table and the ratios.
 """
@@ -29,6 +30,7 @@ import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.wire import broker as broker_module
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
@@ -153,7 +155,9 @@ def direct_agent(port: int) -> None:
 # --- (c) and (d): a broker and two swergio-style clients ----------------------------------------
 
 
-def our_broker(ports: mp.Queue, stop: mp.Event) -> None:
+def our_broker(ports: mp.Queue, stop: mp.Event, quickack: bool = True) -> None:
+    if not quickack:
+        broker_module._QUICKACK = None  # the broker as it was before quick ACKs (set e)
     broker = Broker(HOST, 0).start()
     ports.put(broker.port)
     stop.wait(SETUP_TIMEOUT)
@@ -162,6 +166,7 @@ def our_broker(ports: mp.Queue, stop: mp.Event) -> None:
 
 def swergio_server(ports: mp.Queue, stop: mp.Event) -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life: it prints a line per message
+    threading.excepthook = lambda args: None  # its client threads die with a traceback when a client leaves
     server = swergio.Server(HOST, 0, protocol.FORMAT, protocol.HEADER_LENGTH)
     server.server.listen()  # start() listens again; this lets us publish the port first
     ports.put(server.server.getsockname()[1])
@@ -258,12 +263,15 @@ def run_direct(context, steps: int) -> tuple[int, float]:
         children.end()
 
 
-def run_brokered(context, kind: str, steps: int, seconds: float) -> tuple[int, float]:
+def run_brokered(context, kind: str, steps: int, seconds: float, quickack: bool = True) -> tuple[int, float]:
     ports, results = context.Queue(), context.Queue()
     server, clients = Processes(context), Processes(context)
     stop_server, stop_clients = context.Event(), context.Event()
     try:
-        server.start(our_broker if kind == "ours" else swergio_server, ports, stop_server)
+        if kind == "ours":
+            server.start(our_broker, ports, stop_server, quickack)
+        else:
+            server.start(swergio_server, ports, stop_server)
         port = server.get(ports, SETUP_TIMEOUT)
         clients.start(client_environment, kind, port, steps, seconds, results)
         clients.get(results, SETUP_TIMEOUT)  # the environment has joined its rooms
@@ -307,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         "a": ("one process, no sockets", lambda: run_in_process(args.steps)),
         "b": ("direct socket, our framing", lambda: run_direct(context, args.steps)),
         "c": ("our Broker + Component", lambda: run_brokered(context, "ours", args.steps, SETUP_TIMEOUT)),
+        "e": (
+            "(c) without TCP_QUICKACK",
+            lambda: run_brokered(context, "ours", args.steps, SETUP_TIMEOUT, quickack=False),
+        ),
         "d": (
             "swergio 0.0.2 Server + Client",
             lambda: run_brokered(context, "swergio", args.steps, args.swergio_seconds),
@@ -320,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[str, list[float]] = {key: [] for key in setups}
     # Other load only ever slows a run down, so interleaved rounds and the best of each
     # set-up compare the set-ups under the most similar conditions one run can give.
-    plan = [key for _ in range(args.rounds) for key in "abc"] + ["d"]
+    plan = [key for _ in range(args.rounds) for key in "abce"] + ["d"]
     for key in plan:
         label, run = setups[key]
         rate, note = _measure(run)
@@ -336,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     c_of_b, c_over_d = _ratio(best["c"], best["b"]), _ratio(best["c"], best["d"])
     print(f"(c) / (b) = {c_of_b:.0%}   target >= 50%    {'met' if c_of_b >= 0.5 else 'MISSED'}")
     print(f"(c) / (d) = {c_over_d:,.0f}x   target >= 250x   {'met' if c_over_d >= 250 else 'MISSED'}")
+    print(f"(c) / (e) = {_ratio(best['c'], best['e']):.0%}   the broker's TCP_QUICKACK after each read, on this loop")
     return 0
 
 

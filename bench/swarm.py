@@ -1,12 +1,14 @@
 """The built-in 20-model swarm through our broker: start, memory, steps/s, time to solve.
 
-    python -m bench.swarm [--models K] [--seeds 1 ...] [--repeats R] [--quiet]
+    python -m bench.swarm [--models K] [--seeds 1 ...] [--repeats R] [--parallel N ...] [--quiet]
 
 Everything runs as ``cartpole-tui run`` runs it: the embedded network (broker + agents)
 in a child process, environment and control client in this one. Side by side, in
 alternation: the 20-model swarm and the random agent (one message a step instead of
-twenty-one) as the floor of this transport. The published RLGym network (20 torch
-processes, deap) measured 25–32 steps/s, 27 s to start and 6.4 GB on this machine;
+twenty-one) as the floor of this transport, and the swarm with vectorised runs of each
+``--parallel N`` (three messages a batch step of N instances; N = 1 is the unvectorised
+swarm). The published RLGym network (20 torch processes, deap) measured 25–32 steps/s,
+27 s to start and 6.4 GB on this machine;
 it cannot run here (no torch), so it is quoted as a reference, not re-measured.
 Learning: the default schedule (env.runtime.schedule.ScheduleSettings()) from a fresh network per seed,
 with the learning curve (phase, round, episode, score, rolling mean, wall time).
@@ -26,7 +28,7 @@ from cartpole_tui.env.runtime.schedule import ScheduleSettings, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 
 PUBLISHED_STEPS_PER_S = (25, 32)  # measured on this machine with the published network (reference)
-THROUGHPUT_EPISODES = 300
+THROUGHPUT_EPISODES = 1000  # a vectorised run of 300 took ~0.2 s: too short to time on a shared machine
 
 
 def rss_mb(pid: int) -> float:
@@ -37,15 +39,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def open_session(agent: str, models: int, seed: int | None, on_event=None) -> tuple[Session, float]:
+def open_session(
+    agent: str, models: int, seed: int | None, on_event=None, parallel: int = defaults.PARALLEL
+) -> tuple[Session, float]:
     started = time.perf_counter()
-    session = Session(SessionOptions(agent=agent, models=models, seed=seed), on_event=on_event).open()
+    options = SessionOptions(agent=agent, models=models, seed=seed, parallel=parallel)
+    session = Session(options, on_event=on_event).open()
     return session, time.perf_counter() - started
 
 
-def throughput(agent: str, models: int, seed: int) -> dict:
+def throughput(agent: str, models: int, seed: int, parallel: int) -> dict:
     """Start, RSS and steps/s of stochastic runs (CartPole: one reward a step, so steps = total score)."""
-    session, start_s = open_session(agent, models, seed)
+    session, start_s = open_session(agent, models, seed, parallel=parallel)
     try:
         t0 = time.perf_counter()
         result = session.control.run(THROUGHPUT_EPISODES, False, seed=seed)
@@ -62,7 +67,7 @@ def throughput(agent: str, models: int, seed: int) -> dict:
         session.close()
 
 
-def learn(models: int, seed: int, quiet: bool) -> dict:
+def learn(models: int, seed: int, quiet: bool, parallel: int) -> dict:
     phase = {"name": "", "round": 0}
     recent = {"train": deque(maxlen=100), "eval": deque(maxlen=100)}
     steps = {"train": 0, "eval": 0}
@@ -85,7 +90,7 @@ def learn(models: int, seed: int, quiet: bool) -> dict:
                 flush=True,
             )
 
-    session, _ = open_session("swarm", models, seed)
+    session, _ = open_session("swarm", models, seed, parallel=parallel)
     try:
         result = run_schedule(session.control, seed=seed, on_phase=on_phase, on_episode=on_episode)
     finally:
@@ -118,42 +123,59 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[1])
     parser.add_argument("--repeats", type=int, default=3, help="alternations of swarm and random agent")
     parser.add_argument("--quiet", action="store_true", help="no per-episode learning curve")
-    args = parser.parse_args(argv)
-
-    print(
-        f"throughput: {THROUGHPUT_EPISODES} stochastic episodes a run, swarm ({args.models} models) "
-        f"and random agent alternating, {args.repeats}x"
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        nargs="*",
+        default=[defaults.PARALLEL],
+        help=f"instances of the vectorised runs compared with N = 1 (default {defaults.PARALLEL}); "
+        "the schedule runs with the first",
     )
-    runs: dict[str, list[dict]] = {"swarm": [], "random": []}
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.parallel) or not args.parallel:
+        parser.error("--parallel takes one or more whole numbers >= 1")
+
+    kinds = [("random", 1), ("swarm", 1)] + [("swarm", n) for n in args.parallel if n > 1]
+    print(
+        f"throughput: {THROUGHPUT_EPISODES} stochastic episodes a run, alternating {args.repeats}x: "
+        + ", ".join(f"{agent} N={n}" for agent, n in kinds)
+    )
+    runs: dict[tuple[str, int], list[dict]] = {kind: [] for kind in kinds}
     for repeat in range(args.repeats):
-        for agent in ("swarm", "random"):
-            figures = throughput(agent, args.models, seed=repeat + 1)
-            runs[agent].append(figures)
+        for agent, n in kinds:
+            figures = throughput(agent, args.models, seed=repeat + 1, parallel=n)
+            runs[agent, n].append(figures)
             print(
-                f"  {agent:<6} start {figures['start_s']:.2f}s  {figures['steps']:>6} steps  "
+                f"  {agent:<6} N={n:<4} start {figures['start_s']:.2f}s  {figures['steps']:>6} steps  "
                 f"{figures['steps_per_s']:7.0f} steps/s  network RSS {figures['network_rss_mb']:.0f} MB  "
                 f"this process {figures['own_rss_mb']:.0f} MB",
                 flush=True,
             )
-    swarm_rate = statistics.median(f["steps_per_s"] for f in runs["swarm"])
-    random_rate = statistics.median(f["steps_per_s"] for f in runs["random"])
+    rate = {kind: statistics.median(f["steps_per_s"] for f in figures) for kind, figures in runs.items()}
+    swarm_rate, random_rate = rate["swarm", 1], rate["random", 1]
     low, high = PUBLISHED_STEPS_PER_S
     print(
-        f"median: swarm {swarm_rate:.0f} steps/s, random agent {random_rate:.0f} steps/s "
+        f"median: swarm N=1 {swarm_rate:.0f} steps/s, random agent {random_rate:.0f} steps/s "
         f"(swarm/random {swarm_rate / random_rate:.2f}); published network {low}-{high} steps/s (reference, "
         f"not run here): {swarm_rate / high:.0f}-{swarm_rate / low:.0f}x"
     )
+    for agent, n in kinds[2:]:
+        ratio = rate[agent, n] / swarm_rate
+        print(
+            f"vectorised: swarm N={n} {rate[agent, n]:.0f} steps/s = {ratio:.1f}x the swarm N=1   "
+            f"target >= 15x   {'met' if ratio >= 15 else 'MISSED'}"
+        )
     print(
         f"start (network up, environment and control joined): swarm max "
-        f"{max(f['start_s'] for f in runs['swarm']):.2f}s; network RSS max "
-        f"{max(f['network_rss_mb'] for f in runs['swarm']):.0f} MB"
+        f"{max(f['start_s'] for f in runs['swarm', 1]):.2f}s; network RSS max "
+        f"{max(f['network_rss_mb'] for kind, fs in runs.items() if kind[0] == 'swarm' for f in fs):.0f} MB"
     )
 
     print(f"learning: default schedule {ScheduleSettings()}")
     results = []
     for seed in args.seeds:
         print(f"seed {seed}:")
-        results.append(learn(args.models, seed, args.quiet))
+        results.append(learn(args.models, seed, args.quiet, args.parallel[0]))
         r = results[-1]
         print(
             f"  -> solved {r['solved']}  final eval avg {r['final_eval_avg']:.1f}  rounds {r['rounds']}  "

@@ -12,6 +12,7 @@ PORT = 8080  # the published RLGym scripts' port
 SERVE_PORT = 8000  # `cartpole-tui serve`: the web page
 ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
+EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)
 
 # --- the built-in swarm ------------------------------------------------------------------
 MODELS = 20  # the published network's hard-coded population size
@@ -19,6 +20,14 @@ AGENT = "swarm"  # or "random"
 AGENTS = ("swarm", "random")
 MODEL_ANSWER_TIMEOUT = 2.0  # s an aggregation waits for a step's missing LOGITS
 EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBUTION after GET
+
+# --- vectorised runs (env/components/vector_env.py) ------------------------------------------
+# Instances the environment plays at once when every agent understands batches. Chosen by
+# measurement (python -m bench.swarm --parallel 20 50 100 200): 20 gave ~11x the N = 1
+# swarm, 50-200 17-19x (equal within this machine's noise); 100 also plays the schedule's
+# 100-episode check in one batch. See README "Performance".
+PARALLEL = 100
+CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts with one instance
 
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20

@@ -35,6 +35,8 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
     [
         (["run", "--episodes", "0"], "whole number >= 1"),
         (["run", "--episodes", "ten"], "whole number >= 1"),
+        (["run", "--parallel", "0"], "whole number >= 1"),
+        (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "at most 1024"),
         (["run", "--connect", "localhost"], "HOST:PORT"),
         (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
         (["evolve"], "--connect"),

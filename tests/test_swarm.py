@@ -446,5 +446,5 @@ def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
     with _forwarding_episodes(control, [hopeless]):
         hopeless.watch(control.start_run(50, True, seed=1))
         result = control.wait_run(30)
-    # an untrained population scores ~10: the rest scoring as well as the best so far cannot reach 400
+    # an untrained population scores ~10: even the rest all scoring 500 cannot bring it to 400
     assert result.stopped and 1 <= result.episodes < 50 and result.avg_score < 400

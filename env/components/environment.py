@@ -158,6 +158,8 @@ class EnvironmentLogic:
 class EnvironmentComponent:
     """The environment on the wire: listens on ``control`` and ``action``, answers on ``observation``."""
 
+    client_class = Component  # vector_env's subclass uses one that registers as batch-capable
+
     def __init__(
         self,
         host: str,
@@ -170,7 +172,7 @@ class EnvironmentComponent:
     ):
         self.logic = EnvironmentLogic(env_id, seed)
         self._lock = threading.Lock()  # control and action handlers share one run
-        self.client = Component(name, host, port, on_disconnect=on_disconnect)
+        self.client = self.client_class(name, host, port, on_disconnect=on_disconnect)
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(
             self._on_control, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.CONTROL)

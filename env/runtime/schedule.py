@@ -183,7 +183,10 @@ class _HopelessConfirmation:
         if event.run_id != self.run_id or self.target is None:
             return
         self.scores.append(event.score)
-        best_possible = sum(self.scores) + (self.episodes - len(self.scores)) * max(self.scores)
+        # A remaining episode may still score the environment's best: in a vectorised run
+        # episodes end shortest first, so the best seen so far is no bound.
+        bound = max(max(self.scores), defaults.EPISODE_MAX_SCORE)
+        best_possible = sum(self.scores) + (self.episodes - len(self.scores)) * bound
         if len(self.scores) < self.episodes and best_possible < self.target * self.episodes:
             self.run_id = None  # stop once
             self.control.stop_run()

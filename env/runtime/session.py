@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.components.environment import EnvironmentComponent, EnvironmentObserver
+from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
@@ -32,6 +33,7 @@ class SessionOptions:
     offline: bool = False  # no network at all: browse the run history
     population_file: str | None = None  # the embedded swarm's population: restored at start, saved each evolution
     fresh: bool = False  # the embedded swarm starts from random weights (the file is written over)
+    parallel: int = defaults.PARALLEL  # instances at once when every agent understands batches
 
 
 class Session:
@@ -57,7 +59,7 @@ class Session:
         self.observers = ([self.recorder] if self.recorder else []) + list(observers or ())
         self.on_disconnect = on_disconnect
         self.network: LocalNetwork | None = None
-        self.environment: EnvironmentComponent | None = None
+        self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
         if options.connect is not None:
             self.host, self.port = parse_address(options.connect)  # ValueError on a typo, before anything starts
@@ -86,9 +88,10 @@ class Session:
                 self.host, self.port = self.network.host, self.network.port
                 auth.use_token(self.network.token)  # this process's components join with it
             if self.options.embed_env:
-                self.environment = EnvironmentComponent(
+                self.environment = VectorEnvironmentComponent(
                     self.host,
                     self.port,
+                    parallel=self.options.parallel,
                     env_id=self.options.env_id,
                     seed=self.options.seed,
                     on_disconnect=self.on_disconnect,

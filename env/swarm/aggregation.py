@@ -29,9 +29,10 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm.batching import BatchChooser, parse_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import N_ACTIONS, softmax
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Aggregation(SwarmComponent):
         self.models = models
         self.timeout = timeout
         self.logic = AggregationLogic(seed, solo)
+        self.batches = BatchChooser(self.logic)  # vectorised runs (env/swarm/batching.py)
         self.expected = models  # LOGITS that complete a step; lowered when models time out
         self.silent: set[str] = set()  # models that timed out and have not answered since
         self._pending: dict[str, list[float]] = {}
@@ -136,6 +138,11 @@ class Aggregation(SwarmComponent):
         )
 
     def _on_observation(self, msg: dict) -> None:
+        if batch.is_batch(msg):
+            with self._lock:
+                self._acted = False
+                self.batches.observe(msg)
+            return
         reward = msg.get("REWARD")
         reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None
         with self._lock:
@@ -143,6 +150,9 @@ class Aggregation(SwarmComponent):
             self.logic.observe(reward, bool(msg.get("DONE", False)))
 
     def _on_logits(self, msg: dict) -> None:
+        if batch.is_batch(msg):
+            self._on_batch_logits(msg)
+            return
         logits = finite_vector(msg.get("LOGITS"), N_ACTIONS)
         model_id = msg.get("COMPONENT_ID")
         if logits is None or not isinstance(model_id, str):
@@ -166,10 +176,35 @@ class Aggregation(SwarmComponent):
             if len(self._pending) >= self.expected:
                 self._act()
 
+    def _on_batch_logits(self, msg: dict) -> None:
+        entries = parse_logits(msg)
+        if entries is None:
+            log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
+            return
+        with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            for model_id, logits in entries:
+                if model_id in self.silent and self.expected < self.models:
+                    self.silent.discard(model_id)
+                    self.expected += 1
+                self._pending[model_id] = logits
+            self._trigger = msg
+            if len(self._pending) >= self.expected:
+                self._act()
+
     def _act(self) -> None:
         """Answer the pending step (lock held)."""
         pending, trigger = self._pending, self._trigger
         self._pending, self._trigger, self._acted = {}, None, True
+        if batch.is_batch(trigger):
+            ids = list(pending)
+            chosen = self.batches.choose(
+                ids, np.stack([pending[i] for i in ids]), trigger["INSTANCES"], bool(trigger.get("DETERMINISTIC"))
+            )
+            payload = batch.actions(trigger[batch.BATCH], trigger["INSTANCES"], chosen)
+            self.client.send(self.client.message(protocol.ACTION, trigger, payload))
+            return
         action = self.logic.choose(pending, bool(trigger.get("DETERMINISTIC", False)))
         self.client.send(self.client.message(protocol.ACTION, trigger, {"ACTION": [action]}))
 

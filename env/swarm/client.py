@@ -28,6 +28,8 @@ class SwarmClient(Component):
     LOGITS a step that scan is a sizeable share of the aggregation's time.
     """
 
+    batch = True  # the swarm's models and aggregation answer batch steps
+
     def __init__(self, name: str, host: str, port: int, **kwargs):
         super().__init__(name, host, port, **kwargs)
         self._ids = itertools.count()

@@ -15,9 +15,10 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm.batching import batch_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class ModelPool(SwarmComponent):
             return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
 
     def _on_observation(self, msg: dict) -> None:
+        if batch.is_batch(msg):
+            self._on_batch(msg)
+            return
         obs = finite_vector(msg.get("OBSERVATION"), OBS_SIZE)
         if obs is None:
             log.warning("models: ignored an observation without %d finite numbers", OBS_SIZE)
@@ -61,6 +65,16 @@ class ModelPool(SwarmComponent):
             log.warning("models: non-finite logits (weights out of range?) sent as 0")
             logits = np.where(np.isfinite(logits), logits, 0.0)
         self.client.send_frames(self._logits_frames(msg, logits.tolist()))
+
+    def _on_batch(self, msg: dict) -> None:
+        try:
+            with self._lock:
+                payload = batch_logits(self.population, self.ids, msg)
+        except protocol.ProtocolError as error:
+            log.warning("models: ignored a batch observation: %s", error)
+            return
+        if payload is not None:
+            self.client.send(self.client.message(protocol.LOGITS, msg, payload))
 
     def _logits_frames(self, msg: dict, logits: list[list[float]]) -> bytes:
         """K LOGITS frames, formatted from a template: json.dumps per frame would cost

@@ -20,13 +20,28 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import auth, protocol
+from cartpole_tui.env.wire import auth, batch, protocol
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 8 * 1024 * 1024
 _RECV_SIZE = 1 << 18
 _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
+# Linux only: swergio 0.0.2 clients write header and body in two send()s without
+# TCP_NODELAY, so each body waits (Nagle) for our ACK of its header, which delayed ACK
+# holds back ~40 ms. Setting TCP_QUICKACK sends the pending ACK at once; the kernel clears
+# it again, so it is re-armed after every read that saw a frame in pieces. Clients that
+# write whole frames (ours) never pay the extra ACK packets.
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _quickack(sock: socket.socket) -> None:
+    if _QUICKACK is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    except OSError:  # only an optimisation: a socket refusing it is served as before
+        pass
 
 
 @dataclass(eq=False)
@@ -43,6 +58,7 @@ class Peer:
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
     admitted: bool = True  # False until a broker with a token has seen it register with it
+    batch: bool = False  # said "BATCH": true in its REGISTER (env/wire/batch.py)
 
     @property
     def label(self) -> str:
@@ -269,9 +285,11 @@ class Broker:
         if not data:
             self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
             return
-        if peer.inbox:
+        split = bool(peer.inbox)  # this read goes on with a frame begun in an earlier one
+        if split:
             peer.inbox += data
             if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+                _quickack(peer.sock)
                 return
             data = bytes(peer.inbox)
         offset = 0
@@ -296,6 +314,8 @@ class Broker:
         finally:
             peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
             self._flush_batch()
+            if split or peer.inbox:  # frames in pieces: a client writing them in two sends
+                _quickack(peer.sock)
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
@@ -308,6 +328,9 @@ class Broker:
             return
         if kind == protocol.REGISTER:
             self._register(peer, message)
+        elif batch.is_census_request(message):
+            self._send(peer, protocol.encode_frame(batch.census_answer(message, self._census(peer))))
+            return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._membership(peer, message, join=kind == protocol.JOINROOM)
         if "SENT_BY" not in message or auth.TOKEN_KEY in message:
@@ -345,6 +368,7 @@ class Broker:
             self._interest("client", name, True)
         with self._stats_lock:
             peer.name = name
+            peer.batch = message.get(batch.BATCH) is True
         log.info("%s registered as %s", peer.address, name)
 
     def _membership(self, peer: Peer, message: dict, join: bool) -> None:
@@ -367,6 +391,14 @@ class Broker:
         """Gateway mode: the relay follows a room's or a name's local membership."""
         if self.relay is not None:
             (self.relay.joined if joined else self.relay.left)(kind, name)
+
+    def _census(self, asker: Peer) -> dict[str, tuple[int, int]]:
+        """Per step room: (members other than the asker, of them not BATCH)."""
+        rooms = {}
+        for room in batch.CENSUS_ROOMS:
+            others = [p for p in self._rooms.get(room, ()) if p is not asker]
+            rooms[room] = (len(others), sum(not p.batch for p in others))
+        return rooms
 
     # --- routing ------------------------------------------------------------------------
 

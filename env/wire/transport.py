@@ -50,8 +50,11 @@ class Component(swergio.Client):
     Use it as a ``swergio.Client``: ``add_eventHandler`` and ``Trigger`` work as
     documented there. ``start()`` listens in a daemon thread; ``listen()`` blocks.
     ``on_disconnect`` is called with the reason when the connection ends without
-    ``close()`` having been called.
+    ``close()`` having been called. A subclass with ``batch = True`` says in its REGISTER
+    that it understands batch messages (:mod:`cartpole_tui.env.wire.batch`).
     """
+
+    batch = False
 
     def __init__(
         self,
@@ -89,7 +92,8 @@ class Component(swergio.Client):
         return sock
 
     def register(self) -> None:
-        # swergio's REGISTER, with the broker's token when there is one (an additive key).
+        # swergio's REGISTER, with additive keys: the broker's token when there is one, and
+        # BATCH when this client understands batch messages (env/wire/batch.py).
         message = {
             "ID": protocol.new_id(),
             "TYPE": protocol.REGISTER,
@@ -98,6 +102,8 @@ class Component(swergio.Client):
         }
         if self._token:
             message[auth.TOKEN_KEY] = self._token
+        if self.batch:
+            message["BATCH"] = True
         self.send(message)
         for room in swergio.client.reserved_rooms:
             self.join_room(room)

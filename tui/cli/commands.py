@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
-from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
@@ -55,6 +55,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         models=args.models,
         agent=args.agent,
         offline=getattr(args, "offline", False),
+        parallel=args.parallel,
     )
 
 
@@ -255,8 +256,13 @@ def env(args: argparse.Namespace) -> int:
     store = _open_store(args.db)
     with reported_failures():
         try:
-            component = EnvironmentComponent(
-                host, port, env_id=args.env_id, seed=args.seed, on_disconnect=lambda reason: lost.set()
+            component = VectorEnvironmentComponent(
+                host,
+                port,
+                env_id=args.env_id,
+                seed=args.seed,
+                parallel=args.parallel,
+                on_disconnect=lambda reason: lost.set(),
             )
         except BaseException:
             store.close()

@@ -13,7 +13,7 @@ import sys
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
-from cartpole_tui.env.wire import auth, protocol
+from cartpole_tui.env.wire import auth, batch, protocol
 from cartpole_tui.env.wire.gateway import parse_servers
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.tui.cli import commands, config, serve
@@ -35,6 +35,24 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
+
+
+def instances(text: str) -> int:
+    value = positive_int(text)
+    if value > batch.MAX_INSTANCES:
+        raise argparse.ArgumentTypeError(f"expected at most {batch.MAX_INSTANCES} instances, got {value}")
+    return value
+
+
+def _parallel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel",
+        type=instances,
+        default=defaults.PARALLEL,
+        metavar="N",
+        help=f"environment instances a run plays at once when every agent understands batches "
+        f"(default {defaults.PARALLEL}; 1 = one at a time, as the published network)",
+    )
 
 
 def address(text: str) -> str:
@@ -116,6 +134,7 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
         help="built-in agents of the embedded network: the learning swarm, or a random policy",
     )
     parser.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
+    _parallel_option(parser)
 
 
 def _redraw_option(parser: argparse.ArgumentParser) -> None:
@@ -191,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(env, connect_required=True)
     env.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
     env.add_argument("--seed", type=int)
+    _parallel_option(env)
     _db_option(env)
 
     export = sub.add_parser("export", help="write run history as CSV or JSON")

@@ -1,0 +1,32 @@
+"""The app over a vectorised run: every episode counted, the run's average, the cart moving."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.tui.app import ControlRoomApp
+
+from conftest import polls, screen_text
+
+
+async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
+    for value in polls(predicate, timeout, what):
+        if value:
+            return value
+        await pilot.pause(0.02)
+
+
+async def test_a_vectorised_run_in_the_app_counts_every_episode(tmp_path):
+    options = SessionOptions(seed=11, agent="swarm", models=4, parallel=8)
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the app to connect")
+        app.query_one("#episodes", Input).value = "40"
+        await pilot.press("s")
+        done = await until(pilot, lambda: [r for r in app.store.runs() if r.state == "done"], what="the run to end")
+        assert app.session.environment.instances == 8  # vectorised: the swarm understands batches
+        assert done[0].finished == 40 and len(app.history) == 40
+        assert app.controller.latest_observation is not None  # the cart shows instance 0
+        average = f"avg {done[0].avg_score:.1f}"
+        await until(pilot, lambda: average in screen_text(app), what="the run's average on screen")

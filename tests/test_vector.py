@@ -1,0 +1,234 @@
+"""Vectorised runs: accounting, reproducibility, the swarm's per-instance rules, negotiation.
+
+The environment plays N instances only when every listener of the per-step rooms said
+BATCH in its REGISTER (our broker's census); a published-style client on the network, an
+unmodified swergio 0.0.2 Client answering LOGITS, means one instance as before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from swergio import Client
+
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import EnvironmentLogic
+from cartpole_tui.env.components.instances import CartPoleInstances
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, quotas
+from cartpole_tui.env.swarm.aggregation import AggregationLogic
+from cartpole_tui.env.swarm.batching import BatchChooser
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.env.wire import batch, protocol
+from cartpole_tui.env.wire.transport import Component
+
+from conftest import answer, start_swergio_client, wait_for
+
+HOST = "127.0.0.1"
+
+
+def play(logic: VectorLogic, policy, episodes: int, n: int, seed: int | None = 1) -> list[dict]:
+    """A whole vectorised run without sockets; every control message it sent."""
+    sent, payload = logic.start(protocol.start_run(episodes, False, seed=seed), n)
+    while logic.base.run is not None:
+        observations = batch.decode_array(payload["OBSERVATIONS"], "<f4", (len(payload["INSTANCES"]), 4))
+        chosen = [policy(i, obs) for i, obs in zip(payload["INSTANCES"], observations)]
+        message = {**batch.actions(n, payload["INSTANCES"], chosen), "ROOT_ID": payload["ROOT_ID"]}
+        outgoing, payload = logic.step(message)
+        sent += outgoing
+    return sent
+
+
+def lean(i: int, obs) -> int:
+    """Instance 0 always pushes left (short episodes); the others balance (long ones)."""
+    return 0 if i == 0 else int(obs[2] + 0.5 * obs[3] > 0)
+
+
+def test_a_run_is_split_into_fixed_quotas_and_every_episode_is_reported():
+    assert quotas(37, 8) == [5, 5, 5, 5, 5, 4, 4, 4] and sum(quotas(100, 20)) == 100
+    logic = VectorLogic(EnvironmentLogic())
+    sent = play(logic, lean, episodes=37, n=8)
+    episodes = [m for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+    (done,) = [m for m in sent if m["STATUS"] == protocol.ENV_DONE]
+    assert [m["EPISODE"] for m in episodes] == list(range(1, 38))
+    assert done["EPISODES"] == 37 and not done["STOPPED"]
+    assert done["AVG_SCORE"] == pytest.approx(np.mean([m["SCORE"] for m in episodes]))
+
+
+def test_short_episodes_do_not_take_more_than_their_instance_s_share():
+    # "stop when 37 are done" would let instance 0's ~10-step episodes fill the run
+    class Keeping(VectorLogic):
+        def start(self, *args):
+            started = super().start(*args)
+            self.kept = self.base.run
+            return started
+
+    logic = Keeping(EnvironmentLogic())
+    sent = play(logic, lean, episodes=37, n=8)
+    run = logic.kept
+    lengths = [m["STEPS"] for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+    assert min(lengths) < 20 < max(lengths)  # instance 0's episodes are much shorter
+    assert run.played == quotas(37, 8)
+
+
+def test_a_bad_batch_action_is_refused_and_changes_nothing():
+    logic = VectorLogic(EnvironmentLogic())
+    _, payload = logic.start(protocol.start_run(8, False, seed=1), 4)
+    run = logic.base.run
+    for bad in (
+        {"INSTANCES": [0, 1, 2], "ACTIONS": [0, 0, 0]},  # not the instances awaited
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1, 2, 0]},  # 2 is no CartPole action
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1]},
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": "0101"},
+    ):
+        sent, reply = logic.step({"BATCH": 4, "ROOT_ID": payload["ROOT_ID"], **bad})
+        assert reply is None and [m["STATUS"] for m in sent] == [protocol.ENV_ERROR]
+    assert run.steps == 0 and run.active == [0, 1, 2, 3] and logic.base.run is run
+
+
+def test_a_seeded_run_repeats_for_a_given_n_and_differs_for_another_seed():
+    def scores(n, seed):
+        sent = play(VectorLogic(EnvironmentLogic()), lean, episodes=24, n=n, seed=seed)
+        return [m["SCORE"] for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+
+    assert scores(6, 5) == scores(6, 5)
+    assert scores(6, 5) != scores(6, 6)
+
+
+def test_cartpole_arrays_match_gymnasium_step_for_step():
+    arrays, envs = CartPoleInstances(3), [gym.make("CartPole-v1") for _ in range(3)]
+    rng = np.random.default_rng(0)
+    for i, env in enumerate(envs):
+        assert np.array_equal(arrays.reset(i, 10 + i), env.reset(seed=10 + i)[0])
+    for _ in range(600):  # past 500 steps: truncation too
+        actions = rng.integers(2, size=3).tolist()
+        observations, _, dones = arrays.step([0, 1, 2], actions)
+        for i, env in enumerate(envs):
+            obs, _, terminated, truncated, _ = env.step(actions[i])
+            assert np.array_equal(observations[i], obs) and dones[i] == (terminated or truncated)
+            if dones[i]:
+                assert np.array_equal(arrays.reset(i), env.reset()[0])
+
+
+def test_training_gives_each_instance_s_episode_to_one_model_and_each_model_one_episode():
+    chooser = BatchChooser(AggregationLogic(seed=0))
+    ids = [f"m{k}" for k in range(4)]
+    logits = np.zeros((4, 4, 2))
+    chooser.observe({"BATCH": 4})  # a run's first observation
+    chooser.choose(ids, logits, [0, 1, 2, 3], deterministic=False)
+    assert sorted(chooser.players.values()) == ids
+    player = chooser.players[2]
+    chooser.observe({"BATCH": 4, "STEPPED": [2], "REWARDS": [1.0], "DONES": [True]})
+    assert chooser.logic.solo_episodes[player] == 1 and chooser.logic.solo_totals[player] == 1.0
+
+
+def test_deterministic_steps_are_a_vote_per_instance():
+    chooser = BatchChooser(AggregationLogic(seed=0))
+    # instance 0: two models lean to 0, one is sure of 1 (the summed probabilities pick 1);
+    # instance 1: all lean to 0
+    logits = np.array([[[0.2, 0.0], [1.0, 0.0]], [[0.2, 0.0], [1.0, 0.0]], [[0.0, 5.0], [0.5, 0.0]]])
+    assert chooser.choose(["a", "b", "c"], logits, [0, 1], deterministic=True) == [1, 0]
+
+
+# --- on the wire ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def closing():
+    items = []
+    yield items.append
+    for item in reversed(items):
+        item.close()
+
+
+def members(broker, room: str) -> int:
+    counters = broker.stats()["rooms"].get(room)
+    return counters.members if counters else 0
+
+
+def test_a_run_is_vectorised_only_while_every_agent_understands_batches(broker, closing):
+    closing(Swarm(HOST, broker.port, models=4, seed=1).start())
+    env = VectorEnvironmentComponent(HOST, broker.port, seed=1, parallel=8).start()
+    closing(env)
+    control = ControlClient(HOST, broker.port)
+    closing(control)
+    wait_for(
+        lambda: (
+            (members(broker, protocol.OBSERVATION), members(broker, protocol.LOGITS), members(broker, "control"))
+            == (3, 1, 3)
+        ),
+        5,
+        "models, aggregation and environment to join",
+    )
+
+    result = control.run(16, False, seed=1, idle_timeout=20)
+    assert env.instances == 8 and result.episodes == 16 and len(result.scores) == 16
+
+    # a published model: an unmodified swergio 0.0.2 client answering each observation with LOGITS
+    heard: list[dict] = []
+    lock = threading.Lock()
+
+    def published_model(msg):
+        with lock:
+            heard.append(msg)
+        return {"LOGITS": [0.0, 0.0], "COMPONENT_ID": "published", "DETERMINISTIC": msg.get("DETERMINISTIC", False)}
+
+    model = Client("model", HOST, broker.port, "utf-8", 10)
+    answer(model, published_model, protocol.OBSERVATION, protocol.LOGITS)
+    start_swergio_client(model)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 4, 5, "the published model to join")
+
+    result = control.run(6, False, seed=2, idle_timeout=20)
+    assert env.instances == 1 and result.episodes == 6 and len(result.scores) == 6
+    with lock:
+        assert heard and not any("BATCH" in m for m in heard)  # it saw the published format only
+    model.close()
+
+
+def test_without_a_census_the_environment_plays_one_instance(swergio_server, closing):
+    closing(Swarm(HOST, swergio_server, models=2, seed=1).start())
+    env = VectorEnvironmentComponent(HOST, swergio_server, seed=1, parallel=8, census_timeout=0.2).start()
+    closing(env)
+    control = ControlClient(HOST, swergio_server)
+    closing(control)
+    # swergio.Server has no census to answer: after the time-out, one instance as before
+    result = control.run(2, True, seed=1, idle_timeout=60)
+    assert env.instances == 1 and result.episodes == 2
+
+
+def test_a_stop_while_the_census_is_awaited_ends_the_run_at_once(swergio_server, closing):
+    env = VectorEnvironmentComponent(HOST, swergio_server, parallel=8, census_timeout=30).start()
+    closing(env)
+    control = ControlClient(HOST, swergio_server)
+    closing(control)
+    control.start_run(16, False)
+    wait_for(lambda: env._pending is not None, 10, "the start to wait for its census")
+    control.stop_run()
+    # swergio.Server never answers the census; the stop does not wait 30 s for its time-out
+    result = control.wait_run(idle_timeout=10)
+    assert result.stopped and result.episodes == 0
+
+
+def test_the_census_counts_listeners_without_batch_and_answers_only_the_asker(broker, closing):
+    class Batch(Component):
+        batch = True
+
+    heard: dict[str, list[dict]] = {"asker": [], "listener": []}
+    asker, listener = Batch("asker", HOST, broker.port), Batch("listener", HOST, broker.port)
+    for name, client in (("asker", asker), ("listener", listener)):
+        client.dispatch = heard[name].append
+        closing(client.start())
+    listener.join_room(protocol.OBSERVATION)
+    plain = Client("plain", HOST, broker.port, "utf-8", 10)  # an unmodified swergio 0.0.2 client
+    answer(plain, lambda msg: None, protocol.LOGITS, protocol.ACTION)  # joins logits and action
+    start_swergio_client(plain)
+    wait_for(lambda: members(broker, protocol.ACTION) == 1, 5, "joins")
+
+    asker.send(batch.census_request())
+    (reply,) = wait_for(lambda: [m for m in heard["asker"] if batch.CENSUS in m], 5, "the census")
+    assert reply[batch.CENSUS] == {"observation": [1, 0], "logits": [1, 1], "action": [1, 1]}
+    assert not batch.census_allows_batches(reply)
+    assert not any(batch.CENSUS in m for m in heard["listener"])  # not routed to _command
+    plain.close()
