@@ -113,3 +113,26 @@ def test_evolution_reports_are_range_checked():
 
 def test_swarm_load_of_a_missing_file_is_one_line():
     one_clear_line(cli("swarm", "--connect", "127.0.0.1:9", "--load", "/nonexistent/p.npz"), 1, "no such file")
+
+
+def test_serve_keeps_the_population_with_the_history_as_the_terminal_does(monkeypatch, tmp_path):
+    import argparse
+
+    from cartpole_tui.tui.cli import serve
+    from cartpole_tui.tui.cli.errors import CommandError
+
+    seen = {}
+
+    class Recorded(Exception):
+        pass
+
+    def network(**options):
+        seen.update(options)
+        raise Recorded
+
+    monkeypatch.setattr(serve, "LocalNetwork", network)
+    db = str(tmp_path / "runs.sqlite3")
+    args = argparse.Namespace(connect=None, models=20, seed=None, agent="swarm", db=db, no_env=True, token_file=None)
+    with pytest.raises((Recorded, CommandError)), serve.served_network(args):
+        pass
+    assert seen["population_file"] == f"{db}.population.npz"

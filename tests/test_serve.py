@@ -175,3 +175,11 @@ async def test_export_arrives_in_the_browser_as_a_csv_download(server, browser):
     rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
     assert rows and {row["state"] for row in rows} >= {"done"} and rows[0]["score"]
     assert not list(server.folder.glob("cartpole-runs-*.csv"))  # nothing left in the server's directory
+
+
+def test_the_token_is_printed_once_and_never_logged(server):
+    # Last in the module: the visits above have been made and logged by then.
+    assert status_of(f"{server.url}/?token={TOKEN}") == 302
+    log = (server.folder / "serve.log").read_text()
+    assert log.count(TOKEN) == 1, log  # the address to open, and nothing else (no access log line)
+    assert f"?token={TOKEN}" in log

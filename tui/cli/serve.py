@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import logging
 import os
 import platform
 import shlex
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError
+from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.cli.errors import CommandError
 
@@ -65,6 +67,14 @@ def make_server(command: str, host: str, port: int, public_url: str, title: str,
     from textual_serve.server import Server
 
     class TokenServer(Server):
+        def initialize_logging(self) -> None:
+            super().initialize_logging()
+            # aiohttp's access log would print every request line, the token in ?token=… with it.
+            logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+        async def on_startup(self, app: web.Application) -> None:
+            pass  # serve() prints the address to open, with its token; textual-serve's banner has none
+
         async def _make_app(self) -> web.Application:  # textual-serve has no public hook for auth
             app = await super()._make_app()
             app.middlewares.append(token_middleware(token))
@@ -92,7 +102,13 @@ def served_network(args: argparse.Namespace):
             address, token_file = args.connect, args.token_file and os.path.abspath(args.token_file)
         else:
             try:
-                network = LocalNetwork(models=args.models, seed=args.seed, agent=args.agent).start()
+                network = LocalNetwork(
+                    models=args.models,
+                    seed=args.seed,
+                    agent=args.agent,
+                    # what the swarm learned is kept with the run history, as in the terminal
+                    population_file=beside_history(args.db) if args.agent == "swarm" else None,
+                ).start()
             except NetworkStartError as error:
                 raise CommandError(str(error)) from None
             address, token_file = network.address, network.token_file
