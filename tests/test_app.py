@@ -193,8 +193,10 @@ async def test_keys_toggle_panes_help_and_deterministic(tmp_path, broker, agent)
             await pilot.press(key)
             assert app.query_one(pane).display is not shown
         det = app.query_one("#deterministic", Checkbox)
+        assert "▐ ▌ Det" in screen_text(app)  # off: no mark (not only another colour)
         await pilot.press("d")
-        assert det.value is True
+        await pilot.pause()
+        assert det.value is True and "▐X▌ Det" in screen_text(app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")

@@ -44,6 +44,8 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
         (["export", "--format", "xml"], "invalid choice"),
         (["rnu"], "invalid choice"),
         (["--redraw-hz", "0"], "between 0.1 and 30"),
+        (["run", "--timeout", "0"], "seconds above 0"),
+        (["evolve", "--connect", "127.0.0.1:8080", "--timeout", "-1"], "seconds above 0"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):

@@ -205,6 +205,24 @@ def test_a_raising_handler_does_not_kill_the_component(broker, caplog):
     flaky.close()
 
 
+def test_a_handler_that_loses_the_connection_ends_listen_quietly(broker, caplog):
+    gone = queue.Queue()
+    lost = Component("lost", HOST, broker.port, on_disconnect=gone.put)
+
+    def handler(message):
+        raise ConnectionLost("send to broker failed: Broken pipe")  # as a reply on a dead socket does
+
+    lost.add_eventHandler(handler, MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "r"))
+    lost.start()
+    wait_members(broker, "r", 1)
+    sender = Component("sender", HOST, broker.port)
+    sender.send(protocol.custom("r", I=1))
+    assert "Broken pipe" in gone.get(timeout=5)  # reported as the end of the connection
+    assert not any("failed" in r.getMessage() and r.exc_info for r in caplog.records)  # no traceback
+    sender.close()
+    lost.close()
+
+
 def test_direct_message_is_dispatched_without_crashing(broker):
     direct = {"ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO": "target", "X": 1}
     trigger = Trigger(MESSAGE_TYPE.DATA.CUSTOM, "r")

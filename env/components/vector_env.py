@@ -215,7 +215,10 @@ class VectorEnvironmentComponent(EnvironmentComponent):
             self._census_answered = True
             allowed = batch.census_allows_batches(msg)
             if not allowed:
-                log.info("a component on the network does not understand batches: one instance")
+                log.info(
+                    "one instance: a listener of the step rooms on this broker did not register BATCH,"
+                    " or the broker cannot tell (a gateway counts only its own clients)"
+                )
             self._begin(start, n if allowed else 1)
 
     def _census_timed_out(self, census_id: str) -> None:

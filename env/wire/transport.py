@@ -189,6 +189,8 @@ class Component(swergio.Client):
                 continue
             try:
                 response = handler.handleFunction(message, **self.filter_dict(self.kwargs, handler.handleFunction))
+            except ConnectionLost:
+                raise  # not a handler's bug: the connection is gone, and listen() ends on it
             except Exception:  # a handler's bug must not end the component
                 log.exception("%s: handler %s failed", self.name, handler.handleFunction.__name__)
                 continue

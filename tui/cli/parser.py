@@ -63,6 +63,17 @@ def address(text: str) -> str:
     return text
 
 
+def seconds(text: str) -> float:
+    """A time-out: a finite number of seconds above zero (at most a day)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 (at most 86400), got {text!r}")
+    return value
+
+
 def redraw_rate(text: str) -> float:
     try:
         value = float(text)
@@ -176,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     run.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=defaults.RUN_IDLE_TIMEOUT,
         help=f"seconds without progress before giving up (default {defaults.RUN_IDLE_TIMEOUT:g})",
     )
@@ -201,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _network_options(evolve, connect_required=True)
     evolve.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=defaults.EVOLVE_ANSWER_TIMEOUT,
         help=f"seconds to wait for EVO_DONE (default {defaults.EVOLVE_ANSWER_TIMEOUT:g})",
     )

@@ -37,6 +37,17 @@ class EpisodesInput(Input):
         self.screen.set_focus(runs.first() if runs else None)
 
 
+class MarkedCheckbox(Checkbox):
+    """A checkbox whose mark is there only when it is on: Textual's shows an X either way and
+    tells them apart by colour alone, which a plain or NO_COLOR terminal does not show."""
+
+    BUTTON_INNER = " "  # off, as a new checkbox is
+
+    def watch_value(self) -> None:
+        self.BUTTON_INNER = "X" if self.value else " "
+        self.refresh()
+
+
 class ControlPanel(Horizontal):
     """Posts StartRequested / StopRequested / EvolveRequested; the app decides what to do."""
 
@@ -53,7 +64,7 @@ class ControlPanel(Horizontal):
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
         yield EpisodesInput(str(defaults.EPISODES), id="episodes", compact=True)
-        yield Checkbox("Det", id="deterministic")
+        yield MarkedCheckbox("Det", id="deterministic")
         yield Button("Start", id="start", variant="success", compact=True)
         yield Button("Stop", id="stop", variant="error", compact=True)
         yield Button("Evolve", id="evolve", variant="primary", compact=True)
