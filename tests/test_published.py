@@ -1,0 +1,139 @@
+"""The published components' doubles (tests/published.py): their quirks, and our parts driving them."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+from swergio import Trigger
+
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.transport import Component
+from tests.conftest import wait_for
+from tests.published import CUSTOM, NR_OF_MODELS, PublishedNetwork
+
+HOST = "127.0.0.1"
+OBS = [0.01, -0.02, 0.03, 0.04]
+
+
+def members(broker, room: str) -> int:
+    rooms = broker.stats()["rooms"]
+    return rooms[room].members if room in rooms else 0
+
+
+class Probe:
+    """A client queueing every DATA/CUSTOM message of ``rooms``."""
+
+    def __init__(self, port: int, *rooms: str):
+        self.inbox: queue.Queue = queue.Queue()
+        self.client = Component("probe", HOST, port)
+        for room in rooms:
+            self.client.add_eventHandler(self.inbox.put, None, trigger=Trigger(CUSTOM, room))
+        self.client.start()
+
+    def send(self, room: str, **payload) -> dict:
+        message = protocol.custom(room, **payload)
+        self.client.send(message)
+        return message
+
+    def get(self, n: int = 1, timeout: float = 5.0) -> list[dict]:
+        return [self.inbox.get(timeout=timeout) for _ in range(n)]
+
+    def quiet(self, timeout: float = 0.3) -> bool:
+        try:
+            self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return True
+        return False
+
+
+@pytest.fixture
+def published(broker):
+    """The published models, aggregation and evolution on our broker."""
+    net = PublishedNetwork(broker.port)
+    wait_for(lambda: members(broker, protocol.LOGITS) == NR_OF_MODELS + 1, 10, "the published parts to join")
+    yield net
+    net.close()
+
+
+def ready_network(broker, published):
+    """Our environment and control client beside the published doubles."""
+    env = EnvironmentComponent(HOST, broker.port, seed=1).start()
+    control = ControlClient(HOST, broker.port)
+    wait_for(lambda: members(broker, protocol.ACTION) == 2, 5, "environment and aggregation on action")
+    return env, control
+
+
+# --- the doubles' quirks ----------------------------------------------------------------------------------
+
+
+def test_published_models_share_a_name_and_echo_deterministic(broker, published):
+    probe = Probe(broker.port, protocol.LOGITS)
+    wait_for(lambda: members(broker, protocol.LOGITS) == NR_OF_MODELS + 2, 5, "the probe")
+    assert broker.stats()["clients"].count("model") == NR_OF_MODELS
+    probe.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=True, ROOT_ID="r1")
+    answers = probe.get(NR_OF_MODELS)
+    assert {a["SENT_BY"] for a in answers} == {"model"}
+    assert len({a["COMPONENT_ID"] for a in answers}) == NR_OF_MODELS
+    assert all(a["DETERMINISTIC"] is True and a["ROOT_ID"] == "r1" for a in answers)
+    probe.client.close()
+
+
+def test_published_aggregation_needs_20_ids_and_mixes_steps(broker, published):
+    probe = Probe(broker.port, protocol.ACTION)
+    wait_for(lambda: members(broker, protocol.ACTION) == 2, 5, "the probe")
+    ids = [m.component_id for m in published.models]
+    for i in ids[:19]:
+        probe.send(protocol.LOGITS, LOGITS=[0.0, 1.0], COMPONENT_ID=i, DETERMINISTIC=False, ROOT_ID="old")
+    assert probe.quiet()  # 19 distinct ids: no answer
+    probe.send(protocol.LOGITS, LOGITS=[0.0, 9.0], COMPONENT_ID=ids[19], DETERMINISTIC=True, ROOT_ID="new")
+    (action,) = probe.get()
+    assert action["ACTION"] == [1] and action["ROOT_ID"] == "new"  # argmax: the last LOGITS said deterministic
+    probe.client.close()
+
+
+def test_published_evolution_answers_with_a_random_root_and_never_forgets(broker, published):
+    probe = Probe(broker.port, protocol.CONTROL)
+    wait_for(lambda: members(broker, protocol.CONTROL) == 2, 5, "the probe")
+    # one step's contribution, so the evolution has 20 of each
+    agg = Probe(broker.port, protocol.ACTION)
+    wait_for(lambda: members(broker, protocol.ACTION) == 2, 5, "the action probe")
+    agg.send(protocol.OBSERVATION, OBSERVATION=OBS, DETERMINISTIC=False)
+    agg.get()
+    request = probe.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="req-1")
+    (done,) = probe.get()
+    assert done["STATUS"] == "EVO_DONE" and done["ROOT_ID"] not in ("req-1", request["ID"])
+    wait_for(lambda: all(m.sets == 1 for m in published.models), 5, "every model to be SET")
+    probe.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="req-2")
+    later = probe.get(NR_OF_MODELS + 1)  # 20 WEIGHTS and one CONTRIBUTION: one evolution each
+    assert {m["STATUS"] for m in later} == {"EVO_DONE"}
+    assert len({m["ROOT_ID"] for m in later}) == NR_OF_MODELS + 1
+    wait_for(lambda: published.evolution.evolutions == NR_OF_MODELS + 2, 5, "22 evolutions")
+    probe.client.close()
+    agg.client.close()
+
+
+def test_published_model_set_without_its_id_ends_its_listener(broker, published):
+    probe = Probe(broker.port)
+    model = published.models[0]
+    probe.send(protocol.EVOLUTION, CMD="SET", WEIGHTS={"someone-else": [0.0] * 755})
+    wait_for(lambda: not model.thread.is_alive(), 5, "the KeyError to end the model's listener")
+    assert isinstance(model.client.died, KeyError)
+    probe.client.close()
+
+
+# --- our environment and control client against the doubles ------------------------------------------
+
+
+def test_our_environment_runs_the_published_models_and_aggregation(broker, published):
+    env, control = ready_network(broker, published)
+    try:
+        result = control.run(2, seed=3, idle_timeout=10)
+        assert result.episodes == 2 and len(result.scores) == 2
+        det = control.run(1, deterministic=True, idle_timeout=10)
+        assert det.episodes == 1 and det.avg_score == det.scores[0]
+    finally:
+        control.close()
+        env.close()
