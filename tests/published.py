@@ -151,7 +151,7 @@ class PublishedEvolution:
         self.weights: dict[str, list[float]] = {}
         self.contribution: dict[str, float] = {}
         self.evolutions = 0
-        self.sent_roots: list[str] = []
+        self.history: list[tuple[str, str]] = []  # ("request", its ROOT_ID) and ("done", EVO_DONE's ROOT_ID)
         self.client = PublishedClient("evolution", host, port)
         self.client.add_eventHandler(
             self.request, CUSTOM, responseRooms="evolution", trigger=Trigger(CUSTOM, "control")
@@ -162,7 +162,10 @@ class PublishedEvolution:
         self.thread = _listen(self.client)
 
     def request(self, msg):
-        return {"CMD": "GET"} if msg.get("EVOLUTION") else None
+        if not msg.get("EVOLUTION"):
+            return None
+        self.history.append(("request", msg.get("ROOT_ID")))
+        return {"CMD": "GET"}
 
     def collect(self, msg):
         if "WEIGHTS" in msg and "COMPONENT_ID" in msg:
@@ -176,7 +179,7 @@ class PublishedEvolution:
         new = self.evolve()
         self.evolutions += 1
         root = uuid.uuid4().hex
-        self.sent_roots.append(root)
+        self.history.append(("done", root))
         self.client.send(
             {"ROOT_ID": root, "ID": uuid.uuid4().hex, "TYPE": CUSTOM.id, "STATUS": "EVO_DONE", "TO_ROOM": "control"}
         )

@@ -137,3 +137,23 @@ def test_our_environment_runs_the_published_models_and_aggregation(broker, publi
     finally:
         control.close()
         env.close()
+
+
+def test_evolve_takes_the_published_answer_and_never_a_trailing_one(broker, published):
+    env, control = ready_network(broker, published)
+    try:
+        control.run(1, seed=2, idle_timeout=10)  # CONTRIBUTION for every model
+        answers = []
+        for _ in range(3):
+            done = control.evolve(timeout=5)
+            assert done.seconds < 1.0 and done.sent_by == "evolution"
+            answers.append(done.root_id)
+        history = published.evolution.history
+        for request_number, root in enumerate(answers, start=1):
+            # the EVO_DONE taken came after the request it answers reached the evolution
+            position = history.index(("done", root))
+            requests_before = sum(1 for kind, _ in history[:position] if kind == "request")
+            assert requests_before == request_number, history
+    finally:
+        control.close()
+        env.close()

@@ -215,8 +215,9 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: EvolutionFinished) -> None:
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s")
-        self.log_line(f"evolution done in {event.seconds:.2f}s (EVO_DONE)")
+        at = time.strftime("%H:%M:%S", time.localtime(event.at))
+        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s by {event.sent_by}")
+        self.log_line(Text(f"evolution done in {event.seconds:.2f}s: EVO_DONE from {event.sent_by} at {at}"))
 
     @handle.register
     def _(self, event: EvolutionFailed) -> None:

@@ -59,7 +59,11 @@ class ControlClient:
         self._result: RunFinished | None = None
         self._evolution_id: str | None = None
         self._evolution_done = False
+        self._evolution_answer: EvolutionFinished | None = None
         self._evolution_started = 0.0
+        self._evolution_requests: list[str] = []  # ids of earlier requests (the last few)
+        self._last_evo_done = 0.0  # monotonic time of the last EVO_DONE heard, answer or not
+        self.stale_evo_done = 0  # EVO_DONEs that answered no pending request
         self._lost: str | None = None
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
         custom = MESSAGE_TYPE.DATA.CUSTOM
@@ -100,6 +104,8 @@ class ControlClient:
         message = protocol.evolution_request()
         message["ROOT_ID"] = message["ID"]  # swergio copies ROOT_ID into replies
         with self._cond:
+            self._drain_evo_done()
+            self._evolution_requests = [*self._evolution_requests[-15:], message["ID"]]
             self._evolution_id = message["ID"]
             self._evolution_done = False
             self._evolution_started = time.monotonic()
@@ -145,7 +151,18 @@ class ControlClient:
                     self._evolution_id = None
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
-        return EvolutionFinished(time.monotonic() - self._evolution_started)
+        return self._evolution_answer
+
+    def _drain_evo_done(self) -> None:
+        """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
+        before the new request is sent answers an earlier one."""
+        deadline = time.monotonic() + defaults.EVOLVE_DRAIN_MAX
+        while True:
+            now = time.monotonic()
+            quiet_for = now - self._last_evo_done
+            if quiet_for >= defaults.EVOLVE_DRAIN_QUIET or now >= deadline:
+                return
+            self._cond.wait(min(defaults.EVOLVE_DRAIN_QUIET - quiet_for, deadline - now))
 
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
@@ -230,12 +247,26 @@ class ControlClient:
         self._emit(result)
 
     def _on_evo_done(self, msg: dict) -> None:
+        # Ours echoes the request's ROOT_ID; the published evolution sends a fresh random
+        # one. So: while a request is pending, take any EVO_DONE except one naming an
+        # earlier request; trailing answers that arrive before a request is sent are
+        # drained by request_evolution().
+        root = msg.get("ROOT_ID")
         with self._cond:
+            self._last_evo_done = time.monotonic()
             pending = self._evolution_id
-            answers_pending = pending is not None and msg.get("ROOT_ID", pending) == pending
-            if not answers_pending:
-                return  # a late duplicate (the published evolution answers once per incoming message)
+            earlier = isinstance(root, str) and root != pending and root in self._evolution_requests
+            if pending is None or earlier:
+                self.stale_evo_done += 1
+                return
             self._evolution_id = None
             self._evolution_done = True
+            sent_by = msg.get("SENT_BY")
+            self._evolution_answer = EvolutionFinished(
+                time.monotonic() - self._evolution_started,
+                protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?",
+                time.time(),
+                root if isinstance(root, str) else None,
+            )
             self._cond.notify_all()
-        self._emit(EvolutionFinished(time.monotonic() - self._evolution_started))
+        self._emit(self._evolution_answer)

@@ -45,6 +45,9 @@ class RunFinished:
 @dataclass(frozen=True)
 class EvolutionFinished:
     seconds: float
+    sent_by: str = "?"  # the evolution component that answered (its SENT_BY)
+    at: float = 0.0  # wall clock, time.time(), when its EVO_DONE arrived
+    root_id: str | None = None  # the ROOT_ID of the EVO_DONE taken as the answer
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,19 @@ class ProtocolError(ValueError):
     """A well-formed message whose content is not what the contract allows."""
 
 
+# C0 controls, DEL and C1 controls (ESC, CSI 0x9b, ...): never let a peer's text reach a terminal raw.
+_CONTROLS = {c: " " if c in (9, 10, 13) else "\ufffd" for c in (*range(0x20), *range(0x7F, 0xA0))}
+TEXT_LIMIT = 300
+
+
+def clean_text(value: Any, limit: int = TEXT_LIMIT) -> str:
+    """A peer's value as one printable line: control characters replaced, at most ``limit`` chars."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.translate(_CONTROLS)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

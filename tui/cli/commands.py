@@ -196,7 +196,8 @@ def evolve(args: argparse.Namespace) -> int:
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
-    print(f"evolution done in {done.seconds:.2f}s (EVO_DONE)")
+    at = time.strftime("%H:%M:%S", time.localtime(done.at))
+    print(f"evolution done in {done.seconds:.2f}s (EVO_DONE from {done.sent_by} at {at})")
     return 0
 
 
