@@ -163,10 +163,10 @@ def test_recorder_saves_what_the_environment_reports(db):
     with RunStore.open(db) as store:
         logic.observers += [StoreRecorder(store, "CartPole-v1", "127.0.0.1:4000"), collector]
         for episodes, stop_after in ((6, 6), (50, 3)):
-            _, first = logic.start(protocol.start_run(episodes, False, seed=11))
+            logic.start(protocol.start_run(episodes, False, seed=11))
             stop_at = len(collector.episodes) + stop_after
             while logic.run is not None and len(collector.episodes) < stop_at:
-                logic.step({"ACTION": [int(rng.integers(2))], "ROOT_ID": first["ROOT_ID"]})
+                logic.step({"ACTION": [int(rng.integers(2))], "ROOT_ID": logic.awaiting})
             logic.stop()
     with RunStore.open(db) as store:
         full, stopped = store.runs()

@@ -64,6 +64,8 @@ class ControlClient:
         self._evolution_requests: list[str] = []  # ids of earlier requests (the last few)
         self._last_evo_done = 0.0  # monotonic time of the last EVO_DONE heard, answer or not
         self.stale_evo_done = 0  # EVO_DONEs that answered no pending request
+        self._watching_evolution = False
+        self._pending_seen = False  # a message answering the pending request went by in `evolution`
         self._lost: str | None = None
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
         custom = MESSAGE_TYPE.DATA.CUSTOM
@@ -106,6 +108,7 @@ class ControlClient:
         with self._cond:
             self._drain_evo_done()
             self._evolution_requests = [*self._evolution_requests[-15:], message["ID"]]
+            self._pending_seen = False
             self._evolution_id = message["ID"]
             self._evolution_done = False
             self._evolution_started = time.monotonic()
@@ -152,6 +155,19 @@ class ControlClient:
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
         return self._evolution_answer
+
+    def _watch_evolution(self) -> None:
+        """An evolution that answers with foreign ROOT_IDs (the published one): from now on
+        watch the evolution room, and take its EVO_DONE only after an answer to our own GET
+        (WEIGHTS/CONTRIBUTION carry the request's ROOT_ID) went by."""
+        self._watching_evolution = True
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(self._on_evolution_room, None, trigger=Trigger(custom, protocol.EVOLUTION))
+
+    def _on_evolution_room(self, msg: dict) -> None:
+        with self._cond:
+            if self._evolution_id is not None and msg.get("ROOT_ID") == self._evolution_id:
+                self._pending_seen = True
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
@@ -256,6 +272,11 @@ class ControlClient:
             self._last_evo_done = time.monotonic()
             pending = self._evolution_id
             earlier = isinstance(root, str) and root != pending and root in self._evolution_requests
+            foreign = root != pending and not earlier
+            if foreign and not self._watching_evolution:
+                self._watch_evolution()
+            elif foreign and not self._pending_seen:
+                earlier = True  # no answer to our GET has been seen yet: it answers an earlier request
             if pending is None or earlier:
                 self.stale_evo_done += 1
                 return

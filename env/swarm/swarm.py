@@ -20,6 +20,8 @@ from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.wire.transport import ConnectionLost
 
+PARTS = ("models", "aggregation", "evolution")
+
 
 class Swarm:
     """Models, aggregation and evolution in this process (one client and thread each)."""
@@ -32,18 +34,30 @@ class Swarm:
         seed: int | None = None,
         *,
         on_disconnect: Callable[[str], None] | None = None,
+        only: str | None = None,
     ):
+        if only not in (None, *PARTS):
+            raise ValueError(f"--only must be one of {', '.join(PARTS)}, got {only!r}")
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
         seeds = np.random.SeedSequence(seed).generate_state(3) if seed is not None else (None,) * 3
         seeds = [None if s is None else int(s) for s in seeds]
         self.components = []
+        self.evolution = self.aggregation = self.models = None
+        wanted = PARTS if only is None else (only,)  # one part beside published ones: a mixed network
         try:
-            self.evolution = self._add(Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect))
-            self.aggregation = self._add(
-                Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
-            )
-            self.models = self._add(ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect))
+            if "evolution" in wanted:
+                self.evolution = self._add(
+                    Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect)
+                )
+            if "aggregation" in wanted:
+                self.aggregation = self._add(
+                    Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
+                )
+            if "models" in wanted:
+                self.models = self._add(
+                    ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect)
+                )
         except Exception:
             self.close()
             raise
@@ -62,7 +76,9 @@ class Swarm:
             component.close()
 
 
-def serve_swarm(host: str, port: int, models: int = defaults.MODELS, seed: int | None = None) -> None:
+def serve_swarm(
+    host: str, port: int, models: int = defaults.MODELS, seed: int | None = None, only: str | None = None
+) -> None:
     """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
     lost: list[str] = []
     gone = threading.Event()
@@ -71,7 +87,7 @@ def serve_swarm(host: str, port: int, models: int = defaults.MODELS, seed: int |
         lost.append(reason)
         gone.set()
 
-    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect).start()
+    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, only=only).start()
     try:
         while not gone.wait(0.5):
             pass

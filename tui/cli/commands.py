@@ -182,9 +182,10 @@ def schedule(args: argparse.Namespace) -> int:
 
 def swarm(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
-    print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
+    what = f"swarm {args.only}" if args.only else "swarm"
+    print(f"{what} of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
     with reported_failures():
-        serve_swarm(host, port, args.models, args.seed)
+        serve_swarm(host, port, args.models, args.seed, only=args.only)
     return 0
 
 

@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", type=positive_int, default=defaults.MODELS, help=f"models in the swarm (default {defaults.MODELS})"
     )
     swarm.add_argument("--seed", type=int)
+    swarm.add_argument(
+        "--only",
+        choices=("models", "aggregation", "evolution"),
+        help="only this part, beside published components for the others (a mixed network)",
+    )
 
     broker = sub.add_parser("broker", help="the broker alone")
     broker.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
