@@ -155,7 +155,7 @@ class ControlRoomApp(App):
                 self._show_status()
                 self.controller.connect()
             else:
-                self.exit()
+                self.exit(return_code=1)  # quitting without a network is a failure to the shell
 
         self.push_screen(UnreachableScreen(event.reason), retry)
 
@@ -226,14 +226,14 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: NetworkError) -> None:
-        self.log_line(f"{event.source}: {event.text}", "yellow")
+        self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
 
     @handle.register
     def _(self, event: ComponentSeen) -> None:
         pane = self.main.network
         if event.name not in pane.components:
             pane.components.add(event.name)
-            self.log_line(f"component seen: {event.name}", "dim")
+            self.log_line(Text(f"component seen: {event.name}", style="dim"))
 
     @handle.register
     def _(self, event: BrokerStats) -> None:
@@ -248,7 +248,10 @@ class ControlRoomApp(App):
         self.connection = "disconnected"
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
         if self.current is not None and self.store is not None:
-            self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
+            try:
+                self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
+            except KeyError:  # a run another client started: not in this history
+                pass
             self.current = None
             self.main.controls.show_running(False)
         self._show_status()

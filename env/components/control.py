@@ -52,6 +52,9 @@ class ControlClient:
     ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
+        # True when our environment plays: it always sends RUN_ID, so an ENV_DONE without
+        # one is foreign. False for the published environment, which never sends it.
+        self.expects_run_id = False
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
         self._scores: list[float] = []
@@ -196,17 +199,21 @@ class ControlClient:
         name = msg.get("NAME") or msg.get("SENT_BY")
         if isinstance(name, str):
             room = msg.get("ROOM")
-            self._emit(ComponentSeen(name, room if isinstance(room, str) else None))
+            room = protocol.clean_text(room, 80) if isinstance(room, str) else None
+            self._emit(ComponentSeen(protocol.clean_text(name, 80), room))
 
     def _on_stats(self, msg: dict) -> None:
         stats = msg.get("STATS")
         if not isinstance(stats, dict):
             return
         try:
-            rooms = {str(room): tuple(int(v) for v in values) for room, values in stats.get("rooms", {}).items()}
+            rooms = {
+                protocol.clean_text(room, 80): tuple(int(v) for v in values)
+                for room, values in stats.get("rooms", {}).items()
+            }
             self._emit(
                 BrokerStats(
-                    tuple(map(str, stats.get("clients", ()))),
+                    tuple(protocol.clean_text(c, 80) for c in stats.get("clients", ())),
                     rooms,
                     int(stats.get("frames_refused", 0)),
                     int(stats.get("undeliverable", 0)),
@@ -226,7 +233,13 @@ class ControlClient:
         elif status == protocol.EVO_DONE:
             self._on_evo_done(msg)
         elif status == protocol.ENV_ERROR:
-            self._emit(NetworkError(str(msg.get("SENT_BY", "environment")), str(msg.get("ERROR", "")), run_id))
+            self._emit(
+                NetworkError(
+                    protocol.clean_text(msg.get("SENT_BY", "environment"), 80),
+                    protocol.clean_text(msg.get("ERROR", "")),
+                    run_id,
+                )
+            )
 
     def _on_episode(self, msg: dict, run_id: str | None) -> None:
         try:
@@ -234,7 +247,8 @@ class ControlClient:
                 run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]), int(msg.get("STEPS", 0)), time.time()
             )
         except (KeyError, TypeError, ValueError):
-            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"malformed EPISODE_DONE: {msg!r:.200}"))
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"malformed EPISODE_DONE: {msg!r:.200}")))
             return
         with self._cond:
             if run_id == self._run_id:
@@ -243,9 +257,14 @@ class ControlClient:
         self._emit(event)
 
     def _on_env_done(self, msg: dict, run_id: str | None) -> None:
+        if run_id is None and self.expects_run_id:
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, "ignored an ENV_DONE without RUN_ID (ours always sends one)"))
+            return
         avg = msg.get("AVG_SCORE")
         if isinstance(avg, bool) or not isinstance(avg, (int, float)):
-            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"ENV_DONE without a numeric AVG_SCORE: {avg!r}"))
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"ENV_DONE without a numeric AVG_SCORE: {avg!r}")))
             return
         with self._cond:
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.

@@ -92,6 +92,7 @@ class Session:
                 self.recorder.address = self.address
             remote_runs = None if self.options.embed_env else self._remote_run_sent
             self.control = ControlClient(self.host, self.port, on_event=self._control_event, on_run_sent=remote_runs)
+            self.control.expects_run_id = self.options.embed_env
         except Exception:
             self.close()
             raise

@@ -288,8 +288,22 @@ class Broker:
             self._membership(peer, message, join=kind == protocol.JOINROOM)
         if "SENT_BY" not in message:
             message["SENT_BY"] = peer.name or peer.address
-            frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))
+            frame = self._with_sent_by(frame, message["SENT_BY"])
+            if frame is None:
+                self.undeliverable += 1
+                log.warning("%s: a frame with SENT_BY added would be over the cap; dropped", peer.label)
+                return
         self._route(peer, message, frame)
+
+    def _with_sent_by(self, frame: bytes, name: str) -> bytes | None:
+        """``frame`` with SENT_BY added as its first key, the body otherwise byte for byte
+        as sent (re-encoding could grow it past the cap); None when it would exceed the cap."""
+        body = frame[protocol.HEADER_LENGTH :]
+        brace = body.index(b"{")  # decode_body accepted it: an object, maybe after whitespace
+        field = b'{"SENT_BY":' + json.dumps(name).encode(protocol.FORMAT) + b","
+        if len(body) + len(field) - 1 > self.max_frame:
+            return None
+        return protocol.frame_bytes(field + body[brace + 1 :])
 
     def _register(self, peer: Peer, message: dict) -> None:
         name = message.get("NAME")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
@@ -58,8 +60,9 @@ def control_room(args: argparse.Namespace) -> int:
         options = session_options(args)
         if options.connect:
             parse_address(options.connect)
-    ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz).run()
-    return 0
+    app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
+    app.run()
+    return app.return_code or 0  # non-zero when the app died of an exception
 
 
 def _open_store(path: str | None) -> RunStore:
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
-            progress.console.print(f"[yellow]{event.source}: {event.text}[/]")
+            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"))
 
     with _open_session(args, on_event) as session, progress:
         result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
@@ -236,7 +239,11 @@ def export(args: argparse.Namespace) -> int:
     """To ``--output``, or standard output for none or "-"."""
     with reported_failures():
         if args.output in (None, "-"):
-            export_runs(args.db, args.runs, args.format, sys.stdout)
+            try:
+                export_runs(args.db, args.runs, args.format, sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # e.g. `| head -1`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         written = export_to_file(args.db, args.runs, args.format, args.output)
     print(f"exported to {written}", file=sys.stderr)
