@@ -226,3 +226,51 @@ def test_mixed_network_runs_and_evolves(broker, ours):
 def test_swarm_only_refuses_an_unknown_part():
     result = cli("swarm", "--connect", "127.0.0.1:1", "--only", "brokers")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+# --- the app (Pilot) against the doubles -------------------------------------------------------------------
+
+
+async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_path, broker, published):
+    from textual.widgets import Checkbox, Input, Label, RichLog
+
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from tests.conftest import polls
+
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}", seed=3), db_path=str(tmp_path / "r.db"))
+
+    def log() -> str:
+        return "\n".join(line.text for line in app.query_one("#log-pane", RichLog).lines)
+
+    async def until(predicate, timeout=60.0, what="condition"):
+        for value in polls(predicate, timeout, what):
+            if value:
+                return value
+            await pilot.pause(0.02)
+
+    def finished(state="done"):
+        return [r for r in app.store.runs() if r.state == state]
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: app.connection == "connected", what="connected")
+        app.query_one("#episodes", Input).value = "2"
+        await pilot.press("s")
+        await until(lambda: len(finished()) == 1, what="a first run")
+        await pilot.press("e")
+        state = app.query_one("#evo-state", Label)
+        await until(lambda: "by evolution" in str(state.render()), what="evo: done by evolution")
+        assert re.search(r"EVO_DONE from evolution at \d\d:\d\d:\d\d", log())
+        seconds = float(re.search(r"evolution done in ([0-9.]+)s", log()).group(1))
+        assert seconds < 1.0
+        app.query_one("#episodes", Input).value = "1"
+        if not app.query_one("#deterministic", Checkbox).value:
+            await pilot.press("d")
+        await pilot.press("s")
+        await until(lambda: len(finished()) == 2, what="a deterministic run")
+        assert [r.params.deterministic for r in app.store.runs()] == [False, True]
+        await pilot.press("r")
+        await until(lambda: "round 3:" in log(), timeout=180, what="three rounds of the schedule")
+        await pilot.press("x")
+        await until(lambda: "schedule ended after" in log().replace("\n", ""), what="the schedule to end")
+        assert "stalled" not in log()
