@@ -28,6 +28,8 @@ CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),
 # so a trailing answer of the last request is not taken as the answer to the new one.
 EVOLVE_DRAIN_QUIET = 0.3
+ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for another environment
+STALL_SECONDS = 3.0  # s without a new observation in a run before it is reported as stalled
 # A new run's first observation waits at most this long for the last observation's ACTION.
 FIRST_OBSERVATION_WAIT = 1.0
 EVOLVE_DRAIN_MAX = 3.0

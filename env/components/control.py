@@ -15,6 +15,7 @@ from collections.abc import Callable
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.runtime.events import (
     BrokerStats,
     ComponentSeen,
@@ -70,6 +71,8 @@ class ControlClient:
         self._watching_evolution = False
         self._pending_seen = False  # a message answering the pending request went by in `evolution`
         self._lost: str | None = None
+        self.health = NetworkHealth()
+        self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
@@ -211,17 +214,30 @@ class ControlClient:
                 protocol.clean_text(room, 80): tuple(int(v) for v in values)
                 for room, values in stats.get("rooms", {}).items()
             }
-            self._emit(
-                BrokerStats(
-                    tuple(protocol.clean_text(c, 80) for c in stats.get("clients", ())),
-                    rooms,
-                    int(stats.get("frames_refused", 0)),
-                    int(stats.get("undeliverable", 0)),
-                    time.monotonic(),
-                )
+            event = BrokerStats(
+                tuple(protocol.clean_text(c, 80) for c in stats.get("clients", ())),
+                rooms,
+                int(stats.get("frames_refused", 0)),
+                int(stats.get("undeliverable", 0)),
+                time.monotonic(),
             )
         except (TypeError, ValueError, AttributeError):
             return  # not our broker's format: ignore, as with any unknown message
+        with self._cond:
+            self.stats = event
+            running = self._run_id is not None and self._result is None
+            self._cond.notify_all()
+        self._emit(event)
+        for warning in self.health.observe(event, running):
+            self._emit(warning)
+
+    def wait_stats(self, timeout: float) -> BrokerStats | None:
+        """The broker's first stats, or None when none came in ``timeout`` s (not our broker)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.stats is None and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            return self.stats
 
     def _on_control(self, msg: dict) -> None:
         status = protocol.control_status(msg)

@@ -20,6 +20,10 @@ from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.wire.transport import parse_address
 
 
+class AnotherEnvironment(ValueError):
+    """The network already has an environment component."""
+
+
 @dataclass
 class SessionOptions:
     connect: str | None = None  # HOST:PORT, or None for the embedded network
@@ -77,6 +81,8 @@ class Session:
                     models=self.options.models, seed=self.options.seed, agent=self.options.agent
                 ).start()
                 self.host, self.port = self.network.host, self.network.port
+            if self.options.embed_env and not self.embedded:
+                self._refuse_a_second_environment()
             if self.options.embed_env:
                 self.environment = EnvironmentComponent(
                     self.host,
@@ -97,6 +103,20 @@ class Session:
             self.close()
             raise
         return self
+
+    def _refuse_a_second_environment(self) -> None:
+        """Two environments answer every start twice and flood the network: look first.
+
+        Our broker lists its clients in its stats; another broker is not asked (no stats)."""
+        probe = ControlClient(self.host, self.port, name="control")
+        try:
+            stats = probe.wait_stats(defaults.ENV_PROBE_TIMEOUT)
+        finally:
+            probe.close()
+        if stats is not None and "environment" in stats.clients:
+            raise AnotherEnvironment(
+                f"an environment is already on {self.address}: add --no-env to use it instead of starting ours"
+            )
 
     def _control_event(self, event) -> None:
         if self.recorder is not None and not self.options.embed_env:

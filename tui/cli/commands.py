@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
-            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"))
+            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
 
     with _open_session(args, on_event) as session, progress:
         result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
