@@ -24,6 +24,7 @@ EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
+STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
 # The published evolution answers one request up to 21 times. Before a new request the
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),
 # so a trailing answer of the last request is not taken as the answer to the new one.

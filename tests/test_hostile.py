@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -212,3 +213,40 @@ def test_export_into_a_closed_pipe_is_quiet(tmp_path):
     shell = f"{CLI} export --db {db} --format json | head -c 10"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+# --- 9. run: SIGTERM and Ctrl-C stop the run, record it, say the average ---------------------------
+
+
+@pytest.mark.parametrize(
+    "signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+@pytest.mark.parametrize("remote_env", [False, True])
+def test_run_interrupted_stops_records_and_says_the_average(tmp_path, broker, signum, code, word, remote_env):
+    agent = RandomAgent(HOST, broker.port, seed=1).start()
+    env = EnvironmentComponent(HOST, broker.port, seed=2).start() if remote_env else None
+    db = tmp_path / "runs.sqlite3"
+    args = [CLI, "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "1000000", "--db", str(db)]
+    child = subprocess.Popen(
+        args + (["--no-env"] if remote_env else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        seen = [child.stderr.readline() for _ in range(3)]  # episode lines go with the progress, on stderr
+        assert all("episode" in line for line in seen), seen
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=20)
+        assert child.returncode == code, stderr
+        assert f"{word}: run stopped; average score" in stderr and "Traceback" not in stderr
+        from cartpole_tui.env.history.store import RunStore
+
+        with RunStore.open(str(db)) as store:
+            (run,) = store.runs()
+        assert run.state == "stopped" and run.finished >= 3
+        if remote_env:
+            assert env.logic.run is None  # the remote environment stopped playing
+    finally:
+        if child.poll() is None:
+            child.kill()
+        agent.close()
+        if env is not None:
+            env.close()

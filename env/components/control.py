@@ -105,6 +105,15 @@ class ControlClient:
             self.on_run_sent(RunStarted(message["RUN_ID"], episodes, deterministic, seed, time.time()))
         return message["RUN_ID"]
 
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    def scores(self) -> list[float]:
+        """The scores of the current run's finished episodes (EPISODE_DONE) so far."""
+        with self._cond:
+            return list(self._scores)
+
     def stop_run(self) -> None:
         self.client.send(protocol.stop_run())
 

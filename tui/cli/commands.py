@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError, RunFinished
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
@@ -109,8 +110,18 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, NetworkError):
             progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
 
-    with _open_session(args, on_event) as session, progress:
-        result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
+    with _open_session(args, on_event) as session, progress, _signals_as_interrupts() as caught:
+        try:
+            result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
+        except KeyboardInterrupt:
+            result = _stop_interrupted(session)
+            progress.stop()
+            print(
+                f"cartpole-tui: {caught.name}: run stopped; average score {result.avg_score:.2f} over "
+                f"{result.episodes} finished episodes",
+                file=sys.stderr,
+            )
+            return caught.code
     if args.json:
         print(
             json.dumps(
@@ -127,6 +138,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
+
+
+class _Caught:
+    """Which signal ended a command: its name and the shell's exit code (128 + number)."""
+
+    name, code = "interrupted", 130
+
+
+@contextmanager
+def _signals_as_interrupts():
+    """SIGTERM as Ctrl-C (KeyboardInterrupt) while inside; says which one it was."""
+    caught = _Caught()
+
+    def on_term(*_):
+        caught.name, caught.code = "terminated", 143
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_interrupted(session: Session) -> RunFinished:
+    """Ask the environment to STOP; its ENV_DONE (STOPPED) records the run. Without one in
+    time (the published environment knows no STOP) the run is recorded as stopped here."""
+    control = session.control
+    try:
+        control.stop_run()
+        return control.wait_run(idle_timeout=defaults.STOP_ANSWER_TIMEOUT)
+    except (ControlTimeout, ConnectionError, KeyboardInterrupt):
+        scores = control.scores()
+        avg = sum(scores) / len(scores) if scores else 0.0
+        result = RunFinished(control.run_id, avg, len(scores), stopped=True, scores=scores)
+        if session.recorder is not None and result.run_id is not None:
+            session.recorder.on_run_finished(result)
+        return result
 
 
 def schedule(args: argparse.Namespace) -> int:
