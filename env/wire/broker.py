@@ -24,8 +24,15 @@ from cartpole_tui.env.wire import protocol
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 8 * 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024  # all peers' unfinished frames and outboxes together
+FRAME_TIMEOUT = 10.0  # s a frame may take to arrive whole
+MAX_ROOMS = 10_000
+STATS_MAX_ROOMS = 100  # the busiest rooms in a stats message; STATS_MAX_CLIENTS names
+STATS_MAX_CLIENTS = 200
+_ACCEPT_BACKOFF = (0.05, 1.0)  # s: first and longest pause of accept() after it failed
 _RECV_SIZE = 1 << 18
 _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
+_KEPT_ROOMS = frozenset((*protocol.NETWORK_ROOMS, protocol.STATS_ROOM))
 
 
 @dataclass(eq=False)
@@ -38,6 +45,7 @@ class Peer:
     rooms: set[str] = field(default_factory=set)
     inbox: bytearray = field(default_factory=bytearray)  # the start of a frame still arriving
     awaiting: int = 0  # bytes the frame in the inbox needs in all
+    inbox_since: float = 0.0  # when the unfinished frame in the inbox began to arrive
     outbox: deque = field(default_factory=deque)
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
@@ -69,7 +77,16 @@ class Broker:
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
         enable_logging: bool = True,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        frame_timeout: float = FRAME_TIMEOUT,
     ):
+        self.memory_budget = memory_budget
+        self.frame_timeout = frame_timeout
+        self._accept_paused_until: float | None = None
+        self._accept_backoff = _ACCEPT_BACKOFF[0]
+        self._accept_failures = 0
+        self._accept_logged = 0.0
+        self._next_sweep = 0.0
         self.max_frame = max_frame
         self.max_outbox = max_outbox
         self.enable_logging = enable_logging
@@ -110,7 +127,7 @@ class Broker:
         log.info("broker listening on %s", self.address)
         try:
             while not self._stopping:
-                for key, mask in self._selector.select(timeout=1.0):
+                for key, mask in self._selector.select(timeout=self._select_timeout()):
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.data == "wake":
@@ -118,6 +135,8 @@ class Broker:
                     else:
                         self._serve(key.data, mask)
                 self._publish_stats_when_due()
+                self._resume_accepting_when_due()
+                self._sweep_unfinished_frames()
         finally:
             for peer in list(self._peers):
                 self._close(peer, "broker shutting down")
@@ -164,13 +183,40 @@ class Broker:
             return
         self._next_stats = now + protocol.STATS_INTERVAL
         snapshot = self.stats()
-        rooms = {room: [c.members, c.messages, c.bytes] for room, c in snapshot["rooms"].items()}
-        frame = protocol.encode_frame(protocol.broker_stats({**snapshot, "rooms": rooms}))
+        busiest = sorted(snapshot["rooms"].items(), key=lambda item: -item[1].messages)[:STATS_MAX_ROOMS]
+        rooms = {room: [c.members, c.messages, c.bytes] for room, c in busiest}
+        clients = snapshot["clients"][:STATS_MAX_CLIENTS]  # bounded: one stats message a second to each member
+        snapshot = {**snapshot, "rooms": rooms, "clients": clients, "all_clients": len(snapshot["clients"])}
+        frame = protocol.encode_frame(protocol.broker_stats(snapshot))
         for member in tuple(members):
             self._send(member, frame)
         self._close_doomed()
 
     # --- connections ----------------------------------------------------------------
+
+    def _select_timeout(self) -> float:
+        if self._accept_paused_until is None:
+            return 1.0
+        return max(0.0, min(1.0, self._accept_paused_until - time.monotonic()))
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """accept() failed (e.g. out of file descriptors): the connection stays in the backlog
+        and the listener stays readable, so stop selecting it for a while instead of spinning."""
+        now = time.monotonic()
+        self._accept_failures += 1
+        if now - self._accept_logged >= 1.0:  # one line a second, however often it fails
+            log.warning(
+                "accept failed %d time(s): %s; pausing %.2fs", self._accept_failures, error, self._accept_backoff
+            )
+            self._accept_logged, self._accept_failures = now, 0
+        self._selector.unregister(self._listener)
+        self._accept_paused_until = now + self._accept_backoff
+        self._accept_backoff = min(_ACCEPT_BACKOFF[1], self._accept_backoff * 2)
+
+    def _resume_accepting_when_due(self) -> None:
+        if self._accept_paused_until is not None and time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
 
     def _accept(self) -> None:
         while True:
@@ -179,8 +225,9 @@ class Broker:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # e.g. out of file descriptors: keep serving the others
-                log.warning("accept failed: %s", error)
+                self._pause_accepting(error)
                 return
+            self._accept_backoff = _ACCEPT_BACKOFF[0]
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = Peer(sock, f"{addr[0]}:{addr[1]}")
@@ -220,6 +267,9 @@ class Broker:
             self._peers.discard(peer)
             for room in peer.rooms:
                 self._rooms.get(room, set()).discard(peer)
+                self._free_if_empty(room)
+        peer.outbox.clear()
+        peer.inbox = bytearray()
         try:
             self._selector.unregister(peer.sock)
         except (KeyError, ValueError):
@@ -250,6 +300,7 @@ class Broker:
         if peer.inbox:
             peer.inbox += data
             if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+                self._check_budget(peer)
                 return
             data = bytes(peer.inbox)
         offset = 0
@@ -272,8 +323,30 @@ class Broker:
             self._doom(peer, f"malformed frame: {error}")
             return
         finally:
+            had = bool(peer.inbox)
             peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
+            if peer.inbox and (offset or not had):  # a new frame began: its clock starts
+                peer.inbox_since = time.monotonic()
             self._flush_batch()
+
+    def _buffered(self) -> int:
+        return sum(len(p.inbox) + p.outbox_bytes for p in self._peers)
+
+    def _check_budget(self, peer: Peer) -> None:
+        """Doom ``peer`` when its unfinished frame takes the broker over its memory budget."""
+        if len(peer.inbox) >= 1 << 20 and self._buffered() > self.memory_budget:
+            self._doom(peer, f"over the broker's memory budget ({self.memory_budget} bytes buffered in all)")
+
+    def _sweep_unfinished_frames(self) -> None:
+        """Once a second: close peers whose frame has not arrived whole within frame_timeout."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for peer in tuple(self._peers):
+            if peer.inbox and now - peer.inbox_since > self.frame_timeout:
+                self._doom(peer, f"a frame unfinished after {self.frame_timeout:.0f}s")
+        self._close_doomed()
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
@@ -316,12 +389,21 @@ class Broker:
             peer.name = name
         log.info("%s registered as %s", peer.address, name)
 
+    def _free_if_empty(self, room: str) -> None:
+        """Forget a room nobody is in (the network's own rooms keep their counters)."""
+        if not self._rooms.get(room) and room not in protocol.RESERVED_ROOMS and room not in _KEPT_ROOMS:
+            self._rooms.pop(room, None)
+            self._counters.pop(room, None)
+
     def _membership(self, peer: Peer, message: dict, join: bool) -> None:
         room = message.get("ROOM")
         if not isinstance(room, str):
             log.warning("%s sent %s without a ROOM; ignored", peer.label, message["TYPE"])
             return
         with self._stats_lock:
+            if join and room not in self._rooms and len(self._rooms) >= MAX_ROOMS:
+                log.warning("%s: JOINROOM refused: %d rooms already", peer.label, MAX_ROOMS)
+                return
             if join:
                 self._rooms.setdefault(room, set()).add(peer)
                 self._counters.setdefault(room, RoomCounters())
@@ -329,6 +411,7 @@ class Broker:
             elif room in peer.rooms:
                 self._rooms[room].discard(peer)
                 peer.rooms.discard(room)
+                self._free_if_empty(room)
 
     # --- routing ------------------------------------------------------------------------
 
@@ -381,7 +464,7 @@ class Broker:
         if peer.doomed is not None:
             return
         if peer.outbox:
-            if peer.outbox_bytes + len(frame) > self.max_outbox:
+            if peer.outbox_bytes + len(frame) > self.max_outbox or self._buffered() + len(frame) > self.memory_budget:
                 self._doom(peer, f"stopped reading ({peer.outbox_bytes} bytes waiting)")
                 return
             peer.outbox.append(memoryview(frame))
