@@ -41,3 +41,37 @@ def test_export_reads_a_history_on_a_read_only_filesystem(tmpfs):  # noqa: F811
     out = io.StringIO()
     assert export_runs(db, None, "csv", out) == 1
     assert "saved" in out.getvalue() or out.getvalue().count("\n") >= 4
+
+
+def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
+    import os
+    import signal
+    import sys
+
+    from cartpole_tui.env.components.control import ControlClient
+    from cartpole_tui.env.components.random_agent import RandomAgent
+    from cartpole_tui.env.runtime.events import EpisodeFinished
+
+    db = tmp_path / "env.sqlite3"
+    cli = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+    env = subprocess.Popen(
+        [cli, "env", "--connect", f"127.0.0.1:{broker.port}", "--db", str(db)], stdout=subprocess.PIPE, text=True
+    )
+    agent = RandomAgent("127.0.0.1", broker.port, seed=3).start()
+    told = []
+    control = ControlClient(
+        "127.0.0.1", broker.port, on_event=lambda e: isinstance(e, EpisodeFinished) and told.append(e)
+    )
+    try:
+        assert "Ctrl-C to stop" in env.stdout.readline()
+        control.start_run(10**6)
+        wait_for(lambda: len(told) >= 200, 30, "200 episodes")
+        env.send_signal(signal.SIGKILL)
+        env.wait(10)
+        reported = len(told)  # every EPISODE_DONE goes out after its episode was committed
+    finally:
+        control.close()
+        agent.close()
+    with sqlite3.connect(db) as conn:
+        saved = conn.execute("SELECT count(*) FROM episodes").fetchone()[0]
+    assert saved >= reported
