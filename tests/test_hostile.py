@@ -250,3 +250,31 @@ def test_run_interrupted_stops_records_and_says_the_average(tmp_path, broker, si
         agent.close()
         if env is not None:
             env.close()
+
+
+# --- 5. the app's exit code ------------------------------------------------------------------------------
+
+
+async def test_the_unreachable_screens_quit_exits_1(tmp_path):
+    from cartpole_tui.tui.screens.modals import UnreachableScreen
+
+    from conftest import free_port
+
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{free_port()}"), db_path=str(tmp_path / "r.sqlite3"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the unreachable screen")
+        await pilot.press("q")
+    assert app.return_code == 1
+
+
+def test_an_app_that_dies_of_an_exception_exits_non_zero(tmp_path, monkeypatch):
+    from cartpole_tui.tui.cli import commands, parser
+
+    def crash(self):
+        raise KeyError("boom")  # as the KeyError in _on_Disconnected did
+
+    monkeypatch.setattr(ControlRoomApp, "on_mount", crash)
+    original_run = ControlRoomApp.run
+    monkeypatch.setattr(ControlRoomApp, "run", lambda self: original_run(self, headless=True))
+    args = parser.build_parser().parse_args(["--offline", "--db", str(tmp_path / "r.sqlite3")])
+    assert commands.control_room(args) != 0
