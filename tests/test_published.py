@@ -274,3 +274,19 @@ async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_p
         await pilot.press("x")
         await until(lambda: "schedule ended after" in log().replace("\n", ""), what="the schedule to end")
         assert "stalled" not in log()
+
+
+def test_control_with_the_published_environment_takes_its_env_done(broker):
+    """--no-env: ENV_DONE without RUN_ID is the run's; the late ACTION after it changes nothing."""
+    net = PublishedNetwork(broker.port, environment=True, evolution=False)
+    control = ControlClient(HOST, broker.port)
+    try:
+        all_joined(broker, [*net.clients, control.client])
+        first = control.run(1, idle_timeout=10)
+        assert first.episodes == 1 and first.avg_score > 0 and first.run_id is not None
+        observations = net.environment.observations
+        wait_for(lambda: net.aggregation.actions == observations, 5, "the late ACTION to the extra observation")
+        assert net.environment.observations == observations  # ignored until the next start
+    finally:
+        control.close()
+        net.close()

@@ -58,6 +58,7 @@ class ControlClient:
         self.expects_run_id = False
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
+        self._asked = 0  # its NR_OF_EPISODE
         self._scores: list[float] = []
         self._last_progress = 0.0
         self._result: RunFinished | None = None
@@ -97,6 +98,7 @@ class ControlClient:
         message = protocol.start_run(episodes, deterministic, seed=seed)
         with self._cond:
             self._run_id = message["RUN_ID"]
+            self._asked = episodes
             self._scores = []
             self._result = None
             self._last_progress = time.monotonic()
@@ -297,7 +299,8 @@ class ControlClient:
             result = RunFinished(
                 run_id or self._run_id,
                 float(avg),
-                int(msg.get("EPISODES") or len(self._scores)),
+                # the published ENV_DONE has no EPISODES; it comes after exactly the episodes asked for
+                int(msg.get("EPISODES") or len(self._scores) or (self._asked if mine and run_id is None else 0)),
                 bool(msg.get("STOPPED", False)),
                 list(self._scores) if mine else [],
             )
