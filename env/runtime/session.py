@@ -60,6 +60,7 @@ class Session:
         self.network: LocalNetwork | None = None
         self.environment: EnvironmentComponent | None = None
         self.control: ControlClient | None = None
+        self._probed = False  # looked for another environment on the network
         if options.connect is not None:
             self.host, self.port = parse_address(options.connect)  # ValueError on a typo, before anything starts
         else:
@@ -81,8 +82,9 @@ class Session:
                     models=self.options.models, seed=self.options.seed, agent=self.options.agent
                 ).start()
                 self.host, self.port = self.network.host, self.network.port
-            if self.options.embed_env and not self.embedded:
-                self._refuse_a_second_environment()
+            if self.options.embed_env and not self.embedded and not self._probed:
+                self._refuse_a_second_environment()  # once: on reconnect ours may still be listed
+                self._probed = True
             if self.options.embed_env:
                 self.environment = EnvironmentComponent(
                     self.host,
