@@ -47,10 +47,13 @@ async def test_markup_and_escapes_from_peers_are_shown_as_text(tmp_path, broker)
     async with app.run_test(size=(120, 50)) as pilot:
         await until(pilot, lambda: app.connection == "connected", what="connected")
         hostile = Component("[/]\x1b[2J", HOST, broker.port)
-        hostile.join_room("[bold]room[/")
+        hostile.join_room("[/]room")
+        for _ in range(500):  # the busiest room: first in the network pane
+            hostile.send(protocol.custom("[/]room", X=1))
         hostile.send(protocol.custom(protocol.CONTROL, STATUS=protocol.ENV_ERROR, ERROR="[red]boom[/] \x1b]0;x\x07"))
         await until(pilot, lambda: "boom" in log_text(app), what="the ENV_ERROR in the log")
         await until(pilot, lambda: "component seen: [/]" in log_text(app), what="the hostile name in the log")
+        await until(pilot, lambda: "[/]room" in screen_text(app), what="the hostile room in the network pane")
         text = log_text(app) + screen_text(app)
         assert "[red]boom[/]" in text and "[/]" in text
         assert "\x1b" not in text and "\x07" not in text
