@@ -87,3 +87,39 @@ def test_the_stalled_room_is_told_from_the_counts():
     assert stalled_room(*healthy, *[(21, 400, 20)] * 4) == "logits"  # the models went quiet
     assert stalled_room(*healthy, *[(21, 420, 20)] * 4) == "action"  # the aggregation went quiet
     assert stalled_room(*[(1, 19, 0)] * 5) == "action"  # 19 models: the published aggregation waits for 20
+
+
+async def test_the_app_names_a_stalled_room_and_a_component_that_left(tmp_path, broker):
+    from textual.widgets import Input, RichLog
+
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from tests.conftest import polls
+
+    models = [PublishedModel(broker.port, seed) for seed in range(19)]
+    aggregation = PublishedAggregation(broker.port)
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}"), db_path=str(tmp_path / "r.sqlite3"))
+
+    def log() -> str:
+        return "\n".join(line.text for line in app.query_one("#log-pane", RichLog).lines)
+
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for ready in polls(lambda: app.connection == "connected", 20, "connected"):
+                if not ready:
+                    await pilot.pause(0.02)
+            app.query_one("#episodes", Input).value = "1"
+            await pilot.press("s")
+            for ready in polls(lambda: "action: run stalled" in log(), 20, "the stall in the log"):
+                if not ready:
+                    await pilot.pause(0.05)
+            aggregation.client.client.shutdown(socket.SHUT_RDWR)  # gone without a word
+            for ready in polls(lambda: "aggregation left the network" in log(), 5, "the departure in the log"):
+                if not ready:
+                    await pilot.pause(0.05)
+    finally:
+        for part in [*models, aggregation]:
+            try:
+                part.client.close()
+            except OSError:
+                pass
