@@ -123,3 +123,23 @@ async def test_the_app_names_a_stalled_room_and_a_component_that_left(tmp_path, 
                 part.client.close()
             except OSError:
                 pass
+
+
+async def test_the_app_refuses_a_second_environment_and_says_no_env(tmp_path, broker):
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from cartpole_tui.tui.screens.modals import UnreachableScreen
+    from tests.conftest import polls, screen_text
+
+    env = EnvironmentComponent(HOST, broker.port).start()
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}"), db_path=str(tmp_path / "r.sqlite3"))
+    try:
+        wait_for(lambda: "environment" in broker.stats()["clients"], 5, "the first environment")
+        async with app.run_test(size=(120, 40)) as pilot:
+            for ready in polls(lambda: isinstance(app.screen, UnreachableScreen), 20, "the refusal"):
+                if not ready:
+                    await pilot.pause(0.02)
+            assert "--no-env" in screen_text(app)
+            assert broker.stats()["clients"].count("environment") == 1
+    finally:
+        env.close()
