@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 
@@ -289,4 +290,25 @@ def test_control_with_the_published_environment_takes_its_env_done(broker):
         assert net.environment.observations == observations  # ignored until the next start
     finally:
         control.close()
+        net.close()
+
+
+def test_swarm_only_aggregation_joins_the_published_models(broker):
+    net = PublishedNetwork(broker.port, aggregation=False)
+    command = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+    ours = subprocess.Popen(
+        [command, "swarm", "--only", "aggregation", "--connect", f"{HOST}:{broker.port}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "swarm aggregation of 20 models" in ours.stdout.readline()
+        wait_for(lambda: "aggregation" in broker.stats()["clients"], 10, "our aggregation")
+        ran = cli("run", "--connect", f"{HOST}:{broker.port}", "--episodes", "2", "--db", ":memory:", "--json")
+        assert ran.returncode == 0 and json.loads(ran.stdout)["episodes"] == 2, ran.stderr
+        evolved = cli("evolve", "--connect", f"{HOST}:{broker.port}", "--timeout", "5")
+        assert evolved.returncode == 0 and "EVO_DONE from evolution" in evolved.stdout, evolved.stderr
+    finally:
+        ours.send_signal(signal.SIGINT)
+        assert ours.wait(10) == 0
         net.close()
