@@ -246,7 +246,9 @@ class EnvironmentComponent:
                 # The last observation is still being answered: a first observation now would
                 # mix its LOGITS with the old ones (the published aggregation then hangs).
                 self._deferred = payload
-                threading.Timer(wait, self._send_deferred, (payload,)).start()
+                timer = threading.Timer(wait, self._send_deferred, (payload,))
+                timer.daemon = True  # never holds the process open at exit
+                timer.start()
                 return None
             return payload
 
