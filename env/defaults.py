@@ -35,6 +35,16 @@ EPISODES_MAX = 1_000_000  # the most episodes one run may ask for (the app refus
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
+STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
+# The published evolution answers one request up to 21 times. Before a new request the
+# control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),
+# so a trailing answer of the last request is not taken as the answer to the new one.
+EVOLVE_DRAIN_QUIET = 0.3
+ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for another environment
+STALL_SECONDS = 3.0  # s without a new observation in a run before it is reported as stalled
+# A new run's first observation waits at most this long for the last observation's ACTION.
+FIRST_OBSERVATION_WAIT = 1.0
+EVOLVE_DRAIN_MAX = 3.0
 
 # --- the learning schedule (`r`, `run --schedule`) --------------------------------------
 SCHEDULE_ROUNDS = 40

@@ -221,8 +221,7 @@ async def test_progress_line_waits_hints_and_clears(tmp_path, broker):
         await pilot.press("x")
         await until(pilot, lambda: "stopped" in progress(), what="stopped")
         assert "%" not in progress() and "ETA" not in progress() and "h" not in progress().split("stopped")[0]
-        await pilot.pause()
-        assert "clients" in screen_text(app).splitlines()[0]
+        await until(pilot, lambda: "clients" in screen_text(app).splitlines()[0], what="the broker's client count")
         broker.stop()
         await until(pilot, lambda: "disconnected" in screen_text(app).splitlines()[0], what="disconnected")
         assert "clients" not in screen_text(app).splitlines()[0]

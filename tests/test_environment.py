@@ -57,7 +57,7 @@ def test_first_observation_carries_run_id_and_flag(logic):
     run_id, control, payload = start(logic, 2, deterministic=True)
     assert control == []
     assert len(payload["OBSERVATION"]) == 4 and payload["DETERMINISTIC"] is True
-    assert payload["ROOT_ID"] == run_id
+    assert payload["ROOT_ID"] == f"{run_id}:1"  # the run and the observation's number in it
     assert "REWARD" not in payload
 
 

@@ -240,9 +240,12 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: EvolutionFinished) -> None:
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s")
+        at = time.strftime("%H:%M:%S", time.localtime(event.at))
+        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s by {event.sent_by}")
         generation = f" (generation {event.generation})" if event.generation is not None else ""
-        self.log_line(f"evolution done in {event.seconds:.2f}s{generation} (EVO_DONE)")
+        self.log_line(
+            Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")
+        )
         self.population.add(event.generation, event.fitness, event.elite, event.diversity)
         self.main.population.show()
 
@@ -253,14 +256,14 @@ class ControlRoomApp(App):
 
     @handle.register
     def _(self, event: NetworkError) -> None:
-        self.log_line(f"{event.source}: {event.text}", "yellow")
+        self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
 
     @handle.register
     def _(self, event: ComponentSeen) -> None:
         pane = self.main.network
         if event.name not in pane.components:
             pane.components.add(event.name)
-            self.log_line(f"component seen: {event.name}", "dim")
+            self.log_line(Text(f"component seen: {event.name}", style="dim"))
 
     @handle.register
     def _(self, event: BrokerStats) -> None:
@@ -275,7 +278,10 @@ class ControlRoomApp(App):
         self.connection = "disconnected"
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
         if self.current is not None and self.store is not None:
-            self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
+            try:
+                self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
+            except KeyError:  # a run another client started: not in this history
+                pass
             self.current = None
             self.main.controls.show_running(False)
         self._show_status()

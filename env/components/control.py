@@ -15,6 +15,7 @@ from collections.abc import Callable
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.runtime.events import (
     BrokerStats,
     ComponentSeen,
@@ -52,16 +53,27 @@ class ControlClient:
     ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
+        # True when our environment plays: it always sends RUN_ID, so an ENV_DONE without
+        # one is foreign. False for the published environment, which never sends it.
+        self.expects_run_id = False
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
+        self._asked = 0  # its NR_OF_EPISODE
         self._scores: list[float] = []
         self._last_progress = 0.0
         self._result: RunFinished | None = None
         self._evolution_id: str | None = None
         self._evolution_done = False
-        self._evolution_result: EvolutionFinished | None = None
+        self._evolution_answer: EvolutionFinished | None = None
         self._evolution_started = 0.0
+        self._evolution_requests: list[str] = []  # ids of earlier requests (the last few)
+        self._last_evo_done = 0.0  # monotonic time of the last EVO_DONE heard, answer or not
+        self.stale_evo_done = 0  # EVO_DONEs that answered no pending request
+        self._watching_evolution = False
+        self._pending_seen = False  # a message answering the pending request went by in `evolution`
         self._lost: str | None = None
+        self.health = NetworkHealth()
+        self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
@@ -86,6 +98,7 @@ class ControlClient:
         message = protocol.start_run(episodes, deterministic, seed=seed)
         with self._cond:
             self._run_id = message["RUN_ID"]
+            self._asked = episodes
             self._scores = []
             self._result = None
             self._last_progress = time.monotonic()
@@ -94,6 +107,15 @@ class ControlClient:
             self.on_run_sent(RunStarted(message["RUN_ID"], episodes, deterministic, seed, time.time()))
         return message["RUN_ID"]
 
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    def scores(self) -> list[float]:
+        """The scores of the current run's finished episodes (EPISODE_DONE) so far."""
+        with self._cond:
+            return list(self._scores)
+
     def stop_run(self) -> None:
         self.client.send(protocol.stop_run())
 
@@ -101,6 +123,9 @@ class ControlClient:
         message = protocol.evolution_request()
         message["ROOT_ID"] = message["ID"]  # swergio copies ROOT_ID into replies
         with self._cond:
+            self._drain_evo_done()
+            self._evolution_requests = [*self._evolution_requests[-15:], message["ID"]]
+            self._pending_seen = False
             self._evolution_id = message["ID"]
             self._evolution_done = False
             self._evolution_started = time.monotonic()
@@ -146,7 +171,31 @@ class ControlClient:
                     self._evolution_id = None
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
-            return self._evolution_result
+        return self._evolution_answer
+
+    def _watch_evolution(self) -> None:
+        """An evolution that answers with foreign ROOT_IDs (the published one): from now on
+        watch the evolution room, and take its EVO_DONE only after an answer to our own GET
+        (WEIGHTS/CONTRIBUTION carry the request's ROOT_ID) went by."""
+        self._watching_evolution = True
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(self._on_evolution_room, None, trigger=Trigger(custom, protocol.EVOLUTION))
+
+    def _on_evolution_room(self, msg: dict) -> None:
+        with self._cond:
+            if self._evolution_id is not None and msg.get("ROOT_ID") == self._evolution_id:
+                self._pending_seen = True
+
+    def _drain_evo_done(self) -> None:
+        """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
+        before the new request is sent answers an earlier one."""
+        deadline = time.monotonic() + defaults.EVOLVE_DRAIN_MAX
+        while True:
+            now = time.monotonic()
+            quiet_for = now - self._last_evo_done
+            if quiet_for >= defaults.EVOLVE_DRAIN_QUIET or now >= deadline:
+                return
+            self._cond.wait(min(defaults.EVOLVE_DRAIN_QUIET - quiet_for, deadline - now))
 
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
@@ -164,25 +213,42 @@ class ControlClient:
         name = msg.get("NAME") or msg.get("SENT_BY")
         if isinstance(name, str):
             room = msg.get("ROOM")
-            self._emit(ComponentSeen(name, room if isinstance(room, str) else None))
+            room = protocol.clean_text(room, 80) if isinstance(room, str) else None
+            self._emit(ComponentSeen(protocol.clean_text(name, 80), room))
 
     def _on_stats(self, msg: dict) -> None:
         stats = msg.get("STATS")
         if not isinstance(stats, dict):
             return
         try:
-            rooms = {str(room): tuple(int(v) for v in values) for room, values in stats.get("rooms", {}).items()}
-            self._emit(
-                BrokerStats(
-                    tuple(map(str, stats.get("clients", ()))),
-                    rooms,
-                    int(stats.get("frames_refused", 0)),
-                    int(stats.get("undeliverable", 0)),
-                    time.monotonic(),
-                )
+            rooms = {
+                protocol.clean_text(room, 80): tuple(int(v) for v in values)
+                for room, values in stats.get("rooms", {}).items()
+            }
+            event = BrokerStats(
+                tuple(protocol.clean_text(c, 80) for c in stats.get("clients", ())),
+                rooms,
+                int(stats.get("frames_refused", 0)),
+                int(stats.get("undeliverable", 0)),
+                time.monotonic(),
             )
         except (TypeError, ValueError, AttributeError):
             return  # not our broker's format: ignore, as with any unknown message
+        with self._cond:
+            self.stats = event
+            running = self._run_id is not None and self._result is None
+            self._cond.notify_all()
+        self._emit(event)
+        for warning in self.health.observe(event, running):
+            self._emit(warning)
+
+    def wait_stats(self, timeout: float) -> BrokerStats | None:
+        """The broker's first stats, or None when none came in ``timeout`` s (not our broker)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.stats is None and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            return self.stats
 
     def _on_control(self, msg: dict) -> None:
         status = protocol.control_status(msg)
@@ -194,7 +260,13 @@ class ControlClient:
         elif status == protocol.EVO_DONE:
             self._on_evo_done(msg)
         elif status == protocol.ENV_ERROR:
-            self._emit(NetworkError(str(msg.get("SENT_BY", "environment")), str(msg.get("ERROR", "")), run_id))
+            self._emit(
+                NetworkError(
+                    protocol.clean_text(msg.get("SENT_BY", "environment"), 80),
+                    protocol.clean_text(msg.get("ERROR", "")),
+                    run_id,
+                )
+            )
 
     def _on_episode(self, msg: dict, run_id: str | None) -> None:
         try:
@@ -202,7 +274,8 @@ class ControlClient:
                 run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]), int(msg.get("STEPS", 0)), time.time()
             )
         except (KeyError, TypeError, ValueError):
-            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"malformed EPISODE_DONE: {msg!r:.200}"))
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"malformed EPISODE_DONE: {msg!r:.200}")))
             return
         with self._cond:
             if run_id == self._run_id:
@@ -211,9 +284,14 @@ class ControlClient:
         self._emit(event)
 
     def _on_env_done(self, msg: dict, run_id: str | None) -> None:
+        if run_id is None and self.expects_run_id:
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, "ignored an ENV_DONE without RUN_ID (ours always sends one)"))
+            return
         avg = msg.get("AVG_SCORE")
         if isinstance(avg, bool) or not isinstance(avg, (int, float)):
-            self._emit(NetworkError(str(msg.get("SENT_BY", "?")), f"ENV_DONE without a numeric AVG_SCORE: {avg!r}"))
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"ENV_DONE without a numeric AVG_SCORE: {avg!r}")))
             return
         with self._cond:
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
@@ -221,7 +299,8 @@ class ControlClient:
             result = RunFinished(
                 run_id or self._run_id,
                 float(avg),
-                int(msg.get("EPISODES") or len(self._scores)),
+                # the published ENV_DONE has no EPISODES; it comes after exactly the episodes asked for
+                int(msg.get("EPISODES") or len(self._scores) or (self._asked if mine and run_id is None else 0)),
                 bool(msg.get("STOPPED", False)),
                 list(self._scores) if mine else [],
             )
@@ -231,15 +310,32 @@ class ControlClient:
         self._emit(result)
 
     def _on_evo_done(self, msg: dict) -> None:
+        # Ours echoes the request's ROOT_ID; the published evolution sends a fresh random
+        # one. So: while a request is pending, take any EVO_DONE except one naming an
+        # earlier request; trailing answers that arrive before a request is sent are
+        # drained by request_evolution().
+        root = msg.get("ROOT_ID")
         with self._cond:
+            self._last_evo_done = time.monotonic()
             pending = self._evolution_id
-            answers_pending = pending is not None and msg.get("ROOT_ID", pending) == pending
-            if not answers_pending:
-                return  # a late duplicate (the published evolution answers once per incoming message)
+            earlier = isinstance(root, str) and root != pending and root in self._evolution_requests
+            foreign = root != pending and not earlier
+            if foreign and not self._watching_evolution:
+                self._watch_evolution()
+            elif foreign and not self._pending_seen:
+                earlier = True  # no answer to our GET has been seen yet: it answers an earlier request
+            if pending is None or earlier:
+                self.stale_evo_done += 1
+                return
             self._evolution_id = None
             self._evolution_done = True
-            # our evolution's population report (additive keys); absent from the published one
-            event = EvolutionFinished(time.monotonic() - self._evolution_started, **protocol.evolution_report(msg))
-            self._evolution_result = event
+            sent_by = msg.get("SENT_BY")
+            self._evolution_answer = EvolutionFinished(
+                time.monotonic() - self._evolution_started,
+                sent_by=protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?",
+                at=time.time(),
+                root_id=root if isinstance(root, str) else None,
+                **protocol.evolution_report(msg),  # our evolution's population report (additive keys)
+            )
             self._cond.notify_all()
-        self._emit(event)
+        self._emit(self._evolution_answer)

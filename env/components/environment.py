@@ -52,6 +52,7 @@ class ActiveRun:
     score: float = 0.0
     episode_steps: int = 0
     steps: int = 0
+    observations: int = 0
 
     def finish(self, stopped: bool) -> RunFinished:
         n = self.finished_episodes
@@ -82,26 +83,51 @@ class EnvironmentLogic:
         self.seed = seed
         self.run: ActiveRun | None = None
         self.stale_actions = 0
+        self.awaiting: str | None = None  # ROOT_ID of the observation waiting for its ACTION
+        self.awaiting_since = 0.0
+        self.wait_before_first = 0.0  # set by start(): s its first observation should wait
         self.observers: list[EnvironmentObserver] = []
 
     def _notify(self, method: str, event) -> None:
         for observer in tuple(self.observers):
             getattr(observer, method)(event)
 
-    def start(self, message: dict) -> tuple[list[dict], dict]:
-        """Begin a run: (control messages, first observation payload). ProtocolError if invalid."""
+    def start(self, message: dict) -> tuple[list[dict], dict | None]:
+        """Begin a run: (control messages, first observation payload). ProtocolError if invalid
+        (nothing changed); any later failure ends the replaced run and is an ENV_ERROR (payload None)."""
         episodes, deterministic, seed = protocol.parse_start(message)
+        run_id = protocol.parse_run_id(message)
+        if self.run is not None and run_id == self.run.run_id:
+            raise protocol.ProtocolError(f"RUN_ID {run_id!r} is the run already playing")
         outgoing = []
         if self.run is not None:  # a start during a run replaces it, as the published one does
             outgoing += self._end_run(stopped=True)
-        run_id = message.get("RUN_ID") if isinstance(message.get("RUN_ID"), str) else protocol.new_id()
-        self.run = ActiveRun(run_id, episodes, deterministic, time.monotonic())
-        seed = seed if seed is not None else self.seed
-        obs, _ = self.env.reset(seed=seed)
-        self._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
+        self.wait_before_first = self._unanswered_for()
+        try:
+            run_id = run_id or protocol.new_id()
+            seed = seed if seed is not None else self.seed
+            obs, _ = self.env.reset(seed=seed)
+            self.run = ActiveRun(run_id, episodes, deterministic, time.monotonic())
+            self._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
+        except Exception as error:  # e.g. a store refusing the run: the run is refused, we go on
+            log.exception("start failed")
+            self.run = None
+            return outgoing + self.refuse(f"start failed: {error}"), None
         payload = protocol.observation(obs, deterministic)
-        payload["ROOT_ID"] = run_id
-        return outgoing, payload
+        return outgoing, self._awaiting(payload, self.run)
+
+    def _awaiting(self, payload: dict, run: ActiveRun) -> dict:
+        """Mark ``payload`` as the one observation waiting for its ACTION; ROOT_ID names it."""
+        run.observations += 1
+        payload["ROOT_ID"] = self.awaiting = f"{run.run_id}:{run.observations}"
+        self.awaiting_since = time.monotonic()
+        return payload
+
+    def _unanswered_for(self) -> float:
+        """Seconds a new first observation should still wait for the last one's ACTION."""
+        if self.awaiting is None:
+            return 0.0
+        return max(0.0, defaults.FIRST_OBSERVATION_WAIT - (time.monotonic() - self.awaiting_since))
 
     def stop(self) -> list[dict]:
         """End the current run early; ENV_DONE over the finished episodes with STOPPED."""
@@ -110,13 +136,22 @@ class EnvironmentLogic:
     def step(self, message: dict) -> tuple[list[dict], dict | None]:
         """Apply an ACTION: (control messages, observation payload or None when dropped)."""
         run = self.run
-        if run is None or message.get("ROOT_ID", run.run_id) != run.run_id:
+        root = message.get("ROOT_ID")
+        # One ACTION per observation: it names the observation (ROOT_ID), or names none
+        # (or only the run) and is taken when an observation waits. Others are dropped.
+        loose = root is None or (run is not None and root == run.run_id)
+        if self.awaiting is None or not (loose or root == self.awaiting):
+            self.stale_actions += 1
+            return [], None
+        if run is None:  # the answer to the observation sent with the run's ENV_DONE
+            self.awaiting = None
             self.stale_actions += 1
             return [], None
         try:
             action = protocol.parse_action(message, self.n_actions)
         except protocol.ProtocolError as error:
             return self.refuse(f"bad action from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
+        self.awaiting = None
         obs, reward, terminated, truncated, _ = self.env.step(action)
         done = bool(terminated or truncated)
         run.score += float(reward)
@@ -128,9 +163,8 @@ class EnvironmentLogic:
             obs, _ = self.env.reset()
         for observer in self.observers:
             observer.on_step(obs, reward, done)
-        payload = protocol.observation(obs, run.deterministic, reward, done, message["ACTION"])
-        payload["ROOT_ID"] = run.run_id
-        return outgoing, payload
+        payload = protocol.observation(obs, run.deterministic, reward, done, [action])
+        return outgoing, self._awaiting(payload, run)  # also after the run's ENV_DONE, as published
 
     def refuse(self, text: str, run_id: str | None = None) -> list[dict]:
         """Log a refused message; the ENV_ERROR to send on control."""
@@ -172,6 +206,7 @@ class EnvironmentComponent:
     ):
         self.logic = EnvironmentLogic(env_id, seed)
         self._lock = threading.Lock()  # control and action handlers share one run
+        self._deferred: dict | None = None  # a first observation waiting for the last one's ACTION
         self.client = self.client_class(name, host, port, on_disconnect=on_disconnect)
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(
@@ -208,10 +243,40 @@ class EnvironmentComponent:
                 self._send_all(self.logic.refuse(f"start refused: {error}"))
                 return None
             self._send_all(outgoing)
+            wait = self.logic.wait_before_first
+            if payload is not None and wait > 0:
+                # The last observation is still being answered: a first observation now would
+                # mix its LOGITS with the old ones (the published aggregation then hangs).
+                self._deferred = payload
+                timer = threading.Timer(wait, self._send_deferred, (payload,))
+                timer.daemon = True  # never holds the process open at exit
+                timer.start()
+                return None
             return payload
+
+    def _send_deferred(self, payload: dict | None = None) -> None:
+        """Send the deferred first observation (``payload``: only if it is still the deferred one)."""
+        with self._lock:
+            if self._deferred is None or (payload is not None and payload is not self._deferred):
+                return
+            message, self._deferred = protocol.custom(protocol.OBSERVATION, **self._deferred), None
+            self.logic.awaiting_since = time.monotonic()
+            try:
+                self.client.send(message)
+            except ConnectionError:
+                pass  # the listener reports the lost connection
 
     def _on_action(self, msg: dict) -> dict | None:
         with self._lock:
+            if self._deferred is not None:  # the late answer to the last run's observation
+                self.logic.stale_actions += 1
+                self.logic.awaiting = self._deferred["ROOT_ID"]
+                self._lock.release()
+                try:
+                    self._send_deferred()
+                finally:
+                    self._lock.acquire()
+                return None
             outgoing, payload = self.logic.step(msg)
             self._send_all(outgoing)
             return payload

@@ -131,7 +131,7 @@ def open_for_export(db_path: str | None) -> RunStore:
     if path != MEMORY and not os.path.exists(path):
         raise ExportError(f"no run history at {path}")
     errors: list[str] = []
-    store = RunStore.open(path, on_error=errors.append)
+    store = RunStore.open(path, on_error=errors.append, read_only=True)
     if errors:
         store.close()
         raise ExportError(errors[0])

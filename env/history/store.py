@@ -6,7 +6,9 @@ whatever is queued in one transaction, at most :data:`LINGER` seconds after it
 arrived. WAL mode with ``synchronous=NORMAL``: a committed episode survives the
 process being killed (not a power cut).
 
-When storage goes bad (corrupt file, locked by another writer, read-only, full disk)
+A lock held by another writer past the busy time-out only delays writes: they are kept
+(up to MAX_BACKLOG) and retried, and ``on_error`` is told once when they are delayed and once
+when they caught up. When storage goes bad (corrupt file, locked at open, read-only, full disk)
 the store says so once through ``on_error``, stops writing to the file and keeps the
 session in memory; reads then come from memory (and, where it can still be read, the
 file). Nothing already committed to the file is touched.
@@ -37,6 +39,7 @@ from cartpole_tui.env.history.schema import RUN_COLUMNS, UnusableSchema, migrate
 MEMORY = ":memory:"
 LINGER = 0.05  # seconds between the writer's batches; an episode waits at most this long
 DEFAULT_BUSY_TIMEOUT = 5.0
+MAX_BACKLOG = 200_000  # writes kept while another writer holds the lock; beyond, the file is given up
 END_STATES = ("done", "stopped", "failed")
 HOST = socket.gethostname()
 
@@ -184,8 +187,8 @@ class RunStore:
     """Run history backed by one SQLite file (or by memory alone for ``":memory:"``).
 
     Build it with :meth:`open`. Writes (``begin_run``, ``add_episode``, ``end_run``)
-    never touch the disk in the caller's thread. ``on_error`` is called at most once,
-    from the opening thread or from the writer thread.
+    never touch the disk in the caller's thread. ``on_error`` is called once when storage
+    is given up (and on a delayed/caught-up lock), from the opening or the writer thread.
     """
 
     def __init__(
@@ -209,6 +212,8 @@ class RunStore:
         self._wake = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="run-store-writer", daemon=True)
         self._closed = False
+        self._backlog: list[tuple] = []  # writes a lock held back, retried with the next batch
+        self._delayed = False
 
     @classmethod
     def open(
@@ -218,6 +223,7 @@ class RunStore:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         max_bytes: int | None = None,
+        read_only: bool = False,
     ) -> RunStore:
         """Open (creating or migrating) the history at ``path``; None means :func:`default_db_path`.
 
@@ -227,7 +233,9 @@ class RunStore:
         as on a full disk).
         """
         store = cls(path or default_db_path(), on_error, busy_timeout, max_bytes)
-        if store.path != MEMORY:
+        if read_only and store.path != MEMORY:  # export: nothing written, so a read-only filesystem is fine
+            store._open_read_only()
+        elif store.path != MEMORY:
             store._open_disk()
         store._writer.start()
         _open_stores.add(store)
@@ -256,6 +264,15 @@ class RunStore:
             self._report(describe(error, self.path))
             self._runs.clear()
             self._load_readable()
+
+    def _open_read_only(self) -> None:
+        try:
+            conn = self._read_connection()
+            version_of(conn)
+            self._load(conn)
+        except (sqlite3.Error, UnusableSchema) as error:
+            self._runs.clear()
+            self._report(describe(error, self.path))
 
     @staticmethod
     def _recover(conn: sqlite3.Connection) -> None:
@@ -519,15 +536,48 @@ class RunStore:
 
     def _write(self, ops: list[tuple]) -> None:
         conn = self._disk
+        ops = self._backlog + ops
+        self._backlog = []
         if conn is None or not ops:
             return
         try:
             with transaction(conn):
                 self._apply(conn, ops)
+        except sqlite3.OperationalError as error:
+            if _primary_code(error) in (_BUSY, _LOCKED) and len(ops) <= MAX_BACKLOG:
+                self._delay(ops, error)  # another writer holds the lock: keep the ops, try again
+                return
+            self._give_up(conn, error)
         except Exception as error:  # whatever it is, the file is given up, the session kept
-            conn.close()
-            self._disk = None
-            self._report(describe(error, self.path))
+            self._give_up(conn, error)
+            return
+        if self._delayed:
+            self._delayed = False
+            self._notice(f"Run history {self.path}: caught up, {len(ops)} delayed writes saved.")
+
+    def _delay(self, ops: list[tuple], error: sqlite3.Error) -> None:
+        self._backlog = ops
+        if not self._delayed:
+            self._delayed = True
+            self._notice(
+                f"Run history {self.path} is locked by another writer ({error}): writes are delayed "
+                f"and retried (up to {MAX_BACKLOG:,} kept in memory)."
+            )
+
+    def _give_up(self, conn: sqlite3.Connection, error: BaseException) -> None:
+        conn.close()
+        self._disk = None
+        self._backlog = []
+        self._report(describe(error, self.path))
+
+    def _notice(self, message: str) -> None:
+        """Tell (through ``on_error``) about a passing problem; the file is not given up."""
+        log.warning("%s", message)
+        if self._on_error is not None:
+            try:
+                self._on_error(message)
+            except Exception:
+                log.exception("on_error callback failed")
 
     def _apply(self, conn: sqlite3.Connection, ops: list[tuple]) -> None:
         """Queue order is kept: a run's row goes in before its episodes."""

@@ -51,6 +51,9 @@ class EvolutionFinished:
     fitness: tuple[float, ...] = ()  # each model's fitness, in the evolution's model order
     elite: int | None = None  # the index in ``fitness`` of the model kept unchanged
     diversity: float | None = None  # mean pairwise distance between the models' weight vectors
+    sent_by: str = "?"  # the evolution component that answered (its SENT_BY)
+    at: float = 0.0  # wall clock, time.time(), when its EVO_DONE arrived
+    root_id: str | None = None  # the ROOT_ID of the EVO_DONE taken as the answer
 
 
 @dataclass(frozen=True)

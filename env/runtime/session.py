@@ -22,6 +22,10 @@ from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
 
 
+class AnotherEnvironment(ValueError):
+    """The network already has an environment component."""
+
+
 @dataclass
 class SessionOptions:
     connect: str | None = None  # HOST:PORT, or None for the embedded network
@@ -61,6 +65,7 @@ class Session:
         self.network: LocalNetwork | None = None
         self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
+        self._probed = False  # looked for another environment on the network
         if options.connect is not None:
             self.host, self.port = parse_address(options.connect)  # ValueError on a typo, before anything starts
         else:
@@ -87,6 +92,9 @@ class Session:
                 ).start()
                 self.host, self.port = self.network.host, self.network.port
                 auth.use_token(self.network.token)  # this process's components join with it
+            if self.options.embed_env and not self.embedded and not self._probed:
+                self._refuse_a_second_environment()  # once: on reconnect ours may still be listed
+                self._probed = True
             if self.options.embed_env:
                 self.environment = VectorEnvironmentComponent(
                     self.host,
@@ -103,10 +111,25 @@ class Session:
                 self.recorder.address = self.address
             remote_runs = None if self.options.embed_env else self._remote_run_sent
             self.control = ControlClient(self.host, self.port, on_event=self._control_event, on_run_sent=remote_runs)
+            self.control.expects_run_id = self.options.embed_env
         except Exception:
             self.close()
             raise
         return self
+
+    def _refuse_a_second_environment(self) -> None:
+        """Two environments answer every start twice and flood the network: look first.
+
+        Our broker lists its clients in its stats; another broker is not asked (no stats)."""
+        probe = ControlClient(self.host, self.port, name="control")
+        try:
+            stats = probe.wait_stats(defaults.ENV_PROBE_TIMEOUT)
+        finally:
+            probe.close()
+        if stats is not None and "environment" in stats.clients:
+            raise AnotherEnvironment(
+                f"an environment is already on {self.address}: add --no-env to use it instead of starting ours"
+            )
 
     def _control_event(self, event) -> None:
         if self.recorder is not None and not self.options.embed_env:

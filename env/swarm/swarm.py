@@ -25,6 +25,8 @@ from cartpole_tui.env.wire.transport import ConnectionLost
 
 log = logging.getLogger(__name__)
 
+PARTS = ("models", "aggregation", "evolution")
+
 
 class Swarm:
     """Models, aggregation and evolution in this process (one client and thread each).
@@ -43,18 +45,32 @@ class Swarm:
         on_disconnect: Callable[[str], None] | None = None,
         load: str | None = None,
         save: str | None = None,
+        only: str | None = None,
     ):
+        if only not in (None, *PARTS):
+            raise ValueError(f"--only must be one of {', '.join(PARTS)}, got {only!r}")
+        if save is not None and only not in (None, "evolution"):
+            raise ValueError("--save writes what our evolution makes: not with --only models or aggregation")
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
         seeds = np.random.SeedSequence(seed).generate_state(3) if seed is not None else (None,) * 3
         seeds = [None if s is None else int(s) for s in seeds]
         self.components = []
+        self.evolution = self.aggregation = self.models = None
+        wanted = PARTS if only is None else (only,)  # one part beside published ones: a mixed network
         try:
-            self.evolution = self._add(Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect))
-            self.aggregation = self._add(
-                Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
-            )
-            self.models = self._add(ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect))
+            if "evolution" in wanted:
+                self.evolution = self._add(
+                    Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect)
+                )
+            if "aggregation" in wanted:
+                self.aggregation = self._add(
+                    Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
+                )
+            if "models" in wanted:
+                self.models = self._add(
+                    ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect)
+                )
         except Exception:
             self.close()
             raise
@@ -67,8 +83,10 @@ class Swarm:
             except ValueError:
                 self.close()
                 raise  # a bad file is said before anything runs
-            self.models.population.weights[...] = saved.fit(self.restored.weights, models)
-            self.evolution.generations = self.restored.generation
+            if self.models is not None:
+                self.models.population.weights[...] = saved.fit(self.restored.weights, models)
+            if self.evolution is not None:
+                self.evolution.generations = self.restored.generation
         if save is not None:
             self.evolution.on_generation = self._save
 
@@ -100,6 +118,7 @@ def serve_swarm(
     *,
     load: str | None = None,
     save: str | None = None,
+    only: str | None = None,
 ) -> None:
     """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
     lost: list[str] = []
@@ -109,7 +128,7 @@ def serve_swarm(
         lost.append(reason)
         gone.set()
 
-    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save).start()
+    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save, only=only).start()
     try:
         while not gone.wait(0.5):
             pass

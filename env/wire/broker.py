@@ -10,6 +10,8 @@ of several brokers sharing the network's rooms over NATS.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import selectors
@@ -25,6 +27,12 @@ from cartpole_tui.env.wire import auth, batch, protocol
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 8 * 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024  # all peers' unfinished frames and outboxes together
+FRAME_TIMEOUT = 10.0  # s a frame may take to arrive whole
+MAX_ROOMS = 10_000
+STATS_MAX_ROOMS = 100  # the busiest rooms in a stats message; STATS_MAX_CLIENTS names
+STATS_MAX_CLIENTS = 200
+_ACCEPT_BACKOFF = (0.05, 1.0)  # s: first and longest pause of accept() after it failed
 _RECV_SIZE = 1 << 18
 _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
 # Linux only: swergio 0.0.2 clients write header and body in two send()s without
@@ -44,6 +52,26 @@ def _quickack(sock: socket.socket) -> None:
         pass
 
 
+_KEPT_ROOMS = frozenset((*protocol.NETWORK_ROOMS, protocol.STATS_ROOM))
+
+
+def _load_malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _return_memory() -> None:
+    """Give freed heap back to the system: a dead reader's outbox is many small frames that
+    glibc otherwise keeps (100 MB of 20 dead readers' outboxes stayed after they were gone)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 @dataclass(eq=False)
 class Peer:
     """One connected client as the broker sees it."""
@@ -54,6 +82,7 @@ class Peer:
     rooms: set[str] = field(default_factory=set)
     inbox: bytearray = field(default_factory=bytearray)  # the start of a frame still arriving
     awaiting: int = 0  # bytes the frame in the inbox needs in all
+    inbox_since: float = 0.0  # when the unfinished frame in the inbox began to arrive
     outbox: deque = field(default_factory=deque)
     outbox_bytes: int = 0
     doomed: str | None = None  # the reason it is to be closed, once it is
@@ -90,7 +119,16 @@ class Broker:
         relay=None,
         token: str | None = None,
         trust: tuple = (),
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        frame_timeout: float = FRAME_TIMEOUT,
     ):
+        self.memory_budget = memory_budget
+        self.frame_timeout = frame_timeout
+        self._accept_paused_until: float | None = None
+        self._accept_backoff = _ACCEPT_BACKOFF[0]
+        self._accept_failures = 0
+        self._accept_logged = 0.0
+        self._next_sweep = 0.0
         self.max_frame = max_frame
         self.max_outbox = max_outbox
         self.enable_logging = enable_logging
@@ -137,7 +175,7 @@ class Broker:
         log.info("broker listening on %s", self.address)
         try:
             while not self._stopping:
-                for key, mask in self._selector.select(timeout=1.0):
+                for key, mask in self._selector.select(timeout=self._select_timeout()):
                     if key.fileobj is self._listener:
                         self._accept()
                     elif key.data == "wake":
@@ -147,6 +185,8 @@ class Broker:
                     else:
                         self._serve(key.data, mask)
                 self._publish_stats_when_due()
+                self._resume_accepting_when_due()
+                self._sweep_unfinished_frames()
         finally:
             for peer in list(self._peers):
                 self._close(peer, "broker shutting down")
@@ -194,7 +234,10 @@ class Broker:
             return
         self._next_stats = now + protocol.STATS_INTERVAL
         snapshot = self.stats()
-        snapshot["rooms"] = {room: [c.members, c.messages, c.bytes] for room, c in snapshot["rooms"].items()}
+        busiest = sorted(snapshot["rooms"].items(), key=lambda item: -item[1].messages)[:STATS_MAX_ROOMS]
+        rooms = {room: [c.members, c.messages, c.bytes] for room, c in busiest}
+        clients = snapshot["clients"][:STATS_MAX_CLIENTS]  # bounded: one stats message a second to each member
+        snapshot = {**snapshot, "rooms": rooms, "clients": clients, "all_clients": len(snapshot["clients"])}
         if self.relay is not None:  # the whole network's figures: every gateway's clients and rooms
             snapshot = self.relay.network_stats(snapshot)
         if not members:
@@ -206,6 +249,30 @@ class Broker:
 
     # --- connections ----------------------------------------------------------------
 
+    def _select_timeout(self) -> float:
+        if self._accept_paused_until is None:
+            return 1.0
+        return max(0.0, min(1.0, self._accept_paused_until - time.monotonic()))
+
+    def _pause_accepting(self, error: OSError) -> None:
+        """accept() failed (e.g. out of file descriptors): the connection stays in the backlog
+        and the listener stays readable, so stop selecting it for a while instead of spinning."""
+        now = time.monotonic()
+        self._accept_failures += 1
+        if now - self._accept_logged >= 1.0:  # one line a second, however often it fails
+            log.warning(
+                "accept failed %d time(s): %s; pausing %.2fs", self._accept_failures, error, self._accept_backoff
+            )
+            self._accept_logged, self._accept_failures = now, 0
+        self._selector.unregister(self._listener)
+        self._accept_paused_until = now + self._accept_backoff
+        self._accept_backoff = min(_ACCEPT_BACKOFF[1], self._accept_backoff * 2)
+
+    def _resume_accepting_when_due(self) -> None:
+        if self._accept_paused_until is not None and time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ, None)
+
     def _accept(self) -> None:
         while True:
             try:
@@ -213,8 +280,9 @@ class Broker:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # e.g. out of file descriptors: keep serving the others
-                log.warning("accept failed: %s", error)
+                self._pause_accepting(error)
                 return
+            self._accept_backoff = _ACCEPT_BACKOFF[0]
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = Peer(sock, f"{addr[0]}:{addr[1]}")
@@ -256,8 +324,14 @@ class Broker:
             for room in peer.rooms:
                 self._rooms.get(room, set()).discard(peer)
                 self._interest("room", room, False)
+                self._free_if_empty(room)
         if peer.name:
             self._interest("client", peer.name, False)
+        held = peer.outbox_bytes + len(peer.inbox)
+        peer.outbox.clear()
+        peer.inbox = bytearray()
+        if held >= 1 << 20:
+            _return_memory()
         try:
             self._selector.unregister(peer.sock)
         except (KeyError, ValueError):
@@ -289,6 +363,7 @@ class Broker:
         if split:
             peer.inbox += data
             if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+                self._check_budget(peer)
                 _quickack(peer.sock)
                 return
             data = bytes(peer.inbox)
@@ -312,10 +387,32 @@ class Broker:
             self._doom(peer, f"malformed frame: {error}")
             return
         finally:
+            had = bool(peer.inbox)
             peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
+            if peer.inbox and (offset or not had):  # a new frame began: its clock starts
+                peer.inbox_since = time.monotonic()
             self._flush_batch()
             if split or peer.inbox:  # frames in pieces: a client writing them in two sends
                 _quickack(peer.sock)
+
+    def _buffered(self) -> int:
+        return sum(len(p.inbox) + p.outbox_bytes for p in self._peers)
+
+    def _check_budget(self, peer: Peer) -> None:
+        """Doom ``peer`` when its unfinished frame takes the broker over its memory budget."""
+        if len(peer.inbox) >= 1 << 20 and self._buffered() > self.memory_budget:
+            self._doom(peer, f"over the broker's memory budget ({self.memory_budget} bytes buffered in all)")
+
+    def _sweep_unfinished_frames(self) -> None:
+        """Once a second: close peers whose frame has not arrived whole within frame_timeout."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for peer in tuple(self._peers):
+            if peer.inbox and now - peer.inbox_since > self.frame_timeout:
+                self._doom(peer, f"a frame unfinished after {self.frame_timeout:.0f}s")
+        self._close_doomed()
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
@@ -333,10 +430,17 @@ class Broker:
             return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._membership(peer, message, join=kind == protocol.JOINROOM)
-        if "SENT_BY" not in message or auth.TOKEN_KEY in message:
-            message.pop(auth.TOKEN_KEY, None)  # the token goes no further than the broker
+        if auth.TOKEN_KEY in message:  # a REGISTER: the token goes no further than the broker
+            message.pop(auth.TOKEN_KEY)
             message.setdefault("SENT_BY", peer.name or peer.address)
-            frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))
+            frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))  # small: re-encoded
+        elif "SENT_BY" not in message:
+            message["SENT_BY"] = peer.name or peer.address
+            frame = self._with_sent_by(frame, message["SENT_BY"])
+            if frame is None:
+                self.undeliverable += 1
+                log.warning("%s: a frame with SENT_BY added would be over the cap; dropped", peer.label)
+                return
         self._route(peer, message, frame)
 
     def _admit(self, peer: Peer, message: dict) -> bool:
@@ -355,6 +459,16 @@ class Broker:
         self._doom(peer, reason)
         return False
 
+    def _with_sent_by(self, frame: bytes, name: str) -> bytes | None:
+        """``frame`` with SENT_BY added as its first key, the body otherwise byte for byte
+        as sent (re-encoding could grow it past the cap); None when it would exceed the cap."""
+        body = frame[protocol.HEADER_LENGTH :]
+        brace = body.index(b"{")  # decode_body accepted it: an object, maybe after whitespace
+        field = b'{"SENT_BY":' + json.dumps(name).encode(protocol.FORMAT) + b","
+        if len(body) + len(field) - 1 > self.max_frame:
+            return None
+        return protocol.frame_bytes(field + body[brace + 1 :])
+
     def _register(self, peer: Peer, message: dict) -> None:
         name = message.get("NAME")
         if not isinstance(name, str) or not name:
@@ -371,6 +485,12 @@ class Broker:
             peer.batch = message.get(batch.BATCH) is True
         log.info("%s registered as %s", peer.address, name)
 
+    def _free_if_empty(self, room: str) -> None:
+        """Forget a room nobody is in (the network's own rooms keep their counters)."""
+        if not self._rooms.get(room) and room not in protocol.RESERVED_ROOMS and room not in _KEPT_ROOMS:
+            self._rooms.pop(room, None)
+            self._counters.pop(room, None)
+
     def _membership(self, peer: Peer, message: dict, join: bool) -> None:
         room = message.get("ROOM")
         if not isinstance(room, str):
@@ -379,6 +499,9 @@ class Broker:
         if join != (room in peer.rooms):
             self._interest("room", room, join)
         with self._stats_lock:
+            if join and room not in self._rooms and len(self._rooms) >= MAX_ROOMS:
+                log.warning("%s: JOINROOM refused: %d rooms already", peer.label, MAX_ROOMS)
+                return
             if join:
                 self._rooms.setdefault(room, set()).add(peer)
                 self._counters.setdefault(room, RoomCounters())
@@ -386,6 +509,7 @@ class Broker:
             elif room in peer.rooms:
                 self._rooms[room].discard(peer)
                 peer.rooms.discard(room)
+                self._free_if_empty(room)
 
     def _interest(self, kind: str, name: str, joined: bool) -> None:
         """Gateway mode: the relay follows a room's or a name's local membership."""
@@ -479,7 +603,7 @@ class Broker:
         if peer.doomed is not None:
             return
         if peer.outbox:
-            if peer.outbox_bytes + len(frame) > self.max_outbox:
+            if peer.outbox_bytes + len(frame) > self.max_outbox or self._buffered() + len(frame) > self.memory_budget:
                 self._doom(peer, f"stopped reading ({peer.outbox_bytes} bytes waiting)")
                 return
             peer.outbox.append(memoryview(frame))

@@ -17,6 +17,9 @@ from typing import Any
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+MAX_EPISODES = 10**9  # NR_OF_EPISODE; far above any run, far below SQLite's 2**63
+MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seed range
+MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
 
 # Message type ids (swergio.MESSAGE_TYPE.*.id).
 CUSTOM = "DATA/CUSTOM"
@@ -55,6 +58,19 @@ class FrameError(ValueError):
 
 class ProtocolError(ValueError):
     """A well-formed message whose content is not what the contract allows."""
+
+
+# C0 controls, DEL and C1 controls (ESC, CSI 0x9b, ...): never let a peer's text reach a terminal raw.
+_CONTROLS = {c: " " if c in (9, 10, 13) else "\ufffd" for c in (*range(0x20), *range(0x7F, 0xA0))}
+TEXT_LIMIT = 300
+
+
+def clean_text(value: Any, limit: int = TEXT_LIMIT) -> str:
+    """A peer's value as one printable line: control characters replaced, at most ``limit`` chars."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.translate(_CONTROLS)
 
 
 def new_id() -> str:
@@ -188,15 +204,25 @@ def broker_stats(stats: dict) -> dict:
 def parse_start(message: dict) -> tuple[int, bool, int | None]:
     """(episodes, deterministic, seed) of a start message; ProtocolError when invalid."""
     episodes = message.get("NR_OF_EPISODE")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ProtocolError(f"NR_OF_EPISODE must be a whole number >= 1, got {episodes!r}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
+        raise ProtocolError(f"NR_OF_EPISODE must be a whole number 1..{MAX_EPISODES}, got {clean_text(episodes, 40)}")
     deterministic = message.get("DETERMINISTIC", False)
     if not isinstance(deterministic, bool):
         raise ProtocolError(f"DETERMINISTIC must be true or false, got {deterministic!r}")
     seed = message.get("SEED")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ProtocolError(f"SEED must be a whole number, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ProtocolError(f"SEED must be a whole number 0..{MAX_SEED}, got {clean_text(seed, 40)}")
     return episodes, deterministic, seed
+
+
+def parse_run_id(message: dict) -> str | None:
+    """The start's RUN_ID (an addition): None when absent; ProtocolError when not a short string."""
+    run_id = message.get("RUN_ID")
+    if run_id is None:
+        return None
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID:
+        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters")
+    return run_id
 
 
 def parse_action(message: dict, n_actions: int) -> int:

@@ -14,13 +14,15 @@ from dataclasses import replace
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError, RunFinished
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
@@ -141,10 +143,20 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
-            progress.console.print(f"[yellow]{event.source}: {event.text}[/]")
+            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
 
-    with _open_session(args, on_event) as session, progress:
-        result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
+    with _open_session(args, on_event) as session, progress, _signals_as_interrupts() as caught:
+        try:
+            result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
+        except KeyboardInterrupt:
+            result = _stop_interrupted(session)
+            progress.stop()
+            print(
+                f"cartpole-tui: {caught.name}: run stopped; average score {result.avg_score:.2f} over "
+                f"{result.episodes} finished episodes",
+                file=sys.stderr,
+            )
+            return caught.code
     if args.json:
         print(
             json.dumps(
@@ -161,6 +173,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
+
+
+class _Caught:
+    """Which signal ended a command: its name and the shell's exit code (128 + number)."""
+
+    name, code = "interrupted", 130
+
+
+@contextmanager
+def _signals_as_interrupts():
+    """SIGTERM as Ctrl-C (KeyboardInterrupt) while inside; says which one it was."""
+    caught = _Caught()
+
+    def on_term(*_):
+        caught.name, caught.code = "terminated", 143
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_interrupted(session: Session) -> RunFinished:
+    """Ask the environment to STOP; its ENV_DONE (STOPPED) records the run. Without one in
+    time (the published environment knows no STOP) the run is recorded as stopped here."""
+    control = session.control
+    try:
+        control.stop_run()
+        return control.wait_run(idle_timeout=defaults.STOP_ANSWER_TIMEOUT)
+    except (ControlTimeout, ConnectionError, KeyboardInterrupt):
+        scores = control.scores()
+        avg = sum(scores) / len(scores) if scores else 0.0
+        result = RunFinished(control.run_id, avg, len(scores), stopped=True, scores=scores)
+        if session.recorder is not None and result.run_id is not None:
+            session.recorder.on_run_finished(result)
+        return result
 
 
 def schedule(args: argparse.Namespace) -> int:
@@ -219,11 +269,12 @@ def schedule(args: argparse.Namespace) -> int:
 
 def swarm(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
-    print(f"swarm of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
+    what = f"swarm {args.only}" if args.only else "swarm"
+    print(f"{what} of {args.models} models connecting to {args.connect}; Ctrl-C to stop", flush=True)
     with reported_failures():
         if args.load is not None and not os.path.exists(args.load):
             raise CommandError(f"--load {args.load}: no such file")
-        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save)
+        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only)
     return 0
 
 
@@ -235,7 +286,8 @@ def evolve(args: argparse.Namespace) -> int:
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
-    print(f"evolution done in {done.seconds:.2f}s (EVO_DONE)")
+    at = time.strftime("%H:%M:%S", time.localtime(done.at))
+    print(f"evolution done in {done.seconds:.2f}s (EVO_DONE from {done.sent_by} at {at})")
     return 0
 
 
@@ -278,7 +330,11 @@ def export(args: argparse.Namespace) -> int:
     """To ``--output``, or standard output for none or "-"."""
     with reported_failures():
         if args.output in (None, "-"):
-            export_runs(args.db, args.runs, args.format, sys.stdout)
+            try:
+                export_runs(args.db, args.runs, args.format, sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # e.g. `| head -1`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         written = export_to_file(args.db, args.runs, args.format, args.output)
     print(f"exported to {written}", file=sys.stderr)

@@ -245,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--seed", type=int)
     swarm.add_argument("--load", metavar="FILE", help="start from this population file (.npz, see the README)")
     swarm.add_argument("--save", metavar="FILE", help="write the population to FILE after every evolution")
+    swarm.add_argument(
+        "--only",
+        choices=("models", "aggregation", "evolution"),
+        help="only this part, beside published components for the others (a mixed network)",
+    )
 
     broker = sub.add_parser("broker", help="the broker alone")
     broker.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Label
@@ -90,7 +91,7 @@ class ControlPanel(Horizontal):
         self.query_one("#deterministic", Checkbox).toggle()
 
     def show_evolution(self, text: str) -> None:
-        self.query_one("#evo-state", Label).update(f"evo: {text}")
+        self.query_one("#evo-state", Label).update(Text(f"evo: {text}"))  # may hold a peer's name
 
     def show_running(self, running: bool) -> None:
         self.query_one("#start", Button).disabled = running

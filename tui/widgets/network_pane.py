@@ -59,7 +59,7 @@ class NetworkPane(Static):
         for room, (members, messages, size) in busiest:
             if room == protocol.STATS_ROOM:
                 continue
-            table.add_row(room, str(members), human(self._rate(room)), human(messages), human(size))
+            table.add_row(Text(room), str(members), human(self._rate(room)), human(messages), human(size))
         distinct = sorted(set(names))
         shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)
         table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}", style="dim")

@@ -1,0 +1,75 @@
+"""What the broker's stats say about the network's health: who left, and which room stalls.
+
+Our broker sends its counters to the stats room each second (clients by name, messages per
+room). Comparing two snapshots names a component that left within ~2 s (a `kill -9` is
+seen by the broker at once), and while a run goes, the room that stopped answering.
+Other brokers send no stats: then only the control client's idle time-out applies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.runtime.events import BrokerStats, NetworkError
+from cartpole_tui.env.wire import protocol
+
+_STEP_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
+_QUIET = ("control", "(unregistered)")  # control clients (`evolve`, `run`) come and go by design
+
+
+class NetworkHealth:
+    """Fed every BrokerStats (and whether a run is going); returns the warnings to show."""
+
+    def __init__(self, stall_seconds: float = defaults.STALL_SECONDS):
+        self.stall_seconds = stall_seconds
+        self.clients: tuple[str, ...] | None = None
+        self._counts: dict[str, int] | None = None  # step rooms' messages at the last observation
+        self._run_start: dict[str, int] | None = None  # ... when the run was first seen going
+        self._since = 0.0  # when the observation count last moved
+        self._reported = False
+        self._k: int | None = None  # LOGITS per observation in the last window observations moved
+        self._k_before: int | None = None  # ... in the window before (the last may hold an unanswered one)
+
+    def observe(self, stats: BrokerStats, running: bool) -> list[NetworkError]:
+        warnings = [NetworkError(name, f"{name} left the network") for name in self._left(stats.clients)]
+        counts = {room: stats.rooms.get(room, (0, 0, 0))[1] for room in _STEP_ROOMS}
+        if not running:
+            self._run_start = None
+        elif self._run_start is None:
+            self._run_start = self._counts or counts
+        if not running or self._counts is None or counts[protocol.OBSERVATION] != self._counts[protocol.OBSERVATION]:
+            if running and self._counts is not None:  # LOGITS per observation, as last seen flowing
+                moved = counts[protocol.OBSERVATION] - self._counts[protocol.OBSERVATION]
+                self._k_before, self._k = (
+                    self._k,
+                    round((counts[protocol.LOGITS] - self._counts[protocol.LOGITS]) / moved),
+                )
+            self._counts, self._since, self._reported = counts, stats.at, False
+        elif not self._reported and stats.at - self._since >= self.stall_seconds:
+            self._reported = True
+            warnings.append(self._stalled(counts, stats.at - self._since))
+        return warnings
+
+    def _left(self, clients: tuple[str, ...]) -> list[str]:
+        before, self.clients = self.clients, clients
+        if before is None:
+            return []
+        gone = Counter(before) - Counter(clients)
+        return sorted(name for name in gone.elements() if name not in _QUIET)
+
+    def _stalled(self, counts: dict[str, int], seconds: float) -> NetworkError:
+        # Counts since the run began: one ACTION per observation but the last, and K LOGITS per
+        # observation (K estimated from them), tell which room the chain stopped at.
+        start = self._run_start or {}
+        if counts[protocol.OBSERVATION] == start.get(protocol.OBSERVATION):
+            start = {}  # first seen mid-run: the counts since the broker began are the best guess
+        obs, logits, actions = (counts[room] - start.get(room, 0) for room in _STEP_ROOMS)
+        per_observation = next((k for k in (self._k_before, self._k) if k), round(logits / obs) if obs else 0)
+        if actions >= obs:
+            room, what = protocol.OBSERVATION, "the environment sent no observation after the last ACTION"
+        elif not logits or logits < per_observation * obs:
+            room, what = protocol.LOGITS, "no model answered the last observation"
+        else:
+            room, what = protocol.ACTION, "the aggregation sent no ACTION for the last observation"
+        return NetworkError(room, f"run stalled: {what} for {seconds:.0f}s (room {room})")

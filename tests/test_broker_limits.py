@@ -1,0 +1,156 @@
+"""The broker under resource pressure: descriptors, memory, rooms, unfinished frames, bystanders."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire.broker import STATS_MAX_ROOMS, Broker
+from tests.conftest import free_port, wait_for
+
+HOST = "127.0.0.1"
+CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+
+
+def join(port: int, name: str, *rooms: str) -> socket.socket:
+    sock = socket.create_connection((HOST, port))
+    frames = [{"ID": "r", "TYPE": protocol.REGISTER, "NAME": name, "TO_ROOM": protocol.COMMAND_ROOM}]
+    frames += [{"ID": "j", "TYPE": protocol.JOINROOM, "ROOM": r, "TO_ROOM": protocol.COMMAND_ROOM} for r in rooms]
+    sock.sendall(b"".join(protocol.encode_frame(f) for f in frames))
+    return sock
+
+
+def read_message(sock_or_reader, timeout: float = 5.0) -> dict:
+    """One message from a socket (its first) or from a reader made once per socket."""
+    if isinstance(sock_or_reader, socket.socket):
+        sock_or_reader.settimeout(timeout)
+        sock_or_reader = sock_or_reader.makefile("rb")
+    reader = sock_or_reader
+    header = reader.read(protocol.HEADER_LENGTH)
+    return json.loads(reader.read(int(header)))
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_the_broker_backs_off_logs_once_a_second_and_recovers(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "broker.log", "w")  # noqa: SIM115 (the child writes it for the whole test)
+    broker = subprocess.Popen(
+        ["prlimit", "--nofile=64:64", CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    extra = []
+    try:
+        assert "listening" in broker.stdout.readline()
+        extra = [socket.create_connection((HOST, port)) for _ in range(80)]  # the backlog takes the rest
+        cpu_before, started = cpu_seconds(broker.pid), time.monotonic()
+        threading.Event().wait(3.0)  # a window to measure over, not a synchronisation
+        elapsed = time.monotonic() - started
+        assert cpu_seconds(broker.pid) - cpu_before < 0.3 * elapsed  # was 100 %
+        failures = (tmp_path / "broker.log").read_text().count("accept failed")
+        assert 1 <= failures <= elapsed + 2  # was ~400k lines in 6 s
+        for sock in extra:
+            sock.close()
+        extra = []
+        probe = join(port, "after", "room")  # descriptors free again: it serves
+        wait_for(lambda: probe.send(b"") == 0, 5, "a new connection")
+        probe.close()
+    finally:
+        for sock in extra:
+            sock.close()
+        broker.terminate()
+        broker.wait(10)
+        log.close()
+
+
+def test_an_unfinished_frame_is_timed_out_and_the_budget_holds():
+    broker = Broker(HOST, 0, frame_timeout=1.0, memory_budget=8 << 20).start()
+    try:
+        slow = join(broker.port, "slow")
+        slow.sendall(b"100       " + b"{")  # a frame that never ends
+        hogs = [join(broker.port, f"hog{i}") for i in range(4)]
+        for hog in hogs:  # 3 MiB of an unfinished 15 MiB frame each: 12 MiB > the 8 MiB budget
+            hog.sendall(f"{15 << 20:<10}".encode() + b"x" * (3 << 20))
+        wait_for(
+            lambda: "slow" not in (clients := broker.stats()["clients"]) and len(clients) <= 3,
+            10,
+            "the unfinished frame timed out and the hogs over the budget closed",
+        )
+        assert sum(len(p.inbox) for p in broker._peers) <= 8 << 20
+    finally:
+        broker.stop()
+
+
+def test_empty_rooms_are_freed_and_stats_are_bounded():
+    broker = Broker(HOST, 0).start()
+    try:
+        watcher = join(broker.port, "watcher", protocol.STATS_ROOM)
+        for i in range(300):
+            join(broker.port, f"c{i}", f"room-{i}").close()
+        wait_for(lambda: len(broker.stats()["rooms"]) <= 10, 10, "the empty rooms to be freed")
+        stats = read_message(watcher)["STATS"]
+        assert len(stats["rooms"]) <= STATS_MAX_ROOMS
+        watcher.close()
+    finally:
+        broker.stop()
+
+
+# --- properties: arbitrary byte streams -------------------------------------------------------------------
+
+_BROKER: Broker | None = None
+
+
+def shared_broker() -> Broker:
+    global _BROKER
+    if _BROKER is None:
+        _BROKER = Broker(HOST, 0, max_frame=1 << 16).start()
+    return _BROKER
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.builds(lambda n: f"{n:<10}".encode(), st.integers(0, 10**12)),
+            st.just(protocol.encode_frame({"TYPE": protocol.CUSTOM, "TO_ROOM": "prop", "X": 1})),
+        ),
+        max_size=8,
+    )
+)
+def test_a_bystander_keeps_receiving_whatever_another_peer_sends(chunks):
+    broker = shared_broker()
+    bystander = join(broker.port, "bystander", "prop")
+    sender = join(broker.port, "sender")
+    hostile = join(broker.port, "hostile", "prop")
+    try:
+        for chunk in chunks:
+            try:
+                hostile.sendall(chunk)
+            except OSError:
+                break  # the broker closed it: allowed
+        sender.sendall(protocol.encode_frame({"TYPE": protocol.CUSTOM, "TO_ROOM": "prop", "MARK": "ok"}))
+        bystander.settimeout(5.0)
+        reader = bystander.makefile("rb")
+        for _ in range(len(chunks) + 1):
+            message = read_message(reader)
+            if message.get("MARK") == "ok":
+                break
+        else:
+            raise AssertionError("the bystander did not get the mark")
+    finally:
+        for sock in (bystander, sender, hostile):
+            sock.close()
+    assert broker._thread.is_alive()

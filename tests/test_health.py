@@ -1,0 +1,145 @@
+"""Stalls, components leaving, a second environment: told within seconds, named."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.wire.transport import Component
+from tests.conftest import wait_for
+from tests.published import PublishedAggregation, PublishedModel
+
+HOST = "127.0.0.1"
+CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_component_that_dies_is_named_within_3_seconds(broker):
+    events = []
+    control = ControlClient(HOST, broker.port, on_event=events.append)
+    victim = Component("swarm-part", HOST, broker.port)
+    try:
+        wait_for(lambda: control.stats and "swarm-part" in control.stats.clients, 5, "the victim in the stats")
+        victim.client.shutdown(socket.SHUT_RDWR)  # as kill -9: no DISCONNECT
+        gone = time.monotonic()
+        wait_for(lambda: any("swarm-part left the network" in getattr(e, "text", "") for e in events), 5, "left")
+        assert time.monotonic() - gone <= 3.0
+    finally:
+        control.close()
+
+
+def test_a_stalled_run_is_reported_naming_the_room(broker):
+    models = [PublishedModel(broker.port, seed) for seed in range(19)]  # one short: it never answers
+    aggregation = PublishedAggregation(broker.port)
+    try:
+        wait_for(lambda: broker.stats()["rooms"]["logits"].members == 20, 10, "models and aggregation")
+        result = cli(
+            "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "1", "--db", ":memory:", "--timeout", "6"
+        )
+        assert result.returncode == 1
+        assert "action: run stalled: the aggregation sent no ACTION for the last observation" in result.stderr
+    finally:
+        for part in [*models, aggregation]:
+            part.client.close()
+
+
+def test_a_second_environment_is_refused(broker):
+    env = EnvironmentComponent(HOST, broker.port).start()
+    try:
+        wait_for(lambda: "environment" in broker.stats()["clients"], 5, "the first environment")
+        result = cli("run", "--connect", f"{HOST}:{broker.port}", "--episodes", "1", "--db", ":memory:")
+        assert result.returncode == 1 and "--no-env" in result.stderr and "Traceback" not in result.stderr
+        assert broker.stats()["clients"].count("environment") == 1
+    finally:
+        env.close()
+
+
+def stats(at: float, obs: int, logits: int, actions: int, clients=("environment",)):
+    from cartpole_tui.env.runtime.events import BrokerStats
+
+    rooms = {"observation": (1, obs, 0), "logits": (1, logits, 0), "action": (1, actions, 0)}
+    return BrokerStats(tuple(clients), rooms, 0, 0, at)
+
+
+def stalled_room(*steps) -> str:
+    from cartpole_tui.env.components.health import NetworkHealth
+
+    health = NetworkHealth(stall_seconds=3)
+    health.observe(stats(0, 0, 0, 0), running=False)
+    warnings = []
+    for at, counts in enumerate(steps, start=1):
+        warnings += health.observe(stats(at, *counts), running=True)
+    (warning,) = warnings
+    return warning.source
+
+
+def test_the_stalled_room_is_told_from_the_counts():
+    healthy = [(10, 200, 9), (20, 400, 19)]
+    assert stalled_room(*healthy, *[(21, 420, 21)] * 4) == "observation"  # the environment went quiet
+    assert stalled_room(*healthy, *[(21, 400, 20)] * 4) == "logits"  # the models went quiet
+    assert stalled_room(*healthy, *[(21, 420, 20)] * 4) == "action"  # the aggregation went quiet
+    assert stalled_room(*[(1, 19, 0)] * 5) == "action"  # 19 models: the published aggregation waits for 20
+
+
+async def test_the_app_names_a_stalled_room_and_a_component_that_left(tmp_path, broker):
+    from textual.widgets import Input, RichLog
+
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from tests.conftest import polls
+
+    models = [PublishedModel(broker.port, seed) for seed in range(19)]
+    aggregation = PublishedAggregation(broker.port)
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}"), db_path=str(tmp_path / "r.sqlite3"))
+
+    def log() -> str:
+        return "\n".join(line.text for line in app.query_one("#log-pane", RichLog).lines)
+
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for ready in polls(lambda: app.connection == "connected", 20, "connected"):
+                if not ready:
+                    await pilot.pause(0.02)
+            app.query_one("#episodes", Input).value = "1"
+            await pilot.press("s")
+            for ready in polls(lambda: "action: run stalled" in log(), 20, "the stall in the log"):
+                if not ready:
+                    await pilot.pause(0.05)
+            aggregation.client.client.shutdown(socket.SHUT_RDWR)  # gone without a word
+            for ready in polls(lambda: "aggregation left the network" in log(), 5, "the departure in the log"):
+                if not ready:
+                    await pilot.pause(0.05)
+    finally:
+        for part in [*models, aggregation]:
+            try:
+                part.client.close()
+            except OSError:
+                pass
+
+
+async def test_the_app_refuses_a_second_environment_and_says_no_env(tmp_path, broker):
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from cartpole_tui.tui.screens.modals import UnreachableScreen
+    from tests.conftest import polls, screen_text
+
+    env = EnvironmentComponent(HOST, broker.port).start()
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}"), db_path=str(tmp_path / "r.sqlite3"))
+    try:
+        wait_for(lambda: "environment" in broker.stats()["clients"], 5, "the first environment")
+        async with app.run_test(size=(120, 40)) as pilot:
+            refused = lambda: isinstance(app.screen, UnreachableScreen) and "--no-env" in screen_text(app)  # noqa: E731
+            for ready in polls(refused, 20, "the refusal saying --no-env"):
+                if not ready:
+                    await pilot.pause(0.02)
+            assert broker.stats()["clients"].count("environment") == 1
+    finally:
+        env.close()

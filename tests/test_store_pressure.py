@@ -1,0 +1,77 @@
+"""Run history under pressure: a lock held for long, a read-only filesystem for export."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import subprocess
+import threading
+
+from cartpole_tui.env.history.export import export_runs
+from cartpole_tui.env.history.store import RunStore
+from tests.conftest import wait_for
+from tests.test_store import saved_history, tmpfs  # noqa: F401 (fixture)
+
+
+def test_a_long_lock_delays_writes_and_they_catch_up(tmp_path):
+    db = str(tmp_path / "runs.sqlite3")
+    messages: list[str] = []
+    with RunStore.open(db, messages.append, busy_timeout=0.2) as store:
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another process's long write, 1 s: 5x the busy time-out
+        store.begin_run("r", episodes=500, deterministic=False, seed=None, env_id="CartPole-v1", address="", started=1)
+        for i in range(1, 301):
+            store.add_episode("r", i, float(i), i, 2.0 + i)
+        wait_for(lambda: any("delayed" in m for m in messages), 5, "the delay to be told")
+        threading.Event().wait(1.0)  # the lock is held for a while (what is tested), then let go
+        holder.execute("ROLLBACK")
+        holder.close()
+        wait_for(lambda: any("caught up" in m for m in messages), 10, "the catch-up to be told")
+        assert store.on_disk
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM episodes").fetchone()[0] == 300
+    assert len(messages) == 2
+
+
+def test_export_reads_a_history_on_a_read_only_filesystem(tmpfs):  # noqa: F811
+    folder = tmpfs("1m")
+    db = str(folder / "runs.sqlite3")
+    saved_history(db)
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    out = io.StringIO()
+    assert export_runs(db, None, "csv", out) == 1
+    assert "saved" in out.getvalue() or out.getvalue().count("\n") >= 4
+
+
+def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
+    import os
+    import signal
+    import sys
+
+    from cartpole_tui.env.components.control import ControlClient
+    from cartpole_tui.env.components.random_agent import RandomAgent
+    from cartpole_tui.env.runtime.events import EpisodeFinished
+
+    db = tmp_path / "env.sqlite3"
+    cli = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+    env = subprocess.Popen(
+        [cli, "env", "--connect", f"127.0.0.1:{broker.port}", "--db", str(db)], stdout=subprocess.PIPE, text=True
+    )
+    agent = RandomAgent("127.0.0.1", broker.port, seed=3).start()
+    told = []
+    control = ControlClient(
+        "127.0.0.1", broker.port, on_event=lambda e: isinstance(e, EpisodeFinished) and told.append(e)
+    )
+    try:
+        assert "Ctrl-C to stop" in env.stdout.readline()
+        control.start_run(10**6)
+        wait_for(lambda: len(told) >= 200, 30, "200 episodes")
+        env.send_signal(signal.SIGKILL)
+        env.wait(10)
+        reported = len(told)  # every EPISODE_DONE goes out after its episode was committed
+    finally:
+        control.close()
+        agent.close()
+    with sqlite3.connect(db) as conn:
+        saved = conn.execute("SELECT count(*) FROM episodes").fetchone()[0]
+    assert saved >= reported
