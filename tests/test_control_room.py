@@ -207,6 +207,11 @@ async def test_network_pane_humanises_counts_and_grows(tmp_path):
         text = "\n".join(line[box.x : box.right] for line in screen_text(app).splitlines()[box.y : box.bottom])
         assert "2.3M" in text and "46.4M" in text and "5.1G" in text and "…" not in text
         assert box.width >= 60  # 40 before, whatever the terminal's width
+        await pilot.resize_terminal(120, 40)  # the narrowest the pane shows at by itself
+        await pilot.pause()
+        box = app.main.network_box.region
+        text = "\n".join(line[box.x : box.right] for line in screen_text(app).splitlines()[box.y : box.bottom])
+        assert all(word in text for word in ("observation", "msg/s", "msgs", "bytes", "2.3M", "5.1G")), text
 
 
 async def test_progress_line_waits_hints_and_clears(tmp_path, broker):

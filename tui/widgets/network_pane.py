@@ -44,12 +44,12 @@ class NetworkPane(Static):
                 "\n",
                 ("room traffic shows when the broker is cartpole-tui's", "dim"),
             )
-        table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
+        table = Table(box=None, padding=(0, 1), pad_edge=False, expand=True, header_style="bold")
         for column, justify in (
             ("room", "left"),
             ("in", "right"),
             ("msg/s", "right"),
-            ("messages", "right"),
+            ("msgs", "right"),
             ("bytes", "right"),
         ):
             # counts are humanised (2.3M) so no column is ever cut; the room name may shorten
