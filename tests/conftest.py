@@ -102,3 +102,12 @@ def screen_text(app) -> str:
     """What a person sees on the app's active screen, as plain text lines."""
     # The compositor is what Textual paints the terminal from; there is no public reader of it.
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+@pytest.fixture
+def closing():
+    """Collects components and closes them after the test."""
+    items = []
+    yield items.append
+    for item in reversed(items):
+        item.close()

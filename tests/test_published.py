@@ -11,42 +11,22 @@ import subprocess
 import sys
 
 import pytest
-from swergio import Trigger
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.wire.transport import Component
 from tests.conftest import wait_for
-from tests.published import CUSTOM, NR_OF_MODELS, PublishedNetwork
+from tests.published import NR_OF_MODELS, PublishedNetwork
+from tests.test_swarm import Probe as SwarmProbe
+from tests.test_swarm import members
 
 HOST = "127.0.0.1"
 OBS = [0.01, -0.02, 0.03, 0.04]
 
 
-def members(broker, room: str) -> int:
-    rooms = broker.stats()["rooms"]
-    return rooms[room].members if room in rooms else 0
-
-
-class Probe:
-    """A client queueing every DATA/CUSTOM message of ``rooms``."""
-
-    def __init__(self, port: int, *rooms: str):
-        self.inbox: queue.Queue = queue.Queue()
-        self.client = Component("probe", HOST, port)
-        for room in rooms:
-            self.client.add_eventHandler(self.inbox.put, None, trigger=Trigger(CUSTOM, room))
-        self.client.start()
-
-    def send(self, room: str, **payload) -> dict:
-        message = protocol.custom(room, **payload)
-        self.client.send(message)
-        return message
-
-    def get(self, n: int = 1, timeout: float = 5.0) -> list[dict]:
-        return [self.inbox.get(timeout=timeout) for _ in range(n)]
+class Probe(SwarmProbe):
+    """A client queueing every DATA/CUSTOM message of ``rooms``; it can also tell a quiet room."""
 
     def quiet(self, timeout: float = 0.3) -> bool:
         try:

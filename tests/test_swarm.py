@@ -61,15 +61,6 @@ def members(broker, room: str) -> int:
     return rooms[room].members if room in rooms else 0
 
 
-@pytest.fixture
-def closing():
-    """Collects components and closes them after the test."""
-    items = []
-    yield items.append
-    for item in reversed(items):
-        item.close()
-
-
 # --- aggregation rules, no sockets ---------------------------------------------------------------------
 
 

@@ -135,14 +135,6 @@ def test_deterministic_steps_are_a_vote_per_instance():
 # --- on the wire ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def closing():
-    items = []
-    yield items.append
-    for item in reversed(items):
-        item.close()
-
-
 def members(broker, room: str) -> int:
     counters = broker.stats()["rooms"].get(room)
     return counters.members if counters else 0
