@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
@@ -94,7 +95,10 @@ def test_evolve_takes_the_first_evo_done_and_ignores_the_extra_ones(port):
     """The published evolution answers EVO_DONE once per incoming message (21 for 20 models)."""
     evolution = Client("evolution", "127.0.0.1", port, "utf-8", 10)
 
+    in_room = threading.Event()
+
     def on_control(msg):
+        in_room.set()
         if msg.get("EVOLUTION"):
             for _ in range(21):
                 evolution.send({"TYPE": "DATA/CUSTOM", "TO_ROOM": "control", "STATUS": "EVO_DONE", "ID": "e"})
@@ -108,6 +112,9 @@ def test_evolve_takes_the_first_evo_done_and_ignores_the_extra_ones(port):
     events = []
     control = ControlClient("127.0.0.1", port, on_event=events.append)
     try:
+        # swergio.Server has no stats to say who is in a room: knock until the evolution hears
+        knock = lambda: in_room.is_set() or control.client.send(protocol.custom("control", KNOCK=True))  # noqa: E731
+        wait_for(knock, 10, "the evolution to join the control room")
         control.evolve(timeout=10)
         wait_for(lambda: any(isinstance(e, NetworkError) for e in events), 10, "the marker after 21 EVO_DONEs")
         assert sum(type(e).__name__ == "EvolutionFinished" for e in events) == 1
