@@ -126,8 +126,9 @@ async def test_evolve_without_an_evolution_component_says_so(tmp_path, broker, a
         await until(pilot, lambda: "no evolution component answered" in log_text(app), what="the log line")
 
 
-async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
-    evolution = Client("evolution", "127.0.0.1", broker.port, "utf-8", 10)
+def plain_evolution(port: int) -> Client:
+    """An unmodified swergio 0.0.2 client answering EVOLUTION with a bare EVO_DONE (no report)."""
+    evolution = Client("evolution", "127.0.0.1", port, "utf-8", 10)
     evolution.add_eventHandler(
         lambda msg: {"STATUS": "EVO_DONE"} if msg.get("EVOLUTION") else None,
         MESSAGE_TYPE.DATA.CUSTOM,
@@ -135,6 +136,11 @@ async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, a
         trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"),
     )
     start_swergio_client(evolution)
+    return evolution
+
+
+async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
+    evolution = plain_evolution(broker.port)
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(100, 30)) as pilot:
         await connected(pilot)

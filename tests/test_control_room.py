@@ -4,8 +4,7 @@ progress line that tells the truth, the population and a run's details (issue 10
 from __future__ import annotations
 
 import pytest
-from swergio import MESSAGE_TYPE, Client, Trigger
-from test_app import connected, log_text, make_app, runs, start_run, until
+from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
 
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.runtime.events import BrokerStats
@@ -15,7 +14,7 @@ from cartpole_tui.tui.screens.modals import UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 from screenshots.demo_history import write_history
 
-from conftest import free_port, screen_text, start_swergio_client
+from conftest import free_port, screen_text
 
 
 def offline_app(tmp_path, history: bool = True) -> ControlRoomApp:
@@ -299,14 +298,7 @@ async def test_population_pane_shows_our_evolution(tmp_path, broker):
 
 
 async def test_population_pane_says_when_the_evolution_reports_nothing(tmp_path, broker):
-    evolution = Client("evolution", "127.0.0.1", broker.port, "utf-8", 10)
-    evolution.add_eventHandler(
-        lambda msg: {"STATUS": "EVO_DONE"} if msg.get("EVOLUTION") else None,
-        MESSAGE_TYPE.DATA.CUSTOM,
-        responseRooms="control",
-        trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control"),
-    )
-    start_swergio_client(evolution)
+    evolution = plain_evolution(broker.port)
     app = make_app(tmp_path, broker.port)
     try:
         async with app.run_test(size=(200, 60)) as pilot:
