@@ -38,6 +38,23 @@ SCREEN_JS = """() => {
   for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true));
   return out.join("\\n");
 }"""
+
+
+async def expose_xterm(context) -> None:
+    """Serve the pages of ``context`` a textual.js whose xterm.js Terminal is ``window.__xterm``
+    (the bundle keeps it in a closure), so SCREEN_JS can read what the page shows."""
+
+    async def patched(route):
+        response = await route.fetch()
+        script = await response.text()
+        if XTERM_NEEDLE not in script:
+            raise RuntimeError("textual.js changed: update XTERM_NEEDLE in bench/web.py")
+        body = script.replace(XTERM_NEEDLE, "this.terminal=window.__xterm=new v.Terminal(", 1)
+        await route.fulfill(response=response, body=body)
+
+    await context.route("**/static/js/textual.js", patched)
+
+
 # In the page: keydown time, then the first parsed write after which the cart pane is shown/hidden.
 LATENCY_JS = (
     """() => {
@@ -97,16 +114,7 @@ async def measure(args: argparse.Namespace, base: str) -> None:
         browser = await playwright.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
         context = await browser.new_context(viewport={"width": args.width, "height": args.height})
 
-        async def expose_xterm(route):
-            response = await route.fetch()
-            script = await response.text()
-            if XTERM_NEEDLE not in script:
-                raise SystemExit("bench.web: textual.js changed; update XTERM_NEEDLE")
-            await route.fulfill(
-                response=response, body=script.replace(XTERM_NEEDLE, "this.terminal=window.__xterm=new v.Terminal(", 1)
-            )
-
-        await context.route("**/static/js/textual.js", expose_xterm)
+        await expose_xterm(context)
         page = await context.new_page()
         received = [0]
         page.on(

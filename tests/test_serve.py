@@ -19,30 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.web import CHROMIUM_ARGS, SCREEN_JS, expose_xterm
+
 from conftest import free_port, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (.ci/run installs it)")
 APP = Path(sys.executable).parent / "cartpole-tui"
 TOKEN = "browser-test-token"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# textual.js keeps its xterm.js Terminal in a closure: the test's copy of the bundle exposes it.
-XTERM_NEEDLE = "this.terminal=new v.Terminal("
-SCREEN_JS = """() => {
-  const t = window.__xterm; if (!t) return "";
-  const b = t.buffer.active, out = [];
-  for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true));
-  return out.join("\\n");
-}"""
 
 
 def status_of(url: str, cookie: str | None = None) -> int:
@@ -98,15 +82,7 @@ async def browser():
         instance = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = await instance.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
 
-        async def expose_xterm(route):
-            response = await route.fetch()
-            script = await response.text()
-            assert XTERM_NEEDLE in script, "textual.js changed: update the test's hook"
-            await route.fulfill(
-                response=response, body=script.replace(XTERM_NEEDLE, "this.terminal=window.__xterm=new v.Terminal(", 1)
-            )
-
-        await context.route("**/static/js/textual.js", expose_xterm)
+        await expose_xterm(context)  # the test reads the terminal as the page shows it
         yield context
         await instance.close()
 
