@@ -23,7 +23,7 @@ import time
 from collections import deque
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.runtime.events import EpisodeFinished
+from cartpole_tui.env.events import EpisodeFinished
 from cartpole_tui.env.runtime.schedule import ScheduleSettings, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 

@@ -35,6 +35,17 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         pause.wait(0.005)
 
 
+KINDS = ("unit", "functional", "e2e")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each test by its folder (tests/unit, tests/functional, tests/e2e)."""
+    for item in items:
+        kind = item.path.parent.name
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 @pytest.fixture
 def broker():
     """Our broker on 127.0.0.1 with a free port, stopped after the test."""

@@ -17,9 +17,7 @@ from rich.text import Text
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.history.export import default_export_path, export_runs, export_to_file
-from cartpole_tui.env.history.store import RunStore, default_db_path
-from cartpole_tui.env.runtime.events import (
+from cartpole_tui.env.events import (
     BrokerStats,
     ComponentSeen,
     Disconnected,
@@ -29,6 +27,9 @@ from cartpole_tui.env.runtime.events import (
     RunFinished,
     RunStarted,
 )
+from cartpole_tui.env.history.export import default_export_path, export_runs, export_to_file
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import auth

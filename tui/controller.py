@@ -19,9 +19,15 @@ import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
-from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.events import (
+    Disconnected,
+    EnvironmentObserver,
+    EpisodeFinished,
+    NetworkError,
+    RunFinished,
+    RunStarted,
+)
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import Disconnected, EpisodeFinished, NetworkError, RunFinished, RunStarted
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions

@@ -16,7 +16,7 @@ from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.health import NetworkHealth
-from cartpole_tui.env.runtime.events import (
+from cartpole_tui.env.events import (
     BrokerStats,
     ComponentSeen,
     Disconnected,

@@ -19,26 +19,11 @@ from gymnasium.spaces import Discrete
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component
 
 log = logging.getLogger(__name__)
-
-
-class EnvironmentObserver:
-    """Receives the environment's events in-process (no socket round trip).
-
-    Methods run in the environment's listener thread: keep them quick.
-    """
-
-    def on_run_started(self, event: RunStarted) -> None: ...
-
-    def on_step(self, observation, reward: float, done: bool) -> None: ...
-
-    def on_episode(self, event: EpisodeFinished) -> None: ...
-
-    def on_run_finished(self, event: RunFinished) -> None: ...
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.runtime.events import BrokerStats, NetworkError
+from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.wire import protocol
 
 _STEP_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)

@@ -25,7 +25,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.environment import ActiveRun, EnvironmentComponent, EnvironmentLogic
 from cartpole_tui.env.components.instances import make_instances
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunStarted
+from cartpole_tui.env.events import EpisodeFinished, RunStarted
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 

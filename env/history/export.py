@@ -14,7 +14,8 @@ import tempfile
 import time
 from typing import TextIO
 
-from cartpole_tui.env.history.store import MEMORY, RunRecord, RunStore, default_db_path
+from cartpole_tui.env.history.store import MEMORY, RunRecord, RunStore
+from cartpole_tui.env.paths import default_db_path
 
 FORMATS = ("csv", "json")
 RUN_FIELDS = (

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from cartpole_tui.env.components.environment import EnvironmentObserver
+from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 
 log = logging.getLogger(__name__)
 DURABLE_WAIT = 1.0  # s an episode may wait for its commit (a locked file: the backlog keeps it)

@@ -32,9 +32,9 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 import numpy as np
-import platformdirs
 
 from cartpole_tui.env.history.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
+from cartpole_tui.env.paths import default_db_path
 
 MEMORY = ":memory:"
 LINGER = 0.05  # seconds between the writer's batches; an episode waits at most this long
@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 
 # SQLite primary result codes (sqlite3.h), for telling bad storage apart.
 _BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 11, 13, 14, 26
-
-
-def default_db_path() -> str:
-    """``runs.sqlite3`` in the user's data directory (``$XDG_DATA_HOME/cartpole-tui`` on Linux)."""
-    return str(platformdirs.user_data_path("cartpole-tui") / "runs.sqlite3")
 
 
 @dataclass(frozen=True)

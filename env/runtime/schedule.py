@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished
+from cartpole_tui.env.events import EpisodeFinished, RunFinished
 
 
 class ScheduleStopped(Exception):

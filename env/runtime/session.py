@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.components.environment import EnvironmentObserver
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
+from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address

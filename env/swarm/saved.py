@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.swarm.policy import N_WEIGHTS
 
 FORMAT = "cartpole-tui population 1"
@@ -80,7 +81,5 @@ def fit(weights: np.ndarray, models: int) -> np.ndarray:
 
 def beside_history(db_path: str | None) -> str | None:
     """The population file kept with a run history: ``<db>.population.npz`` (none for ``:memory:``)."""
-    from cartpole_tui.env.history.store import default_db_path
-
     path = db_path or default_db_path()
     return None if path == ":memory:" else f"{path}.population.npz"

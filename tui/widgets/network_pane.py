@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from cartpole_tui.env.runtime.events import BrokerStats
+from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.data.words import human
 

@@ -11,7 +11,7 @@ import pytest
 
 from cartpole_tui.env.history.export import EPISODE_FIELDS, RUN_FIELDS, ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.store import RunStore
-from tests.test_store import play, record_run
+from tests.functional.test_store import play, record_run
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_a_second_environment_is_refused(broker):
 
 
 def stats(at: float, obs: int, logits: int, actions: int, clients=("environment",)):
-    from cartpole_tui.env.runtime.events import BrokerStats
+    from cartpole_tui.env.events import BrokerStats
 
     rooms = {"observation": (1, obs, 0), "logits": (1, logits, 0), "action": (1, actions, 0)}
     return BrokerStats(tuple(clients), rooms, 0, 0, at)

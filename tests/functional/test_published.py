@@ -17,9 +17,9 @@ from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from tests.conftest import wait_for
+from tests.functional.test_swarm import Probe as SwarmProbe
+from tests.functional.test_swarm import members
 from tests.published import NR_OF_MODELS, PublishedNetwork
-from tests.test_swarm import Probe as SwarmProbe
-from tests.test_swarm import members
 
 HOST = "127.0.0.1"
 OBS = [0.01, -0.02, 0.03, 0.04]

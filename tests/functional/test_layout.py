@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = Path(sys.executable).parent / "cartpole-tui"
 
 
@@ -40,6 +40,53 @@ def test_env_imports_no_ui():
             name for name in _imports(path) if _top(name) in ("textual", "rich") or name.startswith("cartpole_tui.tui")
         }
         assert not ui, f"{path.relative_to(ROOT)} imports {ui}: env/ knows nothing of the UI"
+
+
+# env/ is a stack: each layer imports only those below it; env/events.py, defaults.py and paths.py
+# sit beside the stack for every layer (and import none of it).
+ENV_LAYERS = ("wire", "components", "history", "swarm", "runtime")
+ENV_SHARED = ("events", "defaults", "paths")
+
+
+def upward_imports(env_root: Path) -> list[str]:
+    """Every import in ``env_root`` of a layer above the importing module's own, as readable lines."""
+    found = []
+    for path in sorted(env_root.rglob("*.py")):
+        parts = path.relative_to(env_root).with_suffix("").parts
+        own = ENV_LAYERS.index(parts[0]) if parts[0] in ENV_LAYERS else -1  # -1: shared, below every layer
+        for name in _imports(path):
+            if not name.startswith("cartpole_tui.env."):
+                continue
+            target = name.split(".")[2]
+            if target in ENV_LAYERS and ENV_LAYERS.index(target) > own:
+                found.append(f"env/{'/'.join(parts)}.py imports {name}")
+    return found
+
+
+def test_env_layers_import_only_downwards():
+    assert upward_imports(ROOT / "env") == []
+    shared = {path.stem for path in (ROOT / "env").glob("*.py")} - {"__init__"}
+    assert shared == set(ENV_SHARED), f"env/ holds {shared}: a new shared module belongs in a layer or in ENV_SHARED"
+    assert {path.name for path in (ROOT / "env").iterdir() if path.is_dir() and path.name != "__pycache__"} == set(
+        ENV_LAYERS
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "imported"),
+    [
+        ("wire/broker.py", "cartpole_tui.env.components.control"),
+        ("components/environment.py", "cartpole_tui.env.history.store"),
+        ("history/recorder.py", "cartpole_tui.env.swarm.saved"),
+        ("swarm/saved.py", "cartpole_tui.env.runtime.session"),
+        ("events.py", "cartpole_tui.env.wire.protocol"),
+    ],
+)
+def test_the_layer_contract_catches_an_upward_import(tmp_path, module, imported):
+    tree = tmp_path / "env"
+    (tree / module).parent.mkdir(parents=True)
+    (tree / module).write_text(f"from {imported} import something\n")
+    assert upward_imports(tree) == [f"env/{module} imports {imported}"]
 
 
 def test_tui_opens_no_sockets():

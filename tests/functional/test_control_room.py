@@ -7,7 +7,7 @@ import pytest
 from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
 
 from cartpole_tui.env.components.random_agent import RandomAgent
-from cartpole_tui.env.runtime.events import BrokerStats
+from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.screens.modals import UnreachableScreen

@@ -21,9 +21,9 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.events import EpisodeFinished
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.events import EpisodeFinished
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm

@@ -10,7 +10,7 @@ from swergio import MESSAGE_TYPE, Client, Trigger
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
-from cartpole_tui.env.runtime.events import EpisodeFinished, NetworkError
+from cartpole_tui.env.events import EpisodeFinished, NetworkError
 from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component

@@ -10,7 +10,7 @@ import threading
 from cartpole_tui.env.history.export import export_runs
 from cartpole_tui.env.history.store import RunStore
 from tests.conftest import wait_for
-from tests.test_store import saved_history, tmpfs  # noqa: F401 (fixture)
+from tests.functional.test_store import saved_history, tmpfs  # noqa: F401 (fixture)
 
 
 def test_a_long_lock_delays_writes_and_they_catch_up(tmp_path):
@@ -50,7 +50,7 @@ def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
 
     from cartpole_tui.env.components.control import ControlClient
     from cartpole_tui.env.components.random_agent import RandomAgent
-    from cartpole_tui.env.runtime.events import EpisodeFinished
+    from cartpole_tui.env.events import EpisodeFinished
 
     db = tmp_path / "env.sqlite3"
     cli = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")

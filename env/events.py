@@ -1,7 +1,8 @@
 """What happens in the network, as plain values handed to whoever watches.
 
 The environment and control clients produce these in their listener threads; the
-command line prints them and the app wraps them in Textual messages.
+command line prints them and the app wraps them in Textual messages. Every layer of
+``env/`` may import this module (it imports nothing of ours), as may ``tui/``.
 """
 
 from __future__ import annotations
@@ -87,3 +88,18 @@ class BrokerStats:
     frames_refused: int
     undeliverable: int
     at: float  # time.monotonic() when received
+
+
+class EnvironmentObserver:
+    """Receives the environment's events in-process (no socket round trip).
+
+    Methods run in the environment's listener thread: keep them quick.
+    """
+
+    def on_run_started(self, event: RunStarted) -> None: ...
+
+    def on_step(self, observation, reward: float, done: bool) -> None: ...
+
+    def on_episode(self, event: EpisodeFinished) -> None: ...
+
+    def on_run_finished(self, event: RunFinished) -> None: ...

@@ -13,8 +13,9 @@ import pytest
 from textual.widgets import RichLog
 
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.components.environment import EnvironmentComponent, EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.components.environment import EnvironmentComponent, EnvironmentLogic
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.events import EnvironmentObserver
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker

@@ -2,7 +2,8 @@
 
 import pytest
 
-from cartpole_tui.env.components.environment import EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.components.environment import EnvironmentLogic
+from cartpole_tui.env.events import EnvironmentObserver
 from cartpole_tui.env.wire import protocol
 
 

@@ -18,10 +18,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from cartpole_tui.env.components.environment import EnvironmentLogic, EnvironmentObserver
+from cartpole_tui.env.components.environment import EnvironmentLogic
+from cartpole_tui.env.events import EnvironmentObserver
 from cartpole_tui.env.history import schema
 from cartpole_tui.env.history.recorder import StoreRecorder
-from cartpole_tui.env.history.store import MEMORY, RunStore, default_db_path
+from cartpole_tui.env.history.store import MEMORY, RunStore
+from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.wire import protocol
 from tests.conftest import wait_for
 
