@@ -137,7 +137,7 @@ def test_environment_speaks_to_a_published_style_control(port, broker):
     )
     start_swergio_client(notebook)
     notebook.send({"TYPE": "DATA/CUSTOM", "TO_ROOM": "control", "ID": "s", "NR_OF_EPISODE": 2, "DETERMINISTIC": False})
-    done = wait_for(lambda: next((m for m in statuses if m.get("STATUS") == "ENV_DONE"), None), 10, "ENV_DONE")
+    done = wait_for(lambda: next((m for m in statuses if m.get("STATUS") == "ENV_DONE"), None), 60, "ENV_DONE")
     episodes = [m for m in statuses if m.get("STATUS") == "EPISODE_DONE"]
     assert len(episodes) == 2 and done["AVG_SCORE"] == pytest.approx(sum(m["SCORE"] for m in episodes) / 2)
     assert done["SENT_BY"] == "environment"
