@@ -63,8 +63,7 @@ class ControlClient:
         self._last_progress = 0.0
         self._result: RunFinished | None = None
         self._evolution_id: str | None = None
-        self._evolution_done = False
-        self._evolution_answer: EvolutionFinished | None = None
+        self._evolution_answer: EvolutionFinished | None = None  # the pending request's, once it came
         self._evolution_started = 0.0
         self._evolution_requests: list[str] = []  # ids of earlier requests (the last few)
         self._last_evo_done = 0.0  # monotonic time of the last EVO_DONE heard, answer or not
@@ -87,7 +86,7 @@ class ControlClient:
     def close(self) -> None:
         self.client.close()
 
-    def _emit(self, event) -> None:
+    def _emit(self, event: object) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
@@ -127,7 +126,7 @@ class ControlClient:
             self._evolution_requests = [*self._evolution_requests[-15:], message["ID"]]
             self._pending_seen = False
             self._evolution_id = message["ID"]
-            self._evolution_done = False
+            self._evolution_answer = None
             self._evolution_started = time.monotonic()
         self.client.send(message)
         return message["ID"]
@@ -164,14 +163,14 @@ class ControlClient:
         """One evolution step: EVOLUTION, then the first EVO_DONE that answers it."""
         self.request_evolution()
         with self._cond:
-            while not self._evolution_done:
+            while self._evolution_answer is None:
                 self._raise_if_lost()
                 left = timeout - (time.monotonic() - self._evolution_started)
                 if left <= 0:
                     self._evolution_id = None
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
-        return self._evolution_answer
+            return self._evolution_answer
 
     def _watch_evolution(self) -> None:
         """An evolution that answers with foreign ROOT_IDs (the published one): from now on
@@ -328,9 +327,8 @@ class ControlClient:
                 self.stale_evo_done += 1
                 return
             self._evolution_id = None
-            self._evolution_done = True
             sent_by = msg.get("SENT_BY")
-            self._evolution_answer = EvolutionFinished(
+            self._evolution_answer = answer = EvolutionFinished(
                 time.monotonic() - self._evolution_started,
                 sent_by=protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?",
                 at=time.time(),
@@ -338,4 +336,4 @@ class ControlClient:
                 **protocol.evolution_report(msg),  # our evolution's population report (additive keys)
             )
             self._cond.notify_all()
-        self._emit(self._evolution_answer)
+        self._emit(answer)

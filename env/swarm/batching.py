@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cartpole_tui.env.swarm.policy import N_ACTIONS, OBS_SIZE, Population, softmax
 from cartpole_tui.env.wire import batch, protocol
+
+if TYPE_CHECKING:  # aggregation imports this module
+    from cartpole_tui.env.swarm.aggregation import AggregationLogic
 
 
 def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | None:
@@ -56,7 +60,7 @@ def parse_logits(msg: dict) -> list[tuple[str, np.ndarray]] | None:
 class BatchChooser:
     """Per-instance players and returns for batch steps of an AggregationLogic."""
 
-    def __init__(self, logic):
+    def __init__(self, logic: AggregationLogic):
         self.logic = logic
         self.players: dict[int, str] = {}  # instance → the model playing its episode
         self.returns: dict[int, float] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from swergio import Trigger
@@ -34,7 +35,7 @@ class ModelPool(SwarmComponent):
         models: int = defaults.MODELS,
         seed: int | None = None,
         name: str = "models",
-        on_disconnect=None,
+        on_disconnect: Callable[[str], None] | None = None,
     ):
         self.population = Population(models, seed)
         # Random, not seeded: two pools on one broker must not share ids, and nothing
