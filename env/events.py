@@ -1,8 +1,10 @@
 """What happens in the network, as plain values handed to whoever watches.
 
-The environment and control clients produce these in their listener threads; the
-command line prints them and the app wraps them in Textual messages. Every layer of
-``env/`` may import this module (it imports nothing of ours), as may ``tui/``.
+Beside env/'s stack (wire < components < history < swarm < runtime), below every layer:
+each may import this module, as may ``tui/``; it imports nothing of ours. The environment
+and control clients produce these in their listener threads; the history records them,
+the command line prints them and the app wraps them in Textual messages.
+:class:`EnvironmentObserver` receives the environment's events in-process.
 """
 
 from __future__ import annotations

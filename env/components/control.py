@@ -1,5 +1,8 @@
 """The control client: start, stop and evolve; the network's answers as events.
 
+Components layer (a client on env/wire): the runtime's session opens it, the schedule
+drives it, and the app and command line read its events.
+
 Works with the published components (ENV_DONE without RUN_ID, no EPISODE_DONE, an
 evolution that answers EVO_DONE more than once) and with ours. Every wait has a
 time-out whose message names what did not answer: the published components hang

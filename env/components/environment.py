@@ -1,5 +1,9 @@
 """The environment component: the seed's CartPole environment on gymnasium.
 
+Components layer (a client on env/wire): the runtime's session runs it as
+:mod:`.vector_env`'s subclass; the history records its runs through an
+:class:`~cartpole_tui.env.events.EnvironmentObserver`.
+
 Same rooms, messages and run accounting as the published component (PROTOCOL.md),
 plus the additions listed in the README: EPISODE_DONE per episode, STOP, SEED,
 RUN_ID/ROOT_ID per run (actions from an earlier run are dropped and counted), and

@@ -1,5 +1,7 @@
 """The N instances of a vectorised run: stepped together, reset one by one.
 
+Components layer, no sockets: :mod:`.vector_env` steps them.
+
 :class:`GymInstances` steps any gymnasium environment, one ``step()`` each.
 :class:`CartPoleInstances` is CartPole-v1 as arrays: gymnasium's equations, constants,
 thresholds, reset distribution and per-instance seeding (``seeding.np_random``), one

@@ -1,5 +1,8 @@
 """Vectorised runs: N instances of the environment behind one component.
 
+Components layer: extends :mod:`.environment` (and steps :mod:`.instances`); the runtime's
+session runs it.
+
 With N > 1 one message on ``observation`` carries every instance's observation (and the
 rewards, dones and actions of the step just taken), one ``ACTION`` carries N actions
 (:mod:`cartpole_tui.env.wire.batch`). A run is vectorised only when the broker's census

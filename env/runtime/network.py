@@ -1,5 +1,8 @@
 """The embedded default network: a broker and the built-in agents on loopback.
 
+Runtime layer (top of env/): the session and ``cartpole-tui serve`` start it; its child runs
+env/wire's broker and env/swarm's swarm (or the components' random agent).
+
 :class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once

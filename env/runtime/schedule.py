@@ -1,5 +1,8 @@
 """Training schedules, as the published control script runs them, through a ControlClient.
 
+Runtime layer (top of env/): it drives a components-layer ControlClient; the app and
+``run --schedule`` call it.
+
 A round is: train N episodes (stochastic), evaluate M deterministic episodes, evolve.
 Added to the published script: when every episode of a round's evaluation reaches
 ``target`` (its average, where the environment reports no episodes) the schedule

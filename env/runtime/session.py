@@ -1,5 +1,8 @@
 """One attachment to a network, as the user asked for it on the command line.
 
+Runtime layer (top of env/): it puts together runtime's network, the components'
+environment and control client, and the history's recorder and store; ``tui/`` opens one.
+
 Without an address it starts the embedded network (broker and built-in agents in a
 child process); with one it joins that broker. The environment runs in this process
 unless told otherwise; the control client always does.

@@ -1,5 +1,7 @@
 """The built-in swarm's aggregation: from K models' logits to one action.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``models``
 models (a model silent for ``timeout`` s is logged and left out until it answers
 again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with

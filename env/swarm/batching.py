@@ -1,5 +1,7 @@
 """The swarm's side of vectorised runs (:mod:`cartpole_tui.env.wire.batch`).
 
+Swarm layer, no sockets: :mod:`.models` and :mod:`.aggregation` use it.
+
 :func:`batch_logits` is the models' answer: every model's logits for every instance in
 one message. :class:`BatchChooser` is the aggregation's: one action per instance, by the
 same rules as one step — in training each instance's episode is played by one model

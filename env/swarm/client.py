@@ -1,6 +1,10 @@
-"""What the built-in swarm's components share: :class:`SwarmComponent` (a client with a
-direct path for the per-step rooms, and a watchdog for time-outs) and the check of the
-numbers in messages."""
+"""What the built-in swarm's components share.
+
+Swarm layer, on env/wire: :class:`SwarmComponent` (a client with a direct path for the
+per-step rooms, and a watchdog for time-outs) is the base of :mod:`.models`,
+:mod:`.aggregation` and :mod:`.evolution`; :func:`finite_vector` checks the numbers in
+their messages.
+"""
 
 from __future__ import annotations
 

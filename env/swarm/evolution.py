@@ -1,5 +1,7 @@
 """The built-in swarm's evolution, on ``{"EVOLUTION": true}`` in ``control``.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``),
 one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
 ``control``. What has not answered within ``timeout`` s is left out of the generation.

@@ -1,5 +1,7 @@
 """One generation of a genetic algorithm over (K, n) flat weight vectors, vectorised.
 
+Swarm layer, pure numpy: :mod:`.evolution` calls it.
+
 The published (deap) evolution's operators — tournament selection on fitness,
 two-point crossover of neighbouring pairs, Gaussian mutation — plus truncation
 selection (parents drawn from the fittest fraction) and elitism (the fittest row

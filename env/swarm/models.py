@@ -1,5 +1,7 @@
 """The built-in swarm's K policy models behind one client.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET.

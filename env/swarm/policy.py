@@ -1,5 +1,8 @@
 """A population of K actor-critic MLPs in batched numpy arrays.
 
+Swarm layer, pure numpy: :mod:`.models` and :mod:`.batching` compute with it, :mod:`.saved`
+checks files against its size.
+
 Each model has the published RLGym model's shape — policy and value nets 4→16→16
 (tanh), an action head 16→2 and a value head 16→1, 755 weights — and its weights
 live in one row of a (K, 755) array in the published flat order (torch's

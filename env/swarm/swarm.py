@@ -1,5 +1,7 @@
 """The built-in learning swarm: K numpy models, an aggregation and an evolution.
 
+Top of the swarm layer: the embedded network's child and ``cartpole-tui swarm`` run it.
+
 Each speaks the published RLGym network's messages (PROTOCOL.md), so each can stand
 in for its published counterpart: :class:`~cartpole_tui.env.swarm.models.ModelPool`,
 :class:`~cartpole_tui.env.swarm.aggregation.Aggregation` and
