@@ -1,7 +1,9 @@
 """Every default a user can see or change, in one place.
 
-The command line's ``--help``, the app's help screen, the swarm and the app all read
-these names; change a value here and it changes everywhere.
+Beside env/'s stack (wire < components < history < swarm < runtime), below every layer:
+each may import it, as may ``tui/``; it imports nothing. The command line's ``--help``,
+the app's help screen, the swarm and the app all read these names; change a value here
+and it changes everywhere.
 """
 
 from __future__ import annotations

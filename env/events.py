@@ -1,13 +1,19 @@
 """What happens in the network, as plain values handed to whoever watches.
 
-The environment and control clients produce these in their listener threads; the
-command line prints them and the app wraps them in Textual messages. Every layer of
-``env/`` may import this module (it imports nothing of ours), as may ``tui/``.
+Beside env/'s stack (wire < components < history < swarm < runtime), below every layer:
+each may import this module, as may ``tui/``; it imports nothing of ours. The environment
+and control clients produce these in their listener threads; the history records them,
+the command line prints them and the app wraps them in Textual messages.
+:class:`EnvironmentObserver` receives the environment's events in-process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class BrokerStats:
     """Our broker's counters (sent to the stats room each second; other brokers send none)."""
 
     clients: tuple[str, ...]
-    rooms: dict  # room -> (members, messages, bytes), counted since the broker started
+    rooms: dict[str, tuple[int, ...]]  # room -> (members, messages, bytes), counted since the broker started
     frames_refused: int
     undeliverable: int
     at: float  # time.monotonic() when received
@@ -98,7 +104,7 @@ class EnvironmentObserver:
 
     def on_run_started(self, event: RunStarted) -> None: ...
 
-    def on_step(self, observation, reward: float, done: bool) -> None: ...
+    def on_step(self, observation: np.ndarray, reward: float, done: bool) -> None: ...
 
     def on_episode(self, event: EpisodeFinished) -> None: ...
 

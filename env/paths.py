@@ -1,4 +1,9 @@
-"""Where files live by default; every layer of ``env/`` (and ``tui/``) may import this."""
+"""Where files live by default: the run history's SQLite file.
+
+Beside env/'s stack (wire < components < history < swarm < runtime), below every layer:
+each may import it, as may ``tui/``. The swarm's population file is kept beside this one
+(:func:`~cartpole_tui.env.swarm.saved.beside_history`).
+"""
 
 from __future__ import annotations
 

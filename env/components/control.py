@@ -1,5 +1,8 @@
 """The control client: start, stop and evolve; the network's answers as events.
 
+Components layer (a client on env/wire): the runtime's session opens it, the schedule
+drives it, and the app and command line read its events.
+
 Works with the published components (ENV_DONE without RUN_ID, no EPISODE_DONE, an
 evolution that answers EVO_DONE more than once) and with ours. Every wait has a
 time-out whose message names what did not answer: the published components hang
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.events import (
     BrokerStats,
@@ -62,15 +66,7 @@ class ControlClient:
         self._scores: list[float] = []
         self._last_progress = 0.0
         self._result: RunFinished | None = None
-        self._evolution_id: str | None = None
-        self._evolution_done = False
-        self._evolution_answer: EvolutionFinished | None = None
-        self._evolution_started = 0.0
-        self._evolution_requests: list[str] = []  # ids of earlier requests (the last few)
-        self._last_evo_done = 0.0  # monotonic time of the last EVO_DONE heard, answer or not
-        self.stale_evo_done = 0  # EVO_DONEs that answered no pending request
-        self._watching_evolution = False
-        self._pending_seen = False  # a message answering the pending request went by in `evolution`
+        self._evolution = EvolutionAnswers(watch_room=self._watch_evolution)
         self._lost: str | None = None
         self.health = NetworkHealth()
         self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
@@ -87,7 +83,7 @@ class ControlClient:
     def close(self) -> None:
         self.client.close()
 
-    def _emit(self, event) -> None:
+    def _emit(self, event: object) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
@@ -124,11 +120,7 @@ class ControlClient:
         message["ROOT_ID"] = message["ID"]  # swergio copies ROOT_ID into replies
         with self._cond:
             self._drain_evo_done()
-            self._evolution_requests = [*self._evolution_requests[-15:], message["ID"]]
-            self._pending_seen = False
-            self._evolution_id = message["ID"]
-            self._evolution_done = False
-            self._evolution_started = time.monotonic()
+            self._evolution.ask(message["ID"], time.monotonic())
         self.client.send(message)
         return message["ID"]
 
@@ -164,27 +156,24 @@ class ControlClient:
         """One evolution step: EVOLUTION, then the first EVO_DONE that answers it."""
         self.request_evolution()
         with self._cond:
-            while not self._evolution_done:
+            while self._evolution.answer is None:
                 self._raise_if_lost()
-                left = timeout - (time.monotonic() - self._evolution_started)
+                left = timeout - (time.monotonic() - self._evolution.started)
                 if left <= 0:
-                    self._evolution_id = None
+                    self._evolution.give_up()
                     raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
                 self._cond.wait(min(0.5, left))
-        return self._evolution_answer
+            return self._evolution.answer
 
     def _watch_evolution(self) -> None:
-        """An evolution that answers with foreign ROOT_IDs (the published one): from now on
-        watch the evolution room, and take its EVO_DONE only after an answer to our own GET
-        (WEIGHTS/CONTRIBUTION carry the request's ROOT_ID) went by."""
-        self._watching_evolution = True
+        """An evolution that answers with foreign ROOT_IDs (the published one): watch the
+        evolution room for answers to our own GET (see :mod:`.evolution_answers`)."""
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_evolution_room, None, trigger=Trigger(custom, protocol.EVOLUTION))
 
     def _on_evolution_room(self, msg: dict) -> None:
         with self._cond:
-            if self._evolution_id is not None and msg.get("ROOT_ID") == self._evolution_id:
-                self._pending_seen = True
+            self._evolution.seen_in_room(msg.get("ROOT_ID"))
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
@@ -192,7 +181,7 @@ class ControlClient:
         deadline = time.monotonic() + defaults.EVOLVE_DRAIN_MAX
         while True:
             now = time.monotonic()
-            quiet_for = now - self._last_evo_done
+            quiet_for = now - self._evolution.last_heard
             if quiet_for >= defaults.EVOLVE_DRAIN_QUIET or now >= deadline:
                 return
             self._cond.wait(min(defaults.EVOLVE_DRAIN_QUIET - quiet_for, deadline - now))
@@ -310,32 +299,9 @@ class ControlClient:
         self._emit(result)
 
     def _on_evo_done(self, msg: dict) -> None:
-        # Ours echoes the request's ROOT_ID; the published evolution sends a fresh random
-        # one. So: while a request is pending, take any EVO_DONE except one naming an
-        # earlier request; trailing answers that arrive before a request is sent are
-        # drained by request_evolution().
-        root = msg.get("ROOT_ID")
         with self._cond:
-            self._last_evo_done = time.monotonic()
-            pending = self._evolution_id
-            earlier = isinstance(root, str) and root != pending and root in self._evolution_requests
-            foreign = root != pending and not earlier
-            if foreign and not self._watching_evolution:
-                self._watch_evolution()
-            elif foreign and not self._pending_seen:
-                earlier = True  # no answer to our GET has been seen yet: it answers an earlier request
-            if pending is None or earlier:
-                self.stale_evo_done += 1
+            answer = self._evolution.heard(msg, time.monotonic(), time.time())
+            if answer is None:
                 return
-            self._evolution_id = None
-            self._evolution_done = True
-            sent_by = msg.get("SENT_BY")
-            self._evolution_answer = EvolutionFinished(
-                time.monotonic() - self._evolution_started,
-                sent_by=protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?",
-                at=time.time(),
-                root_id=root if isinstance(root, str) else None,
-                **protocol.evolution_report(msg),  # our evolution's population report (additive keys)
-            )
             self._cond.notify_all()
-        self._emit(self._evolution_answer)
+        self._emit(answer)

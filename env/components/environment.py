@@ -1,5 +1,9 @@
 """The environment component: the seed's CartPole environment on gymnasium.
 
+Components layer (a client on env/wire): the runtime's session runs it as
+:mod:`.vector_env`'s subclass; the history records its runs through an
+:class:`~cartpole_tui.env.events.EnvironmentObserver`.
+
 Same rooms, messages and run accounting as the published component (PROTOCOL.md),
 plus the additions listed in the README: EPISODE_DONE per episode, STOP, SEED,
 RUN_ID/ROOT_ID per run (actions from an earlier run are dropped and counted), and
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -63,7 +68,9 @@ class EnvironmentLogic:
     def __init__(self, env_id: str = defaults.ENV_ID, seed: int | None = None):
         self.env_id = env_id
         self.env = make_env(env_id)
-        self.n_actions = int(self.env.action_space.n)
+        space = self.env.action_space
+        assert isinstance(space, Discrete)  # make_env admits no other
+        self.n_actions = int(space.n)
         self.max_score = float(self.env.spec.max_episode_steps or 500) if self.env.spec else 500.0
         self.seed = seed
         self.run: ActiveRun | None = None
@@ -73,7 +80,7 @@ class EnvironmentLogic:
         self.wait_before_first = 0.0  # set by start(): s its first observation should wait
         self.observers: list[EnvironmentObserver] = []
 
-    def _notify(self, method: str, event) -> None:
+    def _notify(self, method: str, event: object) -> None:
         for observer in tuple(self.observers):
             getattr(observer, method)(event)
 
@@ -116,7 +123,7 @@ class EnvironmentLogic:
 
     def stop(self) -> list[dict]:
         """End the current run early; ENV_DONE over the finished episodes with STOPPED."""
-        return self._end_run(stopped=True) if self.run is not None else []
+        return self._end_run(stopped=True)
 
     def step(self, message: dict) -> tuple[list[dict], dict | None]:
         """Apply an ACTION: (control messages, observation payload or None when dropped)."""
@@ -137,9 +144,9 @@ class EnvironmentLogic:
         except protocol.ProtocolError as error:
             return self.refuse(f"bad action from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
         self.awaiting = None
-        obs, reward, terminated, truncated, _ = self.env.step(action)
-        done = bool(terminated or truncated)
-        run.score += float(reward)
+        obs, step_reward, terminated, truncated, _ = self.env.step(action)
+        reward, done = float(step_reward), bool(terminated or truncated)
+        run.score += reward
         run.episode_steps += 1
         run.steps += 1
         outgoing: list[dict] = []
@@ -168,10 +175,13 @@ class EnvironmentLogic:
         return outgoing
 
     def _end_run(self, stopped: bool) -> list[dict]:
-        result = self.run.finish(stopped)
-        self.run = None
+        """End the current run (if any): its ENV_DONE."""
+        run, self.run = self.run, None
+        if run is None:
+            return []
+        result = run.finish(stopped)
         self._notify("on_run_finished", result)
-        return [protocol.env_done(result.avg_score, result.run_id, result.episodes, stopped)]
+        return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped)]
 
 
 class EnvironmentComponent:
@@ -187,7 +197,7 @@ class EnvironmentComponent:
         env_id: str = defaults.ENV_ID,
         name: str = "environment",
         seed: int | None = None,
-        on_disconnect=None,
+        on_disconnect: Callable[[str], None] | None = None,
     ):
         self.logic = EnvironmentLogic(env_id, seed)
         self._lock = threading.Lock()  # control and action handlers share one run

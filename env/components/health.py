@@ -1,5 +1,7 @@
 """What the broker's stats say about the network's health: who left, and which room stalls.
 
+Components layer, no sockets: the control client feeds it the stats it hears.
+
 Our broker sends its counters to the stats room each second (clients by name, messages per
 room). Comparing two snapshots names a component that left within ~2 s (a `kill -9` is
 seen by the broker at once), and while a run goes, the room that stopped answering.

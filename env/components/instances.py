@@ -1,5 +1,7 @@
 """The N instances of a vectorised run: stepped together, reset one by one.
 
+Components layer, no sockets: :mod:`.vector_env` steps them.
+
 :class:`GymInstances` steps any gymnasium environment, one ``step()`` each.
 :class:`CartPoleInstances` is CartPole-v1 as arrays: gymnasium's equations, constants,
 thresholds, reset distribution and per-instance seeding (``seeding.np_random``), one
@@ -11,17 +13,27 @@ at 100 instances was most of a batch step. Both return observations as float32 v
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
 from cartpole_tui.env.components.environment import make_env
 
 
-class GymInstances:
-    """``n`` gymnasium environments of ``env_id``."""
+class Instances(Protocol):
+    """What a vectorised run steps: instances ``0..n-1``, reset one by one, stepped together."""
 
-    def __init__(self, env_id: str, n: int, first=None):
+    def reset(self, i: int, seed: int | None = None) -> np.ndarray: ...
+
+    def step(self, indices: list[int], actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class GymInstances:
+    """``n`` gymnasium environments of ``env_id`` (``first``: one already made, reused)."""
+
+    def __init__(self, env_id: str, n: int, first: gym.Env | None = None):
         self.envs = [first] if first is not None else []
         while len(self.envs) < n:
             self.envs.append(make_env(env_id))
@@ -54,9 +66,11 @@ class CartPoleInstances:
         self.max_steps = max_steps
 
     def reset(self, i: int, seed: int | None = None) -> np.ndarray:
-        if seed is not None or self.rngs[i] is None:  # as gymnasium's Env.reset seeds its np_random
-            self.rngs[i], _ = seeding.np_random(seed)
-        self.state[i] = self.rngs[i].uniform(low=-0.05, high=0.05, size=(4,))
+        rng = self.rngs[i]
+        if seed is not None or rng is None:  # as gymnasium's Env.reset seeds its np_random
+            rng, _ = seeding.np_random(seed)
+            self.rngs[i] = rng
+        self.state[i] = rng.uniform(low=-0.05, high=0.05, size=(4,))
         self.elapsed[i] = 0
         return self.state[i].astype(np.float32).astype(np.float64)
 
@@ -89,7 +103,7 @@ class CartPoleInstances:
         return state.astype(np.float32).astype(np.float64), np.ones(len(idx)), dones
 
 
-def make_instances(env_id: str, n: int, first=None):
+def make_instances(env_id: str, n: int, first: gym.Env | None = None) -> Instances:
     """The fast CartPole-v1 arrays for CartPole-v1, gymnasium environments for anything else."""
     if env_id == "CartPole-v1":
         return CartPoleInstances(n)

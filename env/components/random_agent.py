@@ -1,4 +1,7 @@
-"""A random policy: the honest stand-in agent when no learning swarm is present."""
+"""A random policy: the honest stand-in agent when no learning swarm is present.
+
+Components layer (a client on env/wire): the embedded network runs it for ``--agent random``.
+"""
 
 from __future__ import annotations
 

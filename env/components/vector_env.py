@@ -1,5 +1,8 @@
 """Vectorised runs: N instances of the environment behind one component.
 
+Components layer: extends :mod:`.environment` (and steps :mod:`.instances`); the runtime's
+session runs it.
+
 With N > 1 one message on ``observation`` carries every instance's observation (and the
 rewards, dones and actions of the step just taken), one ``ACTION`` carries N actions
 (:mod:`cartpole_tui.env.wire.batch`). A run is vectorised only when the broker's census
@@ -18,13 +21,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.environment import ActiveRun, EnvironmentComponent, EnvironmentLogic
-from cartpole_tui.env.components.instances import make_instances
+from cartpole_tui.env.components.instances import Instances, make_instances
 from cartpole_tui.env.events import EpisodeFinished, RunStarted
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
@@ -35,6 +39,12 @@ log = logging.getLogger(__name__)
 def quotas(episodes: int, n: int) -> list[int]:
     """``episodes`` split over ``n`` instances, fixed up front (the first ones get the rest)."""
     return [episodes // n + (i < episodes % n) for i in range(n)]
+
+
+def run_id_of(start: dict) -> str:
+    """The start's RUN_ID, or a new one when it names none."""
+    run_id = start.get("RUN_ID")
+    return run_id if isinstance(run_id, str) else protocol.new_id()
 
 
 def instance_seeds(seed: int | None, n: int) -> list[int | None]:
@@ -59,17 +69,20 @@ class VectorLogic:
 
     def __init__(self, base: EnvironmentLogic):
         self.base = base
-        self.instances, self.size = None, 0
+        self.instances: Instances | None = None  # made for the first vectorised run, grown when needed
+        self.size = 0
 
     def start(self, message: dict, n: int) -> tuple[list[dict], dict]:
         """Begin a run on ``n`` instances: (control messages, first batch observation)."""
         episodes, deterministic, seed = protocol.parse_start(message)
         outgoing = self.base.stop()
-        run_id = message.get("RUN_ID") if isinstance(message.get("RUN_ID"), str) else protocol.new_id()
+        run_id = run_id_of(message)
         seed = seed if seed is not None else self.base.seed
-        if n > self.size:
-            self.instances, self.size = make_instances(self.base.env_id, n, self.base.env), n
-        observations = [self.instances.reset(i, s) for i, s in enumerate(instance_seeds(seed, n))]
+        instances = self.instances
+        if instances is None or n > self.size:
+            instances = self.instances = make_instances(self.base.env_id, n, self.base.env)
+            self.size = n
+        observations = [instances.reset(i, s) for i, s in enumerate(instance_seeds(seed, n))]
         run = VectorRun(run_id, episodes, deterministic, time.monotonic())
         run.quotas, run.played, run.active = quotas(episodes, n), [0] * n, list(range(n))
         run.scores, run.lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -81,8 +94,8 @@ class VectorLogic:
 
     def step(self, message: dict) -> tuple[list[dict], dict | None]:
         """Apply a batch ACTION: (control messages, next batch observation or None when dropped)."""
-        run = self.base.run
-        if not isinstance(run, VectorRun) or message.get("ROOT_ID", run.run_id) != run.run_id:
+        run, instances = self.base.run, self.instances
+        if not isinstance(run, VectorRun) or instances is None or message.get("ROOT_ID", run.run_id) != run.run_id:
             self.base.stale_actions += 1
             return [], None
         try:
@@ -90,7 +103,7 @@ class VectorLogic:
         except protocol.ProtocolError as error:
             return self.base.refuse(f"bad actions from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
         stepped = run.active
-        observations, rewards, dones = self.instances.step(stepped, chosen)
+        observations, rewards, dones = instances.step(stepped, chosen)
         run.scores[stepped] += rewards
         run.lengths[stepped] += 1
         run.steps += len(stepped)
@@ -100,7 +113,7 @@ class VectorLogic:
             i = stepped[k]
             outgoing += self._end_episode(run, i)
             if run.played[i] < run.quotas[i]:
-                observations[k] = self.instances.reset(i)
+                observations[k] = instances.reset(i)
             else:
                 going[k] = False
         if stepped[0] == 0:  # the cart view shows instance 0
@@ -154,7 +167,7 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         *,
         parallel: int = defaults.PARALLEL,
         census_timeout: float = defaults.CENSUS_TIMEOUT,
-        **kwargs,
+        **kwargs: Any,
     ):
         if not 1 <= parallel <= batch.MAX_INSTANCES:
             raise ValueError(f"parallel must be in 1..{batch.MAX_INSTANCES}, got {parallel}")
@@ -201,10 +214,9 @@ class VectorEnvironmentComponent(EnvironmentComponent):
     def _drop_pending(self) -> None:
         """A stop or another start overrides a start still waiting for its census: that run
         ends stopped before its first episode, so whoever started it is not left waiting."""
-        start = self._pending[0]
-        self._pending = None
-        run_id = start.get("RUN_ID") if isinstance(start.get("RUN_ID"), str) else protocol.new_id()
-        self._send_all([protocol.env_done(0.0, run_id, 0, stopped=True)])
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._send_all([protocol.env_done(0.0, run_id_of(pending[0]), 0, stopped=True)])
 
     def _on_census(self, msg: dict) -> None:
         with self._lock:
@@ -236,6 +248,8 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         self.instances = n
         outgoing, payload = self.vector.start(start, n) if n > 1 else self.logic.start(start)
         self._send_all(outgoing)
+        if payload is None:  # the start failed: its ENV_ERROR was in outgoing
+            return
         message = {**payload, "ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.OBSERVATION}
         self.client.send({**message, "SENT_BY": self.client.name})  # SENT_BY: the broker need not re-encode
 

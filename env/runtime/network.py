@@ -1,5 +1,8 @@
 """The embedded default network: a broker and the built-in agents on loopback.
 
+Runtime layer (top of env/): the session and ``cartpole-tui serve`` start it; its child runs
+env/wire's broker and env/swarm's swarm (or the components' random agent).
+
 :class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once
@@ -17,9 +20,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from typing import IO, TYPE_CHECKING
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import auth
+
+if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
+    from cartpole_tui.env.components.random_agent import RandomAgent
+    from cartpole_tui.env.swarm.swarm import Swarm
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +81,10 @@ class LocalNetwork:
             command += ["--save", self.population_file] + ([] if self.fresh else ["--load", self.population_file])
         with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
             self.log_path = log.name
-            self._process = subprocess.Popen(
+            self._process = process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
             )
-        line = self._read_ready_line()
+        line = self._read_ready_line(process.stdout) if process.stdout is not None else ""
         if not line.startswith(READY):
             log_path = self.log_path
             self.stop()
@@ -84,9 +92,10 @@ class LocalNetwork:
         self.port = int(line.split()[1])
         return self
 
-    def _read_ready_line(self) -> str:
+    def _read_ready_line(self, stdout: IO[str]) -> str:
+        """The child's first line, or "" when none came within ``startup_timeout`` s."""
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self._process.stdout.readline()), daemon=True)
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(self.startup_timeout)
         return result[0] if result else ""
@@ -102,7 +111,8 @@ class LocalNetwork:
         if process is None:
             return
         try:
-            process.stdin.close()  # the child exits when its stdin closes
+            if process.stdin is not None:  # it is: a pipe (the child exits when it closes)
+                process.stdin.close()
             clean = process.wait(timeout=5) == 0
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
@@ -122,7 +132,9 @@ class LocalNetwork:
         return self._process is not None and self._process.poll() is None
 
 
-def _start_agents(host: str, port: int, agent: str, models: int, seed: int | None, load=None, save=None) -> list:
+def _start_agents(
+    host: str, port: int, agent: str, models: int, seed: int | None, load: str | None = None, save: str | None = None
+) -> list[RandomAgent | Swarm]:
     if agent == "random":
         from cartpole_tui.env.components.random_agent import RandomAgent
 

@@ -1,5 +1,8 @@
 """Training schedules, as the published control script runs them, through a ControlClient.
 
+Runtime layer (top of env/): it drives a components-layer ControlClient; the app and
+``run --schedule`` call it.
+
 A round is: train N episodes (stochastic), evaluate M deterministic episodes, evolve.
 Added to the published script: when every episode of a round's evaluation reaches
 ``target`` (its average, where the environment reports no episodes) the schedule
@@ -19,13 +22,15 @@ one generation), and CartPole-v1's reward threshold as the target.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.events import EpisodeFinished, RunFinished
 
 
@@ -45,7 +50,7 @@ class ScheduleSettings:
     final_eval: int = defaults.SCHEDULE_CONFIRM
     target: float | None = defaults.SCHEDULE_TARGET
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("rounds", "train", "evaluate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -86,7 +91,7 @@ class ScheduleResult:
 
 
 def run_schedule(
-    control,
+    control: ControlClient,
     rounds: int = defaults.SCHEDULE_ROUNDS,
     train: int = defaults.SCHEDULE_TRAIN,
     evaluate: int = defaults.SCHEDULE_EVALUATE,
@@ -100,7 +105,7 @@ def run_schedule(
     on_phase: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> ScheduleResult:
-    """Run the schedule through ``control`` (a :class:`~cartpole_tui.env.components.control.ControlClient`).
+    """Run the schedule through ``control``.
 
     ``on_episode`` gets every finished episode (training, evaluation and final) while
     the schedule runs; ``on_phase(phase, round)`` is called before each run and evolution, phase
@@ -171,7 +176,7 @@ def _reached(run: RunFinished, target: float) -> bool:
 class _HopelessConfirmation:
     """Stops the confirmation run once its mean cannot reach the target any more."""
 
-    def __init__(self, control, episodes: int, target: float | None):
+    def __init__(self, control: ControlClient, episodes: int, target: float | None):
         self.control, self.episodes, self.target = control, episodes, target
         self.run_id: str | None = None
         self.scores: list[float] = []
@@ -192,25 +197,20 @@ class _HopelessConfirmation:
             self.control.stop_run()
 
 
-class _forwarding_episodes:
+@contextlib.contextmanager
+def _forwarding_episodes(control: ControlClient, listeners: list[Callable[[EpisodeFinished], None]]) -> Iterator[None]:
     """Chains episode listeners onto the control client's ``on_event`` for the schedule's duration."""
+    previous = control.on_event
 
-    def __init__(self, control, listeners: list[Callable[[EpisodeFinished], None]]):
-        self.control, self.listeners = control, listeners
+    def on_event(event: object) -> None:
+        if previous is not None:
+            previous(event)
+        if isinstance(event, EpisodeFinished):
+            for listener in listeners:
+                listener(event)
 
-    def __enter__(self):
-        self.previous = previous = self.control.on_event
-        listeners = self.listeners
-
-        def on_event(event) -> None:
-            if previous is not None:
-                previous(event)
-            if isinstance(event, EpisodeFinished):
-                for listener in listeners:
-                    listener(event)
-
-        self.control.on_event = on_event
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.control.on_event = self.previous
+    control.on_event = on_event
+    try:
+        yield
+    finally:
+        control.on_event = previous

@@ -1,5 +1,8 @@
 """One attachment to a network, as the user asked for it on the command line.
 
+Runtime layer (top of env/): it puts together runtime's network, the components'
+environment and control client, and the history's recorder and store; ``tui/`` opens one.
+
 Without an address it starts the embedded network (broker and built-in agents in a
 child process); with one it joins that broker. The environment runs in this process
 unless told otherwise; the control client always does.
@@ -65,10 +68,11 @@ class Session:
         self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
         self._probed = False  # looked for another environment on the network
+        # the broker's address: given (ValueError on a typo, before anything starts) or the embedded one's
+        self.host: str | None = None
+        self.port: int | None = None
         if options.connect is not None:
-            self.host, self.port = parse_address(options.connect)  # ValueError on a typo, before anything starts
-        else:
-            self.host, self.port = None, None
+            self.host, self.port = parse_address(options.connect)
 
     @property
     def address(self) -> str:
@@ -82,45 +86,53 @@ class Session:
         """Start or join the network; ConnectionFailed / NetworkStartError on failure (nothing left running)."""
         try:
             if self.embedded and self.network is None:
-                self.network = LocalNetwork(
-                    models=self.options.models,
-                    seed=self.options.seed,
-                    agent=self.options.agent,
-                    population_file=self.options.population_file,
-                    fresh=self.options.fresh,
-                ).start()
-                self.host, self.port = self.network.host, self.network.port
-                auth.use_token(self.network.token)  # this process's components join with it
+                self._start_network()
+            host, port = self.host, self.port
+            assert host is not None and port is not None  # given, or the embedded network's since it started
             if self.options.embed_env and not self.embedded and not self._probed:
-                self._refuse_a_second_environment()  # once: on reconnect ours may still be listed
+                self._refuse_a_second_environment(host, port)  # once: on reconnect ours may still be listed
                 self._probed = True
             if self.options.embed_env:
-                self.environment = VectorEnvironmentComponent(
-                    self.host,
-                    self.port,
-                    parallel=self.options.parallel,
-                    env_id=self.options.env_id,
-                    seed=self.options.seed,
-                    on_disconnect=self.on_disconnect,
-                )
-                for observer in self.observers:
-                    self.environment.add_observer(observer)
-                self.environment.start()
+                self._start_environment(host, port)
             if self.recorder is not None:
                 self.recorder.address = self.address
             remote_runs = None if self.options.embed_env else self._remote_run_sent
-            self.control = ControlClient(self.host, self.port, on_event=self._control_event, on_run_sent=remote_runs)
+            self.control = ControlClient(host, port, on_event=self._control_event, on_run_sent=remote_runs)
             self.control.expects_run_id = self.options.embed_env
         except Exception:
             self.close()
             raise
         return self
 
-    def _refuse_a_second_environment(self) -> None:
+    def _start_network(self) -> None:
+        self.network = LocalNetwork(
+            models=self.options.models,
+            seed=self.options.seed,
+            agent=self.options.agent,
+            population_file=self.options.population_file,
+            fresh=self.options.fresh,
+        ).start()
+        self.host, self.port = self.network.host, self.network.port
+        auth.use_token(self.network.token)  # this process's components join with it
+
+    def _start_environment(self, host: str, port: int) -> None:
+        self.environment = VectorEnvironmentComponent(
+            host,
+            port,
+            parallel=self.options.parallel,
+            env_id=self.options.env_id,
+            seed=self.options.seed,
+            on_disconnect=self.on_disconnect,
+        )
+        for observer in self.observers:
+            self.environment.add_observer(observer)
+        self.environment.start()
+
+    def _refuse_a_second_environment(self, host: str, port: int) -> None:
         """Two environments answer every start twice and flood the network: look first.
 
         Our broker lists its clients in its stats; another broker is not asked (no stats)."""
-        probe = ControlClient(self.host, self.port, name="control")
+        probe = ControlClient(host, port, name="control")
         try:
             stats = probe.wait_stats(defaults.ENV_PROBE_TIMEOUT)
         finally:
@@ -130,7 +142,7 @@ class Session:
                 f"an environment is already on {self.address}: add --no-env to use it instead of starting ours"
             )
 
-    def _control_event(self, event) -> None:
+    def _control_event(self, event: object) -> None:
         if self.recorder is not None and not self.options.embed_env:
             if isinstance(event, EpisodeFinished):
                 self.recorder.on_episode(event)

@@ -1,5 +1,7 @@
 """The built-in swarm's aggregation: from K models' logits to one action.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``models``
 models (a model silent for ``timeout`` s is logged and left out until it answers
 again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
@@ -24,6 +26,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from swergio import Trigger
@@ -35,6 +38,8 @@ from cartpole_tui.env.swarm.policy import N_ACTIONS, softmax
 from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
+
+Logits = list[float] | np.ndarray  # one model's logits: a single step's list, a batch's (M, 2) rows
 
 
 class AggregationLogic:
@@ -66,14 +71,14 @@ class AggregationLogic:
 
     # --- actions ----------------------------------------------------------------------------
 
-    def choose(self, logits: dict[str, list[float]], deterministic: bool) -> int:
+    def choose(self, logits: Mapping[str, Logits], deterministic: bool) -> int:
         """The action for one step, given each answering model's logits."""
         ids = list(logits)
         for model_id in ids:
             self.order.setdefault(model_id, len(self.order))
         probs = softmax(np.asarray([logits[i] for i in ids], dtype=np.float64))
         if not deterministic and self.solo:
-            if self.player not in logits:
+            if self.player is None or self.player not in logits:
                 self.player = min(ids, key=lambda i: (self.solo_episodes.get(i, 0), self.order[i]))
             return int(np.argmax(probs[ids.index(self.player)]))
         total = probs.sum(axis=0)
@@ -115,7 +120,7 @@ class Aggregation(SwarmComponent):
         timeout: float = defaults.MODEL_ANSWER_TIMEOUT,
         solo: bool = True,
         name: str = "aggregation",
-        on_disconnect=None,
+        on_disconnect: Callable[[str], None] | None = None,
     ):
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
@@ -125,7 +130,7 @@ class Aggregation(SwarmComponent):
         self.batches = BatchChooser(self.logic)  # vectorised runs (env/swarm/batching.py)
         self.expected = models  # LOGITS that complete a step; lowered when models time out
         self.silent: set[str] = set()  # models that timed out and have not answered since
-        self._pending: dict[str, list[float]] = {}
+        self._pending: dict[str, Logits] = {}
         self._pending_since = 0.0
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
         self._acted = False  # an ACTION went out since the last observation
@@ -196,6 +201,8 @@ class Aggregation(SwarmComponent):
     def _act(self) -> None:
         """Answer the pending step (lock held)."""
         pending, trigger = self._pending, self._trigger
+        if trigger is None:  # nothing pending: a step's first LOGITS sets the trigger
+            return
         self._pending, self._trigger, self._acted = {}, None, True
         if batch.is_batch(trigger):
             ids = list(pending)

@@ -1,5 +1,7 @@
 """The swarm's side of vectorised runs (:mod:`cartpole_tui.env.wire.batch`).
 
+Swarm layer, no sockets: :mod:`.models` and :mod:`.aggregation` use it.
+
 :func:`batch_logits` is the models' answer: every model's logits for every instance in
 one message. :class:`BatchChooser` is the aggregation's: one action per instance, by the
 same rules as one step — in training each instance's episode is played by one model
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cartpole_tui.env.swarm.policy import N_ACTIONS, OBS_SIZE, Population, softmax
 from cartpole_tui.env.wire import batch, protocol
+
+if TYPE_CHECKING:  # aggregation imports this module
+    from cartpole_tui.env.swarm.aggregation import AggregationLogic
 
 
 def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | None:
@@ -56,7 +62,7 @@ def parse_logits(msg: dict) -> list[tuple[str, np.ndarray]] | None:
 class BatchChooser:
     """Per-instance players and returns for batch steps of an AggregationLogic."""
 
-    def __init__(self, logic):
+    def __init__(self, logic: AggregationLogic):
         self.logic = logic
         self.players: dict[int, str] = {}  # instance → the model playing its episode
         self.returns: dict[int, float] = {}

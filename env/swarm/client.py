@@ -1,6 +1,10 @@
-"""What the built-in swarm's components share: :class:`SwarmComponent` (a client with a
-direct path for the per-step rooms, and a watchdog for time-outs) and the check of the
-numbers in messages."""
+"""What the built-in swarm's components share.
+
+Swarm layer, on env/wire: :class:`SwarmComponent` (a client with a direct path for the
+per-step rooms, and a watchdog for time-outs) is the base of :mod:`.models`,
+:mod:`.aggregation` and :mod:`.evolution`; :func:`finite_vector` checks the numbers in
+their messages.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from typing import Any, Self
 
 from swergio import MESSAGE_TYPE
 
@@ -30,7 +35,7 @@ class SwarmClient(Component):
 
     batch = True  # the swarm's models and aggregation answer batch steps
 
-    def __init__(self, name: str, host: str, port: int, **kwargs):
+    def __init__(self, name: str, host: str, port: int, **kwargs: Any):
         super().__init__(name, host, port, **kwargs)
         self._ids = itertools.count()
         self._id_prefix = protocol.new_id()[:16]
@@ -41,7 +46,8 @@ class SwarmClient(Component):
         self._direct[room] = function
 
     def dispatch(self, message: dict) -> None:
-        function = self._direct.get(message.get("TO_ROOM"))
+        room = message.get("TO_ROOM")
+        function = self._direct.get(room) if isinstance(room, str) else None
         if function is None or message.get("TYPE") != CUSTOM.id:
             super().dispatch(message)
             return
@@ -65,7 +71,7 @@ class SwarmClient(Component):
         return self.add_propagated_fields(trigger or {}, payload)
 
 
-def finite_vector(value, length: int) -> list[float] | None:
+def finite_vector(value: object, length: int) -> list[float] | None:
     """``value`` if it is a list of ``length`` finite numbers (not bools), else None."""
     if type(value) is not list or len(value) != length:
         return None
@@ -100,7 +106,14 @@ class SwarmComponent:
     time-outs, a watchdog calling ``_check_timeout`` every ``check_every`` s; started
     and closed together."""
 
-    def __init__(self, name: str, host: str, port: int, on_disconnect=None, check_every: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        on_disconnect: Callable[[str], None] | None = None,
+        check_every: float | None = None,
+    ):
         self.client = SwarmClient(name, host, port, on_disconnect=on_disconnect)
         self._watchdog = None
         if check_every is not None:
@@ -109,7 +122,7 @@ class SwarmComponent:
     def _check_timeout(self) -> None:
         """What the watchdog checks (a component with ``check_every`` has this)."""
 
-    def start(self):
+    def start(self) -> Self:
         self.client.start()
         if self._watchdog is not None:
             self._watchdog.start()

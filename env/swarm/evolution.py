@@ -1,5 +1,7 @@
 """The built-in swarm's evolution, on ``{"EVOLUTION": true}`` in ``control``.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``),
 one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
 ``control``. What has not answered within ``timeout`` s is left out of the generation.
@@ -11,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 from swergio import Trigger
@@ -37,13 +40,14 @@ class Evolution(SwarmComponent):
         settings: genetic.GeneticSettings = genetic.SWARM,
         timeout: float = defaults.EVOLUTION_GATHER_TIMEOUT,
         name: str = "evolution",
-        on_disconnect=None,
+        on_disconnect: Callable[[str], None] | None = None,
     ):
         self.models = models
         self.settings = settings
         self.timeout = timeout
         self.generations = 0
-        self.on_generation = None  # called with (next population, generation number) after each SET
+        # called with (next population, generation number) after each SET
+        self.on_generation: Callable[[np.ndarray, int], None] | None = None
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._requests: list[dict] = []  # the EVOLUTION messages to answer with this generation
@@ -127,6 +131,7 @@ class Evolution(SwarmComponent):
         self.client.send_many([self.client.message(protocol.CONTROL, r, dict(done)) for r in requests])
 
     @staticmethod
-    def _fitness(value) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return float(value) if ok else 0.0
+    def _fitness(value: object) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        return 0.0

@@ -1,5 +1,7 @@
 """One generation of a genetic algorithm over (K, n) flat weight vectors, vectorised.
 
+Swarm layer, pure numpy: :mod:`.evolution` calls it.
+
 The published (deap) evolution's operators — tournament selection on fitness,
 two-point crossover of neighbouring pairs, Gaussian mutation — plus truncation
 selection (parents drawn from the fittest fraction) and elitism (the fittest row
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ def gaussian_mutation(pop: np.ndarray, settings: GeneticSettings, rng: np.random
     return pop + (rows[:, None] & genes) * rng.normal(0.0, settings.sigma, size=pop.shape)
 
 
-def next_generation(pop: np.ndarray, fitness, settings: GeneticSettings, rng: np.random.Generator) -> np.ndarray:
+def next_generation(
+    pop: np.ndarray, fitness: npt.ArrayLike, settings: GeneticSettings, rng: np.random.Generator
+) -> np.ndarray:
     """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``."""
     fitness = np.asarray(fitness, dtype=np.float64)
     if pop.ndim != 2 or len(fitness) != len(pop):

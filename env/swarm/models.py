@@ -1,5 +1,7 @@
 """The built-in swarm's K policy models behind one client.
 
+Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
+
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from swergio import Trigger
@@ -34,7 +37,7 @@ class ModelPool(SwarmComponent):
         models: int = defaults.MODELS,
         seed: int | None = None,
         name: str = "models",
-        on_disconnect=None,
+        on_disconnect: Callable[[str], None] | None = None,
     ):
         self.population = Population(models, seed)
         # Random, not seeded: two pools on one broker must not share ids, and nothing

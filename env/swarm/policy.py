@@ -1,5 +1,8 @@
 """A population of K actor-critic MLPs in batched numpy arrays.
 
+Swarm layer, pure numpy: :mod:`.models` and :mod:`.batching` compute with it, :mod:`.saved`
+checks files against its size.
+
 Each model has the published RLGym model's shape — policy and value nets 4→16→16
 (tanh), an action head 16→2 and a value head 16→1, 755 weights — and its weights
 live in one row of a (K, 755) array in the published flat order (torch's
@@ -12,6 +15,7 @@ vector the evolution GETs and SETs.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 OBS_SIZE = 4
 HIDDEN = 16
@@ -74,7 +78,7 @@ class Population:
             for name in (weight, bias):
                 self.layers[name][...] = rng.uniform(-bound, bound, size=self.layers[name].shape)
 
-    def set_model(self, index: int, weights) -> None:
+    def set_model(self, index: int, weights: npt.ArrayLike) -> None:
         """Load one model's flat weight vector (published order); ValueError on a bad length."""
         vector = np.asarray(weights, dtype=np.float64)
         if vector.shape != (N_WEIGHTS,):
@@ -83,7 +87,7 @@ class Population:
             raise ValueError("weights must be finite numbers")
         self.weights[index] = vector
 
-    def logits(self, obs) -> np.ndarray:
+    def logits(self, obs: npt.ArrayLike) -> np.ndarray:
         """Action logits (K, 2) of every model for one observation (4,) or one per model (K, 4)."""
         obs = np.asarray(obs, dtype=np.float64)
         L = self.layers
@@ -94,12 +98,12 @@ class Population:
         h = np.tanh(np.matmul(L["pi_w1"], h[:, :, None])[:, :, 0] + L["pi_b1"])
         return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
 
-    def batch_logits(self, obs) -> np.ndarray:
+    def batch_logits(self, obs: npt.ArrayLike) -> np.ndarray:
         """Action logits (K, M, 2) of every model for each of M observations (M, 4)."""
         obs = np.asarray(obs, dtype=np.float64)
         L = self.layers
 
-        def t(name):  # contiguous (K, in, out): matmul on the strided views is ~3x slower
+        def t(name: str) -> np.ndarray:  # contiguous (K, in, out): matmul on the strided views is ~3x slower
             return np.ascontiguousarray(L[name].transpose(0, 2, 1))
 
         h = obs @ t("pi_w0")

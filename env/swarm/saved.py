@@ -1,5 +1,8 @@
 """A population on disk: numpy ``.npz`` with the published 755-weight order.
 
+Swarm layer, no sockets: :mod:`.swarm` loads and saves through it; the command line
+names the file beside the run history.
+
 The format (documented in the README, stable):
 
 - ``weights``: float64, shape (K, 755): one model a row, each row the published RLGym

@@ -1,5 +1,7 @@
 """The built-in learning swarm: K numpy models, an aggregation and an evolution.
 
+Top of the swarm layer: the embedded network's child and ``cartpole-tui swarm`` run it.
+
 Each speaks the published RLGym network's messages (PROTOCOL.md), so each can stand
 in for its published counterpart: :class:`~cartpole_tui.env.swarm.models.ModelPool`,
 :class:`~cartpole_tui.env.swarm.aggregation.Aggregation` and
@@ -9,16 +11,19 @@ one process; :func:`serve_swarm` is ``cartpole-tui swarm``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.aggregation import Aggregation
+from cartpole_tui.env.swarm.client import SwarmComponent
 from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.wire.transport import ConnectionLost
@@ -26,6 +31,7 @@ from cartpole_tui.env.wire.transport import ConnectionLost
 log = logging.getLogger(__name__)
 
 PARTS = ("models", "aggregation", "evolution")
+Part = TypeVar("Part", bound=SwarmComponent)
 
 
 class Swarm:
@@ -53,10 +59,13 @@ class Swarm:
             raise ValueError("--save writes what our evolution makes: not with --only models or aggregation")
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
-        seeds = np.random.SeedSequence(seed).generate_state(3) if seed is not None else (None,) * 3
-        seeds = [None if s is None else int(s) for s in seeds]
-        self.components = []
-        self.evolution = self.aggregation = self.models = None
+        seeds: list[int | None] = [None] * 3
+        if seed is not None:
+            seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+        self.components: list[SwarmComponent] = []
+        self.evolution: Evolution | None = None
+        self.aggregation: Aggregation | None = None
+        self.models: ModelPool | None = None
         wanted = PARTS if only is None else (only,)  # one part beside published ones: a mixed network
         try:
             if "evolution" in wanted:
@@ -75,7 +84,6 @@ class Swarm:
             self.close()
             raise
         self.seed = seed
-        self.save_path = save
         self.restored: saved.SavedPopulation | None = None
         if load is not None and os.path.exists(load):
             try:
@@ -87,16 +95,16 @@ class Swarm:
                 self.models.population.weights[...] = saved.fit(self.restored.weights, models)
             if self.evolution is not None:
                 self.evolution.generations = self.restored.generation
-        if save is not None:
-            self.evolution.on_generation = self._save
+        if self.evolution is not None and save is not None:
+            self.evolution.on_generation = functools.partial(self._save, save)
 
-    def _save(self, population, generation: int) -> None:
+    def _save(self, path: str, population: np.ndarray, generation: int) -> None:
         try:
-            saved.save(self.save_path, saved.SavedPopulation(population, generation, self.seed))
+            saved.save(path, saved.SavedPopulation(population, generation, self.seed))
         except OSError as error:  # a full disk must not stop the swarm: said in its log
-            log.warning("swarm: population not saved to %s: %s", self.save_path, error)
+            log.warning("swarm: population not saved to %s: %s", path, error)
 
-    def _add(self, component):
+    def _add(self, component: Part) -> Part:
         self.components.append(component)
         return component
 

@@ -233,6 +233,14 @@ def test_aggregation_ignores_malformed_logits(broker, closing, caplog):
 # --- compatibility with unmodified swergio clients -------------------------------------------------------------
 
 
+def test_a_room_that_is_not_a_string_takes_the_generic_path(broker, closing):
+    aggregation = Aggregation(HOST, broker.port, models=1)
+    closing(aggregation.start())
+    # a list is unhashable: looked up in the direct-path table it raised TypeError in the listener
+    aggregation.client.dispatch({"TYPE": CUSTOM.id, "TO_ROOM": [protocol.LOGITS], "LOGITS": [0.0, 1.0]})
+    assert not aggregation._pending
+
+
 def test_unmodified_swergio_models_drive_our_aggregation(broker, closing):
     """Three published-style models (swergio.Client, handler returns LOGITS) and our aggregation."""
     _, probe = start_aggregation(broker, closing, models=3)

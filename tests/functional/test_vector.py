@@ -18,6 +18,7 @@ from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentLogic
 from cartpole_tui.env.components.instances import CartPoleInstances
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, quotas
+from cartpole_tui.env.events import EnvironmentObserver, NetworkError
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
 from cartpole_tui.env.swarm.swarm import Swarm
@@ -201,6 +202,27 @@ def test_a_stop_while_the_census_is_awaited_ends_the_run_at_once(swergio_server,
     # swergio.Server never answers the census; the stop does not wait 30 s for its time-out
     result = control.wait_run(idle_timeout=10)
     assert result.stopped and result.episodes == 0
+
+
+def test_a_start_that_fails_once_its_census_answered_says_env_error(broker, closing):
+    env = VectorEnvironmentComponent(HOST, broker.port, parallel=8).start()
+    closing(env)
+
+    class Failing(EnvironmentObserver):
+        def on_run_started(self, event):
+            raise RuntimeError("disk on fire")
+
+    env.add_observer(Failing())
+    errors: list[NetworkError] = []
+    control = ControlClient(
+        HOST, broker.port, on_event=lambda e: errors.append(e) if isinstance(e, NetworkError) else None
+    )
+    closing(control)
+    wait_for(lambda: members(broker, protocol.CONTROL) == 2, 5, "environment and control to join")
+    with env._lock:  # as the census handler holds it; the census allowed one instance
+        env._begin(protocol.start_run(4, False), 1)  # a start with no first observation to send
+    (error,) = wait_for(lambda: errors, 5, "the start's ENV_ERROR")
+    assert "disk on fire" in error.text and env.logic.run is None
 
 
 def test_the_census_counts_listeners_without_batch_and_answers_only_the_asker(broker, closing):
