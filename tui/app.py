@@ -156,7 +156,8 @@ class ControlRoomApp(App):
 
     @singledispatchmethod
     def handle(self, event: object) -> None:
-        """An event this app has no use for (the network may grow new ones)."""
+        """An event this app has no use for (the network may grow new ones). Each event it uses
+        has a handler registered below by its type, named after it (``_on_run_started``…)."""
 
     @handle.register
     def _on_history_loaded(self, event: HistoryLoaded) -> None:
