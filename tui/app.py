@@ -2,18 +2,22 @@
 screen what to show.
 
 It owns no network code: the controller does the talking in its own threads and queues
-what happens; the app drains that queue and dispatches each event by its type. Plots
-and the cart redraw on timers, only when their data changed.
+what happens; the app drains that queue and dispatches each event by its type to a named
+handler (``_on_episode_finished``…). What the status and progress lines say comes from
+`tui.data.run_progress`. Reads of the run history file (marked runs' overlays, a run's
+details, the export) run in worker threads and come back as messages. Plots and the cart
+redraw on timers, only when their data changed.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from functools import singledispatchmethod
 
+import numpy as np
 from rich.text import Text
+from textual import work
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
@@ -27,7 +31,6 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunStarted,
 )
-from cartpole_tui.env.history.export import default_export_path, export_runs, export_to_file
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
@@ -44,13 +47,25 @@ from cartpole_tui.tui.controller import (
 )
 from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.population import PopulationHistory
+from cartpole_tui.tui.data.run_progress import (
+    RunProgress,
+    StatusFacts,
+    StepRate,
+    round_line,
+    schedule_ended_text,
+    schedule_started_line,
+    status_line,
+)
 from cartpole_tui.tui.data.score_history import ScoreHistory
-from cartpole_tui.tui.data.words import plural
+from cartpole_tui.tui.export import export_csv
 from cartpole_tui.tui.messages import (
+    DetailsLoaded,
     DetailsRequested,
     EventsPending,
     EvolveRequested,
+    ExportDone,
     MarksChanged,
+    OverlaysLoaded,
     StartRequested,
     StopRequested,
 )
@@ -59,13 +74,6 @@ from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 
 RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
-CONNECTION_MARKS = {
-    "connected": ("● connected", "green"),
-    "connecting": ("○ connecting…", "yellow"),
-    "disconnected": ("● disconnected", "red"),
-    "unreachable": ("● unreachable", "red"),
-    "offline": ("○ offline: run history only", "dim"),
-}
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
 
 
@@ -92,20 +100,15 @@ class ControlRoomApp(App):
         self.controller = Controller(options, self.post_message, db_path=db_path, evolution_timeout=evolution_timeout)
         self.history = ScoreHistory()
         self.population = PopulationHistory()
-        self.stall_hint_seconds = defaults.STALL_HINT_SECONDS
-        self._progress_seen = (-1, time.monotonic())  # (steps + episodes, when that count last moved)
-        self.main: MainScreen | None = None  # made when the app starts (widgets belong to a running app)
+        self._main: MainScreen | None = None
         self.connection = "offline" if options.offline else "connecting"
-        self.current: RunStarted | None = None
-        self.finished_in_run = 0
-        self.run_numbers: dict[str, int] = {}
-        self._progress_text: str | None = None  # the progress label waiting for the next redraw
+        self.run_progress = RunProgress(time.monotonic())
+        self.step_rate = StepRate(time.monotonic())
+        self.components = 0  # clients the broker reports
         self._shown_observation = None
         self._shown_revision = -1
         self._runs_shown_at = 0.0
-        self._steps_seen = (0, time.monotonic())
-        self.steps_per_second = 0.0
-        self.components = 0  # clients the broker reports
+        self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
 
     @property
@@ -116,8 +119,19 @@ class ControlRoomApp(App):
     def store(self) -> RunStore | None:
         return self.controller.store
 
+    @property
+    def main(self) -> MainScreen:
+        """The main screen, made at its first use once the app runs (widgets belong to a running app)."""
+        if self._main is None:
+            self._main = MainScreen(self.history, population=self.population, redraw_hz=self.redraw_hz)
+        return self._main
+
+    @property
+    def current(self) -> RunStarted | None:
+        """The run going, if any."""
+        return self.run_progress.current
+
     def get_default_screen(self) -> MainScreen:
-        self.main = MainScreen(self.history, population=self.population, redraw_hz=self.redraw_hz)
         return self.main
 
     def on_mount(self) -> None:
@@ -141,12 +155,13 @@ class ControlRoomApp(App):
             self.handle(event)
 
     @singledispatchmethod
-    def handle(self, event) -> None:
-        """An event this app has no use for (the network may grow new ones)."""
+    def handle(self, event: object) -> None:
+        """An event this app has no use for (the network may grow new ones). Each event it uses
+        has a handler registered below by its type, named after it (``_on_run_started``…)."""
 
     @handle.register
-    def _(self, event: HistoryLoaded) -> None:
-        times = event.times or [None] * len(event.runs)
+    def _on_history_loaded(self, event: HistoryLoaded) -> None:
+        times: list[np.ndarray | None] = list(event.times) if event.times else [None] * len(event.runs)
         for (number, scores, average), ended in zip(event.runs, times):
             if len(scores):
                 self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
@@ -155,7 +170,7 @@ class ControlRoomApp(App):
         self._refresh_views()
 
     @handle.register
-    def _(self, event: Connected) -> None:
+    def _on_connected(self, event: Connected) -> None:
         self.connection = "connected"
         self.log_line(
             f"joined the network at {event.address}" + (" (embedded broker, built-in agents)" if event.embedded else "")
@@ -166,7 +181,7 @@ class ControlRoomApp(App):
         self._refresh_views()
 
     @handle.register
-    def _(self, event: ConnectFailed) -> None:
+    def _on_connect_failed(self, event: ConnectFailed) -> None:
         self.connection = "unreachable"
         self._show_status()
         self.log_line(f"cannot join the network: {event.reason}", "red")
@@ -183,64 +198,43 @@ class ControlRoomApp(App):
         self.push_screen(UnreachableScreen(event.reason), retry)
 
     @handle.register
-    def _(self, event: StorageProblem) -> None:
+    def _on_storage_problem(self, event: StorageProblem) -> None:
         self.log_line(f"storage: {event.text}", "red")
         self.notify(event.text, title="Run history", severity="error", timeout=10, markup=False)
 
     @handle.register
-    def _(self, event: RunStarted) -> None:
-        self.current = event
-        self.finished_in_run = 0
-        record = next((r for r in reversed(self.store.runs()) if r.run_uid == event.run_id), None)
-        self.run_numbers[event.run_id] = record.number if record else len(self.run_numbers) + 1
+    def _on_run_started(self, event: RunStarted) -> None:
+        # the store's runs are in memory (no file read): the run's number in the history
+        runs = self.store.runs() if self.store is not None else []
+        record = next((r for r in reversed(runs) if r.run_uid == event.run_id), None)
+        line = self.run_progress.started(event, record.number if record else None, time.monotonic())
         self.main.progress.display = True
         self.main.progress.update(total=event.episodes or None, progress=0)
         self.main.controls.show_running(True)
-        self._progress_seen = (-1, time.monotonic())
-        self._progress_text = f"run {self.run_numbers[event.run_id]} · waiting for the first episode"
-        self.log_line(
-            f"run {self.run_numbers[event.run_id]} started: {plural(event.episodes, 'episode')}"
-            + (", deterministic" if event.deterministic else "")
-        )
+        self.log_line(line)
 
     @handle.register
-    def _(self, event: EpisodeFinished) -> None:
-        number = self.run_numbers.get(event.run_id)
-        if number is None:  # a run started by another control client, seen through the control room
-            self.handle(RunStarted(event.run_id, 0, False))
-            number = self.run_numbers[event.run_id]
+    def _on_episode_finished(self, event: EpisodeFinished) -> None:
+        if self.run_progress.number(event.run_id) is None:
+            # a run started by another control client, seen through the control room
+            self._on_run_started(RunStarted(event.run_id, 0, False))
+        number = self.run_progress.numbers[event.run_id]
         self.history.append(event.score, number, event.wall_time or float("nan"))
-        self.finished_in_run = event.episode
         # shown by the redraw timer: one progress repaint per tick, not one per episode
         window = self.main.plot.window
-        mean = self.history.rolling_mean_at(len(self.history) - 1, window)
-        self._progress_text = (
-            f"run {number} · {event.episode}/{self.current.episodes if self.current else '?'}"
-            f" · last {event.score:g} · mean({window}) {mean:.1f}"
-        )
+        self.run_progress.episode(event, window, self.history.rolling_mean_at(len(self.history) - 1, window))
 
     @handle.register
-    def _(self, event: RunFinished) -> None:
-        number = self.run_numbers.get(event.run_id, "?")
+    def _on_run_finished(self, event: RunFinished) -> None:
         if event.episodes and len(self.history):
             self.history.end_run(event.avg_score)
-        self.current = None
+        line = self.run_progress.ended(event)
         self.main.controls.show_running(False)
-        ending = "stopped" if event.stopped else "done"
-        rate = f", {event.steps_per_second:,.0f} steps/s" if event.steps_per_second else ""
-        self.log_line(
-            Text.assemble(
-                f"run {number} {ending}: average ",
-                (f"{event.avg_score:.1f}", "bold"),
-                f" over {plural(event.episodes, 'episode')} (ENV_DONE){rate}",
-            )
-        )
-        average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self._progress_text = f"run {number} {ending} · {average or 'no episode finished'}"
+        self.log_line(line)
         self.main.progress.display = False  # its ETA means nothing once the run is over
 
     @handle.register
-    def _(self, event: EvolutionFinished) -> None:
+    def _on_evolution_finished(self, event: EvolutionFinished) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
         self.main.controls.show_evolution(f"done in {event.seconds:.2f}s by {event.sent_by}")
         generation = f" (generation {event.generation})" if event.generation is not None else ""
@@ -251,60 +245,51 @@ class ControlRoomApp(App):
         self.main.population.show()
 
     @handle.register
-    def _(self, event: EvolutionFailed) -> None:
+    def _on_evolution_failed(self, event: EvolutionFailed) -> None:
         self.main.controls.show_evolution("no answer")
         self.log_line(f"evolution: {event.text}", "yellow")
 
     @handle.register
-    def _(self, event: NetworkError) -> None:
+    def _on_network_error(self, event: NetworkError) -> None:
         self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
 
     @handle.register
-    def _(self, event: ComponentSeen) -> None:
+    def _on_component_seen(self, event: ComponentSeen) -> None:
         pane = self.main.network
         if event.name not in pane.components:
             pane.components.add(event.name)
             self.log_line(Text(f"component seen: {event.name}", style="dim"))
 
     @handle.register
-    def _(self, event: BrokerStats) -> None:
+    def _on_broker_stats(self, event: BrokerStats) -> None:
         self.main.network.update_stats(event)
         self.components = len(event.clients)
         self._show_status()
 
     @handle.register
-    def _(self, event: Disconnected) -> None:
+    def _on_disconnected(self, event: Disconnected) -> None:
         if self.connection != "connected":
             return
         self.connection = "disconnected"
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
-        if self.current is not None and self.store is not None:
-            try:
-                self.store.end_run(self.current.run_id, avg_score=None, state="failed", ended=time.time())
-            except KeyError:  # a run another client started: not in this history
-                pass
-            self.current = None
+        lost = self.run_progress.lost()
+        if lost is not None:
+            if self.store is not None:
+                try:
+                    self.store.end_run(lost.run_id, avg_score=None, state="failed", ended=time.time())
+                except KeyError:  # a run another client started: not in this history
+                    pass
             self.main.controls.show_running(False)
         self._show_status()
         self.controller.reconnect()
 
     @handle.register
-    def _(self, result: RoundResult) -> None:
-        check = f", 100-episode check {result.confirm_avg:.1f}" if result.confirm_avg is not None else ""
-        self.log_line(
-            Text.assemble(
-                f"round {result.round}: train avg {result.train_avg:.1f}, eval avg ",
-                (f"{result.eval_avg:.1f}", "bold"),
-                f"{check}{', evolved' if result.evolved else ''} ({result.wall_seconds:.0f}s)",
-            )
-        )
+    def _on_round_result(self, result: RoundResult) -> None:
+        self.log_line(round_line(result))
 
     @handle.register
-    def _(self, result: ScheduleResult) -> None:
-        if result.solved:
-            text = f"schedule solved: deterministic average {result.final_eval_avg:.1f}"
-        else:
-            text = f"schedule ended after {len(result.rounds)} rounds, not solved"
+    def _on_schedule_result(self, result: ScheduleResult) -> None:
+        text = schedule_ended_text(result)
         self.log_line(f"{text} in {result.wall_seconds:.0f}s", "bold")
         self.notify(text, title="Schedule", markup=False)
 
@@ -319,18 +304,16 @@ class ControlRoomApp(App):
         else:
             session = self.session
             address = session.address if session is not None and session.port else "starting network…"
-        rate = f"  {self.steps_per_second:,.0f} steps/s" if self.steps_per_second else ""
-        connected = self.connection == "connected"
-        clients = f"{plural(self.components, 'client')} │ " if self.components and connected else ""
-        status = Text()
-        if self.size.width >= 100:
-            status.append("cartpole-tui", "bold").append(" │ ")
-        status.append(f"{address} │ {self.options.env_id} │ {clients}")
-        status.append(*CONNECTION_MARKS[self.connection])
-        if self._open_network():
-            status.append(" │ open network", "bold red")
-        status.append(rate)
-        self.main.status.update(status)
+        facts = StatusFacts(
+            address,
+            self.options.env_id,
+            self.connection,
+            self.size.width,
+            clients=self.components,
+            steps_per_second=self.step_rate.per_second,
+            open_network=self._open_network(),
+        )
+        self.main.status.update(status_line(facts))
 
     def _theme_changed(self, theme) -> None:
         for watch in self.theme_watchers:
@@ -347,19 +330,18 @@ class ControlRoomApp(App):
         )
 
     def _refresh_views(self) -> None:
-        if self.main is None or not self.main.is_mounted:
+        if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
-        steps, since = self._steps_seen
         now = time.monotonic()
-        if now - since >= 1.0:
-            self.steps_per_second = (self.controller.steps - steps) / (now - since)
-            self._steps_seen = (self.controller.steps, now)
+        if self.step_rate.update(self.controller.steps, now):
             self._show_status()
-        self._check_progress(now)
-        if self._progress_text is not None:
-            self.main.progress.update(progress=self.finished_in_run)
-            self.main.progress_label.update(self._progress_text)
-            self._progress_text = None
+        bar_shown = self.run_progress.check(self.controller.steps, now)
+        if bar_shown is not None:
+            self.main.progress.display = bar_shown
+        label = self.run_progress.take_label()
+        if label is not None:
+            self.main.progress.update(progress=self.run_progress.finished)
+            self.main.progress_label.update(label)
         observation = self.controller.latest_observation
         if observation is not self._shown_observation:
             self._shown_observation = observation
@@ -373,23 +355,67 @@ class ControlRoomApp(App):
             self._shown_revision, self._runs_shown_at = store.revision, now
             self.main.runs_table.show(store.runs())
 
-    def _check_progress(self, now: float) -> None:
-        """While a run shows no step and no episode for a while, say why it may be."""
-        if self.current is None:
+    # --- reads of the run history file: in worker threads, the results come back as messages ---
+
+    def _ask(self, kind: str) -> int:
+        """Number a new read of this kind; a slower answer to an earlier one is then dropped."""
+        self._asked[kind] = self._asked.get(kind, 0) + 1
+        return self._asked[kind]
+
+    def _latest(self, kind: str, asked: int) -> bool:
+        return self._asked.get(kind) == asked
+
+    def on_marks_changed(self, message: MarksChanged) -> None:
+        asked = self._ask("overlays")
+        if self.store is not None:
+            self._read_overlays(self.store, sorted(message.marked), self.main.plot.window, asked)
+
+    @work(thread=True, group="overlays")
+    def _read_overlays(self, store: RunStore, marked: list[int], window: int, asked: int) -> None:
+        self.post_message(OverlaysLoaded(rolling_overlays(store, marked, window), asked))
+
+    def on_overlays_loaded(self, message: OverlaysLoaded) -> None:
+        if self._latest("overlays", message.asked):
+            self.main.plot.overlays = message.overlays
+
+    def on_details_requested(self, message: DetailsRequested) -> None:
+        asked = self._ask("details")
+        if self.store is not None:
+            self._read_details(self.store, message.number, asked)
+
+    @work(thread=True, group="details")
+    def _read_details(self, store: RunStore, number: int, asked: int) -> None:
+        run = store.run(number)
+        if run is not None:
+            self.post_message(DetailsLoaded(run, store.episodes(run.run_uid), asked))
+
+    def on_details_loaded(self, message: DetailsLoaded) -> None:
+        if self._latest("details", message.asked):
+            self.push_screen(RunDetailsScreen(message.run, message.episodes))
+
+    def action_export(self) -> None:
+        if self.store is None:
             return
-        count = self.controller.steps + self.finished_in_run
-        seen, since = self._progress_seen
-        if count != seen:
-            self._progress_seen = (count, now)
-            self.main.progress.display = True
-        elif now - since >= self.stall_hint_seconds:
-            self._progress_seen = (count, float("inf"))  # said once until something moves
-            self.main.progress.display = False  # an ETA means nothing now; the hint needs the room
-            number = self.run_numbers.get(self.current.run_id, "?")
-            self._progress_text = (
-                f"run {number} · {self.finished_in_run}/{self.current.episodes} · no step for "
-                f"{self.stall_hint_seconds:g}s: waiting for agents — is the swarm running?"
-            )
+        # in a browser the CSV goes to the browser, not the server's directory
+        self._export(self.store, sorted(self.main.runs_table.marked) or None, self.is_web)
+
+    @work(thread=True, group="export")
+    def _export(self, store: RunStore, marked: list[int] | None, to_browser: bool) -> None:
+        try:
+            self.post_message(ExportDone(export_csv(store, marked, to_browser)))
+        except Exception as error:
+            self.post_message(ExportDone(error=str(error)))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        exported = message.exported
+        if exported is None:
+            self.notify(f"export failed: {message.error}", severity="error", markup=False)
+            return
+        if exported.text is not None:
+            self.deliver_text(exported.text, save_filename=exported.name, mime_type="text/csv")
+        self.log_line(exported.log_line)
+        if exported.path is not None:
+            self.notify(exported.path, title="Exported", markup=False)
 
     # --- actions ------------------------------------------------------------------------------
 
@@ -409,11 +435,6 @@ class ControlRoomApp(App):
 
     def action_cycle_x_axis(self) -> None:
         self.main.plot.action_cycle_x_axis()
-
-    def on_details_requested(self, message: DetailsRequested) -> None:
-        run = self.store.run(message.number) if self.store is not None else None
-        if run is not None:
-            self.push_screen(RunDetailsScreen(run, self.store.episodes(run.run_uid)))
 
     def _can_control(self) -> bool:
         if self.connection == "connected" and self.controller.control is not None:
@@ -442,10 +463,7 @@ class ControlRoomApp(App):
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
             return
-        self.log_line(
-            f"schedule started: rounds of (train, evaluate, evolve) until a {defaults.SCHEDULE_CONFIRM}-episode "
-            f"check reaches {defaults.SCHEDULE_TARGET:g}"
-        )
+        self.log_line(schedule_started_line())
         self.controller.start_schedule()
 
     def action_stop(self) -> None:
@@ -482,38 +500,6 @@ class ControlRoomApp(App):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
-
-    def action_export(self) -> None:
-        if self.store is None:
-            return
-        marked = sorted(self.main.runs_table.marked) or None
-        if self.is_web:  # in a browser: the CSV goes to the browser, not the server's directory
-            self._deliver_export(marked)
-            return
-        try:
-            path = export_to_file(self.store, marked, "csv")
-        except Exception as error:
-            self.notify(f"export failed: {error}", severity="error", markup=False)
-            return
-        self.log_line(f"exported {'runs ' + ', '.join(map(str, marked)) if marked else 'all runs'} to {path}")
-        self.notify(path, title="Exported", markup=False)
-
-    def _deliver_export(self, marked: list[int] | None) -> None:
-        out = io.StringIO()
-        try:
-            export_runs(self.store, marked, "csv", out)
-        except Exception as error:
-            self.notify(f"export failed: {error}", severity="error", markup=False)
-            return
-        out.seek(0)
-        name = os.path.basename(default_export_path("csv"))
-        self.deliver_text(out, save_filename=name, mime_type="text/csv")
-        self.log_line(
-            f"exported {'runs ' + ', '.join(map(str, marked)) if marked else 'all runs'} as {name} to the browser"
-        )
-
-    def on_marks_changed(self, message: MarksChanged) -> None:
-        self.main.plot.overlays = rolling_overlays(self.store, sorted(message.marked), self.main.plot.window)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)

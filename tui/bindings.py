@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from cartpole_tui.env import defaults
 
@@ -129,7 +129,7 @@ KEYS: tuple[Key, ...] = (
 )
 
 
-def bindings(scope: str = "app") -> list[Binding]:
+def bindings(scope: str = "app") -> list[BindingType]:
     """The Textual bindings of one scope, in the table's order."""
     return [
         Binding(k.key, k.action, k.footer or k.help, show=bool(k.footer), key_display=k.footer_key or k.shown or None)

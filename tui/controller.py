@@ -175,19 +175,20 @@ class Controller(EnvironmentObserver):
         except _CONNECTION_FAILURES as error:
             self.push(ConnectFailed(str(error)))
             return
-        self._joined()
+        self._joined(self.session)
 
-    def _joined(self) -> None:
-        network = self.session.network
-        self.push(
-            Connected(self.session.address, self.session.embedded, network.log_path if network is not None else None)
-        )
+    def _joined(self, session: Session) -> None:
+        network = session.network
+        self.push(Connected(session.address, session.embedded, network.log_path if network is not None else None))
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""
         self._in_thread(self._reconnect, name="reconnect")
 
     def _reconnect(self) -> None:
+        session = self.session
+        if session is None:  # never joined: connect() is the way in
+            return
         attempt = 0
         while not self._quitting.is_set():
             delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
@@ -195,16 +196,23 @@ class Controller(EnvironmentObserver):
             if self._quitting.wait(delay):
                 return
             try:
-                self.session.reconnect()
+                session.reconnect()
             except _CONNECTION_FAILURES as error:
                 self.push(NetworkError("app", f"reconnect attempt {attempt} failed: {error}"))
                 continue
-            self._joined()
+            self._joined(session)
             return
 
     @property
     def control(self) -> ControlClient | None:
         return self.session.control if self.session is not None else None
+
+    def _joined_control(self) -> ControlClient:
+        """The control client to send a command with (the app sends only while connected)."""
+        control = self.control
+        if control is None:
+            raise ConnectionError("not connected to the network")
+        return control
 
     # --- commands (each in a thread; a lost broker is reported, not raised) -----------------
 
@@ -215,13 +223,14 @@ class Controller(EnvironmentObserver):
             self.push(NetworkError("app", f"not sent: {error}"))
 
     def start_run(self, episodes: int, deterministic: bool) -> None:
-        self._in_thread(self._send, self.control.start_run, episodes, deterministic, self.options.seed, name="start")
+        control = self._joined_control()
+        self._in_thread(self._send, control.start_run, episodes, deterministic, self.options.seed, name="start")
 
     def stop_run(self) -> None:
-        self._in_thread(self._send, self.control.stop_run, name="stop")
+        self._in_thread(self._send, self._joined_control().stop_run, name="stop")
 
     def evolve(self) -> None:
-        self._in_thread(self._evolve, self.control, name="evolve")
+        self._in_thread(self._evolve, self._joined_control(), name="evolve")
 
     def _evolve(self, control: ControlClient) -> None:
         try:
@@ -236,8 +245,9 @@ class Controller(EnvironmentObserver):
         return self._schedule_stop is not None
 
     def start_schedule(self) -> None:
+        control = self._joined_control()
         self._schedule_stop = threading.Event()
-        self._in_thread(self._run_schedule, self.control, self._schedule_stop, name="schedule")
+        self._in_thread(self._run_schedule, control, self._schedule_stop, name="schedule")
 
     def stop_schedule(self) -> bool:
         """Ask a running schedule to stop after its current run; False when none runs."""

@@ -1,12 +1,18 @@
 """Every Textual message of the control room, in one place.
 
 Widgets post requests (they decide nothing); the controller posts ``EventsPending`` when
-the network has news. Handlers are named after these classes (``on_start_requested``…).
+the network has news; the app's worker threads post what they read from the run history
+(``OverlaysLoaded``, ``DetailsLoaded``, ``ExportDone``). Handlers are named after these
+classes (``on_start_requested``…).
 """
 
 from __future__ import annotations
 
 from textual.message import Message
+
+from cartpole_tui.env.history.store import Episode, RunRecord
+from cartpole_tui.tui.data.overlays import Overlay
+from cartpole_tui.tui.export import Exported
 
 
 class EventsPending(Message):
@@ -47,3 +53,31 @@ class DetailsRequested(Message):
     def __init__(self, number: int):
         super().__init__()
         self.number = number
+
+
+class OverlaysLoaded(Message):
+    """The marked runs' rolling means, read in a worker thread for the ``asked``-th marks change."""
+
+    def __init__(self, overlays: list[Overlay], asked: int):
+        super().__init__()
+        self.overlays = overlays
+        self.asked = asked
+
+
+class DetailsLoaded(Message):
+    """One run and its episodes, read in a worker thread for the ``asked``-th request."""
+
+    def __init__(self, run: RunRecord, episodes: list[Episode], asked: int):
+        super().__init__()
+        self.run = run
+        self.episodes = episodes
+        self.asked = asked
+
+
+class ExportDone(Message):
+    """An export finished in a worker thread: ``exported``, or the ``error`` that stopped it."""
+
+    def __init__(self, exported: Exported | None = None, error: str | None = None):
+        super().__init__()
+        self.exported = exported
+        self.error = error

@@ -215,7 +215,7 @@ async def test_network_pane_humanises_counts_and_grows(tmp_path):
 
 async def test_progress_line_waits_hints_and_clears(tmp_path, broker):
     app = make_app(tmp_path, broker.port)  # no agents on this network
-    app.stall_hint_seconds = 0.3
+    app.run_progress.stall_hint_seconds = 0.3
     async with app.run_test(size=(100, 30)) as pilot:
         await connected(pilot)
         await start_run(pilot, "20")
@@ -245,8 +245,10 @@ async def test_one_episode_and_played_episodes(tmp_path, broker):
             await pilot.press("x")
             stopped = await until(pilot, lambda: [r for r in runs(app) if r.state == "stopped"], what="stopped")
             table = app.main.runs_table
-            await until(
-                pilot, lambda: str(table.get_row_at(1)[2]) == str(stopped[0].finished), what="episodes played shown"
+            await until(  # the table repaints once a second: the second run's row may not be there yet
+                pilot,
+                lambda: table.row_count > 1 and str(table.get_row_at(1)[2]) == str(stopped[0].finished),
+                what="episodes played shown",
             )
     finally:
         agent.close()

@@ -201,6 +201,8 @@ def _stop_interrupted(session: Session) -> RunFinished:
     """Ask the environment to STOP; its ENV_DONE (STOPPED) records the run. Without one in
     time (the published environment knows no STOP) the run is recorded as stopped here."""
     control = session.control
+    if control is None:  # the session is open while a run goes: never so
+        raise CommandError("not connected to the network")
     try:
         control.stop_run()
         return control.wait_run(idle_timeout=defaults.STOP_ANSWER_TIMEOUT)
@@ -322,7 +324,12 @@ def env(args: argparse.Namespace) -> int:
     component.add_observer(StoreRecorder(store, args.env_id, args.connect))
     component.start()
     print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
-    _serve_until_interrupted(lambda: (component.close(), store.close()), lost)
+
+    def close() -> None:
+        component.close()
+        store.close()
+
+    _serve_until_interrupted(close, lost)
     return 0
 
 
@@ -364,5 +371,11 @@ def broker(args: argparse.Namespace) -> int:
     mode = f" (gateway of network {args.network!r} on NATS {relay.bridge.connected_url})" if relay else ""
     print(f"broker listening on {instance.address}{mode}; Ctrl-C to stop", flush=True)
     instance.start()
-    _serve_until_interrupted(lambda: (instance.stop(), relay and relay.close()), threading.Event())
+
+    def close() -> None:
+        instance.stop()
+        if relay is not None:
+            relay.close()
+
+    _serve_until_interrupted(close, threading.Event())
     return 0

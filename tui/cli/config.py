@@ -103,7 +103,7 @@ def load(path: Path | None = None, checks: dict[str, Callable] | None = None) ->
         types, expected = KEYS[key]
         if isinstance(value, bool) or not isinstance(value, types):
             raise ConfigError(f"config {config.where(key)}: {key} must be {expected}, got {type(value).__name__}")
-        config.values[key] = os.path.expanduser(value) if key in PATH_KEYS else value
+        config.values[key] = os.path.expanduser(value) if key in PATH_KEYS and isinstance(value, str) else value
     for key, check in (checks or {}).items():
         config.get(key, check)
     return config

@@ -1,7 +1,10 @@
-"""`cartpole-tui` and its subcommands.
+"""`cartpole-tui` and its subcommands: one builder per command, sharing option groups.
 
-Bad input gets one clear line on stderr and a non-zero exit (2 for usage, 1 for a
-failure at run time), never a traceback.
+The options several commands take (the network to join, the run history, the environment,
+the built-in agents, the display) are parent parsers, declared once and copied into each
+command that takes them; each command names its function with ``set_defaults(func=…)``.
+Bad input gets one clear line on stderr and a non-zero exit (2 for usage, 1 for a failure
+at run time), never a traceback.
 """
 
 from __future__ import annotations
@@ -10,42 +13,102 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
-from cartpole_tui.env.wire import auth, batch, protocol
-from cartpole_tui.env.wire.gateway import parse_servers
-from cartpole_tui.env.wire.transport import parse_address
+from cartpole_tui.env.wire import auth, protocol
 from cartpole_tui.tui.cli import commands, config, serve
+from cartpole_tui.tui.cli.arguments import (
+    address,
+    cidr,
+    instances,
+    nats_servers,
+    port_number,
+    positive_int,
+    redraw_rate,
+    seconds,
+)
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
+
+CHATTY = ("broker", "env", "serve")  # commands that log what they do (INFO); the others only warnings
+
+Command = Callable[[argparse.Namespace], "int | None"]
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line naming the command, and a hint to --help."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+# --- options shared by several commands (parent parsers) ----------------------------------
 
 
-def instances(text: str) -> int:
-    value = positive_int(text)
-    if value > batch.MAX_INSTANCES:
-        raise argparse.ArgumentTypeError(f"expected at most {batch.MAX_INSTANCES} instances, got {value}")
-    return value
+def _group(title: str) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
+    """A parent parser holding one titled group: its options show under that title in --help
+    (the groups of one title from several parents are merged)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    return parent, parent.add_argument_group(title)
 
 
-def _parallel_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _option(title: str | None, *flags: str, **settings: Any) -> argparse.ArgumentParser:
+    """A parent parser holding one option, shown under ``title`` (None: with the command's own)."""
+    if title is None:
+        parent = argparse.ArgumentParser(add_help=False)
+        parent.add_argument(*flags, **settings)
+        return parent
+    parent, group = _group(title)
+    group.add_argument(*flags, **settings)
+    return parent
+
+
+def network_options(connect_required: bool = False) -> argparse.ArgumentParser:
+    """--connect and --token-file. Required ones may come from the config file: checked once it
+    is applied (`apply_config`)."""
+    parent, group = _group("network")
+    parent.set_defaults(connect_required=connect_required)
+    group.add_argument(
+        "--connect",
+        metavar="HOST:PORT",
+        type=address,
+        help="join this swergio broker" + ("" if connect_required else " instead of starting the embedded network"),
+    )
+    _add_token_file(group)
+    return parent
+
+
+def _add_token_file(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"the broker's token (mode 600; default ${auth.TOKEN_FILE_ENV}, or token_file in the config file)",
+    )
+
+
+def token_option() -> argparse.ArgumentParser:
+    """--token-file alone (the broker: the token it asks of its clients)."""
+    parent, group = _group("network")
+    _add_token_file(group)
+    return parent
+
+
+def history_option() -> argparse.ArgumentParser:
+    return _option(
+        "run history",
+        "--db",
+        metavar="PATH",
+        help="run history database (default: in your data directory; :memory: keeps nothing)",
+    )
+
+
+def environment_options() -> argparse.ArgumentParser:
+    """--env-id and --parallel: the environment a run plays, where it runs here."""
+    parent, group = _group("environment")
+    group.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
+    group.add_argument(
         "--parallel",
         type=instances,
         default=defaults.PARALLEL,
@@ -53,108 +116,51 @@ def _parallel_option(parser: argparse.ArgumentParser) -> None:
         help=f"environment instances a run plays at once when every agent understands batches "
         f"(default {defaults.PARALLEL}; 1 = one at a time, as the published network)",
     )
+    return parent
 
 
-def address(text: str) -> str:
-    try:
-        parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
-def seconds(text: str) -> float:
-    """A time-out: a finite number of seconds above zero (at most a day)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86_400:
-        raise argparse.ArgumentTypeError(f"expected seconds above 0 (at most 86400), got {text!r}")
-    return value
-
-
-def redraw_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.1 <= value <= 30:
-        raise argparse.ArgumentTypeError(f"expected repaints a second between 0.1 and 30, got {text!r}")
-    return value
-
-
-def cidr(text: str):
-    try:
-        return auth.parse_networks([text])[0]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
-    return int(text)
-
-
-def nats_servers(text: str) -> list[str]:
-    try:
-        return parse_servers(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _network_options(parser: argparse.ArgumentParser, connect_required: bool = False) -> None:
-    # Required ones may come from the config file: checked once it is applied (main).
-    parser.set_defaults(connect_required=connect_required)
-    parser.add_argument(
-        "--connect",
-        metavar="HOST:PORT",
-        type=address,
-        help="join this swergio broker" + ("" if connect_required else " instead of starting the embedded network"),
-    )
-    _token_option(parser)
-
-
-def _token_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--token-file",
-        metavar="FILE",
-        help=f"the broker's token (mode 600; default ${auth.TOKEN_FILE_ENV}, or token_file in the config file)",
+def no_env_option() -> argparse.ArgumentParser:
+    return _option(
+        "environment", "--no-env", action="store_true", help="do not run the environment here (the network has its own)"
     )
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", metavar="PATH", help="run history database (default: in your data directory; :memory: keeps nothing)"
-    )
+def seed_option() -> argparse.ArgumentParser:
+    return _option(None, "--seed", type=int, help="seed for the environment and the built-in agents")
 
 
-def _session_options(parser: argparse.ArgumentParser) -> None:
-    _network_options(parser)
-    _db_option(parser)
-    parser.add_argument(
-        "--no-env", action="store_true", help="do not run the environment here (the network has its own)"
-    )
-    parser.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
-    parser.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
-    parser.add_argument(
+def agent_option() -> argparse.ArgumentParser:
+    return _option(
+        "built-in agents",
         "--agent",
         choices=defaults.AGENTS,
         default=defaults.AGENT,
         help="built-in agents of the embedded network: the learning swarm, or a random policy",
     )
-    parser.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
-    _parallel_option(parser)
 
 
-def _redraw_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def models_option() -> argparse.ArgumentParser:
+    return _option(
+        "built-in agents",
+        "--models",
+        type=positive_int,
+        default=defaults.MODELS,
+        help=f"models in the built-in swarm (default {defaults.MODELS})",
+    )
+
+
+def fresh_option() -> argparse.ArgumentParser:
+    return _option(
+        "built-in agents",
         "--fresh",
         action="store_true",
         help="the built-in swarm starts from random weights, not the population saved beside --db",
     )
-    parser.add_argument(
+
+
+def redraw_option() -> argparse.ArgumentParser:
+    return _option(
+        "display",
         "--redraw-hz",
         type=redraw_rate,
         metavar="HZ",
@@ -163,20 +169,34 @@ def _redraw_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="cartpole-tui",
-        description="A terminal control room for swergio CartPole networks.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's path unbroken
-        epilog=f"config file: {config.config_path()}\n  keys: {', '.join(config.KEYS)}; flags override it",
-    )
-    _session_options(parser)
-    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
-    _redraw_option(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+def session_options() -> list[argparse.ArgumentParser]:
+    """What a command that starts or joins a network and plays runs there takes."""
+    return [
+        network_options(),
+        history_option(),
+        no_env_option(),
+        environment_options(),
+        seed_option(),
+        agent_option(),
+        models_option(),
+    ]
 
-    run = sub.add_parser("run", help="one run headless, with a progress bar; prints the run's average")
-    _session_options(run)
+
+# --- the commands -----------------------------------------------------------------------------
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, func: Command, help: str, parents: list[argparse.ArgumentParser]
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, parents=parents)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    run = _command(
+        sub, "run", commands.run, "one run headless, with a progress bar; prints the run's average", session_options()
+    )
     run.add_argument(
         "--episodes",
         type=positive_int,
@@ -191,16 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.RUN_IDLE_TIMEOUT,
         help=f"seconds without progress before giving up (default {defaults.RUN_IDLE_TIMEOUT:g})",
     )
-    run.add_argument(
+    schedule = run.add_argument_group("schedule")
+    schedule.add_argument(
         "--schedule",
         action="store_true",
         help="rounds of (train, evaluate deterministically, evolve) instead of one run",
     )
-    run.add_argument("--rounds", type=positive_int, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds")
-    run.add_argument(
+    schedule.add_argument("--rounds", type=positive_int, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds")
+    schedule.add_argument(
         "--train", type=positive_int, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
     )
-    run.add_argument(
+    schedule.add_argument(
         "--eval",
         type=positive_int,
         default=defaults.SCHEDULE_EVALUATE,
@@ -208,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="schedule: deterministic evaluation episodes a round",
     )
 
-    evolve = sub.add_parser("evolve", help="one evolution step; waits for EVO_DONE")
-    _network_options(evolve, connect_required=True)
+
+def add_evolve(sub: argparse._SubParsersAction) -> None:
+    evolve = _command(sub, "evolve", commands.evolve, "one evolution step; waits for EVO_DONE", [network_options(True)])
     evolve.add_argument(
         "--timeout",
         type=seconds,
@@ -217,15 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds to wait for EVO_DONE (default {defaults.EVOLVE_ANSWER_TIMEOUT:g})",
     )
 
-    env = sub.add_parser("env", help="the environment component alone, like the seed")
-    _network_options(env, connect_required=True)
-    env.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
-    env.add_argument("--seed", type=int)
-    _parallel_option(env)
-    _db_option(env)
 
-    export = sub.add_parser("export", help="write run history as CSV or JSON")
-    _db_option(export)
+def add_env(sub: argparse._SubParsersAction) -> None:
+    parents = [network_options(True), history_option(), environment_options(), seed_option()]
+    _command(sub, "env", commands.env, "the environment component alone, like the seed", parents)
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    export = _command(sub, "export", commands.export, "write run history as CSV or JSON", [history_option()])
     export.add_argument(
         "--run",
         type=positive_int,
@@ -237,12 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
     export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
 
-    swarm = sub.add_parser("swarm", help="the built-in models, aggregation and evolution")
-    _network_options(swarm, connect_required=True)
-    swarm.add_argument(
-        "--models", type=positive_int, default=defaults.MODELS, help=f"models in the swarm (default {defaults.MODELS})"
-    )
-    swarm.add_argument("--seed", type=int)
+
+def add_swarm(sub: argparse._SubParsersAction) -> None:
+    parents = [network_options(True), models_option(), seed_option()]
+    swarm = _command(sub, "swarm", commands.swarm, "the built-in models, aggregation and evolution", parents)
     swarm.add_argument("--load", metavar="FILE", help="start from this population file (.npz, see the README)")
     swarm.add_argument("--save", metavar="FILE", help="write the population to FILE after every evolution")
     swarm.add_argument(
@@ -251,21 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this part, beside published components for the others (a mixed network)",
     )
 
-    broker = sub.add_parser("broker", help="the broker alone")
-    broker.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
-    broker.add_argument("--port", type=port_number, default=defaults.PORT, help=f"port (default {defaults.PORT})")
+
+def _bind_options(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
+    parser.add_argument("--port", type=port_number, default=port, help=f"port (default {port})")
+
+
+def add_broker(sub: argparse._SubParsersAction) -> None:
+    broker = _command(sub, "broker", commands.broker, "the broker alone", [token_option()])
+    _bind_options(broker, defaults.PORT)
     broker.add_argument(
         "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
     )
-    broker.add_argument(
-        "--nats",
-        metavar="URL[,URL…]",
-        type=nats_servers,
-        help="gateway mode: share the rooms with other brokers over this NATS cluster (nats://HOST:4222,…)",
-    )
-    broker.add_argument("--network", default="default", help="gateway mode: the network's name on NATS")
-    broker.add_argument("--nats-creds", metavar="FILE", help="gateway mode: NATS credentials file (JWT + NKey)")
-    _token_option(broker)
     broker.add_argument(
         "--trust",
         metavar="CIDR",
@@ -274,20 +290,50 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
     )
-
-    web = sub.add_parser("serve", help="the control room in a browser, one network for every visitor")
-    web.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
-    web.add_argument(
-        "--port", type=port_number, default=defaults.SERVE_PORT, help=f"port (default {defaults.SERVE_PORT})"
+    gateway = broker.add_argument_group("gateway mode (rooms shared over NATS)")
+    gateway.add_argument(
+        "--nats",
+        metavar="URL[,URL…]",
+        type=nats_servers,
+        help="gateway mode: share the rooms with other brokers over this NATS cluster (nats://HOST:4222,…)",
     )
+    gateway.add_argument("--network", default="default", help="gateway mode: the network's name on NATS")
+    gateway.add_argument("--nats-creds", metavar="FILE", help="gateway mode: NATS credentials file (JWT + NKey)")
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    parents = [
+        network_options(),
+        history_option(),
+        no_env_option(),
+        seed_option(),
+        agent_option(),
+        models_option(),
+        fresh_option(),
+        redraw_option(),
+    ]
+    web = _command(sub, "serve", serve.serve, "the control room in a browser, one network for every visitor", parents)
+    _bind_options(web, defaults.SERVE_PORT)
     web.add_argument("--public-url", metavar="URL", help="the address browsers use (default http://HOST:PORT)")
-    _network_options(web)
-    _db_option(web)
-    web.add_argument("--no-env", action="store_true", help="do not run an environment (the network has its own)")
-    web.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT, help="the embedded network's agents")
-    web.add_argument("--models", type=positive_int, default=defaults.MODELS, help="models in the built-in swarm")
-    web.add_argument("--seed", type=int, help="seed for the environment and the built-in agents")
-    _redraw_option(web)
+
+
+COMMANDS = (add_run, add_evolve, add_env, add_export, add_swarm, add_broker, add_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`cartpole-tui` alone is the control room; each subcommand is added by its builder."""
+    parser = OneLineParser(
+        prog="cartpole-tui",
+        description="A terminal control room for swergio CartPole networks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's path unbroken
+        epilog=f"config file: {config.config_path()}\n  keys: {', '.join(config.KEYS)}; flags override it",
+        parents=[*session_options(), fresh_option(), redraw_option()],
+    )
+    parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
+    parser.set_defaults(func=commands.control_room)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -329,16 +375,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int | None:
-    if args.command is None:
-        return commands.control_room(args)
-    logging.basicConfig(
-        level=logging.INFO if args.command in ("broker", "env", "serve") else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if args.command == "serve":
-        return serve.serve(args)
-    return getattr(commands, args.command)(args)
+    if args.command is not None:  # the control room draws on the terminal: no log lines there
+        logging.basicConfig(
+            level=logging.INFO if args.command in CHATTY else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(message)s",
+            stream=sys.stderr,
+        )
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ def make_server(command: str, host: str, port: int, public_url: str, title: str,
     from aiohttp import web
     from textual_serve.server import Server
 
+    async def favicon(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB / "favicon.svg")
+
     class TokenServer(Server):
         def initialize_logging(self) -> None:
             super().initialize_logging()
@@ -78,15 +81,18 @@ def make_server(command: str, host: str, port: int, public_url: str, title: str,
         async def _make_app(self) -> web.Application:  # textual-serve has no public hook for auth
             app = await super()._make_app()
             app.middlewares.append(token_middleware(token))
-            app.router.add_get("/favicon.svg", lambda _: web.FileResponse(WEB / "favicon.svg"))
+            app.router.add_get("/favicon.svg", favicon)
             return app
 
     return TokenServer(command, host=host, port=port, title=title, public_url=public_url, templates_path=WEB)
 
 
 def _first_line(process: subprocess.Popen, timeout: float) -> str:
+    stdout = process.stdout
+    if stdout is None:  # started without stdout=PIPE: nothing to read
+        return ""
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     return lines[0] if lines else ""

@@ -112,8 +112,8 @@ class MainScreen(Screen):
             "log-pane": not small,
             "population-pane": not small and width >= WIDE,
         }
-        for pane_id, shown in wanted.items():
-            self.panes[pane_id].display = self.chosen.get(pane_id, shown)
+        for pane_id, show in wanted.items():
+            self.panes[pane_id].display = self.chosen.get(pane_id, show)
         crowded = width - RUNS_WIDTH < 2 * SIDE_MIN
         if crowded and self.population.display and "network-pane" not in self.chosen:
             self.network_box.display = False  # the population asked for takes the network's place

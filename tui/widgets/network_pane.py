@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -9,6 +10,14 @@ from textual.widgets import Static
 from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.data.words import human
+
+COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (  # (header, alignment)
+    ("room", "left"),
+    ("in", "right"),
+    ("msg/s", "right"),
+    ("msgs", "right"),
+    ("bytes", "right"),
+)
 
 
 class NetworkPane(Static):
@@ -28,10 +37,11 @@ class NetworkPane(Static):
         self.update(self._table())
 
     def _rate(self, room: str) -> float:
-        if self._previous is None or room not in self._previous.rooms:
+        previous, current = self._previous, self._current
+        if previous is None or current is None or room not in previous.rooms:
             return 0.0
-        elapsed = self._current.at - self._previous.at
-        sent = self._current.rooms[room][1] - self._previous.rooms[room][1]
+        elapsed = current.at - previous.at
+        sent = current.rooms[room][1] - previous.rooms[room][1]
         return sent / elapsed if elapsed > 0 else 0.0
 
     def _table(self) -> Table | Text:
@@ -45,13 +55,7 @@ class NetworkPane(Static):
                 ("room traffic shows when the broker is cartpole-tui's", "dim"),
             )
         table = Table(box=None, padding=(0, 1), pad_edge=False, expand=True, header_style="bold")
-        for column, justify in (
-            ("room", "left"),
-            ("in", "right"),
-            ("msg/s", "right"),
-            ("msgs", "right"),
-            ("bytes", "right"),
-        ):
+        for column, justify in COLUMNS:
             # counts are humanised (2.3M) so no column is ever cut; the room name may shorten
             table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis" if column == "room" else "fold")
         # busiest first: the rooms that matter stay in view when the pane is short

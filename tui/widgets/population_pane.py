@@ -29,7 +29,7 @@ class PopulationPane(Static):
     def __init__(self, population: PopulationHistory, **kwargs):
         super().__init__("", **kwargs)
         self.population = population
-        self._shown = (-1, None)
+        self._shown: tuple[int, tuple[int, ...] | None] = (-1, None)  # (version, size) last shown
 
     def on_mount(self) -> None:
         self.show()

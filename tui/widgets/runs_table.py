@@ -71,7 +71,8 @@ class RunsTable(DataTable):
         """The number of the run under the cursor."""
         if not self.row_count:
             return None
-        return int(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value  # the run's number
+        return int(key) if key is not None else None
 
     def action_details(self) -> None:
         if self.current is not None:

@@ -1,0 +1,104 @@
+"""The status line, the steps a second and the run's progress label, stall hint and log lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
+from cartpole_tui.tui.data.run_progress import (
+    RunProgress,
+    StatusFacts,
+    StepRate,
+    round_line,
+    schedule_ended_text,
+    status_line,
+)
+
+
+def facts(**changes) -> StatusFacts:
+    values = dict(address="127.0.0.1:7007", env_id="CartPole-v1", connection="connected", width=120)
+    return StatusFacts(**(values | changes))
+
+
+def test_status_line_names_the_app_when_wide_and_counts_clients_only_when_connected():
+    line = status_line(facts(clients=5, steps_per_second=1234.4))
+    assert line.plain == "cartpole-tui │ 127.0.0.1:7007 │ CartPole-v1 │ 5 clients │ ● connected  1,234 steps/s"
+    narrow = status_line(facts(width=80, clients=1, connection="disconnected"))
+    assert narrow.plain == "127.0.0.1:7007 │ CartPole-v1 │ ● disconnected"
+    assert status_line(facts(clients=1)).plain.endswith("1 client │ ● connected")
+
+
+def test_status_line_warns_of_an_open_network_in_bold_red():
+    line = status_line(facts(open_network=True))
+    assert line.plain.endswith("● connected │ open network")
+    assert any(str(span.style) == "bold red" for span in line.spans)
+
+
+def test_step_rate_is_measured_once_a_second():
+    rate = StepRate(now=100.0)
+    assert not rate.update(50, now=100.5) and rate.per_second == 0.0
+    assert rate.update(300, now=102.0) and rate.per_second == pytest.approx(150.0)
+    assert not rate.update(900, now=102.9) and rate.per_second == pytest.approx(150.0)
+    assert rate.update(900, now=103.0) and rate.per_second == pytest.approx(600.0)
+
+
+def started(progress: RunProgress, episodes: int = 20, number: int | None = 7, now: float = 0.0) -> str:
+    return progress.started(RunStarted("r1", episodes, deterministic=True), number, now)
+
+
+def test_a_run_from_start_to_end():
+    progress = RunProgress(now=0.0)
+    assert started(progress) == "run 7 started: 20 episodes, deterministic"
+    assert progress.take_label() == "run 7 · waiting for the first episode"
+    assert progress.take_label() is None  # said once: the next redraw has nothing new
+    progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25)
+    assert progress.finished == 3
+    assert progress.take_label() == "run 7 · 3/20 · last 41 · mean(100) 22.2"
+    line = progress.ended(RunFinished("r1", 31.5, 20, steps=630, seconds=2.0))
+    assert line.plain == "run 7 done: average 31.5 over 20 episodes (ENV_DONE), 315 steps/s"
+    assert progress.take_label() == "run 7 done · avg 31.5 over 20 episodes"
+    assert progress.current is None
+
+
+def test_a_stopped_run_without_episodes_and_a_run_not_in_the_history():
+    progress = RunProgress(now=0.0)
+    started(progress, number=None)  # numbered after the runs this app saw
+    assert progress.number("r1") == 1
+    progress.ended(RunFinished("r1", 0.0, 0, stopped=True))
+    assert progress.take_label() == "run 1 stopped · no episode finished"
+    progress.ended(RunFinished(None, 0.0, 1))
+    assert progress.take_label() == "run ? done · avg 0.0 over 1 episode"
+
+
+def test_a_run_without_steps_is_hinted_at_once_until_it_moves():
+    progress = RunProgress(now=0.0, stall_hint_seconds=5)
+    assert progress.check(steps=0, now=0.0) is None  # no run: nothing to say
+    started(progress, now=10.0)
+    progress.take_label()
+    assert progress.check(steps=0, now=10.0) is True  # the first look: the bar shows
+    assert progress.check(steps=0, now=14.9) is None
+    assert progress.check(steps=0, now=15.0) is False  # the hint takes the bar's room
+    assert progress.take_label() == ("run 7 · 0/20 · no step for 5s: waiting for agents — is the swarm running?")
+    assert progress.check(steps=0, now=60.0) is None and progress.take_label() is None  # said once
+    assert progress.check(steps=12, now=61.0) is True  # it moves: the bar is back
+
+
+def test_a_lost_run_is_handed_back_once():
+    progress = RunProgress(now=0.0)
+    started(progress)
+    lost = progress.lost()
+    assert lost is not None and lost.run_id == "r1"
+    assert progress.lost() is None and progress.check(steps=0, now=99.0) is None
+
+
+def test_schedule_lines():
+    result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, confirm_avg=475.5, evolved=True)
+    assert round_line(result).plain == (
+        "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (65s)"
+    )
+    solved = ScheduleResult(ScheduleSettings(), [result], final_eval_avg=490.25, solved=True)
+    assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.2"
+    assert schedule_ended_text(ScheduleResult(ScheduleSettings(), [result] * 2)) == (
+        "schedule ended after 2 rounds, not solved"
+    )
