@@ -1,10 +1,11 @@
 """Run history in SQLite: every run and every episode, written as it arrives.
 
 The caller (the app's thread, the environment's thread) only updates the store's
-in-memory copy and enqueues; one writer thread owns the write connection and commits
-whatever is queued in one transaction, at most ``LINGER`` seconds after it
-arrived (env/history/writer.py). WAL mode with ``synchronous=NORMAL``: a committed episode survives the
-process being killed (not a power cut).
+in-memory copy and enqueues; one writer thread (env/history/writer.py) owns the write
+connection and commits whatever is queued in one transaction, at most ``LINGER`` seconds
+after it arrived. WAL mode with ``synchronous=NORMAL``: a committed episode survives the
+process being killed (not a power cut). This module opens the file, keeps the session in
+memory, answers the reads and is the public face: :class:`RunStore`.
 
 A lock held by another writer past the busy time-out only delays writes: they are kept
 (up to MAX_BACKLOG) and retried, and ``on_error`` is told once when they are delayed and once

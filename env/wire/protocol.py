@@ -13,7 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, SupportsFloat
 
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
@@ -192,7 +192,7 @@ def env_error(error: str, run_id: str | None = None) -> Message:
 def observation(
     obs: Iterable[float],
     deterministic: bool,
-    reward: float | None = None,
+    reward: SupportsFloat | None = None,
     done: bool | None = None,
     action: list[int] | None = None,
 ) -> Message:
