@@ -14,7 +14,8 @@ import tempfile
 import time
 from typing import TextIO
 
-from cartpole_tui.env.history.store import MEMORY, RunRecord, RunStore
+from cartpole_tui.env.history.records import RunRecord
+from cartpole_tui.env.history.store import MEMORY, RunStore
 from cartpole_tui.env.paths import default_db_path
 
 FORMATS = ("csv", "json")
@@ -41,7 +42,7 @@ class ExportError(Exception):
     """Nothing can be exported: unreadable database, unknown run number or bad format."""
 
 
-def run_fields(run: RunRecord) -> dict:
+def run_fields(run: RunRecord) -> dict[str, object]:
     """A run's exported columns, in :data:`RUN_FIELDS` order."""
     p = run.params
     values = (
@@ -75,7 +76,7 @@ def select_runs(store: RunStore, run_numbers: list[int] | None) -> list[RunRecor
     return [by_number[n] for n in dict.fromkeys(run_numbers)]
 
 
-def _csv_value(value):
+def _csv_value(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -55,6 +55,9 @@ class StoreRecorder(EnvironmentObserver):
             self.store.flush(DURABLE_WAIT)
 
     def on_run_finished(self, event: RunFinished) -> None:
+        if event.run_id is None:  # a run without an id was never begun here
+            log.debug("end of an unrecorded run %s skipped", event.run_id)
+            return
         try:
             self.store.end_run(
                 event.run_id, avg_score=event.avg_score, state="stopped" if event.stopped else "done", ended=time.time()

@@ -18,6 +18,8 @@ TOKEN_KEY = "TOKEN"
 TOKEN_FILE_ENV = "CARTPOLE_TUI_TOKEN_FILE"
 _MAX_TOKEN = 4096
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network  # an address or CIDR block trusted without a token
+
 _client_token: str | None = None  # what this process's components present (see use_token)
 
 
@@ -76,9 +78,9 @@ def client_token() -> str | None:
     return _client_token
 
 
-def parse_networks(texts: list[str] | tuple[str, ...]) -> tuple:
+def parse_networks(texts: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
     """``["10.0.0.0/8", "::1"]`` → ip networks; ValueError naming the bad one."""
-    networks = []
+    networks: list[Network] = []
     for text in texts:
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
@@ -87,12 +89,12 @@ def parse_networks(texts: list[str] | tuple[str, ...]) -> tuple:
     return tuple(networks)
 
 
-def is_trusted(host: str, networks: tuple) -> bool:
+def is_trusted(host: str, networks: tuple[Network, ...]) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    if getattr(address, "ipv4_mapped", None) is not None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address in network for network in networks)
 

@@ -14,9 +14,9 @@ exact, and far cheaper than hundreds of JSON numbers a step.
 from __future__ import annotations
 
 import base64
-import binascii
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from cartpole_tui.env.wire import protocol
 
@@ -27,17 +27,17 @@ CENSUS_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
 MAX_INSTANCES = 1024
 
 
-def census_request() -> dict:
+def census_request() -> protocol.Message:
     """client → broker: who is in the per-step rooms (answered only to the asker)."""
     rooms = list(CENSUS_ROOMS)
     return {"ID": protocol.new_id(), "TYPE": COMMAND_CUSTOM, "TO_ROOM": protocol.COMMAND_ROOM, CENSUS: rooms}
 
 
-def is_census_request(message: dict) -> bool:
+def is_census_request(message: protocol.Message) -> bool:
     return message.get("TYPE") == COMMAND_CUSTOM and isinstance(message.get(CENSUS), list)
 
 
-def census_answer(request: dict, rooms: dict[str, tuple[int, int]]) -> dict:
+def census_answer(request: protocol.Message, rooms: dict[str, tuple[int, int]]) -> protocol.Message:
     """broker → asker: per room [other members, of them not BATCH]."""
     return {
         "ID": protocol.new_id(),
@@ -48,7 +48,7 @@ def census_answer(request: dict, rooms: dict[str, tuple[int, int]]) -> dict:
     }
 
 
-def census_allows_batches(answer: dict) -> bool:
+def census_allows_batches(answer: protocol.Message) -> bool:
     """True when someone listens to observations and every other member of the per-step
     rooms said BATCH (rooms hold listeners only: our swarm sends LOGITS and ACTION
     without joining those rooms)."""
@@ -61,26 +61,33 @@ def census_allows_batches(answer: dict) -> bool:
             return False
         if counts[1] != 0:
             return False
-    return rooms[protocol.OBSERVATION][0] >= 1
+    listeners: int = rooms[protocol.OBSERVATION][0]
+    return listeners >= 1
 
 
 # --- the per-step messages --------------------------------------------------------------
 
 
-def is_batch(message: dict) -> bool:
+def is_batch(message: protocol.Message) -> bool:
     return type(message.get(BATCH)) is int
 
 
-def encode_array(values, dtype: str) -> str:
+def encode_array(values: ArrayLike, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
-def decode_array(text, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+def _base64(text: object) -> bytes:
+    if isinstance(text, (str, bytes)):  # what JSON gives: text, or no buffer at all
+        try:
+            return base64.b64decode(text, validate=True)
+        except ValueError:  # binascii.Error is one
+            pass
+    raise protocol.ProtocolError("an array must be base64 text")
+
+
+def decode_array(text: object, dtype: str, shape: tuple[int, ...]) -> NDArray[np.float64]:
     """A float64 array of ``shape`` from base64 ``text``; ProtocolError unless exactly that, finite."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (TypeError, ValueError, binascii.Error):
-        raise protocol.ProtocolError("an array must be base64 text") from None
+    raw = _base64(text)
     if len(raw) != np.dtype(dtype).itemsize * int(np.prod(shape)):
         raise protocol.ProtocolError(f"an array of shape {shape} was expected")
     array = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64)
@@ -89,7 +96,7 @@ def decode_array(text, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
-def observation(n: int, instances: list[int], observations, deterministic: bool) -> dict:
+def observation(n: int, instances: list[int], observations: ArrayLike, deterministic: bool) -> protocol.Message:
     """environment → models, aggregation: ``instances`` are to act on ``observations``
     (the step's results, where there was a step, are added by the environment as
     STEPPED, REWARDS, DONES, ACTIONS)."""
@@ -101,19 +108,19 @@ def observation(n: int, instances: list[int], observations, deterministic: bool)
     }
 
 
-def actions(n: int, instances: list[int], chosen: list[int]) -> dict:
+def actions(n: int, instances: list[int], chosen: list[int]) -> protocol.Message:
     """aggregation → environment: one action per instance."""
     return {BATCH: n, "INSTANCES": instances, "ACTIONS": chosen}
 
 
-def int_list(value, what: str, low: int, high: int) -> list[int]:
+def int_list(value: object, what: str, low: int, high: int) -> list[int]:
     """``value`` as a list of ints in [low, high); ProtocolError otherwise."""
     if type(value) is not list or not all(type(x) is int and low <= x < high for x in value):
         raise protocol.ProtocolError(f"{what} must be a list of whole numbers in {low}..{high - 1}")
     return value
 
 
-def parse_actions(message: dict, instances: list[int], n_actions: int) -> list[int]:
+def parse_actions(message: protocol.Message, instances: list[int], n_actions: int) -> list[int]:
     """The ACTIONS of a batch ACTION for exactly ``instances``; ProtocolError otherwise."""
     if message.get("INSTANCES") != instances:
         raise protocol.ProtocolError(f"INSTANCES must be {instances}, got {message.get('INSTANCES')!r}")
@@ -123,13 +130,13 @@ def parse_actions(message: dict, instances: list[int], n_actions: int) -> list[i
     return chosen
 
 
-def parse_observation(message: dict, size: int) -> tuple[list[int], np.ndarray]:
+def parse_observation(message: protocol.Message, size: int) -> tuple[list[int], NDArray[np.float64]]:
     """(instances, observations (M, size)) of a batch observation; ProtocolError when malformed."""
     instances = int_list(message.get("INSTANCES"), "INSTANCES", 0, MAX_INSTANCES)
     return instances, decode_array(message.get("OBSERVATIONS"), "<f4", (len(instances), size))
 
 
-def parse_parallel(message: dict, default: int) -> int:
+def parse_parallel(message: protocol.Message, default: int) -> int:
     """The start's PARALLEL (instances asked for; additive), or ``default``."""
     value = message.get("PARALLEL", default)
     if type(value) is not int or not 1 <= value <= MAX_INSTANCES:

@@ -6,32 +6,36 @@ selector loop over non-blocking sockets: no locks on the message path, no thread
 per client that could spin, and a slow reader only fills its own bounded outbox
 before it is disconnected. With a ``relay`` (gateway mode, env/wire/gateway.py) it is one
 of several brokers sharing the network's rooms over NATS.
+
+This module is the loop and its wiring: accepting connections, reading (frames are cut by
+env/wire/framing.py), acting on each frame (admission: env/wire/admission.py; rooms, names
+and routing: env/wire/rooms.py), writing with bounded outboxes inside one memory budget,
+and closing. Its figures are env/wire/broker_stats.py's.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import logging
 import selectors
 import socket
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TypeVar
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import auth, batch, protocol
+from cartpole_tui.env.wire import auth, batch, broker_stats, framing, protocol
+from cartpole_tui.env.wire.admission import Admission, strip_token
+from cartpole_tui.env.wire.peer import Peer
+from cartpole_tui.env.wire.rooms import Relay, Rooms
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 8 * 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024  # all peers' unfinished frames and outboxes together
 FRAME_TIMEOUT = 10.0  # s a frame may take to arrive whole
-MAX_ROOMS = 10_000
-STATS_MAX_ROOMS = 100  # the busiest rooms in a stats message; STATS_MAX_CLIENTS names
-STATS_MAX_CLIENTS = 200
 _ACCEPT_BACKOFF = (0.05, 1.0)  # s: first and longest pause of accept() after it failed
 _RECV_SIZE = 1 << 18
 _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
@@ -41,6 +45,9 @@ _LOGGED_TYPES = frozenset({protocol.FORWARD, protocol.GRADIENT})
 # it again, so it is re-armed after every read that saw a frame in pieces. Clients that
 # write whole frames (ours) never pay the extra ACK packets.
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+_Argument = TypeVar("_Argument")
+_Result = TypeVar("_Result")
 
 
 def _quickack(sock: socket.socket) -> None:
@@ -52,14 +59,12 @@ def _quickack(sock: socket.socket) -> None:
         pass
 
 
-_KEPT_ROOMS = frozenset((*protocol.NETWORK_ROOMS, protocol.STATS_ROOM))
-
-
-def _load_malloc_trim():
+def _load_malloc_trim() -> Callable[[int], object] | None:
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim: Callable[[int], object] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
+    return trim
 
 
 _MALLOC_TRIM = _load_malloc_trim()
@@ -70,35 +75,6 @@ def _return_memory() -> None:
     glibc otherwise keeps (100 MB of 20 dead readers' outboxes stayed after they were gone)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-@dataclass(eq=False)
-class Peer:
-    """One connected client as the broker sees it."""
-
-    sock: socket.socket
-    address: str
-    name: str | None = None
-    rooms: set[str] = field(default_factory=set)
-    inbox: bytearray = field(default_factory=bytearray)  # the start of a frame still arriving
-    awaiting: int = 0  # bytes the frame in the inbox needs in all
-    inbox_since: float = 0.0  # when the unfinished frame in the inbox began to arrive
-    outbox: deque = field(default_factory=deque)
-    outbox_bytes: int = 0
-    doomed: str | None = None  # the reason it is to be closed, once it is
-    admitted: bool = True  # False until a broker with a token has seen it register with it
-    batch: bool = False  # said "BATCH": true in its REGISTER (env/wire/batch.py)
-
-    @property
-    def label(self) -> str:
-        return f"{self.name or '(unregistered)'}@{self.address}"
-
-
-@dataclass
-class RoomCounters:
-    members: int = 0
-    messages: int = 0
-    bytes: int = 0
 
 
 class Broker:
@@ -116,12 +92,12 @@ class Broker:
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
         enable_logging: bool = True,
-        relay=None,
+        relay: Relay | None = None,
         token: str | None = None,
-        trust: tuple = (),
+        trust: tuple[auth.Network, ...] = (),
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         frame_timeout: float = FRAME_TIMEOUT,
-    ):
+    ) -> None:
         self.memory_budget = memory_budget
         self.frame_timeout = frame_timeout
         self._accept_paused_until: float | None = None
@@ -132,9 +108,7 @@ class Broker:
         self.max_frame = max_frame
         self.max_outbox = max_outbox
         self.enable_logging = enable_logging
-        self.token = token  # None: every client is admitted, as with swergio's own server
-        self.trust = tuple(trust)  # ip networks admitted without a token
-        self.refused = 0
+        self._admission = Admission(token, tuple(trust))
         self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self._listener.setblocking(False)
         self.host, self.port = self._listener.getsockname()[:2]
@@ -146,12 +120,9 @@ class Broker:
         self.relay = relay  # gateway mode: told of local interest and frames, hands over remote frames
         if relay is not None:
             self._selector.register(relay.wake_fd, selectors.EVENT_READ, "relay")
-        self._peers: set[Peer] = set()
-        self._doomed: list[Peer] = []
+        self._rooms = Rooms(relay)
+        self._doomed: list[tuple[Peer, str]] = []
         self._batch: dict[Peer, list[bytes]] | None = None  # frames routed while reading one recv
-        self._rooms: dict[str, set[Peer]] = {room: set() for room in protocol.RESERVED_ROOMS}
-        self._counters: dict[str, RoomCounters] = {room: RoomCounters() for room in protocol.RESERVED_ROOMS}
-        self._stats_lock = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -163,6 +134,11 @@ class Broker:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def refused(self) -> int:
+        """Connections turned away for want of the token."""
+        return self._admission.refused
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -188,7 +164,7 @@ class Broker:
                 self._resume_accepting_when_due()
                 self._sweep_unfinished_frames()
         finally:
-            for peer in list(self._peers):
+            for peer in list(self._rooms.peers):
                 self._close(peer, "broker shutting down")
             self._selector.close()
             self._listener.close()
@@ -209,40 +185,29 @@ class Broker:
 
     # --- statistics ---------------------------------------------------------------
 
-    def stats(self) -> dict:
+    def stats(self) -> broker_stats.BrokerStats:
         """Clients (names), rooms with members, messages and bytes, refused frames."""
-        with self._stats_lock:
-            rooms = {
-                room: RoomCounters(len(self._rooms.get(room, ())), c.messages, c.bytes)
-                for room, c in self._counters.items()
-            }
-            clients = sorted(p.name or "(unregistered)" for p in self._peers)
-        return {
-            "address": self.address,
-            "clients": clients,
-            "rooms": rooms,
-            "frames_refused": self.frames_refused,
-            "undeliverable": self.undeliverable,
-            "refused": self.refused,
-        }
+        return broker_stats.snapshot(
+            self._rooms,
+            self.address,
+            frames_refused=self.frames_refused,
+            undeliverable=self.undeliverable,
+            refused=self.refused,
+        )
 
     def _publish_stats_when_due(self) -> None:
         """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition)."""
         now = time.monotonic()
-        members = self._rooms.get(protocol.STATS_ROOM)
+        members = self._rooms.members.get(protocol.STATS_ROOM)
         if not (members or self.relay) or now < self._next_stats:
             return
         self._next_stats = now + protocol.STATS_INTERVAL
-        snapshot = self.stats()
-        busiest = sorted(snapshot["rooms"].items(), key=lambda item: -item[1].messages)[:STATS_MAX_ROOMS]
-        rooms = {room: [c.members, c.messages, c.bytes] for room, c in busiest}
-        clients = snapshot["clients"][:STATS_MAX_CLIENTS]  # bounded: one stats message a second to each member
-        snapshot = {**snapshot, "rooms": rooms, "clients": clients, "all_clients": len(snapshot["clients"])}
+        figures = broker_stats.bounded(self.stats())
         if self.relay is not None:  # the whole network's figures: every gateway's clients and rooms
-            snapshot = self.relay.network_stats(snapshot)
+            figures = self.relay.network_stats(figures)
         if not members:
             return
-        frame = protocol.encode_frame(protocol.broker_stats(snapshot))
+        frame = protocol.encode_frame(protocol.broker_stats(figures))
         for member in tuple(members):
             self._send(member, frame)
         self._close_doomed()
@@ -286,9 +251,8 @@ class Broker:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = Peer(sock, f"{addr[0]}:{addr[1]}")
-            peer.admitted = self.token is None or auth.is_trusted(addr[0], self.trust)
-            with self._stats_lock:
-                self._peers.add(peer)
+            peer.admitted = self._admission.admits_on_arrival(addr[0])
+            self._rooms.add(peer)
             self._selector.register(sock, selectors.EVENT_READ, peer)
             log.info("connection from %s", peer.address)
 
@@ -309,27 +273,19 @@ class Broker:
     def _doom(self, peer: Peer, reason: str) -> None:
         if peer.doomed is None:
             peer.doomed = reason
-            self._doomed.append(peer)
+            self._doomed.append((peer, reason))
 
     def _close_doomed(self) -> None:
         while self._doomed:
-            peer = self._doomed.pop()
-            self._close(peer, peer.doomed)
+            self._close(*self._doomed.pop())
 
     def _close(self, peer: Peer, reason: str) -> None:
-        if peer not in self._peers:
+        if peer not in self._rooms.peers:
             return
-        with self._stats_lock:
-            self._peers.discard(peer)
-            for room in peer.rooms:
-                self._rooms.get(room, set()).discard(peer)
-                self._interest("room", room, False)
-                self._free_if_empty(room)
-        if peer.name:
-            self._interest("client", peer.name, False)
+        self._rooms.remove(peer)
         held = peer.outbox_bytes + len(peer.inbox)
         peer.outbox.clear()
-        peer.inbox = bytearray()
+        peer.inbox.clear()
         if held >= 1 << 20:
             _return_memory()
         try:
@@ -341,7 +297,9 @@ class Broker:
 
     # --- reading ----------------------------------------------------------------------
 
-    def _socket_call(self, peer: Peer, call, argument, what: str):
+    def _socket_call(
+        self, peer: Peer, call: Callable[[_Argument], _Result], argument: _Argument, what: str
+    ) -> _Result | None:
         """``call(argument)`` on the peer's socket; None when it would block, or when it
         failed (then the peer is doomed)."""
         try:
@@ -356,47 +314,36 @@ class Broker:
         data = self._socket_call(peer, peer.sock.recv, _RECV_SIZE, "receive")
         if data is None:
             return
+        inbox = peer.inbox
         if not data:
-            self._doom(peer, "connection closed inside a frame" if peer.inbox else "client closed the connection")
+            self._doom(peer, "connection closed inside a frame" if inbox.buffer else "client closed the connection")
             return
-        split = bool(peer.inbox)  # this read goes on with a frame begun in an earlier one
+        split = bool(inbox.buffer)  # this read goes on with a frame begun in an earlier one
         if split:
-            peer.inbox += data
-            if len(peer.inbox) < peer.awaiting:  # a big frame still arriving: no copy until it is whole
+            whole = inbox.extend(data)
+            if whole is None:  # a big frame still arriving
                 self._check_budget(peer)
                 _quickack(peer.sock)
                 return
-            data = bytes(peer.inbox)
-        offset = 0
-        peer.awaiting = 0  # set again below when a frame's body is still to come
+            data = whole
+
+        def handle(frame: bytes) -> bool:
+            self._handle(peer, frame)
+            return peer.doomed is None  # read no further from a peer to be closed
+
         self._batch = {}
         try:
-            while len(data) - offset >= protocol.HEADER_LENGTH:
-                length = protocol.parse_header(data[offset : offset + protocol.HEADER_LENGTH], self.max_frame)
-                end = offset + protocol.HEADER_LENGTH + length
-                if len(data) < end:
-                    peer.awaiting = end - offset
-                    break
-                frame = data[offset:end] if offset or end < len(data) else data
-                offset = end
-                self._handle(peer, frame)
-                if peer.doomed is not None:
-                    return
+            inbox.cut(data, self.max_frame, handle)
         except protocol.FrameError as error:
             self.frames_refused += 1
             self._doom(peer, f"malformed frame: {error}")
-            return
         finally:
-            had = bool(peer.inbox)
-            peer.inbox = bytearray(data[offset:]) if offset < len(data) else bytearray()
-            if peer.inbox and (offset or not had):  # a new frame began: its clock starts
-                peer.inbox_since = time.monotonic()
             self._flush_batch()
-            if split or peer.inbox:  # frames in pieces: a client writing them in two sends
+            if split or inbox.buffer:  # frames in pieces: a client writing them in two sends
                 _quickack(peer.sock)
 
     def _buffered(self) -> int:
-        return sum(len(p.inbox) + p.outbox_bytes for p in self._peers)
+        return sum(len(p.inbox) + p.outbox_bytes for p in self._rooms.peers)
 
     def _check_budget(self, peer: Peer) -> None:
         """Doom ``peer`` when its unfinished frame takes the broker over its memory budget."""
@@ -409,10 +356,12 @@ class Broker:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 1.0
-        for peer in tuple(self._peers):
-            if peer.inbox and now - peer.inbox_since > self.frame_timeout:
+        for peer in tuple(self._rooms.peers):
+            if peer.inbox.overdue(now, self.frame_timeout):
                 self._doom(peer, f"a frame unfinished after {self.frame_timeout:.0f}s")
         self._close_doomed()
+
+    # --- acting on a frame ------------------------------------------------------------------
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
         """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
@@ -424,167 +373,50 @@ class Broker:
             self._doom(peer, "client said DISCONNECT")
             return
         if kind == protocol.REGISTER:
-            self._register(peer, message)
+            self._rooms.register(peer, message)
         elif batch.is_census_request(message):
-            self._send(peer, protocol.encode_frame(batch.census_answer(message, self._census(peer))))
+            self._send(peer, protocol.encode_frame(batch.census_answer(message, self._rooms.census(peer))))
             return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
-            self._membership(peer, message, join=kind == protocol.JOINROOM)
+            self._rooms.membership(peer, message, join=kind == protocol.JOINROOM)
         if auth.TOKEN_KEY in message:  # a REGISTER: the token goes no further than the broker
-            message.pop(auth.TOKEN_KEY)
-            message.setdefault("SENT_BY", peer.name or peer.address)
-            frame = protocol.frame_bytes(json.dumps(message).encode(protocol.FORMAT))  # small: re-encoded
+            frame = strip_token(message, peer.sender)
         elif "SENT_BY" not in message:
-            message["SENT_BY"] = peer.name or peer.address
-            frame = self._with_sent_by(frame, message["SENT_BY"])
-            if frame is None:
+            message["SENT_BY"] = peer.sender
+            signed = framing.with_sent_by(frame, peer.sender, self.max_frame)
+            if signed is None:
                 self.undeliverable += 1
                 log.warning("%s: a frame with SENT_BY added would be over the cap; dropped", peer.label)
                 return
-        self._route(peer, message, frame)
+            frame = signed
+        if not self._rooms.route(peer, message, frame, self._send):
+            self.undeliverable += 1
+        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES:
+            self._rooms.copy_to_logging(message, self._send)
 
-    def _admit(self, peer: Peer, message: dict) -> bool:
+    def _admit(self, peer: Peer, message: protocol.Message) -> bool:
         """A peer's first frame must be REGISTER with the token; otherwise it is closed unheard."""
-        if message["TYPE"] != protocol.REGISTER:
-            reason = "refused: sent a message before registering with the token"
-        elif auth.TOKEN_KEY not in message:
-            reason = "refused: REGISTER without a token"
-        elif not auth.tokens_match(message[auth.TOKEN_KEY], self.token):
-            reason = "refused: wrong token"
-        else:
+        reason = self._admission.refusal(message)
+        if reason is None:
             peer.admitted = True
             return True
-        self.refused += 1
         log.warning("%s %s", peer.address, reason)
         self._doom(peer, reason)
         return False
 
-    def _with_sent_by(self, frame: bytes, name: str) -> bytes | None:
-        """``frame`` with SENT_BY added as its first key, the body otherwise byte for byte
-        as sent (re-encoding could grow it past the cap); None when it would exceed the cap."""
-        body = frame[protocol.HEADER_LENGTH :]
-        brace = body.index(b"{")  # decode_body accepted it: an object, maybe after whitespace
-        field = b'{"SENT_BY":' + json.dumps(name).encode(protocol.FORMAT) + b","
-        if len(body) + len(field) - 1 > self.max_frame:
-            return None
-        return protocol.frame_bytes(field + body[brace + 1 :])
-
-    def _register(self, peer: Peer, message: dict) -> None:
-        name = message.get("NAME")
-        if not isinstance(name, str) or not name:
-            log.warning("%s sent REGISTER without a NAME; ignored", peer.label)
-            return
-        if any(p.name == name for p in self._peers if p is not peer):
-            log.info("%s registers a name already in use; messages TO it reach all of them", name)
-        if peer.name != name:
-            if peer.name:
-                self._interest("client", peer.name, False)
-            self._interest("client", name, True)
-        with self._stats_lock:
-            peer.name = name
-            peer.batch = message.get(batch.BATCH) is True
-        log.info("%s registered as %s", peer.address, name)
-
-    def _free_if_empty(self, room: str) -> None:
-        """Forget a room nobody is in (the network's own rooms keep their counters)."""
-        if not self._rooms.get(room) and room not in protocol.RESERVED_ROOMS and room not in _KEPT_ROOMS:
-            self._rooms.pop(room, None)
-            self._counters.pop(room, None)
-
-    def _membership(self, peer: Peer, message: dict, join: bool) -> None:
-        room = message.get("ROOM")
-        if not isinstance(room, str):
-            log.warning("%s sent %s without a ROOM; ignored", peer.label, message["TYPE"])
-            return
-        if join != (room in peer.rooms):
-            self._interest("room", room, join)
-        with self._stats_lock:
-            if join and room not in self._rooms and len(self._rooms) >= MAX_ROOMS:
-                log.warning("%s: JOINROOM refused: %d rooms already", peer.label, MAX_ROOMS)
-                return
-            if join:
-                self._rooms.setdefault(room, set()).add(peer)
-                self._counters.setdefault(room, RoomCounters())
-                peer.rooms.add(room)
-            elif room in peer.rooms:
-                self._rooms[room].discard(peer)
-                peer.rooms.discard(room)
-                self._free_if_empty(room)
-
-    def _interest(self, kind: str, name: str, joined: bool) -> None:
-        """Gateway mode: the relay follows a room's or a name's local membership."""
-        if self.relay is not None:
-            (self.relay.joined if joined else self.relay.left)(kind, name)
-
-    def _census(self, asker: Peer) -> dict[str, tuple[int, int]]:
-        """Per step room: (members other than the asker, of them not BATCH)."""
-        rooms = {}
-        for room in batch.CENSUS_ROOMS:
-            others = [p for p in self._rooms.get(room, ()) if p is not asker]
-            rooms[room] = (len(others), sum(not p.batch for p in others))
-        return rooms
-
-    # --- routing ------------------------------------------------------------------------
-
-    def _route(self, sender: Peer, message: dict, frame: bytes) -> None:
-        delivered = False
-        room = message.get("TO_ROOM")
-        if isinstance(room, str):
-            counters = self._counters.get(room)
-            if counters is None and self.relay is not None and self.relay.has_members(room):
-                counters = self._counters[room] = RoomCounters()  # a room with members elsewhere
-            if counters is not None:
-                counters.messages += 1
-                counters.bytes += len(frame)
-            for member in tuple(self._rooms.get(room, ())):
-                if member is not sender:
-                    self._send(member, frame)
-                    delivered = True
-        target = message.get("TO")
-        if isinstance(target, str):
-            for peer in tuple(self._peers):
-                if peer.name == target:
-                    self._send(peer, frame)
-                    delivered = True
-        if self.relay is not None:  # after local delivery: other gateways never hold up local clients
-            if isinstance(room, str):
-                delivered = self.relay.publish("room", room, frame) or delivered
-            if isinstance(target, str):
-                delivered = self.relay.publish("client", target, frame) or delivered
-        if not delivered:
-            self.undeliverable += 1
-        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES and self._logging_members():
-            wrapped = protocol.encode_frame(
-                {
-                    "ID": protocol.new_id(),
-                    "TO_ROOM": protocol.LOGGING_ROOM,
-                    "TYPE": protocol.LOG_MESSAGES,
-                    "MESSAGE": message,
-                }
-            )
-            for member in tuple(self._rooms[protocol.LOGGING_ROOM]):
-                self._send(member, wrapped)
-            if self.relay is not None:
-                self.relay.publish("room", protocol.LOGGING_ROOM, wrapped)
-
-    def _logging_members(self) -> bool:
-        room = protocol.LOGGING_ROOM
-        return bool(self._rooms[room]) or (self.relay is not None and self.relay.has_members(room))
-
     def _deliver_relayed(self) -> None:
         """Frames other gateways sent: to local members only, never published again."""
+        assert self.relay is not None  # registered with the selector only in gateway mode
         self._batch = {}
         try:
             for kind, name, frame in self.relay.drain():
-                if kind == "room":
-                    receivers = tuple(self._rooms.get(name, ()))
-                else:
-                    receivers = tuple(peer for peer in self._peers if peer.name == name)
-                for peer in receivers:
+                for peer in self._rooms.local_receivers(kind, name):
                     self._send(peer, frame)
         finally:
             self._flush_batch()
         self._close_doomed()
+
+    # --- writing ------------------------------------------------------------------------
 
     def _send(self, peer: Peer, frame: bytes) -> None:
         # Frames from one recv (e.g. 20 LOGITS written at once) leave in one write per
@@ -595,8 +427,8 @@ class Broker:
             self._write(peer, frame)
 
     def _flush_batch(self) -> None:
-        batch, self._batch = self._batch, None
-        for peer, frames in batch.items():
+        frames_by_peer, self._batch = self._batch, None
+        for peer, frames in (frames_by_peer or {}).items():
             self._write(peer, frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _write(self, peer: Peer, frame: bytes) -> None:

@@ -12,10 +12,12 @@ into the ``_stats`` message its local clients see.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections import Counter
+from typing import Any
 
-from cartpole_tui.env.wire import protocol, subjects
+from cartpole_tui.env.wire import framing, protocol, subjects
 from cartpole_tui.env.wire.nats_bridge import NatsBridge
 
 _STATS_TTL = 3 * protocol.STATS_INTERVAL  # a gateway silent this long has left the merge
@@ -32,14 +34,14 @@ class NatsRelay:
         *,
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         credentials: str | None = None,
-    ):
+    ) -> None:
         self.network = network
         self.max_frame = max_frame
         self.bridge = NatsBridge(servers, name=f"cartpole-tui gateway ({network})", credentials=credentials)
         self.gateway_id = protocol.new_id()
-        self._interest: Counter = Counter()  # (kind, name) -> local members
+        self._interest: Counter[tuple[str, str]] = Counter()  # (kind, name) -> local members
         self._stats_subject = subjects.stats_subject(network)
-        self._others: dict[str, tuple[float, dict]] = {}  # gateway id -> (received at, its stats)
+        self._others: dict[str, tuple[float, dict[str, Any]]] = {}  # gateway id -> (received at, its stats)
         self.refused = 0  # frames from NATS that are not one well-formed frame
 
     def start(self, timeout: float = 10.0) -> NatsRelay:
@@ -52,7 +54,7 @@ class NatsRelay:
         self.bridge.close()
 
     @property
-    def wake_fd(self):
+    def wake_fd(self) -> socket.socket:
         return self.bridge.wake_fd
 
     # --- local interest ----------------------------------------------------------------------
@@ -85,19 +87,12 @@ class NatsRelay:
                 self._take_stats(data)
                 continue
             target = subjects.parse(self.network, subject)
-            if target is None or not self._well_formed(data):
+            # Any NATS client can publish on these subjects: pass on exactly one frame, or nothing.
+            if target is None or not framing.is_one_frame(data, self.max_frame):
                 self.refused += 1
                 continue
             out.append((*target, data))
         return out
-
-    def _well_formed(self, data: bytes) -> bool:
-        # Any NATS client can publish on these subjects: pass on exactly one frame, or nothing.
-        try:
-            length = protocol.parse_header(data[: protocol.HEADER_LENGTH], self.max_frame)
-        except protocol.FrameError:
-            return False
-        return len(data) == protocol.HEADER_LENGTH + length
 
     # --- stats ---------------------------------------------------------------------------------
 
@@ -112,7 +107,7 @@ class NatsRelay:
     def has_members(self, room: str) -> bool:
         return self.remote_members(room) > 0
 
-    def network_stats(self, local: dict) -> dict:
+    def network_stats(self, local: dict[str, Any]) -> dict[str, Any]:
         """Publish this gateway's ``local`` stats (rooms as [members, messages, bytes]) and
         return them merged with the other gateways' latest."""
         own = {**local, "nats": {"url": self.bridge.connected_url, "dropped": self.bridge.dropped}}
@@ -146,7 +141,7 @@ class NatsRelay:
             self._others[gateway] = (time.monotonic(), stats)
 
 
-def _checked_stats(stats: dict) -> dict:
+def _checked_stats(stats: dict[str, Any]) -> dict[str, Any]:
     """Another gateway's stats, range-checked; ValueError/TypeError when they are not."""
     clients = stats["clients"]
     if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):

@@ -16,10 +16,17 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # nats-py is imported when a bridge starts
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
 _PUB, _SUB, _UNSUB = range(3)
+_Op = tuple[int, str, bytes]  # (_PUB/_SUB/_UNSUB, subject, data to publish or b"")
 
 
 class NatsUnavailable(ConnectionError):
@@ -39,10 +46,10 @@ class NatsBridge:
         pending_size: int = 8 * 1024 * 1024,
         max_queued: int = 100_000,
         credentials: str | None = None,
-    ):
+    ) -> None:
         self.servers = list(servers)
         self.name = name
-        self._options = {
+        self._options: dict[str, Any] = {
             "name": name,
             "no_echo": True,
             "connect_timeout": connect_timeout,
@@ -58,17 +65,17 @@ class NatsBridge:
         self.max_queued = max_queued
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"nats-{name}", daemon=True)
-        self.nc = None
-        self._ops: deque = deque()  # selector thread -> asyncio thread, in order
+        self.nc: Client | None = None
+        self._ops: deque[_Op] = deque()  # selector thread -> asyncio thread, in order
         self._ops_scheduled = False
-        self._ops_ready: asyncio.Event | None = None
-        self._pump: asyncio.Task | None = None
-        self._in: deque = deque()  # asyncio thread -> selector thread
+        self._ops_ready = asyncio.Event()  # bound to the asyncio thread's loop when the pump first waits
+        self._pump: asyncio.Task[None] | None = None
+        self._in: deque[tuple[str, bytes]] = deque()  # asyncio thread -> selector thread
         self._wake_pending = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._subs: dict[str, object] = {}
+        self._subs: dict[str, Subscription] = {}
         self.published = self.received = self.dropped = self.reconnects = 0
         self.disconnected_at: float | None = None
         self._closing = False
@@ -84,7 +91,7 @@ class NatsBridge:
         if nc is None or not nc.is_connected:
             return None
         url = nc.connected_url
-        return f"{url.hostname}:{url.port}"
+        return None if url is None else f"{url.hostname}:{url.port}"
 
     @property
     def max_payload(self) -> int:
@@ -109,9 +116,9 @@ class NatsBridge:
         return self
 
     async def _connect(self) -> None:
-        self.nc = _arrival_order_client(self._on_msg)
+        nc = self.nc = _arrival_order_client(self._on_msg)
         # Fail fast: each seed tried once, no pause (max_reconnect_attempts=0 would mean forever)...
-        await self.nc.connect(
+        await nc.connect(
             self.servers,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
@@ -121,10 +128,9 @@ class NatsBridge:
             **self._options,
         )
         # ...then reconnect forever: nats-py reads these options on every attempt.
-        self.nc.options["max_reconnect_attempts"] = -1
-        self.nc.options["reconnect_time_wait"] = self._reconnect_wait
-        self._ops_ready = asyncio.Event()
-        self._pump = asyncio.create_task(self._run_ops())
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = self._reconnect_wait
+        self._pump = asyncio.create_task(self._run_ops(nc))
         log.info("NATS: connected to %s", self.connected_url)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -193,22 +199,22 @@ class NatsBridge:
         return True
 
     def subscribe(self, subject: str) -> None:
-        self._queue((_SUB, subject, None))
+        self._queue((_SUB, subject, b""))
 
     def unsubscribe(self, subject: str) -> None:
-        self._queue((_UNSUB, subject, None))
+        self._queue((_UNSUB, subject, b""))
 
-    def _queue(self, op: tuple) -> None:
+    def _queue(self, op: _Op) -> None:
         self._ops.append(op)
         if not self._ops_scheduled:  # one cross-thread wake-up per burst, not per message
             self._ops_scheduled = True
             self._loop.call_soon_threadsafe(self._ops_ready.set)
 
-    async def _run_ops(self) -> None:
+    async def _run_ops(self, nc: Client) -> None:
         from nats import errors
 
         lost = (errors.OutboundBufferLimitError, errors.ConnectionClosedError, errors.MaxPayloadError)
-        ops, nc = self._ops, self.nc
+        ops = self._ops
         while True:
             await self._ops_ready.wait()
             self._ops_ready.clear()
@@ -252,13 +258,14 @@ class NatsBridge:
         except (BlockingIOError, InterruptedError):
             pass
         self._wake_pending = False
-        items, queued = [], self._in
+        items: list[tuple[str, bytes]] = []
+        queued = self._in
         while queued:
             items.append(queued.popleft())
         return items
 
 
-def _arrival_order_client(on_message):
+def _arrival_order_client(on_message: Callable[[bytes, bytes], None]) -> Client:
     """A nats-py client that hands every message of our subscriptions to ``on_message`` as it is
     read. nats-py queues each subscription's messages for a task of its own, so one sender's
     messages on two subjects (a room, then a name) could be handed over out of order, and each
@@ -266,7 +273,7 @@ def _arrival_order_client(on_message):
     from nats.aio.client import Client
 
     class ArrivalOrderClient(Client):
-        async def _process_msg(self, sid, subject, reply, data, headers):
+        async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
             if sid not in self._subs:
                 return  # unsubscribed while the message was on its way
             self.stats["in_msgs"] += 1

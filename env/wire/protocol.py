@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, SupportsFloat
 
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
@@ -52,6 +53,9 @@ EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
 
 
+Message = dict[str, Any]  # one decoded swergio message: a JSON object with a TYPE
+
+
 class FrameError(ValueError):
     """A frame that breaks the wire format; the connection that sent it is closed."""
 
@@ -80,7 +84,7 @@ def new_id() -> str:
 # --- framing -------------------------------------------------------------------
 
 
-def encode_body(message: dict) -> bytes:
+def encode_body(message: Message) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode(FORMAT)
 
 
@@ -88,7 +92,7 @@ def frame_bytes(body: bytes) -> bytes:
     return f"{len(body):<{HEADER_LENGTH}}".encode(FORMAT) + body
 
 
-def encode_frame(message: dict) -> bytes:
+def encode_frame(message: Message) -> bytes:
     """One message as one frame, ready for a single write."""
     return frame_bytes(encode_body(message))
 
@@ -104,7 +108,7 @@ def parse_header(header: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> int:
     return length
 
 
-def decode_body(body: bytes) -> dict:
+def decode_body(body: bytes) -> Message:
     """The JSON object in a payload; FrameError when it is not UTF-8 JSON with a TYPE."""
     try:
         message = json.loads(body.decode(FORMAT))
@@ -124,7 +128,7 @@ def decode_body(body: bytes) -> dict:
 # --- builders --------------------------------------------------------------------
 
 
-def custom(room: str | None = None, **payload: Any) -> dict:
+def custom(room: str | None = None, **payload: Any) -> Message:
     """A DATA/CUSTOM message, addressed to ``room`` when one is given."""
     message = {"ID": new_id(), "TYPE": CUSTOM, **payload}
     if room is not None:
@@ -132,7 +136,7 @@ def custom(room: str | None = None, **payload: Any) -> dict:
     return message
 
 
-def start_run(episodes: int, deterministic: bool, run_id: str | None = None, seed: int | None = None) -> dict:
+def start_run(episodes: int, deterministic: bool, run_id: str | None = None, seed: int | None = None) -> Message:
     """control → environment: start a run. RUN_ID and SEED are additions."""
     message = custom(CONTROL, NR_OF_EPISODE=episodes, DETERMINISTIC=bool(deterministic))
     message["RUN_ID"] = run_id or new_id()
@@ -141,20 +145,20 @@ def start_run(episodes: int, deterministic: bool, run_id: str | None = None, see
     return message
 
 
-def stop_run() -> dict:
+def stop_run() -> Message:
     """control → environment (added): end the current run early."""
     return custom(CONTROL, STOP=True)
 
 
-def evolution_request() -> dict:
+def evolution_request() -> Message:
     return custom(CONTROL, EVOLUTION=True)
 
 
-def evo_done() -> dict:
+def evo_done() -> Message:
     return custom(CONTROL, STATUS=EVO_DONE)
 
 
-def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False) -> dict:
+def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False) -> Message:
     """environment → control: a run is over. EPISODES, STOPPED and RUN_ID are additions."""
     return custom(
         CONTROL,
@@ -167,7 +171,7 @@ def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False
     )
 
 
-def episode_done(run_id: str, episode: int, score: float, steps: int) -> dict:
+def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message:
     """environment → control (added): one episode of a run finished."""
     return custom(
         CONTROL,
@@ -180,20 +184,26 @@ def episode_done(run_id: str, episode: int, score: float, steps: int) -> dict:
     )
 
 
-def env_error(error: str, run_id: str | None = None) -> dict:
+def env_error(error: str, run_id: str | None = None) -> Message:
     """environment → control (added): a message was refused; the component keeps running."""
     return custom(CONTROL, STATUS=ENV_ERROR, ERROR=error, RUN_ID=run_id)
 
 
-def observation(obs, deterministic: bool, reward=None, done=None, action=None) -> dict:
+def observation(
+    obs: Iterable[float],
+    deterministic: bool,
+    reward: SupportsFloat | None = None,
+    done: bool | None = None,
+    action: list[int] | None = None,
+) -> Message:
     """Payload of an environment → models message (swergio adds TYPE and TO_ROOM)."""
-    payload = {"OBSERVATION": [float(x) for x in obs], "DETERMINISTIC": bool(deterministic)}
+    payload: Message = {"OBSERVATION": [float(x) for x in obs], "DETERMINISTIC": bool(deterministic)}
     if reward is not None:
         payload.update(REWARD=float(reward), DONE=bool(done), ACTION=action)
     return payload
 
 
-def broker_stats(stats: dict) -> dict:
+def broker_stats(stats: dict[str, Any]) -> Message:
     """broker → members of the stats room (added): clients, rooms [members, messages, bytes]."""
     return {"ID": new_id(), "TYPE": LOG_CUSTOM, "TO_ROOM": STATS_ROOM, "SENT_BY": "_broker", "STATS": stats}
 
@@ -201,7 +211,7 @@ def broker_stats(stats: dict) -> dict:
 # --- validators --------------------------------------------------------------------
 
 
-def parse_start(message: dict) -> tuple[int, bool, int | None]:
+def parse_start(message: Message) -> tuple[int, bool, int | None]:
     """(episodes, deterministic, seed) of a start message; ProtocolError when invalid."""
     episodes = message.get("NR_OF_EPISODE")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
@@ -215,7 +225,7 @@ def parse_start(message: dict) -> tuple[int, bool, int | None]:
     return episodes, deterministic, seed
 
 
-def parse_run_id(message: dict) -> str | None:
+def parse_run_id(message: Message) -> str | None:
     """The start's RUN_ID (an addition): None when absent; ProtocolError when not a short string."""
     run_id = message.get("RUN_ID")
     if run_id is None:
@@ -225,7 +235,7 @@ def parse_run_id(message: dict) -> str | None:
     return run_id
 
 
-def parse_action(message: dict, n_actions: int) -> int:
+def parse_action(message: Message, n_actions: int) -> int:
     """The action index of an ACTION message; ProtocolError when it is not a valid one."""
     if "ACTION" not in message:
         raise ProtocolError("ACTION is missing")
@@ -242,21 +252,21 @@ def parse_action(message: dict, n_actions: int) -> int:
     return value
 
 
-def control_status(message: dict) -> str | None:
+def control_status(message: Message) -> str | None:
     """The STATUS of a control-room message, or None when it has none."""
     status = message.get("STATUS")
     return status if isinstance(status, str) else None
 
 
-def is_start(message: dict) -> bool:
+def is_start(message: Message) -> bool:
     return "NR_OF_EPISODE" in message
 
 
-def is_stop(message: dict) -> bool:
+def is_stop(message: Message) -> bool:
     return message.get("STOP") is True
 
 
-def is_evolution_request(message: dict) -> bool:
+def is_evolution_request(message: Message) -> bool:
     return message.get("EVOLUTION") is True
 
 
@@ -265,18 +275,19 @@ def is_evolution_request(message: dict) -> bool:
 MAX_REPORTED_MODELS = 1000  # a report about more models is not ours: ignored
 
 
-def _finite(value) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
-def evolution_report(msg: dict) -> dict:
+def evolution_report(msg: Message) -> dict[str, Any]:
     """GENERATION, FITNESS, ELITE, DIVERSITY of an EVO_DONE, range-checked; what fails a check is left out.
 
     Keys of the result: ``generation`` (int ≥ 0), ``fitness`` (tuple of finite floats),
     ``elite`` (an index into fitness), ``diversity`` (finite, ≥ 0).
     """
-    out: dict = {}
+    out: dict[str, Any] = {}
     generation = msg.get("GENERATION")
     if isinstance(generation, int) and not isinstance(generation, bool) and 0 <= generation < 2**53:
         out["generation"] = generation

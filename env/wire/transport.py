@@ -11,10 +11,12 @@ clean shutdown.
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any, cast
 
 import swergio
 
@@ -40,11 +42,14 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _accepted_args(function: Callable) -> frozenset[str]:
+Handler = Callable[..., Any]  # a swergio handler: the message and the client's kwargs it names
+
+
+def _accepted_args(function: Handler) -> frozenset[str]:
     return frozenset(inspect.getfullargspec(function).args)
 
 
-class Component(swergio.Client):
+class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types: Client is Any
     """A swergio client for one component of the network.
 
     Use it as a ``swergio.Client``: ``add_eventHandler`` and ``Trigger`` work as
@@ -55,6 +60,7 @@ class Component(swergio.Client):
     """
 
     batch = False
+    _reader: io.BufferedReader  # made by connect(), which swergio's __init__ calls
 
     def __init__(
         self,
@@ -66,14 +72,14 @@ class Component(swergio.Client):
         max_frame: int = protocol.DEFAULT_MAX_FRAME,
         on_disconnect: Callable[[str], None] | None = None,
         token: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         self._token = token if token is not None else auth.client_token()
         self._send_lock = threading.Lock()
         self._closing = threading.Event()
         self._connect_timeout = connect_timeout
         self._max_frame = max_frame
-        self._args_cache: dict[Callable, frozenset[str]] = {}
+        self._args_cache: dict[Handler, frozenset[str]] = {}
         self._thread: threading.Thread | None = None
         self.on_disconnect = on_disconnect
         super().__init__(name, host, port, protocol.FORMAT, protocol.HEADER_LENGTH, **kwargs)
@@ -88,7 +94,8 @@ class Component(swergio.Client):
             raise ConnectionFailed(f"cannot reach broker at {server}:{port}: {reason}") from None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._reader = sock.makefile("rb", buffering=1 << 16)
+        # a BufferedReader ("rb", buffered); typeshed says IOBase for a buffering that is not a literal
+        self._reader = cast(io.BufferedReader, sock.makefile("rb", buffering=1 << 16))
         return sock
 
     def register(self) -> None:
@@ -108,10 +115,10 @@ class Component(swergio.Client):
         for room in swergio.client.reserved_rooms:
             self.join_room(room)
 
-    def send(self, message: dict) -> None:
+    def send(self, message: protocol.Message) -> None:
         self.send_frames(protocol.encode_frame(message))
 
-    def send_many(self, messages: list[dict]) -> None:
+    def send_many(self, messages: list[protocol.Message]) -> None:
         """Several messages in one write."""
         self.send_frames(b"".join(protocol.encode_frame(m) for m in messages))
 
@@ -144,14 +151,14 @@ class Component(swergio.Client):
             )
         return data
 
-    def receive(self) -> dict:
+    def receive(self) -> protocol.Message:
         """The next message; ConnectionLost or FrameError instead of swergio's ``False``."""
         length = protocol.parse_header(self._read_exactly(protocol.HEADER_LENGTH), self._max_frame)
         return protocol.decode_body(self._read_exactly(length))
 
     # --- dispatch ----------------------------------------------------------------
 
-    def filter_dict(self, dictionary: dict, function: Callable) -> dict:
+    def filter_dict(self, dictionary: dict[str, Any], function: Handler) -> dict[str, Any]:
         # swergio inspects the handler's signature on every message; do it once.
         args = self._args_cache.get(function)
         if args is None:
@@ -159,18 +166,18 @@ class Component(swergio.Client):
         return {k: v for k, v in dictionary.items() if k in args}
 
     @staticmethod
-    def _is_triggered(handler: swergio.EventHandler, message: dict) -> bool:
+    def _is_triggered(handler: swergio.EventHandler, message: protocol.Message) -> bool:
         # swergio's Trigger raises KeyError on a direct message (no TO_ROOM) when the
         # trigger has rooms; this is the documented rule without that crash.
         trigger = handler.trigger
         if trigger is None or not any(t.id == message.get("TYPE") for t in trigger.types):
             return False
         if "TO_ROOM" not in message:
-            return trigger.directmessage
+            return bool(trigger.directmessage)
         return trigger.rooms is not None and message["TO_ROOM"] in trigger.rooms
 
     @staticmethod
-    def _replies(handler: swergio.EventHandler, response: dict | None) -> list[dict]:
+    def _replies(handler: swergio.EventHandler, response: protocol.Message | None) -> list[protocol.Message]:
         # swergio's EventHandler.handle, with a shallow copy per response room where it
         # deep-copies: the copies differ only in TO_ROOM, and deepcopy costs ~10 µs a reply.
         if response is None:
@@ -182,7 +189,7 @@ class Component(swergio.Client):
             response["TO"] = handler.responseComponent
         return [{**response, "TO_ROOM": room} for room in handler.responseRooms or ()]
 
-    def dispatch(self, message: dict) -> None:
+    def dispatch(self, message: protocol.Message) -> None:
         """Run every handler the message triggers and send their replies."""
         for handler in list(self.eventHandlers):
             if not self._is_triggered(handler, message):

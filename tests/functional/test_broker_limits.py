@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.wire.broker import STATS_MAX_ROOMS, Broker
+from cartpole_tui.env.wire.broker import Broker
+from cartpole_tui.env.wire.broker_stats import STATS_MAX_ROOMS
 from tests.conftest import free_port, wait_for
 
 HOST = "127.0.0.1"
@@ -88,7 +89,7 @@ def test_an_unfinished_frame_is_timed_out_and_the_budget_holds():
             10,
             "the unfinished frame timed out and the hogs over the budget closed",
         )
-        assert sum(len(p.inbox) for p in broker._peers) <= 8 << 20
+        assert sum(len(p.inbox) for p in broker._rooms.peers) <= 8 << 20
     finally:
         broker.stop()
 
@@ -168,7 +169,7 @@ def test_a_dropped_peer_holding_megabytes_hands_the_memory_back(monkeypatch):
     try:
         hog = join(broker.port, "hog")
         hog.sendall(f"{15 << 20:<10}".encode() + b"x" * (2 << 20))  # 2 MiB of an unfinished frame
-        wait_for(lambda: any(len(p.inbox) >= 1 << 20 for p in broker._peers), 10, "the broker to hold it")
+        wait_for(lambda: any(len(p.inbox) >= 1 << 20 for p in broker._rooms.peers), 10, "the broker to hold it")
         assert trims == []
         hog.close()
         wait_for(lambda: "hog" not in broker.stats()["clients"], 10, "the hog to be dropped")
