@@ -157,6 +157,7 @@ class Writer:
                 self._delay(writes, error)  # another writer holds the lock: keep the writes, try again
                 return
             self._give_up(conn, error)
+            return
         except Exception as error:  # whatever it is, the file is given up, the session kept
             self._give_up(conn, error)
             return
