@@ -318,14 +318,15 @@ def test_slow_reader_is_dropped_while_others_keep_receiving(caplog):
 # --- routing -----------------------------------------------------------------------------
 
 
-def test_sent_by_is_added_and_kept_when_present(broker):
+def test_sent_by_is_added_and_a_claimed_one_replaced(broker):
+    # issue 17 item 12: the broker sets SENT_BY, always (it used to keep what a client put there)
     receiver = Raw(broker.port, "receiver", rooms=["r"])
     wait_members(broker, "r", 1)
     sender = Raw(broker.port, "alice")
     sender.send(custom("r"))
     sender.send(custom("r", SENT_BY="someone-else"))
-    assert receiver.recv()["SENT_BY"] == "alice"
-    assert receiver.recv()["SENT_BY"] == "someone-else"
+    sender.send(custom("r", SENT_BY="alice"))
+    assert [receiver.recv()["SENT_BY"] for _ in range(3)] == ["alice"] * 3
 
 
 def test_forward_messages_are_copied_to_logging(broker):
