@@ -34,7 +34,8 @@ class _Strikes:
 
 
 class Admission:
-    """``token`` None: everyone is admitted. ``refused`` counts the connections turned away."""
+    """``token`` None: everyone is admitted. ``refused`` counts the connections turned away,
+    ``backed_off`` those of them closed as they arrived, unheard."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class Admission:
         self.free_tries = free_tries
         self.backoff = backoff  # s: the first and the longest pause of a backed-off address
         self.refused = 0
+        self.backed_off = 0
         self._strikes: dict[str, _Strikes] = {}  # in the order of their last refusal
 
     def admits_on_arrival(self, host: str) -> bool:
@@ -61,6 +63,7 @@ class Admission:
         if strikes is None or now >= strikes.until:
             return False
         self.refused += 1
+        self.backed_off += 1
         return True
 
     def refusal(self, host: str, first: protocol.Message, now: float) -> str | None:

@@ -154,6 +154,11 @@ class Broker:
         """Connections turned away for want of the token."""
         return self._admission.refused
 
+    @property
+    def backed_off(self) -> int:
+        """Of them, those closed as they arrived because their address was being backed off."""
+        return self._admission.backed_off
+
     # --- lifecycle -------------------------------------------------------------
 
     def start(self) -> Broker:

@@ -274,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
     )
+    broker.add_argument(
+        "--max-per-address",
+        metavar="N",
+        type=positive_int,
+        default=defaults.MAX_CONNECTIONS_PER_ADDRESS,
+        help=f"open connections from one IP address (default {defaults.MAX_CONNECTIONS_PER_ADDRESS})",
+    )
 
     web = sub.add_parser("serve", help="the control room in a browser, one network for every visitor")
     web.add_argument("--host", default=defaults.LOOPBACK, help=f"address to bind (default {defaults.LOOPBACK})")
