@@ -19,13 +19,13 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from swergio import MESSAGE_TYPE, Trigger
-from test_broker import Raw, wait_members
+from test_broker import wait_members
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
-from tests.hostile import FRAMES, nested
+from tests.hostile import FRAMES, Raw, nested, still_routes
 
 from conftest import free_port, wait_for
 
@@ -34,28 +34,6 @@ OTHER_HOST = "127.0.0.2"  # loopback too: another address for the broker's per-a
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
 TOKEN = "issue-17-" + "t" * 24
 CUSTOM = MESSAGE_TYPE.DATA.CUSTOM
-
-
-def still_routes(port: int, token: str | None = None, room: str = "check") -> None:
-    """Two fresh clients: one joins ``room``, the other sends to it; the message arrives."""
-    heard: list[dict] = []
-    listener = Component("listener", HOST, port, token=token)
-    listener.add_eventHandler(heard.append, None, trigger=Trigger(CUSTOM, room))
-    listener.start()
-    talker = Component("talker", HOST, port, token=token)
-    nonce = protocol.new_id()
-
-    def arrived() -> bool:
-        if any(m.get("NONCE") == nonce for m in heard):
-            return True
-        talker.send(protocol.custom(room, NONCE=nonce))  # again: the listener's JOINROOM may still be on its way
-        return False
-
-    try:
-        wait_for(arrived, 10, "two fresh clients to exchange a message")
-    finally:
-        talker.close()
-        listener.close()
 
 
 def connect_from(host: str, port: int) -> socket.socket:
@@ -98,13 +76,13 @@ def test_no_deeply_nested_frame_stops_the_broker(broker, how):
     wait_members(broker, protocol.LOGGING_ROOM, 1)
     # ~2 kB frames around the depth at which Python's json stops parsing: the one that killed
     # the broker's thread (RecursionError re-encoding it) lies in here wherever that is
+    senders = []
     for depth in range(900, 1000, 3):
-        sender = Raw(broker.port, "deep")
-        sender.sock.sendall(deep_frame(how, depth))
-        assert closed_by_broker(sender.sock)  # refused as malformed: deeper than MAX_DEPTH
-        sender.close()
-    assert broker._thread.is_alive()
+        senders.append(Raw(broker.port, "deep"))
+        senders[-1].sock.sendall(deep_frame(how, depth))
     still_routes(broker.port)
+    assert broker._thread.is_alive()
+    assert all(closed_by_broker(sender.sock) for sender in senders)  # refused: deeper than MAX_DEPTH
     assert broker.frames_refused == len(range(900, 1000, 3))
     forward = {"TYPE": protocol.FORWARD, "TO_ROOM": "r", "X": [1]}
     Raw(broker.port, "shallow").send(forward)
@@ -378,7 +356,7 @@ def shared_broker() -> Broker:
 
 
 @pytest.mark.timeout(600)
-@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(frame=FRAMES)
 def test_after_any_frame_two_fresh_clients_still_exchange_a_message(frame):
     broker = shared_broker()
