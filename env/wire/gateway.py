@@ -15,10 +15,12 @@ bounded) into the ``_stats`` message its local clients see.
 
 from __future__ import annotations
 
+import heapq
 import json
 import socket
 import time
 from collections import Counter
+from itertools import chain
 from typing import Any, TypeGuard
 
 from cartpole_tui.env.wire import broker_stats, framing, protocol, subjects
@@ -26,9 +28,9 @@ from cartpole_tui.env.wire.nats_bridge import NatsBridge
 
 _STATS_TTL = 3 * protocol.STATS_INTERVAL  # a gateway silent this long has left the merge
 _MAX_GATEWAYS = 1000
-# A gateway's stats message: its bounded figures (broker_stats.bounded) plus a little; ours
-# stay far below. A bigger one is not a gateway's.
-MAX_STATS_MESSAGE = 64 * 1024
+# A gateway's stats message: its bounded figures (broker_stats.bounded), at most ~190 KB even
+# when every name is 100 characters that JSON escapes as \uXXXX. A bigger one is not a gateway's.
+MAX_STATS_MESSAGE = 256 * 1024
 
 
 class NatsRelay:
@@ -134,9 +136,8 @@ class NatsRelay:
         for gateway, (at, _) in list(self._others.items()):
             if now - at > _STATS_TTL:
                 del self._others[gateway]
-        merged = {**own, "clients": list(own["clients"]), "rooms": {r: list(v) for r, v in own["rooms"].items()}}
+        merged = {**own, "rooms": {r: list(v) for r, v in own["rooms"].items()}}
         for _, stats in self._others.values():
-            merged["clients"] += stats["clients"]
             merged["all_clients"] += stats["all_clients"]
             for room, values in stats["rooms"].items():
                 total = merged["rooms"].setdefault(room, [0, 0, 0])
@@ -144,8 +145,9 @@ class NatsRelay:
                     total[i] += values[i]
             merged["frames_refused"] += stats["frames_refused"]
             merged["undeliverable"] += stats["undeliverable"]
-        merged["clients"] = sorted(merged["clients"])[: broker_stats.STATS_MAX_CLIENTS]
-        busiest = sorted(merged["rooms"].items(), key=lambda item: -item[1][1])[: broker_stats.STATS_MAX_ROOMS]
+        every_name = chain(own["clients"], *(stats["clients"] for _, stats in self._others.values()))
+        merged["clients"] = heapq.nsmallest(broker_stats.STATS_MAX_CLIENTS, every_name)  # the first, sorted
+        busiest = heapq.nlargest(broker_stats.STATS_MAX_ROOMS, merged["rooms"].items(), key=lambda item: item[1][1])
         merged["rooms"] = dict(busiest)
         merged["gateways"] = 1 + len(self._others)
         return merged

@@ -125,6 +125,18 @@ def test_the_logging_copy_wraps_the_body_as_sent(broker):
     assert frame.endswith(b'"MESSAGE":' + body + b"}")  # spaces, 1.50 and 2e3 as sent
 
 
+def test_a_fault_while_serving_one_peer_closes_that_peer_only(broker, caplog, monkeypatch):
+    def fault(asker):
+        raise RuntimeError("a bug one peer's message ran into")
+
+    monkeypatch.setattr(broker._rooms, "census", fault)
+    asker = Raw(broker.port, "asker")
+    asker.send({"TYPE": protocol.COMMAND_CUSTOM, "TO_ROOM": protocol.COMMAND_ROOM, "CENSUS": []})
+    assert closed_by_broker(asker.sock)
+    assert "asker@127.0.0.1" in caplog.text and "a bug one peer's message ran into" in caplog.text  # with its traceback
+    still_routes(broker.port)
+
+
 def test_the_broker_process_exits_1_when_its_loop_fails(tmp_path):
     # A fault no peer can cause any more (item 1), injected: the loop's stats step raises.
     code = textwrap.dedent(
