@@ -21,7 +21,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import auth, protocol
 
 BACKING_OFF = "refused: too many refusals from this address; backing off"
-_MAX_ADDRESSES = 10_000  # addresses whose refusals are remembered; the longest quiet is forgotten first
+_MAX_ADDRESSES = 10_000  # addresses remembered (back-off) or named (log); beyond, the longest quiet is forgotten
 
 
 @dataclass
@@ -122,7 +122,8 @@ class RefusalLog:
             self._shown.add(reason)
             return True
         self._held[reason] += 1
-        self._hosts[host] += 1
+        if host in self._hosts or len(self._hosts) < _MAX_ADDRESSES:
+            self._hosts[host] += 1
         return False
 
     def summary(self, now: float) -> str | None:
@@ -135,6 +136,8 @@ class RefusalLog:
             return None
         reasons = ", ".join(f"{reason.removeprefix('refused: ')} ×{n:,}" for reason, n in held.most_common())
         sources = ", ".join(f"{host} ×{n:,}" for host, n in hosts.most_common(3))
-        more = f" and {len(hosts) - 3:,} more addresses" if len(hosts) > 3 else ""
+        more = (
+            f" and {len(hosts) - 3:,} more addresses" if len(hosts) > 3 else ""
+        )  # (at most _MAX_ADDRESSES told apart)
         total = sum(held.values())
         return f"refused {total:,} more connection(s) in {self.interval:.0f}s: {reasons}; from {sources}{more}"

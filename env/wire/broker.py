@@ -471,7 +471,7 @@ class Broker:
     def _refuse(self, peer: Peer, message: protocol.Message, reason: str) -> None:
         """Tell ``peer`` that its ``message`` was not acted on, and why; the peer stays."""
         self.names_refused += 1
-        self._log_refusal(f"{message['TYPE']} refused: a name too long for NATS", peer.host, time.monotonic())
+        self._log_refusal("refused: a name too long for NATS", peer.host, time.monotonic())
         self._send(peer, protocol.encode_frame(protocol.refused(reason, message.get("ID"))))
 
     def _deliver_relayed(self) -> None:
