@@ -130,7 +130,8 @@ class NatsRelay:
     def network_stats(self, local: dict[str, Any]) -> dict[str, Any]:
         """Publish this gateway's ``local`` stats (broker_stats.bounded) and return them merged
         with the other gateways' latest, bounded as one gateway's are."""
-        own = {**local, "nats": {"url": self.bridge.connected_url, "dropped": self.bridge.dropped}}
+        nats = {"url": self.bridge.connected_url, "dropped": self.bridge.dropped, "refused": self.refused}
+        own = {**local, "nats": nats}
         self.bridge.publish(self._stats_subject, json.dumps({"GATEWAY": self.gateway_id, "STATS": own}).encode())
         now = time.monotonic()
         for gateway, (at, _) in list(self._others.items()):
