@@ -136,13 +136,14 @@ def is_one_frame(data: bytes, max_frame: int) -> bool:
     return len(data) == _HEADER + length
 
 
-def checked_message(data: bytes, max_frame: int) -> protocol.Message | None:
-    """The message in ``data`` when it is exactly one frame whose body the broker would accept
-    from a client (UTF-8 JSON, an object with a TYPE, within the receivers' depth bound); None
-    otherwise. For frames from NATS, which any NATS client could have published."""
+def is_well_formed(data: bytes, max_frame: int) -> bool:
+    """Whether ``data`` is exactly one frame whose body a component would accept (UTF-8 JSON,
+    an object with a TYPE, within the receivers' depth bound). For frames from NATS, which any
+    NATS client could have published."""
     if not is_one_frame(data, max_frame):
-        return None
+        return False
     try:
-        return protocol.decode_body(data[_HEADER:])
+        protocol.decode_body(data[_HEADER:])
     except protocol.FrameError:
-        return None
+        return False
+    return True

@@ -108,7 +108,7 @@ class NatsRelay:
                 continue
             target = subjects.parse(self.network, subject)
             # Any NATS client can publish on these subjects: pass on exactly one good frame, or nothing.
-            if target is None or framing.checked_message(data, self.max_frame) is None:
+            if target is None or not framing.is_well_formed(data, self.max_frame):
                 self.refused += 1
                 continue
             out.append((*target, data))

@@ -101,6 +101,14 @@ def test_the_gateway_reconnects_after_the_server_closes_its_connection(gateways,
     still_routes(a.port, talker_port=b.port)  # B to A: A's subscriptions were made again
 
 
+def test_a_network_name_too_long_for_nats_is_one_line_and_exit_1(cluster, capsys):
+    from cartpole_tui.tui.cli.parser import main
+
+    assert main(["broker", "--port", "0", "--nats", cluster.url(0), "--network", "n" * 2000]) == 1
+    err = capsys.readouterr().err
+    assert err == "cartpole-tui: the network name is too long for NATS (2,000 characters)\n"
+
+
 # --- 3. garbage from NATS --------------------------------------------------------------------------------
 
 GARBAGE = {
