@@ -16,6 +16,15 @@ ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
 EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)
 
+# --- the broker's door (env/wire/admission.py, env/wire/broker.py) ---------------------
+REGISTER_TIMEOUT = 10.0  # s a connection may stay without a REGISTER (and its NAME) before it is closed
+MAX_CONNECTIONS_PER_ADDRESS = 256  # open connections from one IP address; more are closed as they arrive
+AUTH_FREE_TRIES = 5  # refusals (e.g. wrong tokens) an address may have before it is backed off
+AUTH_BACKOFF = (0.5, 10.0)  # s an address is backed off after its free tries: first, doubling up to longest
+AUTH_FORGET = 60.0  # s without a refusal after which an address starts afresh
+REFUSAL_LOG_INTERVAL = 10.0  # s: refusals are logged once per reason per interval, the rest summed up
+MIN_TOKEN = 16  # characters a token file must hold at least
+
 # --- the built-in swarm ------------------------------------------------------------------
 MODELS = 20  # the published network's hard-coded population size
 AGENT = "swarm"  # or "random"

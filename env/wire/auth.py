@@ -14,6 +14,8 @@ import secrets
 import stat
 import tempfile
 
+from cartpole_tui.env import defaults
+
 TOKEN_KEY = "TOKEN"
 TOKEN_FILE_ENV = "CARTPOLE_TUI_TOKEN_FILE"
 _MAX_TOKEN = 4096
@@ -46,6 +48,11 @@ def read_token_file(path: str) -> str:
         raise TokenError(f"token file {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}") from None
     if not token or len(token) > _MAX_TOKEN or any(ch.isspace() for ch in token):
         raise TokenError(f"token file {path}: expected one word of at most {_MAX_TOKEN} characters")
+    if len(token) < defaults.MIN_TOKEN:  # a short one is guessed, back-off or not
+        raise TokenError(
+            f"token file {path}: the token has {len(token)} characters, at least {defaults.MIN_TOKEN} are needed "
+            '(e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
+        )
     return token
 
 

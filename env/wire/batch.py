@@ -20,7 +20,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from cartpole_tui.env.wire import protocol
 
-COMMAND_CUSTOM = "COMMAND/CUSTOM"
 BATCH = "BATCH"  # in REGISTER: true; in batch messages: the run's instance count
 CENSUS = "CENSUS"
 CENSUS_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
@@ -30,19 +29,19 @@ MAX_INSTANCES = 1024
 def census_request() -> protocol.Message:
     """client → broker: who is in the per-step rooms (answered only to the asker)."""
     rooms = list(CENSUS_ROOMS)
-    return {"ID": protocol.new_id(), "TYPE": COMMAND_CUSTOM, "TO_ROOM": protocol.COMMAND_ROOM, CENSUS: rooms}
+    return {"ID": protocol.new_id(), "TYPE": protocol.COMMAND_CUSTOM, "TO_ROOM": protocol.COMMAND_ROOM, CENSUS: rooms}
 
 
 def is_census_request(message: protocol.Message) -> bool:
-    return message.get("TYPE") == COMMAND_CUSTOM and isinstance(message.get(CENSUS), list)
+    return message.get("TYPE") == protocol.COMMAND_CUSTOM and isinstance(message.get(CENSUS), list)
 
 
 def census_answer(request: protocol.Message, rooms: dict[str, tuple[int, int]]) -> protocol.Message:
     """broker → asker: per room [other members, of them not BATCH]."""
     return {
         "ID": protocol.new_id(),
-        "TYPE": COMMAND_CUSTOM,
-        "SENT_BY": "_broker",
+        "TYPE": protocol.COMMAND_CUSTOM,
+        "SENT_BY": protocol.BROKER,
         "ROOT_ID": request.get("ID"),
         CENSUS: {room: list(counts) for room, counts in rooms.items()},
     }

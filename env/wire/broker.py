@@ -7,10 +7,16 @@ per client that could spin, and a slow reader only fills its own bounded outbox
 before it is disconnected. With a ``relay`` (gateway mode, env/wire/gateway.py) it is one
 of several brokers sharing the network's rooms over NATS.
 
-This module is the loop and its wiring: accepting connections, reading (frames are cut by
+This module is the loop and its wiring: accepting connections (at most so many per
+address, each to REGISTER within a deadline), reading (frames are cut by
 env/wire/framing.py), acting on each frame (admission: env/wire/admission.py; rooms, names
 and routing: env/wire/rooms.py), writing with bounded outboxes inside one memory budget,
 and closing. Its figures are env/wire/broker_stats.py's.
+
+Nothing here recurses on a peer's data: a frame nesting deeper than ``protocol.MAX_DEPTH``
+is refused before it is parsed, and frames are passed on as sent or re-encoded only within
+that bound. A fault while serving one peer closes that peer, not the loop; should the loop
+itself end in an exception, ``serve_forever`` raises it (the ``broker`` command then exits 1).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import auth, batch, broker_stats, framing, protocol
-from cartpole_tui.env.wire.admission import Admission, strip_token
+from cartpole_tui.env.wire.admission import BACKING_OFF, Admission, RefusalLog
 from cartpole_tui.env.wire.peer import Peer
 from cartpole_tui.env.wire.rooms import Relay, Rooms
 
@@ -97,9 +104,15 @@ class Broker:
         trust: tuple[auth.Network, ...] = (),
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         frame_timeout: float = FRAME_TIMEOUT,
+        register_timeout: float = defaults.REGISTER_TIMEOUT,
+        max_per_address: int = defaults.MAX_CONNECTIONS_PER_ADDRESS,
     ) -> None:
         self.memory_budget = memory_budget
         self.frame_timeout = frame_timeout
+        self.register_timeout = register_timeout  # s a connection may go without registering a name
+        self.max_per_address = max_per_address  # open connections from one IP address
+        self._per_host: Counter[str] = Counter()
+        self._refusal_log = RefusalLog()
         self._accept_paused_until: float | None = None
         self._accept_backoff = _ACCEPT_BACKOFF[0]
         self._accept_failures = 0
@@ -128,6 +141,7 @@ class Broker:
         self._stopped = threading.Event()
         self.frames_refused = 0
         self.undeliverable = 0
+        self.names_refused = 0  # gateway mode: names too long to carry over NATS
         self.started_at = time.monotonic()
         self._next_stats = 0.0
 
@@ -139,6 +153,11 @@ class Broker:
     def refused(self) -> int:
         """Connections turned away for want of the token."""
         return self._admission.refused
+
+    @property
+    def backed_off(self) -> int:
+        """Of them, those closed as they arrived because their address was being backed off."""
+        return self._admission.backed_off
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -159,10 +178,10 @@ class Broker:
                     elif key.data == "relay":
                         self._deliver_relayed()
                     else:
-                        self._serve(key.data, mask)
+                        self._serve_contained(key.data, mask)
                 self._publish_stats_when_due()
                 self._resume_accepting_when_due()
-                self._sweep_unfinished_frames()
+                self._sweep()
         finally:
             for peer in list(self._rooms.peers):
                 self._close(peer, "broker shutting down")
@@ -248,13 +267,33 @@ class Broker:
                 self._pause_accepting(error)
                 return
             self._accept_backoff = _ACCEPT_BACKOFF[0]
+            host, now = addr[0], time.monotonic()
+            refusal = self._door_refusal(host, now)
+            if refusal is not None:  # closed unheard, before it costs more than its descriptor
+                sock.close()
+                self._log_refusal(refusal, host, now)
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = Peer(sock, f"{addr[0]}:{addr[1]}")
-            peer.admitted = self._admission.admits_on_arrival(addr[0])
+            peer = Peer(sock, host, addr[1], connected_at=now)
+            peer.admitted = self._admission.admits_on_arrival(host)
+            self._per_host[host] += 1
             self._rooms.add(peer)
             self._selector.register(sock, selectors.EVENT_READ, peer)
             log.info("connection from %s", peer.address)
+
+    def _door_refusal(self, host: str, now: float) -> str | None:
+        """Why a new connection from ``host`` is closed as it arrives, or None."""
+        if self._per_host[host] >= self.max_per_address:
+            return f"refused: {self.max_per_address} connections from this address already"
+        if self._admission.backing_off(host, now):
+            return BACKING_OFF
+        return None
+
+    def _log_refusal(self, reason: str, host: str, now: float) -> None:
+        """The first refusal of each kind in an interval now, the rest in the interval's summary."""
+        if self._refusal_log.note(reason, host, now):
+            log.warning("%s %s (more are summed up every %.0fs)", host, reason, self._refusal_log.interval)
 
     def _drain_wake(self) -> None:
         try:
@@ -262,6 +301,17 @@ class Broker:
                 pass
         except BlockingIOError:
             pass
+
+    def _serve_contained(self, peer: Peer, mask: int) -> None:
+        """Serve one peer's event; a fault in doing so (a bug this peer's data ran into) closes
+        that peer, logged with its traceback, and the others are served on."""
+        try:
+            self._serve(peer, mask)
+        except Exception:
+            log.exception("%s: internal error while serving it; closing it", peer.label)
+            self._batch = None
+            self._doom(peer, "internal error")
+            self._close_doomed()
 
     def _serve(self, peer: Peer, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
@@ -283,6 +333,9 @@ class Broker:
         if peer not in self._rooms.peers:
             return
         self._rooms.remove(peer)
+        self._per_host[peer.host] -= 1
+        if self._per_host[peer.host] <= 0:
+            del self._per_host[peer.host]
         held = peer.outbox_bytes + len(peer.inbox)
         peer.outbox.clear()
         peer.inbox.clear()
@@ -350,8 +403,9 @@ class Broker:
         if len(peer.inbox) >= 1 << 20 and self._buffered() > self.memory_budget:
             self._doom(peer, f"over the broker's memory budget ({self.memory_budget} bytes buffered in all)")
 
-    def _sweep_unfinished_frames(self) -> None:
-        """Once a second: close peers whose frame has not arrived whole within frame_timeout."""
+    def _sweep(self) -> None:
+        """Once a second: close peers whose frame has not arrived whole within frame_timeout and
+        those still without a name after register_timeout; log the refusals held back."""
         now = time.monotonic()
         if now < self._next_sweep:
             return
@@ -359,18 +413,28 @@ class Broker:
         for peer in tuple(self._rooms.peers):
             if peer.inbox.overdue(now, self.frame_timeout):
                 self._doom(peer, f"a frame unfinished after {self.frame_timeout:.0f}s")
+            elif peer.name is None and now - peer.connected_at > self.register_timeout:
+                self._doom(peer, f"no REGISTER with a NAME within {self.register_timeout:g}s")
         self._close_doomed()
+        self._admission.forget_quiet(now, defaults.AUTH_FORGET)
+        summary = self._refusal_log.summary(now)
+        if summary is not None:
+            log.warning("%s", summary)
 
     # --- acting on a frame ------------------------------------------------------------------
 
     def _handle(self, peer: Peer, frame: bytes) -> None:
-        """Act on one frame; it is forwarded as received unless SENT_BY has to be added."""
-        message = protocol.decode_body(frame[protocol.HEADER_LENGTH :])
+        """Act on one frame and pass it on, as received where SENT_BY allows (framing.signed)."""
+        message = protocol.decode_body(frame[protocol.HEADER_LENGTH :], protocol.MAX_DEPTH)
         kind = message["TYPE"]
         if not peer.admitted and not self._admit(peer, message):
             return
         if kind == protocol.DISCONNECT:
             self._doom(peer, "client said DISCONNECT")
+            return
+        refusal = self._rooms.refusal(message)  # gateway mode: a name NATS cannot carry
+        if refusal is not None:
+            self._refuse(peer, message, refusal)
             return
         if kind == protocol.REGISTER:
             self._rooms.register(peer, message)
@@ -379,30 +443,36 @@ class Broker:
             return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._rooms.membership(peer, message, join=kind == protocol.JOINROOM)
-        if auth.TOKEN_KEY in message:  # a REGISTER: the token goes no further than the broker
-            frame = strip_token(message, peer.sender)
-        elif "SENT_BY" not in message:
-            message["SENT_BY"] = peer.sender
-            signed = framing.with_sent_by(frame, peer.sender, self.max_frame)
-            if signed is None:
-                self.undeliverable += 1
-                log.warning("%s: a frame with SENT_BY added would be over the cap; dropped", peer.label)
-                return
-            frame = signed
-        if not self._rooms.route(peer, message, frame, self._send):
+        signed = framing.signed(frame, message, peer.sender, self.max_frame)
+        if signed is None:
             self.undeliverable += 1
-        if self.enable_logging and message["TYPE"] in _LOGGED_TYPES:
-            self._rooms.copy_to_logging(message, self._send)
+            log.warning("%s: a frame with SENT_BY set would be over the cap; dropped", peer.label)
+            return
+        if not self._rooms.route(peer, message, signed, self._send):
+            self.undeliverable += 1
+        if self.enable_logging and kind in _LOGGED_TYPES and self._rooms.wants_logging():
+            wrapped = framing.for_logging(signed, self.max_frame)
+            if wrapped is None:
+                self.undeliverable += 1  # its copy would be over the cap; the message itself went on
+            else:
+                self._rooms.copy_to_logging(wrapped, self._send)
 
     def _admit(self, peer: Peer, message: protocol.Message) -> bool:
         """A peer's first frame must be REGISTER with the token; otherwise it is closed unheard."""
-        reason = self._admission.refusal(message)
+        now = time.monotonic()
+        reason = self._admission.refusal(peer.host, message, now)
         if reason is None:
             peer.admitted = True
             return True
-        log.warning("%s %s", peer.address, reason)
+        self._log_refusal(reason, peer.host, now)
         self._doom(peer, reason)
         return False
+
+    def _refuse(self, peer: Peer, message: protocol.Message, reason: str) -> None:
+        """Tell ``peer`` that its ``message`` was not acted on, and why; the peer stays."""
+        self.names_refused += 1
+        self._log_refusal("refused: a name too long for NATS", peer.host, time.monotonic())
+        self._send(peer, protocol.encode_frame(protocol.refused(reason, message.get("ID"))))
 
     def _deliver_relayed(self) -> None:
         """Frames other gateways sent: to local members only, never published again."""

@@ -3,7 +3,8 @@
 :func:`snapshot` copies them out of the broker's :class:`~cartpole_tui.env.wire.rooms.Rooms`
 (safe from any thread); :func:`bounded` is the copy sent to the ``_stats`` room every
 ``protocol.STATS_INTERVAL`` (an addition): the busiest rooms as [members, messages, bytes]
-and the first names, so one message a second stays small however many there are.
+and the first names, each name at most STATS_MAX_NAME characters, so one message a second
+stays small however many and however long they are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cartpole_tui.env.wire.rooms import RoomCounters, Rooms
 
 STATS_MAX_ROOMS = 100  # the busiest rooms in a stats message; STATS_MAX_CLIENTS names
 STATS_MAX_CLIENTS = 200
+STATS_MAX_NAME = 100  # characters: a longer client name is cut short, a room so named left out
 
 
 class BrokerStats(TypedDict):
@@ -45,7 +47,12 @@ def snapshot(rooms: Rooms, address: str, *, frames_refused: int, undeliverable: 
 def bounded(stats: BrokerStats) -> dict[str, Any]:
     """``stats`` as the ``_stats`` room gets them (JSON): at most STATS_MAX_ROOMS rooms and
     STATS_MAX_CLIENTS names, with ``all_clients`` the number of names in all."""
-    busiest = sorted(stats["rooms"].items(), key=lambda item: -item[1].messages)[:STATS_MAX_ROOMS]
+    named = [(room, c) for room, c in stats["rooms"].items() if len(room) <= STATS_MAX_NAME]
+    busiest = sorted(named, key=lambda item: -item[1].messages)[:STATS_MAX_ROOMS]
     rooms = {room: [c.members, c.messages, c.bytes] for room, c in busiest}
-    clients = stats["clients"][:STATS_MAX_CLIENTS]
+    clients = [_shortened(name) for name in stats["clients"][:STATS_MAX_CLIENTS]]
     return {**stats, "rooms": rooms, "clients": clients, "all_clients": len(stats["clients"])}
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= STATS_MAX_NAME else name[: STATS_MAX_NAME - 1] + "…"

@@ -6,6 +6,11 @@ made (one queue), so a subscription is on the server before anything published
 after it. Inbound messages queue up and wake the selector through :attr:`wake_fd`;
 :meth:`drain` hands them over. nats-py is imported when a bridge starts, so nothing
 else needs it.
+
+The connection is kept whatever ends it: nats-py reconnects after a lost server by itself,
+but closes for good when the server sends an error before closing (e.g. a control line over
+its limit); here such an error reconnects too. A subject longer than subjects.MAX_SUBJECT
+is never sent.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from cartpole_tui.env.wire.subjects import MAX_SUBJECT
 
 if TYPE_CHECKING:  # nats-py is imported when a bridge starts
     from nats.aio.client import Client
@@ -77,6 +84,7 @@ class NatsBridge:
         self._wake_w.setblocking(False)
         self._subs: dict[str, Subscription] = {}
         self.published = self.received = self.dropped = self.reconnects = 0
+        self.server_errors = 0  # errors the server sent, each followed by a reconnection
         self.disconnected_at: float | None = None
         self._closing = False
 
@@ -116,7 +124,7 @@ class NatsBridge:
         return self
 
     async def _connect(self) -> None:
-        nc = self.nc = _arrival_order_client(self._on_msg)
+        nc = self.nc = _arrival_order_client(self._on_msg, self._on_server_error)
         # Fail fast: each seed tried once, no pause (max_reconnect_attempts=0 would mean forever)...
         await nc.connect(
             self.servers,
@@ -170,6 +178,10 @@ class NatsBridge:
         if not self._closing:
             log.warning("NATS: lost the server; reconnecting (local clients stay connected)")
 
+    def _on_server_error(self, text: str) -> None:
+        self.server_errors += 1
+        log.warning("NATS: the server said %s; reconnecting", text)
+
     async def _on_reconnected(self) -> None:
         self.reconnects += 1
         gap = time.monotonic() - (self.disconnected_at or time.monotonic())
@@ -185,7 +197,7 @@ class NatsBridge:
 
     def publish(self, subject: str, data: bytes) -> bool:
         """Queue ``data`` for ``subject``; False (and counted in ``dropped``) when it cannot go."""
-        if len(data) > self.max_payload or len(self._ops) >= self.max_queued:
+        if len(data) > self.max_payload or len(self._ops) >= self.max_queued or len(subject) > MAX_SUBJECT:
             self.dropped += 1  # too big for NATS, or NATS has been gone long enough to fill the queue
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning(
@@ -199,6 +211,9 @@ class NatsBridge:
         return True
 
     def subscribe(self, subject: str) -> None:
+        if len(subject) > MAX_SUBJECT:  # the server would close the connection (callers check first)
+            log.warning("NATS: not subscribing to a subject of %d bytes (at most %d)", len(subject), MAX_SUBJECT)
+            return
         self._queue((_SUB, subject, b""))
 
     def unsubscribe(self, subject: str) -> None:
@@ -265,12 +280,18 @@ class NatsBridge:
         return items
 
 
-def _arrival_order_client(on_message: Callable[[bytes, bytes], None]) -> Client:
+def _arrival_order_client(on_message: Callable[[bytes, bytes], None], on_server_error: Callable[[str], None]) -> Client:
     """A nats-py client that hands every message of our subscriptions to ``on_message`` as it is
-    read. nats-py queues each subscription's messages for a task of its own, so one sender's
+    read, and reconnects after an error from the server instead of closing for good.
+
+    nats-py queues each subscription's messages for a task of its own, so one sender's
     messages on two subjects (a room, then a name) could be handed over out of order, and each
-    costs a task switch; PROTOCOL.md keeps a sender's order whatever the room."""
+    costs a task switch; PROTOCOL.md keeps a sender's order whatever the room. And on an
+    ``-ERR`` it closes the client, which then never reconnects, although the server has only
+    closed this one connection (a permissions error, which leaves it open, is nats-py's)."""
     from nats.aio.client import Client
+    from nats.errors import Error
+    from nats.protocol.parser import PERMISSIONS_ERR, STALE_CONNECTION
 
     class ArrivalOrderClient(Client):
         async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
@@ -279,6 +300,13 @@ def _arrival_order_client(on_message: Callable[[bytes, bytes], None]) -> Client:
             self.stats["in_msgs"] += 1
             self.stats["in_bytes"] += len(data)
             on_message(subject, data)
+
+        async def _process_err(self, err_msg: str) -> None:
+            if STALE_CONNECTION in err_msg or PERMISSIONS_ERR in err_msg:
+                await super()._process_err(err_msg)
+                return
+            on_server_error(err_msg.strip())
+            await self._process_op_err(Error(f"nats: {err_msg.strip()}"))
 
     return ArrivalOrderClient()
 

@@ -1,9 +1,10 @@
 """One connected client as the broker sees it.
 
-Its socket and address, the :class:`~cartpole_tui.env.wire.framing.Inbox` its frames
-arrive in, the outbox of what it has not read yet, the name it registered and the rooms
-it joined, and the reason it is to be closed once it is. The broker's rooms share it:
-only the broker's selector thread changes a peer.
+Its socket, its address and when it connected, the
+:class:`~cartpole_tui.env.wire.framing.Inbox` its frames arrive in, the outbox of what it
+has not read yet, the name it registered and the rooms it joined, and the reason it is to
+be closed once it is. The broker's rooms share it: only the broker's selector thread
+changes a peer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ class Peer:
     """One connected client; a peer is equal only to itself."""
 
     sock: socket.socket
-    address: str
+    host: str  # its IP address
+    port: int
+    connected_at: float = 0.0  # time.monotonic() when it was accepted
     name: str | None = None
     rooms: set[str] = field(default_factory=set)
     inbox: Inbox = field(default_factory=Inbox)
@@ -29,6 +32,10 @@ class Peer:
     doomed: str | None = None  # the reason it is to be closed, once it is
     admitted: bool = True  # False until a broker with a token has seen it register with it
     batch: bool = False  # said "BATCH": true in its REGISTER (env/wire/batch.py)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @property
     def label(self) -> str:

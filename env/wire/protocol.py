@@ -13,6 +13,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any, SupportsFloat
 
 HEADER_LENGTH = 10
@@ -21,6 +22,11 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 MAX_EPISODES = 10**9  # NR_OF_EPISODE; far above any run, far below SQLite's 2**63
 MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seed range
 MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
+# Levels of nesting a component's message may have (a flat JSON object is 1): the broker
+# refuses deeper ones, so nothing downstream recurses far on a peer's data. A receiver
+# accepts one level more: the broker's ``_logging`` copy wraps a message in another object.
+MAX_DEPTH = 64
+RECEIVED_MAX_DEPTH = MAX_DEPTH + 1
 
 # Message type ids (swergio.MESSAGE_TYPE.*.id).
 CUSTOM = "DATA/CUSTOM"
@@ -30,6 +36,7 @@ REGISTER = "COMMAND/REGISTER"
 DISCONNECT = "COMMAND/DISCONNECT"
 JOINROOM = "COMMAND/JOINROOM"
 LEAVEROOM = "COMMAND/LEAVEROOM"
+COMMAND_CUSTOM = "COMMAND/CUSTOM"
 LOG_MESSAGES = "LOG/MESSAGES"
 
 # Rooms.
@@ -39,6 +46,7 @@ STATS_ROOM = "_stats"  # added: our broker sends its counters here every STATS_I
 STATS_INTERVAL = 1.0
 LOG_CUSTOM = "LOG/CUSTOM"
 RESERVED_ROOMS = (COMMAND_ROOM, LOGGING_ROOM)
+BROKER = "_broker"  # the SENT_BY of what the broker itself sends
 CONTROL = "control"
 OBSERVATION = "observation"
 LOGITS = "logits"
@@ -108,21 +116,53 @@ def parse_header(header: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> int:
     return length
 
 
-def decode_body(body: bytes) -> Message:
-    """The JSON object in a payload; FrameError when it is not UTF-8 JSON with a TYPE."""
-    try:
-        message = json.loads(body.decode(FORMAT))
-    except UnicodeDecodeError as error:
-        raise FrameError(f"payload is not UTF-8 ({error.reason})") from None
-    except ValueError as error:
-        raise FrameError(f"payload is not JSON ({error})") from None
-    except RecursionError:
-        raise FrameError("payload is JSON nested too deeply") from None
+def decode_body(body: bytes, max_depth: int = RECEIVED_MAX_DEPTH) -> Message:
+    """The JSON object in a payload; FrameError when it is not UTF-8 JSON with a TYPE, or
+    nests deeper than ``max_depth``."""
+    message = decode_json(body, max_depth)
     if not isinstance(message, dict):
         raise FrameError(f"payload is a JSON {type(message).__name__}, not an object")
     if not isinstance(message.get("TYPE"), str):
         raise FrameError("message has no TYPE")
     return message
+
+
+def decode_json(body: bytes, max_depth: int = RECEIVED_MAX_DEPTH) -> Any:
+    """Any JSON value in ``body``; FrameError when it is not UTF-8 JSON nesting at most
+    ``max_depth`` levels. The depth is measured on the bytes before the parser sees them,
+    so the parser (which recurses once per level) never goes deeper than that."""
+    if nests_deeper_than(body, max_depth):
+        raise FrameError(f"payload is JSON nested too deeply (more than {max_depth} levels)")
+    try:
+        return json.loads(body.decode(FORMAT))
+    except UnicodeDecodeError as error:
+        raise FrameError(f"payload is not UTF-8 ({error.reason})") from None
+    except ValueError as error:
+        raise FrameError(f"payload is not JSON ({error})") from None
+    except RecursionError:  # cannot happen within max_depth; kept so no input can escape as one
+        raise FrameError("payload is JSON nested too deeply") from None
+
+
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def nests_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of JSON ``body`` nest more than ``limit`` levels; a body
+    with no more than ``limit`` opening brackets in all cannot, and is not looked at further."""
+    return body.count(b"[") + body.count(b"{") > limit and nesting(body) > limit
+
+
+def nesting(body: bytes) -> int:
+    """How deep the arrays and objects of JSON ``body`` nest (0 for a scalar). For text that is
+    not JSON the figure means nothing (the parser refuses it anyway). Linear and in C: no
+    Python step per byte or per bracket, and no recursion."""
+    if b"\\" in body:  # escaped backslashes, then escaped quotes: the quotes left delimit strings
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    if b'"' in body:
+        body = b"".join(body.split(b'"')[::2])  # what lies outside the strings: every other piece
+    steps = memoryview(body.translate(_BRACKET_STEPS, _NOT_BRACKETS)).cast("b")
+    return max(accumulate(steps), default=0)
 
 
 # --- builders --------------------------------------------------------------------
@@ -203,9 +243,21 @@ def observation(
     return payload
 
 
+REFUSED = "REFUSED"  # added: why the broker did not act on a client's message
+
+
+def refused(reason: str, about: object) -> Message:
+    """broker → one client (added): its message (ID ``about``) was not acted on, and why.
+    In ``_command``, which every swergio client has joined, so that none trips over it."""
+    message = {"ID": new_id(), "TYPE": COMMAND_CUSTOM, "TO_ROOM": COMMAND_ROOM, "SENT_BY": BROKER, REFUSED: reason}
+    if isinstance(about, str) and len(about) <= MAX_RUN_ID:
+        message["ROOT_ID"] = about
+    return message
+
+
 def broker_stats(stats: dict[str, Any]) -> Message:
     """broker → members of the stats room (added): clients, rooms [members, messages, bytes]."""
-    return {"ID": new_id(), "TYPE": LOG_CUSTOM, "TO_ROOM": STATS_ROOM, "SENT_BY": "_broker", "STATS": stats}
+    return {"ID": new_id(), "TYPE": LOG_CUSTOM, "TO_ROOM": STATS_ROOM, "SENT_BY": BROKER, "STATS": stats}
 
 
 # --- validators --------------------------------------------------------------------

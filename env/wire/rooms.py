@@ -23,6 +23,12 @@ from cartpole_tui.env.wire.peer import Peer
 log = logging.getLogger("cartpole_tui.env.wire.broker")  # the broker's one log, whichever room writes
 
 MAX_ROOMS = 10_000
+# The name a message of these types takes or gives up: (its kind for the relay, its key).
+_NAMED = {
+    protocol.REGISTER: ("client", "NAME"),
+    protocol.JOINROOM: ("room", "ROOM"),
+    protocol.LEAVEROOM: ("room", "ROOM"),
+}
 _KEPT_ROOMS = frozenset((*protocol.RESERVED_ROOMS, *protocol.NETWORK_ROOMS, protocol.STATS_ROOM))
 
 Send = Callable[[Peer, bytes], None]  # the broker's way of sending a frame to one peer
@@ -41,6 +47,8 @@ class Relay(Protocol):
     def publish(self, kind: str, name: str, frame: bytes) -> bool: ...
 
     def has_members(self, room: str) -> bool: ...
+
+    def refusal(self, kind: str, name: str) -> str | None: ...
 
     def drain(self) -> list[tuple[str, str, bytes]]: ...
 
@@ -138,6 +146,21 @@ class Rooms:
             rooms[room] = (len(others), sum(not p.batch for p in others))
         return rooms
 
+    def refusal(self, message: protocol.Message) -> str | None:
+        """Gateway mode: why the relay could not carry a name ``message`` joins, takes or is
+        sent to (e.g. too long for a NATS subject), or None."""
+        if self.relay is None:
+            return None
+        names = [("room", message.get("TO_ROOM")), ("client", message.get("TO"))]
+        named = _NAMED.get(message["TYPE"])
+        if named is not None:
+            names.append((named[0], message.get(named[1])))
+        for kind, name in names:
+            reason = self.relay.refusal(kind, name) if isinstance(name, str) else None
+            if reason is not None:
+                return reason
+        return None
+
     # --- routing ----------------------------------------------------------------------------
 
     def route(self, sender: Peer, message: protocol.Message, frame: bytes, send: Send) -> bool:
@@ -170,18 +193,17 @@ class Rooms:
                 delivered = self.relay.publish("client", target, frame) or delivered
         return delivered
 
-    def copy_to_logging(self, message: protocol.Message, send: Send) -> None:
-        """swergio's ``_logging`` room: members (here or elsewhere) get each message wrapped."""
+    def wants_logging(self) -> bool:
+        """Whether swergio's ``_logging`` room has members, here or on other gateways."""
         room = protocol.LOGGING_ROOM
-        if not (self.members[room] or (self.relay is not None and self.relay.has_members(room))):
-            return
-        wrapped = protocol.encode_frame(
-            {"ID": protocol.new_id(), "TO_ROOM": room, "TYPE": protocol.LOG_MESSAGES, "MESSAGE": message}
-        )
-        for member in tuple(self.members[room]):
+        return bool(self.members[room]) or (self.relay is not None and self.relay.has_members(room))
+
+    def copy_to_logging(self, wrapped: bytes, send: Send) -> None:
+        """A message's ``_logging`` copy (env/wire/framing.py wraps it) to that room's members."""
+        for member in tuple(self.members[protocol.LOGGING_ROOM]):
             send(member, wrapped)
         if self.relay is not None:
-            self.relay.publish("room", room, wrapped)
+            self.relay.publish("room", protocol.LOGGING_ROOM, wrapped)
 
     def local_receivers(self, kind: str, name: str) -> tuple[Peer, ...]:
         """The members of room ``name`` (kind "room") or the peers named ``name`` ("client")."""

@@ -5,6 +5,8 @@
 unchanged (so ``observation``, ``_command``), every other UTF-8 byte becomes ``%XX`` (so
 ``.``, ``*``, ``>``, spaces and ``%`` itself cannot split or widen a subject), and the
 empty name is ``%``. The mapping is injective, so two names never share a subject.
+A subject is at most ``MAX_SUBJECT`` bytes: nats-server closes a connection that sends a
+longer control line than it allows (4 KiB by default), so longer names are not carried.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ PREFIX = "swergio"
 ROOM = "room"
 CLIENT = "client"
 STATS = "stats"
+MAX_SUBJECT = 1024  # bytes of a subject; nats-server's control line (PUB/SUB + subject) is 4 KiB by default
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+\Z")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _TOKEN = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+\Z")
@@ -49,6 +52,12 @@ def decode_token(token: str) -> str:
 def subject(network: str, kind: str, name: str) -> str:
     """The subject of room or client ``name`` (``kind`` is ROOM or CLIENT) in ``network``."""
     return f"{PREFIX}.{encode_token(network)}.{kind}.{encode_token(name)}"
+
+
+def fits(network: str, kind: str, name: str) -> bool:
+    """Whether the subject of ``name`` is at most MAX_SUBJECT bytes (decided without encoding a
+    name that is too long already: its subject has at least one byte per character)."""
+    return len(name) <= MAX_SUBJECT and len(subject(network, kind, name)) <= MAX_SUBJECT
 
 
 def stats_subject(network: str) -> str:

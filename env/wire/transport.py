@@ -191,6 +191,10 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
 
     def dispatch(self, message: protocol.Message) -> None:
         """Run every handler the message triggers and send their replies."""
+        if message.get("SENT_BY") == protocol.BROKER and protocol.REFUSED in message:
+            log.warning(
+                "%s: the broker refused a message: %s", self.name, protocol.clean_text(message[protocol.REFUSED])
+            )
         for handler in list(self.eventHandlers):
             if not self._is_triggered(handler, message):
                 continue

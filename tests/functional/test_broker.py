@@ -7,7 +7,6 @@ listening in a thread — still gets a message sent after the trouble by another
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import socket
@@ -22,6 +21,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
+from tests.hostile import Raw
 
 from conftest import answer, wait_for
 
@@ -30,45 +30,6 @@ BYSTANDER_ROOM = "bystanders"
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-class Raw:
-    """A bare socket that frames by hand, to send what no swergio client would."""
-
-    def __init__(self, port: int, name: str | None = None, rooms=(), rcvbuf: int | None = None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:  # before connect, so the window is small from the start
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(5)
-        self.sock.connect((HOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.name = name
-        if name is not None:
-            self.send({"TYPE": protocol.REGISTER, "NAME": name, "TO_ROOM": protocol.COMMAND_ROOM})
-        for room in rooms:
-            self.send({"TYPE": protocol.JOINROOM, "ROOM": room, "TO_ROOM": protocol.COMMAND_ROOM})
-
-    def send(self, message: dict) -> None:
-        self.sock.sendall(protocol.encode_frame(message))
-
-    def _exactly(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError(f"connection closed after {len(data)} of {n} bytes")
-            data += chunk
-        return data
-
-    def recv(self) -> dict:
-        return json.loads(self._exactly(int(self._exactly(protocol.HEADER_LENGTH))))
-
-    def closed_by_broker(self) -> bool:
-        """True when the broker closed this connection (recv gives b"")."""
-        return self.sock.recv(1) == b""
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def custom(room: str | None = None, **fields) -> dict:
@@ -318,14 +279,15 @@ def test_slow_reader_is_dropped_while_others_keep_receiving(caplog):
 # --- routing -----------------------------------------------------------------------------
 
 
-def test_sent_by_is_added_and_kept_when_present(broker):
+def test_sent_by_is_added_and_a_claimed_one_replaced(broker):
+    # issue 17 item 12: the broker sets SENT_BY, always (it used to keep what a client put there)
     receiver = Raw(broker.port, "receiver", rooms=["r"])
     wait_members(broker, "r", 1)
     sender = Raw(broker.port, "alice")
     sender.send(custom("r"))
     sender.send(custom("r", SENT_BY="someone-else"))
-    assert receiver.recv()["SENT_BY"] == "alice"
-    assert receiver.recv()["SENT_BY"] == "someone-else"
+    sender.send(custom("r", SENT_BY="alice"))
+    assert [receiver.recv()["SENT_BY"] for _ in range(3)] == ["alice"] * 3
 
 
 def test_forward_messages_are_copied_to_logging(broker):

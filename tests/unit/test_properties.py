@@ -39,6 +39,43 @@ def test_a_body_is_a_message_or_a_frame_error(body):
     assert isinstance(message, dict) and isinstance(message["TYPE"], str)
 
 
+def depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+TRICKY_TEXT = st.text(alphabet=st.sampled_from('[]{}"\\ua\u00e9\u2603\n'), max_size=8)
+DEEP_JSON = st.recursive(
+    st.none() | st.integers() | st.floats() | TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY_TEXT, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@FAST
+@given(DEEP_JSON, st.booleans())
+def test_nesting_is_the_depth_of_the_json_whatever_its_strings_hold(value, ascii_only):
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert protocol.nesting(body) == depth(value)
+    assert protocol.nests_deeper_than(body, 3) == (depth(value) > 3)
+
+
+@FAST
+@given(DEEP_JSON)
+def test_a_message_is_decoded_within_the_depth_bound_and_refused_past_it(value):
+    body = json.dumps({"TYPE": "x", "V": value}).encode()
+    try:
+        message = protocol.decode_body(body, max_depth=3)
+    except protocol.FrameError as error:
+        assert "nested too deeply" in str(error) and 1 + depth(value) > 3
+        return
+    assert json.dumps(message["V"]) == json.dumps(value)  # (NaN is not equal to itself: compared as text)
+    assert 1 + depth(value) <= 3
+
+
 @FAST
 @given(st.dictionaries(st.sampled_from(["NR_OF_EPISODE", "DETERMINISTIC", "SEED", "RUN_ID", "X"]), JSON))
 def test_any_start_is_taken_or_refused_with_a_reason(message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -349,6 +350,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def broker(args: argparse.Namespace) -> int:
+    """The broker's loop in this thread: the process lives as long as it serves, and exits 1
+    should the loop ever end in an error (a supervisor sees it; issue 17)."""
     token = auth.client_token()  # read from --token-file / the environment / the config by the parser
     if token is None and not auth.is_loopback(args.host):
         print(auth.open_bind_warning("the broker", args.host), file=sys.stderr, flush=True)
@@ -358,11 +361,17 @@ def broker(args: argparse.Namespace) -> int:
             if args.nats_creds and not os.access(args.nats_creds, os.R_OK):
                 raise NatsUnavailable(f"cannot read the NATS credentials file {args.nats_creds}")
             relay = NatsRelay(args.nats, args.network, max_frame=args.max_frame, credentials=args.nats_creds).start()
-        except NatsUnavailable as error:
+        except (NatsUnavailable, ValueError) as error:
             raise CommandError(str(error)) from None
     try:
         instance = Broker(
-            args.host, args.port, max_frame=args.max_frame, relay=relay, token=token, trust=tuple(args.trust)
+            args.host,
+            args.port,
+            max_frame=args.max_frame,
+            relay=relay,
+            token=token,
+            trust=tuple(args.trust),
+            max_per_address=args.max_per_address,
         )
     except OSError as error:
         if relay is not None:
@@ -370,12 +379,15 @@ def broker(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     mode = f" (gateway of network {args.network!r} on NATS {relay.bridge.connected_url})" if relay else ""
     print(f"broker listening on {instance.address}{mode}; Ctrl-C to stop", flush=True)
-    instance.start()
-
-    def close() -> None:
-        instance.stop()
+    signal.signal(signal.SIGTERM, lambda *_: instance.stop())
+    try:
+        instance.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        logging.getLogger(__name__).critical("the broker's loop failed", exc_info=True)
+        raise CommandError(f"the broker stopped: {error!r}") from None
+    finally:
         if relay is not None:
             relay.close()
-
-    _serve_until_interrupted(close, threading.Event())
     return 0

@@ -290,6 +290,13 @@ def add_broker(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="admit clients from these addresses without a token (repeatable; e.g. 127.0.0.1/32)",
     )
+    broker.add_argument(
+        "--max-per-address",
+        metavar="N",
+        type=positive_int,
+        default=defaults.MAX_CONNECTIONS_PER_ADDRESS,
+        help=f"open connections from one IP address (default {defaults.MAX_CONNECTIONS_PER_ADDRESS})",
+    )
     gateway = broker.add_argument_group("gateway mode (rooms shared over NATS)")
     gateway.add_argument(
         "--nats",
