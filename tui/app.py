@@ -29,6 +29,7 @@ from cartpole_tui.env.events import (
     EvolutionFinished,
     NetworkError,
     RunFinished,
+    RunJoined,
     RunStarted,
 )
 from cartpole_tui.env.history.store import RunStore
@@ -214,11 +215,20 @@ class ControlRoomApp(App):
         self.log_line(line)
 
     @handle.register
+    def _on_run_joined(self, event: RunJoined) -> None:
+        """The run going when this control room joined, with how far it is."""
+        self._on_run_started(event.run)
+        number = self.run_progress.numbers[event.run.run_id]
+        if event.scores and not self.history.has_run(number):  # not already read from a shared history
+            self.history.extend(np.array(event.scores, dtype=np.float64), number)
+        self.run_progress.joined(event)
+        self.main.progress.update(progress=event.finished)
+
+    @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
-        if self.run_progress.number(event.run_id) is None:
-            # a run started by another control client, seen through the control room
-            self._on_run_started(RunStarted(event.run_id, 0, False))
-        number = self.run_progress.numbers[event.run_id]
+        number = self.run_progress.number(event.run_id)
+        if number is None:  # not the run going (the session hands a RunStarted first)
+            return
         self.history.append(event.score, number, event.wall_time or float("nan"))
         # shown by the redraw timer: one progress repaint per tick, not one per episode
         window = self.main.plot.window
@@ -274,7 +284,8 @@ class ControlRoomApp(App):
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
         lost = self.run_progress.lost()
         if lost is not None:
-            if self.store is not None:
+            # the run fails only where its environment went with the network; one elsewhere plays on
+            if self.store is not None and self.options.embed_env:
                 try:
                     self.store.end_run(lost.run_id, avg_score=None, state="failed", ended=time.time())
                 except KeyError:  # a run another client started: not in this history

@@ -28,6 +28,7 @@ from cartpole_tui.env.events import (
     EvolutionFinished,
     NetworkError,
     RunFinished,
+    RunJoined,
     RunStarted,
 )
 from cartpole_tui.env.wire import protocol
@@ -41,8 +42,9 @@ class ControlTimeout(TimeoutError):
 class ControlClient:
     """A named swergio client on the ``control`` room.
 
-    ``on_event`` receives EpisodeFinished, RunFinished, EvolutionFinished,
-    NetworkError, ComponentSeen and Disconnected, in the listener thread.
+    ``on_event`` receives RunStarted (our environment's RUN_STARTED), RunJoined (its RUN_STATE),
+    EpisodeFinished, RunFinished, EvolutionFinished, NetworkError, ComponentSeen and
+    Disconnected, in the listener thread.
     """
 
     def __init__(
@@ -114,6 +116,10 @@ class ControlClient:
 
     def stop_run(self) -> None:
         self.client.send(protocol.stop_run())
+
+    def query_state(self) -> None:
+        """Ask the environment for its run state (ours answers RUN_STATE; the published one nothing)."""
+        self.client.send(protocol.state_query())
 
     def request_evolution(self) -> str:
         message = protocol.evolution_request()
@@ -248,6 +254,8 @@ class ControlClient:
             self._on_env_done(msg, run_id)
         elif status == protocol.EVO_DONE:
             self._on_evo_done(msg)
+        elif status in (protocol.RUN_STARTED, protocol.RUN_STATE):
+            self._on_run_facts(msg, status)
         elif status == protocol.ENV_ERROR:
             self._emit(
                 NetworkError(
@@ -256,6 +264,22 @@ class ControlClient:
                     run_id,
                 )
             )
+
+    def _on_run_facts(self, msg: dict, status: str) -> None:
+        if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
+            return  # no run going
+        try:
+            facts = protocol.parse_run_facts(msg)
+            started = RunStarted(**facts)
+            if status == protocol.RUN_STARTED:
+                self._emit(started)
+                return
+            finished, steps, scores = protocol.parse_run_progress(msg)
+        except protocol.ProtocolError as error:
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
+            return
+        self._emit(RunJoined(started, finished, steps, tuple(scores)))
 
     def _on_episode(self, msg: dict, run_id: str | None) -> None:
         try:
