@@ -56,6 +56,8 @@ class RunEvents:
         self._current: RunStarted | None = None
         self._recording = False  # this store records the current run
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
+        self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
+        self._held: list[object] = []
 
     @property
     def current(self) -> RunStarted | None:
@@ -85,6 +87,23 @@ class RunEvents:
         timer.daemon = True
         timer.start()
 
+    def asked_state(self) -> None:
+        """A state query was sent: until it is answered (or ``announce_wait`` passed), the
+        episodes of a run not known yet are held, so the answer says which run they belong to."""
+        with self._lock:
+            self._asking = True
+        timer = threading.Timer(self.announce_wait, self._answered)
+        timer.daemon = True
+        timer.start()
+
+    def _answered(self, joined: RunJoined | None = None) -> None:
+        """The state query is over: hand on the held events (those the answer counted are dropped)."""
+        with self._lock:
+            held, self._held, self._asking = self._held, [], False
+            for event in held:
+                if joined is None or not _counted(event, joined):
+                    self._follow(event)
+
     def unanswered_stop(self, result: RunFinished) -> None:
         """A run we stopped whose environment did not answer (the published one knows no STOP)."""
         self.from_network(result)
@@ -109,7 +128,12 @@ class RunEvents:
         elif isinstance(event, RunJoined):
             if self._current is None or self._current.run_id != event.run.run_id:
                 self._begin(event.run, announce=False)
+                self._record_joined(event)
                 self._emit(event)
+            if self._asking:
+                self._answered(event)
+        elif self._asking and not self._is_current(event):
+            self._held.append(event)
         elif isinstance(event, EpisodeFinished):
             self._news_of(event.run_id)
             if self._recording and self.recorder is not None:
@@ -126,6 +150,19 @@ class RunEvents:
                     )
                 self._current, self._recording = None, False
             self._emit(event)
+
+    def _is_current(self, event: object) -> bool:
+        run_id = getattr(event, "run_id", None)
+        return self._current is not None and run_id in (None, self._current.run_id)
+
+    def _record_joined(self, joined: RunJoined) -> None:
+        """The scores a RUN_STATE carries, recorded as the run's episodes (their steps are not told)."""
+        if not self._recording or self.recorder is None:
+            return
+        first = joined.finished - len(joined.scores) + 1
+        now = time.time()
+        for index, score in enumerate(joined.scores, start=first):
+            self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
 
     def _news_of(self, run_id: str) -> None:
         """News of a run: begin it if it is not the current one (sent but unannounced, or started elsewhere
@@ -151,6 +188,11 @@ class RunEvents:
         """The network went away: the run followed is over here (the environment may play on)."""
         with self._lock:
             self._current, self._recording = None, False
+
+
+def _counted(event: object, joined: RunJoined) -> bool:
+    """Whether ``joined``'s state already counts ``event`` (an episode it includes)."""
+    return isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id and event.episode <= joined.finished
 
 
 def _now(started: RunStarted) -> RunStarted:

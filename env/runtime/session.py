@@ -104,6 +104,7 @@ class Session:
             self.control = ControlClient(host, port, on_event=self.events.from_network, on_run_sent=self.events.sent)
             self.control.expects_run_id = self.options.embed_env
             if not self.options.embed_env:
+                self.events.asked_state()
                 self.control.query_state()  # a run going elsewhere: catch up with it
         except Exception:
             self.close()
