@@ -79,6 +79,13 @@ class EvolutionFinished:
 
 
 @dataclass(frozen=True)
+class CartSeen:
+    """The environment's instance 0, as it publishes it for viewers (room ``cart``)."""
+
+    observation: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class NetworkError:
     """A component reported a problem (e.g. a bad ACTION); nothing stopped."""
 

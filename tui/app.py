@@ -23,6 +23,7 @@ from textual.app import App, SystemCommand
 from cartpole_tui.env import defaults
 from cartpole_tui.env.events import (
     BrokerStats,
+    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
@@ -140,7 +141,7 @@ class ControlRoomApp(App):
         if self.options.offline:
             self.main.controls.disabled = True
         elif not self.options.embed_env:
-            self.main.cart.idle_text = "the cart is drawn where the environment runs, not here (--no-env)"
+            self.main.cart.idle_text = "waiting for the environment's cart (ours publishes it; the published one not)"
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -258,6 +259,11 @@ class ControlRoomApp(App):
     def _on_evolution_failed(self, event: EvolutionFailed) -> None:
         self.main.controls.show_evolution("no answer")
         self.log_line(f"evolution: {event.text}", "yellow")
+
+    @handle.register
+    def _on_cart_seen(self, event: CartSeen) -> None:
+        if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
+            self.main.cart.observation = event.observation
 
     @handle.register
     def _on_network_error(self, event: NetworkError) -> None:

@@ -22,6 +22,7 @@ from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.events import (
     BrokerStats,
+    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
@@ -56,6 +57,7 @@ class ControlClient:
         on_event: Callable[[object], None] | None = None,
         connect_timeout: float = defaults.CONNECT_TIMEOUT,
         on_run_sent: Callable[[RunStarted], None] | None = None,
+        watch_cart: bool = False,
     ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
@@ -80,7 +82,15 @@ class ControlClient:
         self.client.add_eventHandler(
             self._on_stats, None, trigger=Trigger(MESSAGE_TYPE.LOG.CUSTOM, protocol.STATS_ROOM)
         )
+        if watch_cart:  # the environment is elsewhere: its cart room, for CartSeen events
+            self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
         self.client.start()
+
+    def _on_cart(self, msg: dict) -> None:
+        try:
+            self._emit(CartSeen(protocol.parse_cart(msg)))
+        except protocol.ProtocolError:
+            return  # a malformed view of the cart: nothing to draw
 
     def close(self) -> None:
         self.client.close()

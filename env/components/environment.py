@@ -225,6 +225,28 @@ class EnvironmentLogic:
         return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped)]
 
 
+class CartPublisher(EnvironmentObserver):
+    """Sends instance 0's observation to the ``cart`` room, at most ``protocol.CART_HZ`` times a
+    second, so that control rooms without the environment draw the cart (a time check a step)."""
+
+    def __init__(self, send: Callable[[dict], None], logic: EnvironmentLogic, hz: float = protocol.CART_HZ):
+        self._send = send
+        self._logic = logic
+        self._interval = 1.0 / hz
+        self._next = 0.0
+
+    def on_step(self, observation, reward: float, done: bool) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        run = self._logic.run
+        try:
+            self._send(protocol.cart(observation, run.run_id if run is not None else None))
+        except ConnectionError:
+            pass  # the listener reports the lost connection
+
+
 class EnvironmentComponent:
     """The environment on the wire: listens on ``control`` and ``action``, answers on ``observation``."""
 
@@ -251,6 +273,7 @@ class EnvironmentComponent:
         self.client.add_eventHandler(
             self._on_action, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.ACTION)
         )
+        self.add_observer(CartPublisher(self.client.send, self.logic))
 
     def add_observer(self, observer: EnvironmentObserver) -> None:
         self.logic.observers.append(observer)

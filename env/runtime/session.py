@@ -101,7 +101,13 @@ class Session:
             for recorder in (self.recorder, self.events.recorder):
                 if recorder is not None:
                     recorder.address = self.address
-            self.control = ControlClient(host, port, on_event=self.events.from_network, on_run_sent=self.events.sent)
+            self.control = ControlClient(
+                host,
+                port,
+                on_event=self.events.from_network,
+                on_run_sent=self.events.sent,
+                watch_cart=not self.options.embed_env,  # with the environment here, its steps draw the cart
+            )
             self.control.expects_run_id = self.options.embed_env
             if not self.options.embed_env:
                 self.events.asked_state()

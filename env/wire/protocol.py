@@ -45,6 +45,9 @@ LOGITS = "logits"
 ACTION = "action"
 EVOLUTION = "evolution"
 NETWORK_ROOMS = (CONTROL, OBSERVATION, LOGITS, ACTION, EVOLUTION)
+CART = "cart"  # added: our environment's instance 0, at most CART_HZ times a second, for viewers
+CART_HZ = 10.0
+MAX_CART_VALUES = 64
 
 # STATUS values on the control room. ENV_DONE and EVO_DONE are the published ones.
 ENV_DONE = "ENV_DONE"
@@ -429,3 +432,19 @@ def parse_run_progress(message: Message) -> tuple[int, int, list[float]]:
     if any(v is None for v in values):
         raise ProtocolError("SCORES must hold finite numbers")
     return finished, steps, [v for v in values if v is not None]
+
+
+def cart(observation: Iterable[float], run_id: str | None) -> Message:
+    """environment → viewers (added, room ``cart``): instance 0's latest observation."""
+    return custom(CART, OBSERVATION=[float(x) for x in observation], RUN_ID=run_id)
+
+
+def parse_cart(message: Message) -> tuple[float, ...]:
+    """The observation of a ``cart`` message: finite numbers, at most MAX_CART_VALUES; ProtocolError otherwise."""
+    values = message.get("OBSERVATION")
+    if not isinstance(values, list) or not 0 < len(values) <= MAX_CART_VALUES:
+        raise ProtocolError(f"OBSERVATION must be a list of 1..{MAX_CART_VALUES} numbers")
+    checked = [_finite(v) for v in values]
+    if any(v is None for v in checked):
+        raise ProtocolError("OBSERVATION must hold finite numbers")
+    return tuple(v for v in checked if v is not None)

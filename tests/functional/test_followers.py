@@ -80,6 +80,7 @@ async def test_a_follower_started_first_shows_the_run_it_did_not_start(broker, s
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
         starter.control.start_run(400, False, 3)
+        await until(pilot, lambda: app.main.cart.observation is not None, what="the cart, from the cart room")
         await follows_to_the_end(pilot, app, 400, starter.recorder.store)
         # sharing the environment's file: the follower wrote nothing of its own
         assert [r.followed for r in app.store.runs()] == [False]
