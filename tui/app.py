@@ -228,10 +228,13 @@ class ControlRoomApp(App):
     @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
         number = self.run_progress.number(event.run_id)
-        if number is None:  # not the run going (the session hands a RunStarted first)
+        if number is None:  # not a run seen (the session hands a RunStarted first)
             return
         self.history.append(event.score, number, event.wall_time or float("nan"))
         # shown by the redraw timer: one progress repaint per tick, not one per episode
+        current = self.current
+        if current is None or current.run_id != event.run_id:
+            return  # a late one (the published environment's last DONE follows its ENV_DONE)
         window = self.main.plot.window
         self.run_progress.episode(event, window, self.history.rolling_mean_at(len(self.history) - 1, window))
 

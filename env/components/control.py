@@ -84,7 +84,21 @@ class ControlClient:
         )
         if watch_cart:  # the environment is elsewhere: its cart room, for CartSeen events
             self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
+        self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
         self.client.start()
+
+    def watch_observations(self, on_observation: Callable[[tuple[float, ...], float | None, bool], None]) -> None:
+        """Join ``observation`` (the published environment tells nothing else): ``on_observation``
+        gets each one-instance observation, its reward (None: a run's first) and done."""
+
+        def heard(msg: dict) -> None:
+            try:
+                on_observation(*protocol.parse_observation_step(msg))
+            except protocol.ProtocolError:
+                return
+
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
 
     def _on_cart(self, msg: dict) -> None:
         try:
@@ -276,6 +290,8 @@ class ControlClient:
             )
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
+        if status == protocol.RUN_STATE:
+            self.environment_answered = True
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             return  # no run going
         try:

@@ -27,6 +27,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.wire import protocol
 
 ANNOUNCE_WAIT = 1.0  # s a start we sent waits for the environment's RUN_STARTED (the published one sends none)
 RUN_EVENTS = (RunStarted, RunJoined, EpisodeFinished, RunFinished)
@@ -58,6 +59,10 @@ class RunEvents:
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
         self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
         self._held: list[object] = []
+        # the published environment's run, counted from its observations: (run, episodes, score, steps)
+        self._watched: RunStarted | None = None
+        self._watched_recorded = False
+        self._episode = (0, 0.0, 0)
 
     @property
     def current(self) -> RunStarted | None:
@@ -104,6 +109,31 @@ class RunEvents:
                 if joined is None or not _counted(event, joined):
                     self._follow(event)
 
+    def observed(self, first: bool, reward: float, done: bool) -> None:
+        """An observation of the published environment (which announces nothing and reports no
+        episode): a run's first begins one, each DONE ends an episode of it."""
+        with self._lock:
+            if first:
+                if self._current is None:
+                    sent = self._sent.popitem()[1] if self._sent else None
+                    self._begin(sent if sent is not None else RunStarted(protocol.new_id(), 0, False, instances=0))
+                self._watched, self._watched_recorded, self._episode = self._current, self._recording, (0, 0.0, 0)
+                return
+            if self._watched is None:
+                if self._current is None:
+                    return  # joined mid-run without a start seen: the run's ENV_DONE will still come
+                self._watched, self._watched_recorded = self._current, self._recording
+            episodes, score, steps = self._episode
+            score, steps = score + reward, steps + 1
+            if not done:
+                self._episode = (episodes, score, steps)
+                return
+            self._episode = (episodes + 1, 0.0, 0)
+            event = EpisodeFinished(self._watched.run_id, episodes + 1, score, steps, time.time())
+            if self._watched_recorded and self.recorder is not None:
+                self.recorder.on_episode(event)  # also the last, whose DONE comes after the run's ENV_DONE
+            self._emit(event)
+
     def unanswered_stop(self, result: RunFinished) -> None:
         """A run we stopped whose environment did not answer (the published one knows no STOP)."""
         self.from_network(result)
@@ -136,6 +166,8 @@ class RunEvents:
             self._held.append(event)
         elif isinstance(event, EpisodeFinished):
             self._news_of(event.run_id)
+            if self._watched is not None and self._watched.run_id == event.run_id:
+                return  # counted from the observations
             if self._recording and self.recorder is not None:
                 self.recorder.on_episode(event)
             self._emit(event)

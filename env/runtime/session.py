@@ -10,8 +10,11 @@ unless told otherwise; the control client always does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
@@ -112,6 +115,7 @@ class Session:
             if not self.options.embed_env:
                 self.events.asked_state()
                 self.control.query_state()  # a run going elsewhere: catch up with it
+                self._watch_if_published(self.control)
         except Exception:
             self.close()
             raise
@@ -156,6 +160,25 @@ class Session:
             raise AnotherEnvironment(
                 f"an environment is already on {self.address}: add --no-env to use it instead of starting ours"
             )
+
+    def _watch_if_published(self, control: ControlClient) -> None:
+        """No answer to the state query: the published environment, which tells nothing but its
+        observations. Then (only then: it is every step's traffic) watch them for the cart, the
+        steps and the episodes."""
+
+        def decide() -> None:
+            if self.control is control and not control.environment_answered:
+                control.watch_observations(self._observed)
+
+        timer = threading.Timer(self.events.announce_wait, decide)
+        timer.daemon = True
+        timer.start()
+
+    def _observed(self, observation: tuple[float, ...], reward: float | None, done: bool) -> None:
+        if reward is not None:
+            for observer in self.observers:
+                observer.on_step(np.array(observation), reward, done)
+        self.events.observed(reward is None, reward or 0.0, done)
 
     def _hand_on(self, event: object) -> None:
         if self.on_event is not None:

@@ -448,3 +448,15 @@ def parse_cart(message: Message) -> tuple[float, ...]:
     if any(v is None for v in checked):
         raise ProtocolError("OBSERVATION must hold finite numbers")
     return tuple(v for v in checked if v is not None)
+
+
+def parse_observation_step(message: Message) -> tuple[tuple[float, ...], float | None, bool]:
+    """(observation, reward or None for a run's first, done) of a one-instance ``observation`` message;
+    ProtocolError for anything else (a batch, a malformed one)."""
+    observation = parse_cart(message)
+    if "REWARD" not in message:
+        return observation, None, False
+    reward, done = _finite(message.get("REWARD")), message.get("DONE")
+    if reward is None or not isinstance(done, bool):
+        raise ProtocolError("REWARD must be a finite number and DONE true or false")
+    return observation, reward, done

@@ -15,13 +15,17 @@ import sys
 
 import pytest
 from test_app import log_text, until
+from test_published import all_joined
+from test_swarm import members
 from textual.widgets import Label
 
+from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.widgets.runs_table import RunsTable
+from tests.published import PublishedNetwork
 
 from conftest import wait_for
 
@@ -147,3 +151,29 @@ def test_killing_the_environment_fails_the_run_with_its_episodes_kept(broker, ag
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+async def test_with_the_published_environment_a_follower_counts_from_its_observations(broker, tmp_path):
+    """It announces nothing and reports no episode: the follower watches ``observation`` instead."""
+    net = PublishedNetwork(broker.port, environment=True, evolution=False)
+    all_joined(broker, net.clients)
+    watching = members(broker, "observation")
+    starter = ControlClient("127.0.0.1", broker.port, name="starter")
+    app = follower(broker, tmp_path / "own.sqlite3")
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+            await until(
+                pilot, lambda: members(broker, "observation") > watching, what="the follower to watch observations"
+            )
+            starter.start_run(5)
+            await until(pilot, lambda: "seen: started elsewhere" in log_text(app), what="the run seen")
+            await until(pilot, lambda: app.main.cart.observation is not None, what="the cart, from observations")
+            await until(pilot, lambda: "done: average" in log_text(app), timeout=90, what="the ENV_DONE")
+            await until(pilot, lambda: app.store.runs() and app.store.runs()[-1].finished == 5, what="5 episodes")
+            (run,) = app.store.runs()
+            assert run.followed and run.state == "done" and run.total_steps > 0
+            assert "waiting for agents" not in log_text(app)
+    finally:
+        starter.close()
+        net.close()
