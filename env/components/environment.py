@@ -273,6 +273,8 @@ class EnvironmentComponent:
         self.client.add_eventHandler(
             self._on_action, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.ACTION)
         )
+        # A member of its own cart room: swergio.Server fails on a message to a room nobody joined.
+        self.client.add_eventHandler(lambda msg: None, None, trigger=Trigger(custom, protocol.CART))
         self.add_observer(CartPublisher(self.client.send, self.logic))
 
     def add_observer(self, observer: EnvironmentObserver) -> None:
