@@ -23,6 +23,21 @@ class RunStarted:
     deterministic: bool
     seed: int | None = None
     started: float = 0.0  # wall clock, time.time()
+    instances: int = 1  # environments played at once (0: not told, e.g. a start we sent)
+    env_id: str = ""
+    history: tuple[str, str] | None = None  # (host, path) of the file the environment records it in
+
+
+@dataclass(frozen=True)
+class RunJoined:
+    """The run going when a control room joined (the environment's RUN_STATE): how far it is.
+
+    ``scores``: the latest finished episodes' scores (at most a thousand), oldest first."""
+
+    run: RunStarted
+    finished: int
+    steps: int
+    scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,13 @@ class EvolutionFinished:
     sent_by: str = "?"  # the evolution component that answered (its SENT_BY)
     at: float = 0.0  # wall clock, time.time(), when its EVO_DONE arrived
     root_id: str | None = None  # the ROOT_ID of the EVO_DONE taken as the answer
+
+
+@dataclass(frozen=True)
+class CartSeen:
+    """The environment's instance 0, as it publishes it for viewers (room ``cart``)."""
+
+    observation: tuple[float, ...]
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ from textual.app import App, SystemCommand
 from cartpole_tui.env import defaults
 from cartpole_tui.env.events import (
     BrokerStats,
+    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
     EvolutionFinished,
     NetworkError,
     RunFinished,
+    RunJoined,
     RunStarted,
 )
 from cartpole_tui.env.history.store import RunStore
@@ -139,7 +141,7 @@ class ControlRoomApp(App):
         if self.options.offline:
             self.main.controls.disabled = True
         elif not self.options.embed_env:
-            self.main.cart.idle_text = "the cart is drawn where the environment runs, not here (--no-env)"
+            self.main.cart.idle_text = "waiting for the environment's cart (ours publishes it; the published one not)"
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -214,13 +216,25 @@ class ControlRoomApp(App):
         self.log_line(line)
 
     @handle.register
+    def _on_run_joined(self, event: RunJoined) -> None:
+        """The run going when this control room joined, with how far it is."""
+        self._on_run_started(event.run)
+        number = self.run_progress.numbers[event.run.run_id]
+        if event.scores and not self.history.has_run(number):  # not already read from a shared history
+            self.history.extend(np.array(event.scores, dtype=np.float64), number)
+        self.run_progress.joined(event)
+        self.main.progress.update(progress=event.finished)
+
+    @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
-        if self.run_progress.number(event.run_id) is None:
-            # a run started by another control client, seen through the control room
-            self._on_run_started(RunStarted(event.run_id, 0, False))
-        number = self.run_progress.numbers[event.run_id]
+        number = self.run_progress.number(event.run_id)
+        if number is None:  # not a run seen (the session hands a RunStarted first)
+            return
         self.history.append(event.score, number, event.wall_time or float("nan"))
         # shown by the redraw timer: one progress repaint per tick, not one per episode
+        current = self.current
+        if current is None or current.run_id != event.run_id:
+            return  # a late one (the published environment's last DONE follows its ENV_DONE)
         window = self.main.plot.window
         self.run_progress.episode(event, window, self.history.rolling_mean_at(len(self.history) - 1, window))
 
@@ -250,6 +264,11 @@ class ControlRoomApp(App):
         self.log_line(f"evolution: {event.text}", "yellow")
 
     @handle.register
+    def _on_cart_seen(self, event: CartSeen) -> None:
+        if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
+            self.main.cart.observation = event.observation
+
+    @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
         self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
 
@@ -274,7 +293,8 @@ class ControlRoomApp(App):
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
         lost = self.run_progress.lost()
         if lost is not None:
-            if self.store is not None:
+            # the run fails only where its environment went with the network; one elsewhere plays on
+            if self.store is not None and self.options.embed_env:
                 try:
                     self.store.end_run(lost.run_id, avg_score=None, state="failed", ended=time.time())
                 except KeyError:  # a run another client started: not in this history

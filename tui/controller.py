@@ -22,10 +22,7 @@ from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.events import (
     Disconnected,
     EnvironmentObserver,
-    EpisodeFinished,
     NetworkError,
-    RunFinished,
-    RunStarted,
 )
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
@@ -34,6 +31,7 @@ from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.tui.messages import EventsPending
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
+SHARED_HISTORY_SECONDS = 1.0  # how often a control room re-reads runs another process writes
 PAST_RUNS_PLOTTED = 100  # the latest past runs whose episodes are loaded into the plot at start
 _CONNECTION_FAILURES = (ConnectionError, NetworkStartError, ValueError, OSError)
 
@@ -99,6 +97,7 @@ class Controller(EnvironmentObserver):
         self.session: Session | None = None
         self.latest_observation = None
         self.steps = 0
+        self._reading_history = False
 
     # --- the queue --------------------------------------------------------------------
 
@@ -119,27 +118,9 @@ class Controller(EnvironmentObserver):
 
     # --- the embedded environment (its listener thread) --------------------------------
 
-    def on_run_started(self, event: RunStarted) -> None:
-        self.push(event)
-
     def on_step(self, observation, reward: float, done: bool) -> None:
         self.latest_observation = observation
         self.steps += 1
-
-    def on_episode(self, event: EpisodeFinished) -> None:
-        self.push(event)
-
-    def on_run_finished(self, event: RunFinished) -> None:
-        self.push(event)
-
-    # --- the control client (its listener thread) ---------------------------------------
-
-    def _on_control_event(self, event) -> None:
-        # With the environment in this process its events came above, without a round trip;
-        # the control room's copies of them would count twice.
-        if self.options.embed_env and isinstance(event, (EpisodeFinished, RunFinished)):
-            return
-        self.push(event)
 
     # --- connecting ---------------------------------------------------------------------
 
@@ -166,7 +147,7 @@ class Controller(EnvironmentObserver):
             if self.session is None:
                 self.session = Session(
                     self.options,
-                    on_event=self._on_control_event,
+                    on_event=self.push,  # one stream of events, whatever their source
                     observers=[self],
                     on_disconnect=lambda reason: self.push(Disconnected(reason)),
                     store=self.store,
@@ -176,6 +157,15 @@ class Controller(EnvironmentObserver):
             self.push(ConnectFailed(str(error)))
             return
         self._joined(self.session)
+        if not self.options.embed_env and not self._reading_history:
+            self._reading_history = True
+            self._in_thread(self._read_shared_history, name="history")
+
+    def _read_shared_history(self) -> None:
+        """The environment elsewhere may write this history file: read its runs anew each second."""
+        while not self._quitting.wait(SHARED_HISTORY_SECONDS):
+            if self.store is not None:
+                self.store.refresh()
 
     def _joined(self, session: Session) -> None:
         network = session.network

@@ -22,12 +22,14 @@ from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.events import (
     BrokerStats,
+    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
     EvolutionFinished,
     NetworkError,
     RunFinished,
+    RunJoined,
     RunStarted,
 )
 from cartpole_tui.env.wire import protocol
@@ -41,8 +43,9 @@ class ControlTimeout(TimeoutError):
 class ControlClient:
     """A named swergio client on the ``control`` room.
 
-    ``on_event`` receives EpisodeFinished, RunFinished, EvolutionFinished,
-    NetworkError, ComponentSeen and Disconnected, in the listener thread.
+    ``on_event`` receives RunStarted (our environment's RUN_STARTED), RunJoined (its RUN_STATE),
+    EpisodeFinished, RunFinished, EvolutionFinished, NetworkError, ComponentSeen and
+    Disconnected, in the listener thread.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class ControlClient:
         on_event: Callable[[object], None] | None = None,
         connect_timeout: float = defaults.CONNECT_TIMEOUT,
         on_run_sent: Callable[[RunStarted], None] | None = None,
+        watch_cart: bool = False,
     ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
@@ -78,7 +82,29 @@ class ControlClient:
         self.client.add_eventHandler(
             self._on_stats, None, trigger=Trigger(MESSAGE_TYPE.LOG.CUSTOM, protocol.STATS_ROOM)
         )
+        if watch_cart:  # the environment is elsewhere: its cart room, for CartSeen events
+            self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
+        self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
         self.client.start()
+
+    def watch_observations(self, on_observation: Callable[[tuple[float, ...], float | None, bool], None]) -> None:
+        """Join ``observation`` (the published environment tells nothing else): ``on_observation``
+        gets each one-instance observation, its reward (None: a run's first) and done."""
+
+        def heard(msg: dict) -> None:
+            try:
+                on_observation(*protocol.parse_observation_step(msg))
+            except protocol.ProtocolError:
+                return
+
+        custom = MESSAGE_TYPE.DATA.CUSTOM
+        self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
+
+    def _on_cart(self, msg: dict) -> None:
+        try:
+            self._emit(CartSeen(protocol.parse_cart(msg)))
+        except protocol.ProtocolError:
+            return  # a malformed view of the cart: nothing to draw
 
     def close(self) -> None:
         self.client.close()
@@ -114,6 +140,10 @@ class ControlClient:
 
     def stop_run(self) -> None:
         self.client.send(protocol.stop_run())
+
+    def query_state(self) -> None:
+        """Ask the environment for its run state (ours answers RUN_STATE; the published one nothing)."""
+        self.client.send(protocol.state_query())
 
     def request_evolution(self) -> str:
         message = protocol.evolution_request()
@@ -248,6 +278,8 @@ class ControlClient:
             self._on_env_done(msg, run_id)
         elif status == protocol.EVO_DONE:
             self._on_evo_done(msg)
+        elif status in (protocol.RUN_STARTED, protocol.RUN_STATE):
+            self._on_run_facts(msg, status)
         elif status == protocol.ENV_ERROR:
             self._emit(
                 NetworkError(
@@ -256,6 +288,24 @@ class ControlClient:
                     run_id,
                 )
             )
+
+    def _on_run_facts(self, msg: dict, status: str) -> None:
+        if status == protocol.RUN_STATE:
+            self.environment_answered = True
+        if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
+            return  # no run going
+        try:
+            facts = protocol.parse_run_facts(msg)
+            started = RunStarted(**facts)
+            if status == protocol.RUN_STARTED:
+                self._emit(started)
+                return
+            finished, steps, scores = protocol.parse_run_progress(msg)
+        except protocol.ProtocolError as error:
+            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+            self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
+            return
+        self._emit(RunJoined(started, finished, steps, tuple(scores)))
 
     def _on_episode(self, msg: dict, run_id: str | None) -> None:
         try:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 from gymnasium.spaces import Discrete
@@ -43,6 +44,16 @@ class ActiveRun:
     episode_steps: int = 0
     steps: int = 0
     observations: int = 0
+    seed: int | None = None
+    instances: int = 1
+    started_at: float = 0.0  # wall clock, time.time()
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
+
+    def facts(self, env_id: str) -> dict:
+        """What RUN_STARTED and RUN_STATE say about this run."""
+        return protocol.run_facts(
+            self.run_id, self.episodes, self.deterministic, self.seed, self.instances, env_id, self.started_at
+        )
 
     def finish(self, stopped: bool) -> RunFinished:
         n = self.finished_episodes
@@ -79,6 +90,35 @@ class EnvironmentLogic:
         self.awaiting_since = 0.0
         self.wait_before_first = 0.0  # set by start(): s its first observation should wait
         self.observers: list[EnvironmentObserver] = []
+        self.history: tuple[str, str] | None = None  # (host, path) of the file its runs are recorded in
+
+    def announce(self, run: ActiveRun) -> list[dict]:
+        """Tell the observers, then the control room (RUN_STARTED), that ``run`` began.
+
+        The observers first: a recorder has the run's row committed before a follower hears of it."""
+        self._notify(
+            "on_run_started",
+            RunStarted(
+                run.run_id,
+                run.episodes,
+                run.deterministic,
+                run.seed,
+                run.started_at,
+                run.instances,
+                self.env_id,
+                self.history,
+            ),
+        )
+        return [protocol.run_started(run.facts(self.env_id), self.history)]
+
+    def state(self) -> dict:
+        """RUN_STATE: the answer to a state query."""
+        run = self.run
+        if run is None:
+            return protocol.run_state(None, 0, 0, [], self.history)
+        return protocol.run_state(
+            run.facts(self.env_id), run.finished_episodes, run.steps, list(run.recent), self.history
+        )
 
     def _notify(self, method: str, event: object) -> None:
         for observer in tuple(self.observers):
@@ -99,8 +139,8 @@ class EnvironmentLogic:
             run_id = run_id or protocol.new_id()
             seed = seed if seed is not None else self.seed
             obs, _ = self.env.reset(seed=seed)
-            self.run = ActiveRun(run_id, episodes, deterministic, time.monotonic())
-            self._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
+            self.run = ActiveRun(run_id, episodes, deterministic, time.monotonic(), seed=seed, started_at=time.time())
+            outgoing += self.announce(self.run)
         except Exception as error:  # e.g. a store refusing the run: the run is refused, we go on
             log.exception("start failed")
             self.run = None
@@ -166,6 +206,7 @@ class EnvironmentLogic:
     def _end_episode(self, run: ActiveRun) -> list[dict]:
         run.finished_episodes += 1
         run.total_score += run.score
+        run.recent.append(run.score)
         event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
         run.score, run.episode_steps = 0.0, 0
         self._notify("on_episode", event)
@@ -182,6 +223,28 @@ class EnvironmentLogic:
         result = run.finish(stopped)
         self._notify("on_run_finished", result)
         return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped)]
+
+
+class CartPublisher(EnvironmentObserver):
+    """Sends instance 0's observation to the ``cart`` room, at most ``protocol.CART_HZ`` times a
+    second, so that control rooms without the environment draw the cart (a time check a step)."""
+
+    def __init__(self, send: Callable[[dict], None], logic: EnvironmentLogic, hz: float = protocol.CART_HZ):
+        self._send = send
+        self._logic = logic
+        self._interval = 1.0 / hz
+        self._next = 0.0
+
+    def on_step(self, observation, reward: float, done: bool) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        run = self._logic.run
+        try:
+            self._send(protocol.cart(observation, run.run_id if run is not None else None))
+        except ConnectionError:
+            pass  # the listener reports the lost connection
 
 
 class EnvironmentComponent:
@@ -210,6 +273,9 @@ class EnvironmentComponent:
         self.client.add_eventHandler(
             self._on_action, custom, responseRooms=protocol.OBSERVATION, trigger=Trigger(custom, protocol.ACTION)
         )
+        # A member of its own cart room: swergio.Server fails on a message to a room nobody joined.
+        self.client.add_eventHandler(lambda msg: None, None, trigger=Trigger(custom, protocol.CART))
+        self.add_observer(CartPublisher(self.client.send, self.logic))
 
     def add_observer(self, observer: EnvironmentObserver) -> None:
         self.logic.observers.append(observer)
@@ -229,6 +295,9 @@ class EnvironmentComponent:
         with self._lock:
             if protocol.is_stop(msg):
                 self._send_all(self.logic.stop())
+                return None
+            if protocol.is_state_query(msg):
+                self.client.send(self.logic.state())
                 return None
             if not protocol.is_start(msg):
                 return None

@@ -29,7 +29,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.environment import ActiveRun, EnvironmentComponent, EnvironmentLogic
 from cartpole_tui.env.components.instances import Instances, make_instances
-from cartpole_tui.env.events import EpisodeFinished, RunStarted
+from cartpole_tui.env.events import EpisodeFinished
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 
@@ -83,11 +83,13 @@ class VectorLogic:
             instances = self.instances = make_instances(self.base.env_id, n, self.base.env)
             self.size = n
         observations = [instances.reset(i, s) for i, s in enumerate(instance_seeds(seed, n))]
-        run = VectorRun(run_id, episodes, deterministic, time.monotonic())
+        run = VectorRun(
+            run_id, episodes, deterministic, time.monotonic(), seed=seed, instances=n, started_at=time.time()
+        )
         run.quotas, run.played, run.active = quotas(episodes, n), [0] * n, list(range(n))
         run.scores, run.lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.base.run = run
-        self.base._notify("on_run_started", RunStarted(run_id, episodes, deterministic, seed, time.time()))
+        outgoing += self.base.announce(run)
         payload = batch.observation(n, run.active, observations, deterministic)
         payload["ROOT_ID"] = run_id
         return outgoing, payload
@@ -139,6 +141,7 @@ class VectorLogic:
         run.played[i] += 1
         run.finished_episodes += 1
         run.total_score += float(run.scores[i])
+        run.recent.append(float(run.scores[i]))
         score, length = float(run.scores[i]), int(run.lengths[i])
         event = EpisodeFinished(run.run_id, run.finished_episodes, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0

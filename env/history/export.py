@@ -34,6 +34,7 @@ RUN_FIELDS = (
     "finished",
     "best",
     "total_steps",
+    "followed",
 )
 EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
 
@@ -60,6 +61,7 @@ def run_fields(run: RunRecord) -> dict[str, object]:
         run.finished,
         run.best,
         run.total_steps,
+        run.followed,
     )
     return dict(zip(RUN_FIELDS, values))
 

@@ -8,10 +8,11 @@ episode is saved as it ends without slowing the environment down.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
-from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.history.store import HOST, MEMORY, RunStore
 
 log = logging.getLogger(__name__)
 DURABLE_WAIT = 1.0  # s an episode may wait for its commit (a locked file: the backlog keeps it)
@@ -24,24 +25,41 @@ class StoreRecorder(EnvironmentObserver):
     never raise into the environment.
     """
 
-    def __init__(self, store: RunStore, env_id: str, address: str, *, durable: bool = True) -> None:
+    def __init__(
+        self, store: RunStore, env_id: str, address: str, *, durable: bool = True, followed: bool = False
+    ) -> None:
         self.store = store
+        self.followed = followed  # records what a control room follows from the network
         self.env_id = env_id
         self.address = address
         # Each finished episode is committed before the environment replies to the next step,
         # so a kill -9 loses none: ~0.2 ms an episode (python -m bench.store --durable), <1 % of a run.
         self.durable = durable
 
+    @property
+    def history(self) -> tuple[str, str] | None:
+        """(host, path) of the file it records in, as the environment announces it; None in memory."""
+        if self.store.path == MEMORY or not self.store.on_disk:
+            return None
+        return HOST, os.path.abspath(self.store.path)
+
     def on_run_started(self, event: RunStarted) -> None:
-        self.store.begin_run(
-            event.run_id,
-            episodes=event.episodes,
-            deterministic=event.deterministic,
-            seed=event.seed,
-            env_id=self.env_id,
-            address=self.address,
-            started=event.started or time.time(),
-        )
+        try:
+            self.store.begin_run(
+                event.run_id,
+                episodes=event.episodes,
+                deterministic=event.deterministic,
+                seed=event.seed,
+                env_id=event.env_id or self.env_id,
+                address=self.address,
+                started=event.started or time.time(),
+                followed=self.followed,
+            )
+        except ValueError:  # already recorded (a control room that joined again)
+            log.debug("run %s already recorded", event.run_id)
+            return
+        if self.durable:  # committed before the run is announced: a follower sharing the file finds it
+            self.store.flush(DURABLE_WAIT)
 
     def on_episode(self, event: EpisodeFinished) -> None:
         try:

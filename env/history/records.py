@@ -38,6 +38,7 @@ class RunRecord:
     best: float | None = None
     total_steps: int = 0
     last_episode_at: float | None = None
+    followed: bool = False  # recorded from the network by a control room, not where it was played
 
     @property
     def duration(self) -> float | None:

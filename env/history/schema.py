@@ -4,7 +4,8 @@ A database records its version in ``schema_version`` (one row). A new file is bu
 by running every migration from 0, so the path an old file takes is the path every
 file takes. Version 1 is the first schema; version 2 adds a per-run summary (so
 listing runs never scans the episodes) and the process that owns a running run (so
-opening the database never marks another live process's run failed).
+opening the database never marks another live process's run failed). Version 3 marks the
+runs a control room recorded from the network (``followed``) rather than where they were played.
 """
 
 from __future__ import annotations
@@ -54,12 +55,17 @@ UPDATE runs SET
 UPDATE schema_version SET version = 2;
 """
 
-MIGRATIONS = (V1, V2)  # MIGRATIONS[i] takes a database from version i to i + 1
+V3 = """
+ALTER TABLE runs ADD COLUMN followed INTEGER NOT NULL DEFAULT 0;
+UPDATE schema_version SET version = 3;
+"""
+
+MIGRATIONS = (V1, V2, V3)  # MIGRATIONS[i] takes a database from version i to i + 1
 VERSION = len(MIGRATIONS)
 
 RUN_COLUMNS = (
     "number, run_uid, episodes, deterministic, seed, env_id, address, started, ended, "
-    "avg_score, state, finished, best, total_steps, last_episode_at"
+    "avg_score, state, finished, best, total_steps, last_episode_at, followed"
 )
 
 

@@ -211,12 +211,73 @@ class RunStore:
                 best,
                 total_steps,
                 last_at,
+                followed,
             ) = row
             params = RunParams(episodes, bool(det), seed, env_id, address)
             self._runs[uid] = RunRecord(
-                number, uid, params, started, ended, avg, state, finished, best, total_steps, last_at
+                number, uid, params, started, ended, avg, state, finished, best, total_steps, last_at, bool(followed)
             )
             self._next_number = max(self._next_number, number + 1)
+
+    def holds(self, history: tuple[str, str]) -> bool:
+        """Whether ``history`` ((host, path), as an environment announces it) is this store's file."""
+        host, path = history
+        if self.path == MEMORY or host != HOST:
+            return False
+        try:
+            return os.path.samefile(path, self.path)
+        except OSError:
+            return False
+
+    def refresh(self) -> bool:
+        """Read the runs another process writes into this file (its environment's) anew; True when
+        something changed. The runs this session records are left as they are in memory."""
+        if self.path == MEMORY:
+            return False
+        with self._lock:
+            watched = [uid for uid, r in self._runs.items() if r.state == "running" and uid not in self._session]
+            newest = self._next_number
+        marks = ",".join("?" * len(watched))
+        where = f"number >= ? OR run_uid IN ({marks})" if watched else "number >= ?"
+        try:
+            with self._read_lock:
+                rows = (
+                    self._read_connection()
+                    .execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} ORDER BY number", (newest, *watched))
+                    .fetchall()
+                )
+        except sqlite3.Error as error:
+            log.debug("refresh of %s failed: %s", self.path, error)
+            return False
+        changed = False
+        with self._lock:
+            for row in rows:
+                number, uid, episodes, det, seed, env_id, address, started, *rest = row
+                if uid in self._session:
+                    continue
+                params = RunParams(episodes, bool(det), seed, env_id, address)
+                ended, avg, state, finished, best, total_steps, last_at, followed = rest
+                record = RunRecord(
+                    number,
+                    uid,
+                    params,
+                    started,
+                    ended,
+                    avg,
+                    state,
+                    finished,
+                    best,
+                    total_steps,
+                    last_at,
+                    bool(followed),
+                )
+                if self._runs.get(uid) != record:
+                    self._runs[uid] = record
+                    self._next_number = max(self._next_number, number + 1)
+                    changed = True
+            if changed:
+                self._revision += 1
+        return changed
 
     def _load_readable(self) -> None:
         """After a failed open, still show past runs if the file can be read."""
@@ -256,18 +317,20 @@ class RunStore:
         env_id: str,
         address: str,
         started: float,
+        followed: bool = False,
     ) -> int:
-        """Record a new running run; returns its number (1, 2, 3 … across the file)."""
+        """Record a new running run; returns its number (1, 2, 3 … across the file). ``followed``:
+        recorded from the network by a control room, not by the process that plays it."""
         params = RunParams(int(episodes), bool(deterministic), seed, env_id, address)
         with self._lock:
             if run_uid in self._runs:
                 raise ValueError(f"run {run_uid} already exists")
             number = self._next_number
             self._next_number += 1
-            self._runs[run_uid] = RunRecord(number, run_uid, params, float(started))
+            self._runs[run_uid] = RunRecord(number, run_uid, params, float(started), followed=followed)
             self._session[run_uid] = _Episodes()
             self._revision += 1
-            self._writer.put(BeginRun(run_uid, number, params, float(started), os.getpid(), HOST))
+            self._writer.put(BeginRun(run_uid, number, params, float(started), os.getpid(), HOST, followed))
         return number
 
     def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> None:
@@ -301,11 +364,14 @@ class RunStore:
             )
 
     def end_run(self, run_uid: str, *, avg_score: float | None, state: str, ended: float) -> None:
-        """Close a run: ``state`` is "done" (ENV_DONE arrived), "stopped" or "failed"."""
+        """Close a run begun in this session: ``state`` is "done" (ENV_DONE arrived), "stopped" or
+        "failed"; KeyError for any other run (another process's run is never ended here)."""
         if state not in END_STATES:
             raise ValueError(f"state must be one of {END_STATES}, not {state!r}")
         avg = None if avg_score is None else float(avg_score)
         with self._lock:
+            if run_uid not in self._session:
+                raise KeyError(run_uid)
             record = self._runs[run_uid]
             record.avg_score, record.state, record.ended = avg, state, float(ended)
             self._revision += 1

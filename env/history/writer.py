@@ -37,6 +37,7 @@ class BeginRun:
     started: float
     pid: int
     host: str
+    followed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,7 @@ class Writer:
         params = run.params
         conn.execute(
             "INSERT INTO runs (run_uid, number, episodes, deterministic, seed, env_id, address, "
-            "started, state, owner_pid, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            "started, state, owner_pid, owner_host, followed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (
                 run.run_uid,
                 number,
@@ -225,6 +226,7 @@ class Writer:
                 run.started,
                 run.pid,
                 run.host,
+                int(run.followed),
             ),
         )
 

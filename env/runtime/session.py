@@ -10,16 +10,20 @@ unless told otherwise; the control client always does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
-from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.events import EnvironmentObserver, RunFinished
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
 
@@ -45,9 +49,10 @@ class SessionOptions:
 class Session:
     """Network (maybe embedded) + environment (maybe) + control client, recording into a store.
 
-    With the environment here, runs are recorded from its in-process events; with a
-    remote one, from what the control room reports (EPISODE_DONE where the
-    environment sends it, ENV_DONE always).
+    ``on_event`` gets one stream of events (:class:`~.run_events.RunEvents` decides which copy
+    of a run's events counts). With the environment here, it records its runs into the store
+    as they happen; with a remote one, the store records what this control room follows,
+    unless it is the file that environment writes. ``observers`` see the environment's steps.
     """
 
     def __init__(
@@ -61,8 +66,10 @@ class Session:
     ):
         self.options = options
         self.on_event = on_event
-        self.recorder = StoreRecorder(store, options.env_id, "") if store is not None else None
-        self.observers = ([self.recorder] if self.recorder else []) + list(observers or ())
+        here = options.embed_env
+        self.recorder = StoreRecorder(store, options.env_id, "") if store is not None and here else None
+        self.events = RunEvents(self._hand_on, environment_here=here, store=store, env_id=options.env_id)
+        self.observers = ([self.recorder] if self.recorder else []) + [self.events.observer(), *(observers or ())]
         self.on_disconnect = on_disconnect
         self.network: LocalNetwork | None = None
         self.environment: VectorEnvironmentComponent | None = None
@@ -94,11 +101,21 @@ class Session:
                 self._probed = True
             if self.options.embed_env:
                 self._start_environment(host, port)
-            if self.recorder is not None:
-                self.recorder.address = self.address
-            remote_runs = None if self.options.embed_env else self._remote_run_sent
-            self.control = ControlClient(host, port, on_event=self._control_event, on_run_sent=remote_runs)
+            for recorder in (self.recorder, self.events.recorder):
+                if recorder is not None:
+                    recorder.address = self.address
+            self.control = ControlClient(
+                host,
+                port,
+                on_event=self.events.from_network,
+                on_run_sent=self.events.sent,
+                watch_cart=not self.options.embed_env,  # with the environment here, its steps draw the cart
+            )
             self.control.expects_run_id = self.options.embed_env
+            if not self.options.embed_env:
+                self.events.asked_state()
+                self.control.query_state()  # a run going elsewhere: catch up with it
+                self._watch_if_published(self.control)
         except Exception:
             self.close()
             raise
@@ -126,6 +143,8 @@ class Session:
         )
         for observer in self.observers:
             self.environment.add_observer(observer)
+        if self.recorder is not None:
+            self.environment.logic.history = self.recorder.history  # announced with each run
         self.environment.start()
 
     def _refuse_a_second_environment(self, host: str, port: int) -> None:
@@ -142,23 +161,39 @@ class Session:
                 f"an environment is already on {self.address}: add --no-env to use it instead of starting ours"
             )
 
-    def _control_event(self, event: object) -> None:
-        if self.recorder is not None and not self.options.embed_env:
-            if isinstance(event, EpisodeFinished):
-                self.recorder.on_episode(event)
-            elif isinstance(event, RunFinished):
-                self.recorder.on_run_finished(event)
+    def _watch_if_published(self, control: ControlClient) -> None:
+        """No answer to the state query: the published environment, which tells nothing but its
+        observations. Then (only then: it is every step's traffic) watch them for the cart, the
+        steps and the episodes."""
+
+        def decide() -> None:
+            if self.control is control and not control.environment_answered:
+                control.watch_observations(self._observed)
+
+        timer = threading.Timer(self.events.announce_wait, decide)
+        timer.daemon = True
+        timer.start()
+
+    def _observed(self, observation: tuple[float, ...], reward: float | None, done: bool) -> None:
+        if reward is not None:
+            for observer in self.observers:
+                observer.on_step(np.array(observation), reward, done)
+        self.events.observed(reward is None, reward or 0.0, done)
+
+    def _hand_on(self, event: object) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _remote_run_sent(self, started: RunStarted) -> None:
-        # A remote environment's runs are known here from the starts we send.
-        for observer in self.observers:
-            observer.on_run_started(started)
+    def stopped_unanswered(self, result: RunFinished) -> None:
+        """A run stopped here whose environment did not answer the STOP: it ends stopped."""
+        if self.recorder is not None and result.run_id is not None:  # ours, interrupted while stopping
+            self.recorder.on_run_finished(result)
+        self.events.unanswered_stop(result)
 
     def reconnect(self) -> None:
         """Drop the clients and join the broker again; restart the embedded network if it died."""
         self._close_clients()
+        self.events.lost()
         if self.network is not None and not self.network.alive:
             self.network.stop()
             self.network = None

@@ -53,6 +53,9 @@ LOGITS = "logits"
 ACTION = "action"
 EVOLUTION = "evolution"
 NETWORK_ROOMS = (CONTROL, OBSERVATION, LOGITS, ACTION, EVOLUTION)
+CART = "cart"  # added: our environment's instance 0, at most CART_HZ times a second, for viewers
+CART_HZ = 10.0
+MAX_CART_VALUES = 64
 
 # STATUS values on the control room. ENV_DONE and EVO_DONE are the published ones.
 ENV_DONE = "ENV_DONE"
@@ -355,3 +358,157 @@ def evolution_report(msg: Message) -> dict[str, Any]:
     if diversity is not None and diversity >= 0:
         out["diversity"] = diversity
     return out
+
+
+# --- run state (added): the environment announces its runs and answers who asks ------
+
+RUN_STARTED = "RUN_STARTED"  # environment → control: a run began (no NR_OF_EPISODE: it is no start)
+RUN_STATE = "RUN_STATE"  # environment → control: the answer to a state query
+QUERY = "QUERY"  # control → environment: {"QUERY": "STATE"}
+QUERY_STATE = "STATE"
+MAX_INSTANCES = 1024  # INSTANCES of a run (batch.MAX_INSTANCES)
+MAX_STATE_SCORES = 1000  # SCORES a RUN_STATE carries: the run's latest finished episodes
+MAX_PATH = 4096  # HISTORY, a path on the environment's host
+MAX_TIME = 2.0**40  # a wall-clock time (Unix seconds) beyond any real one
+
+
+def state_query() -> Message:
+    """control → environment (added): ask for the run state; the published environment ignores it."""
+    return custom(CONTROL, QUERY=QUERY_STATE)
+
+
+def is_state_query(message: Message) -> bool:
+    return message.get(QUERY) == QUERY_STATE
+
+
+def run_facts(
+    run_id: str,
+    episodes: int,
+    deterministic: bool,
+    seed: int | None,
+    instances: int,
+    env_id: str,
+    started: float,
+) -> dict[str, Any]:
+    """The keys that describe a run in RUN_STARTED and RUN_STATE."""
+    return {
+        "RUN_ID": run_id,
+        "EPISODES": episodes,
+        "DETERMINISTIC": bool(deterministic),
+        "SEED": seed,
+        "INSTANCES": instances,
+        "ENV_ID": env_id,
+        "STARTED": float(started),
+    }
+
+
+def run_started(facts: dict[str, Any], history: tuple[str, str] | None) -> Message:
+    """environment → control (added): a run began; ``history``: (host, path) of the file it is recorded in."""
+    return custom(CONTROL, ROOT_ID=facts["RUN_ID"], STATUS=RUN_STARTED, **facts, **_history(history))
+
+
+def run_state(
+    facts: dict[str, Any] | None, finished: int, steps: int, scores: list[float], history: tuple[str, str] | None
+) -> Message:
+    """environment → control (added): the run going (none: RUN_ID null), its finished episodes and
+    steps, the latest ≤ MAX_STATE_SCORES scores, the history file."""
+    body = facts if facts is not None else {"RUN_ID": None}
+    return custom(
+        CONTROL,
+        STATUS=RUN_STATE,
+        **body,
+        FINISHED=finished,
+        STEPS=steps,
+        SCORES=[float(s) for s in scores[-MAX_STATE_SCORES:]],
+        **_history(history),
+    )
+
+
+def _history(history: tuple[str, str] | None) -> dict[str, Any]:
+    return {"HISTORY": None} if history is None else {"HISTORY": history[1], "HISTORY_HOST": history[0]}
+
+
+def _whole(message: Message, key: str, low: int, high: int) -> int:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProtocolError(f"{key} must be a whole number {low}..{high}, got {clean_text(value, 40)}")
+    return value
+
+
+def parse_run_facts(message: Message) -> dict[str, Any]:
+    """The run a RUN_STARTED or RUN_STATE describes, every value checked; ProtocolError otherwise.
+
+    Keys: run_id, episodes, deterministic, seed, instances, env_id, started, history (host, path) or None.
+    """
+    run_id = message.get("RUN_ID")
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID:
+        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters")
+    deterministic = message.get("DETERMINISTIC")
+    if not isinstance(deterministic, bool):
+        raise ProtocolError("DETERMINISTIC must be true or false")
+    seed = None if message.get("SEED") is None else _whole(message, "SEED", 0, MAX_SEED)
+    started = message.get("STARTED")
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not 0 <= started < MAX_TIME:
+        raise ProtocolError("STARTED must be a time in Unix seconds")
+    env_id = message.get("ENV_ID")
+    if not isinstance(env_id, str) or not 0 < len(env_id) <= 80:
+        raise ProtocolError("ENV_ID must be a string of 1..80 characters")
+    return {
+        "run_id": run_id,
+        "episodes": _whole(message, "EPISODES", 1, MAX_EPISODES),
+        "deterministic": deterministic,
+        "seed": seed,
+        "instances": _whole(message, "INSTANCES", 1, MAX_INSTANCES),
+        "env_id": clean_text(env_id, 80),
+        "started": float(started),
+        "history": parse_history(message),
+    }
+
+
+def parse_history(message: Message) -> tuple[str, str] | None:
+    """(host, path) of the environment's history file, or None (none, or not a valid pair)."""
+    path, host = message.get("HISTORY"), message.get("HISTORY_HOST")
+    if not isinstance(path, str) or not isinstance(host, str) or not 0 < len(path) <= MAX_PATH or len(host) > 255:
+        return None
+    return host, path
+
+
+def parse_run_progress(message: Message) -> tuple[int, int, list[float]]:
+    """(finished, steps, scores) of a RUN_STATE; ProtocolError when out of range."""
+    finished = _whole(message, "FINISHED", 0, MAX_EPISODES)
+    steps = _whole(message, "STEPS", 0, 2**62)
+    scores = message.get("SCORES")
+    if not isinstance(scores, list) or len(scores) > MAX_STATE_SCORES:
+        raise ProtocolError(f"SCORES must be a list of at most {MAX_STATE_SCORES} numbers")
+    values = [_finite(s) for s in scores]
+    if any(v is None for v in values):
+        raise ProtocolError("SCORES must hold finite numbers")
+    return finished, steps, [v for v in values if v is not None]
+
+
+def cart(observation: Iterable[float], run_id: str | None) -> Message:
+    """environment → viewers (added, room ``cart``): instance 0's latest observation."""
+    return custom(CART, OBSERVATION=[float(x) for x in observation], RUN_ID=run_id)
+
+
+def parse_cart(message: Message) -> tuple[float, ...]:
+    """The observation of a ``cart`` message: finite numbers, at most MAX_CART_VALUES; ProtocolError otherwise."""
+    values = message.get("OBSERVATION")
+    if not isinstance(values, list) or not 0 < len(values) <= MAX_CART_VALUES:
+        raise ProtocolError(f"OBSERVATION must be a list of 1..{MAX_CART_VALUES} numbers")
+    checked = [_finite(v) for v in values]
+    if any(v is None for v in checked):
+        raise ProtocolError("OBSERVATION must hold finite numbers")
+    return tuple(v for v in checked if v is not None)
+
+
+def parse_observation_step(message: Message) -> tuple[tuple[float, ...], float | None, bool]:
+    """(observation, reward or None for a run's first, done) of a one-instance ``observation`` message;
+    ProtocolError for anything else (a batch, a malformed one)."""
+    observation = parse_cart(message)
+    if "REWARD" not in message:
+        return observation, None, False
+    reward, done = _finite(message.get("REWARD")), message.get("DONE")
+    if reward is None or not isinstance(done, bool):
+        raise ProtocolError("REWARD must be a finite number and DONE true or false")
+    return observation, reward, done

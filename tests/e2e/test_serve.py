@@ -159,3 +159,27 @@ def test_the_token_is_printed_once_and_never_logged(server):
     log = (server.folder / "serve.log").read_text()
     assert log.count(TOKEN) == 1, log  # the address to open, and nothing else (no access log line)
     assert f"?token={TOKEN}" in log
+
+
+async def test_a_run_outlives_the_tab_that_started_it(server, browser):
+    """Every tab follows the environment's run: closing the starter changes nothing; the environment
+    writes every episode into serve's --db; the other tab lists the run done; both drew the cart."""
+    from cartpole_tui.env.history.store import RunStore
+
+    first = await open_control_room(browser, server)
+    second = await open_control_room(browser, server)
+    await first.keyboard.press("n")
+    for _ in range(4):
+        await first.keyboard.press("Backspace")
+    await first.keyboard.type("3000")
+    await first.keyboard.press("Enter")
+    for page in (first, second):
+        await wait_screen(page, "/3000")
+        idle = "waiting for the environment's cart"  # the cart pane's text until the cart is drawn
+        await page.wait_for_function(f"() => !({SCREEN_JS})().includes({idle!r})", timeout=10_000, polling=50)
+    await first.close()
+    await wait_screen(second, "done · avg", timeout=120_000)
+    with RunStore.open(str(server.folder / "runs.sqlite3"), read_only=True) as store:
+        run = store.runs()[-1]
+        assert run.state == "done" and run.finished == 3000 and not run.followed
+        assert len(store.episodes(run.run_uid)) == 3000

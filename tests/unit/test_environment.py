@@ -56,7 +56,8 @@ def start(logic, episodes, deterministic=False):
 
 def test_first_observation_carries_run_id_and_flag(logic):
     run_id, control, payload = start(logic, 2, deterministic=True)
-    assert control == []
+    # the only control message is the run's announcement (no NR_OF_EPISODE: never taken for a start)
+    assert [m["STATUS"] for m in control] == [protocol.RUN_STARTED] and not protocol.is_start(control[0])
     assert len(payload["OBSERVATION"]) == 4 and payload["DETERMINISTIC"] is True
     assert payload["ROOT_ID"] == f"{run_id}:1"  # the run and the observation's number in it
     assert "REWARD" not in payload
@@ -170,3 +171,46 @@ def test_same_seed_same_episodes():
 def test_non_discrete_env_is_refused():
     with pytest.raises(ValueError, match="discrete"):
         EnvironmentLogic("Pendulum-v1")
+
+
+def test_the_run_is_announced_and_its_state_answered(logic):
+    """RUN_STARTED names the run's true size; RUN_STATE says how far it is, scores bounded."""
+    logic.history = ("host", "/tmp/runs.db")
+    run_id, control, _ = start(logic, 3, deterministic=True)
+    facts = protocol.parse_run_facts(control[0])
+    assert facts["run_id"] == run_id and facts["episodes"] == 3 and facts["deterministic"] is True
+    assert facts["seed"] == 3 and facts["instances"] == 1 and facts["history"] == ("host", "/tmp/runs.db")
+    logic.run.recent.extend(range(protocol.MAX_STATE_SCORES + 5))
+    state = logic.state()
+    assert state["STATUS"] == protocol.RUN_STATE and protocol.parse_run_facts(state)["run_id"] == run_id
+    finished, _, scores = protocol.parse_run_progress(state)
+    assert finished == 0 and len(scores) == protocol.MAX_STATE_SCORES and scores[-1] == protocol.MAX_STATE_SCORES + 4
+    logic.stop()
+    assert logic.state()["RUN_ID"] is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"EPISODES": 0},
+        {"EPISODES": True},
+        {"INSTANCES": 10**6},
+        {"SEED": -1},
+        {"STARTED": float("inf")},
+        {"RUN_ID": "x" * 65},
+        {"ENV_ID": 5},
+        {"DETERMINISTIC": "yes"},
+    ],
+)
+def test_run_facts_out_of_range_are_refused(logic, change):
+    _, control, _ = start(logic, 3)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_run_facts({**control[0], **change})
+
+
+def test_run_state_scores_are_checked():
+    good = {"FINISHED": 2, "STEPS": 30, "SCORES": [10.0, 20.0]}
+    assert protocol.parse_run_progress(good) == (2, 30, [10.0, 20.0])
+    for bad in ({"SCORES": [float("nan")]}, {"SCORES": [0.0] * 1001}, {"FINISHED": -1}, {"STEPS": "9"}):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_run_progress({**good, **bad})

@@ -211,8 +211,7 @@ def _stop_interrupted(session: Session) -> RunFinished:
         scores = control.scores()
         avg = sum(scores) / len(scores) if scores else 0.0
         result = RunFinished(control.run_id, avg, len(scores), stopped=True, scores=scores)
-        if session.recorder is not None and result.run_id is not None:
-            session.recorder.on_run_finished(result)
+        session.stopped_unanswered(result)
         return result
 
 
@@ -322,7 +321,9 @@ def env(args: argparse.Namespace) -> int:
         except BaseException:
             store.close()
             raise
-    component.add_observer(StoreRecorder(store, args.env_id, args.connect))
+    recorder = StoreRecorder(store, args.env_id, args.connect)
+    component.add_observer(recorder)
+    component.logic.history = recorder.history  # announced with each run: control rooms sharing the file read it
     component.start()
     print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
 

@@ -2,9 +2,10 @@
 
 textual-serve runs one control room process per browser visit. All of them join the same
 network (the embedded one started here, or ``--connect``'s) with ``--no-env`` and the same
-``--db``: the environment runs once, in its own process, so a run started in one tab is
-the run every tab shows. A visit needs the token (``?token=`` once, then a cookie): the
-page, its websocket, its downloads and its static files answer 401 without it.
+``--db``: the environment runs once, in its own process, and writes that history; every tab
+follows its runs (RUN_STARTED, RUN_STATE) and reads the file, so a run started in one tab is
+the run every tab shows, and a tab that closes ends nothing. A visit needs the token
+(``?token=`` once, then a cookie): the page, its websocket, its downloads and its static files answer 401 without it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from cartpole_tui.env.history.store import MEMORY
+from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
@@ -122,7 +125,7 @@ def served_network(args: argparse.Namespace):
             token = ["--token-file", token_file] if token_file else []
             seed = ["--seed", str(args.seed)] if args.seed is not None else []
             environment = subprocess.Popen(
-                cli_command("env", "--connect", address, "--db", ":memory:", *token, *seed),
+                cli_command("env", "--connect", address, "--db", history_path(args), *token, *seed),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -139,6 +142,12 @@ def served_network(args: argparse.Namespace):
                 environment.kill()
         if network is not None:
             network.stop()
+
+
+def history_path(args: argparse.Namespace) -> str:
+    """The history the environment writes and every visit reads (absolute: visits start elsewhere)."""
+    path = args.db or default_db_path()
+    return path if path == MEMORY else os.path.abspath(path)
 
 
 def public_url(args: argparse.Namespace) -> str:
@@ -160,7 +169,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     with served_network(args) as (address, token_file):
         visit = ["--connect", address, "--no-env", "--redraw-hz", f"{args.redraw_hz:g}"]
-        visit += ["--db", args.db if args.db == ":memory:" else os.path.abspath(args.db)] if args.db else []
+        visit += ["--db", history_path(args)]
         visit += ["--token-file", token_file] if token_file else []
         server = make_server(
             shlex.join(cli_command(*visit)),

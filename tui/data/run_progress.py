@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.tui.data.words import plural
 
@@ -99,14 +99,21 @@ class RunProgress:
         shown = self.numbers[event.run_id] = number if number is not None else len(self.numbers) + 1
         self._seen = (-1, now)
         self.label = f"run {shown} · waiting for the first episode"
+        if not event.episodes:  # its start was not seen here (an environment that does not announce runs)
+            return f"run {shown} seen: started elsewhere"
         return f"run {shown} started: {plural(event.episodes, 'episode')}" + (
             ", deterministic" if event.deterministic else ""
         )
 
+    def joined(self, event: RunJoined) -> None:
+        """The run going when this control room joined: ``event.finished`` of its episodes are done."""
+        self.finished = event.finished
+        self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
+
     def episode(self, event: EpisodeFinished, window: int, mean: float) -> None:
         """An episode of a run already started; ``mean``: the rolling mean over ``window`` episodes."""
         self.finished = event.episode
-        asked = self.current.episodes if self.current else "?"
+        asked = self.current.episodes if self.current and self.current.episodes else "?"
         self.label = (
             f"run {self.numbers.get(event.run_id, '?')} · {event.episode}/{asked}"
             f" · last {event.score:g} · mean({window}) {mean:.1f}"

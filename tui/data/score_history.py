@@ -174,6 +174,10 @@ class ScoreHistory:
         self._times.extend(np.full(len(scores), np.nan) if times is None else np.asarray(times, dtype=np.float64))
         self.version += 1
 
+    def has_run(self, run: int) -> bool:
+        """Whether run ``run`` has an episode here (the latest run first: the usual question)."""
+        return bool(self._run_ids.size) and (self._run_ids.view[-1] == run or bool((self._run_ids.view == run).any()))
+
     def end_run(self, average: float) -> None:
         """Mark the run that recorded the latest episode as finished with ``average`` (ENV_DONE)."""
         if not len(self):

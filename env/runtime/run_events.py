@@ -1,0 +1,247 @@
+"""The one stream of run events a session hands on, whatever their source.
+
+Runtime layer (top of env/): the session feeds it; the app and the command line get its output.
+
+Three sources tell of runs: the environment in this process (its observer), the network
+(the control client: our environment's RUN_STARTED, RUN_STATE, EPISODE_DONE, ENV_DONE), and
+the starts this control room sends. :class:`RunEvents` is the one place that decides which
+copy counts: with the environment here, its own events (the network's copies are dropped);
+otherwise the network's, one RunStarted per run, whoever started it, so a control room that
+follows shows the run's true size and end.
+
+It also decides what the history records where the environment is not ours. The environment
+writes its own file: a control room sharing that file (RUN_STARTED names it) writes nothing and
+reads the runs from the file; one with a file of its own records what it follows, marked
+``followed``. A start we sent is held until the environment announces it; the published
+environment announces nothing, so after a short wait (or at the run's first news) the run
+is taken as sent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunJoined, RunStarted
+from cartpole_tui.env.history.recorder import StoreRecorder
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.wire import protocol
+
+ANNOUNCE_WAIT = 1.0  # s a start we sent waits for the environment's RUN_STARTED (the published one sends none)
+RUN_EVENTS = (RunStarted, RunJoined, EpisodeFinished, RunFinished)
+
+
+class RunEvents:
+    """Merges the sources into one stream handed to ``emit`` (in whichever thread they arrive)."""
+
+    def __init__(
+        self,
+        emit: Callable[[object], None],
+        *,
+        environment_here: bool,
+        store: RunStore | None = None,
+        env_id: str = defaults.ENV_ID,
+        address: str = "",
+        announce_wait: float = ANNOUNCE_WAIT,
+    ):
+        self._emit = emit
+        self.environment_here = environment_here
+        self.store = store
+        self.recorder = (
+            StoreRecorder(store, env_id, address, durable=False, followed=True) if store is not None else None
+        )
+        self.announce_wait = announce_wait
+        self._lock = threading.RLock()
+        self._current: RunStarted | None = None
+        self._recording = False  # this store records the current run
+        self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
+        self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
+        self._held: list[object] = []
+        # the published environment's run, counted from its observations: (run, episodes, score, steps)
+        self._watched: RunStarted | None = None
+        self._watched_recorded = False
+        self._episode = (0, 0.0, 0)
+
+    @property
+    def current(self) -> RunStarted | None:
+        return self._current
+
+    # --- the sources ------------------------------------------------------------------
+
+    def from_environment(self, event: object) -> None:
+        """An event of the environment in this process."""
+        self._emit(event)
+
+    def from_network(self, event: object) -> None:
+        """An event of the control client."""
+        if not isinstance(event, RUN_EVENTS):
+            self._emit(event)
+        elif not self.environment_here:  # with the environment here its own events came first
+            with self._lock:
+                self._follow(event)
+
+    def sent(self, started: RunStarted) -> None:
+        """A start this control room sent (to an environment elsewhere)."""
+        if self.environment_here:
+            return
+        with self._lock:
+            self._sent[started.run_id] = started
+        timer = threading.Timer(self.announce_wait, self._unannounced, (started.run_id,))
+        timer.daemon = True
+        timer.start()
+
+    def asked_state(self) -> None:
+        """A state query was sent: until it is answered (or ``announce_wait`` passed), the
+        episodes of a run not known yet are held, so the answer says which run they belong to."""
+        with self._lock:
+            self._asking = True
+        timer = threading.Timer(self.announce_wait, self._answered)
+        timer.daemon = True
+        timer.start()
+
+    def _answered(self, joined: RunJoined | None = None) -> None:
+        """The state query is over: hand on the held events (those the answer counted are dropped)."""
+        with self._lock:
+            held, self._held, self._asking = self._held, [], False
+            for event in held:
+                if joined is None or not _counted(event, joined):
+                    self._follow(event)
+
+    def observed(self, first: bool, reward: float, done: bool) -> None:
+        """An observation of the published environment (which announces nothing and reports no
+        episode): a run's first begins one, each DONE ends an episode of it."""
+        with self._lock:
+            if first:
+                if self._current is None:
+                    sent = self._sent.popitem()[1] if self._sent else None
+                    self._begin(sent if sent is not None else RunStarted(protocol.new_id(), 0, False, instances=0))
+                self._watched, self._watched_recorded, self._episode = self._current, self._recording, (0, 0.0, 0)
+                return
+            if self._watched is None:
+                if self._current is None:
+                    return  # joined mid-run without a start seen: the run's ENV_DONE will still come
+                self._watched, self._watched_recorded = self._current, self._recording
+            episodes, score, steps = self._episode
+            score, steps = score + reward, steps + 1
+            if not done:
+                self._episode = (episodes, score, steps)
+                return
+            self._episode = (episodes + 1, 0.0, 0)
+            event = EpisodeFinished(self._watched.run_id, episodes + 1, score, steps, time.time())
+            if self._watched_recorded and self.recorder is not None:
+                self.recorder.on_episode(event)  # also the last, whose DONE comes after the run's ENV_DONE
+            self._emit(event)
+
+    def unanswered_stop(self, result: RunFinished) -> None:
+        """A run we stopped whose environment did not answer (the published one knows no STOP)."""
+        self.from_network(result)
+
+    def observer(self) -> EnvironmentObserver:
+        """The environment-in-this-process source, as its observer."""
+        return _Forward(self.from_environment)
+
+    # --- following the network -----------------------------------------------------------
+
+    def _unannounced(self, run_id: str) -> None:
+        with self._lock:
+            started = self._sent.pop(run_id, None)
+            if started is not None:
+                self._begin(started)
+
+    def _follow(self, event: object) -> None:
+        if isinstance(event, RunStarted):
+            self._sent.pop(event.run_id, None)
+            if self._current is None or self._current.run_id != event.run_id:
+                self._begin(event)
+        elif isinstance(event, RunJoined):
+            if self._current is None or self._current.run_id != event.run.run_id:
+                self._begin(event.run, announce=False)
+                self._record_joined(event)
+                self._emit(event)
+            if self._asking:
+                self._answered(event)
+        elif self._asking and not self._is_current(event):
+            self._held.append(event)
+        elif isinstance(event, EpisodeFinished):
+            self._news_of(event.run_id)
+            if self._watched is not None and self._watched.run_id == event.run_id:
+                return  # counted from the observations
+            if self._recording and self.recorder is not None:
+                self.recorder.on_episode(event)
+            self._emit(event)
+        elif isinstance(event, RunFinished):
+            if event.run_id is not None:
+                self._news_of(event.run_id)
+            current = self._current
+            if current is not None and event.run_id in (None, current.run_id):
+                if self._recording and self.recorder is not None:
+                    self.recorder.on_run_finished(
+                        RunFinished(current.run_id, event.avg_score, event.episodes, event.stopped)
+                    )
+                self._current, self._recording = None, False
+            self._emit(event)
+
+    def _is_current(self, event: object) -> bool:
+        run_id = getattr(event, "run_id", None)
+        return self._current is not None and run_id in (None, self._current.run_id)
+
+    def _record_joined(self, joined: RunJoined) -> None:
+        """The scores a RUN_STATE carries, recorded as the run's episodes (their steps are not told)."""
+        if not self._recording or self.recorder is None:
+            return
+        first = joined.finished - len(joined.scores) + 1
+        now = time.time()
+        for index, score in enumerate(joined.scores, start=first):
+            self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
+
+    def _news_of(self, run_id: str) -> None:
+        """News of a run: begin it if it is not the current one (sent but unannounced, or started elsewhere
+        by an environment that does not announce)."""
+        if self._current is not None and self._current.run_id == run_id:
+            return
+        started = self._sent.pop(run_id, None)
+        self._begin(started if started is not None else RunStarted(run_id, 0, False, instances=0))
+
+    def _begin(self, started: RunStarted, *, announce: bool = True) -> None:
+        self._current = started
+        store = self.store
+        shared = store is not None and started.history is not None and store.holds(started.history)
+        self._recording = store is not None and not shared
+        if shared and store is not None:
+            store.refresh()  # the environment committed the run's row before announcing it
+        elif self._recording and self.recorder is not None:
+            self.recorder.on_run_started(started if started.started else _now(started))
+        if announce:
+            self._emit(started)
+
+    def lost(self) -> None:
+        """The network went away: the run followed is over here (the environment may play on)."""
+        with self._lock:
+            self._current, self._recording = None, False
+
+
+def _counted(event: object, joined: RunJoined) -> bool:
+    """Whether ``joined``'s state already counts ``event`` (an episode it includes)."""
+    return isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id and event.episode <= joined.finished
+
+
+def _now(started: RunStarted) -> RunStarted:
+    return RunStarted(started.run_id, started.episodes, started.deterministic, started.seed, time.time())
+
+
+class _Forward(EnvironmentObserver):
+    """The environment's run events, handed on (steps are not run events)."""
+
+    def __init__(self, forward: Callable[[object], None]):
+        self._forward = forward
+
+    def on_run_started(self, event: RunStarted) -> None:
+        self._forward(event)
+
+    def on_episode(self, event: EpisodeFinished) -> None:
+        self._forward(event)
+
+    def on_run_finished(self, event: RunFinished) -> None:
+        self._forward(event)

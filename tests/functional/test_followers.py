@@ -1,0 +1,179 @@
+"""Two control rooms on one network: one starts a run, the other follows it.
+
+The follower is the app (App.run_test, no environment of its own); the starter a headless
+session whose environment plays the run and writes the history. Started in either order,
+the follower shows the run's true size, lists it in its runs table while it plays and
+ends it done, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from test_app import log_text, until
+from test_published import all_joined
+from test_swarm import members
+from textual.widgets import Label
+
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.widgets.runs_table import RunsTable
+from tests.published import PublishedNetwork
+
+from conftest import wait_for
+
+CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+
+
+@pytest.fixture
+def agent(broker):
+    instance = RandomAgent("127.0.0.1", broker.port, seed=5).start()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def starter(broker, agent, tmp_path):
+    """A control room with the environment (one instance: a random agent plays it slowly enough)."""
+    store = RunStore.open(str(tmp_path / "played.sqlite3"))
+    options = SessionOptions(connect=f"127.0.0.1:{broker.port}", seed=3, agent="random", parallel=1)
+    session = Session(options, store=store).open()
+    yield session
+    session.close()
+    store.close()
+
+
+def follower(broker, db_path) -> ControlRoomApp:
+    options = SessionOptions(connect=f"127.0.0.1:{broker.port}", embed_env=False, agent="random")
+    return ControlRoomApp(options, db_path=str(db_path))
+
+
+def table_row(app, number: int) -> list[str]:
+    table = app.query_one(RunsTable)
+    for index in range(table.row_count):
+        cells = [str(cell) for cell in table.get_row_at(index)]
+        if cells[1] == str(number):
+            return cells
+    return []
+
+
+async def follows_to_the_end(pilot, app, episodes: int, store_of_run: RunStore) -> None:
+    """The follower's log, progress label and runs table show the run of ``episodes`` and its end."""
+    await until(pilot, lambda: f"started: {episodes:,} episodes" in log_text(app), what="the run's true size")
+    label = app.query_one("#progress-label", Label)
+    await until(pilot, lambda: f"/{episodes}" in str(label.render()), what="x/N in the progress label")
+    number = app.run_progress.numbers[app.current.run_id] if app.current else None
+    assert number is not None
+    await until(pilot, lambda: table_row(app, number), what="the run in the runs table while it plays")
+    await until(pilot, lambda: "done" in table_row(app, number)[-1], timeout=60, what="the row to end done")
+    assert f"run {number} done: average" in log_text(app)
+    played = store_of_run.runs()[-1]
+    assert played.state == "done" and played.finished == episodes
+    assert table_row(app, number)[2] == str(episodes)
+
+
+async def test_a_follower_started_first_shows_the_run_it_did_not_start(broker, starter, tmp_path):
+    app = follower(broker, tmp_path / "played.sqlite3")  # the file the starter's environment writes
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+        starter.control.start_run(400, False, 3)
+        await until(pilot, lambda: app.main.cart.observation is not None, what="the cart, from the cart room")
+        await follows_to_the_end(pilot, app, 400, starter.recorder.store)
+        # sharing the environment's file: the follower wrote nothing of its own
+        assert [r.followed for r in app.store.runs()] == [False]
+
+
+async def test_a_follower_joining_mid_run_catches_up_and_records_it_as_followed(broker, starter, tmp_path):
+    starter.control.start_run(1500, False, 3)
+    wait_for(lambda: starter.recorder.store.runs() and starter.recorder.store.runs()[-1].finished >= 20, 30, "a start")
+    app = follower(broker, tmp_path / "own.sqlite3")  # another machine's file: it records what it follows
+    async with app.run_test(size=(120, 40)) as pilot:
+        await follows_to_the_end(pilot, app, 1500, starter.recorder.store)
+        followed = app.store.runs()[-1]
+        assert followed.followed and followed.state == "done" and 0 < followed.finished <= 1500
+        assert followed.params.episodes == 1500
+
+
+def cli_process(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_runs(db: str):
+    with RunStore.open(db, read_only=True) as store:
+        return store.runs()
+
+
+def test_killing_the_starting_control_room_leaves_the_run_to_end_done(broker, agent, tmp_path):
+    db = str(tmp_path / "shared.sqlite3")
+    address = f"127.0.0.1:{broker.port}"
+    env = cli_process("env", "--connect", address, "--db", db, "--parallel", "1")
+    try:
+        assert "connected" in env.stdout.readline()
+        run = cli_process("run", "--connect", address, "--no-env", "--db", db, "--episodes", "1500")
+        wait_for(lambda: read_runs(db) and read_runs(db)[-1].finished >= 20, 60, "the run to play")
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
+        wait_for(lambda: read_runs(db)[-1].state != "running", 120, "the run to end")
+        (played,) = read_runs(db)  # the starter wrote no run of its own into the shared file
+        assert played.state == "done" and played.finished == 1500 and not played.followed
+        with RunStore.open(db, read_only=True) as store:
+            assert [e.index for e in store.episodes(played.run_uid)] == list(range(1, 1501))
+    finally:
+        env.terminate()
+        env.wait(10)
+
+
+def test_killing_the_environment_fails_the_run_with_its_episodes_kept(broker, agent, tmp_path):
+    db = str(tmp_path / "shared.sqlite3")
+    address = f"127.0.0.1:{broker.port}"
+    env = cli_process("env", "--connect", address, "--db", db, "--parallel", "1")
+    run = None
+    try:
+        assert "connected" in env.stdout.readline()
+        run = cli_process("run", "--connect", address, "--no-env", "--db", db, "--episodes", "100000", "--timeout", "5")
+        wait_for(lambda: read_runs(db) and read_runs(db)[-1].finished >= 20, 60, "the run to play")
+        env.send_signal(signal.SIGKILL)
+        env.wait(10)
+        kept = read_runs(db)[-1].finished
+        with RunStore.open(db) as store:  # the next open finds the environment dead
+            (failed,) = store.runs()
+            assert failed.state == "failed" and failed.finished == kept >= 20
+            assert len(store.episodes(failed.run_uid)) == kept
+    finally:
+        for process in (run, env):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+async def test_with_the_published_environment_a_follower_counts_from_its_observations(broker, tmp_path):
+    """It announces nothing and reports no episode: the follower watches ``observation`` instead."""
+    net = PublishedNetwork(broker.port, environment=True, evolution=False)
+    all_joined(broker, net.clients)
+    watching = members(broker, "observation")
+    starter = ControlClient("127.0.0.1", broker.port, name="starter")
+    app = follower(broker, tmp_path / "own.sqlite3")
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+            await until(
+                pilot, lambda: members(broker, "observation") > watching, what="the follower to watch observations"
+            )
+            starter.start_run(5)
+            await until(pilot, lambda: "seen: started elsewhere" in log_text(app), what="the run seen")
+            await until(pilot, lambda: app.main.cart.observation is not None, what="the cart, from observations")
+            await until(pilot, lambda: "done: average" in log_text(app), timeout=90, what="the ENV_DONE")
+            await until(pilot, lambda: app.store.runs() and app.store.runs()[-1].finished == 5, what="5 episodes")
+            (run,) = app.store.runs()
+            assert run.followed and run.state == "done" and run.total_steps > 0
+            assert "waiting for agents" not in log_text(app)
+    finally:
+        starter.close()
+        net.close()
