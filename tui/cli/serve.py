@@ -241,6 +241,7 @@ def served_network(args: argparse.Namespace):
                     agent=args.agent,
                     # what the swarm learned is kept with the run history, as in the terminal
                     population_file=beside_history(args.db) if args.agent == "swarm" else None,
+                    share_token=True,  # every visit and the environment join with it
                 ).start()
             except NetworkStartError as error:
                 raise CommandError(str(error)) from None
