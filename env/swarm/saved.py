@@ -18,7 +18,6 @@ A published model's weights (755 floats) can be written as one row and loaded.
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 import zipfile
 import zlib
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cartpole_tui.env.paths import default_db_path
+from cartpole_tui.env.paths import NotRegularFile, default_db_path, open_regular
 from cartpole_tui.env.swarm.policy import N_WEIGHTS
 
 FORMAT = "cartpole-tui population 1"
@@ -67,29 +66,22 @@ def load(path: str) -> SavedPopulation:
     """Read and check a population file; ValueError (one line naming the file) saying what is
     wrong with it. Each array's header is checked before its data is read, so a file that
     claims a huge shape or inflates on decompression is refused without allocating it."""
-    _regular_file(path)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_regular(path) as file, zipfile.ZipFile(file) as archive:
             weights = _read(archive, "weights", "weights").astype(np.float64)
             generation = _integer(archive, "generation", 0, MAX_GENERATION)
             seed = _integer(archive, "seed", -1, 2**63 - 1)
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
+    except NotRegularFile:
+        raise ValueError(f"{path}: not a population file (not a regular file)") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or _one_line(error)})") from None
+    except (EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
         raise ValueError(f"{path}: not a population file ({_one_line(error)})") from None
     if weights.ndim == 1:
         weights = weights[None, :]  # one published model's vector
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"{path}: weights must be finite numbers")
     return SavedPopulation(weights, generation, None if seed < 0 else seed)
-
-
-def _regular_file(path: str) -> None:
-    """ValueError unless ``path`` is a regular file (a FIFO would block the reader for ever)."""
-    try:
-        info = os.stat(path)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path}: not a population file (not a regular file)")
 
 
 def _read(archive: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
