@@ -12,6 +12,11 @@ from __future__ import annotations
 LOOPBACK = "127.0.0.1"
 PORT = 8080  # the published RLGym scripts' port
 SERVE_PORT = 8000  # `cartpole-tui serve`: the web page
+# Each browser session of `serve` is a control room process (~70 MB); a terminal of C x R cells
+# costs the app memory in proportion, so sizes asked for by a page are clamped to these.
+SERVE_MAX_SESSIONS = 8
+SERVE_MAX_COLUMNS = 500
+SERVE_MAX_ROWS = 200
 ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
 EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)

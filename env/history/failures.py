@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from cartpole_tui.env.history.schema import UnusableSchema
+from cartpole_tui.env.paths import NotRegularFile
 
 # SQLite primary result codes (sqlite3.h), for telling bad storage apart.
 _BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 11, 13, 14, 26
@@ -38,6 +39,8 @@ def describe(error: BaseException, path: str) -> str:
     detail = f" ({text})"
     if isinstance(error, UnusableSchema):
         what, detail = text, ""
+    elif isinstance(error, NotRegularFile):
+        what, detail = "is not a regular file (a FIFO, device or folder)", ""
     elif isinstance(error, OSError):
         what = "cannot be created"
     elif primary in (_CORRUPT, _NOTADB) or "not a database" in text or "malformed" in text:

@@ -38,7 +38,7 @@ from cartpole_tui.env.history.failures import describe, writable
 from cartpole_tui.env.history.records import END_STATES, Episode, RunParams, RunRecord
 from cartpole_tui.env.history.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
 from cartpole_tui.env.history.writer import AddEpisode, BeginRun, EndRun, Writer
-from cartpole_tui.env.paths import default_db_path
+from cartpole_tui.env.paths import NotRegularFile, default_db_path, refuse_special
 
 # The store is where its callers find the values it hands out.
 __all__ = ["END_STATES", "MEMORY", "Episode", "RunParams", "RunRecord", "RunStore"]
@@ -150,6 +150,7 @@ class RunStore:
         """The writer's connection, the past runs loaded; None when the file cannot be used."""
         conn = None
         try:
+            refuse_special(self.path)  # a FIFO blocks SQLite; beside a device it makes -journal files
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
             version_of(conn)  # refuse a file that isn't ours before changing anything in it
@@ -167,15 +168,17 @@ class RunStore:
                 conn.close()
             self._report(describe(error, self.path))
             self._runs.clear()
-            self._load_readable()
+            if not isinstance(error, NotRegularFile):
+                self._load_readable()
             return None
 
     def _open_read_only(self) -> None:
         try:
+            refuse_special(self.path)
             conn = self._read_connection()
             version_of(conn)
             self._load(conn)
-        except (sqlite3.Error, UnusableSchema) as error:
+        except (NotRegularFile, sqlite3.Error, UnusableSchema) as error:
             self._runs.clear()
             self._report(describe(error, self.path))
 

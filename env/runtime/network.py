@@ -6,9 +6,14 @@ env/wire's broker and env/swarm's swarm (or the components' random agent).
 :class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once
-it listens and exits when its standard input closes, so it cannot outlive its parent.
-Its broker admits only clients presenting this session's random token (handed over in a
-0600 file), so other local users cannot drive it.
+it listens (or ``FAILED <one line>``) and exits when its standard input closes, so it
+cannot outlive its parent. Its broker admits only clients presenting this session's random
+token, handed over as the first line of that pipe, so other local users cannot drive it.
+
+Only when other processes must join too (``share_token``: `serve`'s visits) is the token
+written to a 0600 file, ``cartpole-tui-token-<pid>-…`` in the temp folder: the parent removes
+it when it stops, the child when its parent is gone (even after a kill -9), and any start
+removes the files of owners no longer running.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
 log = logging.getLogger(__name__)
 
 READY = "READY"
+FAILED = "FAILED"  # the child's one line when a part could not start (a bad population file)
+TOKEN_FILE_PREFIX = "cartpole-tui-token-"
 # `python -m` would put the working directory first on sys.path, and a folder holding its
 # own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
 CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
@@ -53,6 +60,7 @@ class LocalNetwork:
         startup_timeout: float = 15.0,
         population_file: str | None = None,
         fresh: bool = False,
+        share_token: bool = False,
     ):
         self.population_file = population_file  # the swarm's saved population: loaded, saved after each evolution
         self.fresh = fresh  # start from a random population (and save over the file)
@@ -65,16 +73,27 @@ class LocalNetwork:
         self.log_path: str | None = None
         self._process: subprocess.Popen | None = None
         self.token = auth.new_token()
-        self.token_file: str | None = None
+        self.share_token = share_token
+        self.token_file: str | None = None  # with share_token: the token for other processes
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self) -> LocalNetwork:
-        self.token_file = self.token_file or auth.write_token_file(self.token)
+        remove_stale_token_files()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         command = [sys.executable, "-c", CHILD_ENTRY, "--agent", self.agent, "--models", str(self.models)]
-        command += ["--token-file", self.token_file]
+        if self.share_token:
+            self.token_file = write_token_file(self.token)
+            command += ["--remove-on-exit", self.token_file]
         if self.seed is not None:
             command += ["--seed", str(self.seed)]
         if self.population_file is not None:
@@ -84,13 +103,15 @@ class LocalNetwork:
             self._process = process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
             )
+        if process.stdin is not None:  # it is: a pipe, whose first line is the token
+            process.stdin.write(self.token + "\n")
+            process.stdin.flush()
         line = self._read_ready_line(process.stdout) if process.stdout is not None else ""
+        if line.startswith(FAILED):
+            raise NetworkStartError(line[len(FAILED) :].strip())
         if not line.startswith(READY):
-            log_path = self.log_path
-            self.stop()
-            raise NetworkStartError(f"the embedded network did not start (see {log_path})")
+            raise NetworkStartError(f"the embedded network did not start (see {self.log_path})")
         self.port = int(line.split()[1])
-        return self
 
     def _read_ready_line(self, stdout: IO[str]) -> str:
         """The child's first line, or "" when none came within ``startup_timeout`` s."""
@@ -103,17 +124,14 @@ class LocalNetwork:
     def stop(self) -> None:
         process, self._process = self._process, None
         if self.token_file is not None:
-            try:
-                os.unlink(self.token_file)
-            except OSError:
-                pass
+            _remove(self.token_file)
             self.token_file = None
         if process is None:
             return
         try:
             if process.stdin is not None:  # it is: a pipe (the child exits when it closes)
                 process.stdin.close()
-            clean = process.wait(timeout=5) == 0
+            clean = process.wait(timeout=5) in (0, 1)  # 1: it said why in its FAILED line
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
@@ -130,6 +148,49 @@ class LocalNetwork:
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+
+def write_token_file(token: str) -> str:
+    """A new 0600 file holding ``token``, named after this process (see remove_stale_token_files)."""
+    handle, path = tempfile.mkstemp(prefix=f"{TOKEN_FILE_PREFIX}{os.getpid()}-")  # mkstemp makes it 0600
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    return path
+
+
+def remove_stale_token_files() -> None:
+    """Remove this user's token files whose owning process is gone (both killed at once, -9)."""
+    folder = tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(folder) if name.startswith(TOKEN_FILE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(TOKEN_FILE_PREFIX) :].split("-", 1)[0]
+        path = os.path.join(folder, name)
+        try:
+            if not owner.isdigit() or os.lstat(path).st_uid != os.getuid() or _running(int(owner)):
+                continue
+        except OSError:
+            continue
+        _remove(path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's (never removed) or not a pid at all
+    return True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _start_agents(
@@ -149,17 +210,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT)
     parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--token-file")
+    parser.add_argument("--remove-on-exit", metavar="FILE", help="the shared token file, removed when this exits")
     parser.add_argument("--load", help="population file to start from, when it exists")
     parser.add_argument("--save", help="population file written after every evolution")
     args = parser.parse_args(argv)
-    token = auth.read_token_file(args.token_file) if args.token_file else None
+    try:
+        _serve(args, sys.stdin.readline().strip())  # the first line of the pipe is the token
+    finally:
+        if args.remove_on_exit:  # the parent may be gone (kill -9): nobody else would remove it
+            _remove(args.remove_on_exit)
+    os._exit(0)  # daemon listener threads need no join
+
+
+def _serve(args: argparse.Namespace, token: str) -> None:
+    """Run the broker and agents until the parent closes the pipe or dies."""
+    if not token:  # the parent went away before it said the token
+        return
     auth.use_token(token)  # the agents present it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()
-    agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
+    try:
+        agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
+    except ValueError as error:  # a bad population file: said in one line, the parent shows it
+        broker.stop()
+        print(f"{FAILED} {' '.join(str(error).split())}", flush=True)
+        if args.remove_on_exit:
+            _remove(args.remove_on_exit)
+        os._exit(1)
     print(f"{READY} {broker.port}", flush=True)
     try:
         sys.stdin.read()  # until the parent closes the pipe or dies
@@ -168,7 +247,6 @@ def main(argv: list[str] | None = None) -> None:
     for agent in agents:
         agent.close()
     broker.stop()
-    os._exit(0)  # daemon listener threads need no join
 
 
 if __name__ == "__main__":

@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from cartpole_tui.env.paths import default_db_path
+from cartpole_tui.env.paths import NotRegularFile, default_db_path, open_regular
 from cartpole_tui.env.swarm.policy import N_WEIGHTS
 
 FORMAT = "cartpole-tui population 1"
+MAX_MODELS = 10_000  # rows a file may hold (60 MB of weights); a swarm uses its first --models rows
+MAX_GENERATION = 10**12  # far beyond any run, far below int64's end (each evolution adds one)
+REAL_KINDS = "fiub"  # float, int, unsigned, bool dtypes; never complex, string or object
 
 
 @dataclass(frozen=True)
@@ -58,23 +63,71 @@ def save(path: str, population: SavedPopulation) -> None:
 
 
 def load(path: str) -> SavedPopulation:
-    """Read and check a population file; ValueError saying what is wrong with it."""
+    """Read and check a population file; ValueError (one line naming the file) saying what is
+    wrong with it. Each array's header is checked before its data is read, so a file that
+    claims a huge shape or inflates on decompression is refused without allocating it."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            weights = np.array(data["weights"], dtype=np.float64)
-            generation = int(data["generation"]) if "generation" in data else 0
-            seed = int(data["seed"]) if "seed" in data else -1
-    except (OSError, KeyError, ValueError, EOFError) as error:
-        raise ValueError(f"{path}: not a population file ({error})") from None
+        with open_regular(path) as file, zipfile.ZipFile(file) as archive:
+            weights = _read(archive, "weights", "weights").astype(np.float64)
+            generation = _integer(archive, "generation", 0, MAX_GENERATION)
+            seed = _integer(archive, "seed", -1, 2**63 - 1)
+    except NotRegularFile:
+        raise ValueError(f"{path}: not a population file (not a regular file)") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or _one_line(error)})") from None
+    except (EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
+        raise ValueError(f"{path}: not a population file ({_one_line(error)})") from None
     if weights.ndim == 1:
         weights = weights[None, :]  # one published model's vector
-    if weights.ndim != 2 or weights.shape[1] != N_WEIGHTS or len(weights) < 1:
-        raise ValueError(f"{path}: weights must be (models, {N_WEIGHTS}), got {weights.shape}")
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"{path}: weights must be finite numbers")
-    if generation < 0:
-        raise ValueError(f"{path}: generation must be ≥ 0, got {generation}")
     return SavedPopulation(weights, generation, None if seed < 0 else seed)
+
+
+def _read(archive: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
+    """The array stored as ``key``; ValueError when its header is not what a population holds."""
+    try:
+        member = archive.getinfo(f"{key}.npy")
+    except KeyError:
+        raise ValueError(f"no {what!r} array") from None
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{what}: unsupported .npy version {version}")
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(stream)
+        if dtype.kind not in REAL_KINDS or dtype.itemsize > 8:
+            raise ValueError(f"{what}: must be real numbers, got dtype {dtype}")
+        if key == "weights":
+            _check_weights_shape(shape)
+        elif shape != ():
+            raise ValueError(f"{what}: must be one number, got shape {shape}")
+        count = int(np.prod(shape, dtype=np.int64))
+        data = stream.read(count * dtype.itemsize + 1)  # one byte more tells a longer member
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"{what}: {len(data)} bytes of data for shape {shape}")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _check_weights_shape(shape: tuple[int, ...]) -> None:
+    rows = shape[0] if len(shape) == 2 else 1
+    if len(shape) not in (1, 2) or shape[-1] != N_WEIGHTS or not 1 <= rows <= MAX_MODELS:
+        raise ValueError(f"weights must be (models, {N_WEIGHTS}) with 1 to {MAX_MODELS} models, got {shape}")
+
+
+def _integer(archive: zipfile.ZipFile, key: str, low: int, high: int) -> int:
+    """The whole number stored as ``key`` (``low`` when absent), within [low, high]."""
+    if f"{key}.npy" not in archive.namelist():
+        return low
+    value = _read(archive, key, key)[()]
+    if not float(value).is_integer() or not low <= value <= high:
+        raise ValueError(f"{key} must be a whole number from {low} to {high}, got {value}")
+    return int(value)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def fit(weights: np.ndarray, models: int) -> np.ndarray:

@@ -12,7 +12,6 @@ import ipaddress
 import os
 import secrets
 import stat
-import tempfile
 
 from cartpole_tui.env import defaults
 
@@ -54,14 +53,6 @@ def read_token_file(path: str) -> str:
             '(e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
         )
     return token
-
-
-def write_token_file(token: str, directory: str | None = None) -> str:
-    """A new file holding ``token``, mode 0600; returns its path (the caller removes it)."""
-    handle, path = tempfile.mkstemp(prefix="cartpole-tui-token-", dir=directory)  # mkstemp makes it 0600
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(token + "\n")
-    return path
 
 
 def new_token() -> str:

@@ -6,22 +6,29 @@ second); what the tests read is the terminal as the page shows it (xterm.js's bu
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import functools
+import http.server
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bench.web import CHROMIUM_ARGS, SCREEN_JS, expose_xterm
+from cartpole_tui.env import defaults
 
-from conftest import free_port, wait_for
+from conftest import free_port, polls, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (.ci/run installs it)")
@@ -49,29 +56,36 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 class Served:
     url: str
     folder: Path  # the server's working directory
+    process: subprocess.Popen
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`cartpole-tui serve` on a free port; yields its address."""
-    folder = tmp_path_factory.mktemp("serve")
+@contextmanager
+def serving(folder: Path, *options: str):
+    """`cartpole-tui serve OPTIONS…` on a free port in ``folder``; yields its address and process."""
     token_file = folder / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     port = free_port()
     log = open(folder / "serve.log", "w")  # noqa: SIM115 - open for the server's whole life
-    command = [str(APP), "serve", "--port", str(port), "--agent", "random", "--seed", "3"]
+    command = [str(APP), "serve", "--port", str(port), "--agent", "random", "--seed", "3", *options]
     command += ["--db", str(folder / "runs.sqlite3"), "--token-file", str(token_file)]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: process.poll() is not None or status_of(base + "/") == 401, 60, "serve to answer")
         assert process.poll() is None, (folder / "serve.log").read_text()
-        yield Served(base, folder)
+        yield Served(base, folder, process)
     finally:
         process.terminate()
         process.wait(20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`cartpole-tui serve` on a free port; yields its address."""
+    with serving(tmp_path_factory.mktemp("serve")) as served:
+        yield served
 
 
 @pytest.fixture
@@ -151,6 +165,157 @@ async def test_export_arrives_in_the_browser_as_a_csv_download(server, browser):
     rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
     assert rows and {row["state"] for row in rows} >= {"done"} and rows[0]["score"]
     assert not list(server.folder.glob("cartpole-runs-*.csv"))  # nothing left in the server's directory
+
+
+COOKIE = f"cartpole_tui_token={TOKEN}"
+
+
+@contextmanager
+def another_site_page():
+    """A page on another port of 127.0.0.1: same-site for the browser, so it carries serve's cookie."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.devnull)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as other:
+        thread = threading.Thread(target=other.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{other.server_address[1]}/"
+        finally:
+            other.shutdown()
+
+
+OPEN_SOCKET_JS = """url => new Promise(done => {
+    const socket = new WebSocket(url);
+    socket.onopen = () => { socket.close(); done("open"); };
+    socket.onerror = () => done("refused");
+})"""
+
+
+async def test_a_page_on_another_port_cannot_open_the_control_room(server, browser):
+    await open_control_room(browser, server)  # the browser holds the cookie now
+    socket_url = server.url.replace("http:", "ws:") + "/ws"
+    page = await browser.new_page()
+    with another_site_page() as elsewhere:
+        await page.goto(elsewhere)  # a 404 page, but its origin is http://127.0.0.1:OTHER
+        assert await page.evaluate(OPEN_SOCKET_JS, socket_url) == "refused"
+    mine = await browser.new_page()
+    await mine.goto(server.url + "/")
+    assert await mine.evaluate(OPEN_SOCKET_JS, socket_url) == "open"  # the same call from its own page
+
+
+async def socket_status(url: str, origin: str | None, query: str = "") -> int:
+    """The HTTP status a websocket handshake to serve gets (101 when it opens; closed at once)."""
+    import aiohttp
+
+    headers = {"Cookie": COOKIE, **({"Origin": origin} if origin else {})}
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(f"{url}/ws{query}", headers=headers):
+                return 101
+        except aiohttp.WSServerHandshakeError as error:
+            return error.status
+
+
+async def test_the_websocket_opens_only_from_the_public_origin(server):
+    assert await socket_status(server.url, "http://127.0.0.1:1") == 403
+    assert await socket_status(server.url, "http://localhost:" + server.url.rsplit(":", 1)[1]) == 403
+    assert await socket_status(server.url, None) == 403
+    assert await socket_status(server.url, "null") == 403
+    assert await socket_status(server.url, server.url) == 101
+
+
+def test_every_response_forbids_framing_referrers_and_inline_script(server):
+    for path, cookie in (("/", COOKIE), ("/page.js", COOKIE), ("/static/js/textual.js", COOKIE), ("/", None)):
+        request = urllib.request.Request(server.url + path, headers={"Cookie": cookie} if cookie else {})
+        try:
+            response = urllib.request.urlopen(request, timeout=5)
+        except urllib.error.HTTPError as error:  # the 401 without a cookie
+            response = error
+        headers = response.headers
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert headers["Referrer-Policy"] == "no-referrer", path
+        policy = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy, path
+        assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0], path
+
+
+def control_rooms(serve: subprocess.Popen) -> list[int]:
+    """Process ids of the control rooms (``--no-env`` visits) serve has started."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [serve.pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                command = (Path("/proc") / str(child) / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"--no-env" in command and Path(command[0].decode()).name.startswith("python"):
+                found.append(child)
+    return found
+
+
+def terminal_of(pid: int) -> tuple[int, int]:
+    environment = dict(
+        line.split(b"=", 1) for line in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0") if b"=" in line
+    )
+    return int(environment[b"COLUMNS"]), int(environment[b"ROWS"])
+
+
+async def test_a_session_asking_for_a_huge_terminal_gets_a_bounded_one(server):
+    import aiohttp
+
+    before = set(control_rooms(server.process))
+    headers = {"Cookie": COOKIE, "Origin": server.url}
+    async with aiohttp.ClientSession() as session:
+        url = f"{server.url}/ws?width=100000&height=100000"
+        async with session.ws_connect(url, headers=headers):
+            new = wait_for(lambda: set(control_rooms(server.process)) - before, 30, "the session's control room")
+            assert terminal_of(new.pop()) == (defaults.SERVE_MAX_COLUMNS, defaults.SERVE_MAX_ROWS)
+
+
+async def test_a_resize_to_a_huge_terminal_is_clamped(server):
+    import aiohttp
+
+    headers = {"Cookie": COOKIE, "Origin": server.url}
+    url = f"{server.url}/ws?width=80&height=24"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers) as socket:
+        await socket.send_json(["resize", {"width": 10**6, "height": 10**6}])
+        rows: set[int] = set()
+
+        async def drawn_rows() -> None:  # until a frame reaches past the first screen's 24 rows
+            async for message in socket:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    rows.update(int(row) for row in re.findall(rb"\x1b\[(\d+);\d+H", message.data))
+                if max(rows, default=0) >= defaults.SERVE_MAX_ROWS:
+                    return
+
+        await asyncio.wait_for(drawn_rows(), 30)
+        assert max(rows) == defaults.SERVE_MAX_ROWS
+
+
+async def test_sessions_past_the_limit_get_a_page_that_says_it_is_full(tmp_path):
+    import aiohttp
+
+    with serving(tmp_path, "--max-sessions", "2") as served:
+        headers = {"Cookie": COOKIE, "Origin": served.url}
+        async with aiohttp.ClientSession() as session:
+            first = await session.ws_connect(f"{served.url}/ws", headers=headers)
+            second = await session.ws_connect(f"{served.url}/ws", headers=headers)
+            assert await socket_status(served.url, served.url) == 503
+            async with session.get(served.url + "/", headers={"Cookie": COOKIE}) as page:
+                assert page.status == 503 and "full" in await page.text()
+            wait_for(lambda: len(control_rooms(served.process)) == 2, 30, "two control rooms")
+            await first.close()
+            for _ in polls(lambda: status_of(served.url + "/", cookie=COOKIE) == 200, 30, "a session to free up"):
+                await asyncio.sleep(0.05)
+            assert await socket_status(served.url, served.url) == 101
+            await second.close()
 
 
 def test_the_token_is_printed_once_and_never_logged(server):

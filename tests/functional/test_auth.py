@@ -179,7 +179,7 @@ def test_a_trusted_cidr_admits_unmodified_swergio_clients_without_a_token():
 
 
 def test_the_embedded_network_refuses_a_stranger_and_admits_its_own_session():
-    network = LocalNetwork(agent="random", seed=1).start()
+    network = LocalNetwork(agent="random", seed=1, share_token=True).start()  # the file serve shares
     try:
         assert os.stat(network.token_file).st_mode & 0o777 == 0o600
         intruder = stranger(network.port, protocol.CONTROL, protocol.start_run(3, False))

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from cartpole_tui.env.wire import auth, protocol
-from cartpole_tui.env.wire.admission import Admission, strip_token
+from cartpole_tui.env.wire.admission import Admission
+from cartpole_tui.env.wire.framing import signed
 
 TOKEN = "s3cret-token"
 
@@ -37,18 +38,19 @@ def test_with_a_token_only_trusted_networks_are_admitted_on_arrival():
 )
 def test_a_first_message_without_the_token_is_refused_and_counted(first, reason):
     door = Admission(TOKEN, ())
-    assert door.refusal(first) == reason and door.refused == 1
+    assert door.refusal("127.0.0.1", first, 0.0) == reason and door.refused == 1
     assert TOKEN not in reason
 
 
 def test_a_register_with_the_token_admits():
     door = Admission(TOKEN, ())
-    assert door.refusal(register(TOKEN=TOKEN)) is None and door.refused == 0
+    assert door.refusal("127.0.0.1", register(TOKEN=TOKEN), 0.0) is None and door.refused == 0
 
 
 def test_the_token_goes_no_further_than_the_broker():
     message = register(TOKEN=TOKEN)
-    frame = strip_token(message, "model")
+    frame = signed(protocol.frame_bytes(protocol.encode_body(message)), message, "model", 1 << 20)
+    assert frame is not None
     passed_on = json.loads(frame[protocol.HEADER_LENGTH :])
     assert auth.TOKEN_KEY not in message and auth.TOKEN_KEY not in passed_on
     assert passed_on["SENT_BY"] == "model" and passed_on["NAME"] == "model"

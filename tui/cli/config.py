@@ -22,6 +22,8 @@ from pathlib import Path
 
 import platformdirs
 
+from cartpole_tui.env.paths import open_regular
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -38,6 +40,8 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "theme": ((str,), "a string (a theme name)"),
 }
 PATH_KEYS = ("token_file", "db")
+MAX_BYTES = 64 * 1024  # a config file holds a few lines
+MAX_DOTS_A_LINE = 100  # a key of 32,000 dotted parts costs tomllib 20 s; no real line has 100 dots
 
 
 class ConfigError(ValueError):
@@ -87,15 +91,15 @@ def load(path: Path | None = None, checks: dict[str, Callable] | None = None) ->
     argparse's types do); a missing file is an empty Config."""
     path = path or config_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read(path)
     except FileNotFoundError:
         return Config(path)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config {path}: {getattr(error, 'strerror', None) or 'not UTF-8 text'}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config {path}: not valid TOML: {error}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(f"config {path}: not valid TOML: nested too deep") from None
     config = Config(path, {}, text)
     for key, value in data.items():
         if key not in KEYS:
@@ -107,6 +111,30 @@ def load(path: Path | None = None, checks: dict[str, Callable] | None = None) ->
     for key, check in (checks or {}).items():
         config.get(key, check)
     return config
+
+
+def _read(path: Path) -> str:
+    """The file's text; FileNotFoundError when there is none, ConfigError (one line) when it
+    cannot be a config file: not a regular file (a FIFO would block), too large, not UTF-8,
+    or a line whose keys tomllib would take seconds over (its cost grows with the square of
+    a dotted key's parts)."""
+    try:
+        with open_regular(str(path)) as file:
+            data = file.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ConfigError(f"config {path}: {error.strerror or 'not a regular file'}") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"config {path}: larger than {MAX_BYTES // 1024} KiB: not a config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path}: not UTF-8 text") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.count(".") > MAX_DOTS_A_LINE:
+            raise ConfigError(f"config {path}, line {number}: more than {MAX_DOTS_A_LINE} dots: not a config line")
+    return text
 
 
 def save_value(path: Path, key: str, value: str) -> None:

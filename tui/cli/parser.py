@@ -322,6 +322,14 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     web = _command(sub, "serve", serve.serve, "the control room in a browser, one network for every visitor", parents)
     _bind_options(web, defaults.SERVE_PORT)
     web.add_argument("--public-url", metavar="URL", help="the address browsers use (default http://HOST:PORT)")
+    web.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=defaults.SERVE_MAX_SESSIONS,
+        metavar="N",
+        help="browser sessions open at once, each a control room process; more get a page saying it is full "
+        f"(default {defaults.SERVE_MAX_SESSIONS})",
+    )
 
 
 COMMANDS = (add_run, add_evolve, add_env, add_export, add_swarm, add_broker, add_serve)

@@ -5,12 +5,19 @@ network (the embedded one started here, or ``--connect``'s) with ``--no-env`` an
 ``--db``: the environment runs once, in its own process, and writes that history; every tab
 follows its runs (RUN_STARTED, RUN_STATE) and reads the file, so a run started in one tab is
 the run every tab shows, and a tab that closes ends nothing. A visit needs the token
-(``?token=`` once, then a cookie): the page, its websocket, its downloads and its static files answer 401 without it.
+(``?token=`` once, then a cookie): the page, its websocket, its downloads and its static files
+answer 401 without it.
+
+The browser's own defences are asked for too: the websocket opens only from the page's own
+Origin (a page on another port of this host is same-site and would carry the cookie), every
+response forbids framing and inline script, and the sessions (``--max-sessions``) and their
+terminal size (``defaults.SERVE_MAX_COLUMNS`` x ``SERVE_MAX_ROWS``) are bounded.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import logging
 import os
@@ -21,7 +28,9 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import MEMORY
 from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError
@@ -29,6 +38,7 @@ from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.cli.errors import CommandError
 
+log = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent.parent / "web"
 COOKIE = "cartpole_tui_token"
 ENV_START_TIMEOUT = 30.0
@@ -64,15 +74,87 @@ def token_middleware(token: str):
     return check
 
 
-def make_server(command: str, host: str, port: int, public_url: str, title: str, token: str):
-    """A textual-serve Server that checks the token on every route and serves our page and favicon."""
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an address, as a browser sends it in ``Origin``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def security_headers(origin: str) -> dict[str, str]:
+    """What every page and file carries: no framing, no referrer, scripts only from this server."""
+    socket_origin = "ws" + origin.removeprefix("http")  # http→ws, https→wss
+    policy = "; ".join(
+        (
+            f"default-src 'self' {origin}",
+            f"script-src 'self' {origin}",
+            # xterm.js positions its cells with inline styles
+            f"style-src 'self' {origin} 'unsafe-inline'",
+            f"img-src 'self' {origin} data:",
+            f"font-src 'self' {origin} data:",
+            f"connect-src 'self' {origin} {socket_origin}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
+    return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+
+
+def terminal_size(width: object, height: object) -> tuple[int, int] | None:
+    """A page's terminal size clamped to what a session may use; None when it is not two numbers."""
+    try:
+        columns, rows = int(width), int(height)  # type: ignore[call-overload]  # checked by the except
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(1, min(columns, defaults.SERVE_MAX_COLUMNS)), max(1, min(rows, defaults.SERVE_MAX_ROWS))
+
+
+FULL_PAGE = (
+    "<!DOCTYPE html><html><head><title>cartpole-tui: full</title></head><body>"
+    "<p>This control room is full: {sessions} sessions are open (--max-sessions). "
+    "Close a tab that shows it, or try again later.</p></body></html>"
+)
+
+
+def make_server(
+    command: str,
+    host: str,
+    port: int,
+    public_url: str,
+    title: str,
+    token: str,
+    max_sessions: int = defaults.SERVE_MAX_SESSIONS,
+):
+    """A textual-serve Server that checks the token on every route, the Origin of its websocket,
+    caps its sessions and their size, and serves our page, its script and favicon."""
     from aiohttp import web
+    from textual_serve.app_service import AppService
     from textual_serve.server import Server
+
+    origin = origin_of(public_url)
+    headers = security_headers(origin)
 
     async def favicon(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB / "favicon.svg")
 
+    async def page_script(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB / "page.js", headers={"Content-Type": "text/javascript"})
+
+    async def add_headers(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    class SizedAppService(AppService):
+        """A session whose terminal is never larger than SERVE_MAX_COLUMNS x SERVE_MAX_ROWS."""
+
+        async def set_terminal_size(self, width: int, height: int) -> None:
+            size = terminal_size(width, height)
+            if size is not None:
+                await super().set_terminal_size(*size)
+
     class TokenServer(Server):
+        sessions = 0  # websockets open, each with its control room process
+
         def initialize_logging(self) -> None:
             super().initialize_logging()
             # aiohttp's access log would print every request line, the token in ?token=… with it.
@@ -84,8 +166,54 @@ def make_server(command: str, host: str, port: int, public_url: str, title: str,
         async def _make_app(self) -> web.Application:  # textual-serve has no public hook for auth
             app = await super()._make_app()
             app.middlewares.append(token_middleware(token))
+            app.on_response_prepare.append(add_headers)
             app.router.add_get("/favicon.svg", favicon)
+            app.router.add_get("/page.js", page_script)
             return app
+
+        def full(self) -> web.Response:
+            return web.Response(status=503, text=FULL_PAGE.format(sessions=self.sessions), content_type="text/html")
+
+        async def handle_index(self, request: web.Request):
+            if self.sessions >= max_sessions:
+                return self.full()
+            return await super().handle_index(request)
+
+        async def handle_websocket(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
+            # A page on another port of this host is same-site: the browser sends it our cookie.
+            if request.headers.get("Origin", "").lower() != origin:
+                raise web.HTTPForbidden(text="403: this control room is opened from its own page only\n")
+            if self.sessions >= max_sessions:
+                return self.full()
+            size = terminal_size(request.query.get("width", 80), request.query.get("height", 24)) or (80, 24)
+            self.sessions += 1
+            websocket = web.WebSocketResponse(heartbeat=15)
+            service: AppService | None = None
+
+            async def close() -> None:
+                await websocket.close()
+
+            try:  # textual-serve's handler, with the size clamped and the session counted
+                await websocket.prepare(request)
+                service = SizedAppService(
+                    self.command,
+                    write_bytes=websocket.send_bytes,
+                    write_str=websocket.send_str,
+                    close=close,
+                    download_manager=self.download_manager,
+                    debug=self.debug,
+                )
+                await service.start(*size)
+                await self._process_messages(websocket, service)
+            except asyncio.CancelledError:
+                await websocket.close()
+            except Exception as error:
+                log.warning("a session ended on an error: %s", error)
+            finally:
+                if service is not None:
+                    await service.stop()
+                self.sessions -= 1
+            return websocket
 
     return TokenServer(command, host=host, port=port, title=title, public_url=public_url, templates_path=WEB)
 
@@ -117,6 +245,7 @@ def served_network(args: argparse.Namespace):
                     agent=args.agent,
                     # what the swarm learned is kept with the run history, as in the terminal
                     population_file=beside_history(args.db) if args.agent == "swarm" else None,
+                    share_token=True,  # every visit and the environment join with it
                 ).start()
             except NetworkStartError as error:
                 raise CommandError(str(error)) from None
@@ -178,6 +307,7 @@ def serve(args: argparse.Namespace) -> int:
             url,
             f"cartpole-tui — connected to {address}",
             web_token,
+            args.max_sessions,
         )
         print(f"cartpole-tui serve: the control room of {address} at {url}/?token={web_token}", flush=True)
         try:
