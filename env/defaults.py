@@ -16,6 +16,18 @@ ENV_ID = "CartPole-v1"
 SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
 EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)
 
+# --- limits --------------------------------------------------------------------------------
+# What a number a user or a peer gives may be, held here only: the command line's option types
+# (tui/cli/arguments.py), the app's episodes field and the environment's start (env/wire/protocol.py,
+# batch.py) all check against these, so a value one of them takes is never refused by another.
+EPISODES_MAX = 1_000_000  # episodes one run may ask for: --episodes, --train, --eval, the field, NR_OF_EPISODE
+SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seed range: seeds are 0..SEED_MAX
+PARALLEL_MAX = 1024  # instances of one vectorised run: --parallel, PARALLEL
+MODELS_MAX = 1000  # models of the built-in swarm: --models (a population report of more is not ours)
+ROUNDS_MAX = 10_000  # rounds of a schedule: --rounds
+RUN_NUMBER_MAX = 2**63 - 1  # a run's number in the history (SQLite's INTEGER): export --run
+FRAME_MIN, FRAME_MAX = 1024, 2**30  # bytes a broker's largest frame may be set to: --max-frame
+
 # --- the built-in swarm ------------------------------------------------------------------
 MODELS = 20  # the published network's hard-coded population size
 AGENT = "swarm"  # or "random"
@@ -33,7 +45,6 @@ CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts wi
 
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
-EPISODES_MAX = 1_000_000  # the most episodes one run may ask for (the app refuses more)
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker

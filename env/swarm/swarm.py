@@ -57,8 +57,10 @@ class Swarm:
             raise ValueError(f"--only must be one of {', '.join(PARTS)}, got {only!r}")
         if save is not None and only not in (None, "evolution"):
             raise ValueError("--save writes what our evolution makes: not with --only models or aggregation")
-        if models < 1:
-            raise ValueError(f"models must be >= 1, got {models}")
+        if not 1 <= models <= defaults.MODELS_MAX:
+            raise ValueError(f"models must be 1..{defaults.MODELS_MAX}, got {models}")
+        if seed is not None and not 0 <= seed <= defaults.SEED_MAX:
+            raise ValueError(f"seed must be 0..{defaults.SEED_MAX}, got {seed}")
         seeds: list[int | None] = [None] * 3
         if seed is not None:
             seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]

@@ -18,13 +18,14 @@ import binascii
 
 import numpy as np
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 
 COMMAND_CUSTOM = "COMMAND/CUSTOM"
 BATCH = "BATCH"  # in REGISTER: true; in batch messages: the run's instance count
 CENSUS = "CENSUS"
 CENSUS_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
-MAX_INSTANCES = 1024
+MAX_INSTANCES = defaults.PARALLEL_MAX
 
 
 def census_request() -> dict:

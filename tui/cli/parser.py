@@ -19,14 +19,13 @@ from typing import Any, NoReturn
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
 from cartpole_tui.env.wire import auth, protocol
-from cartpole_tui.tui.cli import commands, config, serve
+from cartpole_tui.tui.cli import arguments, commands, config, serve
 from cartpole_tui.tui.cli.arguments import (
     address,
     cidr,
     instances,
     nats_servers,
     port_number,
-    positive_int,
     redraw_rate,
     seconds,
 )
@@ -126,7 +125,12 @@ def no_env_option() -> argparse.ArgumentParser:
 
 
 def seed_option() -> argparse.ArgumentParser:
-    return _option(None, "--seed", type=int, help="seed for the environment and the built-in agents")
+    return _option(
+        None,
+        "--seed",
+        type=arguments.seed,
+        help=f"seed for the environment and the built-in agents ({arguments.allowed(0, defaults.SEED_MAX)})",
+    )
 
 
 def agent_option() -> argparse.ArgumentParser:
@@ -143,7 +147,7 @@ def models_option() -> argparse.ArgumentParser:
     return _option(
         "built-in agents",
         "--models",
-        type=positive_int,
+        type=arguments.models,
         default=defaults.MODELS,
         help=f"models in the built-in swarm (default {defaults.MODELS})",
     )
@@ -199,7 +203,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--episodes",
-        type=positive_int,
+        type=arguments.episodes,
         default=defaults.EPISODES,
         help=f"episodes in the run (default {defaults.EPISODES})",
     )
@@ -217,13 +221,15 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="rounds of (train, evaluate deterministically, evolve) instead of one run",
     )
-    schedule.add_argument("--rounds", type=positive_int, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds")
     schedule.add_argument(
-        "--train", type=positive_int, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
+        "--rounds", type=arguments.rounds, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds"
+    )
+    schedule.add_argument(
+        "--train", type=arguments.episodes, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
     )
     schedule.add_argument(
         "--eval",
-        type=positive_int,
+        type=arguments.episodes,
         default=defaults.SCHEDULE_EVALUATE,
         dest="evaluate",
         help="schedule: deterministic evaluation episodes a round",
@@ -249,7 +255,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     export = _command(sub, "export", commands.export, "write run history as CSV or JSON", [history_option()])
     export.add_argument(
         "--run",
-        type=positive_int,
+        type=arguments.run_number,
         action="append",
         metavar="N",
         dest="runs",
@@ -280,7 +286,10 @@ def add_broker(sub: argparse._SubParsersAction) -> None:
     broker = _command(sub, "broker", commands.broker, "the broker alone", [token_option()])
     _bind_options(broker, defaults.PORT)
     broker.add_argument(
-        "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
+        "--max-frame",
+        type=arguments.frame_bytes,
+        default=protocol.DEFAULT_MAX_FRAME,
+        help="largest frame accepted, in bytes",
     )
     broker.add_argument(
         "--trust",
