@@ -23,13 +23,13 @@ def whole_number(low: int, high: int, what: str = "") -> Callable[[str], int]:
 
     def check(text: str) -> int:
         expected = f"expected {what or 'a whole number'} {allowed(low, high)}"
+        given = text if len(text) <= 40 else f"{text[:40]}…"
         try:
             value = int(text)
         except ValueError:  # also a number of more than 4,300 digits
-            raise argparse.ArgumentTypeError(f"{expected}, got {text[:40]!r}") from None
+            raise argparse.ArgumentTypeError(f"{expected}, got {given!r}") from None
         if not low <= value <= high:
-            shown = f"{value:,}" if abs(value) < 10**30 else f"{text[:40]}…"
-            raise argparse.ArgumentTypeError(f"{expected}, got {shown}")
+            raise argparse.ArgumentTypeError(f"{expected}, got {f'{value:,}' if abs(value) < 10**30 else given}")
         return value
 
     check.__name__ = what or "whole number"  # argparse names the type in some messages
