@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,6 +25,20 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def only_json(stdout: str) -> dict:
+    """The one strict JSON object that is the whole of ``stdout`` (as `| jq` would read it)."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads(stdout, parse_constant=refuse)  # the whole text, not its last line
+    assert isinstance(report, dict) and stdout.endswith("}\n") and stdout.count("\n") == 1, stdout
+    if shutil.which("jq"):
+        piped = subprocess.run(["jq", "-e", 'type == "object"'], input=stdout, capture_output=True, text=True)
+        assert piped.returncode == 0, piped.stderr
+    return report
+
+
 def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -> None:
     assert result.returncode == code, result
     lines = result.stderr.strip().splitlines()
@@ -33,10 +49,10 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["run", "--episodes", "0"], "whole number >= 1"),
-        (["run", "--episodes", "ten"], "whole number >= 1"),
-        (["run", "--parallel", "0"], "whole number >= 1"),
-        (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "at most 1024"),
+        (["run", "--episodes", "0"], "whole number 1–1,000,000, got 0"),
+        (["run", "--episodes", "ten"], "whole number 1–1,000,000, got 'ten'"),
+        (["run", "--parallel", "0"], "instances 1–1,024"),
+        (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "instances 1–1,024"),
         (["run", "--connect", "localhost"], "HOST:PORT"),
         (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
         (["evolve"], "--connect"),
@@ -50,6 +66,36 @@ def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     one_clear_line(cli(*args), 2, words)
+
+
+SEEDS = "0–4,294,967,295"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "--episodes", "2000000000"], "--episodes: expected a whole number 1–1,000,000, got 2,000,000,000"),
+        (["run", "--schedule", "--seed", "99999999999999999999"], f"--seed: expected a whole number {SEEDS}"),
+        (["run", "--seed", "-1"], f"--seed: expected a whole number {SEEDS}, got -1"),
+        (["env", "--connect", "127.0.0.1:8080", "--seed", "-1"], f"--seed: expected a whole number {SEEDS}"),
+        (["swarm", "--connect", "127.0.0.1:8080", "--seed", "4294967296"], f"--seed: expected a whole number {SEEDS}"),
+        (["--seed", "-5"], f"--seed: expected a whole number {SEEDS}"),
+        (["run", "--schedule", "--rounds", "0"], "--rounds: expected a whole number 1–10,000"),
+        (["run", "--schedule", "--rounds", "10001"], "--rounds: expected a whole number 1–10,000"),
+        (["run", "--schedule", "--train", "1000001"], "--train: expected a whole number 1–1,000,000"),
+        (["run", "--schedule", "--eval", "0"], "--eval: expected a whole number 1–1,000,000"),
+        (["run", "--parallel", "1025"], "--parallel: expected a number of instances 1–1,024"),
+        (["run", "--models", "1001"], "--models: expected a number of models 1–1,000"),
+        (["export", "--run", "0"], "--run: expected a run number 1–9,223,372,036,854,775,807"),
+        (["broker", "--max-frame", "10"], "--max-frame: expected a frame size in bytes 1,024–1,073,741,824"),
+        (["run", "--episodes", "9" * 5000], "--episodes: expected a whole number 1–1,000,000"),
+    ],
+)
+def test_edge_values_are_usage_errors_at_once_naming_the_range(args, words):
+    started = time.monotonic()
+    result = cli(*args, timeout=60)
+    one_clear_line(result, 2, words)
+    assert time.monotonic() - started < 20  # at once: nothing started (it used to wait 60 s or hang)
 
 
 def test_unreachable_broker_is_one_line_and_exit_1():
@@ -67,7 +113,7 @@ def test_run_json_on_the_embedded_network_is_recorded(tmp_path):
     db = tmp_path / "runs.sqlite3"
     result = cli("run", "--episodes", "5", "--json", "--agent", "random", "--seed", "3", "--db", str(db))
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = only_json(result.stdout)
     assert report["episodes"] == 5 and len(report["scores"]) == 5
     assert report["avg_score"] == pytest.approx(sum(report["scores"]) / 5)
     with sqlite3.connect(db) as connection:
@@ -118,12 +164,12 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
         ":memory:",
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    report = json.loads(lines[-1])
+    report = only_json(result.stdout)  # the curve went to stderr: `| jq` reads the whole output
     assert [r["round"] for r in report["rounds"]] == [1, 2] and "final_eval_avg" in report
     assert all("train_avg" in r and "eval_avg" in r and "train_seconds" in r for r in report["rounds"])
-    curve = [line for line in lines if "episode" in line and "mean100" in line]
+    curve = [line for line in result.stderr.splitlines() if "episode" in line and "mean100" in line]
     assert len(curve) >= 2 * (4 + 2)
+    assert "round 2:" in result.stderr
 
 
 def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_runs(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -130,18 +131,37 @@ def _progress(label: str, field: str, *more_columns) -> Progress:
     )
 
 
+def strict_json(value: object) -> str:
+    """``value`` as strict JSON (RFC 8259, what ``jq`` reads): a non-finite number, which only a
+    peer's message can bring, is null."""
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), allow_nan=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    """One run. Its result is standard output's only content (with --json, one JSON object);
+    progress and every episode go to standard error."""
     if args.schedule:
         return schedule(args)
     progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
     out = Console(highlight=False)
+    scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
 
     def on_event(event) -> None:
         if isinstance(event, EpisodeFinished):
+            scores[event.run_id, event.episode] = event.score
             progress.update(task, advance=1, last=f"last {event.score:g}")
-            if not args.json:
-                progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
+            progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
             progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
 
@@ -158,18 +178,16 @@ def run(args: argparse.Namespace) -> int:
             )
             return caught.code
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "avg_score": result.avg_score,
-                    "episodes": result.episodes,
-                    "deterministic": args.deterministic,
-                    "stopped": result.stopped,
-                    "scores": result.scores,
-                    "address": session.address,
-                }
-            )
-        )
+        numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
+        report = {
+            "avg_score": result.avg_score,
+            "episodes": result.episodes,
+            "deterministic": args.deterministic,
+            "stopped": result.stopped,
+            "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
+            "address": session.address,
+        }
+        print(strict_json(report), flush=True)
     else:
         out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
@@ -216,7 +234,9 @@ def _stop_interrupted(session: Session) -> RunFinished:
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve."""
+    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve (on
+    standard error with --json, whose one object is then standard output's only content)."""
+    lines = sys.stderr if args.json else sys.stdout
     progress = _progress("round", "phase")
     task = progress.add_task("schedule", total=args.rounds, phase="")
     curve: list[float] = []
@@ -233,6 +253,7 @@ def schedule(args: argparse.Namespace) -> int:
         print(
             f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
             f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s",
+            file=lines,
             flush=True,
         )
 
@@ -243,6 +264,7 @@ def schedule(args: argparse.Namespace) -> int:
             f"training {result.train_seconds:.1f}s"
             + ("  evolved" if result.evolved else "")
             + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
+            file=lines,
             flush=True,
         )
 
@@ -259,7 +281,7 @@ def schedule(args: argparse.Namespace) -> int:
             idle_timeout=args.timeout,
         )
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(strict_json(result.to_json()), flush=True)
     else:
         verdict = "solved" if result.solved else "not solved"
         print(
