@@ -451,6 +451,8 @@ class ControlRoomApp(App):
     # the plot's keys work wherever the focus is
     def action_cycle_window(self) -> None:
         self.main.plot.action_cycle_window()
+        if self.main.runs_table.marked:  # the marked runs' means over the new window
+            self.on_marks_changed(MarksChanged(frozenset(self.main.runs_table.marked)))
 
     def action_toggle_all(self) -> None:
         self.main.plot.action_toggle_all()
