@@ -134,8 +134,9 @@ def closing():
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+def cli(*args: str, timeout: float = 120, **settings) -> subprocess.CompletedProcess:
+    """Run the installed command (``settings``: more of subprocess.run's, e.g. ``env``)."""
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, **settings)
 
 
 def only_json(stdout: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -66,6 +67,26 @@ def test_edge_values_are_usage_errors_at_once_naming_the_range(args, words):
     result = cli(*args, timeout=60)
     one_clear_line(result, 2, words)
     assert time.monotonic() - started < 20  # at once: nothing started (it used to wait 60 s or hang)
+
+
+def test_a_file_in_a_missing_folder_is_a_usage_error_naming_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such"
+    for args, option in (
+        (["run", "--episodes", "2", "--agent", "random", "--db", str(missing / "x.db")], "--db"),
+        (["export", "--db", ":memory:", "-o", str(missing / "out.csv")], "--output"),
+        (["--offline", "--db", str(missing / "x.db")], "--db"),
+        (["swarm", "--connect", "127.0.0.1:9", "--save", str(missing / "p.npz")], "--save"),
+    ):
+        one_clear_line(cli(*args, timeout=60), 2, f"{option} {missing}/")
+        assert f"no folder {missing}" in cli(*args, timeout=60).stderr
+    assert not (tmp_path / "no").exists()  # nothing made it
+
+
+def test_the_default_data_folder_is_still_made(tmp_path):
+    environment = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    ran = cli("run", "--episodes", "2", "--agent", "random", "--seed", "1", env=environment)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "data" / "cartpole-tui" / "runs.sqlite3").is_file()
 
 
 def test_unreachable_broker_is_one_line_and_exit_1():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
@@ -45,6 +46,12 @@ models = whole_number(1, defaults.MODELS_MAX, "a number of models")
 rounds = whole_number(1, defaults.ROUNDS_MAX)
 run_number = whole_number(1, defaults.RUN_NUMBER_MAX, "a run number")
 frame_bytes = whole_number(defaults.FRAME_MIN, defaults.FRAME_MAX, "a frame size in bytes")
+
+
+def missing_folder(path: str) -> str | None:
+    """The folder a file at ``path`` would go in, when it does not exist (None when it does)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(folder) else folder
 
 
 def address(text: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
+from cartpole_tui.env.history.store import MEMORY
 from cartpole_tui.env.wire import auth, protocol
 from cartpole_tui.tui.cli import arguments, commands, config, serve
 from cartpole_tui.tui.cli.arguments import (
@@ -29,7 +30,7 @@ from cartpole_tui.tui.cli.arguments import (
     redraw_rate,
     seconds,
 )
-from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
+from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, UsageError
 
 CHATTY = ("broker", "env", "serve")  # commands that log what they do (INFO); the others only warnings
 
@@ -362,12 +363,25 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
         raise config.ConfigError(f"{args.command}: --connect HOST:PORT is required (or connect in {settings.path})")
 
 
+def check_folders(args: argparse.Namespace) -> None:
+    """A file to be written in a folder that does not exist is a usage error naming the folder:
+    nothing makes folders the user named (only the default data folder is made)."""
+    for option, dest, unwritten in (("--db", "db", (MEMORY,)), ("--output", "output", ("-",)), ("--save", "save", ())):
+        path = getattr(args, dest, None)
+        if path is None or path in unwritten:
+            continue
+        folder = arguments.missing_folder(path)
+        if folder is not None:
+            raise UsageError(f"{option} {path}: no folder {folder} (make it first, or name another)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
+        check_folders(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
-    except (config.ConfigError, auth.TokenError) as error:
+    except (config.ConfigError, auth.TokenError, UsageError) as error:
         print(f"cartpole-tui: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
