@@ -48,6 +48,9 @@ EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
+# s to wait, after joining an address we did not start, for a sign of what answers there: our
+# broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.
+BROKER_CHECK_TIMEOUT = 1.0
 STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
 # The published evolution answers one request up to 21 times. Before a new request the
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),

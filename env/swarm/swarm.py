@@ -140,6 +140,7 @@ def serve_swarm(
 
     swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save, only=only).start()
     try:
+        swarm.components[0].client.check_broker()  # NotABroker: an address that is no broker is said so
         while not gone.wait(0.5):
             pass
     except KeyboardInterrupt:

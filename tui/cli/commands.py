@@ -307,6 +307,7 @@ def evolve(args: argparse.Namespace) -> int:
     with reported_failures():
         control = ControlClient(host, port)
         try:
+            control.client.check_broker()  # an address that is no broker is said so, not waited on
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
@@ -329,6 +330,12 @@ def _serve_until_interrupted(close, lost: threading.Event) -> None:
 def env(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
     lost = threading.Event()
+    lost_reason: list[str] = []
+
+    def on_disconnect(reason: str) -> None:
+        lost_reason.append(reason)
+        lost.set()
+
     store = _open_store(args.db)
     with reported_failures():
         try:
@@ -338,13 +345,20 @@ def env(args: argparse.Namespace) -> int:
                 env_id=args.env_id,
                 seed=args.seed,
                 parallel=args.parallel,
-                on_disconnect=lambda reason: lost.set(),
+                on_disconnect=on_disconnect,
             )
         except BaseException:
             store.close()
             raise
     component.add_observer(StoreRecorder(store, args.env_id, args.connect))
     component.start()
+    with reported_failures():
+        try:
+            component.client.check_broker()
+        except ConnectionError:
+            component.close()
+            store.close()
+            raise
     print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
 
     def close() -> None:
@@ -352,6 +366,8 @@ def env(args: argparse.Namespace) -> int:
         store.close()
 
     _serve_until_interrupted(close, lost)
+    if lost_reason:  # the broker went away: a failure, as for the swarm
+        raise CommandError(f"lost the broker: {lost_reason[0]}")
     return 0
 
 
