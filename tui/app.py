@@ -179,6 +179,11 @@ class ControlRoomApp(App):
         )
         if event.network_log:
             self.log_line(f"network log: {event.network_log}", "dim")
+        if event.population:
+            self.log_line(f"population: {event.population}")
+        if event.restored is not None:
+            self.population.restore(event.restored.generation, self.options.models)
+            self.main.population.show()
         self._show_status()
         self._refresh_views()
 

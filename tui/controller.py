@@ -31,6 +31,7 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
@@ -48,6 +49,8 @@ class Connected:
     address: str
     embedded: bool
     network_log: str | None = None
+    population: str | None = None  # what the embedded swarm started from (saved.start_note)
+    restored: Restored | None = None  # ... when that was the population file
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,12 @@ class Controller(EnvironmentObserver):
 
     def _joined(self, session: Session) -> None:
         network = session.network
-        self.push(Connected(session.address, session.embedded, network.log_path if network is not None else None))
+        if network is None:
+            self.push(Connected(session.address, session.embedded))
+            return
+        self.push(
+            Connected(session.address, session.embedded, network.log_path, network.population_note, network.restored)
+        )
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""

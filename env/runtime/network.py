@@ -5,8 +5,9 @@ env/wire's broker and env/swarm's swarm (or the components' random agent).
 
 :class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
-environment stays in the caller's process. The child prints ``READY <port>`` once
-it listens and exits when its standard input closes, so it cannot outlive its parent.
+environment stays in the caller's process. The child prints ``RESTORED <generation>
+<models>`` when its swarm started from the population file, then ``READY <port>`` once
+it listens, and exits when its standard input closes, so it cannot outlive its parent.
 Its broker admits only clients presenting this session's random token (handed over in a
 0600 file), so other local users cannot drive it.
 """
@@ -23,6 +24,7 @@ import threading
 from typing import IO, TYPE_CHECKING
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.wire import auth
 
 if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
 log = logging.getLogger(__name__)
 
 READY = "READY"
+RESTORED = "RESTORED"
 # `python -m` would put the working directory first on sys.path, and a folder holding its
 # own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
 CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
@@ -66,6 +69,7 @@ class LocalNetwork:
         self._process: subprocess.Popen | None = None
         self.token = auth.new_token()
         self.token_file: str | None = None
+        self.restored: saved.Restored | None = None  # what the swarm started from, as its child said
 
     @property
     def address(self) -> str:
@@ -84,21 +88,40 @@ class LocalNetwork:
             self._process = process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
             )
-        line = self._read_ready_line(process.stdout) if process.stdout is not None else ""
-        if not line.startswith(READY):
+        lines = self._read_start_lines(process.stdout) if process.stdout is not None else []
+        ready = [line.split() for line in lines if line.startswith(READY)]
+        if not ready:
             log_path = self.log_path
             self.stop()
             raise NetworkStartError(f"the embedded network did not start (see {log_path})")
-        self.port = int(line.split()[1])
+        self.port = int(ready[0][1])
+        for line in lines:
+            words = line.split()
+            if words[:1] == [RESTORED] and len(words) == 3 and all(w.isdigit() for w in words[1:]):
+                self.restored = saved.Restored(int(words[1]), int(words[2]))
         return self
 
-    def _read_ready_line(self, stdout: IO[str]) -> str:
-        """The child's first line, or "" when none came within ``startup_timeout`` s."""
-        result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    @property
+    def population_note(self) -> str | None:
+        """What the built-in swarm started from (None for the random agent)."""
+        if self.agent != "swarm":
+            return None
+        return saved.start_note(self.population_file, self.restored, self.models, fresh=self.fresh)
+
+    def _read_start_lines(self, stdout: IO[str]) -> list[str]:
+        """The child's lines up to its READY line, or those that came within ``startup_timeout`` s."""
+        lines: list[str] = []
+
+        def read() -> None:
+            for line in iter(stdout.readline, ""):
+                lines.append(line)
+                if line.startswith(READY):
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(self.startup_timeout)
-        return result[0] if result else ""
+        return list(lines)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -160,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()
     agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
+    restored = getattr(agents[0], "restored", None)
+    if restored is not None:
+        print(f"{RESTORED} {restored.generation} {restored.rows}", flush=True)
     print(f"{READY} {broker.port}", flush=True)
     try:
         sys.stdin.read()  # until the parent closes the pipe or dies

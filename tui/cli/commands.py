@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -107,15 +108,28 @@ def _open_store(path: str | None) -> RunStore:
     return RunStore.open(path, on_error=lambda text: print(f"cartpole-tui: {text}", file=sys.stderr))
 
 
+def with_saved_population(args: argparse.Namespace, options: SessionOptions) -> SessionOptions:
+    """The embedded swarm keeps what it learned beside the run history (``<db>.population.npz``)
+    and starts from it (``--fresh``: from random weights), headless as in the app."""
+    if options.connect or options.agent != "swarm":
+        return options
+    return replace(options, population_file=beside_history(args.db), fresh=args.fresh)
+
+
 @contextmanager
 def _open_session(args: argparse.Namespace, on_event=None):
-    """The session `run` asks for, recording into ``--db``; closed with the store after."""
+    """The session `run` asks for, recording into ``--db``; closed with the store after. Says
+    on standard error what the embedded swarm started from."""
     store = _open_store(args.db)
     try:
         with reported_failures():
-            session = Session(session_options(args), on_event=on_event, store=store)
+            session = Session(with_saved_population(args, session_options(args)), on_event=on_event, store=store)
             try:
-                yield session.open()
+                session.open()
+                note = session.network.population_note if session.network is not None else None
+                if note:
+                    print(note, file=sys.stderr, flush=True)
+                yield session
             finally:
                 session.close()
     finally:
@@ -298,7 +312,8 @@ def swarm(args: argparse.Namespace) -> int:
     with reported_failures():
         if args.load is not None and not os.path.exists(args.load):
             raise CommandError(f"--load {args.load}: no such file")
-        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only)
+        say = functools.partial(print, flush=True)  # what it loaded (or not)
+        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only, say=say)
     return 0
 
 

@@ -200,7 +200,11 @@ def _command(
 
 def add_run(sub: argparse._SubParsersAction) -> None:
     run = _command(
-        sub, "run", commands.run, "one run headless, with a progress bar; prints the run's average", session_options()
+        sub,
+        "run",
+        commands.run,
+        "one run headless, with a progress bar; prints the run's average",
+        [*session_options(), fresh_option()],
     )
     run.add_argument(
         "--episodes",
