@@ -94,7 +94,7 @@ def test_unreachable_broker_is_one_line_and_exit_1():
     for args in (
         ["run", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],
         ["evolve", "--connect", f"127.0.0.1:{port}"],
-        ["env", "--connect", f"127.0.0.1:{port}"],
+        ["env", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],  # not the user's history
         ["swarm", "--connect", f"127.0.0.1:{port}"],
     ):
         one_clear_line(cli(*args), 1, f"cannot reach broker at 127.0.0.1:{port}")
