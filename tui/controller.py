@@ -102,6 +102,7 @@ class Controller(EnvironmentObserver):
         self.session: Session | None = None
         self.latest_observation = None
         self.steps = 0
+        self._network_said: object = None  # the embedded network whose start was last told to the app
 
     # --- the queue --------------------------------------------------------------------
 
@@ -185,9 +186,9 @@ class Controller(EnvironmentObserver):
         if network is None:
             self.push(Connected(session.address, session.embedded))
             return
-        self.push(
-            Connected(session.address, session.embedded, network.log_path, network.population_note, network.restored)
-        )
+        started, self._network_said = network is not self._network_said, network  # a rejoin restored nothing
+        population = (network.population_note, network.restored) if started else (None, None)
+        self.push(Connected(session.address, session.embedded, network.log_path, *population))
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""
