@@ -30,6 +30,20 @@ AUTH_FORGET = 60.0  # s without a refusal after which an address starts afresh
 REFUSAL_LOG_INTERVAL = 10.0  # s: refusals are logged once per reason per interval, the rest summed up
 MIN_TOKEN = 16  # characters a token file must hold at least
 
+# --- limits --------------------------------------------------------------------------------
+# What a number a user or a peer gives may be, held here only: the command line's option types
+# (tui/cli/arguments.py), the app's episodes field and the environment's start (env/wire/protocol.py,
+# batch.py) all check against these, so a value one of them takes is never refused by another.
+EPISODES_MAX = 1_000_000  # episodes one run may ask for: --episodes, --train, --eval, the field, NR_OF_EPISODE
+SEED_MAX = 2**32 - 1  # numpy's and gymnasium's seed range: seeds are 0..SEED_MAX
+PARALLEL_MAX = 1024  # instances of one vectorised run: --parallel, PARALLEL
+MODELS_MAX = 1000  # models of the built-in swarm: --models (a population report of more is not ours)
+ROUNDS_MAX = 10_000  # rounds of a schedule: --rounds
+RUN_NUMBER_MAX = 2**63 - 1  # a run's number in the history (SQLite's INTEGER): export --run
+FRAME_MIN, FRAME_MAX = 1024, 2**30  # bytes a broker's largest frame may be set to: --max-frame
+CONNECTIONS_MAX = 65_536  # --max-per-address (a process has fewer descriptors)
+SESSIONS_MAX = 1_000  # serve --max-sessions (each visit is a process)
+
 # --- the built-in swarm ------------------------------------------------------------------
 MODELS = 20  # the published network's hard-coded population size
 AGENT = "swarm"  # or "random"
@@ -47,10 +61,12 @@ CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts wi
 
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
-EPISODES_MAX = 1_000_000  # the most episodes one run may ask for (the app refuses more)
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
+# s to wait, after joining an address we did not start, for a sign of what answers there: our
+# broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.
+BROKER_CHECK_TIMEOUT = 1.0
 STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
 # The published evolution answers one request up to 21 times. Before a new request the
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),

@@ -56,12 +56,8 @@ class RunFinished:
     episodes: int
     stopped: bool = False
     scores: list[float] = field(default_factory=list)
-    steps: int = 0
-    seconds: float = 0.0
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.steps / self.seconds if self.seconds > 0 else 0.0
+    steps: int = 0  # steps the environment played in the run (a run's steps a second are the
+    seconds: float = 0.0  # history's, RunRecord.steps_per_s: one definition for every view)
 
 
 @dataclass(frozen=True)

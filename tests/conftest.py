@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -138,3 +142,34 @@ def closing():
     yield items.append
     for item in reversed(items):
         item.close()
+
+
+# --- the installed command -----------------------------------------------------------------
+
+CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
+
+
+def cli(*args: str, timeout: float = 120, **settings) -> subprocess.CompletedProcess:
+    """Run the installed command (``settings``: more of subprocess.run's, e.g. ``env``)."""
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, **settings)
+
+
+def only_json(stdout: str) -> dict:
+    """The one strict JSON object that is the whole of ``stdout`` (as `| jq` would read it)."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads(stdout, parse_constant=refuse)  # the whole text, not its last line
+    assert isinstance(report, dict) and stdout.endswith("}\n") and stdout.count("\n") == 1, stdout
+    if shutil.which("jq"):
+        piped = subprocess.run(["jq", "-e", 'type == "object"'], input=stdout, capture_output=True, text=True)
+        assert piped.returncode == 0, piped.stderr
+    return report
+
+
+def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -> None:
+    assert result.returncode == code, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

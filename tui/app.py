@@ -33,7 +33,7 @@ from cartpole_tui.env.events import (
     RunJoined,
     RunStarted,
 )
-from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.history.store import RunRecord, RunStore
 from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.runtime.session import Session, SessionOptions
@@ -47,12 +47,12 @@ from cartpole_tui.tui.controller import (
     HistoryLoaded,
     StorageProblem,
 )
+from cartpole_tui.tui.data.in_order import InOrder
 from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
     StatusFacts,
-    StepRate,
     round_line,
     schedule_ended_text,
     schedule_started_line,
@@ -105,7 +105,9 @@ class ControlRoomApp(App):
         self._main: MainScreen | None = None
         self.connection = "offline" if options.offline else "connecting"
         self.run_progress = RunProgress(time.monotonic())
-        self.step_rate = StepRate(time.monotonic())
+        self.in_order = InOrder()  # episodes go to the plot in their numbers' order
+        self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
+        self._rated_run: str | None = None  # ... that run's id
         self.components = 0  # clients the broker reports
         self._shown_observation = None
         self._shown_revision = -1
@@ -179,6 +181,11 @@ class ControlRoomApp(App):
         )
         if event.network_log:
             self.log_line(f"network log: {event.network_log}", "dim")
+        if event.population:
+            self.log_line(f"population: {event.population}")
+        if event.restored is not None:
+            self.population.restore(event.restored.generation, self.options.models)
+            self.main.population.show()
         self._show_status()
         self._refresh_views()
 
@@ -209,6 +216,8 @@ class ControlRoomApp(App):
         # the store's runs are in memory (no file read): the run's number in the history
         runs = self.store.runs() if self.store is not None else []
         record = next((r for r in reversed(runs) if r.run_uid == event.run_id), None)
+        self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
+        self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
         self.main.progress.display = True
         self.main.progress.update(total=event.episodes or None, progress=0)
@@ -219,6 +228,7 @@ class ControlRoomApp(App):
     def _on_run_joined(self, event: RunJoined) -> None:
         """The run going when this control room joined, with how far it is."""
         self._on_run_started(event.run)
+        self.in_order.joined(event.run.run_id)
         number = self.run_progress.numbers[event.run.run_id]
         if event.scores and not self.history.has_run(number):  # not already read from a shared history
             self.history.extend(np.array(event.scores, dtype=np.float64), number)
@@ -227,22 +237,33 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
-        number = self.run_progress.number(event.run_id)
-        if number is None:  # not a run seen (the session hands a RunStarted first)
+        if self.run_progress.number(event.run_id) is None:  # not a run seen (the session hands a RunStarted first)
             return
-        self.history.append(event.score, number, event.wall_time or float("nan"))
+        self._plot(self.in_order.add(event))
         # shown by the redraw timer: one progress repaint per tick, not one per episode
         current = self.current
         if current is None or current.run_id != event.run_id:
             return  # a late one (the published environment's last DONE follows its ENV_DONE)
         window = self.main.plot.window
-        self.run_progress.episode(event, window, self.history.rolling_mean_at(len(self.history) - 1, window))
+        mean = self.history.rolling_mean_at(len(self.history) - 1, window) if len(self.history) else None
+        self.run_progress.episode(event, window, mean)
+
+    def _plot(self, episodes: list[EpisodeFinished]) -> None:
+        """Episodes due for the plot (in number order within their run)."""
+        for episode in episodes:
+            number = self.run_progress.numbers.get(episode.run_id, 0)
+            self.history.append(episode.score, number, episode.wall_time or float("nan"))
 
     @handle.register
     def _on_run_finished(self, event: RunFinished) -> None:
+        self._plot(self.in_order.flush())
         if event.episodes and len(self.history):
             self.history.end_run(event.avg_score)
-        line = self.run_progress.ended(event)
+        record = self._record(event.run_id)
+        if record is not None:  # the history has ended it already (its recorder hears of it first)
+            self._rated_run, self.run_rate = event.run_id, record.steps_per_s
+            self._show_status()
+        line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
         self.main.controls.show_running(False)
         self.log_line(line)
         self.main.progress.display = False  # its ETA means nothing once the run is over
@@ -292,6 +313,7 @@ class ControlRoomApp(App):
         self.connection = "disconnected"
         self.log_line(f"lost the network: {event.reason}; reconnecting", "red")
         lost = self.run_progress.lost()
+        self._plot(self.in_order.flush())
         if lost is not None:
             # the run fails only where its environment went with the network; one elsewhere plays on
             if self.store is not None and self.options.embed_env:
@@ -330,7 +352,7 @@ class ControlRoomApp(App):
             self.connection,
             self.size.width,
             clients=self.components,
-            steps_per_second=self.step_rate.per_second,
+            steps_per_second=self.run_rate,
             open_network=self._open_network(),
         )
         self.main.status.update(status_line(facts))
@@ -353,8 +375,6 @@ class ControlRoomApp(App):
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
         now = time.monotonic()
-        if self.step_rate.update(self.controller.steps, now):
-            self._show_status()
         bar_shown = self.run_progress.check(self.controller.steps, now)
         if bar_shown is not None:
             self.main.progress.display = bar_shown
@@ -373,7 +393,18 @@ class ControlRoomApp(App):
             and now - self._runs_shown_at >= RUNS_REFRESH_SECONDS
         ):
             self._shown_revision, self._runs_shown_at = store.revision, now
-            self.main.runs_table.show(store.runs())
+            runs = store.runs()
+            self.main.runs_table.show(runs)
+            rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
+            if rate != self.run_rate and self._rated_run is not None:
+                self.run_rate = rate
+                self._show_status()
+
+    def _record(self, run_id: str | None) -> RunRecord | None:
+        """The history's record of a run (in memory: no file read)."""
+        if self.store is None or run_id is None:
+            return None
+        return next((r for r in reversed(self.store.runs()) if r.run_uid == run_id), None)
 
     # --- reads of the run history file: in worker threads, the results come back as messages ---
 
@@ -446,6 +477,8 @@ class ControlRoomApp(App):
     # the plot's keys work wherever the focus is
     def action_cycle_window(self) -> None:
         self.main.plot.action_cycle_window()
+        if self.main.runs_table.marked:  # the marked runs' means over the new window
+            self.on_marks_changed(MarksChanged(frozenset(self.main.runs_table.marked)))
 
     def action_toggle_all(self) -> None:
         self.main.plot.action_toggle_all()

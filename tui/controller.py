@@ -28,6 +28,7 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
@@ -46,6 +47,8 @@ class Connected:
     address: str
     embedded: bool
     network_log: str | None = None
+    population: str | None = None  # what the embedded swarm started from (saved.start_note)
+    restored: Restored | None = None  # ... when that was the population file
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Controller(EnvironmentObserver):
         self.latest_observation = None
         self.steps = 0
         self._reading_history = False
+        self._network_said: object = None  # the embedded network whose start was last told to the app
 
     # --- the queue --------------------------------------------------------------------
 
@@ -169,7 +173,12 @@ class Controller(EnvironmentObserver):
 
     def _joined(self, session: Session) -> None:
         network = session.network
-        self.push(Connected(session.address, session.embedded, network.log_path if network is not None else None))
+        if network is None:
+            self.push(Connected(session.address, session.embedded))
+            return
+        started, self._network_said = network is not self._network_said, network  # a rejoin restored nothing
+        population = (network.population_note, network.restored) if started else (None, None)
+        self.push(Connected(session.address, session.embedded, network.log_path, *population))
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""

@@ -77,6 +77,8 @@ class EnvironmentLogic:
     """Run accounting and stepping, free of sockets; every method returns what to send."""
 
     def __init__(self, env_id: str = defaults.ENV_ID, seed: int | None = None):
+        if seed is not None and not 0 <= seed <= defaults.SEED_MAX:
+            raise ValueError(f"seed must be a whole number 0..{defaults.SEED_MAX}, got {seed}")
         self.env_id = env_id
         self.env = make_env(env_id)
         space = self.env.action_space

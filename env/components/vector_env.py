@@ -11,7 +11,8 @@ and always for one instance, :class:`EnvironmentComponent` plays it exactly as b
 
 Accounting stays unbiased: a run's ``NR_OF_EPISODE`` episodes are split into a fixed
 quota per instance up front (never "stop at the total", which favours short episodes),
-every episode is reported, the average is over exactly the run's episodes, and each
+every episode is reported, numbered in start order (:func:`episode_number`, so episodes
+end out of number order), the average is over exactly the run's episodes, and each
 instance's seed is derived from the run's seed, so a seeded run repeats for a given N.
 """
 
@@ -39,6 +40,17 @@ log = logging.getLogger(__name__)
 def quotas(episodes: int, n: int) -> list[int]:
     """``episodes`` split over ``n`` instances, fixed up front (the first ones get the rest)."""
     return [episodes // n + (i < episodes % n) for i in range(n)]
+
+
+def episode_number(instance: int, played: int, n: int) -> int:
+    """The number (1-based) of the ``played``-th episode (0-based) of ``instance`` of ``n``: in
+    start order, a fixed interleave — every instance's first episode, then every second one, …
+
+    Numbered as they end, a run's short episodes would come first and its curve would rise as
+    if it learned. With :func:`quotas` the numbers of a run are exactly 1..episodes: only the
+    first ``episodes % n`` instances play a last round, and they are its first numbers.
+    """
+    return played * n + instance + 1
 
 
 def run_id_of(start: dict) -> str:
@@ -138,12 +150,13 @@ class VectorLogic:
         return outgoing, payload
 
     def _end_episode(self, run: VectorRun, i: int) -> list[dict]:
+        number = episode_number(i, run.played[i], len(run.quotas))
         run.played[i] += 1
         run.finished_episodes += 1
         run.total_score += float(run.scores[i])
         run.recent.append(float(run.scores[i]))
         score, length = float(run.scores[i]), int(run.lengths[i])
-        event = EpisodeFinished(run.run_id, run.finished_episodes, score, length, time.time())
+        event = EpisodeFinished(run.run_id, number, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0
         self.base._notify("on_episode", event)
         return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]

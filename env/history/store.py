@@ -65,7 +65,14 @@ class _Episodes:
         return other
 
     def rows(self) -> list[Episode]:
-        return [Episode(*row) for row in zip(self.index, self.score, self.steps, self.wall_time)]
+        """In index order (a vectorised run's episodes end out of it)."""
+        return sorted(Episode(*row) for row in zip(self.index, self.score, self.steps, self.wall_time))
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as float64, in index order."""
+        values = np.array(getattr(self, name), dtype=np.float64)
+        index = np.frombuffer(self.index, dtype=np.int64) if len(self.index) else np.zeros(0, dtype=np.int64)
+        return values[np.argsort(index, kind="stable")]
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
@@ -423,7 +430,7 @@ class RunStore:
         return next((r for r in self.runs() if r.number == number), None)
 
     def episodes(self, run_uid: str) -> list[Episode]:
-        """A run's episodes (in index order, which is the order they finished): from memory
+        """A run's episodes in index order (not always the order they finished): from memory
         for this session's runs, else from the file (a read in the caller's thread)."""
         with self._lock:
             session = self._session.get(run_uid)
@@ -443,7 +450,7 @@ class RunStore:
     def _episode_column(self, run_uid: str, column: str) -> NDArray[np.float64]:
         with self._lock:
             if run_uid in self._session:
-                return np.array(getattr(self._session[run_uid], column), dtype=np.float64)
+                return self._session[run_uid].column(column)
         rows = self._read_episodes(run_uid, column)
         return np.fromiter((value for (value,) in rows), dtype=np.float64, count=len(rows))
 

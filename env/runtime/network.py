@@ -5,10 +5,11 @@ env/wire's broker and env/swarm's swarm (or the components' random agent).
 
 :class:`LocalNetwork` starts them in a child process (this module's ``main``) so
 that they use the second core and never compete with the UI for the GIL; the
-environment stays in the caller's process. The child prints ``READY <port>`` once
-it listens (or ``FAILED <one line>``) and exits when its standard input closes, so it
-cannot outlive its parent. Its broker admits only clients presenting this session's random
-token, handed over as the first line of that pipe, so other local users cannot drive it.
+environment stays in the caller's process. The child prints ``RESTORED <generation>
+<models>`` when its swarm started from the population file, then ``READY <port>`` once it
+listens (or ``FAILED <one line>``), and exits when its standard input closes, so it cannot
+outlive its parent. Its broker admits only clients presenting this session's random token,
+handed over as the first line of that pipe, so other local users cannot drive it.
 
 Only when other processes must join too (``share_token``: `serve`'s visits) is the token
 written to a 0600 file, ``cartpole-tui-token-<pid>-…`` in the temp folder: the parent removes
@@ -28,6 +29,7 @@ import threading
 from typing import IO, TYPE_CHECKING
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.wire import auth
 
 if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 READY = "READY"
 FAILED = "FAILED"  # the child's one line when a part could not start (a bad population file)
 TOKEN_FILE_PREFIX = "cartpole-tui-token-"
+RESTORED = "RESTORED"
 # `python -m` would put the working directory first on sys.path, and a folder holding its
 # own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
 CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
@@ -75,6 +78,7 @@ class LocalNetwork:
         self.token = auth.new_token()
         self.share_token = share_token
         self.token_file: str | None = None  # with share_token: the token for other processes
+        self.restored: saved.Restored | None = None  # what the swarm started from, as its child said
 
     @property
     def address(self) -> str:
@@ -106,20 +110,40 @@ class LocalNetwork:
         if process.stdin is not None:  # it is: a pipe, whose first line is the token
             process.stdin.write(self.token + "\n")
             process.stdin.flush()
-        line = self._read_ready_line(process.stdout) if process.stdout is not None else ""
-        if line.startswith(FAILED):
-            raise NetworkStartError(line[len(FAILED) :].strip())
-        if not line.startswith(READY):
+        lines = self._read_start_lines(process.stdout) if process.stdout is not None else []
+        failed = next((line for line in lines if line.startswith(FAILED)), None)
+        if failed is not None:
+            raise NetworkStartError(failed[len(FAILED) :].strip())
+        ready = [line.split() for line in lines if line.startswith(READY)]
+        if not ready:
             raise NetworkStartError(f"the embedded network did not start (see {self.log_path})")
-        self.port = int(line.split()[1])
+        self.port = int(ready[0][1])
+        for line in lines:
+            words = line.split()
+            if words[:1] == [RESTORED] and len(words) == 3 and all(w.isdigit() for w in words[1:]):
+                self.restored = saved.Restored(int(words[1]), int(words[2]))
 
-    def _read_ready_line(self, stdout: IO[str]) -> str:
-        """The child's first line, or "" when none came within ``startup_timeout`` s."""
-        result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    @property
+    def population_note(self) -> str | None:
+        """What the built-in swarm started from (None for the random agent)."""
+        if self.agent != "swarm":
+            return None
+        return saved.start_note(self.population_file, self.restored, self.models, fresh=self.fresh)
+
+    def _read_start_lines(self, stdout: IO[str]) -> list[str]:
+        """The child's lines up to its READY (or FAILED) line, or those that came within ``startup_timeout`` s."""
+        lines: list[str] = []
+
+        def read() -> None:
+            for line in iter(stdout.readline, ""):
+                lines.append(line)
+                if line.startswith((READY, FAILED)):
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(self.startup_timeout)
-        return result[0] if result else ""
+        return list(lines)
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -239,6 +263,9 @@ def _serve(args: argparse.Namespace, token: str) -> None:
         if args.remove_on_exit:
             _remove(args.remove_on_exit)
         os._exit(1)
+    restored = getattr(agents[0], "restored", None)
+    if restored is not None:
+        print(f"{RESTORED} {restored.generation} {restored.rows}", flush=True)
     print(f"{READY} {broker.port}", flush=True)
     try:
         sys.stdin.read()  # until the parent closes the pipe or dies

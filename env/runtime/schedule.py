@@ -51,11 +51,12 @@ class ScheduleSettings:
     target: float | None = defaults.SCHEDULE_TARGET
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "train", "evaluate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.final_eval < 0:
-            raise ValueError(f"final_eval must be >= 0, got {self.final_eval}")
+        limits = {"rounds": defaults.ROUNDS_MAX, "train": defaults.EPISODES_MAX, "evaluate": defaults.EPISODES_MAX}
+        for name, most in limits.items():
+            if not 1 <= getattr(self, name) <= most:
+                raise ValueError(f"{name} must be 1..{most}, got {getattr(self, name)}")
+        if not 0 <= self.final_eval <= defaults.EPISODES_MAX:
+            raise ValueError(f"final_eval must be 0..{defaults.EPISODES_MAX}, got {self.final_eval}")
 
 
 @dataclass
@@ -115,7 +116,12 @@ def run_schedule(
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
     result = ScheduleResult(settings)
-    seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
+    if seed is not None and not 0 <= seed <= defaults.SEED_MAX:
+        raise ValueError(f"seed must be 0..{defaults.SEED_MAX}, got {seed}")
+    # seed, seed + 1, …, wrapping within the seed range (a seed near its top stays a seed)
+    seeds: Iterator[int | None] = (
+        (n % (defaults.SEED_MAX + 1) for n in itertools.count(seed)) if seed is not None else itertools.repeat(None)
+    )
     started = time.monotonic()
     train_seconds, train_steps = 0.0, 0
 

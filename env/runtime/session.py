@@ -96,8 +96,8 @@ class Session:
                 self._start_network()
             host, port = self.host, self.port
             assert host is not None and port is not None  # given, or the embedded network's since it started
-            if self.options.embed_env and not self.embedded and not self._probed:
-                self._refuse_a_second_environment(host, port)  # once: on reconnect ours may still be listed
+            if not self.embedded and not self._probed:
+                self._probe(host, port)  # once: on reconnect ours may still be listed
                 self._probed = True
             if self.options.embed_env:
                 self._start_environment(host, port)
@@ -147,13 +147,17 @@ class Session:
             self.environment.logic.history = self.recorder.history  # announced with each run
         self.environment.start()
 
-    def _refuse_a_second_environment(self, host: str, port: int) -> None:
-        """Two environments answer every start twice and flood the network: look first.
+    def _probe(self, host: str, port: int) -> None:
+        """Before anything of ours joins an address we did not start, look at what answers there:
+        NotABroker (a ConnectionError) when it is no swergio broker (an HTTP server, say).
 
-        Our broker lists its clients in its stats; another broker is not asked (no stats)."""
+        With our environment to start, also look for another one: two environments answer every
+        start twice and flood the network. Our broker lists its clients in its stats; another
+        broker is not asked (no stats)."""
         probe = ControlClient(host, port, name="control")
         try:
-            stats = probe.wait_stats(defaults.ENV_PROBE_TIMEOUT)
+            probe.client.check_broker()
+            stats = probe.wait_stats(defaults.ENV_PROBE_TIMEOUT) if self.options.embed_env else None
         finally:
             probe.close()
         if stats is not None and "environment" in stats.clients:

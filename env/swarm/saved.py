@@ -135,6 +135,31 @@ def fit(weights: np.ndarray, models: int) -> np.ndarray:
     return weights[np.arange(models) % len(weights)]
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a swarm started from a file: the generation and how many models the file held."""
+
+    generation: int
+    rows: int
+
+    @classmethod
+    def of(cls, population: SavedPopulation) -> Restored:
+        return cls(population.generation, len(population.weights))
+
+
+def start_note(path: str | None, restored: Restored | None, models: int, *, fresh: bool = False) -> str:
+    """What a swarm of ``models`` started from, in one line: every start says it."""
+    if restored is not None:
+        fitted = ""
+        if restored.rows < models:
+            fitted = f" (cycled to {models})"
+        elif restored.rows > models:
+            fitted = f" (the first {models} used)"
+        return f"restored generation {restored.generation}, {restored.rows} models{fitted}, from {path}"
+    start = f"{models} models from random weights" + (" (--fresh)" if fresh else "")
+    return f"{start} (not saved)" if path is None else f"{start}; saved to {path} after each evolution"
+
+
 def beside_history(db_path: str | None) -> str | None:
     """The population file kept with a run history: ``<db>.population.npz`` (none for ``:memory:``)."""
     path = db_path or default_db_path()

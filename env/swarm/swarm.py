@@ -57,8 +57,10 @@ class Swarm:
             raise ValueError(f"--only must be one of {', '.join(PARTS)}, got {only!r}")
         if save is not None and only not in (None, "evolution"):
             raise ValueError("--save writes what our evolution makes: not with --only models or aggregation")
-        if models < 1:
-            raise ValueError(f"models must be >= 1, got {models}")
+        if not 1 <= models <= defaults.MODELS_MAX:
+            raise ValueError(f"models must be 1..{defaults.MODELS_MAX}, got {models}")
+        if seed is not None and not 0 <= seed <= defaults.SEED_MAX:
+            raise ValueError(f"seed must be 0..{defaults.SEED_MAX}, got {seed}")
         seeds: list[int | None] = [None] * 3
         if seed is not None:
             seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
@@ -84,17 +86,18 @@ class Swarm:
             self.close()
             raise
         self.seed = seed
-        self.restored: saved.SavedPopulation | None = None
+        self.restored: saved.Restored | None = None
         if load is not None and os.path.exists(load):
             try:
-                self.restored = saved.load(load)
+                population = saved.load(load)
             except ValueError:
                 self.close()
                 raise  # a bad file is said before anything runs
+            self.restored = saved.Restored.of(population)
             if self.models is not None:
-                self.models.population.weights[...] = saved.fit(self.restored.weights, models)
+                self.models.population.weights[...] = saved.fit(population.weights, models)
             if self.evolution is not None:
-                self.evolution.generations = self.restored.generation
+                self.evolution.generations = population.generation
         if self.evolution is not None and save is not None:
             self.evolution.on_generation = functools.partial(self._save, save)
 
@@ -127,8 +130,10 @@ def serve_swarm(
     load: str | None = None,
     save: str | None = None,
     only: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost)."""
+    """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost); ``say``
+    is told what the population started from."""
     lost: list[str] = []
     gone = threading.Event()
 
@@ -138,6 +143,9 @@ def serve_swarm(
 
     swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save, only=only).start()
     try:
+        swarm.components[0].client.check_broker()  # NotABroker: an address that is no broker is said so
+        if say is not None and only in (None, "models"):
+            say(saved.start_note(load if swarm.restored else save, swarm.restored, models))
         while not gone.wait(0.5):
             pass
     except KeyboardInterrupt:

@@ -18,12 +18,13 @@ import base64
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 
 BATCH = "BATCH"  # in REGISTER: true; in batch messages: the run's instance count
 CENSUS = "CENSUS"
 CENSUS_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
-MAX_INSTANCES = 1024
+MAX_INSTANCES = defaults.PARALLEL_MAX
 
 
 def census_request() -> protocol.Message:

@@ -16,11 +16,13 @@ from collections.abc import Iterable
 from itertools import accumulate
 from typing import Any, SupportsFloat
 
+from cartpole_tui.env import defaults
+
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
-MAX_EPISODES = 10**9  # NR_OF_EPISODE; far above any run, far below SQLite's 2**63
-MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seed range
+MAX_EPISODES = defaults.EPISODES_MAX  # NR_OF_EPISODE: the limits the command line and the app check too
+MAX_SEED = defaults.SEED_MAX
 MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
 # Levels of nesting a component's message may have (a flat JSON object is 1): the broker
 # refuses deeper ones, so nothing downstream recurses far on a peer's data. A receiver
@@ -327,7 +329,7 @@ def is_evolution_request(message: Message) -> bool:
 
 # --- our evolution's population report (additive keys of EVO_DONE) ------------------
 
-MAX_REPORTED_MODELS = 1000  # a report about more models is not ours: ignored
+MAX_REPORTED_MODELS = defaults.MODELS_MAX  # a report about more models is not ours: ignored
 
 
 def _finite(value: object) -> float | None:

@@ -6,6 +6,14 @@ transport: one write per frame with TCP_NODELAY (the shipped client's two writes
 meet Nagle's algorithm and the peer's delayed ACK: ~11 steps/s), a lock so threads
 can share a client, exact reads, clear errors instead of spins or silence, and a
 clean shutdown.
+
+A peer that is not a swergio broker is told apart by what it does, not by a greeting (a
+swergio broker greets no one): our REGISTER ends in a newline, which JSON allows and which
+makes a line-based server (HTTP, SMTP, Redis…) answer. Bytes that are not a frame before
+any frame, within :data:`BROKER_CHECK_SECONDS` of connecting, mean :class:`NotABroker`.
+:meth:`Component.check_broker` asks for a census too, which our broker answers at once, and
+fails on a close before any frame (a non-broker, or a broker refusing our token: either way
+no way in). A peer that says nothing cannot be told from swergio.Server, which greets no one.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ import io
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import swergio
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.wire import auth, protocol
+from cartpole_tui.env.wire import auth, batch, protocol
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,13 @@ class ConnectionFailed(ConnectionError):
 
 class ConnectionLost(ConnectionError):
     """The broker closed the connection or it broke."""
+
+
+class NotABroker(ConnectionFailed):
+    """The address answered, but not as a swergio broker does."""
+
+
+BROKER_CHECK_SECONDS = 5.0  # a peer's first bytes or close this soon after connecting say what it is
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -82,6 +98,12 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
         self._args_cache: dict[Handler, frozenset[str]] = {}
         self._thread: threading.Thread | None = None
         self.on_disconnect = on_disconnect
+        self._connected_at = 0.0
+        self._heard_frame = False  # a whole frame came: the peer speaks swergio's framing
+        self._heard_bytes = False  # anything came at all
+        self._closed_early = False  # the peer closed before sending anything
+        self._verdict = threading.Event()  # set by the first frame, or by what shows it is no broker
+        self.not_a_broker: str | None = None  # why the peer is not a swergio broker, once known
         super().__init__(name, host, port, protocol.FORMAT, protocol.HEADER_LENGTH, **kwargs)
 
     # --- transport -------------------------------------------------------------
@@ -96,6 +118,7 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # a BufferedReader ("rb", buffered); typeshed says IOBase for a buffering that is not a literal
         self._reader = cast(io.BufferedReader, sock.makefile("rb", buffering=1 << 16))
+        self._connected_at = time.monotonic()
         return sock
 
     def register(self) -> None:
@@ -111,7 +134,9 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
             message[auth.TOKEN_KEY] = self._token
         if self.batch:
             message["BATCH"] = True
-        self.send(message)
+        # The newline is JSON whitespace to a broker, and the end of a line to a line-based
+        # server, which then answers (HTTP: 400) or closes: see check_broker.
+        self.send_frames(protocol.frame_bytes(protocol.encode_body(message) + b"\n"))
         for room in swergio.client.reserved_rooms:
             self.join_room(room)
 
@@ -128,9 +153,72 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
             try:
                 self.client.sendall(data)
             except OSError as error:
-                raise ConnectionLost(
-                    f"send to broker failed: {error.strerror or error}{self._refusal_hint()}"
-                ) from None
+                raise self._send_failed(error) from None
+
+    def _send_failed(self, error: OSError) -> ConnectionError:
+        if not self._heard_frame and not self._closing.is_set():
+            # nothing came from the peer yet: what it sent (or its close) may tell what it is
+            if self._thread is None:  # still joining, not listening yet: look ourselves
+                self._look_at_peer()
+            else:
+                self._verdict.wait(0.5)
+            if self.not_a_broker is not None:
+                return NotABroker(self.not_a_broker)
+        return ConnectionLost(f"send to broker failed: {error.strerror or error}{self._refusal_hint()}")
+
+    def _look_at_peer(self) -> None:
+        """Judge the peer by the first bytes it sent, without taking them (no listener yet)."""
+        try:
+            self.client.settimeout(0.5)
+            first = self.client.recv(protocol.HEADER_LENGTH, socket.MSG_PEEK)
+        except OSError:  # a reset, or nothing within the time: no sign either way
+            return
+        finally:
+            try:
+                self.client.settimeout(None)
+            except OSError:
+                pass
+        if not first:
+            self._closed_early = True
+            return
+        try:
+            protocol.parse_header(first.ljust(protocol.HEADER_LENGTH, b"?"), self._max_frame)
+        except protocol.FrameError as bad:
+            self._judge(bad)
+
+    def _closed_at_once(self) -> str:
+        return (
+            f"{self.server}:{self.port} closed the connection at once: not a swergio broker, or a broker "
+            f"that refused this client{self._refusal_hint()}"
+        )
+
+    def check_broker(self, timeout: float = defaults.BROKER_CHECK_TIMEOUT) -> bool:
+        """Whether the peer is a broker: True when it sent a frame (our broker answers the census
+        asked here at once), False when it said nothing in ``timeout`` s (swergio.Server greets
+        no one), :class:`NotABroker` when it answered as something else. The client must be
+        listening (:meth:`start`)."""
+        self.send(batch.census_request())
+        self._verdict.wait(timeout)
+        if self.not_a_broker is not None:
+            raise NotABroker(self.not_a_broker)
+        if self._closed_early:
+            raise ConnectionFailed(self._closed_at_once())
+        return self._heard_frame
+
+    def _judge(self, error: Exception) -> str:
+        """The reason the connection ended: that the peer is no broker, when that is what it showed."""
+        if self._heard_frame or time.monotonic() - self._connected_at > BROKER_CHECK_SECONDS:
+            return str(error)
+        if not self._heard_bytes and not isinstance(error, protocol.FrameError):
+            # a plain close: a broker stopping or refusing us does that too
+            self._closed_early = True
+            self._verdict.set()
+            return str(error)
+        self.not_a_broker = (
+            f"{self.server}:{self.port} answered but is not a swergio broker ({protocol.clean_text(str(error), 80)})"
+        )
+        self._verdict.set()
+        return self.not_a_broker
 
     def _refusal_hint(self) -> str:
         # A broker with a token closes a client that does not present it, without a word.
@@ -143,6 +231,7 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
             data = self._reader.read(n)
         except (OSError, ValueError) as error:  # ValueError: the reader was closed
             raise ConnectionLost(f"connection broken: {error}") from None
+        self._heard_bytes = self._heard_bytes or bool(data)
         if len(data) < n:
             raise ConnectionLost(
                 "broker closed the connection"
@@ -154,7 +243,11 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
     def receive(self) -> protocol.Message:
         """The next message; ConnectionLost or FrameError instead of swergio's ``False``."""
         length = protocol.parse_header(self._read_exactly(protocol.HEADER_LENGTH), self._max_frame)
-        return protocol.decode_body(self._read_exactly(length))
+        message = protocol.decode_body(self._read_exactly(length))
+        if not self._heard_frame:
+            self._heard_frame = True
+            self._verdict.set()
+        return message
 
     # --- dispatch ----------------------------------------------------------------
 
@@ -215,10 +308,12 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
                 self.dispatch(self.receive())
         except (ConnectionLost, protocol.FrameError) as error:
             if not self._closing.is_set():
-                log.warning("%s: %s", self.name, error)
+                reason = self._judge(error)
+                # a peer that is no broker is said by whoever asked (check_broker, on_disconnect)
+                log.log(logging.DEBUG if self.not_a_broker else logging.WARNING, "%s: %s", self.name, reason)
                 self._shutdown_socket()
                 if self.on_disconnect is not None:
-                    self.on_disconnect(str(error))
+                    self.on_disconnect(reason)
 
     def start(self) -> Component:
         """Listen in a daemon thread."""

@@ -7,36 +7,23 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
+import time
 
 import pytest
 
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
 
-from conftest import free_port
-
-CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def one_clear_line(result: subprocess.CompletedProcess, code: int, words: str) -> None:
-    assert result.returncode == code, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and words in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+from conftest import CLI, cli, free_port, one_clear_line, only_json
 
 
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["run", "--episodes", "0"], "whole number >= 1"),
-        (["run", "--episodes", "ten"], "whole number >= 1"),
-        (["run", "--parallel", "0"], "whole number >= 1"),
-        (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "at most 1024"),
+        (["run", "--episodes", "0"], "whole number 1–1,000,000, got 0"),
+        (["run", "--episodes", "ten"], "whole number 1–1,000,000, got 'ten'"),
+        (["run", "--parallel", "0"], "instances 1–1,024"),
+        (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "instances 1–1,024"),
         (["run", "--connect", "localhost"], "HOST:PORT"),
         (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
         (["evolve"], "--connect"),
@@ -52,12 +39,62 @@ def test_bad_arguments_get_one_line_and_exit_2(args, words):
     one_clear_line(cli(*args), 2, words)
 
 
+SEEDS = "0–4,294,967,295"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "--episodes", "2000000000"], "--episodes: expected a whole number 1–1,000,000, got 2,000,000,000"),
+        (["run", "--schedule", "--seed", "99999999999999999999"], f"--seed: expected a whole number {SEEDS}"),
+        (["run", "--seed", "-1"], f"--seed: expected a whole number {SEEDS}, got -1"),
+        (["env", "--connect", "127.0.0.1:8080", "--seed", "-1"], f"--seed: expected a whole number {SEEDS}"),
+        (["swarm", "--connect", "127.0.0.1:8080", "--seed", "4294967296"], f"--seed: expected a whole number {SEEDS}"),
+        (["--seed", "-5"], f"--seed: expected a whole number {SEEDS}"),
+        (["run", "--schedule", "--rounds", "0"], "--rounds: expected a whole number 1–10,000"),
+        (["run", "--schedule", "--rounds", "10001"], "--rounds: expected a whole number 1–10,000"),
+        (["run", "--schedule", "--train", "1000001"], "--train: expected a whole number 1–1,000,000"),
+        (["run", "--schedule", "--eval", "0"], "--eval: expected a whole number 1–1,000,000"),
+        (["run", "--parallel", "1025"], "--parallel: expected a number of instances 1–1,024"),
+        (["run", "--models", "1001"], "--models: expected a number of models 1–1,000"),
+        (["export", "--run", "0"], "--run: expected a run number 1–9,223,372,036,854,775,807"),
+        (["broker", "--max-frame", "10"], "--max-frame: expected a frame size in bytes 1,024–1,073,741,824"),
+        (["run", "--episodes", "9" * 5000], "--episodes: expected a whole number 1–1,000,000"),
+    ],
+)
+def test_edge_values_are_usage_errors_at_once_naming_the_range(args, words):
+    started = time.monotonic()
+    result = cli(*args, timeout=60)
+    one_clear_line(result, 2, words)
+    assert time.monotonic() - started < 20  # at once: nothing started (it used to wait 60 s or hang)
+
+
+def test_a_file_in_a_missing_folder_is_a_usage_error_naming_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such"
+    for args, option in (
+        (["run", "--episodes", "2", "--agent", "random", "--db", str(missing / "x.db")], "--db"),
+        (["export", "--db", ":memory:", "-o", str(missing / "out.csv")], "--output"),
+        (["--offline", "--db", str(missing / "x.db")], "--db"),
+        (["swarm", "--connect", "127.0.0.1:9", "--save", str(missing / "p.npz")], "--save"),
+    ):
+        one_clear_line(cli(*args, timeout=60), 2, f"{option} {missing}/")
+        assert f"no folder {missing}" in cli(*args, timeout=60).stderr
+    assert not (tmp_path / "no").exists()  # nothing made it
+
+
+def test_the_default_data_folder_is_still_made(tmp_path):
+    environment = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    ran = cli("run", "--episodes", "2", "--agent", "random", "--seed", "1", env=environment)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "data" / "cartpole-tui" / "runs.sqlite3").is_file()
+
+
 def test_unreachable_broker_is_one_line_and_exit_1():
     port = free_port()
     for args in (
         ["run", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],
         ["evolve", "--connect", f"127.0.0.1:{port}"],
-        ["env", "--connect", f"127.0.0.1:{port}"],
+        ["env", "--connect", f"127.0.0.1:{port}", "--db", ":memory:"],  # not the user's history
         ["swarm", "--connect", f"127.0.0.1:{port}"],
     ):
         one_clear_line(cli(*args), 1, f"cannot reach broker at 127.0.0.1:{port}")
@@ -67,7 +104,7 @@ def test_run_json_on_the_embedded_network_is_recorded(tmp_path):
     db = tmp_path / "runs.sqlite3"
     result = cli("run", "--episodes", "5", "--json", "--agent", "random", "--seed", "3", "--db", str(db))
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = only_json(result.stdout)
     assert report["episodes"] == 5 and len(report["scores"]) == 5
     assert report["avg_score"] == pytest.approx(sum(report["scores"]) / 5)
     with sqlite3.connect(db) as connection:
@@ -118,12 +155,12 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
         ":memory:",
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    report = json.loads(lines[-1])
+    report = only_json(result.stdout)  # the curve went to stderr: `| jq` reads the whole output
     assert [r["round"] for r in report["rounds"]] == [1, 2] and "final_eval_avg" in report
     assert all("train_avg" in r and "eval_avg" in r and "train_seconds" in r for r in report["rounds"])
-    curve = [line for line in lines if "episode" in line and "mean100" in line]
+    curve = [line for line in result.stderr.splitlines() if "episode" in line and "mean100" in line]
     assert len(curve) >= 2 * (4 + 2)
+    assert "round 2:" in result.stderr
 
 
 def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_runs(tmp_path):

@@ -17,7 +17,7 @@ from swergio import Client
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentLogic
 from cartpole_tui.env.components.instances import CartPoleInstances
-from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, quotas
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, episode_number, quotas
 from cartpole_tui.env.events import EnvironmentObserver, NetworkError
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
@@ -53,7 +53,11 @@ def test_a_run_is_split_into_fixed_quotas_and_every_episode_is_reported():
     sent = play(logic, lean, episodes=37, n=8)
     episodes = [m for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
     (done,) = [m for m in sent if m["STATUS"] == protocol.ENV_DONE]
-    assert [m["EPISODE"] for m in episodes] == list(range(1, 38))
+    numbers = [m["EPISODE"] for m in episodes]
+    assert sorted(numbers) == list(range(1, 38))  # every number once, in start order: an interleave of
+    assert numbers != sorted(numbers)  # the instances, so short episodes end before lower numbers
+    interleave = [episode_number(i, k, 8) for k in range(5) for i in range(8) if k < quotas(37, 8)[i]]
+    assert interleave == list(range(1, 38))  # round k of instance i is number 8k + i + 1
     assert done["EPISODES"] == 37 and not done["STOPPED"]
     assert done["AVG_SCORE"] == pytest.approx(np.mean([m["SCORE"] for m in episodes]))
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
     StatusFacts,
-    StepRate,
     round_line,
     schedule_ended_text,
     status_line,
@@ -35,12 +32,13 @@ def test_status_line_warns_of_an_open_network_in_bold_red():
     assert any(str(span.style) == "bold red" for span in line.spans)
 
 
-def test_step_rate_is_measured_once_a_second():
-    rate = StepRate(now=100.0)
-    assert not rate.update(50, now=100.5) and rate.per_second == 0.0
-    assert rate.update(300, now=102.0) and rate.per_second == pytest.approx(150.0)
-    assert not rate.update(900, now=102.9) and rate.per_second == pytest.approx(150.0)
-    assert rate.update(900, now=103.0) and rate.per_second == pytest.approx(600.0)
+def test_steps_a_second_are_rounded_one_way_everywhere():
+    # 4,225.5 once showed as 4,225 in the log and 4,226 in the table: one rounding now
+    assert status_line(facts(steps_per_second=4225.5)).plain.endswith("● connected  4,226 steps/s")
+    progress = RunProgress(now=0.0)
+    started(progress)
+    assert progress.ended(RunFinished("r1", 9.0, 20), rate=4225.5).plain.endswith("(ENV_DONE), 4,226 steps/s")
+    assert "steps/s" not in status_line(facts(steps_per_second=None)).plain
 
 
 def started(progress: RunProgress, episodes: int = 20, number: int | None = 7, now: float = 0.0) -> str:
@@ -53,9 +51,10 @@ def test_a_run_from_start_to_end():
     assert progress.take_label() == "run 7 · waiting for the first episode"
     assert progress.take_label() is None  # said once: the next redraw has nothing new
     progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25)
-    assert progress.finished == 3
-    assert progress.take_label() == "run 7 · 3/20 · last 41 · mean(100) 22.2"
-    line = progress.ended(RunFinished("r1", 31.5, 20, steps=630, seconds=2.0))
+    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None)  # they end out of order
+    assert progress.finished == 2  # counted as they end, not taken from their numbers
+    assert progress.take_label() == "run 7 · 2/20 · last 12"
+    line = progress.ended(RunFinished("r1", 31.5, 20), rate=315.0)
     assert line.plain == "run 7 done: average 31.5 over 20 episodes (ENV_DONE), 315 steps/s"
     assert progress.take_label() == "run 7 done · avg 31.5 over 20 episodes"
     assert progress.current is None

@@ -5,27 +5,55 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+from collections.abc import Callable
 
-from cartpole_tui.env.wire import auth, batch
+from cartpole_tui.env import defaults
+from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.gateway import parse_servers
 from cartpole_tui.env.wire.transport import parse_address
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+def allowed(low: int, high: int) -> str:
+    """A range as the messages say it: ``1–1,000,000``."""
+    return f"{low:,}–{high:,}"
 
 
-def instances(text: str) -> int:
-    value = positive_int(text)
-    if value > batch.MAX_INSTANCES:
-        raise argparse.ArgumentTypeError(f"expected at most {batch.MAX_INSTANCES} instances, got {value}")
-    return value
+def whole_number(low: int, high: int, what: str = "") -> Callable[[str], int]:
+    """An option type: a whole number in ``low..high``, else a usage error naming the range."""
+
+    def check(text: str) -> int:
+        expected = f"expected {what or 'a whole number'} {allowed(low, high)}"
+        given = text if len(text) <= 40 else f"{text[:40]}…"
+        try:
+            value = int(text)
+        except ValueError:  # also a number of more than 4,300 digits
+            raise argparse.ArgumentTypeError(f"{expected}, got {given!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{expected}, got {f'{value:,}' if abs(value) < 10**30 else given}")
+        return value
+
+    check.__name__ = what or "whole number"  # argparse names the type in some messages
+    return check
+
+
+# Every whole-number option, with its limits from env/defaults.py (the app and the environment
+# check the same ones).
+episodes = whole_number(1, defaults.EPISODES_MAX)
+seed = whole_number(0, defaults.SEED_MAX)
+instances = whole_number(1, defaults.PARALLEL_MAX, "a number of instances")
+models = whole_number(1, defaults.MODELS_MAX, "a number of models")
+rounds = whole_number(1, defaults.ROUNDS_MAX)
+run_number = whole_number(1, defaults.RUN_NUMBER_MAX, "a run number")
+frame_bytes = whole_number(defaults.FRAME_MIN, defaults.FRAME_MAX, "a frame size in bytes")
+connections = whole_number(1, defaults.CONNECTIONS_MAX, "a number of connections")
+sessions = whole_number(1, defaults.SESSIONS_MAX, "a number of sessions")
+
+
+def missing_folder(path: str) -> str | None:
+    """The folder a file at ``path`` would go in, when it does not exist (None when it does)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(folder) else folder
 
 
 def address(text: str) -> str:

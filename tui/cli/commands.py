@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -107,15 +109,28 @@ def _open_store(path: str | None) -> RunStore:
     return RunStore.open(path, on_error=lambda text: print(f"cartpole-tui: {text}", file=sys.stderr))
 
 
+def with_saved_population(args: argparse.Namespace, options: SessionOptions) -> SessionOptions:
+    """The embedded swarm keeps what it learned beside the run history (``<db>.population.npz``)
+    and starts from it (``--fresh``: from random weights), headless as in the app."""
+    if options.connect or options.agent != "swarm":
+        return options
+    return replace(options, population_file=beside_history(args.db), fresh=args.fresh)
+
+
 @contextmanager
 def _open_session(args: argparse.Namespace, on_event=None):
-    """The session `run` asks for, recording into ``--db``; closed with the store after."""
+    """The session `run` asks for, recording into ``--db``; closed with the store after. Says
+    on standard error what the embedded swarm started from."""
     store = _open_store(args.db)
     try:
         with reported_failures():
-            session = Session(session_options(args), on_event=on_event, store=store)
+            session = Session(with_saved_population(args, session_options(args)), on_event=on_event, store=store)
             try:
-                yield session.open()
+                session.open()
+                note = session.network.population_note if session.network is not None else None
+                if note:
+                    print(note, file=sys.stderr, flush=True)
+                yield session
             finally:
                 session.close()
     finally:
@@ -131,18 +146,37 @@ def _progress(label: str, field: str, *more_columns) -> Progress:
     )
 
 
+def strict_json(value: object) -> str:
+    """``value`` as strict JSON (RFC 8259, what ``jq`` reads): a non-finite number, which only a
+    peer's message can bring, is null."""
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), allow_nan=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    """One run. Its result is standard output's only content (with --json, one JSON object);
+    progress and every episode go to standard error."""
     if args.schedule:
         return schedule(args)
     progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
     out = Console(highlight=False)
+    scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
 
     def on_event(event) -> None:
         if isinstance(event, EpisodeFinished):
+            scores[event.run_id, event.episode] = event.score
             progress.update(task, advance=1, last=f"last {event.score:g}")
-            if not args.json:
-                progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
+            progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
             progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
 
@@ -159,18 +193,16 @@ def run(args: argparse.Namespace) -> int:
             )
             return caught.code
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "avg_score": result.avg_score,
-                    "episodes": result.episodes,
-                    "deterministic": args.deterministic,
-                    "stopped": result.stopped,
-                    "scores": result.scores,
-                    "address": session.address,
-                }
-            )
-        )
+        numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
+        report = {
+            "avg_score": result.avg_score,
+            "episodes": result.episodes,
+            "deterministic": args.deterministic,
+            "stopped": result.stopped,
+            "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
+            "address": session.address,
+        }
+        print(strict_json(report), flush=True)
     else:
         out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
     return 0
@@ -216,7 +248,9 @@ def _stop_interrupted(session: Session) -> RunFinished:
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve."""
+    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve (on
+    standard error with --json, whose one object is then standard output's only content)."""
+    lines = sys.stderr if args.json else sys.stdout
     progress = _progress("round", "phase")
     task = progress.add_task("schedule", total=args.rounds, phase="")
     curve: list[float] = []
@@ -233,6 +267,7 @@ def schedule(args: argparse.Namespace) -> int:
         print(
             f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
             f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s",
+            file=lines,
             flush=True,
         )
 
@@ -243,6 +278,7 @@ def schedule(args: argparse.Namespace) -> int:
             f"training {result.train_seconds:.1f}s"
             + ("  evolved" if result.evolved else "")
             + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
+            file=lines,
             flush=True,
         )
 
@@ -259,7 +295,7 @@ def schedule(args: argparse.Namespace) -> int:
             idle_timeout=args.timeout,
         )
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(strict_json(result.to_json()), flush=True)
     else:
         verdict = "solved" if result.solved else "not solved"
         print(
@@ -276,7 +312,8 @@ def swarm(args: argparse.Namespace) -> int:
     with reported_failures():
         if args.load is not None and not os.path.exists(args.load):
             raise CommandError(f"--load {args.load}: no such file")
-        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only)
+        say = functools.partial(print, flush=True)  # what it loaded (or not)
+        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only, say=say)
     return 0
 
 
@@ -285,6 +322,7 @@ def evolve(args: argparse.Namespace) -> int:
     with reported_failures():
         control = ControlClient(host, port)
         try:
+            control.client.check_broker()  # an address that is no broker is said so, not waited on
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
@@ -307,6 +345,12 @@ def _serve_until_interrupted(close, lost: threading.Event) -> None:
 def env(args: argparse.Namespace) -> int:
     host, port = parse_address(args.connect)
     lost = threading.Event()
+    lost_reason: list[str] = []
+
+    def on_disconnect(reason: str) -> None:
+        lost_reason.append(reason)
+        lost.set()
+
     store = _open_store(args.db)
     with reported_failures():
         try:
@@ -316,7 +360,7 @@ def env(args: argparse.Namespace) -> int:
                 env_id=args.env_id,
                 seed=args.seed,
                 parallel=args.parallel,
-                on_disconnect=lambda reason: lost.set(),
+                on_disconnect=on_disconnect,
             )
         except BaseException:
             store.close()
@@ -325,6 +369,13 @@ def env(args: argparse.Namespace) -> int:
     component.add_observer(recorder)
     component.logic.history = recorder.history  # announced with each run: control rooms sharing the file read it
     component.start()
+    with reported_failures():
+        try:
+            component.client.check_broker()
+        except ConnectionError:
+            component.close()
+            store.close()
+            raise
     print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
 
     def close() -> None:
@@ -332,6 +383,8 @@ def env(args: argparse.Namespace) -> int:
         store.close()
 
     _serve_until_interrupted(close, lost)
+    if lost_reason:  # the broker went away: a failure, as for the swarm
+        raise CommandError(f"lost the broker: {lost_reason[0]}")
     return 0
 
 

@@ -9,3 +9,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 class CommandError(Exception):
     """A failure to report as one line and exit 1."""
+
+
+class UsageError(Exception):
+    """Arguments that cannot work, found after parsing (e.g. a file in a missing folder): one line, exit 2."""

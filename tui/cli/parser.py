@@ -18,19 +18,21 @@ from typing import Any, NoReturn
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.export import FORMATS
+from cartpole_tui.env.history.store import MEMORY
 from cartpole_tui.env.wire import auth, protocol
-from cartpole_tui.tui.cli import commands, config, serve
+from cartpole_tui.tui.cli import arguments, commands, config, serve
 from cartpole_tui.tui.cli.arguments import (
     address,
     cidr,
+    connections,
     instances,
     nats_servers,
     port_number,
-    positive_int,
     redraw_rate,
     seconds,
+    sessions,
 )
-from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
+from cartpole_tui.tui.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, UsageError
 
 CHATTY = ("broker", "env", "serve")  # commands that log what they do (INFO); the others only warnings
 
@@ -126,7 +128,12 @@ def no_env_option() -> argparse.ArgumentParser:
 
 
 def seed_option() -> argparse.ArgumentParser:
-    return _option(None, "--seed", type=int, help="seed for the environment and the built-in agents")
+    return _option(
+        None,
+        "--seed",
+        type=arguments.seed,
+        help=f"seed for the environment and the built-in agents ({arguments.allowed(0, defaults.SEED_MAX)})",
+    )
 
 
 def agent_option() -> argparse.ArgumentParser:
@@ -143,7 +150,7 @@ def models_option() -> argparse.ArgumentParser:
     return _option(
         "built-in agents",
         "--models",
-        type=positive_int,
+        type=arguments.models,
         default=defaults.MODELS,
         help=f"models in the built-in swarm (default {defaults.MODELS})",
     )
@@ -195,11 +202,15 @@ def _command(
 
 def add_run(sub: argparse._SubParsersAction) -> None:
     run = _command(
-        sub, "run", commands.run, "one run headless, with a progress bar; prints the run's average", session_options()
+        sub,
+        "run",
+        commands.run,
+        "one run headless, with a progress bar; prints the run's average",
+        [*session_options(), fresh_option()],
     )
     run.add_argument(
         "--episodes",
-        type=positive_int,
+        type=arguments.episodes,
         default=defaults.EPISODES,
         help=f"episodes in the run (default {defaults.EPISODES})",
     )
@@ -217,13 +228,15 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="rounds of (train, evaluate deterministically, evolve) instead of one run",
     )
-    schedule.add_argument("--rounds", type=positive_int, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds")
     schedule.add_argument(
-        "--train", type=positive_int, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
+        "--rounds", type=arguments.rounds, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds"
+    )
+    schedule.add_argument(
+        "--train", type=arguments.episodes, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
     )
     schedule.add_argument(
         "--eval",
-        type=positive_int,
+        type=arguments.episodes,
         default=defaults.SCHEDULE_EVALUATE,
         dest="evaluate",
         help="schedule: deterministic evaluation episodes a round",
@@ -249,7 +262,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     export = _command(sub, "export", commands.export, "write run history as CSV or JSON", [history_option()])
     export.add_argument(
         "--run",
-        type=positive_int,
+        type=arguments.run_number,
         action="append",
         metavar="N",
         dest="runs",
@@ -280,7 +293,10 @@ def add_broker(sub: argparse._SubParsersAction) -> None:
     broker = _command(sub, "broker", commands.broker, "the broker alone", [token_option()])
     _bind_options(broker, defaults.PORT)
     broker.add_argument(
-        "--max-frame", type=positive_int, default=protocol.DEFAULT_MAX_FRAME, help="largest frame accepted, in bytes"
+        "--max-frame",
+        type=arguments.frame_bytes,
+        default=protocol.DEFAULT_MAX_FRAME,
+        help="largest frame accepted, in bytes",
     )
     broker.add_argument(
         "--trust",
@@ -293,7 +309,7 @@ def add_broker(sub: argparse._SubParsersAction) -> None:
     broker.add_argument(
         "--max-per-address",
         metavar="N",
-        type=positive_int,
+        type=connections,
         default=defaults.MAX_CONNECTIONS_PER_ADDRESS,
         help=f"open connections from one IP address (default {defaults.MAX_CONNECTIONS_PER_ADDRESS})",
     )
@@ -324,7 +340,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     web.add_argument("--public-url", metavar="URL", help="the address browsers use (default http://HOST:PORT)")
     web.add_argument(
         "--max-sessions",
-        type=positive_int,
+        type=sessions,
         default=defaults.SERVE_MAX_SESSIONS,
         metavar="N",
         help="browser sessions open at once, each a control room process; more get a page saying it is full "
@@ -368,12 +384,25 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
         raise config.ConfigError(f"{args.command}: --connect HOST:PORT is required (or connect in {settings.path})")
 
 
+def check_folders(args: argparse.Namespace) -> None:
+    """A file to be written in a folder that does not exist is a usage error naming the folder:
+    nothing makes folders the user named (only the default data folder is made)."""
+    for option, dest, unwritten in (("--db", "db", (MEMORY,)), ("--output", "output", ("-",)), ("--save", "save", ())):
+        path = getattr(args, dest, None)
+        if path is None or path in unwritten:
+            continue
+        folder = arguments.missing_folder(path)
+        if folder is not None:
+            raise UsageError(f"{option} {path}: no folder {folder} (make it first, or name another)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
+        check_folders(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
-    except (config.ConfigError, auth.TokenError) as error:
+    except (config.ConfigError, auth.TokenError, UsageError) as error:
         print(f"cartpole-tui: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -246,9 +246,12 @@ def served_network(args: argparse.Namespace):
                     # what the swarm learned is kept with the run history, as in the terminal
                     population_file=beside_history(args.db) if args.agent == "swarm" else None,
                     share_token=True,  # every visit and the environment join with it
+                    fresh=args.fresh,
                 ).start()
             except NetworkStartError as error:
                 raise CommandError(str(error)) from None
+            if network.population_note:
+                print(network.population_note, flush=True)
             address, token_file = network.address, network.token_file
         if not args.no_env:
             token = ["--token-file", token_file] if token_file else []

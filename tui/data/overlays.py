@@ -16,10 +16,12 @@ MAX_OVERLAYS = defaults.PLOT_OVERLAYS
 
 @dataclass(frozen=True)
 class Overlay:
-    """Another run's rolling mean drawn for comparison: ``values[i]`` sits at the run's episode ``i``."""
+    """Another run's rolling mean drawn for comparison: ``values[i]`` sits at the run's episode ``i``;
+    ``window``: the episodes that mean is over (the legend says it)."""
 
     values: np.ndarray
     label: str = ""
+    window: int | None = None
 
     @cached_property
     def sums(self) -> np.ndarray:
@@ -37,5 +39,5 @@ def rolling_overlays(store: RunStore, numbers: list[int], window: int) -> list[O
             continue
         scores = store.episode_scores(run.run_uid)
         if len(scores):
-            overlays.append(Overlay(rolling_mean(scores, window), label=f"run {number}"))
+            overlays.append(Overlay(rolling_mean(scores, window), label=f"run {number}", window=window))
     return overlays

@@ -155,11 +155,16 @@ class PlotCanvas:
                     self._write(int(row) // 4, mark, at=cell, layer=LAYERS.index(OVERLAY_CLASSES[index]) + 1)
         self._label_threshold()
         self.x_labels = self._x_labels(lo, 0, end, title="episode of run")
+        # each run's rolling mean at its last episode, with its window: at w=1 that is the last
+        # episode's score, which a legend without the window passed off as the run's average
         self.legend = [
-            (f"{mark}━ {overlay.label}", f"{overlay.values[-1]:.1f}" if len(overlay.values) else "", name)
+            (
+                f"{mark}━ {overlay.label} mean({overlay.window or self.view.window})",
+                f"{overlay.values[-1]:.1f}" if len(overlay.values) else "",
+                name,
+            )
             for overlay, name, mark in zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS)
         ]
-        self.legend.append(("", f"mean({self.view.window}) of marked runs", None))
 
     def _draw_data(self, history: ScoreHistory, layers: dict[str, np.ndarray]) -> None:
         view = self.view

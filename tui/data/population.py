@@ -43,6 +43,12 @@ class PopulationHistory:
         self.generations: deque[Generation] = deque(maxlen=keep)
         self.evolutions = 0
         self.version = 0
+        self.restored: tuple[int, int] | None = None  # (generation, models) the swarm started from a file
+
+    def restore(self, generation: int, models: int) -> None:
+        """The swarm started from a saved population (no fitness known until it evolves)."""
+        self.restored = (generation, models)
+        self.version += 1
 
     def add(self, number: int | None, fitness, elite: int | None, diversity: float | None) -> None:
         self.evolutions += 1

@@ -1,7 +1,9 @@
 """What the control room says about the network and the run going, from plain state.
 
-`status_line` is the top line (address, environment, clients, connection, steps a second);
-`StepRate` measures those steps a second. `RunProgress` follows the run going: its number,
+`status_line` is the top line (address, environment, clients, connection, steps a second).
+Steps a second have one definition, the run history's (``RunRecord.steps_per_s``: a run's
+recorded steps over its wall time), so the status line, the log and the runs table show
+one figure for one run. `RunProgress` follows the run going: its number,
 the episodes it finished, the progress label with its stall hint, and the run's and the
 schedule's lines in the log. No widgets: the app feeds events and clock ticks in and puts
 the text where it goes, so every sentence here can be checked by a unit test.
@@ -16,7 +18,7 @@ from rich.text import Text
 from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
-from cartpole_tui.tui.data.words import plural
+from cartpole_tui.tui.data.words import plural, steps_per_second
 
 CONNECTION_MARKS = {
     "connected": ("● connected", "green"),
@@ -37,7 +39,7 @@ class StatusFacts:
     connection: str  # a key of CONNECTION_MARKS
     width: int  # the terminal's columns
     clients: int = 0  # clients the broker reports
-    steps_per_second: float = 0.0
+    steps_per_second: float | None = None  # the current (or last) run's, as the runs table has it
     open_network: bool = False  # joined a broker off this machine without a token
 
 
@@ -53,25 +55,8 @@ def status_line(facts: StatusFacts) -> Text:
     if facts.open_network:
         status.append(" │ open network", "bold red")
     if facts.steps_per_second:
-        status.append(f"  {facts.steps_per_second:,.0f} steps/s")
+        status.append(f"  {steps_per_second(facts.steps_per_second)} steps/s")
     return status
-
-
-class StepRate:
-    """Steps a second of a growing step count, measured anew once a second has passed."""
-
-    def __init__(self, now: float):
-        self._seen = (0, now)  # (count, when it was read)
-        self.per_second = 0.0
-
-    def update(self, steps: int, now: float) -> bool:
-        """Read the count at ``now``; True when the rate was measured anew."""
-        count, since = self._seen
-        if now - since < 1.0:
-            return False
-        self.per_second = (steps - count) / (now - since)
-        self._seen = (steps, now)
-        return True
 
 
 class RunProgress:
@@ -110,27 +95,28 @@ class RunProgress:
         self.finished = event.finished
         self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
 
-    def episode(self, event: EpisodeFinished, window: int, mean: float) -> None:
-        """An episode of a run already started; ``mean``: the rolling mean over ``window`` episodes."""
-        self.finished = event.episode
+    def episode(self, event: EpisodeFinished, window: int, mean: float | None) -> None:
+        """An episode of a run already started (they may end out of number order: counted, not
+        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any."""
+        self.finished += 1
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        self.label = (
-            f"run {self.numbers.get(event.run_id, '?')} · {event.episode}/{asked}"
-            f" · last {event.score:g} · mean({window}) {mean:.1f}"
-        )
+        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {event.score:g}"
+        if mean is not None:
+            self.label += f" · mean({window}) {mean:.1f}"
 
-    def ended(self, event: RunFinished) -> Text:
-        """The run finished (done or stopped). Returns the log line."""
+    def ended(self, event: RunFinished, rate: float | None = None) -> Text:
+        """The run finished (done or stopped); ``rate``: its steps a second as the history has
+        them (None: not in it). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         self.current = None
         ending = "stopped" if event.stopped else "done"
         average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
         self.label = f"run {number} {ending} · {average or 'no episode finished'}"
-        rate = f", {event.steps_per_second:,.0f} steps/s" if event.steps_per_second else ""
+        speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         return Text.assemble(
             f"run {number} {ending}: average ",
             (f"{event.avg_score:.1f}", "bold"),
-            f" over {plural(event.episodes, 'episode')} (ENV_DONE){rate}",
+            f" over {plural(event.episodes, 'episode')} (ENV_DONE){speed}",
         )
 
     def lost(self) -> RunStarted | None:

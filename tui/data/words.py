@@ -15,3 +15,9 @@ def human(value: float) -> str:
             scaled = value / limit
             return f"{scaled:.1f}{suffix}" if abs(scaled) < 100 else f"{scaled:.0f}{suffix}"
     return f"{value:.0f}"
+
+
+def steps_per_second(rate: float) -> str:
+    """A run's steps a second as every view shows it (status line, log, runs table, details):
+    one rounding, so one run shows one figure."""
+    return f"{rate:,.0f}"

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from cartpole_tui.env.history.store import Episode, RunRecord
-from cartpole_tui.tui.data.words import plural
+from cartpole_tui.tui.data.words import plural, steps_per_second
 
 ENDINGS = {
     "done": "done: every episode played, ENV_DONE received",
@@ -34,6 +34,7 @@ def details_text(run: RunRecord, episodes: list[Episode]) -> Group:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column()
+    rate = run.steps_per_s
     rows = [
         ("episodes", f"{run.finished:,} played of {params.episodes:,} asked"),
         ("deterministic", "yes" if params.deterministic else "no"),
@@ -43,7 +44,7 @@ def details_text(run: RunRecord, episodes: list[Episode]) -> Group:
         ("started", _clock(run.started)),
         ("ended", _clock(run.ended)),
         ("duration", "—" if run.duration is None else f"{run.duration:.1f} s"),
-        ("steps", f"{run.total_steps:,}" + (f" ({run.steps_per_s:,.0f} steps/s)" if run.steps_per_s else "")),
+        ("steps", f"{run.total_steps:,}" + (f" ({steps_per_second(rate)} steps/s)" if rate else "")),
         ("average", "—" if run.avg_score is None else f"{run.avg_score:.2f} (ENV_DONE)"),
         ("best", "—" if run.best is None else f"{run.best:g}"),
         ("ended how", ENDINGS.get(run.state, run.state)),

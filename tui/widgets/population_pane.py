@@ -53,6 +53,12 @@ class PopulationPane(Static):
                     "reports no per-model fitness (the built-in one does)",
                     style="dim",
                 )
+            if population.restored is not None:
+                generation, models = population.restored
+                return Text.assemble(
+                    (f"gen {generation}", "bold"),
+                    (f" restored, {models} models: fitness after the next evolution (e, or r for a schedule)", "dim"),
+                )
             return Text("no evolution yet: e evolves once, r runs a schedule", style="dim")
         grid = population.grid()
         models = grid.shape[0]
