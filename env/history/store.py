@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -46,6 +47,7 @@ __all__ = ["END_STATES", "MEMORY", "Episode", "RunParams", "RunRecord", "RunStor
 MEMORY = ":memory:"
 DEFAULT_BUSY_TIMEOUT = 5.0
 HOST = socket.gethostname()
+_INT64 = -(2**63)  # SQLite's and array("q")'s smallest integer; the largest is -_INT64 - 1
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +340,12 @@ class RunStore:
 
     def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> None:
         """Record a finished episode of a run begun in this session (``wall_time``: Unix seconds
-        when it ended); KeyError for any other run."""
+        when it ended); KeyError for any other run, ValueError (nothing recorded) for a value
+        SQLite or the columns cannot hold."""
         index, score, steps, wall_time = int(index), float(score), int(steps), float(wall_time)
+        in_range = all(_INT64 <= value < -_INT64 for value in (index, steps))
+        if not in_range or not (math.isfinite(score) and math.isfinite(wall_time)):
+            raise ValueError(f"episode {index} of run {run_uid}: a value out of range (score {score}, steps {steps})")
         with self._lock:
             record, episodes = self._runs[run_uid], self._session[run_uid]
             episodes.index.append(index)

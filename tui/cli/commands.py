@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
                     "stopped": result.stopped,
                     "scores": result.scores,
                     "address": session.address,
-                }
+                },
+                allow_nan=False,  # strict JSON: the values were range-checked when they arrived
             )
         )
     else:
@@ -259,7 +260,7 @@ def schedule(args: argparse.Namespace) -> int:
             idle_timeout=args.timeout,
         )
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json(), allow_nan=False))
     else:
         verdict = "solved" if result.solved else "not solved"
         print(
