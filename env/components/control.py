@@ -317,7 +317,7 @@ class ControlClient:
             if status == protocol.RUN_STARTED:
                 self._emit(started)
                 return
-            finished, steps, scores = protocol.parse_run_progress(msg)
+            finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))

@@ -528,10 +528,9 @@ def parse_history(message: Message) -> tuple[str, str] | None:
     return host, path
 
 
-def parse_run_progress(message: Message) -> tuple[int, int, list[float]]:
-    """(finished, steps, scores) of a RUN_STATE; ProtocolError when out of range (FINISHED no more
-    than EPISODES)."""
-    finished = _whole(message, "FINISHED", 0, _whole(message, "EPISODES", 1, MAX_EPISODES))
+def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[int, int, list[float]]:
+    """(finished, steps, scores) of a RUN_STATE of a run of ``episodes``; ProtocolError when out of range."""
+    finished = _whole(message, "FINISHED", 0, episodes)
     steps = _whole(message, "STEPS", 0, MAX_EPISODES * MAX_EPISODE_STEPS)
     scores = message.get("SCORES")
     if not isinstance(scores, list) or len(scores) > MAX_STATE_SCORES:
