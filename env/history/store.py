@@ -59,6 +59,7 @@ class _Episodes:
         self.index, self.score = array("q"), array("d")
         self.steps, self.wall_time = array("q"), array("d")
         self.highest = 0  # the highest index recorded
+
     def copy(self) -> _Episodes:
         """A snapshot (a memcpy per column: cheap to take under the store's lock)."""
         other = _Episodes()
