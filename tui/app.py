@@ -295,9 +295,7 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_component_seen(self, event: ComponentSeen) -> None:
-        pane = self.main.network
-        if event.name not in pane.components:
-            pane.components.add(event.name)
+        if self.main.network.components.add(event.name):
             self.log_line(Text(f"component seen: {event.name}", style="dim"))
 
     @handle.register

@@ -20,6 +20,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
+from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
     CartSeen,
@@ -68,11 +69,13 @@ class ControlClient:
         self._run_id: str | None = None  # the run this client started last
         self._asked = 0  # its NR_OF_EPISODE
         self._scores: list[float] = []
+        self._episodes = SeenEpisodes()  # the episodes of its run counted so far
         self._last_progress = 0.0
         self._result: RunFinished | None = None
         self._evolution = EvolutionAnswers(watch_room=self._watch_evolution)
         self._lost: str | None = None
         self.health = NetworkHealth()
+        self._names = NameFlood()  # component names seen: bounded, a flood summarised
         self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
         self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
         custom = MESSAGE_TYPE.DATA.CUSTOM
@@ -122,6 +125,7 @@ class ControlClient:
             self._run_id = message["RUN_ID"]
             self._asked = episodes
             self._scores = []
+            self._episodes = SeenEpisodes()
             self._result = None
             self._last_progress = time.monotonic()
         self.client.send(message)
@@ -230,10 +234,23 @@ class ControlClient:
 
     def _on_command(self, msg: dict) -> None:
         name = msg.get("NAME") or msg.get("SENT_BY")
+        now = time.monotonic()
         if isinstance(name, str):
+            name = protocol.clean_text(name, 80)
             room = msg.get("ROOM")
             room = protocol.clean_text(room, 80) if isinstance(room, str) else None
-            self._emit(ComponentSeen(protocol.clean_text(name, 80), room))
+            with self._cond:
+                tell = self._names.tell(name, now)
+            if tell:
+                self._emit(ComponentSeen(name, room))
+        self._summarise_names(now)
+
+    def _summarise_names(self, now: float) -> None:
+        """A flood of new names is one line a second, not one a name."""
+        with self._cond:
+            untold = self._names.summary(now)
+        if untold:
+            self._emit(NetworkError("network", f"{untold:,} more components seen (a flood of names: not listed)"))
 
     def _on_stats(self, msg: dict) -> None:
         stats = msg.get("STATS")
@@ -253,6 +270,7 @@ class ControlClient:
             )
         except (TypeError, ValueError, AttributeError):
             return  # not our broker's format: ignore, as with any unknown message
+        self._summarise_names(time.monotonic())
         with self._cond:
             self.stats = event
             running = self._run_id is not None and self._result is None
@@ -271,11 +289,10 @@ class ControlClient:
 
     def _on_control(self, msg: dict) -> None:
         status = protocol.control_status(msg)
-        run_id = msg.get("RUN_ID") if isinstance(msg.get("RUN_ID"), str) else None
         if status == protocol.EPISODE_DONE:
-            self._on_episode(msg, run_id)
+            self._on_episode(msg)
         elif status == protocol.ENV_DONE:
-            self._on_env_done(msg, run_id)
+            self._on_env_done(msg)
         elif status == protocol.EVO_DONE:
             self._on_evo_done(msg)
         elif status in (protocol.RUN_STARTED, protocol.RUN_STATE):
@@ -285,7 +302,7 @@ class ControlClient:
                 NetworkError(
                     protocol.clean_text(msg.get("SENT_BY", "environment"), 80),
                     protocol.clean_text(msg.get("ERROR", "")),
-                    run_id,
+                    msg["RUN_ID"] if protocol.valid_run_id(msg.get("RUN_ID")) else None,
                 )
             )
 
@@ -300,47 +317,51 @@ class ControlClient:
             if status == protocol.RUN_STARTED:
                 self._emit(started)
                 return
-            finished, steps, scores = protocol.parse_run_progress(msg)
+            finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
             return
         self._emit(RunJoined(started, finished, steps, tuple(scores)))
 
-    def _on_episode(self, msg: dict, run_id: str | None) -> None:
+    def _on_episode(self, msg: dict) -> None:
         try:
-            event = EpisodeFinished(
-                run_id or "", int(msg["EPISODE"]), float(msg["SCORE"]), int(msg.get("STEPS", 0)), time.time()
-            )
-        except (KeyError, TypeError, ValueError):
-            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
-            self._emit(NetworkError(sender, protocol.clean_text(f"malformed EPISODE_DONE: {msg!r:.200}")))
+            run_id, episode, score, steps = protocol.parse_episode_done(msg)
+        except protocol.ProtocolError as error:
+            self._malformed(msg, protocol.EPISODE_DONE, error)
             return
+        event = EpisodeFinished(run_id or "", episode, score, steps, time.time())
         with self._cond:
             if run_id == self._run_id:
+                if not self._episodes.first(episode):
+                    return  # a second copy of a finished episode: the first counts (the run events count it)
                 self._scores.append(event.score)
                 self._last_progress = time.monotonic()
         self._emit(event)
 
-    def _on_env_done(self, msg: dict, run_id: str | None) -> None:
+    def _malformed(self, msg: dict, status: str, error: protocol.ProtocolError) -> None:
+        sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+        self._emit(NetworkError(sender, protocol.clean_text(f"ignored a malformed {status}: {error}")))
+
+    def _on_env_done(self, msg: dict) -> None:
+        try:
+            run_id, average, episodes, stopped = protocol.parse_env_done(msg)
+        except protocol.ProtocolError as error:
+            self._malformed(msg, protocol.ENV_DONE, error)
+            return
         if run_id is None and self.expects_run_id:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, "ignored an ENV_DONE without RUN_ID (ours always sends one)"))
-            return
-        avg = msg.get("AVG_SCORE")
-        if isinstance(avg, bool) or not isinstance(avg, (int, float)):
-            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
-            self._emit(NetworkError(sender, protocol.clean_text(f"ENV_DONE without a numeric AVG_SCORE: {avg!r}")))
             return
         with self._cond:
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
             mine = self._run_id is not None and run_id in (None, self._run_id)
             result = RunFinished(
                 run_id or self._run_id,
-                float(avg),
+                average,
                 # the published ENV_DONE has no EPISODES; it comes after exactly the episodes asked for
-                int(msg.get("EPISODES") or len(self._scores) or (self._asked if mine and run_id is None else 0)),
-                bool(msg.get("STOPPED", False)),
+                episodes or len(self._scores) or (self._asked if mine and run_id is None else 0),
+                stopped,
                 list(self._scores) if mine else [],
             )
             if mine:

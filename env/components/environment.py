@@ -126,13 +126,20 @@ class EnvironmentLogic:
         for observer in tuple(self.observers):
             getattr(observer, method)(event)
 
-    def start(self, message: dict) -> tuple[list[dict], dict | None]:
-        """Begin a run: (control messages, first observation payload). ProtocolError if invalid
-        (nothing changed); any later failure ends the replaced run and is an ENV_ERROR (payload None)."""
+    def checked_start(self, message: dict) -> tuple[int, bool, int | None, str | None]:
+        """(episodes, deterministic, seed, RUN_ID or None) of a start, checked for every path that
+        begins a run (one instance or vectorised); ProtocolError when invalid or when RUN_ID names
+        the run playing (its in-flight actions would step the new one)."""
         episodes, deterministic, seed = protocol.parse_start(message)
         run_id = protocol.parse_run_id(message)
         if self.run is not None and run_id == self.run.run_id:
-            raise protocol.ProtocolError(f"RUN_ID {run_id!r} is the run already playing")
+            raise protocol.ProtocolError(f"RUN_ID {protocol.clean_text(run_id, 80)} is the run already playing")
+        return episodes, deterministic, seed, run_id
+
+    def start(self, message: dict) -> tuple[list[dict], dict | None]:
+        """Begin a run: (control messages, first observation payload). ProtocolError if invalid
+        (nothing changed); any later failure ends the replaced run and is an ENV_ERROR (payload None)."""
+        episodes, deterministic, seed, run_id = self.checked_start(message)
         outgoing = []
         if self.run is not None:  # a start during a run replaces it, as the published one does
             outgoing += self._end_run(stopped=True)

@@ -53,12 +53,6 @@ def episode_number(instance: int, played: int, n: int) -> int:
     return played * n + instance + 1
 
 
-def run_id_of(start: dict) -> str:
-    """The start's RUN_ID, or a new one when it names none."""
-    run_id = start.get("RUN_ID")
-    return run_id if isinstance(run_id, str) else protocol.new_id()
-
-
 def instance_seeds(seed: int | None, n: int) -> list[int | None]:
     """One seed per instance, derived from the run's seed (None: unseeded)."""
     if seed is None:
@@ -86,9 +80,9 @@ class VectorLogic:
 
     def start(self, message: dict, n: int) -> tuple[list[dict], dict]:
         """Begin a run on ``n`` instances: (control messages, first batch observation)."""
-        episodes, deterministic, seed = protocol.parse_start(message)
+        episodes, deterministic, seed, run_id = self.base.checked_start(message)
         outgoing = self.base.stop()
-        run_id = run_id_of(message)
+        run_id = run_id or protocol.new_id()
         seed = seed if seed is not None else self.base.seed
         instances = self.instances
         if instances is None or n > self.size:
@@ -189,7 +183,7 @@ class VectorEnvironmentComponent(EnvironmentComponent):
             raise ValueError(f"parallel must be in 1..{batch.MAX_INSTANCES}, got {parallel}")
         self.parallel = parallel
         self.census_timeout = census_timeout
-        self._pending: tuple[dict, int, str] | None = None  # a start waiting for its census
+        self._pending: tuple[dict, int, str] | None = None  # a start (its RUN_ID checked) waiting for its census
         self._census_answered: bool | None = None  # False: this broker does not answer
         super().__init__(host, port, **kwargs)
         self.vector = VectorLogic(self.logic)
@@ -202,7 +196,7 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         """Instances a start asks for (1 unless vectorising may be allowed); ProtocolError if invalid."""
         if not protocol.is_start(msg) or self._census_answered is False:
             return 1
-        episodes, _, _ = protocol.parse_start(msg)
+        episodes, _, _, _ = self.logic.checked_start(msg)  # refused now, not after the census
         return min(episodes, batch.parse_parallel(msg, self.parallel))
 
     def _on_control(self, msg: dict) -> dict | None:
@@ -232,7 +226,8 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         ends stopped before its first episode, so whoever started it is not left waiting."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            self._send_all([protocol.env_done(0.0, run_id_of(pending[0]), 0, stopped=True)])
+            run_id = protocol.parse_run_id(pending[0]) or protocol.new_id()  # checked when it came
+            self._send_all([protocol.env_done(0.0, run_id, 0, stopped=True)])
 
     def _on_census(self, msg: dict) -> None:
         with self._lock:

@@ -69,6 +69,9 @@ class StoreRecorder(EnvironmentObserver):
         except KeyError:
             log.debug("episode of an unrecorded run %s skipped", event.run_id)
             return
+        except ValueError as error:  # out of range: the store's columns stay aligned, the run goes on
+            log.warning("%s", error)
+            return
         if self.durable:
             self.store.flush(DURABLE_WAIT)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -46,6 +47,7 @@ __all__ = ["END_STATES", "MEMORY", "Episode", "RunParams", "RunRecord", "RunStor
 MEMORY = ":memory:"
 DEFAULT_BUSY_TIMEOUT = 5.0
 HOST = socket.gethostname()
+_INT64 = -(2**63)  # SQLite's and array("q")'s smallest integer; the largest is -_INT64 - 1
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class _Episodes:
     def __init__(self) -> None:
         self.index, self.score = array("q"), array("d")
         self.steps, self.wall_time = array("q"), array("d")
+        self.highest = 0  # the highest index recorded
 
     def copy(self) -> _Episodes:
         """A snapshot (a memcpy per column: cheap to take under the store's lock)."""
@@ -73,6 +76,10 @@ class _Episodes:
         values = np.array(getattr(self, name), dtype=np.float64)
         index = np.frombuffer(self.index, dtype=np.int64) if len(self.index) else np.zeros(0, dtype=np.int64)
         return values[np.argsort(index, kind="stable")]
+
+    def has(self, index: int) -> bool:
+        """Whether episode ``index`` is recorded (they come in order: a scan only for one below the last)."""
+        return index <= self.highest and index in self.index
 
 
 def _pid_alive(pid: int | None, host: str | None) -> bool:
@@ -119,6 +126,7 @@ class RunStore:
         self._session: dict[str, _Episodes] = {}
         self._next_number = 1
         self._revision = 0
+        self.duplicate_episodes = 0  # second copies of a recorded episode, refused
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self._writer = Writer(path, report=self._report, notice=self._notice, renumber=self._renumber)
@@ -343,13 +351,22 @@ class RunStore:
             self._writer.put(BeginRun(run_uid, number, params, float(started), os.getpid(), HOST, followed))
         return number
 
-    def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> None:
+    def add_episode(self, run_uid: str, index: int, score: float, steps: int, wall_time: float) -> bool:
         """Record a finished episode of a run begun in this session (``wall_time``: Unix seconds
-        when it ended); KeyError for any other run."""
+        when it ended); KeyError for any other run, ValueError (nothing recorded) for a value
+        SQLite or the columns cannot hold. False (nothing recorded, ``duplicate_episodes`` counts it)
+        for a second copy of a recorded episode: the first wins."""
         index, score, steps, wall_time = int(index), float(score), int(steps), float(wall_time)
+        in_range = all(_INT64 <= value < -_INT64 for value in (index, steps))
+        if not in_range or not (math.isfinite(score) and math.isfinite(wall_time)):
+            raise ValueError(f"episode {index} of run {run_uid}: a value out of range (score {score}, steps {steps})")
         with self._lock:
             record, episodes = self._runs[run_uid], self._session[run_uid]
+            if episodes.has(index):
+                self.duplicate_episodes += 1
+                return False
             episodes.index.append(index)
+            episodes.highest = max(episodes.highest, index)
             episodes.score.append(score)
             episodes.steps.append(steps)
             episodes.wall_time.append(wall_time)
@@ -372,6 +389,7 @@ class RunStore:
                     record.last_episode_at,
                 )
             )
+        return True
 
     def end_run(self, run_uid: str, *, avg_score: float | None, state: str, ended: float) -> None:
         """Close a run begun in this session: ``state`` is "done" (ENV_DONE arrived), "stopped" or

@@ -24,7 +24,15 @@ import time
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunJoined, RunStarted
+from cartpole_tui.env.components.seen import SeenEpisodes
+from cartpole_tui.env.events import (
+    EnvironmentObserver,
+    EpisodeFinished,
+    NetworkError,
+    RunFinished,
+    RunJoined,
+    RunStarted,
+)
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.wire import protocol
@@ -63,6 +71,8 @@ class RunEvents:
         self._watched: RunStarted | None = None
         self._watched_recorded = False
         self._episode = (0, 0.0, 0)
+        self._episodes = SeenEpisodes()  # the current run's episodes counted (a copy of one is dropped)
+        self.duplicate_episodes = 0  # copies of counted episodes dropped, all runs
 
     @property
     def current(self) -> RunStarted | None:
@@ -168,6 +178,9 @@ class RunEvents:
             self._news_of(event.run_id)
             if self._watched is not None and self._watched.run_id == event.run_id:
                 return  # counted from the observations
+            if not self._episodes.first(event.episode):
+                self._duplicate(event)
+                return
             if self._recording and self.recorder is not None:
                 self.recorder.on_episode(event)
             self._emit(event)
@@ -194,7 +207,22 @@ class RunEvents:
         first = joined.finished - len(joined.scores) + 1
         now = time.time()
         for index, score in enumerate(joined.scores, start=first):
-            self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
+            if index >= 1 and self._episodes.first(index):  # more scores than FINISHED: the first are no episode
+                self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
+
+    def _duplicate(self, event: EpisodeFinished) -> None:
+        """A second copy of an episode already counted: the first wins; the first copy of a run is told."""
+        self.duplicate_episodes += 1
+        if self._episodes.duplicates == 1:
+            run = protocol.clean_text(event.run_id, 80)
+            self._emit(
+                NetworkError(
+                    "network",
+                    f"ignored a second EPISODE_DONE for episode {event.episode} of run {run} (the first counts;"
+                    " later copies are counted, not told)",
+                    event.run_id,
+                )
+            )
 
     def _news_of(self, run_id: str) -> None:
         """News of a run: begin it if it is not the current one (sent but unannounced, or started elsewhere
@@ -206,6 +234,7 @@ class RunEvents:
 
     def _begin(self, started: RunStarted, *, announce: bool = True) -> None:
         self._current = started
+        self._episodes = SeenEpisodes()
         store = self.store
         shared = store is not None and started.history is not None and store.holds(started.history)
         self._recording = store is not None and not shared

@@ -24,6 +24,8 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 MAX_EPISODES = defaults.EPISODES_MAX  # NR_OF_EPISODE: the limits the command line and the app check too
 MAX_SEED = defaults.SEED_MAX
 MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
+MAX_SCORE = 1e12  # |SCORE| and |AVG_SCORE| of an episode or run: far beyond any real return
+MAX_EPISODE_STEPS = 10**9  # STEPS of one episode: times MAX_EPISODES still fits SQLite's 2**63
 # Levels of nesting a component's message may have (a flat JSON object is 1): the broker
 # refuses deeper ones, so nothing downstream recurses far on a peer's data. A receiver
 # accepts one level more: the broker's ``_logging`` copy wraps a message in another object.
@@ -83,11 +85,25 @@ TEXT_LIMIT = 300
 
 
 def clean_text(value: Any, limit: int = TEXT_LIMIT) -> str:
-    """A peer's value as one printable line: control characters replaced, at most ``limit`` chars."""
+    """A peer's value as one printable line: control characters and lone surrogates replaced,
+    at most ``limit`` chars."""
     text = value if isinstance(value, str) else repr(value)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
+    if not encodable(text):  # a lone surrogate: no terminal, file or SQLite takes it
+        text = text.encode(FORMAT, "replace").decode(FORMAT)
     return text.translate(_CONTROLS)
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (JSON's ``\\ud800`` decodes to a lone surrogate, which cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode(FORMAT)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def new_id() -> str:
@@ -283,13 +299,50 @@ def parse_start(message: Message) -> tuple[int, bool, int | None]:
 
 
 def parse_run_id(message: Message) -> str | None:
-    """The start's RUN_ID (an addition): None when absent; ProtocolError when not a short string."""
+    """A message's RUN_ID (an addition): None when absent; ProtocolError when it is not
+    :func:`valid_run_id`."""
     run_id = message.get("RUN_ID")
     if run_id is None:
         return None
-    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID:
-        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters")
+    if not isinstance(run_id, str) or not valid_run_id(run_id):
+        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters (UTF-8)")
     return run_id
+
+
+def valid_run_id(value: object) -> bool:
+    """A string of 1..MAX_RUN_ID characters that UTF-8 (SQLite, the wire) can hold."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_RUN_ID and encodable(value)
+
+
+def _score(message: Message, key: str) -> float:
+    value = _finite(message.get(key))
+    if value is None or abs(value) > MAX_SCORE:
+        raise ProtocolError(
+            f"{key} must be a finite number within ±{MAX_SCORE:g}, got {clean_text(message.get(key), 40)}"
+        )
+    return value
+
+
+def parse_episode_done(message: Message) -> tuple[str | None, int, float, int]:
+    """(run id or None, episode, score, steps) of an EPISODE_DONE, every value range-checked;
+    ProtocolError otherwise. STEPS may be missing (0)."""
+    run_id = parse_run_id(message)
+    episode = _whole(message, "EPISODE", 1, MAX_EPISODES)
+    steps = _whole(message, "STEPS", 0, MAX_EPISODE_STEPS) if message.get("STEPS") is not None else 0
+    return run_id, episode, _score(message, "SCORE"), steps
+
+
+def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool]:
+    """(run id or None, average score, episodes or None, stopped) of an ENV_DONE; ProtocolError
+    when a value is out of range. EPISODES, STOPPED and RUN_ID are additions (the published
+    ENV_DONE has only AVG_SCORE); STOPPED must be a JSON boolean when present."""
+    run_id = parse_run_id(message)
+    average = _score(message, "AVG_SCORE")
+    episodes = _whole(message, "EPISODES", 0, MAX_EPISODES) if message.get("EPISODES") is not None else None
+    stopped = message.get("STOPPED", False)
+    if not isinstance(stopped, bool):
+        raise ProtocolError(f"STOPPED must be true or false, got {clean_text(stopped, 40)}")
+    return run_id, average, episodes, stopped
 
 
 def parse_action(message: Message, n_actions: int) -> int:
@@ -443,8 +496,8 @@ def parse_run_facts(message: Message) -> dict[str, Any]:
     Keys: run_id, episodes, deterministic, seed, instances, env_id, started, history (host, path) or None.
     """
     run_id = message.get("RUN_ID")
-    if not isinstance(run_id, str) or not 0 < len(run_id) <= MAX_RUN_ID:
-        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters")
+    if not valid_run_id(run_id):
+        raise ProtocolError(f"RUN_ID must be a string of 1..{MAX_RUN_ID} characters (UTF-8)")
     deterministic = message.get("DETERMINISTIC")
     if not isinstance(deterministic, bool):
         raise ProtocolError("DETERMINISTIC must be true or false")
@@ -472,19 +525,21 @@ def parse_history(message: Message) -> tuple[str, str] | None:
     path, host = message.get("HISTORY"), message.get("HISTORY_HOST")
     if not isinstance(path, str) or not isinstance(host, str) or not 0 < len(path) <= MAX_PATH or len(host) > 255:
         return None
+    if "\0" in path or not encodable(path) or not encodable(host):  # no file system takes them
+        return None
     return host, path
 
 
-def parse_run_progress(message: Message) -> tuple[int, int, list[float]]:
-    """(finished, steps, scores) of a RUN_STATE; ProtocolError when out of range."""
-    finished = _whole(message, "FINISHED", 0, MAX_EPISODES)
-    steps = _whole(message, "STEPS", 0, 2**62)
+def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[int, int, list[float]]:
+    """(finished, steps, scores) of a RUN_STATE of a run of ``episodes``; ProtocolError when out of range."""
+    finished = _whole(message, "FINISHED", 0, episodes)
+    steps = _whole(message, "STEPS", 0, MAX_EPISODES * MAX_EPISODE_STEPS)
     scores = message.get("SCORES")
     if not isinstance(scores, list) or len(scores) > MAX_STATE_SCORES:
         raise ProtocolError(f"SCORES must be a list of at most {MAX_STATE_SCORES} numbers")
     values = [_finite(s) for s in scores]
-    if any(v is None for v in values):
-        raise ProtocolError("SCORES must hold finite numbers")
+    if any(v is None or abs(v) > MAX_SCORE for v in values):
+        raise ProtocolError(f"SCORES must hold finite numbers within ±{MAX_SCORE:g}")
     return finished, steps, [v for v in values if v is not None]
 
 

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from cartpole_tui.env.components.seen import RecentNames
 from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.data.words import human
@@ -29,7 +30,7 @@ class NetworkPane(Static):
         super().__init__("", **kwargs)
         self._previous: BrokerStats | None = None
         self._current: BrokerStats | None = None
-        self.components: set[str] = set()
+        self.components = RecentNames()  # the most recent names seen (bounded: a flood of names)
 
     def update_stats(self, stats: BrokerStats | None) -> None:
         if stats is not None:
@@ -51,6 +52,7 @@ class NetworkPane(Static):
             return Text.assemble(
                 ("components seen: ", "dim"),
                 ", ".join(names) or "none yet",
+                f" and {self.components.dropped:,} more" if self.components.dropped else "",
                 "\n",
                 ("room traffic shows when the broker is cartpole-tui's", "dim"),
             )
