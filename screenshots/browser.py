@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.web import CHROMIUM_ARGS, SCREEN_JS, TOKEN, expose_xterm, start_server
 
 SHOWCASE_EPISODES = 2000
-VIEWPORT = {"width": 1280, "height": 800}
+WIDTH, HEIGHT = 1280, 800  # the page, in pixels
 # the cart pane's readout says x: 0.15 off the centre is a state no reset gives (within ±0.05)
 CART_MOVED_JS = r"(m => m !== null && Math.abs(parseFloat(m[1])) >= 0.15)(s.match(/x ([+-]\d+\.\d+)\s+θ/))"
 
@@ -27,7 +27,7 @@ async def _shoot(base: str, path: Path, chromium: str) -> None:
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        context = await browser.new_context(viewport=VIEWPORT)
+        context = await browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
         await expose_xterm(context)
         page = await context.new_page()
 
