@@ -89,14 +89,16 @@ def answers(url: str) -> bool:
     return True
 
 
-def start_server(agent: str, folder: Path) -> tuple[subprocess.Popen, str]:
+def start_server(agent: str, folder: Path, db: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`cartpole-tui serve` on a free loopback port with seed 1 (its history: ``db``, default in
+    ``folder``); returns the process and the address, once it answers."""
     token_file = folder / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     port = free_port()
     app = Path(sys.executable).parent / "cartpole-tui"
     command = [str(app), "serve", "--port", str(port), "--agent", agent, "--seed", "1"]
-    command += ["--db", str(folder / "runs.sqlite3"), "--token-file", str(token_file)]
+    command += ["--db", str(db or folder / "runs.sqlite3"), "--token-file", str(token_file)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -1,56 +1,42 @@
-"""Render the app's main screens to SVG: ``python -m screenshots [DIR]`` (default: screenshots/).
+"""The README's pictures, from a live, seeded session: ``python -m screenshots [DIR] [--no-serve]``.
 
-Uses the demo history (real CartPole episodes with fixed clocks) in offline mode, so
-the pictures change only when the screens do.
+Run from the repository's root (default DIR: screenshots/). The control room starts its
+embedded network (a real broker on 127.0.0.1, the built-in swarm, gymnasium) with seed 1 and a
+fresh population in a scratch history (no user data is read or written), learns with the
+schedule (`r`) until it solves, and is shot at 80x24 and 120x40 under ``App.run_test``
+(screenshots/live.py); then `serve` on that history, with the solved population, is shot in
+headless Chromium as serve.png (screenshots/browser.py; --no-serve skips it).
+
+The pictures differ from run to run in small ways: clocks, ports, steps/s, run durations
+and the moment the cart is caught. The deterministic snapshot test of the main screen uses
+screenshots/demo_history.py instead (offline, fixed clocks).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import tempfile
 
-from cartpole_tui.env.runtime.session import SessionOptions
-from cartpole_tui.tui.app import ControlRoomApp
-from screenshots.demo_history import fill_population, history_shown, write_history
-
-SHOTS = [  # (file name, terminal size, keys pressed before the picture)
-    ("main-80x24", (80, 24), ()),
-    ("main-120x40", (120, 40), ()),
-    ("help", (100, 30), ("question_mark",)),
-    ("population-80x24", (80, 24), ("6",)),
-    ("population-120x40", (120, 40), ("6",)),
-    ("run-details-80x24", (80, 24), ("enter",)),
-    ("run-details-120x40", (120, 40), ("enter",)),
-    ("compare-120x40", (120, 40), ("space", "up", "up", "up", "space")),
-]
-
-
-async def _shoot(db_path: str, directory: str, name: str, size: tuple[int, int], keys: tuple[str, ...]) -> str:
-    app = ControlRoomApp(SessionOptions(offline=True), db_path=db_path)
-    async with app.run_test(size=size) as pilot:
-        await history_shown(pilot)
-        fill_population(app.population)
-        app.main.population.show()
-        for key in keys:
-            await pilot.press(key)
-        await pilot.pause()
-        while not app.main.plot.shows_latest_data:
-            await pilot.pause(0.01)
-        await pilot.pause()
-        return app.save_screenshot(f"{name}.svg", path=directory)
+from screenshots.live import scratch_db, shoot_session
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    directory = os.path.abspath(args[0] if args else "screenshots")
+    parser = argparse.ArgumentParser(prog="python -m screenshots", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directory", nargs="?", default="screenshots")
+    parser.add_argument("--no-serve", action="store_true", help="skip serve.png (needs chromium and playwright)")
+    args = parser.parse_args(argv)
+    directory = os.path.abspath(args.directory)
     os.makedirs(directory, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        db_path = os.path.join(scratch, "runs.sqlite3")
-        write_history(db_path)
-        for name, size, keys in SHOTS:
-            print(asyncio.run(_shoot(db_path, directory, name, size, keys)))
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
+        db_path = scratch_db(scratch)
+        asyncio.run(shoot_session(directory, db_path))
+        if not args.no_serve:
+            from screenshots.browser import shoot_serve
+
+            shoot_serve(directory, db_path)
     return 0
 
 

@@ -1,0 +1,165 @@
+"""The control room's pictures, taken from one live, seeded session under ``App.run_test``.
+
+The app starts its embedded network (broker on 127.0.0.1, the built-in swarm, gymnasium's
+CartPole) with seed 1 and a fresh population in a scratch history, runs the learning schedule
+(`r`) until it solves, then plays a deterministic run of the learned swarm and shoots the main
+and population screens once a wave of its episodes has played, with the cart mid-episode; once
+that run is done, its details, three rounds' training runs compared, and the help. Every wait
+is for an event or a state, with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from cartpole_tui.env.events import BrokerStats, EnvironmentObserver, EpisodeFinished, RunFinished
+from cartpole_tui.env.runtime.schedule import ScheduleResult
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.swarm.saved import beside_history
+from cartpole_tui.tui.app import ControlRoomApp
+
+SEED = 1  # `run --schedule --seed 1` solves in about ten seconds
+SHOWCASE_EPISODES = 2000  # the learned swarm's deterministic run: 20 waves of 100 instances, ~40 s
+WAVE = 100  # the run's instances at once (defaults.PARALLEL): a wave of episodes ends together
+MID_EPISODE = 150  # steps into the cart's episode (of 500) before it is shot
+SCHEDULE_TIMEOUT = 600.0
+
+
+class Timeout(RuntimeError):
+    """Something awaited did not happen in time."""
+
+
+async def until(pilot: Pilot, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Let the app run until ``ready()``; Timeout naming ``what`` after ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if ready():
+            return
+        await pilot.pause(0.05)
+    raise Timeout(f"screenshots: no {what} within {timeout:g} s")
+
+
+class Shooter:
+    """Saves the app's screen as SVG at a size, once the plot shows every episode."""
+
+    def __init__(self, app: ControlRoomApp, pilot: Pilot, directory: str):
+        self.app, self.pilot, self.directory = app, pilot, directory
+        self.saved: list[str] = []
+
+    async def resize(self, size: tuple[int, int]) -> None:
+        await self.pilot.resize_terminal(*size)
+        await until(self.pilot, lambda: tuple(self.app.size) == size, 10, f"resize to {size}")
+        await self.pilot.pause()
+
+    async def shoot(self, name: str, size: tuple[int, int], *keys: str, running: bool = False) -> None:
+        """Press ``keys`` at ``size``, then save ``name``.svg; ``running``: only while a run plays."""
+        await self.resize(size)
+        for key in keys:
+            await self.pilot.press(key)
+        await self.pilot.pause()
+        plot = self.app.main.plot
+        await until(self.pilot, lambda: plot.shows_latest_data, 10, "plot drawn")
+        if running and self.app.current is None:
+            raise Timeout(f"screenshots: the run ended before {name} was taken (raise SHOWCASE_EPISODES)")
+        self.saved.append(self.app.save_screenshot(f"{name}.svg", path=self.directory))
+        print(self.saved[-1], flush=True)
+
+
+class EpisodeClock(EnvironmentObserver):
+    """How many steps the cart's episode (the one the cart pane draws) has made."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_run_started(self, event) -> None:
+        self.steps = 0
+
+    def on_step(self, observation, reward: float, done: bool) -> None:
+        self.steps = 0 if done else self.steps + 1
+
+
+def _watch(app: ControlRoomApp) -> list[object]:
+    """Every event the session hands the app, in a list (set before the session opens)."""
+    seen: list[object] = []
+    push = app.controller.push
+
+    def recorded(event: object) -> None:
+        seen.append(event)
+        push(event)
+
+    app.controller.push = recorded  # type: ignore[method-assign]
+    return seen
+
+
+async def _learn(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> ScheduleResult:
+    await until(pilot, lambda: app.connection == "connected", 60, "embedded network")
+    await pilot.press("r")
+    await until(pilot, lambda: any(isinstance(e, ScheduleResult) for e in seen), SCHEDULE_TIMEOUT, "schedule end")
+    result = next(e for e in seen if isinstance(e, ScheduleResult))
+    if not result.solved:
+        raise Timeout(f"screenshots: the schedule with seed {SEED} did not solve ({result.final_eval_avg})")
+    await until(pilot, lambda: app.current is None and not app.controller.schedule_running, 30, "schedule's last run")
+    return result
+
+
+async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> None:
+    """A deterministic run of the learned swarm, started with the keys a user presses."""
+    clock = EpisodeClock()
+    session = app.session
+    assert session is not None and session.environment is not None  # connected, with ours
+    session.environment.add_observer(clock)
+    await pilot.press("n")
+    field = app.main.query_one("#episodes", Input)
+    field.value = str(SHOWCASE_EPISODES)
+    await pilot.press("escape", "d", "s")
+    await until(pilot, lambda: app.current is not None, 30, "run start")
+    stats_before = sum(isinstance(e, BrokerStats) for e in seen)
+    run = app.current
+    assert run is not None
+
+    def played() -> int:
+        return sum(isinstance(e, EpisodeFinished) and e.run_id == run.run_id for e in seen)
+
+    await until(pilot, lambda: played() >= WAVE, 120, f"{WAVE} episodes of the run")  # on the plot
+
+    def mid_episode() -> bool:
+        stats = sum(isinstance(e, BrokerStats) for e in seen) - stats_before  # two give a msg/s rate
+        return clock.steps >= MID_EPISODE and stats >= 2 and app.main.cart.observation is not None
+
+    await until(pilot, mid_episode, 60, "cart mid-episode")
+
+
+async def shoot_session(directory: str, db_path: str) -> list[str]:
+    """Every terminal picture, into ``directory``; the session's history and population in ``db_path``."""
+    options = SessionOptions(seed=SEED, population_file=beside_history(db_path), fresh=True)
+    app = ControlRoomApp(options, db_path=db_path)
+    seen = _watch(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        shooter = Shooter(app, pilot, directory)
+        await _learn(app, pilot, seen)
+        finished = sum(isinstance(e, RunFinished) for e in seen)
+        await _start_showcase(app, pilot, seen)
+        await shooter.shoot("main-120x40", (120, 40), running=True)
+        await shooter.shoot("main-80x24", (80, 24), running=True)
+        await shooter.shoot("population-80x24", (80, 24), "6", running=True)
+        await shooter.shoot("population-120x40", (120, 40), running=True)  # `6` asked for it: it stays
+        await pilot.press("6")
+        await until(pilot, lambda: sum(isinstance(e, RunFinished) for e in seen) > finished, 300, "showcase run end")
+        await until(pilot, lambda: app.current is None, 30, "showcase run end on screen")
+        await shooter.shoot("run-details-80x24", (80, 24), "enter")
+        await pilot.press("escape")
+        await shooter.shoot("run-details-120x40", (120, 40), "enter")
+        await pilot.press("escape")
+        # the training runs of rounds 9, 5 and 1 (runs 17, 9, 1: a round is train, evaluate)
+        compared = ("up",) * 3 + ("space",) + ("up",) * 8 + ("space",) + ("up",) * 8 + ("space",)
+        await shooter.shoot("compare-120x40", (120, 40), *compared)
+        await shooter.shoot("help", (100, 30), "question_mark")
+        await pilot.press("escape")
+    return shooter.saved
+
+
+def scratch_db(folder: str) -> str:
+    return os.path.join(folder, "runs.sqlite3")
