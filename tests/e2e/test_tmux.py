@@ -32,6 +32,9 @@ pytestmark = [
 STARTUP_TIMEOUT = 60.0  # the app, its embedded network child and the joining; generous on a loaded machine
 STEP_TIMEOUT = 30.0
 EXITED = "cartpole-tui exited with status"
+# A shell exports these (bash's checkwinsize) into pytest from the terminal it runs in; the app
+# under test gets only what a test gives it, so the tests pass from a terminal as in CI.
+SIZE_VARIABLES = ("COLUMNS", "LINES")
 
 
 class TmuxTerminal:
@@ -66,8 +69,15 @@ class TmuxTerminal:
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
+        # the first call starts the server, whose environment every pane inherits
+        clean = {name: value for name, value in os.environ.items() if name not in SIZE_VARIABLES}
         return subprocess.run(
-            [TMUX, "-L", self.socket, "-f", os.devnull, *args], capture_output=True, text=True, check=True, timeout=10
+            [TMUX, "-L", self.socket, "-f", os.devnull, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            env=clean,
         ).stdout
 
     def kill(self) -> None:
@@ -166,16 +176,33 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     assert sum(scores) / 12 == pytest.approx(runs[0][3])
 
 
-def test_everything_essential_fits_at_80x24(terminal):
-    term = terminal(80, 24)
-    lines = term.screen()
-
+def assert_essentials_fit_80x24(lines: list[str]) -> None:
     assert len(lines) == 24
     assert re.search(r"^ ?127\.0\.0\.1:\d+ │ CartPole-v1 │.*● connected", lines[0]), lines[0]
     assert any(re.search(r"Episodes\s+20\b.*\bStart\b.*\bStop\b.*\bEvolve\b", line) for line in lines), lines
     assert any(re.match(r"^╭─ Score ─+", line) for line in lines), lines
-    assert re.search(r"\bs Start\b", lines[-1]), lines[-1]
+    assert re.match(r"^[┏╭].* Runs .*[┓╮]$", lines[-8]) and len(lines[-8]) == 80, lines  # the runs pane, whole
+    assert re.search(r"\bs Start\b.*\bq Quit\b", lines[-1]), lines[-1]
 
+
+@pytest.mark.parametrize(
+    "size_variables",
+    [{}, {"COLUMNS": "120", "LINES": "40"}],
+    ids=["plain", "stale-COLUMNS-LINES"],
+)
+def test_everything_essential_fits_at_80x24(terminal, size_variables):
+    """The app sizes itself from the terminal, even when COLUMNS/LINES in its environment say otherwise."""
+    term = terminal(80, 24, env=size_variables)
+    assert_essentials_fit_80x24(term.screen())
+    quit_and_wait_exit(term)
+
+
+def test_the_size_variables_of_pytests_own_environment_do_not_reach_the_app(terminal, monkeypatch):
+    """As when the README's test command runs from a terminal whose shell exports them."""
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("LINES", "40")
+    term = terminal(80, 24)
+    assert_essentials_fit_80x24(term.screen())
     quit_and_wait_exit(term)
 
 
