@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Label, ProgressBar, Static
 
 from cartpole_tui.env import defaults
 from cartpole_tui.tui.bindings import PANES
@@ -16,6 +16,7 @@ from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
 from cartpole_tui.tui.widgets.cart_view import CartView
 from cartpole_tui.tui.widgets.control_panel import ControlPanel
+from cartpole_tui.tui.widgets.log_pane import LogPane
 from cartpole_tui.tui.widgets.network_pane import NetworkPane
 from cartpole_tui.tui.widgets.population_pane import PopulationPane
 from cartpole_tui.tui.widgets.runs_table import RunsTable
@@ -55,7 +56,7 @@ class MainScreen(Screen):
         self.runs_table = RunsTable(id="runs-pane")
         self.network = NetworkPane(id="network")
         self.network_box = Vertical(self.network, id="network-pane")
-        self.log_pane = RichLog(id="log-pane", max_lines=LOG_LINES, markup=False, wrap=True)
+        self.log_pane = LogPane(LOG_LINES, id="log-pane")
         self.population = PopulationPane(population or PopulationHistory(), id="population-pane")
         self.chosen: dict[str, bool] = {}  # panes the user showed or hid: kept over every resize
         self.panes = {
@@ -138,4 +139,4 @@ class MainScreen(Screen):
         """A timestamped line in the log; strings are shown as they are, never as markup."""
         line = Text(time.strftime("%H:%M:%S "), style="dim")
         line.append_text(text if isinstance(text, Text) else Text(text, style=style))
-        self.log_pane.write(line)
+        self.log_pane.add(line)
