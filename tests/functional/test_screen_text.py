@@ -3,6 +3,7 @@ the log after a resize, the squeezed panes, the messages, the episodes field und
 
 from __future__ import annotations
 
+import math
 import re
 
 from test_control_room import loaded, offline_app
@@ -46,3 +47,9 @@ async def test_the_log_wraps_to_the_new_width_and_shows_its_latest_line_after_a_
             rows = inside(app, app.main.log_pane)
             assert rows[-1].rstrip().endswith("the latest line"), (size, rows)
             assert re.search(r"\bwith THE-END\b", words(rows)), (size, rows)  # nothing cut at the right
+            first = next((i for i, row in enumerate(rows) if "a line longer" in row), None)
+            if first is not None:  # the whole of it in view: it takes the rows the pane's width needs
+                last = next(i for i, row in enumerate(rows) if "THE-END" in row)
+                width = len(rows[0]) - 2  # the scrollbar's gutter
+                # word wrapping leaves less than the longest word free at the end of a row
+                assert last - first + 1 <= math.ceil(len("00:00:00 " + LONG) / (width - 15)), (size, rows)

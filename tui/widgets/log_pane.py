@@ -13,6 +13,7 @@ from collections import deque
 from rich.text import Text
 from textual.events import Resize
 from textual.widgets import RichLog
+from typing_extensions import Self
 
 
 class LogPane(RichLog):
@@ -29,8 +30,13 @@ class LogPane(RichLog):
     def add(self, line: Text) -> None:
         self._given.append(line)
         self.write(line)
-        if self._size_known:
-            self._wrapped_at = self.scrollable_content_region.width
+
+    def write(self, content, width: int | None = None, *args, **kwargs) -> Self:
+        """RichLog's write, at the pane's width: RichLog measures against the console, whose width
+        is the terminal's at start where COLUMNS is set (a browser session) or none (80 under test)."""
+        if width is None and self._size_known:
+            width = self._wrapped_at = self.scrollable_content_region.width
+        return super().write(content, width, *args, **kwargs)
 
     def on_resize(self, event: Resize) -> None:
         # runs before RichLog's handler, which writes what came before the size was known
