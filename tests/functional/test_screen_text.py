@@ -6,7 +6,12 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
+from test_app import connected, make_app, plain_evolution, runs, start_run, until
 from test_control_room import loaded, offline_app
+
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.tui.bindings import PANES
 
 from conftest import screen_text
 
@@ -53,3 +58,121 @@ async def test_the_log_wraps_to_the_new_width_and_shows_its_latest_line_after_a_
                 width = len(rows[0]) - 2  # the scrollbar's gutter
                 # word wrapping leaves less than the longest word free at the end of a row
                 assert last - first + 1 <= math.ceil(len("00:00:00 " + LONG) / (width - 15)), (size, rows)
+
+
+# --- squeezes (item 11): every pane shown is read whole ----------------------------------------
+
+
+def rows_of(app, pane_id: str) -> list[str]:
+    return inside(app, app.main.panes[pane_id])
+
+
+def assert_nothing_cut(app) -> None:
+    """What each pane shown says is whole: no row ends cut, the runs table keeps every column,
+    the clients line is one line, the controls line says the evolution's state whole."""
+    lines = screen_text(app).splitlines()
+    assert re.search(r"\bevo: (idle|running…|no answer|done in \d+\.\d\ds)\s*$", lines[1]), lines[1]
+    if app.main.runs_table.display:
+        header = rows_of(app, "runs-pane")[0]
+        assert re.search(r"\bavg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state\b", header), header
+    if app.main.network_box.display:
+        assert re.fullmatch(r"\d+ clients?, \d+ frames? refused", rows_of(app, "network-pane")[0].strip())
+    for pane_id, pane in app.main.panes.items():
+        if not pane.display or pane_id == "log-pane":
+            continue
+        rows = rows_of(app, pane_id)
+        assert not any(row.rstrip().endswith("…") for row in rows), (pane_id, rows)
+
+
+def population_swarm(port: int):
+    from cartpole_tui.env.swarm.swarm import Swarm
+
+    return Swarm("127.0.0.1", port, models=20, seed=2).start()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_panes_shown_by_key_are_never_squeezed(tmp_path, broker, size):
+    swarm = population_swarm(broker.port)
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            await until(pilot, lambda: app.main.network._current is not None, what="the broker's stats")
+            await start_run(pilot, "4")
+            await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a run")
+            await pilot.press("e")
+            await until(pilot, lambda: app.population.latest is not None, what="generation 1")
+            assert_nothing_cut(app)
+            for key in "6436421":
+                pane = app.main.panes[PANES[key][0]]
+                asked = not pane.display
+                await pilot.press(key)
+                await pilot.pause()
+                assert pane.display is asked, key  # the key does what it says; what no longer fits gives way
+                assert_nothing_cut(app)
+            for other in ((80, 24), (200, 60), (120, 40), size):
+                await pilot.resize_terminal(*other)
+                await pilot.pause()
+                assert_nothing_cut(app)
+            if app.main.population.display:
+                assert "best" in " ".join(rows_of(app, "population-pane"))
+    finally:
+        swarm.close()
+
+
+async def test_the_rows_of_hidden_panes_go_to_the_panes_still_shown(tmp_path):
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("1", "2", "3", "5")
+        await pilot.pause()
+        network = app.main.network_box.region
+        assert (network.y, network.bottom, network.width) == (3, 39, 120)  # below the progress row, above the footer
+        await pilot.press("4")  # nothing left but the status, controls and footer: no pane to fill
+        await pilot.press("5")  # the log alone takes every row
+        await pilot.pause()
+        log = app.main.log_pane.region
+        assert (log.y, log.bottom) == (3, 39)
+
+
+NO_DATA = (
+    "1 evolution, no population data: this network's evolution reports no per-model fitness (the built-in one does)"
+)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_the_population_pane_says_whole_that_the_evolution_reports_nothing(tmp_path, broker, size):
+    evolution = plain_evolution(broker.port)
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            if not app.main.population.display:
+                await pilot.press("6")
+            await pilot.press("e")
+            await until(pilot, lambda: app.population.evolutions, what="the evolution")
+            await pilot.pause()
+            assert NO_DATA in words(rows_of(app, "population-pane"))
+            await pilot.resize_terminal(size[0] + 10, size[1])
+            await pilot.pause()
+            assert NO_DATA in words(rows_of(app, "population-pane"))
+    finally:
+        evolution.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size):
+    agent = RandomAgent("127.0.0.1", broker.port, seed=5).start()
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            await start_run(pilot, "1000000")
+            label = r"run 1 · \d+/1000000 · last \d+ · mean\(100\) \d+\.\d"
+            progress = lambda: screen_text(app).splitlines()[2]  # noqa: E731
+            await until(pilot, lambda: re.search(rf"\d+% .*{label}\s*$", progress()), what="the bar and its label")
+            await pilot.resize_terminal(80, 24)
+            await until(pilot, lambda: re.search(rf"{label}\s*$", progress()), 5, "the whole label at 80x24")
+            await pilot.press("x")
+    finally:
+        agent.close()
