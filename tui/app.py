@@ -175,14 +175,16 @@ class ControlRoomApp(App):
         self.log_line(
             f"joined the network at {event.address}" + (" (embedded broker, built-in agents)" if event.embedded else "")
         )
-        if event.network_log:
-            self.log_line(f"network log: {event.network_log}", "dim")
+        if event.failed_network_log:  # the log of a network that ran well is removed at its end
+            self.log_line(
+                f"the embedded network had stopped and was started again; its log: {event.failed_network_log}", "yellow"
+            )
         self._show_status()
         self._refresh_views()
 
     @handle.register
     def _on_connect_failed(self, event: ConnectFailed) -> None:
-        self.connection = "unreachable"
+        self.connection = event.connection
         self._show_status()
         self.log_line(f"cannot join the network: {event.reason}", "red")
 

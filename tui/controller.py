@@ -30,7 +30,7 @@ from cartpole_tui.env.events import (
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
-from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.runtime.session import AnotherEnvironment, Session, SessionOptions
 from cartpole_tui.tui.messages import EventsPending
 
 RECONNECT_DELAYS = (0.5, 1, 2, 4, 8)
@@ -47,12 +47,13 @@ class Connected:
 
     address: str
     embedded: bool
-    network_log: str | None = None
+    failed_network_log: str | None = None  # rejoined after the embedded network died: its log, kept
 
 
 @dataclass(frozen=True)
 class ConnectFailed:
     reason: str
+    connection: str = "unreachable"  # what the status line says: a key of run_progress.CONNECTION_MARKS
 
 
 @dataclass(frozen=True)
@@ -173,13 +174,15 @@ class Controller(EnvironmentObserver):
                 )
             self.session.open()
         except _CONNECTION_FAILURES as error:
-            self.push(ConnectFailed(str(error)))
+            # a broker that answered, already with an environment, is not unreachable
+            found = "another environment" if isinstance(error, AnotherEnvironment) else "unreachable"
+            self.push(ConnectFailed(str(error), found))
             return
         self._joined(self.session)
 
     def _joined(self, session: Session) -> None:
-        network = session.network
-        self.push(Connected(session.address, session.embedded, network.log_path if network is not None else None))
+        failed, session.failed_network_log = session.failed_network_log, None
+        self.push(Connected(session.address, session.embedded, failed))
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""

@@ -8,14 +8,18 @@ that they use the second core and never compete with the UI for the GIL; the
 environment stays in the caller's process. The child prints ``READY <port>`` once
 it listens and exits when its standard input closes, so it cannot outlive its parent.
 Its broker admits only clients presenting this session's random token (handed over in a
-0600 file), so other local users cannot drive it.
+0600 file), so other local users cannot drive it. Its log (stderr, a temporary file) is
+removed when it ends cleanly, by whichever of the two sees it end (the parent may be gone):
+only the log of a network that failed is kept, and its path is said.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +85,7 @@ class LocalNetwork:
             command += ["--save", self.population_file] + ([] if self.fresh else ["--load", self.population_file])
         with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
             self.log_path = log.name
+            command += ["--log", log.name]
             self._process = process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
             )
@@ -88,7 +93,10 @@ class LocalNetwork:
         if not line.startswith(READY):
             log_path = self.log_path
             self.stop()
-            raise NetworkStartError(f"the embedded network did not start (see {log_path})")
+            why = last_error(log_path) if log_path else None
+            raise NetworkStartError(
+                f"the embedded network did not start{': ' + why if why else ''}; its log: {log_path}"
+            )
         self.port = int(line.split()[1])
         return self
 
@@ -119,7 +127,8 @@ class LocalNetwork:
             process.wait()
             clean = False
         if clean and self.log_path:  # a log is kept only when something went wrong
-            os.unlink(self.log_path)
+            with contextlib.suppress(FileNotFoundError):  # the child removes it itself at a clean end
+                os.unlink(self.log_path)
             self.log_path = None
 
     @property
@@ -130,6 +139,20 @@ class LocalNetwork:
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+
+def last_error(log_path: str) -> str | None:
+    """What a failed child said last: the message of its exception (a traceback's last line)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            lines = [line.strip() for line in log.read()[-4096:].splitlines() if line.strip()]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    kind, colon, message = lines[-1].partition(": ")
+    text = message if colon and kind.replace(".", "").isidentifier() and kind[-1:] != ")" else lines[-1]
+    return "".join(c if c.isprintable() else " " for c in text)[:300]  # a line of the screen, never control codes
 
 
 def _start_agents(
@@ -152,22 +175,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file")
     parser.add_argument("--load", help="population file to start from, when it exists")
     parser.add_argument("--save", help="population file written after every evolution")
+    parser.add_argument("--log", help="this child's log (its stderr): removed when it ends cleanly")
     args = parser.parse_args(argv)
+    # A closed terminal hangs up the whole process group: this child ends when its stdin
+    # closes instead, cleanly, so that it removes its log (the parent may be gone already).
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     token = auth.read_token_file(args.token_file) if args.token_file else None
+    if args.token_file:  # read: the parent holds the token, and a file left behind helps nobody
+        with contextlib.suppress(OSError):
+            os.unlink(args.token_file)
     auth.use_token(token)  # the agents present it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()
     agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
-    print(f"{READY} {broker.port}", flush=True)
     try:
+        print(f"{READY} {broker.port}", flush=True)
         sys.stdin.read()  # until the parent closes the pipe or dies
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # a broken pipe: the parent died before it read READY
         pass
     for agent in agents:
         agent.close()
     broker.stop()
+    if args.log:  # a clean end: nothing to keep, whether or not the parent is still there to remove it
+        try:
+            os.unlink(args.log)
+        except OSError:
+            pass
     os._exit(0)  # daemon listener threads need no join
 
 

@@ -58,14 +58,25 @@ def save(path: str, population: SavedPopulation) -> None:
 
 
 def load(path: str) -> SavedPopulation:
-    """Read and check a population file; ValueError saying what is wrong with it."""
+    """Read and check a population file; ValueError saying, with its name, what is wrong with it."""
+    not_ours = f"{path} is not a population file (numpy .npz with a weights array)"
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it: {error.strerror or error}") from None
+    except Exception:  # numpy's guesses at what else the bytes might be (pickles…) are not for this reader
+        raise ValueError(not_ours) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+        raise ValueError(not_ours)
+    with data:
+        if "weights" not in data.files:
+            raise ValueError(f"{path} is not a population file: it has no weights array")
+        try:
             weights = np.array(data["weights"], dtype=np.float64)
-            generation = int(data["generation"]) if "generation" in data else 0
-            seed = int(data["seed"]) if "seed" in data else -1
-    except (OSError, KeyError, ValueError, EOFError) as error:
-        raise ValueError(f"{path}: not a population file ({error})") from None
+            generation = int(data["generation"]) if "generation" in data.files else 0
+            seed = int(data["seed"]) if "seed" in data.files else -1
+        except Exception:  # object arrays, text, a damaged member
+            raise ValueError(f"{path}: its weights, generation and seed must be numbers") from None
     if weights.ndim == 1:
         weights = weights[None, :]  # one published model's vector
     if weights.ndim != 2 or weights.shape[1] != N_WEIGHTS or len(weights) < 1:

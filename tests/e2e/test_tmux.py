@@ -220,3 +220,16 @@ def test_a_run_in_a_plain_terminal_without_colour(terminal, term_name):
     term.press("s")
     term.wait(line_matching(r"run 1 done · avg \d+\.\d"), "the first run to finish")
     quit_and_wait_exit(term)
+
+
+@pytest.mark.parametrize("end", ["q", "terminal closed"])
+def test_a_network_that_ran_well_leaves_no_log(terminal, tmp_path, end):
+    """Its log (in TMPDIR, the test's folder here) is kept only when the network failed."""
+    logs = lambda: list(tmp_path.glob("cartpole-tui-network-*.log"))  # noqa: E731
+    term = terminal(80, 24)
+    assert len(logs()) == 1  # while it runs
+    if end == "q":
+        quit_and_wait_exit(term)
+    else:
+        term.kill()  # SIGHUP, as when the window or the SSH connection closes
+    wait_for(lambda: not logs(), STEP_TIMEOUT, "the network's log removed")
