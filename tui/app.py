@@ -74,6 +74,8 @@ from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 
 RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
+# control clients (this app's, `evolve`'s, `run`'s) come and go by design: not components of the network
+CONTROL_CLIENTS = ("control",)
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
 
 
@@ -253,11 +255,13 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
-        self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
+        self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
 
     @handle.register
     def _on_component_seen(self, event: ComponentSeen) -> None:
         pane = self.main.network
+        if event.name in CONTROL_CLIENTS:
+            return
         if event.name not in pane.components:
             pane.components.add(event.name)
             self.log_line(Text(f"component seen: {event.name}", style="dim"))

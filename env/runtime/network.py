@@ -182,9 +182,6 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(signal, "SIGHUP"):  # not on Windows
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     token = auth.read_token_file(args.token_file) if args.token_file else None
-    if args.token_file:  # read: the parent holds the token, and a file left behind helps nobody
-        with contextlib.suppress(OSError):
-            os.unlink(args.token_file)
     auth.use_token(token)  # the agents present it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
@@ -199,11 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     for agent in agents:
         agent.close()
     broker.stop()
-    if args.log:  # a clean end: nothing to keep, whether or not the parent is still there to remove it
-        try:
-            os.unlink(args.log)
-        except OSError:
-            pass
+    # a clean end: nothing to keep, whether or not the parent is still there to remove them (the
+    # token file is read by the parent's other children too, `serve`'s visitors: only now is it done)
+    for leftover in (args.log, args.token_file):
+        if leftover:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
     os._exit(0)  # daemon listener threads need no join
 
 

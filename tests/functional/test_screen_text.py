@@ -1,22 +1,19 @@
-"""What a person reads on the screen at 80x24, 120x40 and after resizes (issue 20, items 10–13):
-the log after a resize, the squeezed panes, the messages, the episodes field under fast input."""
+"""What a person reads on the screen at 80x24, 120x40 and after resizes (issue 20, items 10, 11, 13):
+the log after a resize, the squeezed panes, the episodes field under fast input."""
 
 from __future__ import annotations
 
 import math
-import os
 import re
-import signal
 
 import pytest
-from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
+from test_app import connected, make_app, plain_evolution, runs, start_run, until
 from test_control_room import loaded, offline_app
 
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.tui.bindings import PANES
-from cartpole_tui.tui.screens.modals import UnreachableScreen
 
-from conftest import screen_text, wait_for
+from conftest import screen_text
 
 
 def inside(app, widget) -> list[str]:
@@ -179,83 +176,3 @@ async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size
             await pilot.press("x")
     finally:
         agent.close()
-
-
-# --- messages (item 12) ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
-async def test_a_broker_that_has_an_environment_is_not_called_unreachable(tmp_path, broker, size):
-    from cartpole_tui.env.components.environment import EnvironmentComponent
-
-    environment = EnvironmentComponent("127.0.0.1", broker.port, seed=1).start()
-    app = make_app(tmp_path, broker.port)
-    try:
-        async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the cannot-join screen")
-            await pilot.pause()
-            text = screen_text(app)
-            assert "● another environment" in text.splitlines()[0] and "unreachable" not in text
-            assert f"an environment is already on 127.0.0.1:{broker.port}: add --no-env" in " ".join(text.split())
-    finally:
-        environment.close()
-
-
-NOT_NUMPY = b"this is a text file, not numpy\n"
-
-
-@pytest.mark.parametrize(
-    "content",
-    [NOT_NUMPY, b"", b"PK\x03\x04 a damaged zip"],
-    ids=["text", "empty", "damaged"],
-)
-def test_a_bad_population_file_is_named_and_numpy_advice_is_not_relayed(tmp_path, broker, content):
-    from test_cli import cli, one_clear_line
-
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(content)
-    result = cli("swarm", "--connect", f"127.0.0.1:{broker.port}", "--load", str(bad))
-    one_clear_line(result, 1, f"{bad} is not a population file")
-    assert "pickle" not in result.stderr
-
-
-async def test_the_app_says_why_its_network_did_not_start_and_where_the_log_is(tmp_path, monkeypatch):
-    import tempfile
-
-    from cartpole_tui.env.runtime.session import SessionOptions
-    from cartpole_tui.env.swarm.saved import beside_history
-    from cartpole_tui.tui.app import ControlRoomApp
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the network's log goes here
-    db = str(tmp_path / "runs.sqlite3")
-    population = beside_history(db)
-    with open(population, "wb") as out:
-        out.write(NOT_NUMPY)
-    app = ControlRoomApp(SessionOptions(seed=1, population_file=population), db_path=db)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the cannot-join screen")
-        await pilot.pause()
-        assert "is not a population file" in screen_text(app)  # on the cannot-join screen
-        said = "".join(log_text(app).split())  # and in the log, wrapped: long paths break anywhere
-        assert f"theembeddednetworkdidnotstart:{population}isnotapopulationfile" in said, said
-        logs = list(tmp_path.glob("cartpole-tui-network-*.log"))
-        assert len(logs) == 1 and f"itslog:{logs[0]}" in said and "pickle" not in said
-
-
-async def test_a_network_that_ran_well_leaves_no_log_and_one_that_died_says_where_its_log_is(tmp_path, monkeypatch):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    logs = lambda: list(tmp_path.glob("cartpole-tui-network-*.log"))  # noqa: E731
-    app = make_app(tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await connected(pilot)
-        assert "its log" not in log_text(app)  # a log that goes away at a clean end is not announced
-        os.kill(app.session.network.pid, signal.SIGKILL)
-        await until(pilot, lambda: app.connection == "disconnected", what="disconnected")
-        await connected(pilot)
-        await until(pilot, lambda: "its log:" in log_text(app), what="the dead network's log said")
-        flat = "".join(log_text(app).split())  # the log wraps
-        dead = [log for log in logs() if f"itslog:{log}" in flat]
-        assert len(dead) == 1 and dead[0].exists(), (logs(), flat)
-    wait_for(lambda: logs() == dead, 10, "the running network's log removed at its clean end")

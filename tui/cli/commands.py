@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
-            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
+            progress.console.print(Text(event.line, style="yellow"), soft_wrap=True)
 
     with _open_session(args, on_event) as session, progress, _signals_as_interrupts() as caught:
         try:
