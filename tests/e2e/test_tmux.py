@@ -233,3 +233,17 @@ def test_a_network_that_ran_well_leaves_no_log(terminal, tmp_path, end):
     else:
         term.kill()  # SIGHUP, as when the window or the SSH connection closes
     wait_for(lambda: not logs(), STEP_TIMEOUT, "the network's log removed")
+
+
+def test_the_episodes_field_takes_fast_keys_in_order(terminal):
+    """Keys that arrive in one read (a laggy SSH link) are typed as they were pressed."""
+    term = terminal(80, 24)
+    term.press("n")  # the field, its "20" selected
+    wait_for(lambda: "Episodes" in term.screen()[int(term.pane("cursor_y"))], STEP_TIMEOUT, "the cursor in the field")
+    term.tmux("send-keys", "-t", "e2e", "BSpace", "5", "0")  # one call: one write to the terminal
+    term.wait(line_matching(r"Episodes 50 "), "the field to hold 50")
+    term.tmux("send-keys", "-t", "e2e", "End", "BSpace", "BSpace", "BSpace", "7", "5")
+    term.wait(line_matching(r"Episodes 75 "), "the field to hold 75")
+    term.press("Escape")  # alone: an escape with more bytes after it would start an escape sequence
+    term.wait(lambda lines: re.search(r"\? Help\s+q Quit", lines[-1]), "the app's keys in the footer again")
+    quit_and_wait_exit(term)

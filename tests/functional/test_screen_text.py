@@ -77,11 +77,9 @@ def assert_nothing_cut(app) -> None:
         assert re.search(r"\bavg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state\b", header), header
     if app.main.network_box.display:
         assert re.fullmatch(r"\d+ clients?, \d+ frames? refused", rows_of(app, "network-pane")[0].strip())
-    for pane_id, pane in app.main.panes.items():
-        if not pane.display or pane_id == "log-pane":
-            continue
-        rows = rows_of(app, pane_id)
-        assert not any(row.rstrip().endswith("…") for row in rows), (pane_id, rows)
+    if app.main.population.display:  # its lines end cut with an ellipsis, where they are cut
+        rows = rows_of(app, "population-pane")
+        assert not any(row.rstrip().endswith("…") for row in rows), rows
 
 
 def population_swarm(port: int):
@@ -176,3 +174,38 @@ async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size
             await pilot.press("x")
     finally:
         agent.close()
+
+
+# --- the episodes field under fast input (item 13) ---------------------------------------------
+
+
+def typed_in_one_read(app, data: str) -> None:
+    """What the terminal driver does with one read of ``data``: parse it and hand over every event."""
+    from textual._xterm_parser import XTermParser  # the driver's own parser: there is no public one
+
+    for event in XTermParser().feed(data):
+        app._driver.process_message(event)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize(
+    "before, data, after",
+    [
+        ((), "\x7f50", "50"),  # the selected default replaced: backspace, then the digits
+        (("end",), "\x7f\x7f50", "50"),  # the cursor at the end: two backspaces, then the digits
+        (("end",), "\x7f\x7f\x7f7\x7f35", "35"),  # more backspaces than characters
+        (("end",), "\x1b[D\x7f9", "90"),  # left arrow, backspace, a digit
+    ],
+    ids=["selected", "at-end", "too-many", "arrow"],
+)
+async def test_the_episodes_field_takes_keys_in_the_order_they_came_in_one_read(tmp_path, size, before, data, after):
+    app = offline_app(tmp_path, history=False)
+    app.options = app.options.__class__(offline=False)  # the field is disabled offline; no network is needed to type
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("n", *before)
+        field = app.query_one("#episodes")
+        assert field.has_focus
+        typed_in_one_read(app, data)
+        await until(pilot, lambda: field.value == after, 5, f"{after!r} in the field")
+        await pilot.pause()
+        assert re.search(rf"Episodes {after}\s", screen_text(app).splitlines()[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Label
@@ -28,9 +29,23 @@ def parse_episodes(text: str) -> int:
 
 
 class EpisodesInput(Input):
-    """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here)."""
+    """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here).
+
+    Its keys act in the order they came, however many come in one read (a laggy SSH link, a
+    paste of keys): Textual types printable keys at once but runs a focused widget's key
+    bindings (backspace, the arrows…) only once the key has bubbled up to the app, after the
+    keys that followed it: "backspace 5 0" turned a selected "20" into "5", and "20" with the
+    cursor at its end into "205". Here the field's own bindings run as their key arrives.
+    """
 
     BINDINGS = bindings("episodes")
+
+    async def _on_key(self, event: events.Key) -> None:
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()  # Input's handler is not run: the key did what it is bound to
+                return
 
     def action_leave(self) -> None:
         # back to the runs table, where the single-letter keys are the app's again
