@@ -17,7 +17,7 @@ from functools import singledispatchmethod
 
 import numpy as np
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
@@ -111,6 +111,7 @@ class ControlRoomApp(App):
         self._shown_revision = -1
         self._runs_shown_at = 0.0
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
+        self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
 
     @property
@@ -149,6 +150,15 @@ class ControlRoomApp(App):
 
     def on_resize(self) -> None:
         self._show_status()
+
+    def on_app_blur(self, event: events.AppBlur) -> None:
+        # In a browser, Textual's driver says "blurred" as it starts, before the page has said
+        # anything: the first paint had no footer and no focused pane until a click. The page
+        # focuses the terminal as it loads (tui/web/app_index.html) and says focus and blur from
+        # then on, so only that first one is left unheard.
+        if self.is_web and not self._web_blur_heard:
+            self._web_blur_heard = True
+            event.prevent_default()  # App's own handler would blur the app
 
     # --- events from the controller, dispatched by type ------------------------------------
 
