@@ -15,14 +15,13 @@ import logging
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError
+from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError, listen_problem
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.cli.errors import CommandError
@@ -149,22 +148,10 @@ def public_url(args: argparse.Namespace) -> str:
     return f"http://{host}:{args.port}"
 
 
-def check_listen(host: str, port: int) -> None:
-    """CommandError now when ``host:port`` cannot be listened on (an unknown name, a port in use):
-    before the network starts and before the address to open is printed."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
-            probe.bind(address)
-    except OSError as error:
-        raise CommandError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-
-
 def serve(args: argparse.Namespace) -> int:
-    check_listen(args.host, args.port)
+    problem = listen_problem(args.host, args.port)  # before the network starts and the address is printed
+    if problem is not None:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {problem}")
     web_token = auth.client_token() or auth.new_token()
     url = public_url(args)
     if not auth.is_loopback(args.host):
