@@ -250,7 +250,7 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s")  # who sent it: in the log (80 columns)
+        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s", f"by {event.sent_by}")
         generation = f" (generation {event.generation})" if event.generation is not None else ""
         self.log_line(
             Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")

@@ -71,7 +71,7 @@ def assert_nothing_cut(app) -> None:
     """What each pane shown says is whole: no row ends cut, the runs table keeps every column,
     the clients line is one line, the controls line says the evolution's state whole."""
     lines = screen_text(app).splitlines()
-    assert re.search(r"\bevo: (idle|running…|no answer|done in \d+\.\d\ds)\s*$", lines[1]), lines[1]
+    assert re.search(r"\bevo: (idle|running…|no answer|done in \d+\.\d\ds( by evolution)?)\s*$", lines[1]), lines[1]
     if app.main.runs_table.display:
         header = rows_of(app, "runs-pane")[0]
         assert re.search(r"\bavg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state\b", header), header

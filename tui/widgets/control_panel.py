@@ -77,6 +77,8 @@ class ControlPanel(Horizontal):
     ControlPanel #evo-state { padding: 0 0 0 1; color: $text-muted; }
     """
 
+    _evolution: tuple[str, str] = ("idle", "")  # what show_evolution was given last
+
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
         yield EpisodesInput(str(defaults.EPISODES), id="episodes", compact=True)
@@ -105,8 +107,22 @@ class ControlPanel(Horizontal):
     def toggle_deterministic(self) -> None:
         self.query_one("#deterministic", Checkbox).toggle()
 
-    def show_evolution(self, text: str) -> None:
-        self.query_one("#evo-state", Label).update(Text(f"evo: {text}"))  # may hold a peer's name
+    def show_evolution(self, text: str, detail: str = "") -> None:
+        """``evo: text``, and `` detail`` after it where the line has room for it whole."""
+        self._evolution = (text, detail)
+        self._show_evolution()
+
+    def on_resize(self) -> None:
+        self._show_evolution()
+
+    def _show_evolution(self) -> None:
+        label = self.query_one("#evo-state", Label)
+        text, detail = self._evolution
+        shown = f"evo: {text}"
+        room = self.content_region.right - label.region.x - 1  # its left padding
+        if detail and label.region.width and len(shown) + 1 + len(detail) <= room:
+            shown += f" {detail}"
+        label.update(Text(shown))  # may hold a peer's name: never markup
 
     def show_running(self, running: bool) -> None:
         self.query_one("#start", Button).disabled = running
