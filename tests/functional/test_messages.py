@@ -26,6 +26,12 @@ from cartpole_tui.tui.screens.modals import UnreachableScreen
 from conftest import screen_text, wait_for
 
 
+def cannot_join_rows(app) -> list[str]:
+    """The rows of the cannot-join screen's text, as shown (stripped)."""
+    reason = app.screen.query_one("#unreachable-reason").region
+    return [row[reason.x : reason.right].strip() for row in screen_text(app).splitlines()[reason.y : reason.bottom]]
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_a_broker_that_has_an_environment_is_not_called_unreachable(tmp_path, broker, size):
     environment = EnvironmentComponent("127.0.0.1", broker.port, seed=1).start()
@@ -36,7 +42,10 @@ async def test_a_broker_that_has_an_environment_is_not_called_unreachable(tmp_pa
             await pilot.pause()
             text = screen_text(app)
             assert "● another environment" in text.splitlines()[0] and "unreachable" not in text
-            assert f"an environment is already on 127.0.0.1:{broker.port}: add --no-env" in " ".join(text.split())
+            said = (
+                f"an environment is already on 127.0.0.1:{broker.port}: add --no-env to use it instead of starting ours"
+            )
+            assert said in " ".join(cannot_join_rows(app))
     finally:
         environment.close()
 
@@ -67,7 +76,8 @@ async def test_the_app_says_why_its_network_did_not_start_and_where_the_log_is(t
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the cannot-join screen")
         await pilot.pause()
-        assert "is not a population file" in screen_text(app)  # on the cannot-join screen
+        rows = cannot_join_rows(app)  # long paths wrap anywhere: read without spaces
+        assert f"{population}isnotapopulationfile" in "".join("".join(rows).split()), rows
         said = "".join(log_text(app).split())  # and in the log, wrapped: long paths break anywhere
         assert f"theembeddednetworkdidnotstart:{population}isnotapopulationfile" in said, said
         logs = list(tmp_path.glob("cartpole-tui-network-*.log"))
