@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
 log = logging.getLogger(__name__)
 
 READY = "READY"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt): (.+)$")
 # `python -m` would put the working directory first on sys.path, and a folder holding its
 # own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
 CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
@@ -166,8 +168,8 @@ def last_error(log_path: str) -> str | None:
         return None
     if not lines:
         return None
-    kind, colon, message = lines[-1].partition(": ")
-    text = message if colon and kind.replace(".", "").isidentifier() and kind[-1:] != ")" else lines[-1]
+    raised = EXCEPTION_LINE.match(lines[-1])  # "ValueError: …": the message, without the class
+    text = raised.group(1) if raised else lines[-1]
     return "".join(c if c.isprintable() else " " for c in text)[:300]  # a line of the screen, never control codes
 
 

@@ -82,10 +82,10 @@ def control_room(args: argparse.Namespace) -> int:
 def size_from_the_terminal() -> None:
     """Forget COLUMNS and LINES when a terminal can say its own size.
 
-    Textual (through shutil) takes them as overrides of the terminal's size, and shells export
-    them (bash's checkwinsize), so a stale pair from another window drew the app at the wrong
-    size. They stay where no terminal answers: textual-serve's browser sessions size the app
-    through them (and ROWS).
+    Textual (through shutil) takes them as overrides of the terminal's size, and shells set
+    them (readline, bash's checkwinsize), at times exported: a pair from another window drew
+    the app at the wrong size. They stay where no terminal answers: textual-serve's browser
+    sessions size the app through them (and ROWS).
     """
     for stream in (sys.__stdout__, sys.__stderr__):
         try:

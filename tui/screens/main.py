@@ -27,11 +27,9 @@ RUNS_WIDTH = 80  # every column of the runs table, with its border
 SIDE_MIN = 36  # a pane beside the runs table needs this much to say anything
 WIDE = RUNS_WIDTH + 2 * SIDE_MIN  # from here the population pane shows beside the network
 BOTTOM_ROW = {"runs-pane": RUNS_WIDTH, "network-pane": SIDE_MIN, "population-pane": SIDE_MIN}  # least widths
-FIXED_ROWS = 4
+FIXED_ROWS = 4  # status, controls, progress, footer
 BAR_WIDTH, BAR_WIDTH_MIN = 32, 6  # Textual's progress bar, and the least of it still readable
-PROGRESS_LABEL_ROOM = (
-    68  # the columns a long progress label and the bar's percentage and ETA take  # status, controls, progress, footer
-)
+PROGRESS_LABEL_ROOM = 68  # the columns a long progress label and the bar's percentage and ETA take
 LOG_LINES = 1000
 
 

@@ -31,16 +31,17 @@ def parse_episodes(text: str) -> int:
 class EpisodesInput(Input):
     """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here).
 
-    Its keys act in the order they came, however many come in one read (a laggy SSH link, a
-    paste of keys): Textual types printable keys at once but runs a focused widget's key
-    bindings (backspace, the arrows…) only once the key has bubbled up to the app, after the
-    keys that followed it: "backspace 5 0" turned a selected "20" into "5", and "20" with the
-    cursor at its end into "205". Here the field's own bindings run as their key arrives.
+    Its keys act in the order they came, however many come in one read (a laggy SSH link):
+    Textual types printable keys at once but runs a focused widget's key bindings (backspace,
+    the arrows…) only once the key has bubbled up to the app, after the keys that followed it:
+    "backspace 5 0" turned a selected "20" into "5". Here the field's own bindings (Input's
+    and ours) run as their key arrives, before Input's handler and instead of the bubbling.
     """
 
     BINDINGS = bindings("episodes")
 
-    async def _on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
+        # _bindings: the bindings of this widget's classes, merged (Textual has no public reader)
         for binding in self._bindings.key_to_bindings.get(event.key, ()):
             if not binding.priority and await self.app.run_action(binding.action, self):
                 event.stop()
