@@ -89,6 +89,11 @@ class NetworkError:
     text: str
     run_id: str | None = None
 
+    @property
+    def line(self) -> str:
+        """How it reads: ``source: text``, the source once (``aggregation left the network``)."""
+        return self.text if self.text.startswith(f"{self.source} ") else f"{self.source}: {self.text}"
+
 
 @dataclass(frozen=True)
 class ComponentSeen:

@@ -17,7 +17,7 @@ from functools import singledispatchmethod
 
 import numpy as np
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
@@ -76,6 +76,8 @@ from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 
 RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
+# control clients (this app's, `evolve`'s, `run`'s) come and go by design: not components of the network
+CONTROL_CLIENTS = ("control",)
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
 
 
@@ -113,6 +115,7 @@ class ControlRoomApp(App):
         self._shown_revision = -1
         self._runs_shown_at = 0.0
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
+        self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
 
     @property
@@ -152,6 +155,15 @@ class ControlRoomApp(App):
     def on_resize(self) -> None:
         self._show_status()
 
+    def on_app_blur(self, event: events.AppBlur) -> None:
+        # In a browser, Textual's driver says "blurred" as it starts, before the page has said
+        # anything: the first paint had no footer and no focused pane until a click. The page
+        # focuses the terminal as it loads (tui/web/app_index.html) and says focus and blur from
+        # then on, so only that first one is left unheard.
+        if self.is_web and not self._web_blur_heard:
+            self._web_blur_heard = True
+            event.prevent_default()  # App's own handler would blur the app
+
     # --- events from the controller, dispatched by type ------------------------------------
 
     def on_events_pending(self, _: EventsPending) -> None:
@@ -179,8 +191,10 @@ class ControlRoomApp(App):
         self.log_line(
             f"joined the network at {event.address}" + (" (embedded broker, built-in agents)" if event.embedded else "")
         )
-        if event.network_log:
-            self.log_line(f"network log: {event.network_log}", "dim")
+        if event.failed_network_log:  # the log of a network that ran well is removed at its end
+            self.log_line(
+                f"the embedded network had stopped and was started again; its log: {event.failed_network_log}", "yellow"
+            )
         if event.population:
             self.log_line(f"population: {event.population}")
         if event.restored is not None:
@@ -191,7 +205,7 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_connect_failed(self, event: ConnectFailed) -> None:
-        self.connection = "unreachable"
+        self.connection = event.connection
         self._show_status()
         self.log_line(f"cannot join the network: {event.reason}", "red")
 
@@ -271,7 +285,7 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s by {event.sent_by}")
+        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s", f"by {event.sent_by}")
         generation = f" (generation {event.generation})" if event.generation is not None else ""
         self.log_line(
             Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")
@@ -291,10 +305,12 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
-        self.log_line(Text(f"{event.source}: {event.text}", style="yellow"))  # a peer's text: never markup
+        self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
 
     @handle.register
     def _on_component_seen(self, event: ComponentSeen) -> None:
+        if event.name in CONTROL_CLIENTS:
+            return
         if self.main.network.components.add(event.name):
             self.log_line(Text(f"component seen: {event.name}", style="dim"))
 

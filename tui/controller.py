@@ -27,7 +27,7 @@ from cartpole_tui.env.events import (
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
-from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.runtime.session import AnotherEnvironment, Session, SessionOptions
 from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
 
@@ -46,7 +46,7 @@ class Connected:
 
     address: str
     embedded: bool
-    network_log: str | None = None
+    failed_network_log: str | None = None  # rejoined after the embedded network died: its log, kept
     population: str | None = None  # what the embedded swarm started from (saved.start_note)
     restored: Restored | None = None  # ... when that was the population file
 
@@ -54,6 +54,7 @@ class Connected:
 @dataclass(frozen=True)
 class ConnectFailed:
     reason: str
+    connection: str = "unreachable"  # what the status line says: a key of run_progress.CONNECTION_MARKS
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ class Controller(EnvironmentObserver):
                 )
             self.session.open()
         except _CONNECTION_FAILURES as error:
-            self.push(ConnectFailed(str(error)))
+            # a broker that answered, already with an environment, is not unreachable
+            found = "another environment" if isinstance(error, AnotherEnvironment) else "unreachable"
+            self.push(ConnectFailed(str(error), found))
             return
         self._joined(self.session)
         if not self.options.embed_env and not self._reading_history:
@@ -172,13 +175,14 @@ class Controller(EnvironmentObserver):
                 self.store.refresh()
 
     def _joined(self, session: Session) -> None:
+        failed, session.failed_network_log = session.failed_network_log, None
         network = session.network
         if network is None:
-            self.push(Connected(session.address, session.embedded))
+            self.push(Connected(session.address, session.embedded, failed))
             return
         started, self._network_said = network is not self._network_said, network  # a rejoin restored nothing
         population = (network.population_note, network.restored) if started else (None, None)
-        self.push(Connected(session.address, session.embedded, network.log_path, *population))
+        self.push(Connected(session.address, session.embedded, failed, *population))
 
     def reconnect(self) -> None:
         """Join again with back-off until it works or the app quits (in a thread)."""

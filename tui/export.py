@@ -26,7 +26,10 @@ class Exported:
 
     @property
     def what(self) -> str:
-        return f"runs {', '.join(map(str, self.marked))}" if self.marked else "all runs"
+        """``run 38``, ``runs 3, 5``, ``all runs``."""
+        if not self.marked:
+            return "all runs"
+        return f"run{'s' if len(self.marked) > 1 else ''} {', '.join(map(str, self.marked))}"
 
     @property
     def log_line(self) -> str:

@@ -32,8 +32,9 @@ def writable(path: str) -> bool:
     return os.access(path if os.path.exists(path) else os.path.dirname(os.path.abspath(path)), os.W_OK)
 
 
-def describe(error: BaseException, path: str) -> str:
-    """One clear sentence about what is wrong with the database at ``path``."""
+def describe(error: BaseException, path: str, *, in_memory: bool = True) -> str:
+    """One clear sentence about what is wrong with the database at ``path``; ``in_memory``: and that
+    the session carries on in memory (a store opened for writing; a read, the export, just fails)."""
     text = str(error)
     primary = _primary_code(error)
     detail = f" ({text})"
@@ -55,6 +56,8 @@ def describe(error: BaseException, path: str) -> str:
         what = "cannot be opened"
     else:
         what = "failed"
+    if not in_memory:
+        return f"Run history {path} {what}{detail}."
     return (
         f"Run history {path} {what}{detail}: this session's runs are kept in memory "
         "only; runs already saved there are left as they are."

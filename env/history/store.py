@@ -195,7 +195,7 @@ class RunStore:
             self._load(conn)
         except (NotRegularFile, sqlite3.Error, UnusableSchema) as error:
             self._runs.clear()
-            self._report(describe(error, self.path))
+            self._report(describe(error, self.path, in_memory=False))
 
     @staticmethod
     def _recover(conn: sqlite3.Connection) -> None:

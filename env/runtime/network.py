@@ -15,13 +15,20 @@ Only when other processes must join too (``share_token``: `serve`'s visits) is t
 written to a 0600 file, ``cartpole-tui-token-<pid>-…`` in the temp folder: the parent removes
 it when it stops, the child when its parent is gone (even after a kill -9), and any start
 removes the files of owners no longer running.
+Its log (stderr, a temporary file) is removed when it ends cleanly, by whichever of the two
+sees it end (the parent may be gone): only the log of a network that failed is kept, and its
+path is said.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +49,7 @@ READY = "READY"
 FAILED = "FAILED"  # the child's one line when a part could not start (a bad population file)
 TOKEN_FILE_PREFIX = "cartpole-tui-token-"
 RESTORED = "RESTORED"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt): (.+)$")
 # `python -m` would put the working directory first on sys.path, and a folder holding its
 # own `cartpole_tui` (or anything else we import) would run instead of ours: drop it.
 CHILD_ENTRY = "import sys; del sys.path[0]; from cartpole_tui.env.runtime.network import main; main()"
@@ -104,6 +112,7 @@ class LocalNetwork:
             command += ["--save", self.population_file] + ([] if self.fresh else ["--load", self.population_file])
         with tempfile.NamedTemporaryFile("w", prefix="cartpole-tui-network-", suffix=".log", delete=False) as log:
             self.log_path = log.name
+            command += ["--log", log.name]
             self._process = process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
             )
@@ -116,7 +125,12 @@ class LocalNetwork:
             raise NetworkStartError(failed[len(FAILED) :].strip())
         ready = [line.split() for line in lines if line.startswith(READY)]
         if not ready:
-            raise NetworkStartError(f"the embedded network did not start (see {self.log_path})")
+            log_path = self.log_path
+            self.stop()
+            why = last_error(log_path) if log_path else None
+            raise NetworkStartError(
+                f"the embedded network did not start{': ' + why if why else ''}; its log: {log_path}"
+            )
         self.port = int(ready[0][1])
         for line in lines:
             words = line.split()
@@ -161,7 +175,8 @@ class LocalNetwork:
             process.wait()
             clean = False
         if clean and self.log_path:  # a log is kept only when something went wrong
-            os.unlink(self.log_path)
+            with contextlib.suppress(FileNotFoundError):  # the child removes it itself at a clean end
+                os.unlink(self.log_path)
             self.log_path = None
 
     @property
@@ -217,6 +232,35 @@ def _remove(path: str) -> None:
         pass
 
 
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (an unknown name, a port in use), or None: for a
+    server to say so before it starts anything (`serve`, whose web server binds last)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            probe.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def last_error(log_path: str) -> str | None:
+    """What a failed child said last: the message of its exception (a traceback's last line)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            lines = [line.strip() for line in log.read()[-4096:].splitlines() if line.strip()]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    raised = EXCEPTION_LINE.match(lines[-1])  # "ValueError: …": the message, without the class
+    text = raised.group(1) if raised else lines[-1]
+    return "".join(c if c.isprintable() else " " for c in text)[:300]  # a line of the screen, never control codes
+
+
 def _start_agents(
     host: str, port: int, agent: str, models: int, seed: int | None, load: str | None = None, save: str | None = None
 ) -> list[RandomAgent | Swarm]:
@@ -237,7 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--remove-on-exit", metavar="FILE", help="the shared token file, removed when this exits")
     parser.add_argument("--load", help="population file to start from, when it exists")
     parser.add_argument("--save", help="population file written after every evolution")
+    parser.add_argument("--log", help="this child's log (its stderr): removed when it ends cleanly")
     args = parser.parse_args(argv)
+    # A closed terminal hangs up the whole process group: this child ends when its stdin
+    # closes instead, cleanly, so that it removes its log (the parent may be gone already).
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         _serve(args, sys.stdin.readline().strip())  # the first line of the pipe is the token
     finally:
@@ -262,18 +311,21 @@ def _serve(args: argparse.Namespace, token: str) -> None:
         print(f"{FAILED} {' '.join(str(error).split())}", flush=True)
         if args.remove_on_exit:
             _remove(args.remove_on_exit)
-        os._exit(1)
+        os._exit(1)  # the log is kept: the parent says where
     restored = getattr(agents[0], "restored", None)
     if restored is not None:
         print(f"{RESTORED} {restored.generation} {restored.rows}", flush=True)
-    print(f"{READY} {broker.port}", flush=True)
     try:
+        print(f"{READY} {broker.port}", flush=True)
         sys.stdin.read()  # until the parent closes the pipe or dies
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # a broken pipe: the parent died before it read READY
         pass
     for agent in agents:
         agent.close()
     broker.stop()
+    if args.log:  # a clean end: nothing to keep, whether or not the parent is still there to remove it
+        with contextlib.suppress(OSError):
+            os.unlink(args.log)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class Session:
         self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
         self._probed = False  # looked for another environment on the network
+        self.failed_network_log: str | None = None  # the kept log of an embedded network that died
         # the broker's address: given (ValueError on a typo, before anything starts) or the embedded one's
         self.host: str | None = None
         self.port: int | None = None
@@ -200,6 +201,7 @@ class Session:
         self.events.lost()
         if self.network is not None and not self.network.alive:
             self.network.stop()
+            self.failed_network_log = self.network.log_path  # None when it ended cleanly (then removed)
             self.network = None
         self.open()
 

@@ -72,11 +72,11 @@ def load(path: str) -> SavedPopulation:
             generation = _integer(archive, "generation", 0, MAX_GENERATION)
             seed = _integer(archive, "seed", -1, 2**63 - 1)
     except NotRegularFile:
-        raise ValueError(f"{path}: not a population file (not a regular file)") from None
+        raise ValueError(f"{path} is not a population file (not a regular file)") from None
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or _one_line(error)})") from None
     except (EOFError, zipfile.BadZipFile, zlib.error, ValueError) as error:
-        raise ValueError(f"{path}: not a population file ({_one_line(error)})") from None
+        raise ValueError(f"{path} is not a population file ({_one_line(error)})") from None
     if weights.ndim == 1:
         weights = weights[None, :]  # one published model's vector
     if not np.all(np.isfinite(weights)):

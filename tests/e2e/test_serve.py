@@ -154,6 +154,19 @@ async def test_the_page_shows_the_control_room_and_a_run_started_in_one_tab_show
     assert "20/20" in seen or "average" in seen
 
 
+async def test_the_first_paint_has_the_footer_and_a_focused_pane_and_keys_work_without_a_click(server, browser):
+    page = await browser.new_page()
+    await page.goto(f"{server.url}/?token={TOKEN}")
+    await wait_screen(page, "● connected")
+    lines = (
+        await wait_screen(page, "q Quit", timeout=10_000)
+    ).splitlines()  # the footer may come a frame later, never a click
+    assert re.search(r"\bs Start\b.*\? Help\s+q Quit\b", lines[-1]), lines[-1]
+    assert any(line.startswith("┏━ Runs ━") for line in lines), lines  # the focused pane: a heavy border
+    await page.keyboard.press("s")  # no click first: the terminal has the keys
+    await wait_screen(page, "done · avg")
+
+
 async def test_export_arrives_in_the_browser_as_a_csv_download(server, browser):
     page = await open_control_room(browser, server)
     await page.keyboard.press("s")

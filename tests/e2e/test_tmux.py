@@ -32,6 +32,9 @@ pytestmark = [
 STARTUP_TIMEOUT = 60.0  # the app, its embedded network child and the joining; generous on a loaded machine
 STEP_TIMEOUT = 30.0
 EXITED = "cartpole-tui exited with status"
+# A shell exports these (bash's checkwinsize) into pytest from the terminal it runs in; the app
+# under test gets only what a test gives it, so the tests pass from a terminal as in CI.
+SIZE_VARIABLES = ("COLUMNS", "LINES")
 
 
 class TmuxTerminal:
@@ -66,8 +69,15 @@ class TmuxTerminal:
         self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
+        # the first call starts the server, whose environment every pane inherits
+        clean = {name: value for name, value in os.environ.items() if name not in SIZE_VARIABLES}
         return subprocess.run(
-            [TMUX, "-L", self.socket, "-f", os.devnull, *args], capture_output=True, text=True, check=True, timeout=10
+            [TMUX, "-L", self.socket, "-f", os.devnull, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            env=clean,
         ).stdout
 
     def kill(self) -> None:
@@ -166,16 +176,33 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     assert sum(scores) / 12 == pytest.approx(runs[0][3])
 
 
-def test_everything_essential_fits_at_80x24(terminal):
-    term = terminal(80, 24)
-    lines = term.screen()
-
+def assert_essentials_fit_80x24(lines: list[str]) -> None:
     assert len(lines) == 24
     assert re.search(r"^ ?127\.0\.0\.1:\d+ │ CartPole-v1 │.*● connected", lines[0]), lines[0]
     assert any(re.search(r"Episodes\s+20\b.*\bStart\b.*\bStop\b.*\bEvolve\b", line) for line in lines), lines
     assert any(re.match(r"^╭─ Score ─+", line) for line in lines), lines
-    assert re.search(r"\bs Start\b", lines[-1]), lines[-1]
+    assert re.match(r"^[┏╭].* Runs .*[┓╮]$", lines[-8]) and len(lines[-8]) == 80, lines  # the runs pane, whole
+    assert re.search(r"\bs Start\b.*\bq Quit\b", lines[-1]), lines[-1]
 
+
+@pytest.mark.parametrize(
+    "size_variables",
+    [{}, {"COLUMNS": "120", "LINES": "40"}],
+    ids=["plain", "stale-COLUMNS-LINES"],
+)
+def test_everything_essential_fits_at_80x24(terminal, size_variables):
+    """The app sizes itself from the terminal, even when COLUMNS/LINES in its environment say otherwise."""
+    term = terminal(80, 24, env=size_variables)
+    assert_essentials_fit_80x24(term.screen())
+    quit_and_wait_exit(term)
+
+
+def test_the_size_variables_of_pytests_own_environment_do_not_reach_the_app(terminal, monkeypatch):
+    """As when the README's test command runs from a terminal whose shell exports them."""
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("LINES", "40")
+    term = terminal(80, 24)
+    assert_essentials_fit_80x24(term.screen())
     quit_and_wait_exit(term)
 
 
@@ -192,4 +219,31 @@ def test_a_run_in_a_plain_terminal_without_colour(terminal, term_name):
     term = terminal(80, 24, "--agent", "random", env={"TERM": term_name, "NO_COLOR": "1"})
     term.press("s")
     term.wait(line_matching(r"run 1 done · avg \d+\.\d"), "the first run to finish")
+    quit_and_wait_exit(term)
+
+
+@pytest.mark.parametrize("end", ["q", "terminal closed"])
+def test_a_network_that_ran_well_leaves_no_log(terminal, tmp_path, end):
+    """Its log (in TMPDIR, the test's folder here) is kept only when the network failed."""
+    logs = lambda: list(tmp_path.glob("cartpole-tui-network-*.log"))  # noqa: E731
+    term = terminal(80, 24)
+    assert len(logs()) == 1  # while it runs
+    if end == "q":
+        quit_and_wait_exit(term)
+    else:
+        term.kill()  # SIGHUP, as when the window or the SSH connection closes
+    wait_for(lambda: not logs(), STEP_TIMEOUT, "the network's log removed")
+
+
+def test_the_episodes_field_takes_fast_keys_in_order(terminal):
+    """Keys that arrive in one read (a laggy SSH link) are typed as they were pressed."""
+    term = terminal(80, 24)
+    term.press("n")  # the field, its "20" selected
+    wait_for(lambda: "Episodes" in term.screen()[int(term.pane("cursor_y"))], STEP_TIMEOUT, "the cursor in the field")
+    term.tmux("send-keys", "-t", "e2e", "BSpace", "5", "0")  # one call: one write to the terminal
+    term.wait(line_matching(r"Episodes 50 "), "the field to hold 50")
+    term.tmux("send-keys", "-t", "e2e", "End", "BSpace", "BSpace", "BSpace", "7", "5")
+    term.wait(line_matching(r"Episodes 75 "), "the field to hold 75")
+    term.press("Escape")  # alone: an escape with more bytes after it would start an escape sequence
+    term.wait(lambda lines: re.search(r"\? Help\s+q Quit", lines[-1]), "the app's keys in the footer again")
     quit_and_wait_exit(term)

@@ -88,8 +88,9 @@ async def test_threshold_line_sits_in_its_row_with_its_label():
         text = lines(plot)
         rows_with_dots = [y for y in range(PLOT_ROWS) if lit_cells(text[y])]
         assert rows_with_dots == [4]
-        assert len(lit_cells(text[4])) == plot.size.width - LEFT
-        assert text[4].startswith(" 25┤")
+        # dotted all along but for its label, there before any episode too (issue 20)
+        assert len(lit_cells(text[4])) == plot.size.width - LEFT - len("solved")
+        assert text[4].startswith(" 25┤") and text[4][LEFT + 1 : LEFT + 7] == "solved"
         assert "waiting for episodes" in "".join(text)
 
 

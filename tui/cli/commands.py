@@ -75,10 +75,29 @@ def control_room(args: argparse.Namespace) -> int:
         # what the swarm learned is kept with the run history and restored at the next start
         options = replace(options, population_file=beside_history(args.db), fresh=args.fresh)
     warn_open_network(options.connect)
+    size_from_the_terminal()
     app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
     remember_theme(app, args.theme, lambda name: config.save_value(args.config_path, "theme", name))
     app.run()
     return app.return_code or 0  # 1 after a crash or when the network could not be joined
+
+
+def size_from_the_terminal() -> None:
+    """Forget COLUMNS and LINES when a terminal can say its own size.
+
+    Textual (through shutil) takes them as overrides of the terminal's size, and shells set
+    them (readline, bash's checkwinsize), at times exported: a pair from another window drew
+    the app at the wrong size. They stay where no terminal answers: textual-serve's browser
+    sessions size the app through them (and ROWS).
+    """
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            os.get_terminal_size(stream.fileno())  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            continue
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
+        return
 
 
 def warn_open_network(connect: str | None) -> None:
@@ -178,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, last=f"last {event.score:g}")
             progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
         elif isinstance(event, NetworkError):
-            progress.console.print(Text(f"{event.source}: {event.text}", style="yellow"), soft_wrap=True)
+            progress.console.print(Text(event.line, style="yellow"), soft_wrap=True)
 
     with _open_session(args, on_event) as session, progress, _signals_as_interrupts() as caught:
         try:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import MEMORY
 from cartpole_tui.env.paths import default_db_path
-from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError
+from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError, listen_problem
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.cli.errors import CommandError
@@ -290,6 +290,9 @@ def public_url(args: argparse.Namespace) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
+    problem = listen_problem(args.host, args.port)  # before the network starts and the address is printed
+    if problem is not None:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {problem}")
     web_token = auth.client_token() or auth.new_token()
     url = public_url(args)
     if not auth.is_loopback(args.host):

@@ -118,6 +118,7 @@ class PlotCanvas:
             self._draw_data(history, layers)
         else:
             self._paint(layers)
+            self._label_threshold()
             self._write(self.rows // 2, "waiting for episodes")
 
     def _write(self, row: int, text: str, at: int | None = None, layer: int = 0) -> None:

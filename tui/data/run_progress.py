@@ -25,6 +25,7 @@ CONNECTION_MARKS = {
     "connecting": ("○ connecting…", "yellow"),
     "disconnected": ("● disconnected", "red"),
     "unreachable": ("● unreachable", "red"),
+    "another environment": ("● another environment", "red"),  # the broker has one: join it with --no-env
     "offline": ("○ offline: run history only", "dim"),
 }
 WIDE_STATUS = 100  # columns from which the status line starts with the app's name

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Label, ProgressBar, Static
 
 from cartpole_tui.env import defaults
 from cartpole_tui.tui.bindings import PANES
@@ -16,6 +16,7 @@ from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
 from cartpole_tui.tui.widgets.cart_view import CartView
 from cartpole_tui.tui.widgets.control_panel import ControlPanel
+from cartpole_tui.tui.widgets.log_pane import LogPane
 from cartpole_tui.tui.widgets.network_pane import NetworkPane
 from cartpole_tui.tui.widgets.population_pane import PopulationPane
 from cartpole_tui.tui.widgets.runs_table import RunsTable
@@ -25,7 +26,10 @@ SMALL_HEIGHT = 32  # below this the network and log panes are hidden (unless ask
 RUNS_WIDTH = 80  # every column of the runs table, with its border
 SIDE_MIN = 36  # a pane beside the runs table needs this much to say anything
 WIDE = RUNS_WIDTH + 2 * SIDE_MIN  # from here the population pane shows beside the network
+BOTTOM_ROW = {"runs-pane": RUNS_WIDTH, "network-pane": SIDE_MIN, "population-pane": SIDE_MIN}  # least widths
 FIXED_ROWS = 4  # status, controls, progress, footer
+BAR_WIDTH, BAR_WIDTH_MIN = 32, 6  # Textual's progress bar, and the least of it still readable
+PROGRESS_LABEL_ROOM = 68  # the columns a long progress label and the bar's percentage and ETA take
 LOG_LINES = 1000
 
 
@@ -55,7 +59,7 @@ class MainScreen(Screen):
         self.runs_table = RunsTable(id="runs-pane")
         self.network = NetworkPane(id="network")
         self.network_box = Vertical(self.network, id="network-pane")
-        self.log_pane = RichLog(id="log-pane", max_lines=LOG_LINES, markup=False, wrap=True)
+        self.log_pane = LogPane(LOG_LINES, id="log-pane")
         self.population = PopulationPane(population or PopulationHistory(), id="population-pane")
         self.chosen: dict[str, bool] = {}  # panes the user showed or hid: kept over every resize
         self.panes = {
@@ -92,18 +96,25 @@ class MainScreen(Screen):
         self.arrange_panes()
 
     def toggle_pane(self, pane_id: str) -> None:
-        self.chosen[pane_id] = not self.panes[pane_id].display
+        shown = not self.panes[pane_id].display
+        self.chosen.pop(pane_id, None)  # the latest choice last: it wins the room
+        self.chosen[pane_id] = shown
         self.arrange_panes()
 
     def arrange_panes(self) -> None:
         """Decide, for the terminal's size now, which panes show and how tall the rows are.
 
-        A pane the user toggled keeps the user's choice; the plot never gets fewer rows
-        than the runs table; the runs table keeps every column when it has a neighbour.
+        A pane the user toggled keeps the user's choice while it fits; the bottom row holds
+        only panes that fit whole side by side (`bottom_row`); the plot never gets fewer rows
+        than the runs table; the rows of hidden panes go to the panes still shown.
         """
         width, height = self.app.size
         small = height < SMALL_HEIGHT
         self.set_class(small, "-small")
+        # the progress label is read whole: the bar is shorter in a narrow terminal (not with each
+        # label, which would make it jitter)
+        for bar in self.progress.query("Bar"):
+            bar.styles.width = min(BAR_WIDTH, max(BAR_WIDTH_MIN, width - PROGRESS_LABEL_ROOM))
         wanted = {
             "plot-pane": True,
             "cart-pane": width >= 60,
@@ -112,30 +123,45 @@ class MainScreen(Screen):
             "log-pane": not small,
             "population-pane": not small and width >= WIDE,
         }
+        wanted.update(self.chosen)
+        beside = self.bottom_row(wanted, width)
         for pane_id, show in wanted.items():
-            self.panes[pane_id].display = self.chosen.get(pane_id, show)
-        crowded = width - RUNS_WIDTH < 2 * SIDE_MIN
-        if crowded and self.population.display and "network-pane" not in self.chosen:
-            self.network_box.display = False  # the population asked for takes the network's place
+            self.panes[pane_id].display = show and (pane_id in beside or pane_id not in BOTTOM_ROW)
         shown = {pane_id for pane_id, pane in self.panes.items() if pane.display}
+        above = bool(shown & {"plot-pane", "cart-pane"})
+        self.query_one("#main").display = above
         rest = height - FIXED_ROWS
         log_rows = min(7, max(3, rest // 4)) if "log-pane" in shown else 0
-        beside = shown & {"runs-pane", "network-pane", "population-pane"}
         bottom = 0
-        if beside:
+        if beside and above:
             bottom = 7 if small else (13 if "population-pane" in beside and height >= 40 else 9)
-            if "plot-pane" in shown or "cart-pane" in shown:
-                bottom = min(bottom, (rest - log_rows) // 2)  # the plot keeps at least as many rows
+            bottom = min(bottom, (rest - log_rows) // 2)  # the plot keeps at least as many rows
+        elif beside:
+            bottom = rest - log_rows
+        elif not above and log_rows:
+            log_rows = rest  # the log alone: all the rows
         self.query_one("#bottom").styles.height = max(bottom, 0)
         self.log_pane.styles.height = log_rows
-        neighbours = beside - {"runs-pane"}
-        roomy = width - RUNS_WIDTH >= SIDE_MIN * len(neighbours)
-        self.runs_table.styles.width = RUNS_WIDTH if neighbours and roomy else "1fr"
-        half = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
-        self.population.styles.width = half if "network-pane" in shown else "1fr"
+        self.runs_table.styles.width = RUNS_WIDTH if len(beside) > 1 else "1fr"
+        share = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
+        self.population.styles.width = share if {"runs-pane", "network-pane"} <= beside else "1fr"
+
+    def bottom_row(self, wanted: dict[str, bool], width: int) -> set[str]:
+        """The panes of the bottom row that fit side by side, each at its least width (the runs
+        table with every column): those shown by key first, the latest first, then the others;
+        the first always shows. A pane that does not fit gives way, and comes back with the room."""
+        asked = [pane_id for pane_id in reversed(self.chosen) if pane_id in BOTTOM_ROW and wanted[pane_id]]
+        order = asked + [pane_id for pane_id in BOTTOM_ROW if pane_id not in asked and wanted[pane_id]]
+        row: set[str] = set()
+        used = 0
+        for pane_id in order:
+            if not row or used + BOTTOM_ROW[pane_id] <= width:
+                row.add(pane_id)
+                used += BOTTOM_ROW[pane_id]
+        return row
 
     def log_line(self, text: str | Text, style: str = "") -> None:
         """A timestamped line in the log; strings are shown as they are, never as markup."""
         line = Text(time.strftime("%H:%M:%S "), style="dim")
         line.append_text(text if isinstance(text, Text) else Text(text, style=style))
-        self.log_pane.write(line)
+        self.log_pane.add(line)

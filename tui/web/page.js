@@ -1,5 +1,6 @@
 // The page's own script, a file rather than inline so that its Content-Security-Policy
-// allows no inline script: the Start and Restart buttons open a new session.
+// allows no inline script: the Start and Restart buttons open a new session, and the terminal
+// takes the focus as soon as it exists, so keys reach the control room without a click.
 function startUrl() {
   const url = new URL(window.location.href);
   const params = new URLSearchParams(url.search);
@@ -13,3 +14,13 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+function focusTerminal() {
+  const input = document.querySelector("#terminal .xterm-helper-textarea");
+  if (input) {
+    input.focus();
+  } else {
+    window.setTimeout(focusTerminal, 50);  // textual.js makes the terminal on load
+  }
+}
+window.addEventListener("load", focusTerminal);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Button, Checkbox, Input, Label
@@ -28,9 +29,24 @@ def parse_episodes(text: str) -> int:
 
 
 class EpisodesInput(Input):
-    """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here)."""
+    """The episodes field: Escape leaves it, and the footer says so (printable keys are typed here).
+
+    Its keys act in the order they came, however many come in one read (a laggy SSH link):
+    Textual types printable keys at once but runs a focused widget's key bindings (backspace,
+    the arrows…) only once the key has bubbled up to the app, after the keys that followed it:
+    "backspace 5 0" turned a selected "20" into "5". Here the field's own bindings (Input's
+    and ours) run as their key arrives, before Input's handler and instead of the bubbling.
+    """
 
     BINDINGS = bindings("episodes")
+
+    async def on_key(self, event: events.Key) -> None:
+        # _bindings: the bindings of this widget's classes, merged (Textual has no public reader)
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()  # Input's handler is not run: the key did what it is bound to
+                return
 
     def action_leave(self) -> None:
         # back to the runs table, where the single-letter keys are the app's again
@@ -62,6 +78,8 @@ class ControlPanel(Horizontal):
     ControlPanel #evo-state { padding: 0 0 0 1; color: $text-muted; }
     """
 
+    _evolution: tuple[str, str] = ("idle", "")  # what show_evolution was given last
+
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
         yield EpisodesInput(str(defaults.EPISODES), id="episodes", compact=True)
@@ -90,8 +108,22 @@ class ControlPanel(Horizontal):
     def toggle_deterministic(self) -> None:
         self.query_one("#deterministic", Checkbox).toggle()
 
-    def show_evolution(self, text: str) -> None:
-        self.query_one("#evo-state", Label).update(Text(f"evo: {text}"))  # may hold a peer's name
+    def show_evolution(self, text: str, detail: str = "") -> None:
+        """``evo: text``, and `` detail`` after it where the line has room for it whole."""
+        self._evolution = (text, detail)
+        self._show_evolution()
+
+    def on_resize(self) -> None:
+        self._show_evolution()
+
+    def _show_evolution(self) -> None:
+        label = self.query_one("#evo-state", Label)
+        text, detail = self._evolution
+        shown = f"evo: {text}"
+        room = self.content_region.right - label.region.x - 1  # its left padding
+        if detail and label.region.width and len(shown) + 1 + len(detail) <= room:
+            shown += f" {detail}"
+        label.update(Text(shown))  # may hold a peer's name: never markup
 
     def show_running(self, running: bool) -> None:
         self.query_one("#start", Button).disabled = running

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import JustifyMethod
+from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -10,7 +10,7 @@ from textual.widgets import Static
 from cartpole_tui.env.components.seen import RecentNames
 from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.tui.data.words import human
+from cartpole_tui.tui.data.words import human, plural
 
 COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (  # (header, alignment)
     ("room", "left"),
@@ -45,7 +45,7 @@ class NetworkPane(Static):
         sent = current.rooms[room][1] - previous.rooms[room][1]
         return sent / elapsed if elapsed > 0 else 0.0
 
-    def _table(self) -> Table | Text:
+    def _table(self) -> Group | Text:
         stats = self._current
         names = sorted(stats.clients) if stats else sorted(self.components)
         if stats is None:
@@ -68,5 +68,6 @@ class NetworkPane(Static):
             table.add_row(Text(room), str(members), human(self._rate(room)), human(messages), human(size))
         distinct = sorted(set(names))
         shown = ", ".join(f"{n}×{names.count(n)}" if names.count(n) > 1 else n for n in distinct)
-        table.caption = Text(f"{len(names)} clients: {shown}  refused frames: {stats.frames_refused}", style="dim")
-        return table
+        # above the rooms, left-aligned: a short pane cuts the quietest rooms, not the clients
+        summary = Text(f"{plural(len(names), 'client')}, {plural(stats.frames_refused, 'frame')} refused", style="dim")
+        return Group(summary, Text(shown, style="dim"), table)

@@ -7,10 +7,12 @@ bytes while a run goes. Shades are characters as well as colours: readable with 
 from __future__ import annotations
 
 import numpy as np
+from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
 
-from cartpole_tui.tui.data.population import PopulationHistory
+from cartpole_tui.tui.data.population import Generation, PopulationHistory
+from cartpole_tui.tui.data.words import plural
 
 SHADES = " ░▒▓█"
 COLOURS = ("grey35", "blue", "cyan", "green", "bright_green")
@@ -48,31 +50,29 @@ class PopulationPane(Static):
         latest = population.latest
         if latest is None:
             if population.evolutions:
-                return Text(
-                    f"{population.evolutions} evolution(s), no population data: this network's evolution "
-                    "reports no per-model fitness (the built-in one does)",
-                    style="dim",
+                return wrapped(
+                    f"{plural(population.evolutions, 'evolution')}, no population data: this network's "
+                    "evolution reports no per-model fitness (the built-in one does)",
+                    width,
                 )
             if population.restored is not None:
                 generation, models = population.restored
-                return Text.assemble(
-                    (f"gen {generation}", "bold"),
-                    (f" restored, {models} models: fitness after the next evolution (e, or r for a schedule)", "dim"),
+                return wrapped(
+                    f"gen {generation} restored, {models} models: fitness after the next evolution"
+                    " (e, or r for a schedule)",
+                    width,
                 )
-            return Text("no evolution yet: e evolves once, r runs a schedule", style="dim")
+            return wrapped("no evolution yet: e evolves once, r runs a schedule", width)
         grid = population.grid()
         models = grid.shape[0]
-        rows = max(0, height - 2)  # below the two header lines
         order = np.arange(models)
-        if rows < models:  # not every model fits: the fittest of the latest generation
+        header = self._header(latest, None, width)
+        if height - len(header) < models:  # not every model fits: the fittest of the latest generation
+            # the legend's "best k of n" is at its widest with k = n: the header takes no more lines
+            rows = max(0, height - len(self._header(latest, (models, models), width)))
+            header = self._header(latest, (rows, models), width)
             order = np.sort(np.argsort(-np.nan_to_num(grid[:, -1], nan=-np.inf), kind="stable")[:rows])
-        text = Text(no_wrap=True, overflow="ellipsis")  # header lines never wrap: the rows are counted
-        text.append(f"gen {latest.number}", "bold")
-        text.append(f" best {_figure(latest.best)} mean {_figure(latest.mean)} worst {_figure(latest.worst)}")
-        text.append("\n")
-        if latest.diversity is not None:
-            text.append(f"diversity {latest.diversity:.3g}")
-        text.append(f"  {ELITE} elite" + (f"  best {len(order)} of {models}" if len(order) < models else ""), "dim")
+        text = Text("\n").join(header)
         label = len(str(models))
         columns = max(1, width - label - 2 - 6)
         grid = grid[:, -columns:]
@@ -92,3 +92,39 @@ class PopulationPane(Static):
                 text.append(SHADES[level] if level else "·", COLOURS[level])
             text.append(f" {_figure(grid[model, -1])}" if np.isfinite(grid[model, -1]) else "")
         return text
+
+    @staticmethod
+    def _header(latest: Generation, shown: tuple[int, int] | None, width: int) -> list[Text]:
+        """The generation's figures, then the legend (with ``shown``, (k, n): "best k of n" models);
+        each flows onto as many lines as the width needs."""
+        figures = [
+            Text(f"gen {latest.number}", "bold"),
+            Text(f"best {_figure(latest.best)}"),
+            Text(f"mean {_figure(latest.mean)}"),
+            Text(f"worst {_figure(latest.worst)}"),
+        ]
+        legend = [Text(f"diversity {latest.diversity:.3g}")] if latest.diversity is not None else []
+        legend.append(Text(f"{ELITE} elite", "dim"))
+        if shown is not None:
+            legend.append(Text(f"best {shown[0]} of {shown[1]}", "dim"))
+        return flowed(figures, width, " ") + flowed(legend, width, "  ")
+
+
+def flowed(parts: list[Text], width: int, gap: str) -> list[Text]:
+    """``parts`` on lines of at most ``width`` cells, a part never split (one too wide is cut)."""
+    lines = [Text()]
+    for part in parts:
+        line = lines[-1]
+        if line.cell_len and line.cell_len + len(gap) + part.cell_len > width:
+            line = Text()
+            lines.append(line)
+        if line.cell_len:
+            line.append(gap)
+        line.append_text(part)
+    return lines
+
+
+def wrapped(sentence: str, width: int) -> Text:
+    """A dim sentence wrapped to ``width`` at spaces (the pane does not wrap: its grid rows are counted)."""
+    lines = Text(sentence, style="dim").wrap(Console(width=max(1, width)), max(1, width))
+    return Text("\n").join(lines)

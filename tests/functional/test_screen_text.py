@@ -1,0 +1,211 @@
+"""What a person reads on the screen at 80x24, 120x40 and after resizes (issue 20, items 10, 11, 13):
+the log after a resize, the squeezed panes, the episodes field under fast input."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from test_app import connected, make_app, plain_evolution, runs, start_run, until
+from test_control_room import loaded, offline_app
+
+from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.tui.bindings import PANES
+
+from conftest import screen_text
+
+
+def inside(app, widget) -> list[str]:
+    """The rows of ``widget`` on the screen, inside its border."""
+    region = widget.region
+    lines = screen_text(app).splitlines()
+    return [line[region.x + 1 : region.right - 1] for line in lines[region.y + 1 : region.bottom - 1]]
+
+
+def words(rows: list[str]) -> str:
+    """The rows read as one text: the wrapping of a line is not what is checked."""
+    return " ".join(" ".join(rows).split())
+
+
+LONG = (
+    "a line longer than any terminal here is wide, so that it wraps at every width: it says what "
+    "a peer said, the file the network log went to and the run it was about, and it ends with THE-END"
+)
+
+
+async def test_the_log_wraps_to_the_new_width_and_shows_its_latest_line_after_a_resize(tmp_path):
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await loaded(pilot)
+        for number in range(40):
+            app.log_line(f"line {number} of the log")
+        app.log_line(LONG)
+        app.log_line("the latest line")
+        await pilot.pause()
+        for size in ((120, 40), (80, 24), (200, 60), (120, 40)):
+            await pilot.resize_terminal(*size)
+            if not app.main.log_pane.display:
+                await pilot.press("5")
+            await pilot.pause()
+            await pilot.pause()
+            rows = inside(app, app.main.log_pane)
+            assert rows[-1].rstrip().endswith("the latest line"), (size, rows)
+            assert re.search(r"\bwith THE-END\b", words(rows)), (size, rows)  # nothing cut at the right
+            first = next((i for i, row in enumerate(rows) if "a line longer" in row), None)
+            if first is not None:  # the whole of it in view: it takes the rows the pane's width needs
+                last = next(i for i, row in enumerate(rows) if "THE-END" in row)
+                width = len(rows[0]) - 2  # the scrollbar's gutter
+                # word wrapping leaves less than the longest word free at the end of a row
+                assert last - first + 1 <= math.ceil(len("00:00:00 " + LONG) / (width - 15)), (size, rows)
+
+
+# --- squeezes (item 11): every pane shown is read whole ----------------------------------------
+
+
+def rows_of(app, pane_id: str) -> list[str]:
+    return inside(app, app.main.panes[pane_id])
+
+
+def assert_nothing_cut(app) -> None:
+    """What each pane shown says is whole: no row ends cut, the runs table keeps every column,
+    the clients line is one line, the controls line says the evolution's state whole."""
+    lines = screen_text(app).splitlines()
+    assert re.search(r"\bevo: (idle|running…|no answer|done in \d+\.\d\ds( by evolution)?)\s*$", lines[1]), lines[1]
+    if app.main.runs_table.display:
+        header = rows_of(app, "runs-pane")[0]
+        assert re.search(r"\bavg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state\b", header), header
+    if app.main.network_box.display:
+        assert re.fullmatch(r"\d+ clients?, \d+ frames? refused", rows_of(app, "network-pane")[0].strip())
+    if app.main.population.display:  # its lines end cut with an ellipsis, where they are cut
+        rows = rows_of(app, "population-pane")
+        assert not any(row.rstrip().endswith("…") for row in rows), rows
+
+
+def population_swarm(port: int):
+    from cartpole_tui.env.swarm.swarm import Swarm
+
+    return Swarm("127.0.0.1", port, models=20, seed=2).start()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_panes_shown_by_key_are_never_squeezed(tmp_path, broker, size):
+    swarm = population_swarm(broker.port)
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            await until(pilot, lambda: app.main.network._current is not None, what="the broker's stats")
+            await start_run(pilot, "4")
+            await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a run")
+            await pilot.press("e")
+            await until(pilot, lambda: app.population.latest is not None, what="generation 1")
+            assert_nothing_cut(app)
+            for key in "6436421":
+                pane = app.main.panes[PANES[key][0]]
+                asked = not pane.display
+                await pilot.press(key)
+                await pilot.pause()
+                assert pane.display is asked, key  # the key does what it says; what no longer fits gives way
+                assert_nothing_cut(app)
+            for other in ((80, 24), (200, 60), (120, 40), size):
+                await pilot.resize_terminal(*other)
+                await pilot.pause()
+                assert_nothing_cut(app)
+            if app.main.population.display:
+                assert "best" in " ".join(rows_of(app, "population-pane"))
+    finally:
+        swarm.close()
+
+
+async def test_the_rows_of_hidden_panes_go_to_the_panes_still_shown(tmp_path):
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("1", "2", "3", "5")
+        await pilot.pause()
+        network = app.main.network_box.region
+        assert (network.y, network.bottom, network.width) == (3, 39, 120)  # below the progress row, above the footer
+        await pilot.press("4")  # nothing left but the status, controls and footer: no pane to fill
+        await pilot.press("5")  # the log alone takes every row
+        await pilot.pause()
+        log = app.main.log_pane.region
+        assert (log.y, log.bottom) == (3, 39)
+
+
+NO_DATA = (
+    "1 evolution, no population data: this network's evolution reports no per-model fitness (the built-in one does)"
+)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_the_population_pane_says_whole_that_the_evolution_reports_nothing(tmp_path, broker, size):
+    evolution = plain_evolution(broker.port)
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            if not app.main.population.display:
+                await pilot.press("6")
+            await pilot.press("e")
+            await until(pilot, lambda: app.population.evolutions, what="the evolution")
+            await pilot.pause()
+            assert NO_DATA in words(rows_of(app, "population-pane"))
+            await pilot.resize_terminal(size[0] + 10, size[1])
+            await pilot.pause()
+            assert NO_DATA in words(rows_of(app, "population-pane"))
+    finally:
+        evolution.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size):
+    agent = RandomAgent("127.0.0.1", broker.port, seed=5).start()
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            await start_run(pilot, "1000000")
+            label = r"run 1 · \d+/1000000 · last \d+ · mean\(100\) \d+\.\d"
+            progress = lambda: screen_text(app).splitlines()[2]  # noqa: E731
+            await until(pilot, lambda: re.search(rf"\d+% .*{label}\s*$", progress()), what="the bar and its label")
+            await pilot.resize_terminal(80, 24)
+            await until(pilot, lambda: re.search(rf"{label}\s*$", progress()), 5, "the whole label at 80x24")
+            await pilot.press("x")
+    finally:
+        agent.close()
+
+
+# --- the episodes field under fast input (item 13) ---------------------------------------------
+
+
+def typed_in_one_read(app, data: str) -> None:
+    """What the terminal driver does with one read of ``data``: parse it and hand over every event."""
+    from textual._xterm_parser import XTermParser  # the driver's own parser: there is no public one
+
+    for event in XTermParser().feed(data):
+        app._driver.process_message(event)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize(
+    "before, data, after",
+    [
+        ((), "\x7f50", "50"),  # the selected default replaced: backspace, then the digits
+        (("end",), "\x7f\x7f50", "50"),  # the cursor at the end: two backspaces, then the digits
+        (("end",), "\x7f\x7f\x7f7\x7f35", "35"),  # more backspaces than characters
+        (("end",), "\x1b[D\x7f9", "90"),  # left arrow, backspace, a digit
+    ],
+    ids=["selected", "at-end", "too-many", "arrow"],
+)
+async def test_the_episodes_field_takes_keys_in_the_order_they_came_in_one_read(tmp_path, size, before, data, after):
+    app = offline_app(tmp_path, history=False)
+    app.options = app.options.__class__(offline=False)  # the field is disabled offline; no network is needed to type
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("n", *before)
+        field = app.query_one("#episodes")
+        assert field.has_focus
+        typed_in_one_read(app, data)
+        await until(pilot, lambda: field.value == after, 5, f"{after!r} in the field")
+        await pilot.pause()
+        assert re.search(rf"Episodes {after}\s", screen_text(app).splitlines()[1])
