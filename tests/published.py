@@ -16,14 +16,21 @@ published components really do" is kept, quirks included:
 - environment: the seed's 04_gym_env.py on gymnasium: ENV_DONE without RUN_ID (random
   ROOT_ID), and the observation of the step that ended the run still goes out after it.
 
-Transport timing is the one thing not reproduced: the doubles set TCP_NODELAY so that a
-test is not slowed to the published 10-30 steps/s by Nagle's algorithm.
+Transport timing is not reproduced: the doubles set TCP_NODELAY so that a test is not
+slowed to the published 10-30 steps/s by Nagle's algorithm. What the real network's timing
+does to the protocol can be asked for: ``PublishedNetwork(stagger=s)`` makes model i take
+i·s seconds to answer, as 20 torch processes on a few cores do (seen with
+``network.sh``: the LOGITS of one observation arrive over ~0.1-0.3 s, and a model's LOGITS
+for the next observation before a slower one's for the last). An observation sent before
+the last one's ACTION then mixes the two in the aggregation: one ACTION, named after the
+old observation, and the new observation is never answered.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 
 import gymnasium as gym
@@ -67,8 +74,9 @@ def _listen(client: Client) -> threading.Thread:
 class PublishedModel:
     """02_model.py: one model, one client named ``model``."""
 
-    def __init__(self, port: int, seed: int | None = None, host: str = HOST):
+    def __init__(self, port: int, seed: int | None = None, host: str = HOST, answer_delay: float = 0.0):
         self.component_id = uuid.uuid4().hex
+        self.answer_delay = answer_delay  # s the forward pass takes (torch on a busy core)
         self.population = Population(1, seed)
         self.training = True
         self.steps = 0
@@ -88,6 +96,8 @@ class PublishedModel:
             self.steps += 1
             if self.steps % 5 == 0:
                 self.trainings += 1
+        if self.answer_delay:
+            time.sleep(self.answer_delay)  # the model's compute time, not a synchronisation
         logits = self.population.logits(np.asarray(msg["OBSERVATION"], dtype=float))[0]
         return {"LOGITS": logits.tolist(), "COMPONENT_ID": self.component_id, "DETERMINISTIC": msg["DETERMINISTIC"]}
 
@@ -267,7 +277,8 @@ class PublishedEnvironment:
 
 
 class PublishedNetwork:
-    """The published models (20), aggregation and evolution — and the environment if asked."""
+    """The published models (20), aggregation and evolution — and the environment if asked;
+    ``stagger``: model i answers i·stagger s late (see the module's note)."""
 
     def __init__(
         self,
@@ -278,8 +289,9 @@ class PublishedNetwork:
         evolution: bool = True,
         environment: bool = False,
         seed: int = 0,
+        stagger: float = 0.0,
     ):
-        self.models = [PublishedModel(port, seed + i) for i in range(models)]
+        self.models = [PublishedModel(port, seed + i, answer_delay=i * stagger) for i in range(models)]
         self.aggregation = PublishedAggregation(port, seed) if aggregation else None
         self.evolution = PublishedEvolution(port, seed) if evolution else None
         self.environment = PublishedEnvironment(port, seed) if environment else None

@@ -303,6 +303,7 @@ class EnvironmentComponent:
     def _on_control(self, msg: dict) -> dict | None:
         with self._lock:
             if protocol.is_stop(msg):
+                self._deferred = None  # a stopped run's first observation is never sent
                 self._send_all(self.logic.stop())
                 return None
             if protocol.is_state_query(msg):
@@ -310,22 +311,31 @@ class EnvironmentComponent:
                 return None
             if not protocol.is_start(msg):
                 return None
-            try:
-                outgoing, payload = self.logic.start(msg)
-            except protocol.ProtocolError as error:
-                self._send_all(self.logic.refuse(f"start refused: {error}"))
-                return None
-            self._send_all(outgoing)
-            wait = self.logic.wait_before_first
-            if payload is not None and wait > 0:
-                # The last observation is still being answered: a first observation now would
-                # mix its LOGITS with the old ones (the published aggregation then hangs).
-                self._deferred = payload
-                timer = threading.Timer(wait, self._send_deferred, (payload,))
-                timer.daemon = True  # never holds the process open at exit
-                timer.start()
-                return None
+            return self._start_one(msg)
+
+    def _start_one(self, msg: dict) -> dict | None:
+        """Start a one-instance run (lock held); every one-instance start comes through here.
+
+        Returns the first observation to send now, or None: refused, or deferred until the
+        last observation's ACTION comes, at most ``FIRST_OBSERVATION_WAIT`` s after that
+        observation went out."""
+        self._deferred = None  # the replaced run's, if it was still waiting
+        try:
+            outgoing, payload = self.logic.start(msg)
+        except protocol.ProtocolError as error:
+            self._send_all(self.logic.refuse(f"start refused: {error}"))
+            return None
+        self._send_all(outgoing)
+        wait = self.logic.wait_before_first
+        if payload is None or wait <= 0:
             return payload
+        # The last observation is still being answered: a first observation now would mix
+        # its LOGITS with the old ones (the published aggregation then hangs).
+        self._deferred = payload
+        timer = threading.Timer(wait, self._send_deferred, (payload,))
+        timer.daemon = True  # never holds the process open at exit
+        timer.start()
+        return None
 
     def _send_deferred(self, payload: dict | None = None) -> None:
         """Send the deferred first observation (``payload``: only if it is still the deferred one)."""

@@ -255,12 +255,18 @@ class VectorEnvironmentComponent(EnvironmentComponent):
             self._begin(start, 1)
 
     def _begin(self, start: dict, n: int) -> None:
-        """Start the run on ``n`` instances and send its first observation (lock held)."""
+        """Start the run on ``n`` instances and send its first observation (lock held); one
+        instance starts as every one-instance run does: after the last observation's ACTION."""
         self.instances = n
-        outgoing, payload = self.vector.start(start, n) if n > 1 else self.logic.start(start)
-        self._send_all(outgoing)
-        if payload is None:  # the start failed: its ENV_ERROR was in outgoing
-            return
+        payload: dict[str, Any] | None
+        if n > 1:
+            self._deferred = None  # a replaced one-instance run's first observation
+            outgoing, payload = self.vector.start(start, n)
+            self._send_all(outgoing)
+        else:
+            payload = self._start_one(start)
+        if payload is None:
+            return  # refused (its ENV_ERROR was sent), or deferred
         message = {**payload, "ID": protocol.new_id(), "TYPE": protocol.CUSTOM, "TO_ROOM": protocol.OBSERVATION}
         self.client.send({**message, "SENT_BY": self.client.name})  # SENT_BY: the broker need not re-encode
 

@@ -14,6 +14,7 @@ import pytest
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from tests.conftest import wait_for
@@ -145,6 +146,28 @@ def test_evolve_takes_the_published_answer_and_never_a_trailing_one(broker, publ
     finally:
         control.close()
         env.close()
+
+
+def test_a_run_right_after_a_run_waits_for_the_late_action_at_any_parallel(broker):
+    """Issue 19: at the default --parallel a start asks the broker's census first; the
+    published models are not batch-capable, so the run plays one instance, and its first
+    observation must wait for the last run's late ACTION as every one-instance start does.
+    Sent at once, the staggered models mix its LOGITS with the old ones and the run stalls."""
+    net = PublishedNetwork(broker.port, evolution=False, stagger=0.004)
+    env = VectorEnvironmentComponent(HOST, broker.port, seed=1).start()  # parallel: the default
+    control = ControlClient(HOST, broker.port)
+    control.expects_run_id = True
+    try:
+        all_joined(broker, [*net.clients, env.client, control.client])
+        for seed in (1, 2):
+            result = control.run(2, seed=seed, idle_timeout=5)
+            assert result.episodes == 2 and not result.stopped
+            assert env.instances == 1  # the census said: not vectorisable
+        assert env.logic.stale_actions >= 1  # the late ACTION came, and was not taken for the new run
+    finally:
+        control.close()
+        env.close()
+        net.close()
 
 
 # --- headless, the installed command against the doubles ------------------------------------------------
