@@ -1,6 +1,7 @@
 """Unmodified swergio 0.0.2 clients through swergio.Server and through our Broker, side by side.
 
     python -m bench.published [--rounds N] [--seconds S] [--fan-in K]
+    python -m bench.published --real ...   (the real published network: bench/real.py)
 
 Two patterns of the published network, played by ``swergio.Client`` exactly as shipped
 (two ``send()``s a frame, no TCP_NODELAY): a ping-pong pair (one client asks, one
@@ -125,6 +126,11 @@ SERVERS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--real" in argv:
+        from bench import real
+
+        return real.main([arg for arg in argv if arg != "--real"])
     parser = argparse.ArgumentParser(prog="python -m bench.published", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3000, help="round bound of a run (default 3000)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time bound of a run (default 3 s)")
