@@ -121,8 +121,10 @@ class LocalNetwork:
             process.stdin.flush()
         lines = self._read_start_lines(process.stdout) if process.stdout is not None else []
         failed = next((line for line in lines if line.startswith(FAILED)), None)
-        if failed is not None:
-            raise NetworkStartError(failed[len(FAILED) :].strip())
+        if failed is not None:  # it said why in one line; its log is kept all the same, and said
+            log_path, self.log_path = self.log_path, None
+            why = failed[len(FAILED) :].strip()
+            raise NetworkStartError(f"the embedded network did not start: {why}; its log: {log_path}")
         ready = [line.split() for line in lines if line.startswith(READY)]
         if not ready:
             log_path = self.log_path

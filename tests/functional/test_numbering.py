@@ -83,4 +83,5 @@ async def test_the_plot_takes_a_vectorised_runs_episodes_in_number_order(tmp_pat
             on_disk = [s for (s,) in connection.execute("SELECT score FROM episodes ORDER BY idx")]
         assert [e.score for e in stored] == on_disk
         assert app.history.scores.tolist() == on_disk  # the plot's points, in number order
-        assert app.main.plot.summary.startswith(f"last {on_disk[-1]:g}")  # its legend: episode 200's score
+        # its legend, at the plot's next repaint (1 Hz): episode 200's score
+        await until(pilot, lambda: app.main.plot.summary.startswith(f"last {on_disk[-1]:g}"), what="the legend")
