@@ -123,8 +123,8 @@ class LocalNetwork:
         failed = next((line for line in lines if line.startswith(FAILED)), None)
         if failed is not None:  # it said why in one line; its log is kept all the same, and said
             log_path, self.log_path = self.log_path, None
-            why = failed[len(FAILED) :].strip()
-            raise NetworkStartError(f"the embedded network did not start: {why}; its log: {log_path}")
+            reason = failed[len(FAILED) :].strip()
+            raise NetworkStartError(f"the embedded network did not start: {reason}; its log: {log_path}")
         ready = [line.split() for line in lines if line.startswith(READY)]
         if not ready:
             log_path = self.log_path
