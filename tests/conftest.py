@@ -31,6 +31,14 @@ def polls(predicate: Callable[[], object], timeout: float, what: str):
         yield None
 
 
+async def until(pilot, predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition"):
+    """``wait_for`` for an app under ``run_test``: the app runs between polls."""
+    for value in polls(predicate, timeout, what):
+        if value:
+            return value
+        await pilot.pause(0.02)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
     """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout``."""
     pause = threading.Event()

@@ -174,6 +174,10 @@ class RunEvents:
                 self._answered(event)
         elif self._asking and not self._is_current(event):
             self._held.append(event)
+        elif isinstance(event, (EpisodeFinished, RunFinished)) and not (
+            event.run_id is None or protocol.valid_run_id(event.run_id)
+        ):
+            return  # no run can have that id (e.g. ""): nothing of it reaches the history
         elif isinstance(event, EpisodeFinished):
             self._news_of(event.run_id)
             if self._watched is not None and self._watched.run_id == event.run_id:

@@ -19,15 +19,7 @@ from cartpole_tui.tui.widgets.control_panel import ControlPanel
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from cartpole_tui.tui.widgets.score_plot import ScorePlot
 
-from conftest import free_port, polls, screen_text, start_swergio_client
-
-
-async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
-    """Let the app run until ``predicate()`` is truthy; fail naming ``what`` after ``timeout``."""
-    for value in polls(predicate, timeout, what):
-        if value:
-            return value
-        await pilot.pause(0.02)
+from conftest import free_port, screen_text, start_swergio_client, until
 
 
 @pytest.fixture

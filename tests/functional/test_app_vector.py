@@ -7,14 +7,7 @@ from textual.widgets import Input
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import polls, screen_text
-
-
-async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
-    for value in polls(predicate, timeout, what):
-        if value:
-            return value
-        await pilot.pause(0.02)
+from conftest import screen_text, until
 
 
 async def test_a_vectorised_run_in_the_app_counts_every_episode(tmp_path):

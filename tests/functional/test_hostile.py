@@ -22,17 +22,10 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import polls, screen_text, wait_for
+from conftest import screen_text, until, wait_for
 
 HOST = "127.0.0.1"
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
-
-
-async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
-    for value in polls(predicate, timeout, what):
-        if value:
-            return value
-        await pilot.pause(0.02)
 
 
 def log_text(app) -> str:

@@ -17,7 +17,7 @@ from textual.widgets import Input
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import cli, only_json, polls, screen_text
+from conftest import cli, only_json, screen_text, until
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -56,13 +56,6 @@ def test_a_vectorised_run_of_an_untrained_swarm_has_no_order_in_its_numbers(tmp_
     table = [row for row in csv.DictReader(io.StringIO(exported.stdout)) if row.get("episode")]
     assert [int(row["episode"]) for row in table] == list(range(1, 1001))
     assert [float(row["score"]) for row in table] == scores.tolist()
-
-
-async def until(pilot, predicate, timeout: float = 60.0, what: str = "condition"):
-    for value in polls(predicate, timeout, what):
-        if value:
-            return value
-        await pilot.pause(0.05)
 
 
 async def test_the_plot_takes_a_vectorised_runs_episodes_in_number_order(tmp_path):
