@@ -29,6 +29,8 @@ AUTH_BACKOFF = (0.5, 10.0)  # s an address is backed off after its free tries: f
 AUTH_FORGET = 60.0  # s without a refusal after which an address starts afresh
 REFUSAL_LOG_INTERVAL = 10.0  # s: refusals are logged once per reason per interval, the rest summed up
 MIN_TOKEN = 16  # characters a token file must hold at least
+# REGISTERs one connection may send (a client registers once; a name flood from one socket is refused)
+REGISTERS_PER_CONNECTION = 16
 
 # --- limits --------------------------------------------------------------------------------
 # What a number a user or a peer gives may be, held here only: the command line's option types
@@ -62,6 +64,8 @@ CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts wi
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
+RUN_SENDERS_KEPT = 1000  # runs whose sender a control room remembers (only it may tell of the run)
+RUN_IDS_KEPT = 100_000  # RUN_IDs an environment remembers having played (a start reusing one is refused)
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # s to wait, after joining an address we did not start, for a sign of what answers there: our

@@ -62,9 +62,9 @@ class ControlClient:
     ):
         self.on_event = on_event
         self.on_run_sent = on_run_sent  # told of every start this client sends
-        # True when our environment plays: it always sends RUN_ID, so an ENV_DONE without
-        # one is foreign. False for the published environment, which never sends it.
-        self.expects_run_id = False
+        # Whether a run's news (RunStarted, RunJoined, EpisodeFinished, RunFinished) from a
+        # sender (its SENT_BY) counts: the session's RunEvents decides; alone, everyone's does.
+        self.admits: Callable[[object, object], bool] = _anyone
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
         self._asked = 0  # its NR_OF_EPISODE
@@ -90,13 +90,15 @@ class ControlClient:
         self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
         self.client.start()
 
-    def watch_observations(self, on_observation: Callable[[tuple[float, ...], float | None, bool], None]) -> None:
+    def watch_observations(
+        self, on_observation: Callable[[tuple[float, ...], float | None, bool, object], None]
+    ) -> None:
         """Join ``observation`` (the published environment tells nothing else): ``on_observation``
-        gets each one-instance observation, its reward (None: a run's first) and done."""
+        gets each one-instance observation, its reward (None: a run's first), done and SENT_BY."""
 
         def heard(msg: dict) -> None:
             try:
-                on_observation(*protocol.parse_observation_step(msg))
+                on_observation(*protocol.parse_observation_step(msg), msg.get("SENT_BY"))
             except protocol.ProtocolError:
                 return
 
@@ -315,14 +317,17 @@ class ControlClient:
             facts = protocol.parse_run_facts(msg)
             started = RunStarted(**facts)
             if status == protocol.RUN_STARTED:
-                self._emit(started)
+                if self.admits(started, msg.get("SENT_BY")):
+                    self._emit(started)
                 return
             finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
             return
-        self._emit(RunJoined(started, finished, steps, tuple(scores)))
+        joined = RunJoined(started, finished, steps, tuple(scores))
+        if self.admits(joined, msg.get("SENT_BY")):
+            self._emit(joined)
 
     def _on_episode(self, msg: dict) -> None:
         try:
@@ -331,6 +336,8 @@ class ControlClient:
             self._malformed(msg, protocol.EPISODE_DONE, error)
             return
         event = EpisodeFinished(run_id or "", episode, score, steps, time.time())
+        if not self.admits(event, msg.get("SENT_BY")):
+            return
         with self._cond:
             if run_id == self._run_id:
                 if not self._episodes.first(episode):
@@ -349,9 +356,7 @@ class ControlClient:
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.ENV_DONE, error)
             return
-        if run_id is None and self.expects_run_id:
-            sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
-            self._emit(NetworkError(sender, "ignored an ENV_DONE without RUN_ID (ours always sends one)"))
+        if not self.admits(RunFinished(run_id, average, episodes or 0, stopped), msg.get("SENT_BY")):
             return
         with self._cond:
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
@@ -376,3 +381,7 @@ class ControlClient:
                 return
             self._cond.notify_all()
         self._emit(answer)
+
+
+def _anyone(event: object, sender: object) -> bool:
+    return True

@@ -15,12 +15,22 @@ reads the runs from the file; one with a file of its own records what it follows
 ``followed``. A start we sent is held until the environment announces it; the published
 environment announces nothing, so after a short wait (or at the run's first news) the run
 is taken as sent.
+
+And it decides whose news of a run counts (:meth:`RunEvents.admits`, which the control client
+asks before it counts anything). On a broker without a token anyone may join the control room,
+but the broker sets every message's SENT_BY: a run's news counts only from the sender that
+announced it (RUN_STARTED, or RUN_STATE to a control room that joined), or, for the published
+environment that announces nothing, from the sender of its observations (else its first
+result). News without a RUN_ID is refused once an environment that names its runs was heard.
+A refusal is told at most once per ``defaults.REFUSAL_LOG_INTERVAL``, never once per message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
@@ -39,6 +49,7 @@ from cartpole_tui.env.wire import protocol
 
 ANNOUNCE_WAIT = 1.0  # s a start we sent waits for the environment's RUN_STARTED (the published one sends none)
 RUN_EVENTS = (RunStarted, RunJoined, EpisodeFinished, RunFinished)
+_NAME_KEPT = 200  # characters of a sender compared as they are; a longer one by its digest
 
 
 class RunEvents:
@@ -73,6 +84,14 @@ class RunEvents:
         self._episode = (0, 0.0, 0)
         self._episodes = SeenEpisodes()  # the current run's episodes counted (a copy of one is dropped)
         self.duplicate_episodes = 0  # copies of counted episodes dropped, all runs
+        # whose news of a run counts (see admits): senders by run id, the environment that
+        # announces runs (the first heard), and the sender of the published environment's observations
+        self._pins: OrderedDict[str, str] = OrderedDict()
+        self._announcer: str | None = None
+        self._observed_from: str | None = None
+        self.refused = 0  # news refused for its sender, all runs
+        self._refusal_told: float | None = None
+        self._untold = 0  # refusals since the last one told
 
     @property
     def current(self) -> RunStarted | None:
@@ -119,6 +138,15 @@ class RunEvents:
                 if joined is None or not _counted(event, joined):
                     self._follow(event)
 
+    def observes(self, sender: object) -> bool:
+        """Whether an observation sent by ``sender`` (its SENT_BY) is the published environment's:
+        the first sender heard is (its ENV_DONE must then come from it too)."""
+        who = _who(sender)
+        with self._lock:
+            if self._observed_from is None:
+                self._observed_from = who
+            return who == self._observed_from
+
     def observed(self, first: bool, reward: float, done: bool) -> None:
         """An observation of the published environment (which announces nothing and reports no
         episode): a run's first begins one, each DONE ends an episode of it."""
@@ -151,6 +179,76 @@ class RunEvents:
     def observer(self) -> EnvironmentObserver:
         """The environment-in-this-process source, as its observer."""
         return _Forward(self.from_environment)
+
+    # --- whose news counts -------------------------------------------------------------------
+
+    def expect_announcer(self, sender: str) -> None:
+        """The environment in this process registers as ``sender``: only it announces runs here."""
+        with self._lock:
+            self._announcer = _who(sender)
+
+    def admits(self, event: object, sender: object) -> bool:
+        """Whether ``event`` (a run's news from the network, sent by ``sender``: its SENT_BY)
+        counts. A refusal is told as a NetworkError, at most once an interval."""
+        who = _who(sender)
+        with self._lock:
+            refusal = self._refusal(event, who)
+            if refusal is None:
+                return True
+            self._tell_refusal(protocol.clean_text(sender, 80), refusal, getattr(event, "run_id", None))
+            return False
+
+    def _refusal(self, event: object, who: str) -> str | None:
+        """Why ``event`` from ``who`` does not count (None: it counts, and pins its run to ``who``)."""
+        run_id: str | None
+        if isinstance(event, RunJoined):
+            what, run_id, announces = protocol.RUN_STATE, event.run.run_id, True
+        elif isinstance(event, RunStarted):
+            what, run_id, announces = protocol.RUN_STARTED, event.run_id, True
+        elif isinstance(event, EpisodeFinished):
+            what, run_id, announces = protocol.EPISODE_DONE, event.run_id or None, False
+        elif isinstance(event, RunFinished):
+            what, run_id, announces = protocol.ENV_DONE, event.run_id or None, False
+        else:
+            return None
+        if run_id is None:
+            if self.environment_here or self._announcer is not None:
+                return f"ignored {what} without RUN_ID: this network's environment names its runs"
+            if self._observed_from is None:
+                self._observed_from = who  # the published environment's first result
+            return None if who == self._observed_from else f"ignored {what}: the observations come from another"
+        run = protocol.clean_text(run_id, 80)
+        pinned = self._pins.get(run_id)
+        if pinned is not None:
+            return None if who == pinned else f"ignored {what} of run {run}: another component announced that run"
+        if self._announcer is not None and who != self._announcer:
+            return f"ignored {what} of run {run}: another component announces this network's runs"
+        if announces:
+            self._announcer = who
+        self._pin(run_id, who)  # announced; or the first news of a run of an environment that announces none
+        return None
+
+    def _pin(self, run_id: str, who: str) -> None:
+        self._pins[run_id] = who
+        self._pins.move_to_end(run_id)
+        while len(self._pins) > defaults.RUN_SENDERS_KEPT:
+            self._pins.popitem(last=False)
+
+    def _tell_refusal(self, sender: str, text: str, run_id: object) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if self._refusal_told is not None and now - self._refusal_told < defaults.REFUSAL_LOG_INTERVAL:
+            self._untold += 1
+            return
+        more = f"; {self._untold:,} more refused since the last such line" if self._untold else ""
+        self._refusal_told, self._untold = now, 0
+        self._emit(
+            NetworkError(
+                sender,
+                f"{text} (from {sender}{more}; refusals are told at most every {defaults.REFUSAL_LOG_INTERVAL:g}s)",
+                run_id if isinstance(run_id, str) and protocol.valid_run_id(run_id) else None,
+            )
+        )
 
     # --- following the network -----------------------------------------------------------
 
@@ -250,9 +348,21 @@ class RunEvents:
             self._emit(started)
 
     def lost(self) -> None:
-        """The network went away: the run followed is over here (the environment may play on)."""
+        """The network went away: the run followed is over here (the environment may play on).
+        Whose news counts is learnt afresh (an environment here is announced again)."""
         with self._lock:
             self._current, self._recording = None, False
+            if not self.environment_here:
+                self._announcer = None
+            self._observed_from = None
+
+
+def _who(sender: object) -> str:
+    """A sender (a SENT_BY) as compared: itself, or a digest of a long one (pins stay small)."""
+    name = sender if isinstance(sender, str) else "?"
+    if len(name) <= _NAME_KEPT:
+        return name
+    return "#" + hashlib.blake2b(name.encode(protocol.FORMAT, "replace")).hexdigest()
 
 
 def _counted(event: object, joined: RunJoined) -> bool:

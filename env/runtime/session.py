@@ -112,7 +112,7 @@ class Session:
                 on_run_sent=self.events.sent,
                 watch_cart=not self.options.embed_env,  # with the environment here, its steps draw the cart
             )
-            self.control.expects_run_id = self.options.embed_env
+            self.control.admits = self.events.admits
             if not self.options.embed_env:
                 self.events.asked_state()
                 self.control.query_state()  # a run going elsewhere: catch up with it
@@ -142,6 +142,7 @@ class Session:
             seed=self.options.seed,
             on_disconnect=self.on_disconnect,
         )
+        self.events.expect_announcer(self.environment.client.name)
         for observer in self.observers:
             self.environment.add_observer(observer)
         if self.recorder is not None:
@@ -179,7 +180,9 @@ class Session:
         timer.daemon = True
         timer.start()
 
-    def _observed(self, observation: tuple[float, ...], reward: float | None, done: bool) -> None:
+    def _observed(self, observation: tuple[float, ...], reward: float | None, done: bool, sender: object) -> None:
+        if not self.events.observes(sender):
+            return  # not the environment's: neither the cart nor the episodes count it
         if reward is not None:
             for observer in self.observers:
                 observer.on_step(np.array(observation), reward, done)

@@ -16,6 +16,7 @@ from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent, EnvironmentLogic
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.events import EnvironmentObserver
+from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
@@ -178,7 +179,7 @@ def test_foreign_env_done_is_ignored_while_our_environment_plays(broker):
     slow = Component("slow-agent", HOST, broker.port)  # never answers: the run stays open
     events = []
     control = ControlClient(HOST, broker.port, on_event=events.append)
-    control.expects_run_id = True
+    control.admits = RunEvents(events.append, environment_here=True).admits
     faker = Component("faker", HOST, broker.port)
     try:
         wait_for(
@@ -186,7 +187,11 @@ def test_foreign_env_done_is_ignored_while_our_environment_plays(broker):
         )
         control.start_run(5)
         faker.send(protocol.custom(protocol.CONTROL, STATUS=protocol.ENV_DONE, AVG_SCORE=500.0))
-        wait_for(lambda: any("ignored an ENV_DONE" in getattr(e, "text", "") for e in events), 5, "the warning")
+        wait_for(
+            lambda: any("ignored ENV_DONE without RUN_ID" in getattr(e, "text", "") for e in events),
+            5,
+            "the warning",
+        )
         assert control._result is None
         assert [e.source for e in events if hasattr(e, "source")] == ["faker"]
     finally:

@@ -15,6 +15,7 @@ import pytest
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
+from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from tests.conftest import wait_for
@@ -156,7 +157,7 @@ def test_a_run_right_after_a_run_waits_for_the_late_action_at_any_parallel(broke
     net = PublishedNetwork(broker.port, evolution=False, stagger=0.004)
     env = VectorEnvironmentComponent(HOST, broker.port, seed=1).start()  # parallel: the default
     control = ControlClient(HOST, broker.port)
-    control.expects_run_id = True
+    control.admits = RunEvents(lambda event: None, environment_here=True).admits
     try:
         all_joined(broker, [*net.clients, env.client, control.client])
         for seed in (1, 2):
