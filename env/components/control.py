@@ -312,7 +312,8 @@ class ControlClient:
         if status == protocol.RUN_STATE:
             self.environment_answered = True
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
-            return  # no run going
+            self.admits(protocol.RUN_STATE, msg.get("SENT_BY"))  # no run going; but who answers is told
+            return
         try:
             facts = protocol.parse_run_facts(msg)
             started = RunStarted(**facts)

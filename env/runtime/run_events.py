@@ -189,7 +189,8 @@ class RunEvents:
 
     def admits(self, event: object, sender: object) -> bool:
         """Whether ``event`` (a run's news from the network, sent by ``sender``: its SENT_BY)
-        counts. A refusal is told as a NetworkError, at most once an interval."""
+        counts; ``protocol.RUN_STATE`` for the answer that no run is going. A refusal is told
+        as a NetworkError, at most once an interval."""
         who = _who(sender)
         with self._lock:
             refusal = self._refusal(event, who)
@@ -201,6 +202,10 @@ class RunEvents:
     def _refusal(self, event: object, who: str) -> str | None:
         """Why ``event`` from ``who`` does not count (None: it counts, and pins its run to ``who``)."""
         run_id: str | None
+        if event == protocol.RUN_STATE:  # an environment's answer that no run is going: it announces runs
+            if self._announcer is None:
+                self._announcer = who
+            return None if who == self._announcer else "ignored RUN_STATE: another component announces runs here"
         if isinstance(event, RunJoined):
             what, run_id, announces = protocol.RUN_STATE, event.run.run_id, True
         elif isinstance(event, RunStarted):
