@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,11 +93,18 @@ class EnvironmentLogic:
         self.wait_before_first = 0.0  # set by start(): s its first observation should wait
         self.observers: list[EnvironmentObserver] = []
         self.history: tuple[str, str] | None = None  # (host, path) of the file its runs are recorded in
+        # RUN_IDs of the runs it began (the latest RUN_IDS_KEPT), and whether the history it writes
+        # holds one: a start reusing either is refused, so an earlier run's rows are never touched
+        self.played: OrderedDict[str, None] = OrderedDict()
+        self.recorded: Callable[[str], bool] = lambda run_id: False
 
     def announce(self, run: ActiveRun) -> list[dict]:
         """Tell the observers, then the control room (RUN_STARTED), that ``run`` began.
 
         The observers first: a recorder has the run's row committed before a follower hears of it."""
+        self.played[run.run_id] = None
+        while len(self.played) > defaults.RUN_IDS_KEPT:
+            self.played.popitem(last=False)
         self._notify(
             "on_run_started",
             RunStarted(
@@ -129,11 +136,16 @@ class EnvironmentLogic:
     def checked_start(self, message: dict) -> tuple[int, bool, int | None, str | None]:
         """(episodes, deterministic, seed, RUN_ID or None) of a start, checked for every path that
         begins a run (one instance or vectorised); ProtocolError when invalid or when RUN_ID names
-        the run playing (its in-flight actions would step the new one)."""
+        the run playing (its in-flight actions would step the new one) or an earlier run (its
+        rows would take the new run's episodes)."""
         episodes, deterministic, seed = protocol.parse_start(message)
         run_id = protocol.parse_run_id(message)
         if self.run is not None and run_id == self.run.run_id:
             raise protocol.ProtocolError(f"RUN_ID {protocol.clean_text(run_id, 80)} is the run already playing")
+        if run_id is not None and (run_id in self.played or self.recorded(run_id)):
+            raise protocol.ProtocolError(
+                f"RUN_ID {protocol.clean_text(run_id, 80)} is an earlier run's: a new run needs a new RUN_ID"
+            )
         return episodes, deterministic, seed, run_id
 
     def start(self, message: dict) -> tuple[list[dict], dict | None]:

@@ -443,6 +443,11 @@ class RunStore:
         with self._lock:
             return [replace(r) for r in sorted(self._runs.values(), key=lambda r: r.number)]
 
+    def has_run(self, run_uid: str) -> bool:
+        """Whether the file holds a run of this id (past or current). Never touches disk."""
+        with self._lock:
+            return run_uid in self._runs
+
     def run(self, number: int) -> RunRecord | None:
         """The run with this number, or None."""
         return next((r for r in self.runs() if r.number == number), None)

@@ -147,6 +147,7 @@ class Session:
             self.environment.add_observer(observer)
         if self.recorder is not None:
             self.environment.logic.history = self.recorder.history  # announced with each run
+            self.environment.logic.recorded = self.recorder.store.has_run  # a RUN_ID of the file's is refused
         self.environment.start()
 
     def _probe(self, host: str, port: int) -> None:

@@ -214,3 +214,22 @@ def test_run_state_scores_are_checked():
     for bad in ({"SCORES": [float("nan")]}, {"SCORES": [0.0] * 1001}, {"FINISHED": -1}, {"STEPS": "9"}):
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_run_progress({**good, **bad})
+
+
+@pytest.mark.parametrize("vectorised", [False, True])
+def test_a_start_reusing_an_earlier_runs_id_is_refused_on_both_paths(vectorised):
+    """Issue 17 (b): an earlier run's RUN_ID, played here or held by the history, starts nothing."""
+    from cartpole_tui.env.components.vector_env import VectorLogic
+
+    logic = EnvironmentLogic(seed=1)
+    start = (lambda message: VectorLogic(logic).start(message, 4)) if vectorised else logic.start
+    played, recorded = protocol.new_id(), protocol.new_id()
+    logic.recorded = lambda run_id: run_id == recorded
+    start(protocol.start_run(3, False, run_id=played))
+    logic.stop()
+    for run_id in (played, recorded):
+        with pytest.raises(protocol.ProtocolError, match="is an earlier run's"):
+            start(protocol.start_run(3, False, run_id=run_id))
+        assert logic.run is None  # nothing began, nothing was stopped
+    start(protocol.start_run(3, False, run_id=protocol.new_id()))
+    assert logic.run is not None and logic.run.run_id not in (played, recorded)

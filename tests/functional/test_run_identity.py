@@ -1,19 +1,24 @@
-"""Whose news of a run counts (issue 17, from the last attacker pass).
+"""A run is who announced it and what its RUN_ID names (issue 17, from the last attacker pass).
 
 On a broker without a token anyone may join the control room. The broker sets every SENT_BY,
 so a control room without the environment counts a run's EPISODE_DONE and ENV_DONE only from
 the component that announced the run; news without a RUN_ID is refused once an environment
 that names its runs was heard; and a flood of fakes is told once, not once a message.
+A start reusing an earlier run's RUN_ID is refused: the earlier run's rows stay as they were.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 from swergio import MESSAGE_TYPE, Client, Trigger
 
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
+from cartpole_tui.env.events import NetworkError, RunFinished
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import protocol
 
 from conftest import cli, only_json, start_swergio_client, wait_for
@@ -73,3 +78,41 @@ def test_a_fake_env_done_does_not_end_a_followed_run(broker, closing):
     refusals = [line for line in result.stderr.splitlines() if "ignored " in line]
     assert len(refusals) == 1, result.stderr  # told once, the rest counted
     assert "from faker" in refusals[0]
+
+
+def rows_of(path: str, run_id: str) -> tuple[list, list]:
+    """The run's row and its episodes' rows, as SQLite holds them."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        run = conn.execute("SELECT * FROM runs WHERE run_uid = ?", (run_id,)).fetchall()
+        episodes = conn.execute("SELECT * FROM episodes WHERE run_uid = ? ORDER BY idx", (run_id,)).fetchall()
+    return run, episodes
+
+
+def test_a_start_reusing_a_finished_runs_id_is_refused(broker, tmp_path, closing):
+    """Before, the environment played it and its episodes and end went under the old run."""
+    closing(RandomAgent(HOST, broker.port, seed=5).start())
+    path = str(tmp_path / "history.sqlite3")
+    store = RunStore.open(path)
+    closing(store)
+    events: list[object] = []
+    options = SessionOptions(connect=f"{HOST}:{broker.port}", seed=3, agent="random", parallel=1)
+    session = Session(options, store=store, on_event=events.append).open()
+    closing(session)
+    assert session.control is not None
+    run_id = protocol.new_id()
+
+    session.control.client.send(protocol.start_run(5, False, run_id=run_id, seed=1))
+    wait_for(lambda: any(isinstance(e, RunFinished) and e.run_id == run_id for e in events), 30, "the first run's end")
+    assert store.flush()
+    before = rows_of(path, run_id)
+    assert len(before[0]) == 1 and len(before[1]) == 5
+
+    session.control.client.send(protocol.start_run(7, False, run_id=run_id, seed=2))
+    wait_for(
+        lambda: any(isinstance(e, NetworkError) and "is an earlier run's" in e.text for e in events), 10, "the refusal"
+    )
+    later = session.control.run(3, seed=4, idle_timeout=30)  # the environment plays on
+    assert later.episodes == 3 and later.run_id != run_id
+    assert store.flush()
+    assert rows_of(path, run_id) == before
+    assert sum(isinstance(e, RunFinished) and e.run_id == run_id for e in events) == 1
