@@ -106,11 +106,13 @@ class Broker:
         frame_timeout: float = FRAME_TIMEOUT,
         register_timeout: float = defaults.REGISTER_TIMEOUT,
         max_per_address: int = defaults.MAX_CONNECTIONS_PER_ADDRESS,
+        max_registers: int = defaults.REGISTERS_PER_CONNECTION,
     ) -> None:
         self.memory_budget = memory_budget
         self.frame_timeout = frame_timeout
         self.register_timeout = register_timeout  # s a connection may go without registering a name
         self.max_per_address = max_per_address  # open connections from one IP address
+        self.max_registers = max_registers  # REGISTERs one connection may send
         self._per_host: Counter[str] = Counter()
         self._refusal_log = RefusalLog()
         self._accept_paused_until: float | None = None
@@ -142,6 +144,7 @@ class Broker:
         self.frames_refused = 0
         self.undeliverable = 0
         self.names_refused = 0  # gateway mode: names too long to carry over NATS
+        self.registers_refused = 0  # REGISTERs beyond max_registers on one connection
         self.started_at = time.monotonic()
         self._next_stats = 0.0
 
@@ -212,6 +215,7 @@ class Broker:
             frames_refused=self.frames_refused,
             undeliverable=self.undeliverable,
             refused=self.refused,
+            registers_refused=self.registers_refused,
         )
 
     def _publish_stats_when_due(self) -> None:
@@ -437,6 +441,10 @@ class Broker:
             self._refuse(peer, message, refusal)
             return
         if kind == protocol.REGISTER:
+            peer.registers += 1
+            if peer.registers > self.max_registers:
+                self._refuse_register(peer, message)
+                return
             self._rooms.register(peer, message)
         elif batch.is_census_request(message):
             self._send(peer, protocol.encode_frame(batch.census_answer(message, self._rooms.census(peer))))
@@ -473,6 +481,17 @@ class Broker:
         self.names_refused += 1
         self._log_refusal("refused: a name too long for NATS", peer.host, time.monotonic())
         self._send(peer, protocol.encode_frame(protocol.refused(reason, message.get("ID"))))
+
+    def _refuse_register(self, peer: Peer, message: protocol.Message) -> None:
+        """A REGISTER beyond ``max_registers`` on one connection (a flood of names from one
+        socket): not acted on, not passed on, counted; logged once an interval, told once."""
+        self.registers_refused += 1
+        reason = f"refused: more than {self.max_registers} REGISTERs on one connection"
+        self._log_refusal(reason, peer.host, time.monotonic())
+        if peer.registers == self.max_registers + 1:
+            self._send(
+                peer, protocol.encode_frame(protocol.refused(reason.removeprefix("refused: "), message.get("ID")))
+            )
 
     def _deliver_relayed(self) -> None:
         """Frames other gateways sent: to local members only, never published again."""

@@ -25,9 +25,12 @@ class BrokerStats(TypedDict):
     frames_refused: int  # malformed frames (their senders were closed)
     undeliverable: int  # frames that reached nobody
     refused: int  # connections turned away by admission
+    registers_refused: int  # REGISTERs beyond the bound on one connection
 
 
-def snapshot(rooms: Rooms, address: str, *, frames_refused: int, undeliverable: int, refused: int) -> BrokerStats:
+def snapshot(
+    rooms: Rooms, address: str, *, frames_refused: int, undeliverable: int, refused: int, registers_refused: int
+) -> BrokerStats:
     with rooms.lock:
         counters = {
             room: RoomCounters(len(rooms.members.get(room, ())), c.messages, c.bytes)
@@ -41,6 +44,7 @@ def snapshot(rooms: Rooms, address: str, *, frames_refused: int, undeliverable: 
         "frames_refused": frames_refused,
         "undeliverable": undeliverable,
         "refused": refused,
+        "registers_refused": registers_refused,
     }
 
 

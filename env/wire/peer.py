@@ -32,6 +32,7 @@ class Peer:
     doomed: str | None = None  # the reason it is to be closed, once it is
     admitted: bool = True  # False until a broker with a token has seen it register with it
     batch: bool = False  # said "BATCH": true in its REGISTER (env/wire/batch.py)
+    registers: int = 0  # REGISTERs it sent (the broker acts on the first max_registers)
 
     @property
     def address(self) -> str:

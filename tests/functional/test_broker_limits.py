@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.broker_stats import STATS_MAX_ROOMS
@@ -180,3 +182,30 @@ def test_a_dropped_peer_holding_megabytes_hands_the_memory_back(monkeypatch):
         assert trims == [0]  # nothing to hand back for a peer that held little
     finally:
         broker.stop()
+
+
+def test_one_socket_registering_a_flood_of_names_is_refused_beyond_the_bound(broker, caplog):
+    """Issue 17 (c): one connection re-REGISTERing 20,000 names logged a line each and took
+    each name. Beyond REGISTERS_PER_CONNECTION its REGISTERs are refused: one log line, one
+    refusal to it, a counter in the broker's stats; the connection and everyone else carry on."""
+    caplog.set_level(logging.INFO)
+    bound, flood = defaults.REGISTERS_PER_CONNECTION, 20_000
+    sock = join(broker.port, "flood-0")
+    frames = [
+        {"ID": f"r{i}", "TYPE": protocol.REGISTER, "NAME": f"flood-{i}", "TO_ROOM": protocol.COMMAND_ROOM}
+        for i in range(1, flood)
+    ]
+    sock.sendall(b"".join(protocol.encode_frame(f) for f in frames))
+    refusal = read_message(sock)
+    assert f"more than {bound} REGISTERs on one connection" in refusal[protocol.REFUSED]
+    wait_for(
+        lambda: broker.stats()["registers_refused"] == flood - bound, 30, "every REGISTER beyond the bound counted"
+    )
+    assert [name for name in broker.stats()["clients"] if name.startswith("flood")] == [f"flood-{bound - 1}"]
+    registered = [r for r in caplog.records if "registered as flood" in r.getMessage()]
+    refused = [r for r in caplog.records if "REGISTERs on one connection" in r.getMessage()]
+    assert len(registered) == bound and len(refused) == 1
+    other = join(broker.port, "bystander", "room")  # the broker serves on
+    wait_for(lambda: "bystander" in broker.stats()["clients"], 5, "a new client registered")
+    other.close()
+    sock.close()
