@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,79 @@ def test_json_is_strict_a_peers_non_finite_number_is_null():
         "scores": [1.0, None],
         "rounds": [{"x": None}],
     }
+
+
+# --- the README's limits table names every bound and deadline of env/defaults.py -----------------
+
+_BOUND = re.compile(r"MAX|MIN|TIMEOUT|WAIT|KEPT|PER_|BACKOFF|FORGET|INTERVAL|TRIES|SECONDS|QUIET")
+_FACTS = {"EPISODE_MAX_SCORE"}  # CartPole-v1's best episode: a fact of the game, not a bound
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def bounds() -> dict[str, object]:
+    """The public bounds and deadlines of env/defaults.py, by name."""
+    return {
+        name: value
+        for name, value in vars(defaults).items()
+        if name.isupper() and not name.startswith("_") and _BOUND.search(name) and name not in _FACTS
+    }
+
+
+def limits_table() -> list[str]:
+    """The rows of the README's table of limits (the one headed ``| bound | value |``)."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "| bound | value |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip().startswith("|"):
+            break
+        rows.append(line)
+    return rows
+
+
+def renderings(value: object) -> list[str]:
+    """How a value may be written in the README: 10,000, 0.5, 2^30, 2^63−1."""
+    if isinstance(value, tuple):
+        return [text for item in value for text in renderings(item)]
+    shown = [f"{value:,}" if isinstance(value, int) else f"{value:g}"]
+    if isinstance(value, int) and value > 1024:
+        for power in range(11, 64):
+            if value == 2**power:
+                shown.append(f"2^{power}")
+            if value == 2**power - 1:
+                shown.append(f"2^{power}−1")
+    return shown
+
+
+def unlisted() -> list[str]:
+    """The bounds the table lacks, or shows without their value (written just before the name:
+    ``10 s (`REGISTER_TIMEOUT`)``, after any earlier backquoted text of the row)."""
+    rows = limits_table()
+    missing = []
+    for name, value in bounds().items():
+        row = next((row for row in rows if f"`{name}`" in row), None)
+        items = value if isinstance(value, tuple) else (value,)
+        if row is None:
+            missing.append(f"{name} is not in the table")
+            continue
+        before = row[: row.index(f"`{name}`")]
+        shown = _numbers(before[before.rfind("`") + 1 :])
+        missing += [f"{name}: {item} is not shown before it" for item in items if not set(renderings(item)) & shown]
+    return missing
+
+
+def _numbers(row: str) -> set[str]:
+    """The row's numbers as written (10,000 / 0.5 / 2^63−1)."""
+    return set(re.findall(r"[0-9][0-9,.^−]*[0-9]|[0-9]", row))
+
+
+def test_every_bound_of_the_defaults_is_in_the_readme_limits_table_with_its_value():
+    """Each bound and deadline of env/defaults.py is named (`NAME`) in a row that shows its value."""
+    assert len(bounds()) > 30
+    assert unlisted() == []
+
+
+def test_the_table_check_sees_a_bound_missing_or_its_value_changed(monkeypatch):
+    monkeypatch.setattr(defaults, "NEW_TIMEOUT", 7.5, raising=False)
+    monkeypatch.setattr(defaults, "REGISTER_TIMEOUT", 11.0)
+    assert unlisted() == ["REGISTER_TIMEOUT: 11.0 is not shown before it", "NEW_TIMEOUT is not in the table"]
