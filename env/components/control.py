@@ -96,6 +96,8 @@ class ControlClient:
         """Join ``observation`` (the published environment tells nothing else): ``on_observation``
         gets each one-instance observation, its reward (None: a run's first), done and SENT_BY."""
 
+        self.health.listeners += 1  # this client is one of the observation room's members now
+
         def heard(msg: dict) -> None:
             try:
                 on_observation(*protocol.parse_observation_step(msg), msg.get("SENT_BY"))
@@ -130,6 +132,7 @@ class ControlClient:
             self._episodes = SeenEpisodes()
             self._result = None
             self._last_progress = time.monotonic()
+            self.health.gone = None
         self.client.send(message)
         if self.on_run_sent is not None:
             self.on_run_sent(RunStarted(message["RUN_ID"], episodes, deterministic, seed, time.time()))
@@ -167,6 +170,8 @@ class ControlClient:
         with self._cond:
             while self._result is None:
                 self._raise_if_lost()
+                if self.health.gone is not None:  # nobody is left to play it: no need to wait out the time-out
+                    raise ControlTimeout(self.health.gone.text)
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
                     what = (
@@ -278,7 +283,11 @@ class ControlClient:
             running = self._run_id is not None and self._result is None
             self._cond.notify_all()
         self._emit(event)
-        for warning in self.health.observe(event, running):
+        with self._cond:
+            warnings = self.health.observe(event, running)
+            if self.health.gone is not None:
+                self._cond.notify_all()
+        for warning in warnings:
             self._emit(warning)
 
     def wait_stats(self, timeout: float) -> BrokerStats | None:

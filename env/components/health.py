@@ -18,6 +18,7 @@ from cartpole_tui.env.wire import protocol
 
 _STEP_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
 _QUIET = ("control", "(unregistered)")  # control clients (`evolve`, `run`) come and go by design
+_NAMES_TOLD = 5  # components named as having left a stalled run
 
 
 class NetworkHealth:
@@ -32,12 +33,20 @@ class NetworkHealth:
         self._reported = False
         self._k: int | None = None  # LOGITS per observation in the last window observations moved
         self._k_before: int | None = None  # ... in the window before (the last may hold an unanswered one)
+        self.listeners = 0  # our own clients in the observation room (a control room watching it)
+        self._left_in_run: list[str] = []  # components that left while the run went (the latest few)
+        # Set when a run stalls with nobody left in the observation room: no answer can come, so
+        # the control client gives up at once rather than after its idle time-out.
+        self.gone: NetworkError | None = None
 
     def observe(self, stats: BrokerStats, running: bool) -> list[NetworkError]:
-        warnings = [NetworkError(name, f"{name} left the network") for name in self._left(stats.clients)]
+        left = self._left(stats.clients)
+        warnings = [NetworkError(name, f"{name} left the network") for name in left]
         counts = {room: stats.rooms.get(room, (0, 0, 0))[1] for room in _STEP_ROOMS}
+        if running:
+            self._left_in_run = (self._left_in_run + left)[-_NAMES_TOLD:]
         if not running:
-            self._run_start = None
+            self._run_start, self._left_in_run, self.gone = None, [], None
         elif self._run_start is None:
             self._run_start = self._counts or counts
         if not running or self._counts is None or counts[protocol.OBSERVATION] != self._counts[protocol.OBSERVATION]:
@@ -50,8 +59,24 @@ class NetworkHealth:
             self._counts, self._since, self._reported = counts, stats.at, False
         elif not self._reported and stats.at - self._since >= self.stall_seconds:
             self._reported = True
-            warnings.append(self._stalled(counts, stats.at - self._since))
+            # its members: the environment (it answers there, so swergio joins it), our own
+            # listeners, and the agents; with none of them left, no answer can come
+            agents = stats.rooms.get(protocol.OBSERVATION, (0, 0, 0))[0] - 1 - self.listeners
+            if agents <= 0:
+                self.gone = self._agents_left(stats.at - self._since)
+                warnings.append(self.gone)
+            else:
+                warnings.append(self._stalled(counts, stats.at - self._since))
         return warnings
+
+    def _agents_left(self, seconds: float) -> NetworkError:
+        """The stall of a run nobody is left to play: the agents left (those seen leaving named)."""
+        who = f" ({', '.join(self._left_in_run)})" if self._left_in_run else ""
+        return NetworkError(
+            protocol.OBSERVATION,
+            f"run stalled: the agents left{who}; no agent is left in room {protocol.OBSERVATION}"
+            f" to answer (no observation answered for {seconds:.0f}s)",
+        )
 
     def _left(self, clients: tuple[str, ...]) -> list[str]:
         before, self.clients = self.clients, clients

@@ -10,6 +10,7 @@ import time
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.wire.transport import Component
 from tests.conftest import wait_for
 from tests.published import PublishedAggregation, PublishedModel
@@ -145,3 +146,30 @@ async def test_the_app_refuses_a_second_environment_and_says_no_env(tmp_path, br
             assert broker.stats()["clients"].count("environment") == 1
     finally:
         env.close()
+
+
+def test_run_says_the_agents_left_and_gives_up_when_they_are_gone(broker):
+    """Issue 17, beyond the cases: the agents stop mid-run. `run` names them as gone and gives
+    up once no agent is left in the observation room (before, it waited out its 60 s time-out
+    and ended on "no episode finished")."""
+    agent = RandomAgent(HOST, broker.port, seed=1).start()
+    started = subprocess.Popen(
+        [CLI, "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "1000000", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: broker.stats()["rooms"]["action"].messages > 200, 30, "the run playing")
+        mark = broker._next_stats  # run's control client is in the stats room: the next stats reach it
+        wait_for(lambda: broker._next_stats > mark, 5, "stats sent to the run's control client")
+        agent.close()
+        _, stderr = started.communicate(timeout=30)  # well within the run's 60 s time-out
+    finally:
+        started.kill()
+    lines = [line for line in stderr.splitlines() if not line.startswith("episode")]
+    assert started.returncode == 1, stderr
+    assert "random-agent left the network" in lines
+    assert lines[-1].startswith("cartpole-tui: run stalled: the agents left (random-agent)"), lines
+    assert "no agent is left in room observation" in lines[-1]
+    assert not any("sent no observation" in line or "no episode finished" in line for line in lines)
