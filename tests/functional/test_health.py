@@ -65,23 +65,28 @@ def test_a_second_environment_is_refused(broker):
         env.close()
 
 
-def stats(at: float, obs: int, logits: int, actions: int, clients=("environment",)):
+def stats(at: float, obs: int, logits: int, actions: int, clients=("environment",), listening: int = 2):
+    """``listening``: the observation room's members (the environment and the agents)."""
     from cartpole_tui.env.events import BrokerStats
 
-    rooms = {"observation": (1, obs, 0), "logits": (1, logits, 0), "action": (1, actions, 0)}
+    rooms = {"observation": (listening, obs, 0), "logits": (1, logits, 0), "action": (1, actions, 0)}
     return BrokerStats(tuple(clients), rooms, 0, 0, at)
 
 
-def stalled_room(*steps) -> str:
+def stalled_warning(*steps, listening: int = 2):
     from cartpole_tui.env.components.health import NetworkHealth
 
     health = NetworkHealth(stall_seconds=3)
     health.observe(stats(0, 0, 0, 0), running=False)
     warnings = []
     for at, counts in enumerate(steps, start=1):
-        warnings += health.observe(stats(at, *counts), running=True)
+        warnings += health.observe(stats(at, *counts, listening=listening), running=True)
     (warning,) = warnings
-    return warning.source
+    return warning, health
+
+
+def stalled_room(*steps) -> str:
+    return stalled_warning(*steps)[0].source
 
 
 def test_the_stalled_room_is_told_from_the_counts():
@@ -90,6 +95,15 @@ def test_the_stalled_room_is_told_from_the_counts():
     assert stalled_room(*healthy, *[(21, 400, 20)] * 4) == "logits"  # the models went quiet
     assert stalled_room(*healthy, *[(21, 420, 20)] * 4) == "action"  # the aggregation went quiet
     assert stalled_room(*[(1, 19, 0)] * 5) == "action"  # 19 models: the published aggregation waits for 20
+
+
+def test_a_stall_with_only_the_environment_in_the_observation_room_is_the_agents_leaving():
+    healthy = [(10, 200, 9), (20, 400, 19)]
+    warning, health = stalled_warning(*healthy, *[(21, 420, 20)] * 4, listening=1)
+    assert warning.text.startswith("run stalled: the agents left; no agent is left in room observation")
+    assert health.gone == warning  # the control client gives up on it
+    warning, health = stalled_warning(*healthy, *[(21, 420, 20)] * 4, listening=2)
+    assert "agents left" not in warning.text and health.gone is None
 
 
 async def test_the_app_names_a_stalled_room_and_a_component_that_left(tmp_path, broker):
