@@ -64,7 +64,6 @@ CENSUS_TIMEOUT = 0.5  # s to wait for the broker's census before a run starts wi
 # --- runs and the control client ------------------------------------------------------
 EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
-RUN_SENDERS_KEPT = 1000  # runs whose sender a control room remembers (only it may tell of the run)
 RUN_IDS_KEPT = 100_000  # RUN_IDs an environment remembers having played (a start reusing one is refused)
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
 CONNECT_TIMEOUT = 5.0  # s to reach a broker

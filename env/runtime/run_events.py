@@ -18,11 +18,12 @@ is taken as sent.
 
 And it decides whose news of a run counts (:meth:`RunEvents.admits`, which the control client
 asks before it counts anything). On a broker without a token anyone may join the control room,
-but the broker sets every message's SENT_BY: a run's news counts only from the sender that
-announced it (RUN_STARTED, or RUN_STATE to a control room that joined), or, for the published
-environment that announces nothing, from the sender of its observations (else its first
-result). News without a RUN_ID is refused once an environment that names its runs was heard.
-A refusal is told at most once per ``defaults.REFUSAL_LOG_INTERVAL``, never once per message.
+but the broker sets every message's SENT_BY: runs' news counts only from the network's
+environment, the first sender heard telling of a run (our environment announces each run with
+RUN_STARTED, and answers the state query sent on joining; the published one announces nothing,
+so the sender of its observations or first ENV_DONE), until the network is lost. News without
+a RUN_ID is refused once an environment that names its runs was heard. A refusal is told at
+most once per ``defaults.REFUSAL_LOG_INTERVAL``, never once per message.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
@@ -84,11 +84,10 @@ class RunEvents:
         self._episode = (0, 0.0, 0)
         self._episodes = SeenEpisodes()  # the current run's episodes counted (a copy of one is dropped)
         self.duplicate_episodes = 0  # copies of counted episodes dropped, all runs
-        # whose news of a run counts (see admits): senders by run id, the environment that
-        # announces runs (the first heard), and the sender of the published environment's observations
-        self._pins: OrderedDict[str, str] = OrderedDict()
-        self._announcer: str | None = None
-        self._observed_from: str | None = None
+        # whose news of a run counts (see admits): the network's environment (the first sender
+        # heard telling of a run), and whether it announces its runs (then it names each by RUN_ID)
+        self._environment: str | None = None
+        self._announces = environment_here
         self.refused = 0  # news refused for its sender, all runs
         self._refusal_told: float | None = None
         self._untold = 0  # refusals since the last one told
@@ -138,15 +137,6 @@ class RunEvents:
                 if joined is None or not _counted(event, joined):
                     self._follow(event)
 
-    def observes(self, sender: object) -> bool:
-        """Whether an observation sent by ``sender`` (its SENT_BY) is the published environment's:
-        the first sender heard is (its ENV_DONE must then come from it too)."""
-        who = _who(sender)
-        with self._lock:
-            if self._observed_from is None:
-                self._observed_from = who
-            return who == self._observed_from
-
     def observed(self, first: bool, reward: float, done: bool) -> None:
         """An observation of the published environment (which announces nothing and reports no
         episode): a run's first begins one, each DONE ends an episode of it."""
@@ -182,10 +172,10 @@ class RunEvents:
 
     # --- whose news counts -------------------------------------------------------------------
 
-    def expect_announcer(self, sender: str) -> None:
-        """The environment in this process registers as ``sender``: only it announces runs here."""
+    def expect_environment(self, sender: str) -> None:
+        """The environment in this process registers as ``sender``: only it tells of runs here."""
         with self._lock:
-            self._announcer = _who(sender)
+            self._environment, self._announces = _who(sender), True
 
     def admits(self, event: object, sender: object) -> bool:
         """Whether ``event`` (a run's news from the network, sent by ``sender``: its SENT_BY)
@@ -199,14 +189,17 @@ class RunEvents:
             self._tell_refusal(protocol.clean_text(sender, 80), refusal, getattr(event, "run_id", None))
             return False
 
+    def observes(self, sender: object) -> bool:
+        """Whether an observation sent by ``sender`` (its SENT_BY) is the published environment's
+        (the first sender heard telling of a run is the environment)."""
+        with self._lock:
+            return self._is_environment(_who(sender), announces=False)
+
     def _refusal(self, event: object, who: str) -> str | None:
-        """Why ``event`` from ``who`` does not count (None: it counts, and pins its run to ``who``)."""
-        run_id: str | None
-        if event == protocol.RUN_STATE:  # an environment's answer that no run is going: it announces runs
-            if self._announcer is None:
-                self._announcer = who
-            return None if who == self._announcer else "ignored RUN_STATE: another component announces runs here"
-        if isinstance(event, RunJoined):
+        """Why ``event`` from ``who`` does not count (None: it counts)."""
+        if event == protocol.RUN_STATE:  # an environment's answer that no run is going
+            what, run_id, announces = protocol.RUN_STATE, None, True
+        elif isinstance(event, RunJoined):
             what, run_id, announces = protocol.RUN_STATE, event.run.run_id, True
         elif isinstance(event, RunStarted):
             what, run_id, announces = protocol.RUN_STARTED, event.run_id, True
@@ -216,28 +209,22 @@ class RunEvents:
             what, run_id, announces = protocol.ENV_DONE, event.run_id or None, False
         else:
             return None
-        if run_id is None:
-            if self.environment_here or self._announcer is not None:
-                return f"ignored {what} without RUN_ID: this network's environment names its runs"
-            if self._observed_from is None:
-                self._observed_from = who  # the published environment's first result
-            return None if who == self._observed_from else f"ignored {what}: the observations come from another"
-        run = protocol.clean_text(run_id, 80)
-        pinned = self._pins.get(run_id)
-        if pinned is not None:
-            return None if who == pinned else f"ignored {what} of run {run}: another component announced that run"
-        if self._announcer is not None and who != self._announcer:
-            return f"ignored {what} of run {run}: another component announces this network's runs"
-        if announces:
-            self._announcer = who
-        self._pin(run_id, who)  # announced; or the first news of a run of an environment that announces none
+        of_run = f" of run {protocol.clean_text(run_id, 80)}" if run_id else ""
+        if self._environment not in (None, who):
+            return f"ignored {what}{of_run}: not from this network's environment"
+        if run_id is None and not announces and self._announces:
+            return f"ignored {what} without RUN_ID: this network's environment names its runs"
+        self._is_environment(who, announces)
         return None
 
-    def _pin(self, run_id: str, who: str) -> None:
-        self._pins[run_id] = who
-        self._pins.move_to_end(run_id)
-        while len(self._pins) > defaults.RUN_SENDERS_KEPT:
-            self._pins.popitem(last=False)
+    def _is_environment(self, who: str, announces: bool) -> bool:
+        """Whether ``who`` is the network's environment; the first sender heard (and counted) is."""
+        if self._environment is None:
+            self._environment = who
+        if who != self._environment:
+            return False
+        self._announces = self._announces or announces
+        return True
 
     def _tell_refusal(self, sender: str, text: str, run_id: object) -> None:
         self.refused += 1
@@ -357,9 +344,8 @@ class RunEvents:
         Whose news counts is learnt afresh (an environment here is announced again)."""
         with self._lock:
             self._current, self._recording = None, False
-            if not self.environment_here:
-                self._announcer = None
-            self._observed_from = None
+            if not self.environment_here:  # the network's environment is learnt afresh
+                self._environment, self._announces = None, self.environment_here
 
 
 def _who(sender: object) -> str:

@@ -142,7 +142,7 @@ class Session:
             seed=self.options.seed,
             on_disconnect=self.on_disconnect,
         )
-        self.events.expect_announcer(self.environment.client.name)
+        self.events.expect_environment(self.environment.client.name)
         for observer in self.observers:
             self.environment.add_observer(observer)
         if self.recorder is not None:

@@ -179,7 +179,9 @@ def test_foreign_env_done_is_ignored_while_our_environment_plays(broker):
     slow = Component("slow-agent", HOST, broker.port)  # never answers: the run stays open
     events = []
     control = ControlClient(HOST, broker.port, on_event=events.append)
-    control.admits = RunEvents(events.append, environment_here=True).admits
+    run_events = RunEvents(events.append, environment_here=True)
+    run_events.expect_environment("environment")
+    control.admits = run_events.admits
     faker = Component("faker", HOST, broker.port)
     try:
         wait_for(

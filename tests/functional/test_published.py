@@ -157,7 +157,9 @@ def test_a_run_right_after_a_run_waits_for_the_late_action_at_any_parallel(broke
     net = PublishedNetwork(broker.port, evolution=False, stagger=0.004)
     env = VectorEnvironmentComponent(HOST, broker.port, seed=1).start()  # parallel: the default
     control = ControlClient(HOST, broker.port)
-    control.admits = RunEvents(lambda event: None, environment_here=True).admits
+    run_events = RunEvents(lambda event: None, environment_here=True)
+    run_events.expect_environment("environment")
+    control.admits = run_events.admits
     try:
         all_joined(broker, [*net.clients, env.client, control.client])
         for seed in (1, 2):
