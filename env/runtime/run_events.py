@@ -211,7 +211,8 @@ class RunEvents:
             return None
         of_run = f" of run {protocol.clean_text(run_id, 80)}" if run_id else ""
         if self._environment not in (None, who):
-            return f"ignored {what}{of_run}: not from this network's environment"
+            environment = protocol.clean_text(self._environment, 80)
+            return f"ignored {what}{of_run}: not from this network's environment ({environment}, the first heard)"
         if run_id is None and not announces and self._announces:
             return f"ignored {what} without RUN_ID: this network's environment names its runs"
         self._is_environment(who, announces)

@@ -13,6 +13,8 @@ import sqlite3
 import threading
 
 from swergio import MESSAGE_TYPE, Client, Trigger
+from test_app import log_text
+from test_followers import agent, follower, follows_to_the_end, starter  # noqa: F401  (fixtures)
 
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
@@ -21,7 +23,7 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import protocol
 
-from conftest import cli, only_json, start_swergio_client, wait_for
+from conftest import cli, only_json, start_swergio_client, until, wait_for
 
 HOST = "127.0.0.1"
 EPISODES = 2000
@@ -116,3 +118,23 @@ def test_a_start_reusing_a_finished_runs_id_is_refused(broker, tmp_path, closing
     assert store.flush()
     assert rows_of(path, run_id) == before
     assert sum(isinstance(e, RunFinished) and e.run_id == run_id for e in events) == 1
+
+
+async def test_the_app_following_a_run_shows_its_true_end_despite_a_faker(broker, starter, tmp_path):  # noqa: F811
+    """A `--no-env` control room (the app) with its own file, a faker in the control room: the
+    run it follows ends done with its true count, in its screen and its SQLite file."""
+    faker = Faker(broker.port)
+    try:
+        wait_for(lambda: "faker" in broker.stats()["clients"], 5, "the faker registered")
+        app = follower(broker, tmp_path / "own.sqlite3")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+            starter.control.start_run(400, False, 3)
+            await follows_to_the_end(pilot, app, 400, starter.recorder.store)
+            followed = app.store.runs()[-1]
+            assert followed.state == "done" and followed.finished == 400
+            assert 499.0 not in [e.score for e in app.store.episodes(followed.run_uid)]
+            assert log_text(app).count("ignored ") == 1 and "from faker" in log_text(app)
+            assert faker.sent >= 6
+    finally:
+        faker.close()
