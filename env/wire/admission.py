@@ -140,4 +140,4 @@ class RefusalLog:
             f" and {len(hosts) - 3:,} more addresses" if len(hosts) > 3 else ""
         )  # (at most _MAX_ADDRESSES told apart)
         total = sum(held.values())
-        return f"refused {total:,} more connection(s) in {self.interval:.0f}s: {reasons}; from {sources}{more}"
+        return f"refused {total:,} more in {self.interval:.0f}s: {reasons}; from {sources}{more}"

@@ -297,8 +297,7 @@ def test_the_refusals_of_an_interval_are_summed_up_in_one_line():
     assert refusals.summary(105.0) is None  # the interval has not ended
     line = refusals.summary(110.0)
     assert line == (
-        "refused 49 more connection(s) in 10s: wrong token ×49; from 10.0.0.1 ×10, 10.0.0.2 ×10, 10.0.0.3 ×10"
-        " and 2 more addresses"
+        "refused 49 more in 10s: wrong token ×49; from 10.0.0.1 ×10, 10.0.0.2 ×10, 10.0.0.3 ×10 and 2 more addresses"
     )
     assert refusals.summary(125.0) is None and refusals.note("refused: wrong token", "10.0.0.1", 125.0)
 
