@@ -183,6 +183,11 @@ class ControlRoomApp(App):
                 self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
                 if average is not None:
                     self.history.end_run(average)
+        runs = self.store.runs() if self.store is not None else []
+        if runs and self.run_progress.current is None and self._rated_run is None:
+            self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
+            self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
+            self._show_status()
         self._refresh_views()
 
     @handle.register
