@@ -10,6 +10,7 @@ is for an event or a state, with a timeout.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from textual.pilot import Pilot
@@ -207,3 +208,7 @@ def keys_to(table: RunsTable, row: int, number: int) -> list[str]:
     """The up or down presses that take the runs table's cursor from ``row`` to run ``number``'s row."""
     there = table.get_row_index(str(number))
     return ["up" if there < row else "down"] * abs(there - row)
+
+
+def scratch_db(folder: str) -> str:
+    return os.path.join(folder, "runs.sqlite3")

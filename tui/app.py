@@ -152,8 +152,8 @@ class ControlRoomApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.controller.connect()
 
-    def on_resize(self) -> None:
-        self._show_status()
+    def on_resize(self, event: events.Resize) -> None:
+        self._show_status(event.size.width)  # the app's own size may still be the old one here
 
     def on_app_blur(self, event: events.AppBlur) -> None:
         # In a browser, Textual's driver says "blurred" as it starts, before the page has said
@@ -359,7 +359,7 @@ class ControlRoomApp(App):
     def log_line(self, text: str | Text, style: str = "") -> None:
         self.main.log_line(text, style)
 
-    def _show_status(self) -> None:
+    def _show_status(self, width: int | None = None) -> None:
         if self.options.offline:
             address = f"history {os.path.basename(self.db_path or default_db_path())}"
         else:
@@ -369,7 +369,7 @@ class ControlRoomApp(App):
             address,
             self.options.env_id,
             self.connection,
-            self.size.width,
+            self.size.width if width is None else width,
             clients=self.components,
             steps_per_second=self.run_rate,
             open_network=self._open_network(),

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,7 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     with sqlite3.connect(tmp_path / "runs.db") as db:
         runs = db.execute("SELECT number, episodes, state, avg_score, run_uid FROM runs").fetchall()
         assert [run[:3] for run in runs] == [(1, 12, "done")]
-        assert f"{runs[0][3]:.1f}" == average
+        assert str(Decimal(repr(runs[0][3])).quantize(Decimal("0.1"), ROUND_HALF_UP)) == average  # half up
         scores = [score for (score,) in db.execute("SELECT score FROM episodes WHERE run_uid = ?", (runs[0][4],))]
     assert len(scores) == 12
     assert sum(scores) / 12 == pytest.approx(runs[0][3])
