@@ -248,3 +248,23 @@ def test_the_episodes_field_takes_fast_keys_in_order(terminal):
     term.press("Escape")  # alone: an escape with more bytes after it would start an escape sequence
     term.wait(lambda lines: re.search(r"\? Help\s+q Quit", lines[-1]), "the app's keys in the footer again")
     quit_and_wait_exit(term)
+
+
+def test_resizes_between_80x24_120x40_and_200x60_keep_the_screen_whole(terminal):
+    """A real terminal resized (as a window or an SSH client is): the app redraws at each size."""
+    term = terminal(80, 24, "--seed", "3")
+    term.press("s")
+    row = term.wait(line_matching(r"[│┃]\s+1\s+20\s+no\s+(\d+\.\d)\s.*\s([\d,]+)\s+done\b"), "run 1 done in the table")
+    average, rate = row.group(1), row.group(2)
+    for width, height in ((200, 60), (120, 40), (80, 24), (200, 60)):
+        term.tmux("resize-window", "-t", "e2e", "-x", str(width), "-y", str(height))
+        term.wait(
+            lambda lines: len(lines) == height and lines[0].rstrip().endswith(f"  {rate} steps/s"),  # noqa: B023
+            f"the status line redrawn at {width}x{height}",
+        )
+        term.wait(line_matching(rf"run 1 done · avg {re.escape(average)} over 20 episodes"), "the progress label")
+        term.wait(line_matching(r"avg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state"), "the runs table's header, whole")
+        term.wait(lambda lines: ("cartpole-tui │" in lines[0]) is (width >= 100), "the app's name from 100 columns")  # noqa: B023
+        term.wait(lambda lines: re.search(r"\bq Quit\b", lines[-1]), "the footer on the last row")
+        term.wait(lambda lines: all(line.strip() for line in lines), "no blank row")
+    quit_and_wait_exit(term)
