@@ -80,12 +80,11 @@ class Shooter:
             await self.pilot.press(key)
         await self.pilot.pause()
         plot = self.app.main.plot
-        await until(self.pilot, lambda: plot.shows_latest_data, 10, "plot drawn")
+        what, test = shows if shows is not None else ("", lambda _: True)
+        ready = lambda: plot.shows_latest_data and test(screen_text(self.app))  # noqa: E731
+        await until(self.pilot, ready, 10, f"plot drawn and {what or 'the screen'} for {name}")
         if running and self.app.current is None:
             raise Timeout(f"screenshots: the run ended before {name} was taken (raise SHOWCASE_EPISODES)")
-        if shows is not None:
-            what, test = shows
-            await until(self.pilot, lambda: test(screen_text(self.app)), 10, f"{what} on screen for {name}")
         self.saved.append(self.app.save_screenshot(f"{name}.svg", path=self.directory))
         print(self.saved[-1], flush=True)
 
@@ -127,7 +126,7 @@ async def _learn(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> Sched
     return result
 
 
-async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> None:
+async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> EpisodeClock:
     """A deterministic run of the learned swarm, started with the keys a user presses."""
     clock = EpisodeClock()
     session = app.session
@@ -152,6 +151,21 @@ async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object])
         return clock.steps >= MID_EPISODE and stats >= 2 and app.main.cart.observation is not None
 
     await until(pilot, mid_episode, 60, "cart mid-episode")
+    return clock
+
+
+def agreeing(app: ControlRoomApp, clock: EpisodeClock) -> tuple[str, Callable[[str], bool]]:
+    """The showcase run's count, one figure in the progress label and its runs table row (the table
+    repaints once a second: a wave of 100 episodes ends at once, and a shot taken in that second
+    showed 200/2000 above 107/2000), with the cart mid-episode."""
+    table = app.main.runs_table
+
+    def agree(text: str) -> bool:
+        count = f"{app.run_progress.finished}/{SHOWCASE_EPISODES}"
+        row = table.get_row_at(table.row_count - 1) if table.row_count else ("",) * 3
+        return f" {count} · " in text and str(row[2]) == count and clock.steps >= MID_EPISODE
+
+    return "one count in the label and the table, the cart mid-episode", agree
 
 
 async def shoot_session(directory: str, db_path: str) -> list[str]:
@@ -163,11 +177,12 @@ async def shoot_session(directory: str, db_path: str) -> list[str]:
         shooter = Shooter(app, pilot, directory)
         await _learn(app, pilot, seen)
         finished = sum(isinstance(e, RunFinished) for e in seen)
-        await _start_showcase(app, pilot, seen)
-        await shooter.shoot("main-120x40", (120, 40), running=True)
-        await shooter.shoot("main-80x24", (80, 24), running=True)
-        await shooter.shoot("population-80x24", (80, 24), "6", running=True)
-        await shooter.shoot("population-120x40", (120, 40), running=True)  # `6` asked for it: it stays
+        clock = await _start_showcase(app, pilot, seen)
+        agree = agreeing(app, clock)
+        await shooter.shoot("main-120x40", (120, 40), running=True, shows=agree)
+        await shooter.shoot("main-80x24", (80, 24), running=True, shows=agree)
+        await shooter.shoot("population-80x24", (80, 24), "6", running=True, shows=agree)
+        await shooter.shoot("population-120x40", (120, 40), running=True, shows=agree)  # `6` asked for it: it stays
         await pilot.press("6")
         await until(pilot, lambda: sum(isinstance(e, RunFinished) for e in seen) > finished, 300, "showcase run end")
         await until(pilot, lambda: app.current is None, 30, "showcase run end on screen")
