@@ -219,7 +219,7 @@ class EnvironmentLogic:
         event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
         run.score, run.episode_steps = 0.0, 0
         self._notify("on_episode", event)
-        outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]
+        outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
         if run.finished_episodes >= run.episodes:
             outgoing += self._end_run(stopped=False)
         return outgoing

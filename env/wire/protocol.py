@@ -232,8 +232,9 @@ def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False
     )
 
 
-def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message:
-    """environment → control (added): one episode of a run finished."""
+def episode_done(run_id: str, episode: int, score: float, steps: int, ended_at: float) -> Message:
+    """environment → control (added): one episode of a run finished, at ``ended_at`` (Unix
+    seconds, the environment's clock, as its RUN_STARTED's STARTED)."""
     return custom(
         CONTROL,
         ROOT_ID=run_id,
@@ -242,6 +243,7 @@ def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message
         SCORE=float(score),
         STEPS=steps,
         RUN_ID=run_id,
+        ENDED_AT=float(ended_at),
     )
 
 
@@ -323,13 +325,19 @@ def _score(message: Message, key: str) -> float:
     return value
 
 
-def parse_episode_done(message: Message) -> tuple[str | None, int, float, int]:
-    """(run id or None, episode, score, steps) of an EPISODE_DONE, every value range-checked;
-    ProtocolError otherwise. STEPS may be missing (0)."""
+def parse_episode_done(message: Message) -> tuple[str | None, int, float, int, float | None]:
+    """(run id or None, episode, score, steps, ended at or None) of an EPISODE_DONE, every value
+    range-checked; ProtocolError otherwise. STEPS may be missing (0), ENDED_AT too (None: the
+    published environment's has none)."""
     run_id = parse_run_id(message)
     episode = _whole(message, "EPISODE", 1, MAX_EPISODES)
     steps = _whole(message, "STEPS", 0, MAX_EPISODE_STEPS) if message.get("STEPS") is not None else 0
-    return run_id, episode, _score(message, "SCORE"), steps
+    ended_at = message.get("ENDED_AT")
+    if ended_at is not None and (
+        isinstance(ended_at, bool) or not isinstance(ended_at, (int, float)) or not 0 <= ended_at < MAX_TIME
+    ):
+        raise ProtocolError("ENDED_AT must be a time in Unix seconds")
+    return run_id, episode, _score(message, "SCORE"), steps, None if ended_at is None else float(ended_at)
 
 
 def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool]:

@@ -214,3 +214,12 @@ def test_run_state_scores_are_checked():
     for bad in ({"SCORES": [float("nan")]}, {"SCORES": [0.0] * 1001}, {"FINISHED": -1}, {"STEPS": "9"}):
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_run_progress({**good, **bad})
+
+
+@pytest.mark.parametrize("ended_at", [float("inf"), -1.0, True, "now", 2e12])
+def test_an_episode_done_with_a_bad_end_time_is_refused(ended_at):
+    message = protocol.episode_done("r1", 1, 9.0, 9, 1.7e9)
+    assert protocol.parse_episode_done(message) == ("r1", 1, 9.0, 9, 1.7e9)
+    assert protocol.parse_episode_done({**message, "ENDED_AT": None})[4] is None  # the published one has none
+    with pytest.raises(protocol.ProtocolError, match="ENDED_AT"):
+        protocol.parse_episode_done({**message, "ENDED_AT": ended_at})
