@@ -347,7 +347,7 @@ class ControlClient:
 
     def _on_env_done(self, msg: dict) -> None:
         try:
-            run_id, average, episodes, stopped = protocol.parse_env_done(msg)
+            run_id, average, episodes, stopped, ended_at = protocol.parse_env_done(msg)
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.ENV_DONE, error)
             return
@@ -365,6 +365,7 @@ class ControlClient:
                 episodes or len(self._scores) or (self._asked if mine and run_id is None else 0),
                 stopped,
                 list(self._scores) if mine else [],
+                ended_at=ended_at,
             )
             if mine:
                 self._result = result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections.abc import Iterable
 from itertools import accumulate
@@ -219,8 +220,11 @@ def evo_done() -> Message:
     return custom(CONTROL, STATUS=EVO_DONE)
 
 
-def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False) -> Message:
-    """environment → control: a run is over. EPISODES, STOPPED and RUN_ID are additions."""
+def env_done(
+    avg_score: float, run_id: str, episodes: int, stopped: bool = False, ended_at: float | None = None
+) -> Message:
+    """environment → control: a run is over. EPISODES, STOPPED, RUN_ID and ENDED_AT (when, by the
+    environment's clock) are additions."""
     return custom(
         CONTROL,
         ROOT_ID=run_id,
@@ -229,6 +233,7 @@ def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False
         EPISODES=episodes,
         STOPPED=stopped,
         RUN_ID=run_id,
+        ENDED_AT=float(time.time() if ended_at is None else ended_at),
     )
 
 
@@ -332,25 +337,31 @@ def parse_episode_done(message: Message) -> tuple[str | None, int, float, int, f
     run_id = parse_run_id(message)
     episode = _whole(message, "EPISODE", 1, MAX_EPISODES)
     steps = _whole(message, "STEPS", 0, MAX_EPISODE_STEPS) if message.get("STEPS") is not None else 0
+    return run_id, episode, _score(message, "SCORE"), steps, parse_ended_at(message)
+
+
+def parse_ended_at(message: Message) -> float | None:
+    """ENDED_AT of an EPISODE_DONE or ENV_DONE (the environment's clock); None when absent (the
+    published environment sends none); ProtocolError when it is no time."""
     ended_at = message.get("ENDED_AT")
-    if ended_at is not None and (
-        isinstance(ended_at, bool) or not isinstance(ended_at, (int, float)) or not 0 <= ended_at < MAX_TIME
-    ):
+    if ended_at is None:
+        return None
+    if isinstance(ended_at, bool) or not isinstance(ended_at, (int, float)) or not 0 <= ended_at < MAX_TIME:
         raise ProtocolError("ENDED_AT must be a time in Unix seconds")
-    return run_id, episode, _score(message, "SCORE"), steps, None if ended_at is None else float(ended_at)
+    return float(ended_at)
 
 
-def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool]:
-    """(run id or None, average score, episodes or None, stopped) of an ENV_DONE; ProtocolError
-    when a value is out of range. EPISODES, STOPPED and RUN_ID are additions (the published
-    ENV_DONE has only AVG_SCORE); STOPPED must be a JSON boolean when present."""
+def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool, float | None]:
+    """(run id or None, average score, episodes or None, stopped, ended at or None) of an ENV_DONE;
+    ProtocolError when a value is out of range. EPISODES, STOPPED, RUN_ID and ENDED_AT are
+    additions (the published ENV_DONE has only AVG_SCORE); STOPPED must be a JSON boolean."""
     run_id = parse_run_id(message)
     average = _score(message, "AVG_SCORE")
     episodes = _whole(message, "EPISODES", 0, MAX_EPISODES) if message.get("EPISODES") is not None else None
     stopped = message.get("STOPPED", False)
     if not isinstance(stopped, bool):
         raise ProtocolError(f"STOPPED must be true or false, got {clean_text(stopped, 40)}")
-    return run_id, average, episodes, stopped
+    return run_id, average, episodes, stopped, parse_ended_at(message)
 
 
 def parse_action(message: Message, n_actions: int) -> int:

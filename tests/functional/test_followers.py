@@ -187,8 +187,8 @@ async def test_with_the_published_environment_a_follower_counts_from_its_observa
 
 
 async def test_a_follower_with_a_file_of_its_own_records_the_environments_times(broker, starter, tmp_path):
-    """Its steps/s is the environment's: episodes are stamped when they ended there (ENDED_AT),
-    not when they were heard here (late under load: 5,780 steps/s beside the starter's 7,854)."""
+    """Its steps/s and time are the environment's: its episodes and its end are stamped when they
+    ended there (ENDED_AT), not when heard here (late under load: 5,780 steps/s beside 7,854)."""
     app = follower(broker, tmp_path / "own.sqlite3")
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
@@ -199,4 +199,5 @@ async def test_a_follower_with_a_file_of_its_own_records_the_environments_times(
         times = lambda store: [e.wall_time for e in store.episodes(played.run_uid)]  # noqa: E731
         assert times(app.store) == times(starter.recorder.store)
         assert followed.steps_per_s == played.steps_per_s
-        assert table_row(app, followed.number)[7] == f"{played.steps_per_s:,.0f}"
+        assert followed.ended == played.ended  # its end too (ENV_DONE's ENDED_AT): one duration
+        assert table_row(app, followed.number)[6:8] == [f"{played.duration:.1f}s", f"{played.steps_per_s:,.0f}"]

@@ -223,3 +223,7 @@ def test_an_episode_done_with_a_bad_end_time_is_refused(ended_at):
     assert protocol.parse_episode_done({**message, "ENDED_AT": None})[4] is None  # the published one has none
     with pytest.raises(protocol.ProtocolError, match="ENDED_AT"):
         protocol.parse_episode_done({**message, "ENDED_AT": ended_at})
+    done = protocol.env_done(9.0, "r1", 1, ended_at=1.7e9)
+    assert protocol.parse_env_done(done) == ("r1", 9.0, 1, False, 1.7e9)
+    with pytest.raises(protocol.ProtocolError, match="ENDED_AT"):
+        protocol.parse_env_done({**done, "ENDED_AT": ended_at})
