@@ -35,7 +35,7 @@ XTERM_NEEDLE = "this.terminal=new v.Terminal("
 SCREEN_JS = """() => {
   const t = window.__xterm; if (!t) return "";
   const b = t.buffer.active, out = [];
-  for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true));
+  for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true, 0, t.cols));  // a shrunk line keeps its old cells past cols
   return out.join("\\n");
 }"""
 
