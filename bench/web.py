@@ -35,7 +35,8 @@ XTERM_NEEDLE = "this.terminal=new v.Terminal("
 SCREEN_JS = """() => {
   const t = window.__xterm; if (!t) return "";
   const b = t.buffer.active, out = [];
-  for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true));
+  // up to cols: a line of a shrunk terminal keeps its old cells past them
+  for (let y = 0; y < t.rows; y++) out.push(b.getLine(b.viewportY + y).translateToString(true, 0, t.cols));
   return out.join("\\n");
 }"""
 

@@ -58,6 +58,7 @@ class RunFinished:
     scores: list[float] = field(default_factory=list)
     steps: int = 0  # steps the environment played in the run (a run's steps a second are the
     seconds: float = 0.0  # history's, RunRecord.steps_per_s: one definition for every view)
+    ended_at: float | None = None  # when it ended (Unix seconds) by the environment's clock, if told
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ from bench.web import CHROMIUM_ARGS, SCREEN_JS, TOKEN, expose_xterm, start_serve
 SHOWCASE_EPISODES = 2000
 WIDTH, HEIGHT = 1280, 800  # the page, in pixels
 # the cart pane's readout says x: 0.15 off the centre is a state no reset gives (within ±0.05)
+# the label's count ("run 21 · 100/2000 · last 500") is in the runs table's row too
+ONE_COUNT_JS = (
+    rf"(m => m !== null && s.split(` ${{m[1]}}/{SHOWCASE_EPISODES}`).length >= 3)"
+    rf"(s.match(/ (\d+)\/{SHOWCASE_EPISODES} · /))"
+)
 CART_MOVED_JS = r"(m => m !== null && Math.abs(parseFloat(m[1])) >= 0.15)(s.match(/x ([+-]\d+\.\d+)\s+θ/))"
 
 
@@ -60,7 +65,8 @@ async def _shoot(base: str, path: Path, chromium: str) -> None:
         await until_screen(f"s.includes('/{SHOWCASE_EPISODES}')", "run started")
         # a wave of episodes played (the plot and the network show the run), then the cart mid-episode
         await until_screen(f"/ [1-9]\\d{{2,}}\\/{SHOWCASE_EPISODES}/.test(s)", "100 episodes played", 120_000)
-        await until_screen(CART_MOVED_JS, "cart mid-episode")
+        # one count in the progress label and the runs table (it repaints once a second), the cart mid-episode
+        await until_screen(f"{ONE_COUNT_JS} && {CART_MOVED_JS}", "one count in label and table, cart mid-episode")
         await page.wait_for_function("getComputedStyle(document.querySelector('.textual-terminal')).opacity === '1'")
         await page.screenshot(path=str(path))
         print(path, flush=True)

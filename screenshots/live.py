@@ -17,10 +17,13 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from cartpole_tui.env.events import BrokerStats, EnvironmentObserver, EpisodeFinished, RunFinished
+from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import ScheduleResult
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.screens.main import MainScreen
+from cartpole_tui.tui.widgets.runs_table import RunsTable
 
 SEED = 1  # `run --schedule --seed 1` solves in about ten seconds
 SHOWCASE_EPISODES = 2000  # the learned swarm's deterministic run: 20 waves of 100 instances, ~40 s
@@ -31,6 +34,12 @@ SCHEDULE_TIMEOUT = 600.0
 
 class Timeout(RuntimeError):
     """Something awaited did not happen in time."""
+
+
+def screen_text(app: ControlRoomApp) -> str:
+    """What the app's active screen shows, as plain text lines (what the SVG will hold)."""
+    # The compositor is what Textual paints the terminal from; there is no public reader of it.
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 async def until(pilot: Pilot, ready: Callable[[], bool], timeout: float, what: str) -> None:
@@ -54,14 +63,26 @@ class Shooter:
         await until(self.pilot, lambda: tuple(self.app.size) == size, 10, f"resize to {size}")
         await self.pilot.pause()
 
-    async def shoot(self, name: str, size: tuple[int, int], *keys: str, running: bool = False) -> None:
-        """Press ``keys`` at ``size``, then save ``name``.svg; ``running``: only while a run plays."""
+    async def shoot(
+        self,
+        name: str,
+        size: tuple[int, int],
+        *keys: str,
+        running: bool = False,
+        shows: tuple[str, Callable[[str], bool]] | None = None,
+    ) -> None:
+        """Press ``keys`` at ``size``, then save ``name``.svg; ``running``: only while a run plays;
+        ``shows``: (what, test of the screen's text) the picture is named for. Without it on the
+        screen within 10 s, no picture: a wrong one saved under that name is worse (the keys of
+        compare and details once went to no table, and two shots showed the main screen)."""
         await self.resize(size)
         for key in keys:
             await self.pilot.press(key)
         await self.pilot.pause()
         plot = self.app.main.plot
-        await until(self.pilot, lambda: plot.shows_latest_data, 10, "plot drawn")
+        what, test = shows if shows is not None else ("", lambda _: True)
+        ready = lambda: plot.shows_latest_data and test(screen_text(self.app))  # noqa: E731
+        await until(self.pilot, ready, 10, f"plot drawn and {what or 'the screen'} for {name}")
         if running and self.app.current is None:
             raise Timeout(f"screenshots: the run ended before {name} was taken (raise SHOWCASE_EPISODES)")
         self.saved.append(self.app.save_screenshot(f"{name}.svg", path=self.directory))
@@ -105,7 +126,7 @@ async def _learn(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> Sched
     return result
 
 
-async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> None:
+async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object]) -> EpisodeClock:
     """A deterministic run of the learned swarm, started with the keys a user presses."""
     clock = EpisodeClock()
     session = app.session
@@ -130,6 +151,21 @@ async def _start_showcase(app: ControlRoomApp, pilot: Pilot, seen: list[object])
         return clock.steps >= MID_EPISODE and stats >= 2 and app.main.cart.observation is not None
 
     await until(pilot, mid_episode, 60, "cart mid-episode")
+    return clock
+
+
+def agreeing(app: ControlRoomApp, clock: EpisodeClock) -> tuple[str, Callable[[str], bool]]:
+    """The showcase run's count, one figure in the progress label and its runs table row (the table
+    repaints once a second: a wave of 100 episodes ends at once, and a shot taken in that second
+    showed 200/2000 above 107/2000), with the cart mid-episode."""
+    table = app.main.runs_table
+
+    def agree(text: str) -> bool:
+        count = f"{app.run_progress.finished}/{SHOWCASE_EPISODES}"
+        row = table.get_row_at(table.row_count - 1) if table.row_count else ("",) * 3
+        return f" {count} · " in text and str(row[2]) == count and clock.steps >= MID_EPISODE
+
+    return "one count in the label and the table, the cart mid-episode", agree
 
 
 async def shoot_session(directory: str, db_path: str) -> list[str]:
@@ -141,24 +177,52 @@ async def shoot_session(directory: str, db_path: str) -> list[str]:
         shooter = Shooter(app, pilot, directory)
         await _learn(app, pilot, seen)
         finished = sum(isinstance(e, RunFinished) for e in seen)
-        await _start_showcase(app, pilot, seen)
-        await shooter.shoot("main-120x40", (120, 40), running=True)
-        await shooter.shoot("main-80x24", (80, 24), running=True)
-        await shooter.shoot("population-80x24", (80, 24), "6", running=True)
-        await shooter.shoot("population-120x40", (120, 40), running=True)  # `6` asked for it: it stays
+        clock = await _start_showcase(app, pilot, seen)
+        agree = agreeing(app, clock)
+        await shooter.shoot("main-120x40", (120, 40), running=True, shows=agree)
+        await shooter.shoot("main-80x24", (80, 24), running=True, shows=agree)
+        await shooter.shoot("population-80x24", (80, 24), "6", running=True, shows=agree)
+        await shooter.shoot("population-120x40", (120, 40), running=True, shows=agree)  # `6` asked for it: it stays
         await pilot.press("6")
         await until(pilot, lambda: sum(isinstance(e, RunFinished) for e in seen) > finished, 300, "showcase run end")
         await until(pilot, lambda: app.current is None, 30, "showcase run end on screen")
-        await shooter.shoot("run-details-80x24", (80, 24), "enter")
-        await pilot.press("escape")
-        await shooter.shoot("run-details-120x40", (120, 40), "enter")
-        await pilot.press("escape")
-        # the training runs of rounds 9, 5 and 1 (runs 17, 9, 1: a round is train, evaluate)
-        compared = ("up",) * 3 + ("space",) + ("up",) * 8 + ("space",) + ("up",) * 8 + ("space",)
-        await shooter.shoot("compare-120x40", (120, 40), *compared)
-        await shooter.shoot("help", (100, 30), "question_mark")
+        table = app.main.runs_table
+        showcase = runs_of(app)[-1]
+        details = (f"run {showcase.number}'s details", lambda text: f"played of {showcase.params.episodes:,}" in text)
+        for size in ((80, 24), (120, 40)):
+            table.focus()  # the keys go to the focused widget: the episodes field had them before
+            keys = keys_to(table, table.cursor_row, showcase.number)
+            await shooter.shoot(f"run-details-{size[0]}x{size[1]}", size, *keys, "enter", shows=details)
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen), 10, "main screen")
+        # three rounds' training runs (a round is train, evaluate, maybe a check): the last, a middle, the first
+        training = [run.number for run in runs_of(app) if not run.params.deterministic]
+        chosen = [training[-1], training[len(training) // 2], training[0]]
+        compared, row = [], table.cursor_row
+        for number in chosen:
+            compared += [*keys_to(table, row, number), "space"]
+            row = table.get_row_index(str(number))
+        table.focus()
+
+        def legend(text: str) -> bool:
+            return len(app.main.plot.overlays) == 3 and all(f"run {n} mean" in text for n in chosen)
+
+        await shooter.shoot("compare-120x40", (120, 40), *compared, shows=(f"runs {chosen} compared", legend))
+        await shooter.shoot("help", (100, 30), "question_mark", shows=("the help", lambda text: "Help" in text))
         await pilot.press("escape")
     return shooter.saved
+
+
+def runs_of(app: ControlRoomApp) -> list[RunRecord]:
+    store = app.store
+    assert store is not None  # the session is open
+    return store.runs()
+
+
+def keys_to(table: RunsTable, row: int, number: int) -> list[str]:
+    """The up or down presses that take the runs table's cursor from ``row`` to run ``number``'s row."""
+    there = table.get_row_index(str(number))
+    return ["up" if there < row else "down"] * abs(there - row)
 
 
 def scratch_db(folder: str) -> str:

@@ -152,8 +152,8 @@ class ControlRoomApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.controller.connect()
 
-    def on_resize(self) -> None:
-        self._show_status()
+    def on_resize(self, event: events.Resize) -> None:
+        self._show_status(event.size.width)  # the app's own size may still be the old one here
 
     def on_app_blur(self, event: events.AppBlur) -> None:
         # In a browser, Textual's driver says "blurred" as it starts, before the page has said
@@ -183,6 +183,11 @@ class ControlRoomApp(App):
                 self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
                 if average is not None:
                     self.history.end_run(average)
+        runs = self.store.runs() if self.store is not None else []
+        if runs and self.run_progress.current is None and self._rated_run is None:
+            self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
+            self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
+            self._show_status()
         self._refresh_views()
 
     @handle.register
@@ -354,7 +359,7 @@ class ControlRoomApp(App):
     def log_line(self, text: str | Text, style: str = "") -> None:
         self.main.log_line(text, style)
 
-    def _show_status(self) -> None:
+    def _show_status(self, width: int | None = None) -> None:
         if self.options.offline:
             address = f"history {os.path.basename(self.db_path or default_db_path())}"
         else:
@@ -364,7 +369,7 @@ class ControlRoomApp(App):
             address,
             self.options.env_id,
             self.connection,
-            self.size.width,
+            self.size.width if width is None else width,
             clients=self.components,
             steps_per_second=self.run_rate,
             open_network=self._open_network(),

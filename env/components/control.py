@@ -341,11 +341,13 @@ class ControlClient:
 
     def _on_episode(self, msg: dict) -> None:
         try:
-            run_id, episode, score, steps = protocol.parse_episode_done(msg)
+            run_id, episode, score, steps, ended_at = protocol.parse_episode_done(msg)
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.EPISODE_DONE, error)
             return
-        event = EpisodeFinished(run_id or "", episode, score, steps, time.time())
+        # when it ended by the environment's clock, as the run's start: a follower's history then
+        # has the environment's times (heard here, they came late under load: steps/s 5,780 for 7,854)
+        event = EpisodeFinished(run_id or "", episode, score, steps, time.time() if ended_at is None else ended_at)
         if not self.admits(event, msg.get("SENT_BY")):
             return
         with self._cond:
@@ -362,7 +364,7 @@ class ControlClient:
 
     def _on_env_done(self, msg: dict) -> None:
         try:
-            run_id, average, episodes, stopped = protocol.parse_env_done(msg)
+            run_id, average, episodes, stopped, ended_at = protocol.parse_env_done(msg)
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.ENV_DONE, error)
             return
@@ -378,6 +380,7 @@ class ControlClient:
                 episodes or len(self._scores) or (self._asked if mine and run_id is None else 0),
                 stopped,
                 list(self._scores) if mine else [],
+                ended_at=ended_at,
             )
             if mine:
                 self._result = result

@@ -58,7 +58,15 @@ class ActiveRun:
     def finish(self, stopped: bool) -> RunFinished:
         n = self.finished_episodes
         avg = self.total_score / n if n else 0.0
-        return RunFinished(self.run_id, avg, n, stopped, steps=self.steps, seconds=time.monotonic() - self.started)
+        return RunFinished(
+            self.run_id,
+            avg,
+            n,
+            stopped,
+            steps=self.steps,
+            seconds=time.monotonic() - self.started,
+            ended_at=time.time(),
+        )
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -231,7 +239,7 @@ class EnvironmentLogic:
         event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
         run.score, run.episode_steps = 0.0, 0
         self._notify("on_episode", event)
-        outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]
+        outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
         if run.finished_episodes >= run.episodes:
             outgoing += self._end_run(stopped=False)
         return outgoing
@@ -243,7 +251,7 @@ class EnvironmentLogic:
             return []
         result = run.finish(stopped)
         self._notify("on_run_finished", result)
-        return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped)]
+        return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped, result.ended_at)]
 
 
 class CartPublisher(EnvironmentObserver):

@@ -153,7 +153,7 @@ class VectorLogic:
         event = EpisodeFinished(run.run_id, number, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0
         self.base._notify("on_episode", event)
-        return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]
+        return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
 
 
 class BatchClient(Component):

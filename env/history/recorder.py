@@ -79,9 +79,11 @@ class StoreRecorder(EnvironmentObserver):
         if event.run_id is None:  # a run without an id was never begun here
             log.debug("end of an unrecorded run %s skipped", event.run_id)
             return
+        # the environment's clock when it says (a follower heard it later), as the run's start and episodes
+        ended = time.time() if event.ended_at is None else event.ended_at
         try:
             self.store.end_run(
-                event.run_id, avg_score=event.avg_score, state="stopped" if event.stopped else "done", ended=time.time()
+                event.run_id, avg_score=event.avg_score, state="stopped" if event.stopped else "done", ended=ended
             )
         except KeyError:
             log.debug("end of an unrecorded run %s skipped", event.run_id)

@@ -48,9 +48,14 @@ class RunRecord:
 
     @property
     def steps_per_s(self) -> float | None:
-        """Environment steps per second of wall time over :attr:`duration`."""
-        duration = self.duration
-        return self.total_steps / duration if duration else None
+        """A run's steps a second, the one figure every view shows (status line, log, runs table,
+        details, export, `run`): its recorded episodes' steps over the time from its start to the
+        last of them. Not to its end: when that was recorded depends on who heard it (a follower's
+        clock, a moment later), and a stopped run's unfinished episode has steps not counted here."""
+        if self.last_episode_at is None:
+            return None
+        played = self.last_episode_at - self.started
+        return self.total_steps / played if played > 0 else None
 
 
 # One finished episode; ``wall_time`` is when it finished (Unix seconds). The functional form

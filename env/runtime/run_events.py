@@ -286,8 +286,14 @@ class RunEvents:
             if current is not None and event.run_id in (None, current.run_id):
                 if self._recording and self.recorder is not None:
                     self.recorder.on_run_finished(
-                        RunFinished(current.run_id, event.avg_score, event.episodes, event.stopped)
+                        RunFinished(
+                            current.run_id, event.avg_score, event.episodes, event.stopped, ended_at=event.ended_at
+                        )
                     )
+                elif self.store is not None and current.history is not None and self.store.holds(current.history):
+                    # the environment's file: its last episode is committed before its ENV_DONE is sent,
+                    # so the run's figures read now are the ones its table will show (not a second old)
+                    self.store.refresh()
                 self._current, self._recording = None, False
             self._emit(event)
 

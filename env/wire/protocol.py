@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections.abc import Iterable
 from itertools import accumulate
@@ -219,8 +220,11 @@ def evo_done() -> Message:
     return custom(CONTROL, STATUS=EVO_DONE)
 
 
-def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False) -> Message:
-    """environment → control: a run is over. EPISODES, STOPPED and RUN_ID are additions."""
+def env_done(
+    avg_score: float, run_id: str, episodes: int, stopped: bool = False, ended_at: float | None = None
+) -> Message:
+    """environment → control: a run is over. EPISODES, STOPPED, RUN_ID and ENDED_AT (when, by the
+    environment's clock) are additions."""
     return custom(
         CONTROL,
         ROOT_ID=run_id,
@@ -229,11 +233,13 @@ def env_done(avg_score: float, run_id: str, episodes: int, stopped: bool = False
         EPISODES=episodes,
         STOPPED=stopped,
         RUN_ID=run_id,
+        ENDED_AT=float(time.time() if ended_at is None else ended_at),
     )
 
 
-def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message:
-    """environment → control (added): one episode of a run finished."""
+def episode_done(run_id: str, episode: int, score: float, steps: int, ended_at: float) -> Message:
+    """environment → control (added): one episode of a run finished, at ``ended_at`` (Unix
+    seconds, the environment's clock, as its RUN_STARTED's STARTED)."""
     return custom(
         CONTROL,
         ROOT_ID=run_id,
@@ -242,6 +248,7 @@ def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message
         SCORE=float(score),
         STEPS=steps,
         RUN_ID=run_id,
+        ENDED_AT=float(ended_at),
     )
 
 
@@ -323,26 +330,38 @@ def _score(message: Message, key: str) -> float:
     return value
 
 
-def parse_episode_done(message: Message) -> tuple[str | None, int, float, int]:
-    """(run id or None, episode, score, steps) of an EPISODE_DONE, every value range-checked;
-    ProtocolError otherwise. STEPS may be missing (0)."""
+def parse_episode_done(message: Message) -> tuple[str | None, int, float, int, float | None]:
+    """(run id or None, episode, score, steps, ended at or None) of an EPISODE_DONE, every value
+    range-checked; ProtocolError otherwise. STEPS may be missing (0), ENDED_AT too (None: the
+    published environment's has none)."""
     run_id = parse_run_id(message)
     episode = _whole(message, "EPISODE", 1, MAX_EPISODES)
     steps = _whole(message, "STEPS", 0, MAX_EPISODE_STEPS) if message.get("STEPS") is not None else 0
-    return run_id, episode, _score(message, "SCORE"), steps
+    return run_id, episode, _score(message, "SCORE"), steps, parse_ended_at(message)
 
 
-def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool]:
-    """(run id or None, average score, episodes or None, stopped) of an ENV_DONE; ProtocolError
-    when a value is out of range. EPISODES, STOPPED and RUN_ID are additions (the published
-    ENV_DONE has only AVG_SCORE); STOPPED must be a JSON boolean when present."""
+def parse_ended_at(message: Message) -> float | None:
+    """ENDED_AT of an EPISODE_DONE or ENV_DONE (the environment's clock); None when absent (the
+    published environment sends none); ProtocolError when it is no time."""
+    ended_at = message.get("ENDED_AT")
+    if ended_at is None:
+        return None
+    if isinstance(ended_at, bool) or not isinstance(ended_at, (int, float)) or not 0 <= ended_at < MAX_TIME:
+        raise ProtocolError("ENDED_AT must be a time in Unix seconds")
+    return float(ended_at)
+
+
+def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool, float | None]:
+    """(run id or None, average score, episodes or None, stopped, ended at or None) of an ENV_DONE;
+    ProtocolError when a value is out of range. EPISODES, STOPPED, RUN_ID and ENDED_AT are
+    additions (the published ENV_DONE has only AVG_SCORE); STOPPED must be a JSON boolean."""
     run_id = parse_run_id(message)
     average = _score(message, "AVG_SCORE")
     episodes = _whole(message, "EPISODES", 0, MAX_EPISODES) if message.get("EPISODES") is not None else None
     stopped = message.get("STOPPED", False)
     if not isinstance(stopped, bool):
         raise ProtocolError(f"STOPPED must be true or false, got {clean_text(stopped, 40)}")
-    return run_id, average, episodes, stopped
+    return run_id, average, episodes, stopped, parse_ended_at(message)
 
 
 def parse_action(message: Message, n_actions: int) -> int:

@@ -11,6 +11,7 @@ import csv
 import functools
 import http.server
 import io
+import json
 import os
 import re
 import shutil
@@ -361,3 +362,30 @@ async def test_a_run_outlives_the_tab_that_started_it(server, browser):
         run = store.runs()[-1]
         assert run.state == "done" and run.finished == 3000 and not run.followed
         assert len(store.episodes(run.run_uid)) == 3000
+
+
+async def test_a_resized_browser_window_refits_the_terminal_and_the_app_redraws_whole(server, browser):
+    """The new-user pass at 200x60 and back in Chromium: the page's terminal takes the window's
+    size and the control room lays itself out again: the status line, the footer, no blank row."""
+    page = await open_control_room(browser, server)
+    await page.keyboard.press("s")
+    await wait_screen(page, "done · avg")
+    sizes = [tuple(await page.evaluate("[window.__xterm.cols, window.__xterm.rows]"))]
+    for width, height in ((760, 480), (1900, 1150), (1280, 800)):
+        await page.set_viewport_size({"width": width, "height": height})
+        before = ",".join(map(str, sizes[-1]))
+        await page.wait_for_function(f"() => [window.__xterm.cols, window.__xterm.rows].join() !== '{before}'")
+        columns, rows = await page.evaluate("[window.__xterm.cols, window.__xterm.rows]")
+        sizes.append((columns, rows))
+        wide = "cartpole-tui │" if columns >= 100 else "● connected"  # the app's name from 100 columns
+        whole = (
+            "() => { const lines = (" + SCREEN_JS + ")().split('\\n');"
+            f" return lines.length === {rows} && lines[0].includes({json.dumps(wide)})"
+            " && lines[lines.length - 1].includes('q Quit') && lines.every(l => l.trim().length > 0)"
+            " && lines.some(l => /avg \\(ENV_DONE\\)\\s+best\\s+time\\s+steps\\/s\\s+state/.test(l)); }"
+        )
+        try:
+            await page.wait_for_function(whole, timeout=30_000, polling=100)
+        except Exception as error:
+            raise AssertionError(f"{error}; at {columns}x{rows} the page shows:\n{await screen(page)}") from None
+    assert sizes[1][0] < 100 <= sizes[3][0] < sizes[2][0] and sizes[1][1] < sizes[3][1] < sizes[2][1], sizes

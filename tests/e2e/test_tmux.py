@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,7 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     with sqlite3.connect(tmp_path / "runs.db") as db:
         runs = db.execute("SELECT number, episodes, state, avg_score, run_uid FROM runs").fetchall()
         assert [run[:3] for run in runs] == [(1, 12, "done")]
-        assert f"{runs[0][3]:.1f}" == average
+        assert str(Decimal(repr(runs[0][3])).quantize(Decimal("0.1"), ROUND_HALF_UP)) == average  # half up
         scores = [score for (score,) in db.execute("SELECT score FROM episodes WHERE run_uid = ?", (runs[0][4],))]
     assert len(scores) == 12
     assert sum(scores) / 12 == pytest.approx(runs[0][3])
@@ -246,4 +247,24 @@ def test_the_episodes_field_takes_fast_keys_in_order(terminal):
     term.wait(line_matching(r"Episodes 75 "), "the field to hold 75")
     term.press("Escape")  # alone: an escape with more bytes after it would start an escape sequence
     term.wait(lambda lines: re.search(r"\? Help\s+q Quit", lines[-1]), "the app's keys in the footer again")
+    quit_and_wait_exit(term)
+
+
+def test_resizes_between_80x24_120x40_and_200x60_keep_the_screen_whole(terminal):
+    """A real terminal resized (as a window or an SSH client is): the app redraws at each size."""
+    term = terminal(80, 24, "--seed", "3")
+    term.press("s")
+    row = term.wait(line_matching(r"[│┃]\s+1\s+20\s+no\s+(\d+\.\d)\s.*\s([\d,]+)\s+done\b"), "run 1 done in the table")
+    average, rate = row.group(1), row.group(2)
+    for width, height in ((200, 60), (120, 40), (80, 24), (200, 60)):
+        term.tmux("resize-window", "-t", "e2e", "-x", str(width), "-y", str(height))
+        term.wait(
+            lambda lines: len(lines) == height and lines[0].rstrip().endswith(f"  {rate} steps/s"),  # noqa: B023
+            f"the status line redrawn at {width}x{height}",
+        )
+        term.wait(line_matching(rf"run 1 done · avg {re.escape(average)} over 20 episodes"), "the progress label")
+        term.wait(line_matching(r"avg \(ENV_DONE\)\s+best\s+time\s+steps/s\s+state"), "the runs table's header, whole")
+        term.wait(lambda lines: ("cartpole-tui │" in lines[0]) is (width >= 100), "the app's name from 100 columns")  # noqa: B023
+        term.wait(lambda lines: re.search(r"\bq Quit\b", lines[-1]), "the footer on the last row")
+        term.wait(lambda lines: all(line.strip() for line in lines), "no blank row")
     quit_and_wait_exit(term)

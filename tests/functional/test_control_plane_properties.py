@@ -54,6 +54,7 @@ PLAUSIBLE = {
     "INSTANCES": st.integers(1, 8),
     "ENV_ID": st.just("CartPole-v1"),
     "STARTED": st.floats(1e9, 2e9),
+    "ENDED_AT": st.floats(1e9, 2e9),
     "FINISHED": st.integers(0, 10),
     "SCORES": st.lists(st.floats(0, 500), max_size=5),
     "HISTORY": st.none() | st.text(max_size=20),
@@ -132,7 +133,7 @@ def test_generated_control_messages_leave_only_valid_history(live, messages):
     run_id = f"check-{time.monotonic_ns()}"
     facts = protocol.run_facts(run_id, 2, False, None, 1, "CartPole-v1", time.time())
     client.send(protocol.run_started(facts, None))
-    client.send(protocol.episode_done(run_id, 1, 21.0, 21))
+    client.send(protocol.episode_done(run_id, 1, 21.0, 21, time.time()))
     handled(client, events)
     assert store.flush(10.0)
     assert [(e.index, e.score) for e in store.episodes(run_id)] == [(1, 21.0)]

@@ -27,7 +27,7 @@ from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from tests.published import PublishedNetwork
 
-from conftest import wait_for
+from conftest import screen_text, wait_for
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
 
@@ -77,6 +77,12 @@ async def follows_to_the_end(pilot, app, episodes: int, store_of_run: RunStore) 
     played = store_of_run.runs()[-1]
     assert played.state == "done" and played.finished == episodes
     assert table_row(app, number)[2] == str(episodes)
+    # one steps/s for the run in its log line, its runs table and its status line (the log's once
+    # came from a record a second old, or from the follower's clock at ENV_DONE: 3,082 vs 3,033)
+    rate = table_row(app, number)[7]
+    assert rate and f"over {episodes:,} episodes (ENV_DONE), {rate} steps/s" in log_text(app), (rate, log_text(app))
+    status = lambda: screen_text(app).splitlines()[0].rstrip()  # noqa: E731
+    await until(pilot, lambda: status().endswith(f"  {rate} steps/s"), what=f"{rate} steps/s on the status line")
 
 
 async def test_a_follower_started_first_shows_the_run_it_did_not_start(broker, starter, tmp_path):
@@ -88,6 +94,7 @@ async def test_a_follower_started_first_shows_the_run_it_did_not_start(broker, s
         await follows_to_the_end(pilot, app, 400, starter.recorder.store)
         # sharing the environment's file: the follower wrote nothing of its own
         assert [r.followed for r in app.store.runs()] == [False]
+        assert table_row(app, 1)[7] == f"{starter.recorder.store.runs()[-1].steps_per_s:,.0f}"  # the starter's figure
 
 
 async def test_a_follower_joining_mid_run_catches_up_and_records_it_as_followed(broker, starter, tmp_path):
@@ -177,3 +184,20 @@ async def test_with_the_published_environment_a_follower_counts_from_its_observa
     finally:
         starter.close()
         net.close()
+
+
+async def test_a_follower_with_a_file_of_its_own_records_the_environments_times(broker, starter, tmp_path):
+    """Its steps/s and time are the environment's: its episodes and its end are stamped when they
+    ended there (ENDED_AT), not when heard here (late under load: 5,780 steps/s beside 7,854)."""
+    app = follower(broker, tmp_path / "own.sqlite3")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+        starter.control.start_run(200, False, 3)
+        await follows_to_the_end(pilot, app, 200, starter.recorder.store)
+        played, followed = starter.recorder.store.runs()[-1], app.store.runs()[-1]
+        assert followed.followed and followed.run_uid == played.run_uid
+        times = lambda store: [e.wall_time for e in store.episodes(played.run_uid)]  # noqa: E731
+        assert times(app.store) == times(starter.recorder.store)
+        assert followed.steps_per_s == played.steps_per_s
+        assert followed.ended == played.ended  # its end too (ENV_DONE's ENDED_AT): one duration
+        assert table_row(app, followed.number)[6:8] == [f"{played.duration:.1f}s", f"{played.steps_per_s:,.0f}"]

@@ -233,3 +233,16 @@ def test_a_start_reusing_an_earlier_runs_id_is_refused_on_both_paths(vectorised)
         assert logic.run is None  # nothing began, nothing was stopped
     start(protocol.start_run(3, False, run_id=protocol.new_id()))
     assert logic.run is not None and logic.run.run_id not in (played, recorded)
+
+
+@pytest.mark.parametrize("ended_at", [float("inf"), -1.0, True, "now", 2e12])
+def test_an_episode_done_with_a_bad_end_time_is_refused(ended_at):
+    message = protocol.episode_done("r1", 1, 9.0, 9, 1.7e9)
+    assert protocol.parse_episode_done(message) == ("r1", 1, 9.0, 9, 1.7e9)
+    assert protocol.parse_episode_done({**message, "ENDED_AT": None})[4] is None  # the published one has none
+    with pytest.raises(protocol.ProtocolError, match="ENDED_AT"):
+        protocol.parse_episode_done({**message, "ENDED_AT": ended_at})
+    done = protocol.env_done(9.0, "r1", 1, ended_at=1.7e9)
+    assert protocol.parse_env_done(done) == ("r1", 9.0, 1, False, 1.7e9)
+    with pytest.raises(protocol.ProtocolError, match="ENDED_AT"):
+        protocol.parse_env_done({**done, "ENDED_AT": ended_at})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.history.records import RunParams, RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
@@ -11,6 +12,7 @@ from cartpole_tui.tui.data.run_progress import (
     schedule_ended_text,
     status_line,
 )
+from cartpole_tui.tui.data.words import average
 
 
 def facts(**changes) -> StatusFacts:
@@ -97,7 +99,57 @@ def test_schedule_lines():
         "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (65s)"
     )
     solved = ScheduleResult(ScheduleSettings(), [result], final_eval_avg=490.25, solved=True)
-    assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.2"
+    assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.3"  # half up, as 490.25 reads
     assert schedule_ended_text(ScheduleResult(ScheduleSettings(), [result] * 2)) == (
         "schedule ended after 2 rounds, not solved"
     )
+
+
+def test_averages_round_half_up_at_the_places_shown():
+    # format() rounds the float half-even: 9.25 showed as 9.2 in the table beside the export's 9.25
+    assert [average(v) for v in (9.25, 9.35, 0.15, 2.675, 161.24999, 500.0)] == [
+        "9.3", "9.4", "0.2", "2.7", "161.2", "500.0",
+    ]  # fmt: skip
+    assert average(2.675, 2) == "2.68" and average(None) == "—" and average(float("nan")) == "nan"
+    progress = RunProgress(now=0.0)
+    started(progress)
+    assert progress.ended(RunFinished("r1", 9.25, 4)).plain == "run 7 done: average 9.3 over 4 episodes (ENV_DONE)"
+
+
+def record(state: str, **changes) -> RunRecord:
+    values = dict(number=38, run_uid="u", params=RunParams(20, True, 1, "CartPole-v1", ""), started=100.0)
+    return RunRecord(**(values | dict(state=state) | changes))
+
+
+def test_the_historys_last_run_is_named_until_a_run_is_seen():
+    progress = RunProgress(now=0.0)
+    progress.remembered(record("done", avg_score=161.25, finished=20))
+    assert progress.take_label() == "last run 38 done · avg 161.3 over 20 episodes"
+    progress.remembered(record("stopped", avg_score=0.0, finished=0))
+    assert progress.take_label() == "last run 38 stopped · no episode finished"
+    progress.remembered(record("failed", finished=3))
+    assert progress.take_label() == "last run 38 failed · 3 episodes recorded"
+    progress.remembered(record("running", finished=12))
+    assert progress.take_label() == "last run 38 · 12/20 episodes, running"
+    started(progress)
+    progress.take_label()
+    progress.remembered(record("done", avg_score=1.0, finished=1))
+    assert progress.take_label() is None  # a run of this session is the one named
+
+
+def test_a_runs_steps_a_second_end_at_its_last_episode_whoever_recorded_its_end():
+    # a follower records the end by its own clock, a moment after the environment did: one figure still
+    here = record("done", total_steps=3000, last_episode_at=101.0, ended=101.0)
+    follower = record("done", total_steps=3000, last_episode_at=101.0, ended=101.016)
+    going = record("running", total_steps=3000, last_episode_at=101.0)  # the log's look, before the end is in
+    assert here.steps_per_s == follower.steps_per_s == going.steps_per_s == 3000.0
+    assert record("running").steps_per_s is None
+
+
+def test_the_status_line_fits_its_one_row():
+    # offline at 80 columns, the steps a second wrapped to a hidden second row
+    long = facts(address="history runs.sqlite3", connection="offline", width=80, steps_per_second=2593.0)
+    assert status_line(long).plain == "history runs.sqlite3 │ CartPole-v1 │ ○ offline  2,593 steps/s"
+    squeezed = status_line(facts(address="x" * 60, connection="offline", width=80, steps_per_second=2593.0))
+    assert squeezed.plain == "x" * 60 + " │ ○ offline  2,593 steps/s"[: 78 - 60 - 1] + "…"
+    assert status_line(facts(connection="offline", width=120)).plain.endswith("○ offline: run history only")

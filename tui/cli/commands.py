@@ -38,6 +38,8 @@ from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import CommandError
+from cartpole_tui.tui.data.in_order import InOrder
+from cartpole_tui.tui.data.words import average, steps_per_second
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -149,11 +151,16 @@ def _open_session(args: argparse.Namespace, on_event=None):
                 note = session.network.population_note if session.network is not None else None
                 if note:
                     print(note, file=sys.stderr, flush=True)
-                yield session
+                yield session, store
             finally:
                 session.close()
     finally:
         store.close()
+
+
+def _steps_per_s(store: RunStore, run_id: str | None) -> float | None:
+    """A run's steps a second as its history has them (RunRecord.steps_per_s, the app's figure)."""
+    return next((r.steps_per_s for r in reversed(store.runs()) if r.run_uid == run_id), None)
 
 
 def _progress(label: str, field: str, *more_columns) -> Progress:
@@ -190,27 +197,41 @@ def run(args: argparse.Namespace) -> int:
     task = progress.add_task("run", total=args.episodes, last="")
     out = Console(highlight=False)
     scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
+    in_order = InOrder()  # the episode lines in number order, as the plot takes them
+    telling = threading.Lock()  # the session's thread tells them as they come, this one the rest
+
+    def tell(episodes: list[EpisodeFinished]) -> None:
+        for episode in episodes:
+            progress.console.print(f"episode {episode.episode:>5}  score {episode.score:g}", highlight=False)
+
+    def tell_rest() -> None:
+        with telling:
+            tell(in_order.flush())
 
     def on_event(event) -> None:
         if isinstance(event, EpisodeFinished):
             scores[event.run_id, event.episode] = event.score
             progress.update(task, advance=1, last=f"last {event.score:g}")
-            progress.console.print(f"episode {event.episode:>5}  score {event.score:g}", highlight=False)
+            with telling:
+                tell(in_order.add(event))
         elif isinstance(event, NetworkError):
             progress.console.print(Text(event.line, style="yellow"), soft_wrap=True)
 
-    with _open_session(args, on_event) as session, progress, _signals_as_interrupts() as caught:
+    with _open_session(args, on_event) as (session, store), progress, _signals_as_interrupts() as caught:
         try:
             result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
         except KeyboardInterrupt:
             result = _stop_interrupted(session)
+            tell_rest()  # a stopped run's numbers that never came: the rest, gaps and all
             progress.stop()
             print(
-                f"cartpole-tui: {caught.name}: run stopped; average score {result.avg_score:.2f} over "
+                f"cartpole-tui: {caught.name}: run stopped; average score {average(result.avg_score, 2)} over "
                 f"{result.episodes} finished episodes",
                 file=sys.stderr,
             )
             return caught.code
+        tell_rest()
+        rate = _steps_per_s(store, result.run_id)
     if args.json:
         numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
         report = {
@@ -220,10 +241,12 @@ def run(args: argparse.Namespace) -> int:
             "stopped": result.stopped,
             "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
             "address": session.address,
+            "steps_per_s": rate,
         }
         print(strict_json(report), flush=True)
     else:
-        out.print(f"average score {result.avg_score:.2f} over {result.episodes} episodes (ENV_DONE)")
+        speed = f", {steps_per_second(rate)} steps/s" if rate else ""
+        out.print(f"average score {average(result.avg_score, 2)} over {result.episodes} episodes (ENV_DONE){speed}")
     return 0
 
 
@@ -285,7 +308,7 @@ def schedule(args: argparse.Namespace) -> int:
         mean = sum(curve[-100:]) / len(curve[-100:])
         print(
             f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
-            f"mean100 {mean:6.1f}  wall {time.monotonic() - started:6.1f}s",
+            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s",
             file=lines,
             flush=True,
         )
@@ -293,15 +316,15 @@ def schedule(args: argparse.Namespace) -> int:
     def on_round(result) -> None:
         progress.update(task, completed=result.round)
         print(
-            f"round {result.round}: train avg {result.train_avg:.1f}  eval avg {result.eval_avg:.1f}  "
+            f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}  "
             f"training {result.train_seconds:.1f}s"
             + ("  evolved" if result.evolved else "")
-            + (f"  check {result.confirm_avg:.1f} over {result.confirm_episodes}" if result.confirm_avg else ""),
+            + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else ""),
             file=lines,
             flush=True,
         )
 
-    with _open_session(args) as session, progress:
+    with _open_session(args) as (session, _), progress:
         result = run_schedule(
             session.control,
             args.rounds,
@@ -318,7 +341,8 @@ def schedule(args: argparse.Namespace) -> int:
     else:
         verdict = "solved" if result.solved else "not solved"
         print(
-            f"final deterministic average {result.final_eval_avg:.1f} ({verdict}) after {len(result.rounds)} rounds, "
+            f"final deterministic average {average(result.final_eval_avg)} ({verdict}) "
+            f"after {len(result.rounds)} rounds, "
             f"{result.wall_seconds:.1f}s"
         )
     return 0

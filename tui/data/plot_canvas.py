@@ -20,6 +20,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.tui.data import braille
 from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
+from cartpole_tui.tui.data.words import average
 
 MARKER = ord("◆")
 OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, defaults.PLOT_OVERLAYS + 1))
@@ -161,7 +162,7 @@ class PlotCanvas:
         self.legend = [
             (
                 f"{mark}━ {overlay.label} mean({overlay.window or self.view.window})",
-                f"{overlay.values[-1]:.1f}" if len(overlay.values) else "",
+                average(overlay.values[-1]) if len(overlay.values) else "",
                 name,
             )
             for overlay, name, mark in zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS)
@@ -212,9 +213,9 @@ class PlotCanvas:
         else:
             mean, name = history.rolling_mean_at(end - 1, view.window), f"━ mean({view.window})"
         self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw")]
-        self.legend.append((name, f"{mean:.1f}", "score-plot--mean"))
+        self.legend.append((name, average(mean), "score-plot--mean"))
         if len(averages):
-            self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
+            self.legend.append(("◆ run avg", average(averages[-1]), "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:

@@ -17,8 +17,9 @@ from rich.text import Text
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
+from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
-from cartpole_tui.tui.data.words import plural, steps_per_second
+from cartpole_tui.tui.data.words import average, plural, steps_per_second
 
 CONNECTION_MARKS = {
     "connected": ("● connected", "green"),
@@ -28,7 +29,9 @@ CONNECTION_MARKS = {
     "another environment": ("● another environment", "red"),  # the broker has one: join it with --no-env
     "offline": ("○ offline: run history only", "dim"),
 }
+SHORT_MARKS = {"offline": "○ offline", "another environment": "● another env", "connecting": "○ connecting…"}
 WIDE_STATUS = 100  # columns from which the status line starts with the app's name
+STATUS_PADDING = 2  # the status line's padding, a column each side (app.tcss #status)
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,29 @@ class StatusFacts:
 
 
 def status_line(facts: StatusFacts) -> Text:
-    """``cartpole-tui │ 127.0.0.1:7007 │ CartPole-v1 │ 5 clients │ ● connected  1,234 steps/s``."""
+    """``cartpole-tui │ 127.0.0.1:7007 │ CartPole-v1 │ 5 clients │ ● connected  1,234 steps/s``.
+
+    It fits its one row (``width`` less the padding): a line too long wrapped, and its second
+    row, the steps a second, was hidden. Then the connection says it in short, then the
+    environment's id goes; what is still too long is cut at the end with an ellipsis."""
+    room = facts.width - STATUS_PADDING
+    for short, env_id in ((False, True), (True, True), (True, False)):
+        status = _status_text(facts, short, env_id)
+        if status.cell_len <= room:
+            return status
+    status.truncate(max(room, 1), overflow="ellipsis")
+    return status
+
+
+def _status_text(facts: StatusFacts, short: bool, env_id: bool) -> Text:
     connected = facts.connection == "connected"
     clients = f"{plural(facts.clients, 'client')} │ " if facts.clients and connected else ""
     status = Text()
     if facts.width >= WIDE_STATUS:
         status.append("cartpole-tui", "bold").append(" │ ")
-    status.append(f"{facts.address} │ {facts.env_id} │ {clients}")
-    status.append(*CONNECTION_MARKS[facts.connection])
+    status.append(f"{facts.address} │ " + (f"{facts.env_id} │ " if env_id else "") + clients)
+    mark, style = CONNECTION_MARKS[facts.connection]
+    status.append(SHORT_MARKS.get(facts.connection, mark) if short else mark, style)
     if facts.open_network:
         status.append(" │ open network", "bold red")
     if facts.steps_per_second:
@@ -91,6 +109,20 @@ class RunProgress:
             ", deterministic" if event.deterministic else ""
         )
 
+    def remembered(self, run: RunRecord) -> None:
+        """The history's last run, named until a run of this session is seen (after a restart the
+        label said "no run yet" beside a history of runs)."""
+        if self.numbers or self.current is not None:
+            return
+        if run.state == "running":
+            told = f"{run.finished}/{run.params.episodes} episodes, running"
+        elif run.state == "failed" or run.avg_score is None:
+            told = f"{plural(run.finished, 'episode')} recorded"
+        else:
+            told = f"avg {average(run.avg_score)} over {plural(run.finished, 'episode')}" if run.finished else ""
+        state = "" if run.state == "running" else f" {run.state}"
+        self.label = f"last run {run.number}{state} · {told or 'no episode finished'}"
+
     def joined(self, event: RunJoined) -> None:
         """The run going when this control room joined: ``event.finished`` of its episodes are done."""
         self.finished = event.finished
@@ -103,7 +135,7 @@ class RunProgress:
         asked = self.current.episodes if self.current and self.current.episodes else "?"
         self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {event.score:g}"
         if mean is not None:
-            self.label += f" · mean({window}) {mean:.1f}"
+            self.label += f" · mean({window}) {average(mean)}"
 
     def ended(self, event: RunFinished, rate: float | None = None) -> Text:
         """The run finished (done or stopped); ``rate``: its steps a second as the history has
@@ -111,12 +143,12 @@ class RunProgress:
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         self.current = None
         ending = "stopped" if event.stopped else "done"
-        average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self.label = f"run {number} {ending} · {average or 'no episode finished'}"
+        told = f"avg {average(event.avg_score)} over {plural(event.episodes, 'episode')}" if event.episodes else ""
+        self.label = f"run {number} {ending} · {told or 'no episode finished'}"
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         return Text.assemble(
             f"run {number} {ending}: average ",
-            (f"{event.avg_score:.1f}", "bold"),
+            (average(event.avg_score), "bold"),
             f" over {plural(event.episodes, 'episode')} (ENV_DONE){speed}",
         )
 
@@ -155,10 +187,10 @@ def schedule_started_line() -> str:
 
 def round_line(result: RoundResult) -> Text:
     """One schedule round in the log: its averages, and whether it evolved."""
-    check = f", 100-episode check {result.confirm_avg:.1f}" if result.confirm_avg is not None else ""
+    check = f", 100-episode check {average(result.confirm_avg)}" if result.confirm_avg is not None else ""
     return Text.assemble(
-        f"round {result.round}: train avg {result.train_avg:.1f}, eval avg ",
-        (f"{result.eval_avg:.1f}", "bold"),
+        f"round {result.round}: train avg {average(result.train_avg)}, eval avg ",
+        (average(result.eval_avg), "bold"),
         f"{check}{', evolved' if result.evolved else ''} ({result.wall_seconds:.0f}s)",
     )
 
@@ -166,5 +198,5 @@ def round_line(result: RoundResult) -> Text:
 def schedule_ended_text(result: ScheduleResult) -> str:
     """How a schedule ended (the notification; the log adds its duration)."""
     if result.solved:
-        return f"schedule solved: deterministic average {result.final_eval_avg:.1f}"
+        return f"schedule solved: deterministic average {average(result.final_eval_avg)}"
     return f"schedule ended after {len(result.rounds)} rounds, not solved"

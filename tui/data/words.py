@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 
 def plural(count: int, noun: str) -> str:
     """``1 episode``, ``2 episodes``, ``1,000 episodes``."""
@@ -21,3 +23,15 @@ def steps_per_second(rate: float) -> str:
     """A run's steps a second as every view shows it (status line, log, runs table, details):
     one rounding, so one run shows one figure."""
     return f"{rate:,.0f}"
+
+
+def average(value: float | None, places: int = 1) -> str:
+    """An average (of scores, of a round) as every view shows it: rounded half up at ``places``
+    decimals from the number as it prints (9.25 -> "9.3", as the export's 9.25 reads), where
+    format() rounds the float half-even ("9.2") and the table and the export disagreed; "—" for none."""
+    if value is None:
+        return "—"
+    value = float(value)  # numpy's repr is "np.float64(…)"
+    if not abs(value) < 1e15:  # non-finite, or past a decimal's 28 digits at these places
+        return f"{value:.{places}f}"
+    return f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):f}"

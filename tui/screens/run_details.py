@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from cartpole_tui.env.history.store import Episode, RunRecord
-from cartpole_tui.tui.data.words import plural, steps_per_second
+from cartpole_tui.tui.data.words import average, plural, steps_per_second
 
 ENDINGS = {
     "done": "done: every episode played, ENV_DONE received",
@@ -45,7 +45,7 @@ def details_text(run: RunRecord, episodes: list[Episode]) -> Group:
         ("ended", _clock(run.ended)),
         ("duration", "—" if run.duration is None else f"{run.duration:.1f} s"),
         ("steps", f"{run.total_steps:,}" + (f" ({steps_per_second(rate)} steps/s)" if rate else "")),
-        ("average", "—" if run.avg_score is None else f"{run.avg_score:.2f} (ENV_DONE)"),
+        ("average", "—" if run.avg_score is None else f"{average(run.avg_score, 2)} (ENV_DONE)"),
         ("best", "—" if run.best is None else f"{run.best:g}"),
         ("ended how", ENDINGS.get(run.state, run.state)),
     ]

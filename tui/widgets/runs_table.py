@@ -6,7 +6,7 @@ from textual.widgets import DataTable
 
 from cartpole_tui.env.history.store import RunRecord
 from cartpole_tui.tui.bindings import bindings
-from cartpole_tui.tui.data.words import steps_per_second
+from cartpole_tui.tui.data.words import average, steps_per_second
 from cartpole_tui.tui.messages import DetailsRequested, MarksChanged
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
@@ -15,7 +15,7 @@ _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "f
 
 
 def _cells(run: RunRecord, marked: bool) -> tuple:
-    avg = "…" if run.avg_score is None else f"{run.avg_score:.1f}"
+    avg = "…" if run.avg_score is None else average(run.avg_score)
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
