@@ -21,6 +21,7 @@ from textual import events, work
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.events import (
     BrokerStats,
     CartSeen,
@@ -47,7 +48,6 @@ from cartpole_tui.tui.controller import (
     HistoryLoaded,
     StorageProblem,
 )
-from cartpole_tui.tui.data.in_order import InOrder
 from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
