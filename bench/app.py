@@ -1,7 +1,7 @@
 """What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
 
     python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--agent swarm|random]
-                        [--breakdown] [--population]
+                        [--breakdown] [--population] [--followers [K]]
 
 (a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, --agent, N)
 started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
@@ -15,6 +15,14 @@ the rewrites per second, and when it is over budget at 80x24, or with --breakdow
 bytes are measured again with each pane hidden (keys 1-3) to say which pane costs them.
 Loopback only (the embedded network); every wait is bounded; the app's processes are
 ended when each set-up is over.
+
+--followers K (default 3) measures followers instead, on the README's shared set-up (a broker
+and the built-in swarm as processes of their own): (f0) `cartpole-tui run --connect` plays a
+run with no control room following it, (fK) the same run with K control rooms (`cartpole-tui
+--connect --no-env`, each on a pty of 80x24, joined before it starts) following it, in
+interleaved rounds, best of each: (fK) >= 95% of (f0). Each follower's bytes/s to its terminal
+while the run plays: <= 8 KiB/s. Each follower must show the run to its end (its own --db
+records it as followed, every episode), or the round fails.
 """
 
 from __future__ import annotations
@@ -133,14 +141,17 @@ class Watched:
         )
 
 
-def follow_run(db: Path, pid: int, timeout: float) -> Watched:
+def follow_run(db: Path, pid: int, timeout: float, marks: list[float] | None = None) -> Watched:
     """Wait for the newest run in ``db`` to begin and to end; CPU of ``pid`` (and children) in between.
 
     CPU is sampled at every look at ``db``; the last sample taken while the run was still
-    going counts, so the processes' tear-down after the run is not in it.
+    going counts, so the processes' tear-down after the run is not in it. ``marks`` gets the
+    monotonic times the run was seen to begin and to end.
     """
     wait_until(lambda: last_run(db), timeout, "the run to begin")
     first = last = (cpu_seconds(pid), time.monotonic())
+    if marks is not None:
+        marks.append(first[1])
 
     def ended() -> RunFigures | None:
         nonlocal last
@@ -152,6 +163,8 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
         return None
 
     run = wait_until(ended, timeout, "the run to end")
+    if marks is not None:
+        marks.append(time.monotonic())
     (env_before, network_before), started = first
     (env_after, network_after), stopped = last
     return Watched(run, env_after - env_before, network_after - network_before, stopped - started)
@@ -160,23 +173,38 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
 # --- (a) headless --------------------------------------------------------------------------------
 
 
-def headless_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> Watched:
+def headless_run(
+    workdir: Path,
+    episodes: int,
+    seed: int,
+    agent: str,
+    timeout: float,
+    connect: str | None = None,
+    marks: list[float] | None = None,
+) -> Watched:
+    """``connect``: play it on that network (the environment in this run's process, as without)."""
     db = workdir / f"headless-{time.monotonic_ns()}.db"
-    process = subprocess.Popen(
-        [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_child_env(workdir),
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        watched = follow_run(db, process.pid, timeout)
-        out, err = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    argv = [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)]
+    joined = ["--connect", connect] if connect else []
+    # A line an episode goes to stderr: to a file, never a pipe read only at the end (a full pipe stalls the run).
+    with open(db.with_suffix(".stderr"), "w+") as errors:
+        process = subprocess.Popen(
+            [*argv, *joined],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=_child_env(workdir),
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            watched = follow_run(db, process.pid, timeout, marks)
+            out, _ = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        errors.seek(0)
+        err = errors.read()
     if process.returncode != 0:
         raise RuntimeError(f"cartpole-tui run exited {process.returncode}: {err.strip()[-300:]}")
     if watched.run.state != "done" or json.loads(out)["episodes"] != episodes:
@@ -201,7 +229,7 @@ class PtyApp:
     fed to a terminal emulator (pyte) so that waits can look at the screen.
     """
 
-    def __init__(self, workdir: Path, columns: int, lines: int, seed: int, agent: str):
+    def __init__(self, workdir: Path, columns: int, lines: int, seed: int, agent: str, extra: tuple[str, ...] = ()):
         self.db = workdir / f"app-{columns}x{lines}-{time.monotonic_ns()}.db"
         self.screen = pyte.Screen(columns, lines)
         self._stream = pyte.ByteStream(self.screen)
@@ -214,7 +242,7 @@ class PtyApp:
         try:
             # Its own session: the app and its network child are one process group to end.
             self.process = subprocess.Popen(
-                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent],
+                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent, *extra],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
@@ -441,6 +469,189 @@ def _rate_without(app: PtyApp, key: str, border: str, seconds: float) -> float:
     return rate
 
 
+# --- (f) control rooms following a run played elsewhere --------------------------------------------
+
+FOLLOWER_SPEED_TARGET = 0.95  # (fK) / (f0)
+_LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
+
+
+class SharedNetwork:
+    """A broker and the built-in swarm, each a process of its own on loopback (the README's
+    shared set-up): a run is played by `cartpole-tui run --connect`, followed by `--no-env` rooms."""
+
+    def __init__(self, workdir: Path, seed: int):
+        self.processes: list[subprocess.Popen] = []
+        self._log = open(workdir / "shared-network.log", "w")  # noqa: SIM115 - closed in close()
+        try:
+            broker = self._start([APP, "broker", "--port", "0"], workdir)
+            match = _LISTENING.search(broker.stdout.readline())  # its first line, or "" when it died
+            if match is None:
+                raise RuntimeError("the broker did not start (see shared-network.log)")
+            self.address = match.group(1)
+            swarm = self._start([APP, "swarm", "--connect", self.address, "--seed", str(seed)], workdir)
+            for _ in range(2):  # "swarm of K models connecting…", then what its population started from
+                if not swarm.stdout.readline():
+                    raise RuntimeError("the swarm did not start (see shared-network.log)")
+            self._wait_joined()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, argv: list[str], workdir: Path) -> subprocess.Popen:
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_child_env(workdir),
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def _wait_joined(self) -> None:
+        """Until the broker lists the swarm's models and aggregation (a run started before would
+        find no agent that plays batches, and play one instance)."""
+        from cartpole_tui.env.components.control import ControlClient
+
+        host, port = self.address.split(":")
+        probe = ControlClient(host, int(port), name="bench")
+        try:
+            wait_until(
+                lambda: probe.stats is not None and {"models", "aggregation"} <= set(probe.stats.clients),
+                STARTUP_TIMEOUT,
+                "the swarm to join the broker",
+            )
+        finally:
+            probe.close()
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._log.close()
+
+
+def followed_run(
+    workdir: Path, network: SharedNetwork, episodes: int, seed: int, followers: int, timeout: float
+) -> tuple[Watched, list[float]]:
+    """The run played by `run --connect` with ``followers`` apps following it (80x24, joined
+    first): (the run, each follower's bytes/s to its terminal from the run's begin to its end)."""
+    apps: list[PtyApp] = []
+    try:
+        for _ in range(followers):
+            apps.append(PtyApp(workdir, 80, 24, seed, "swarm", ("--connect", network.address, "--no-env")))
+        for app in apps:
+            app.connect()
+            app.rendering = False  # only counted from here on
+        counted: list[list[int]] = []
+        marks: list[float] = []
+
+        def mark() -> None:
+            counted.append([app.bytes for app in apps])
+
+        watch = threading.Thread(
+            target=lambda: (wait_until(lambda: len(marks) >= 1, timeout, "the run to begin"), mark()), daemon=True
+        )
+        watch.start()
+        watched = headless_run(workdir, episodes, seed, "swarm", timeout, connect=network.address, marks=marks)
+        mark()
+        watch.join(timeout)
+        if len(counted) < 2 or len(marks) < 2:
+            raise RuntimeError("the followed run was not seen to begin and end")
+        seconds = marks[1] - marks[0]
+        rates = [(after - before) / seconds for before, after in zip(counted[0], counted[-1])]
+        for app in apps:  # each shows the whole run: its own file records it, followed, to the end
+            app.wait_run(
+                lambda run: run.state == "done" and run.finished == episodes, 30, "a follower to see the run's end"
+            )
+    finally:
+        for app in apps:
+            app.close()
+    return watched, rates
+
+
+def calibrate_shared(workdir: Path, network: SharedNetwork, seed: int, run_seconds: float) -> int:
+    probe = headless_run(workdir, 200, seed, "swarm", STARTUP_TIMEOUT + 60, connect=network.address).run
+    episodes = math.ceil(run_seconds * probe.steps_per_s / (probe.total_steps / probe.episodes))
+    print(
+        f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
+        f"({probe.steps_per_s:,.0f} steps/s) -> {episodes} episodes for ~{run_seconds:g} s",
+        flush=True,
+    )
+    return episodes
+
+
+def followers_main(args: argparse.Namespace) -> int:
+    """--followers: (f0) vs (fK) in interleaved rounds on one shared network; the followers' bytes."""
+    k = args.followers
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        workdir = Path(tmp)
+        network = _attempt("shared network", lambda: SharedNetwork(workdir, args.seed))
+        if network is None:
+            return 1
+        try:
+            episodes = _attempt("calibration", lambda: calibrate_shared(workdir, network, args.seed, args.run_seconds))
+            if episodes is None:
+                return 1
+            timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
+            alone, followed, rates = [], [], []
+            for round_number in range(1, args.rounds + 1):
+                result = _attempt(
+                    "(f0)", lambda: headless_run(workdir, episodes, args.seed, "swarm", timeout, network.address)
+                )
+                alone.append(result.run.steps_per_s if result else float("nan"))
+                if result:
+                    print(
+                        f"  round {round_number} (f0) no follower:  {result.run.steps_per_s:8,.0f} steps/s", flush=True
+                    )
+                pair = _attempt(f"(f{k})", lambda: followed_run(workdir, network, episodes, args.seed, k, timeout))
+                followed.append(pair[0].run.steps_per_s if pair else float("nan"))
+                if pair:
+                    rates += pair[1]
+                    each = ", ".join(f"{rate / 1024:.2f}" for rate in pair[1])
+                    print(
+                        f"  round {round_number} (f{k}) {k} followers: {pair[0].run.steps_per_s:8,.0f} steps/s; "
+                        f"each follower {each} KiB/s to its 80x24 terminal",
+                        flush=True,
+                    )
+        finally:
+            network.close()
+
+    best_alone, best_followed = _best(alone), _best(followed)
+    ratio = best_followed / best_alone if best_alone > 0 else float("nan")
+    worst = max(rates) if rates else float("nan")
+    print()
+    print(
+        f"{episodes} episodes, --seed {args.seed}, a broker and the swarm of their own, best of {args.rounds} round(s)"
+    )
+    print(f"{'':<34}{'steps/s':>10}{'vs (f0)':>9}   all rounds")
+    print(
+        f"{'(f0) run --connect, no follower':<34}{best_alone:>10,.0f}{1.0:>9.3f}   "
+        + ", ".join(f"{v:,.0f}" for v in alone)
+    )
+    print(
+        f"{f'(f{k}) the same, {k} followers':<34}{best_followed:>10,.0f}{ratio:>9.3f}   "
+        + ", ".join(f"{v:,.0f}" for v in followed)
+    )
+    print(
+        f"(f{k}) / (f0) = {ratio:.0%}   target >= {FOLLOWER_SPEED_TARGET:.0%}   "
+        f"{'met' if ratio >= FOLLOWER_SPEED_TARGET else 'MISSED'}"
+    )
+    print(
+        f"a follower's bytes to its 80x24 terminal while the run plays: at most {worst / 1024:.2f} KiB/s "
+        f"(of {len(rates)})   target <= {BYTE_BUDGET // 1024} KiB/s   {'met' if worst <= BYTE_BUDGET else 'MISSED'}"
+    )
+    return 0
+
+
 # --- the whole benchmark -------------------------------------------------------------------------
 
 
@@ -492,6 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="(c) at 80x24 again with each pane hidden, even when within budget"
     )
+    parser.add_argument(
+        "--followers",
+        type=int,
+        nargs="?",
+        const=3,
+        metavar="K",
+        help="instead: a run with K control rooms following it (default 3) vs none, and their bytes/s",
+    )
     args = parser.parse_args(argv)
     PtyApp.show_population = args.population
     if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
@@ -500,7 +719,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "bench.app needs pyte to read the app's screen: pip install -e '.[bench]'\n")
     if APP is None:
         parser.exit(2, f"no cartpole-tui console script next to {sys.executable}\n")
+    if args.followers is not None and not 1 <= args.followers <= 8:
+        parser.error("--followers must be 1-8")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    if args.followers is not None:
+        print(f"a run with and without {args.followers} control rooms following it; {os.cpu_count()} CPUs, load {load}")
+        return followers_main(args)
     print(f"cartpole-tui with and without the app watching; {os.cpu_count()} CPUs, load {load}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
