@@ -16,10 +16,10 @@ bytes are measured again with each pane hidden (keys 1-3) to say which pane cost
 Loopback only (the embedded network); every wait is bounded; the app's processes are
 ended when each set-up is over.
 
---followers K (default 3) measures followers instead, on the README's shared set-up (a broker
-and the built-in swarm as processes of their own): (f0) `cartpole-tui run --connect` plays a
-run with no control room following it, (fK) the same run with K control rooms (`cartpole-tui
---connect --no-env`, each on a pty of 80x24, joined before it starts) following it, in
+--followers K (default 3) measures followers instead, on the README's shared set-up (a broker,
+the built-in swarm and `cartpole-tui env` as processes of their own): (f0) `cartpole-tui run
+--connect --no-env` starts a run with no control room following it, (fK) the same run with K
+control rooms (`cartpole-tui --connect --no-env`, each on a pty of 80x24, joined before it starts) following it, in
 interleaved rounds, best of each: (fK) >= 95% of (f0). Each follower's bytes/s to its terminal
 while the run plays: <= 8 KiB/s. Each follower must show the run to its end (its own --db
 records it as followed, every episode), or the round fails.
@@ -71,29 +71,31 @@ class RunFigures:
     state: str
     total_steps: int
     duration: float | None
+    number: int = 0
 
     @property
     def steps_per_s(self) -> float:
         return self.total_steps / self.duration if self.duration else float("nan")
 
 
-def last_run(db_path: Path) -> RunFigures | None:
-    """The newest run in the history, read-only (the app may be writing it)."""
+def last_run(db_path: Path, after: int = 0) -> RunFigures | None:
+    """The newest run in the history (numbered above ``after``), read-only (the app may be writing it)."""
     if not db_path.exists():
         return None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
             row = db.execute(
-                "SELECT episodes, finished, state, total_steps, started, ended, last_episode_at "
-                "FROM runs ORDER BY number DESC LIMIT 1"
+                "SELECT episodes, finished, state, total_steps, started, ended, last_episode_at, number "
+                "FROM runs WHERE number > ? ORDER BY number DESC LIMIT 1",
+                (after,),
             ).fetchone()
     except sqlite3.OperationalError:  # not created yet
         return None
     if row is None:
         return None
-    episodes, finished, state, steps, started, ended, last = row
+    episodes, finished, state, steps, started, ended, last, number = row
     end = ended if ended is not None else last
-    return RunFigures(episodes, finished, state, steps, None if end is None else end - started)
+    return RunFigures(episodes, finished, state, steps, None if end is None else end - started, number)
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -141,14 +143,14 @@ class Watched:
         )
 
 
-def follow_run(db: Path, pid: int, timeout: float, marks: list[float] | None = None) -> Watched:
+def follow_run(db: Path, pid: int, timeout: float, marks: list[float] | None = None, after: int = 0) -> Watched:
     """Wait for the newest run in ``db`` to begin and to end; CPU of ``pid`` (and children) in between.
 
     CPU is sampled at every look at ``db``; the last sample taken while the run was still
     going counts, so the processes' tear-down after the run is not in it. ``marks`` gets the
-    monotonic times the run was seen to begin and to end.
+    monotonic times the run was seen to begin and to end. ``after``: the run numbered above it.
     """
-    wait_until(lambda: last_run(db), timeout, "the run to begin")
+    wait_until(lambda: last_run(db, after), timeout, "the run to begin")
     first = last = (cpu_seconds(pid), time.monotonic())
     if marks is not None:
         marks.append(first[1])
@@ -156,7 +158,7 @@ def follow_run(db: Path, pid: int, timeout: float, marks: list[float] | None = N
     def ended() -> RunFigures | None:
         nonlocal last
         sample = (cpu_seconds(pid), time.monotonic())
-        run = last_run(db)
+        run = last_run(db, after)
         if run is not None and run.state != "running":
             return run
         last = sample
@@ -179,13 +181,14 @@ def headless_run(
     seed: int,
     agent: str,
     timeout: float,
-    connect: str | None = None,
+    shared: SharedNetwork | None = None,
     marks: list[float] | None = None,
 ) -> Watched:
-    """``connect``: play it on that network (the environment in this run's process, as without)."""
+    """``shared``: started on that network, whose environment plays it and writes the figures."""
     db = workdir / f"headless-{time.monotonic_ns()}.db"
     argv = [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)]
-    joined = ["--connect", connect] if connect else []
+    joined = ["--connect", shared.address, "--no-env"] if shared else []
+    history, after = (shared.history, shared.newest()) if shared else (db, 0)
     # A line an episode goes to stderr: to a file, never a pipe read only at the end (a full pipe stalls the run).
     with open(db.with_suffix(".stderr"), "w+") as errors:
         process = subprocess.Popen(
@@ -197,7 +200,7 @@ def headless_run(
             stdin=subprocess.DEVNULL,
         )
         try:
-            watched = follow_run(db, process.pid, timeout, marks)
+            watched = follow_run(history, process.pid, timeout, marks, after)
             out, _ = process.communicate(timeout=timeout)
         finally:
             if process.poll() is None:
@@ -476,11 +479,13 @@ _LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
 
 
 class SharedNetwork:
-    """A broker and the built-in swarm, each a process of its own on loopback (the README's
-    shared set-up): a run is played by `cartpole-tui run --connect`, followed by `--no-env` rooms."""
+    """A broker, the built-in swarm and the environment, each a process of its own on loopback
+    (the README's shared set-up): `run --connect --no-env` starts a run, the environment plays it
+    and writes its figures into :attr:`history`, and `--no-env` control rooms follow it."""
 
     def __init__(self, workdir: Path, seed: int):
         self.processes: list[subprocess.Popen] = []
+        self.history = workdir / "environment.db"
         self._log = open(workdir / "shared-network.log", "w")  # noqa: SIM115 - closed in close()
         try:
             broker = self._start([APP, "broker", "--port", "0"], workdir)
@@ -492,6 +497,11 @@ class SharedNetwork:
             for _ in range(2):  # "swarm of K models connecting…", then what its population started from
                 if not swarm.stdout.readline():
                     raise RuntimeError("the swarm did not start (see shared-network.log)")
+            environment = self._start(
+                [APP, "env", "--connect", self.address, "--db", str(self.history), "--seed", str(seed)], workdir
+            )
+            if "connected" not in environment.stdout.readline():
+                raise RuntimeError("the environment did not start (see shared-network.log)")
             self._wait_joined()
         except BaseException:
             self.close()
@@ -517,14 +527,20 @@ class SharedNetwork:
 
         host, port = self.address.split(":")
         probe = ControlClient(host, int(port), name="bench")
+        needed = {"models", "aggregation", "environment"}
         try:
             wait_until(
-                lambda: probe.stats is not None and {"models", "aggregation"} <= set(probe.stats.clients),
+                lambda: probe.stats is not None and needed <= set(probe.stats.clients),
                 STARTUP_TIMEOUT,
-                "the swarm to join the broker",
+                "the swarm and the environment to join the broker",
             )
         finally:
             probe.close()
+
+    def newest(self) -> int:
+        """The number of the newest run the environment has recorded (0: none yet)."""
+        run = last_run(self.history)
+        return run.number if run else 0
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -542,8 +558,8 @@ class SharedNetwork:
 def followed_run(
     workdir: Path, network: SharedNetwork, episodes: int, seed: int, followers: int, timeout: float
 ) -> tuple[Watched, list[float]]:
-    """The run played by `run --connect` with ``followers`` apps following it (80x24, joined
-    first): (the run, each follower's bytes/s to its terminal from the run's begin to its end)."""
+    """A run started by `run --connect --no-env` with ``followers`` apps following it (80x24,
+    joined first): (the run, each follower's bytes/s to its terminal from its begin to its end)."""
     apps: list[PtyApp] = []
     try:
         for _ in range(followers):
@@ -561,7 +577,7 @@ def followed_run(
             target=lambda: (wait_until(lambda: len(marks) >= 1, timeout, "the run to begin"), mark()), daemon=True
         )
         watch.start()
-        watched = headless_run(workdir, episodes, seed, "swarm", timeout, connect=network.address, marks=marks)
+        watched = headless_run(workdir, episodes, seed, "swarm", timeout, shared=network, marks=marks)
         mark()
         watch.join(timeout)
         if len(counted) < 2 or len(marks) < 2:
@@ -579,7 +595,7 @@ def followed_run(
 
 
 def calibrate_shared(workdir: Path, network: SharedNetwork, seed: int, run_seconds: float) -> int:
-    probe = headless_run(workdir, 200, seed, "swarm", STARTUP_TIMEOUT + 60, connect=network.address).run
+    probe = headless_run(workdir, 200, seed, "swarm", STARTUP_TIMEOUT + 60, shared=network).run
     episodes = math.ceil(run_seconds * probe.steps_per_s / (probe.total_steps / probe.episodes))
     print(
         f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
@@ -604,9 +620,7 @@ def followers_main(args: argparse.Namespace) -> int:
             timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
             alone, followed, rates = [], [], []
             for round_number in range(1, args.rounds + 1):
-                result = _attempt(
-                    "(f0)", lambda: headless_run(workdir, episodes, args.seed, "swarm", timeout, network.address)
-                )
+                result = _attempt("(f0)", lambda: headless_run(workdir, episodes, args.seed, "swarm", timeout, network))
                 alone.append(result.run.steps_per_s if result else float("nan"))
                 if result:
                     print(
