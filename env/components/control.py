@@ -95,6 +95,8 @@ class ControlClient:
         gets each one-instance observation, its reward (None: a run's first) and done."""
 
         def heard(msg: dict) -> None:
+            if self.environment_answered:  # left the room: what was still on its way
+                return
             try:
                 on_observation(*protocol.parse_observation_step(msg))
             except protocol.ProtocolError:
@@ -102,6 +104,16 @@ class ControlClient:
 
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
+
+    def _environment_is_ours(self) -> None:
+        """Our environment spoke (RUN_STATE, RUN_STARTED): were this control room watching
+        ``observation`` (it joined before any environment, so nothing answered its state query),
+        it leaves: as a member that does not take batches it would keep every run to one instance."""
+        self.environment_answered = True
+        if protocol.OBSERVATION in self.client.rooms:
+            self.client.rooms.discard(protocol.OBSERVATION)
+            leave = {"TYPE": protocol.LEAVEROOM, "ROOM": protocol.OBSERVATION, "TO_ROOM": protocol.COMMAND_ROOM}
+            self.client.send({"ID": protocol.new_id(), **leave})
 
     def _on_cart(self, msg: dict) -> None:
         try:
@@ -307,8 +319,7 @@ class ControlClient:
             )
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
-        if status == protocol.RUN_STATE:
-            self.environment_answered = True
+        self._environment_is_ours()  # the published environment sends neither
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             return  # no run going
         try:

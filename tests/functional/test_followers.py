@@ -21,8 +21,11 @@ from textual.widgets import Label
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.events import RunStarted
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from tests.published import PublishedNetwork
@@ -177,3 +180,28 @@ async def test_with_the_published_environment_a_follower_counts_from_its_observa
     finally:
         starter.close()
         net.close()
+
+
+def test_a_control_room_that_joined_before_the_environment_leaves_it_vectorised(broker, closing):
+    """Nothing answered its state query, so it took the network for the published environment
+    and watched ``observation``; a member there that takes no batches kept every run to one
+    instance (bench.app --followers: 267 vs 5,227 steps/s). Our environment says it is there
+    when it joins, and the control room leaves the room."""
+    closing(Swarm("127.0.0.1", broker.port, models=2, seed=1).start())
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1, 10, "the swarm to join")
+    agents = members(broker, protocol.OBSERVATION)
+    address = f"127.0.0.1:{broker.port}"
+    follower = Session(SessionOptions(connect=address, embed_env=False)).open()
+    closing(follower)
+    rooms = follower.control.client.rooms
+    wait_for(lambda: protocol.OBSERVATION in rooms, 10, "the follower to watch observations (no environment yet)")
+
+    started: list[RunStarted] = []
+    starter = Session(SessionOptions(connect=address, seed=3, parallel=10), on_event=started.append).open()
+    closing(starter)
+    wait_for(lambda: protocol.OBSERVATION not in rooms, 10, "the follower to leave observation")
+    # the swarm's and the environment's own (it joins the rooms it sends to), not the follower's
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == agents + 1, 10, "the follower out of observation")
+    result = starter.control.run(30, False, seed=3, idle_timeout=30)
+    assert result.episodes == 30
+    assert [event.instances for event in started if isinstance(event, RunStarted)] == [10]
