@@ -567,6 +567,7 @@ def followed_run(
         for app in apps:
             app.connect()
             app.rendering = False  # only counted from here on
+        apps[0].capture = bytearray()  # the first follower's bytes, split by screen row after
         counted: list[list[int]] = []
         marks: list[float] = []
 
@@ -584,6 +585,8 @@ def followed_run(
             raise RuntimeError("the followed run was not seen to begin and end")
         seconds = marks[1] - marks[0]
         rates = [(after - before) / seconds for before, after in zip(counted[0], counted[-1])]
+        print("      the first follower's rows with >= 2% of its bytes (KiB/s, share, rewrites/s, row):", flush=True)
+        _print_rows(apps[0], ScreenWrites.parse(bytes(apps[0].capture)), seconds)
         for app in apps:  # each shows the whole run: its own file records it, followed, to the end
             app.wait_run(
                 lambda run: run.state == "done" and run.finished == episodes, 30, "a follower to see the run's end"

@@ -24,7 +24,6 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.events import (
     BrokerStats,
-    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
@@ -111,7 +110,7 @@ class ControlRoomApp(App):
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
         self._rated_run: str | None = None  # ... that run's id
         self.components = 0  # clients the broker reports
-        self._shown_observation = None
+        self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._shown_revision = -1
         self._runs_shown_at = 0.0
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
@@ -299,11 +298,6 @@ class ControlRoomApp(App):
         self.log_line(f"evolution: {event.text}", "yellow")
 
     @handle.register
-    def _on_cart_seen(self, event: CartSeen) -> None:
-        if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
-            self.main.cart.observation = event.observation
-
-    @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
         self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
 
@@ -397,7 +391,7 @@ class ControlRoomApp(App):
             self.main.progress.update(progress=self.run_progress.finished)
             self.main.progress_label.update(label)
         observation = self.controller.latest_observation
-        if observation is not self._shown_observation:
+        if observation is not None and observation is not self._shown_observation:
             self._shown_observation = observation
             self.main.cart.observation = tuple(float(v) for v in observation)
         store = self.store
