@@ -21,7 +21,7 @@ from textual.widgets import Label
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.random_agent import RandomAgent
-from cartpole_tui.env.events import RunStarted
+from cartpole_tui.env.events import CartSeen, RunStarted
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
@@ -205,3 +205,14 @@ def test_a_control_room_that_joined_before_the_environment_leaves_it_vectorised(
     result = starter.control.run(30, False, seed=3, idle_timeout=30)
     assert result.episodes == 30
     assert [event.instances for event in started if isinstance(event, RunStarted)] == [10]
+
+
+async def test_the_cart_seen_from_the_network_is_drawn_at_the_redraw_rate_not_as_it_comes(tmp_path):
+    """The cart room brings up to 10 views a second: each used to repaint the cart pane (a
+    follower wrote 12–15 KiB/s at 80x24); now only the latest is drawn at the next repaint."""
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in range(50):  # as the control client's thread hands them on
+            app.controller._from_session(CartSeen((0.01 * step, 0.0, 0.0, 0.0)))
+        assert not app.controller.drain()  # nothing queued for the screen
+        await until(pilot, lambda: app.main.cart.observation == (0.49, 0.0, 0.0, 0.0), what="the latest view drawn")
