@@ -568,11 +568,11 @@ def followed_run(
             app.connect()
             app.rendering = False  # only counted from here on
         apps[0].capture = bytearray()  # the first follower's bytes, split by screen row after
-        counted: list[list[int]] = []
+        counted: list[list[tuple[int, float]]] = []  # at the run's begin and end: each one's (bytes, CPU s)
         marks: list[float] = []
 
         def mark() -> None:
-            counted.append([app.bytes for app in apps])
+            counted.append([(app.bytes, sum(cpu_seconds(app.process.pid))) for app in apps])
 
         watch = threading.Thread(
             target=lambda: (wait_until(lambda: len(marks) >= 1, timeout, "the run to begin"), mark()), daemon=True
@@ -584,7 +584,9 @@ def followed_run(
         if len(counted) < 2 or len(marks) < 2:
             raise RuntimeError("the followed run was not seen to begin and end")
         seconds = marks[1] - marks[0]
-        rates = [(after - before) / seconds for before, after in zip(counted[0], counted[-1])]
+        rates = [(after[0] - before[0]) / seconds for before, after in zip(counted[0], counted[-1])]
+        cpu = ", ".join(f"{(after[1] - before[1]) / seconds:.0%}" for before, after in zip(counted[0], counted[-1]))
+        print(f"      CPU of each follower while the run played: {cpu} of a core", flush=True)
         print("      the first follower's rows with >= 2% of its bytes (KiB/s, share, rewrites/s, row):", flush=True)
         _print_rows(apps[0], ScreenWrites.parse(bytes(apps[0].capture)), seconds)
         for app in apps:  # each shows the whole run: its own file records it, followed, to the end
