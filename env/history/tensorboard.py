@@ -40,8 +40,9 @@ class TensorBoardUnavailable(Exception):
     """tensorboardX is not installed."""
 
 
-class TensorBoardFolderError(Exception):
-    """The folder to write in cannot be one: a file, or a folder whose parent is missing."""
+class TensorBoardFolderError(ValueError):
+    """The folder to write in cannot be one: a file, or a folder whose parent is missing (a
+    ValueError: where a session opens, it is said in one line like any bad option)."""
 
 
 def require_writer() -> None:
