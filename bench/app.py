@@ -1,7 +1,7 @@
 """What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
 
     python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--agent swarm|random]
-                        [--breakdown] [--population]
+                        [--breakdown] [--population] [--followers [K]]
 
 (a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, --agent, N)
 started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
@@ -15,6 +15,14 @@ the rewrites per second, and when it is over budget at 80x24, or with --breakdow
 bytes are measured again with each pane hidden (keys 1-3) to say which pane costs them.
 Loopback only (the embedded network); every wait is bounded; the app's processes are
 ended when each set-up is over.
+
+--followers K (default 3) measures followers instead, on the README's shared set-up (a broker,
+the built-in swarm and `cartpole-tui env` as processes of their own): (f0) `cartpole-tui run
+--connect --no-env` starts a run with no control room following it, (fK) the same run with K
+control rooms (`cartpole-tui --connect --no-env`, each on a pty of 80x24, joined before it starts) following it, in
+interleaved rounds, best of each: (fK) >= 95% of (f0). Each follower's bytes/s to its terminal
+while the run plays: <= 8 KiB/s. Each follower must show the run to its end (its own --db
+records it as followed, every episode), or the round fails.
 """
 
 from __future__ import annotations
@@ -63,29 +71,31 @@ class RunFigures:
     state: str
     total_steps: int
     duration: float | None
+    number: int = 0
 
     @property
     def steps_per_s(self) -> float:
         return self.total_steps / self.duration if self.duration else float("nan")
 
 
-def last_run(db_path: Path) -> RunFigures | None:
-    """The newest run in the history, read-only (the app may be writing it)."""
+def last_run(db_path: Path, after: int = 0) -> RunFigures | None:
+    """The newest run in the history (numbered above ``after``), read-only (the app may be writing it)."""
     if not db_path.exists():
         return None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
             row = db.execute(
-                "SELECT episodes, finished, state, total_steps, started, ended, last_episode_at "
-                "FROM runs ORDER BY number DESC LIMIT 1"
+                "SELECT episodes, finished, state, total_steps, started, ended, last_episode_at, number "
+                "FROM runs WHERE number > ? ORDER BY number DESC LIMIT 1",
+                (after,),
             ).fetchone()
     except sqlite3.OperationalError:  # not created yet
         return None
     if row is None:
         return None
-    episodes, finished, state, steps, started, ended, last = row
+    episodes, finished, state, steps, started, ended, last, number = row
     end = ended if ended is not None else last
-    return RunFigures(episodes, finished, state, steps, None if end is None else end - started)
+    return RunFigures(episodes, finished, state, steps, None if end is None else end - started, number)
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -133,25 +143,30 @@ class Watched:
         )
 
 
-def follow_run(db: Path, pid: int, timeout: float) -> Watched:
+def follow_run(db: Path, pid: int, timeout: float, marks: list[float] | None = None, after: int = 0) -> Watched:
     """Wait for the newest run in ``db`` to begin and to end; CPU of ``pid`` (and children) in between.
 
     CPU is sampled at every look at ``db``; the last sample taken while the run was still
-    going counts, so the processes' tear-down after the run is not in it.
+    going counts, so the processes' tear-down after the run is not in it. ``marks`` gets the
+    monotonic times the run was seen to begin and to end. ``after``: the run numbered above it.
     """
-    wait_until(lambda: last_run(db), timeout, "the run to begin")
+    wait_until(lambda: last_run(db, after), timeout, "the run to begin")
     first = last = (cpu_seconds(pid), time.monotonic())
+    if marks is not None:
+        marks.append(first[1])
 
     def ended() -> RunFigures | None:
         nonlocal last
         sample = (cpu_seconds(pid), time.monotonic())
-        run = last_run(db)
+        run = last_run(db, after)
         if run is not None and run.state != "running":
             return run
         last = sample
         return None
 
     run = wait_until(ended, timeout, "the run to end")
+    if marks is not None:
+        marks.append(time.monotonic())
     (env_before, network_before), started = first
     (env_after, network_after), stopped = last
     return Watched(run, env_after - env_before, network_after - network_before, stopped - started)
@@ -160,23 +175,39 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
 # --- (a) headless --------------------------------------------------------------------------------
 
 
-def headless_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> Watched:
+def headless_run(
+    workdir: Path,
+    episodes: int,
+    seed: int,
+    agent: str,
+    timeout: float,
+    shared: SharedNetwork | None = None,
+    marks: list[float] | None = None,
+) -> Watched:
+    """``shared``: started on that network, whose environment plays it and writes the figures."""
     db = workdir / f"headless-{time.monotonic_ns()}.db"
-    process = subprocess.Popen(
-        [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_child_env(workdir),
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        watched = follow_run(db, process.pid, timeout)
-        out, err = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    argv = [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)]
+    joined = ["--connect", shared.address, "--no-env"] if shared else []
+    history, after = (shared.history, shared.newest()) if shared else (db, 0)
+    # A line an episode goes to stderr: to a file, never a pipe read only at the end (a full pipe stalls the run).
+    with open(db.with_suffix(".stderr"), "w+") as errors:
+        process = subprocess.Popen(
+            [*argv, *joined],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=_child_env(workdir),
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            watched = follow_run(history, process.pid, timeout, marks, after)
+            out, _ = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        errors.seek(0)
+        err = errors.read()
     if process.returncode != 0:
         raise RuntimeError(f"cartpole-tui run exited {process.returncode}: {err.strip()[-300:]}")
     if watched.run.state != "done" or json.loads(out)["episodes"] != episodes:
@@ -201,7 +232,7 @@ class PtyApp:
     fed to a terminal emulator (pyte) so that waits can look at the screen.
     """
 
-    def __init__(self, workdir: Path, columns: int, lines: int, seed: int, agent: str):
+    def __init__(self, workdir: Path, columns: int, lines: int, seed: int, agent: str, extra: tuple[str, ...] = ()):
         self.db = workdir / f"app-{columns}x{lines}-{time.monotonic_ns()}.db"
         self.screen = pyte.Screen(columns, lines)
         self._stream = pyte.ByteStream(self.screen)
@@ -214,7 +245,7 @@ class PtyApp:
         try:
             # Its own session: the app and its network child are one process group to end.
             self.process = subprocess.Popen(
-                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent],
+                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent, *extra],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
@@ -441,6 +472,205 @@ def _rate_without(app: PtyApp, key: str, border: str, seconds: float) -> float:
     return rate
 
 
+# --- (f) control rooms following a run played elsewhere --------------------------------------------
+
+FOLLOWER_SPEED_TARGET = 0.95  # (fK) / (f0)
+_LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
+
+
+class SharedNetwork:
+    """A broker, the built-in swarm and the environment, each a process of its own on loopback
+    (the README's shared set-up): `run --connect --no-env` starts a run, the environment plays it
+    and writes its figures into :attr:`history`, and `--no-env` control rooms follow it."""
+
+    def __init__(self, workdir: Path, seed: int):
+        self.processes: list[subprocess.Popen] = []
+        self.history = workdir / "environment.db"
+        self._log = open(workdir / "shared-network.log", "w")  # noqa: SIM115 - closed in close()
+        try:
+            broker = self._start([APP, "broker", "--port", "0"], workdir)
+            match = _LISTENING.search(broker.stdout.readline())  # its first line, or "" when it died
+            if match is None:
+                raise RuntimeError("the broker did not start (see shared-network.log)")
+            self.address = match.group(1)
+            swarm = self._start([APP, "swarm", "--connect", self.address, "--seed", str(seed)], workdir)
+            for _ in range(2):  # "swarm of K models connecting…", then what its population started from
+                if not swarm.stdout.readline():
+                    raise RuntimeError("the swarm did not start (see shared-network.log)")
+            environment = self._start(
+                [APP, "env", "--connect", self.address, "--db", str(self.history), "--seed", str(seed)], workdir
+            )
+            if "connected" not in environment.stdout.readline():
+                raise RuntimeError("the environment did not start (see shared-network.log)")
+            self._wait_joined()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, argv: list[str], workdir: Path) -> subprocess.Popen:
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_child_env(workdir),
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def _wait_joined(self) -> None:
+        """Until the broker lists the swarm's models and aggregation (a run started before would
+        find no agent that plays batches, and play one instance)."""
+        from cartpole_tui.env.components.control import ControlClient
+
+        host, port = self.address.split(":")
+        probe = ControlClient(host, int(port), name="bench")
+        needed = {"models", "aggregation", "environment"}
+        try:
+            wait_until(
+                lambda: probe.stats is not None and needed <= set(probe.stats.clients),
+                STARTUP_TIMEOUT,
+                "the swarm and the environment to join the broker",
+            )
+        finally:
+            probe.close()
+
+    def newest(self) -> int:
+        """The number of the newest run the environment has recorded (0: none yet)."""
+        run = last_run(self.history)
+        return run.number if run else 0
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._log.close()
+
+
+def followed_run(
+    workdir: Path, network: SharedNetwork, episodes: int, seed: int, followers: int, timeout: float
+) -> tuple[Watched, list[float]]:
+    """A run started by `run --connect --no-env` with ``followers`` apps following it (80x24,
+    joined first): (the run, each follower's bytes/s to its terminal from its begin to its end)."""
+    apps: list[PtyApp] = []
+    try:
+        for _ in range(followers):
+            apps.append(PtyApp(workdir, 80, 24, seed, "swarm", ("--connect", network.address, "--no-env")))
+        for app in apps:
+            app.connect()
+            app.rendering = False  # only counted from here on
+        apps[0].capture = bytearray()  # the first follower's bytes, split by screen row after
+        counted: list[list[tuple[int, float]]] = []  # at the run's begin and end: each one's (bytes, CPU s)
+        marks: list[float] = []
+
+        def mark() -> None:
+            counted.append([(app.bytes, sum(cpu_seconds(app.process.pid))) for app in apps])
+
+        watch = threading.Thread(
+            target=lambda: (wait_until(lambda: len(marks) >= 1, timeout, "the run to begin"), mark()), daemon=True
+        )
+        watch.start()
+        watched = headless_run(workdir, episodes, seed, "swarm", timeout, shared=network, marks=marks)
+        mark()
+        watch.join(timeout)
+        if len(counted) < 2 or len(marks) < 2:
+            raise RuntimeError("the followed run was not seen to begin and end")
+        seconds = marks[1] - marks[0]
+        rates = [(after[0] - before[0]) / seconds for before, after in zip(counted[0], counted[-1])]
+        cpu = ", ".join(f"{(after[1] - before[1]) / seconds:.0%}" for before, after in zip(counted[0], counted[-1]))
+        print(f"      CPU of each follower while the run played: {cpu} of a core", flush=True)
+        print("      the first follower's rows with >= 2% of its bytes (KiB/s, share, rewrites/s, row):", flush=True)
+        _print_rows(apps[0], ScreenWrites.parse(bytes(apps[0].capture)), seconds)
+        for app in apps:  # each shows the whole run: its own file records it, followed, to the end
+            app.wait_run(
+                lambda run: run.state == "done" and run.finished == episodes, 30, "a follower to see the run's end"
+            )
+    finally:
+        for app in apps:
+            app.close()
+    return watched, rates
+
+
+def calibrate_shared(workdir: Path, network: SharedNetwork, seed: int, run_seconds: float) -> int:
+    probe = headless_run(workdir, 200, seed, "swarm", STARTUP_TIMEOUT + 60, shared=network).run
+    episodes = math.ceil(run_seconds * probe.steps_per_s / (probe.total_steps / probe.episodes))
+    print(
+        f"calibration: 200 episodes, {probe.total_steps} steps in {probe.duration:.2f} s "
+        f"({probe.steps_per_s:,.0f} steps/s) -> {episodes} episodes for ~{run_seconds:g} s",
+        flush=True,
+    )
+    return episodes
+
+
+def followers_main(args: argparse.Namespace) -> int:
+    """--followers: (f0) vs (fK) in interleaved rounds on one shared network; the followers' bytes."""
+    k = args.followers
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        workdir = Path(tmp)
+        network = _attempt("shared network", lambda: SharedNetwork(workdir, args.seed))
+        if network is None:
+            return 1
+        try:
+            episodes = _attempt("calibration", lambda: calibrate_shared(workdir, network, args.seed, args.run_seconds))
+            if episodes is None:
+                return 1
+            timeout = STARTUP_TIMEOUT + 10 * args.run_seconds
+            alone, followed, rates = [], [], []
+            for round_number in range(1, args.rounds + 1):
+                result = _attempt("(f0)", lambda: headless_run(workdir, episodes, args.seed, "swarm", timeout, network))
+                alone.append(result.run.steps_per_s if result else float("nan"))
+                if result:
+                    print(
+                        f"  round {round_number} (f0) no follower:  {result.run.steps_per_s:8,.0f} steps/s", flush=True
+                    )
+                pair = _attempt(f"(f{k})", lambda: followed_run(workdir, network, episodes, args.seed, k, timeout))
+                followed.append(pair[0].run.steps_per_s if pair else float("nan"))
+                if pair:
+                    rates += pair[1]
+                    each = ", ".join(f"{rate / 1024:.2f}" for rate in pair[1])
+                    print(
+                        f"  round {round_number} (f{k}) {k} followers: {pair[0].run.steps_per_s:8,.0f} steps/s; "
+                        f"each follower {each} KiB/s to its 80x24 terminal",
+                        flush=True,
+                    )
+        finally:
+            network.close()
+
+    best_alone, best_followed = _best(alone), _best(followed)
+    ratio = best_followed / best_alone if best_alone > 0 else float("nan")
+    worst = max(rates) if rates else float("nan")
+    print()
+    print(
+        f"{episodes} episodes, --seed {args.seed}, a broker and the swarm of their own, best of {args.rounds} round(s)"
+    )
+    print(f"{'':<34}{'steps/s':>10}{'vs (f0)':>9}   all rounds")
+    print(
+        f"{'(f0) run --connect, no follower':<34}{best_alone:>10,.0f}{1.0:>9.3f}   "
+        + ", ".join(f"{v:,.0f}" for v in alone)
+    )
+    print(
+        f"{f'(f{k}) the same, {k} followers':<34}{best_followed:>10,.0f}{ratio:>9.3f}   "
+        + ", ".join(f"{v:,.0f}" for v in followed)
+    )
+    print(
+        f"(f{k}) / (f0) = {ratio:.0%}   target >= {FOLLOWER_SPEED_TARGET:.0%}   "
+        f"{'met' if ratio >= FOLLOWER_SPEED_TARGET else 'MISSED'}"
+    )
+    print(
+        f"a follower's bytes to its 80x24 terminal while the run plays: at most {worst / 1024:.2f} KiB/s "
+        f"(of {len(rates)})   target <= {BYTE_BUDGET // 1024} KiB/s   {'met' if worst <= BYTE_BUDGET else 'MISSED'}"
+    )
+    return 0
+
+
 # --- the whole benchmark -------------------------------------------------------------------------
 
 
@@ -492,6 +722,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="(c) at 80x24 again with each pane hidden, even when within budget"
     )
+    parser.add_argument(
+        "--followers",
+        type=int,
+        nargs="?",
+        const=3,
+        metavar="K",
+        help="instead: a run with K control rooms following it (default 3) vs none, and their bytes/s",
+    )
     args = parser.parse_args(argv)
     PtyApp.show_population = args.population
     if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
@@ -500,7 +738,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "bench.app needs pyte to read the app's screen: pip install -e '.[bench]'\n")
     if APP is None:
         parser.exit(2, f"no cartpole-tui console script next to {sys.executable}\n")
+    if args.followers is not None and not 1 <= args.followers <= 8:
+        parser.error("--followers must be 1-8")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    if args.followers is not None:
+        print(f"a run with and without {args.followers} control rooms following it; {os.cpu_count()} CPUs, load {load}")
+        return followers_main(args)
     print(f"cartpole-tui with and without the app watching; {os.cpu_count()} CPUs, load {load}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:

@@ -98,3 +98,7 @@ PLOT_LAST_N = 1000  # `a` shows only this many latest episodes
 PLOT_OVERLAYS = 8  # marked runs drawn over the plot at most
 STALL_HINT_SECONDS = 5.0  # s a run may show no step before the app asks whether agents are there
 POPULATION_GENERATIONS = 40  # generations the population pane keeps
+
+# --- TensorBoard (`export --format tensorboard`, `--tensorboard DIR`) -----------------------
+TENSORBOARD_NAME_MAX = 64  # characters of a run id kept in its folder's name
+TENSORBOARD_OPEN_RUNS = 4  # run folders a mirror keeps open at once (the oldest is closed past it)

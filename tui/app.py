@@ -21,9 +21,9 @@ from textual import events, work
 from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.events import (
     BrokerStats,
-    CartSeen,
     ComponentSeen,
     Disconnected,
     EpisodeFinished,
@@ -47,7 +47,6 @@ from cartpole_tui.tui.controller import (
     HistoryLoaded,
     StorageProblem,
 )
-from cartpole_tui.tui.data.in_order import InOrder
 from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
@@ -111,7 +110,7 @@ class ControlRoomApp(App):
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
         self._rated_run: str | None = None  # ... that run's id
         self.components = 0  # clients the broker reports
-        self._shown_observation = None
+        self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._shown_revision = -1
         self._runs_shown_at = 0.0
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
@@ -304,11 +303,6 @@ class ControlRoomApp(App):
         self.log_line(f"evolution: {event.text}", "yellow")
 
     @handle.register
-    def _on_cart_seen(self, event: CartSeen) -> None:
-        if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
-            self.main.cart.observation = event.observation
-
-    @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
         self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
 
@@ -402,7 +396,7 @@ class ControlRoomApp(App):
             self.main.progress.update(progress=self.run_progress.finished)
             self.main.progress_label.update(label)
         observation = self.controller.latest_observation
-        if observation is not self._shown_observation:
+        if observation is not None and observation is not self._shown_observation:
             self._shown_observation = observation
             self.main.cart.observation = tuple(float(v) for v in observation)
         store = self.store

@@ -3,9 +3,10 @@
 Everything that happens away from the UI thread — the environment's and control
 client's listener threads, connecting, commands, evolution, schedules — ends as an
 event in this controller's queue. However fast events come, at most one
-``EventsPending`` waits in the app's message queue and steps only overwrite
-``latest_observation``: the UI never slows the loop and its queue cannot grow without
-bound. The app drains the queue in its own thread and dispatches each event by type.
+``EventsPending`` waits in the app's message queue and steps (and the cart a follower
+sees from the network) only overwrite ``latest_observation``, drawn at the redraw rate: the
+UI never slows the loop and its queue cannot grow without bound. The app drains the queue
+in its own thread and dispatches each event by type.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.events import (
+    CartSeen,
     Disconnected,
     EnvironmentObserver,
     NetworkError,
@@ -99,7 +101,7 @@ class Controller(EnvironmentObserver):
         self._schedule_stop: threading.Event | None = None
         self.store: RunStore | None = None
         self.session: Session | None = None
-        self.latest_observation = None
+        self.latest_observation: np.ndarray | tuple[float, ...] | None = None
         self.steps = 0
         self._reading_history = False
         self._network_said: object = None  # the embedded network whose start was last told to the app
@@ -120,6 +122,16 @@ class Controller(EnvironmentObserver):
         while self._events:
             events.append(self._events.popleft())
         return events
+
+    def _from_session(self, event) -> None:
+        """The session's events to the queue, but the cart seen from the network (up to 10 a
+        second) only replaces the latest observation, as the environment's own steps do: it
+        repainted the cart pane at that rate, twice the bytes of a control room's budget."""
+        if isinstance(event, CartSeen):
+            if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
+                self.latest_observation = event.observation
+            return
+        self.push(event)
 
     # --- the embedded environment (its listener thread) --------------------------------
 
@@ -152,7 +164,7 @@ class Controller(EnvironmentObserver):
             if self.session is None:
                 self.session = Session(
                     self.options,
-                    on_event=self.push,  # one stream of events, whatever their source
+                    on_event=self._from_session,  # one stream of events, whatever their source
                     observers=[self],
                     on_disconnect=lambda reason: self.push(Disconnected(reason)),
                     store=self.store,

@@ -99,6 +99,8 @@ class ControlClient:
         self.health.listeners += 1  # this client is one of the observation room's members now
 
         def heard(msg: dict) -> None:
+            if self.environment_answered:  # left the room: what was still on its way
+                return
             try:
                 on_observation(*protocol.parse_observation_step(msg), msg.get("SENT_BY"))
             except protocol.ProtocolError:
@@ -106,6 +108,16 @@ class ControlClient:
 
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
+
+    def _environment_is_ours(self) -> None:
+        """Our environment spoke (RUN_STATE, RUN_STARTED): were this control room watching
+        ``observation`` (it joined before any environment, so nothing answered its state query),
+        it leaves: as a member that does not take batches it would keep every run to one instance."""
+        self.environment_answered = True
+        if protocol.OBSERVATION in self.client.rooms:
+            self.client.rooms.discard(protocol.OBSERVATION)
+            leave = {"TYPE": protocol.LEAVEROOM, "ROOM": protocol.OBSERVATION, "TO_ROOM": protocol.COMMAND_ROOM}
+            self.client.send({"ID": protocol.new_id(), **leave})
 
     def _on_cart(self, msg: dict) -> None:
         try:
@@ -318,8 +330,7 @@ class ControlClient:
             )
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
-        if status == protocol.RUN_STATE:
-            self.environment_answered = True
+        self._environment_is_ours()  # the published environment sends neither
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             self.admits(protocol.RUN_STATE, msg.get("SENT_BY"))  # no run going; but who answers is told
             return

@@ -311,6 +311,10 @@ class EnvironmentComponent:
 
     def start(self) -> EnvironmentComponent:
         self.client.start()
+        # Said once on joining: a control room that joined first, heard no answer to its state
+        # query and took the network for the published environment (watching ``observation``,
+        # where it would keep runs to one instance) learns the environment is ours.
+        self.client.send(self.logic.state())
         return self
 
     def close(self) -> None:

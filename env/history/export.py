@@ -1,8 +1,9 @@
-"""Export run history: CSV (one row per episode, with its run's columns) or JSON.
+"""Export run history: CSV (one row per episode, with its run's columns), JSON, or TensorBoard.
 
 CSV: a run without episodes still gets one row, with the episode columns empty.
 JSON: ``{"format": "cartpole-tui/runs", "version": 1, "runs": [{...run, "episodes": [...]}]}``.
 Times are Unix seconds; floats are written exactly (they parse back to the same numbers).
+TensorBoard: a folder, one run's event file in each of its folders (:mod:`.tensorboard`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import tempfile
 import time
 from typing import TextIO
 
+from cartpole_tui.env.history import tensorboard
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.history.store import MEMORY, RunStore
 from cartpole_tui.env.paths import default_db_path
 
-FORMATS = ("csv", "json")
+TEXT_FORMATS = ("csv", "json")
+FOLDER_FORMATS = ("tensorboard",)  # written to a folder, never to standard output
+FORMATS = TEXT_FORMATS + FOLDER_FORMATS
 RUN_FIELDS = (
     "run",
     "run_uid",
@@ -119,14 +123,28 @@ def export_runs(source: RunStore | str | None, run_numbers: list[int] | None, fm
 
     ``source`` is a store, or a database path (None: the default one) opened for reading.
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt not in TEXT_FORMATS:
+        raise ExportError(f"format must be one of {', '.join(TEXT_FORMATS)}, not {fmt!r}")
     if isinstance(source, RunStore):
         runs = select_runs(source, run_numbers)
         (_write_csv if fmt == "csv" else _write_json)(source, runs, out)
         return len(runs)
     with open_for_export(source) as store:
         return export_runs(store, run_numbers, fmt, out)
+
+
+def export_to_folder(source: RunStore | str | None, run_numbers: list[int] | None, out_dir: str) -> int:
+    """TensorBoard: one folder per chosen run (all for None) in ``out_dir``; returns how many.
+    Raises :class:`~.tensorboard.TensorBoardUnavailable` without the extra."""
+    if isinstance(source, RunStore):
+        try:
+            return tensorboard.export_runs(source, select_runs(source, run_numbers), out_dir)
+        except tensorboard.TensorBoardFolderError as error:
+            raise ExportError(str(error)) from None
+        except OSError as error:
+            raise ExportError(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    with open_for_export(source) as store:
+        return export_to_folder(store, run_numbers, out_dir)
 
 
 def open_for_export(db_path: str | None) -> RunStore:

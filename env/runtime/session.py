@@ -19,9 +19,10 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
-from cartpole_tui.env.events import EnvironmentObserver, RunFinished
+from cartpole_tui.env.events import EnvironmentObserver, NetworkError, RunFinished
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.history.tensorboard import TensorBoardMirror
 from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
@@ -44,6 +45,7 @@ class SessionOptions:
     population_file: str | None = None  # the embedded swarm's population: restored at start, saved each evolution
     fresh: bool = False  # the embedded swarm starts from random weights (the file is written over)
     parallel: int = defaults.PARALLEL  # instances at once when every agent understands batches
+    tensorboard: str | None = None  # a folder: each run's episodes mirrored there as they end
 
 
 class Session:
@@ -53,6 +55,8 @@ class Session:
     of a run's events counts). With the environment here, it records its runs into the store
     as they happen; with a remote one, the store records what this control room follows,
     unless it is the file that environment writes. ``observers`` see the environment's steps.
+    With ``tensorboard`` set, the same stream is mirrored there: whichever process plays or
+    follows a run writes what it sees, as it records its history.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Session:
         self.events = RunEvents(self._hand_on, environment_here=here, store=store, env_id=options.env_id)
         self.observers = ([self.recorder] if self.recorder else []) + [self.events.observer(), *(observers or ())]
         self.on_disconnect = on_disconnect
+        self.mirror: TensorBoardMirror | None = None
         self.network: LocalNetwork | None = None
         self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
@@ -93,6 +98,8 @@ class Session:
     def open(self) -> Session:
         """Start or join the network; ConnectionFailed / NetworkStartError on failure (nothing left running)."""
         try:
+            if self.options.tensorboard is not None and self.mirror is None:
+                self.mirror = TensorBoardMirror(self.options.tensorboard, on_error=self._mirror_failed)
             if self.embedded and self.network is None:
                 self._start_network()
             host, port = self.host, self.port
@@ -189,7 +196,12 @@ class Session:
                 observer.on_step(np.array(observation), reward, done)
         self.events.observed(reward is None, reward or 0.0, done)
 
+    def _mirror_failed(self, text: str) -> None:
+        self._hand_on(NetworkError("tensorboard", text))
+
     def _hand_on(self, event: object) -> None:
+        if self.mirror is not None:
+            self.mirror.take(event)
         if self.on_event is not None:
             self.on_event(event)
 
@@ -220,3 +232,6 @@ class Session:
         if self.network is not None:
             self.network.stop()
             self.network = None
+        if self.mirror is not None:  # what it was told is written first
+            self.mirror.close()
+            self.mirror = None

@@ -21,8 +21,11 @@ from textual.widgets import Label
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.events import CartSeen, RunStarted
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from tests.published import PublishedNetwork
@@ -201,3 +204,39 @@ async def test_a_follower_with_a_file_of_its_own_records_the_environments_times(
         assert followed.steps_per_s == played.steps_per_s
         assert followed.ended == played.ended  # its end too (ENV_DONE's ENDED_AT): one duration
         assert table_row(app, followed.number)[6:8] == [f"{played.duration:.1f}s", f"{played.steps_per_s:,.0f}"]
+
+
+def test_a_control_room_that_joined_before_the_environment_leaves_it_vectorised(broker, closing):
+    """Nothing answered its state query, so it took the network for the published environment
+    and watched ``observation``; a member there that takes no batches kept every run to one
+    instance (bench.app --followers: 267 vs 5,227 steps/s). Our environment says it is there
+    when it joins, and the control room leaves the room."""
+    closing(Swarm("127.0.0.1", broker.port, models=2, seed=1).start())
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1, 10, "the swarm to join")
+    agents = members(broker, protocol.OBSERVATION)
+    address = f"127.0.0.1:{broker.port}"
+    follower = Session(SessionOptions(connect=address, embed_env=False)).open()
+    closing(follower)
+    rooms = follower.control.client.rooms
+    wait_for(lambda: protocol.OBSERVATION in rooms, 10, "the follower to watch observations (no environment yet)")
+
+    started: list[RunStarted] = []
+    starter = Session(SessionOptions(connect=address, seed=3, parallel=10), on_event=started.append).open()
+    closing(starter)
+    wait_for(lambda: protocol.OBSERVATION not in rooms, 10, "the follower to leave observation")
+    # the swarm's and the environment's own (it joins the rooms it sends to), not the follower's
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == agents + 1, 10, "the follower out of observation")
+    result = starter.control.run(30, False, seed=3, idle_timeout=30)
+    assert result.episodes == 30
+    assert [event.instances for event in started if isinstance(event, RunStarted)] == [10]
+
+
+async def test_the_cart_seen_from_the_network_is_drawn_at_the_redraw_rate_not_as_it_comes(tmp_path):
+    """The cart room brings up to 10 views a second: each used to repaint the cart pane (a
+    follower wrote 12–15 KiB/s at 80x24); now only the latest is drawn at the next repaint."""
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in range(50):  # as the control client's thread hands them on
+            app.controller._from_session(CartSeen((0.01 * step, 0.0, 0.0, 0.0)))
+        assert not app.controller.drain()  # nothing queued for the screen
+        await until(pilot, lambda: app.main.cart.observation == (0.49, 0.0, 0.0, 0.0), what="the latest view drawn")

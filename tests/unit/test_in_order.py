@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.events import EpisodeFinished
-from cartpole_tui.tui.data.in_order import InOrder
 
 
 def numbers(events: list[EpisodeFinished]) -> list[int]:

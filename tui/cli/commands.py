@@ -21,11 +21,13 @@ from rich.text import Text
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.events import EpisodeFinished, NetworkError, RunFinished
-from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
+from cartpole_tui.env.history.export import FOLDER_FORMATS, ExportError, export_runs, export_to_file, export_to_folder
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.history.tensorboard import TensorBoardMirror
 from cartpole_tui.env.runtime.network import NetworkStartError
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.runtime.session import Session, SessionOptions
@@ -38,7 +40,6 @@ from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import CommandError
-from cartpole_tui.tui.data.in_order import InOrder
 from cartpole_tui.tui.data.words import average, steps_per_second
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
@@ -63,6 +64,7 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         agent=args.agent,
         offline=getattr(args, "offline", False),
         parallel=args.parallel,
+        tensorboard=getattr(args, "tensorboard", None),
     )
 
 
@@ -410,20 +412,26 @@ def env(args: argparse.Namespace) -> int:
             raise
     recorder = StoreRecorder(store, args.env_id, args.connect)
     component.add_observer(recorder)
+    mirror = None
+    if args.tensorboard is not None:
+        mirror = TensorBoardMirror(args.tensorboard, on_error=lambda text: print(text, file=sys.stderr, flush=True))
+        component.add_observer(mirror)
     component.logic.history = recorder.history  # announced with each run: control rooms sharing the file read it
     component.start()
-    with reported_failures():
-        try:
-            component.client.check_broker()
-        except ConnectionError:
-            component.close()
-            store.close()
-            raise
-    print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
 
     def close() -> None:
         component.close()
         store.close()
+        if mirror is not None:
+            mirror.close()
+
+    with reported_failures():
+        try:
+            component.client.check_broker()
+        except ConnectionError:
+            close()
+            raise
+    print(f"environment {args.env_id} connected to {args.connect}; Ctrl-C to stop", flush=True)
 
     _serve_until_interrupted(close, lost)
     if lost_reason:  # the broker went away: a failure, as for the swarm
@@ -432,8 +440,13 @@ def env(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """To ``--output``, or standard output for none or "-"."""
+    """To ``--output``, or standard output for none or "-"; TensorBoard to the folder ``--out``."""
     with reported_failures():
+        if args.format in FOLDER_FORMATS:
+            count = export_to_folder(args.db, args.runs, args.output)
+            runs = f"{count} run{'' if count == 1 else 's'}"
+            print(f"exported {runs} to {args.output} (see them: tensorboard --logdir {args.output})", file=sys.stderr)
+            return 0
         if args.output in (None, "-"):
             try:
                 export_runs(args.db, args.runs, args.format, sys.stdout)

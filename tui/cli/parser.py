@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.history.export import FORMATS
+from cartpole_tui.env.history import tensorboard
+from cartpole_tui.env.history.export import FOLDER_FORMATS, FORMATS
 from cartpole_tui.env.history.store import MEMORY
 from cartpole_tui.env.wire import auth, protocol
 from cartpole_tui.tui.cli import arguments, commands, config, serve
@@ -103,6 +104,16 @@ def history_option() -> argparse.ArgumentParser:
         "--db",
         metavar="PATH",
         help="run history database (default: in your data directory; :memory: keeps nothing)",
+    )
+
+
+def tensorboard_option() -> argparse.ArgumentParser:
+    return _option(
+        "run history",
+        "--tensorboard",
+        metavar="DIR",
+        help="also write each run's episodes to TensorBoard event files in DIR as they end, "
+        "one folder per run (needs the [tensorboard] extra)",
     )
 
 
@@ -206,7 +217,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "run",
         commands.run,
         "one run headless, with a progress bar; prints the run's average",
-        [*session_options(), fresh_option()],
+        [*session_options(), tensorboard_option(), fresh_option()],
     )
     run.add_argument(
         "--episodes",
@@ -254,12 +265,14 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
 
 
 def add_env(sub: argparse._SubParsersAction) -> None:
-    parents = [network_options(True), history_option(), environment_options(), seed_option()]
+    parents = [network_options(True), history_option(), tensorboard_option(), environment_options(), seed_option()]
     _command(sub, "env", commands.env, "the environment component alone, like the seed", parents)
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
-    export = _command(sub, "export", commands.export, "write run history as CSV or JSON", [history_option()])
+    export = _command(
+        sub, "export", commands.export, "write run history as CSV, JSON or TensorBoard event files", [history_option()]
+    )
     export.add_argument(
         "--run",
         type=arguments.run_number,
@@ -269,7 +282,13 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         help="run number to export (repeatable; default: all runs)",
     )
     export.add_argument("--format", choices=FORMATS, default=FORMATS[0])
-    export.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+    export.add_argument(
+        "-o",
+        "--output",
+        "--out",
+        metavar="FILE|DIR",
+        help="file to write (default: standard output); for tensorboard the folder, one folder per run in it",
+    )
 
 
 def add_swarm(sub: argparse._SubParsersAction) -> None:
@@ -358,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A terminal control room for swergio CartPole networks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's path unbroken
         epilog=f"config file: {config.config_path()}\n  keys: {', '.join(config.KEYS)}; flags override it",
-        parents=[*session_options(), fresh_option(), redraw_option()],
+        parents=[*session_options(), tensorboard_option(), fresh_option(), redraw_option()],
     )
     parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
     parser.set_defaults(func=commands.control_room)
@@ -387,7 +406,13 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
 def check_folders(args: argparse.Namespace) -> None:
     """A file to be written in a folder that does not exist is a usage error naming the folder:
     nothing makes folders the user named (only the default data folder is made)."""
-    for option, dest, unwritten in (("--db", "db", (MEMORY,)), ("--output", "output", ("-",)), ("--save", "save", ())):
+    written = (
+        ("--db", "db", (MEMORY,)),
+        ("--output", "output", ("-",)),
+        ("--save", "save", ()),
+        ("--tensorboard", "tensorboard", ()),
+    )
+    for option, dest, unwritten in written:
         path = getattr(args, dest, None)
         if path is None or path in unwritten:
             continue
@@ -396,11 +421,32 @@ def check_folders(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {path}: no folder {folder} (make it first, or name another)")
 
 
+def check_tensorboard(args: argparse.Namespace) -> None:
+    """TensorBoard output asked for that cannot be is a usage error: no folder named, a file by
+    that name, or the extra not installed."""
+    if getattr(args, "format", None) in FOLDER_FORMATS:
+        if args.output in (None, "-"):
+            raise UsageError(f"--format {args.format} writes a folder: name it with --out DIR")
+        option, folder = "--out", args.output
+    elif getattr(args, "tensorboard", None) is not None:
+        option, folder = "--tensorboard", args.tensorboard
+    else:
+        return
+    try:
+        tensorboard.require_writer()
+    except tensorboard.TensorBoardUnavailable as error:
+        raise UsageError(f"{option} {folder}: {error}") from None
+    problem = tensorboard.folder_problem(folder)
+    if problem is not None:
+        raise UsageError(f"{option} {folder}: {problem}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         check_folders(args)
+        check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
     except (config.ConfigError, auth.TokenError, UsageError) as error:
         print(f"cartpole-tui: {error}", file=sys.stderr)

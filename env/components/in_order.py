@@ -2,9 +2,10 @@
 
 A vectorised run numbers its episodes in start order (an interleave of its instances), and
 a short episode ends before a long one started earlier: they arrive out of number order. The
-plot takes them in number order, so that order carries no length bias: an episode waits here
+app's plot and the TensorBoard mirror take them in number order, so that order carries no
+length bias (and TensorBoard's lines do not double back): an episode waits here
 until every lower number of its run has come, and a run's end (or the next run) lets out what
-is left, gaps and all (a stopped run never plays some numbers). Testable without Textual.
+is left, gaps and all (a stopped run never plays some numbers). Components layer, no sockets.
 """
 
 from __future__ import annotations

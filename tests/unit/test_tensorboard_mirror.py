@@ -1,0 +1,58 @@
+"""The TensorBoard mirror: run folders named safely, episodes written in number order."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
+from cartpole_tui.env.history.tensorboard import TensorBoardMirror, folder_problem, safe_name
+
+
+@pytest.mark.parametrize(
+    "run_id, name",
+    [
+        ("3f2a9c", "3f2a9c"),
+        ("../../etc", "_.._etc"),
+        ("..", "run"),
+        ("", "run"),
+        (".hidden", "hidden"),
+        ("a/b\\c\x1b[0m\n", "a_b_c__0m_"),
+        ("x" * 500, "x" * 64),
+    ],
+)
+def test_a_run_id_becomes_one_harmless_path_component(run_id, name):
+    assert safe_name(run_id) == name
+
+
+def test_a_file_or_a_missing_parent_cannot_be_the_folder(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert folder_problem(str(tmp_path / "file")) == "not a folder"
+    assert folder_problem(str(tmp_path / "a" / "b")) == f"no folder {tmp_path / 'a'} (make it first, or name another)"
+    assert folder_problem(str(tmp_path / "new")) is None and folder_problem(str(tmp_path)) is None
+
+
+def scores(folder: str) -> list[tuple[int, float]]:
+    accumulator = EventAccumulator(folder, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return [(e.step, e.value) for e in accumulator.Scalars("episode/score")]
+
+
+def test_episodes_ending_out_of_order_are_written_by_number_and_a_joined_run_as_they_come(tmp_path):
+    mirror = TensorBoardMirror(str(tmp_path))
+    mirror.on_run_started(RunStarted("first", 5, False, started=1_000_000))
+    for number in (3, 1, 5, 2, 4):
+        mirror.on_episode(EpisodeFinished("first", number, float(number * 10), number))
+    mirror.on_run_finished(RunFinished("first", 30.0, 5, steps=15, seconds=1.5))
+    mirror.take(RunJoined(RunStarted("second", 100, False, started=2_000_000), finished=40, steps=900))
+    for number in (42, 41):  # its lower numbers ended before the join: nothing to wait for
+        mirror.take(EpisodeFinished("second", number, 1.0, 1))
+    mirror.take("not a run event")
+    mirror.close()
+    first, second = sorted(os.listdir(tmp_path))
+    assert first.endswith("-first") and second.endswith("-second")
+    assert scores(str(tmp_path / first)) == [(n, n * 10.0) for n in range(1, 6)]
+    assert [step for step, _ in scores(str(tmp_path / second))] == [42, 41]
+    assert mirror.written == 7 and mirror.failed is None
