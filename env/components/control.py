@@ -20,6 +20,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
+from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
@@ -39,6 +40,13 @@ from cartpole_tui.env.wire.transport import Component
 
 class ControlTimeout(TimeoutError):
     """Something the control client waited for did not answer in time."""
+
+
+class _ControlComponent(Component):
+    """The control client's connection. It says BATCH: when it listens to the per-step rooms
+    (slow runs only) the broker's census must not count it as a published component."""
+
+    batch = True
 
 
 class ControlClient:
@@ -77,7 +85,14 @@ class ControlClient:
         self.health = NetworkHealth()
         self._names = NameFlood()  # component names seen: bounded, a flood summarised
         self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
-        self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
+        self.models = ModelCensus()  # which models answered the last observation (while listening to logits)
+        self.health.models = self.models
+        self.observations = 0  # observations heard in `observation` (once watched)
+        self._joined_rooms: set[str] = set()
+        self._on_observation: Callable[[tuple[float, ...], float | None, bool], None] | None = None
+        self.client = _ControlComponent(
+            name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected
+        )
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
         commands = [MESSAGE_TYPE.COMMAND.REGISTER, MESSAGE_TYPE.COMMAND.JOINROOM]
@@ -92,16 +107,50 @@ class ControlClient:
 
     def watch_observations(self, on_observation: Callable[[tuple[float, ...], float | None, bool], None]) -> None:
         """Join ``observation`` (the published environment tells nothing else): ``on_observation``
-        gets each one-instance observation, its reward (None: a run's first) and done."""
+        gets each one-instance observation, its reward (None: a run's first) and done. From then
+        on a run waits as long as observations come."""
+        self._on_observation = on_observation
+        self._join(protocol.OBSERVATION, self._heard_observation)
 
-        def heard(msg: dict) -> None:
-            try:
-                on_observation(*protocol.parse_observation_step(msg))
-            except protocol.ProtocolError:
+    def watch_models(self) -> None:
+        """Join ``observation`` and ``logits``: a stall then says which models did not answer
+        (:mod:`.model_census`). Only for slow runs (every LOGITS of every model comes here)."""
+        self._join(protocol.OBSERVATION, self._heard_observation)
+        self._join(protocol.LOGITS, self._heard_logits)
+
+    @property
+    def watching_models(self) -> bool:
+        return protocol.LOGITS in self._joined_rooms
+
+    def _join(self, room: str, handler: Callable[[dict], None]) -> None:
+        with self._cond:
+            if room in self._joined_rooms:
                 return
-
+            self._joined_rooms.add(room)
         custom = MESSAGE_TYPE.DATA.CUSTOM
-        self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
+        self.client.add_eventHandler(handler, None, trigger=Trigger(custom, room))
+
+    def _heard_observation(self, msg: dict) -> None:
+        try:
+            step = protocol.parse_observation_step(msg)
+        except protocol.ProtocolError:
+            return  # a batch (our vectorised environment) or a malformed one
+        with self._cond:
+            self.observations += 1
+            self.models.observation()
+            if self._run_id is not None and self._result is None:
+                self._last_progress = time.monotonic()  # a run with observations going is alive
+        if self._on_observation is not None:
+            self._on_observation(*step)
+
+    def _heard_logits(self, msg: dict) -> None:
+        with self._cond:
+            self.models.logits(msg)
+
+    def silence(self) -> str | None:
+        """What the model census says of the last observation (None: nothing known)."""
+        with self._cond:
+            return self.models.text()
 
     def _on_cart(self, msg: dict) -> None:
         try:
@@ -137,6 +186,11 @@ class ControlClient:
     def run_id(self) -> str | None:
         return self._run_id
 
+    @property
+    def asked(self) -> int:
+        """The episodes the run this client started last asked for."""
+        return self._asked
+
     def scores(self) -> list[float]:
         """The scores of the current run's finished episodes (EPISODE_DONE) so far."""
         with self._cond:
@@ -167,14 +221,23 @@ class ControlClient:
                 self._raise_if_lost()
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
-                    what = (
-                        "no episode finished"
-                        if self._scores
-                        else "the environment did not answer (is an environment component on the control room?)"
-                    )
-                    raise ControlTimeout(f"{what} for {idle_timeout:.0f}s")
+                    raise ControlTimeout(self._quiet(idle_timeout))
                 self._cond.wait(min(0.5, idle_timeout - idle))
             return self._result
+
+    def _quiet(self, idle_timeout: float) -> str:
+        """Which room went quiet, as the time-out says it (lock held)."""
+        models = self.models.text() if self.watching_models else None
+        if self.observations and protocol.OBSERVATION in self._joined_rooms:
+            what = f"no observation for {idle_timeout:.0f}s (room observation went quiet after {self.observations:,})"
+        elif self._scores:
+            what = f"no episode finished for {idle_timeout:.0f}s (room control went quiet)"
+        else:
+            what = (
+                f"the environment did not answer for {idle_timeout:.0f}s"
+                " (is an environment component on the control room?)"
+            )
+        return f"{what}: {models}" if models else what
 
     def run(
         self,
@@ -195,19 +258,20 @@ class ControlClient:
                 left = timeout - (time.monotonic() - self._evolution.started)
                 if left <= 0:
                     self._evolution.give_up()
-                    raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
+                    raise ControlTimeout(self._evolution.silence(timeout))
                 self._cond.wait(min(0.5, left))
             return self._evolution.answer
 
     def _watch_evolution(self) -> None:
-        """An evolution that answers with foreign ROOT_IDs (the published one): watch the
-        evolution room for answers to our own GET (see :mod:`.evolution_answers`)."""
+        """Watch the evolution room for answers to our own GET: the published evolution answers
+        with foreign ROOT_IDs, and what went by says why an EVO_DONE did not come
+        (see :mod:`.evolution_answers`)."""
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_evolution_room, None, trigger=Trigger(custom, protocol.EVOLUTION))
 
     def _on_evolution_room(self, msg: dict) -> None:
         with self._cond:
-            self._evolution.seen_in_room(msg.get("ROOT_ID"))
+            self._evolution.seen_in_room(msg)
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
@@ -272,11 +336,15 @@ class ControlClient:
             return  # not our broker's format: ignore, as with any unknown message
         self._summarise_names(time.monotonic())
         with self._cond:
-            self.stats = event
+            previous, self.stats = self.stats, event
             running = self._run_id is not None and self._result is None
             self._cond.notify_all()
         self._emit(event)
-        for warning in self.health.observe(event, running):
+        if running and not self.watching_models and _slow(previous, event):
+            self.watch_models()  # before the health's stall report, which then names the silent models
+        with self._cond:
+            warnings = self.health.observe(event, running)
+        for warning in warnings:
             self._emit(warning)
 
     def wait_stats(self, timeout: float) -> BrokerStats | None:
@@ -376,3 +444,13 @@ class ControlClient:
                 return
             self._cond.notify_all()
         self._emit(answer)
+
+
+def _slow(previous: BrokerStats | None, current: BrokerStats) -> bool:
+    """Observations flow, at most ``MODEL_CENSUS_MAX_RATE`` a second, between two stats."""
+    if previous is None or current.at <= previous.at:
+        return False
+    sent = (
+        current.rooms.get(protocol.OBSERVATION, (0, 0, 0))[1] - previous.rooms.get(protocol.OBSERVATION, (0, 0, 0))[1]
+    )
+    return 0 < sent / (current.at - previous.at) <= defaults.MODEL_CENSUS_MAX_RATE

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.wire import protocol
 
@@ -32,6 +33,7 @@ class NetworkHealth:
         self._reported = False
         self._k: int | None = None  # LOGITS per observation in the last window observations moved
         self._k_before: int | None = None  # ... in the window before (the last may hold an unanswered one)
+        self.models: ModelCensus | None = None  # who answered the last observation, when the control listens
 
     def observe(self, stats: BrokerStats, running: bool) -> list[NetworkError]:
         warnings = [NetworkError(name, f"{name} left the network") for name in self._left(stats.clients)]
@@ -71,7 +73,8 @@ class NetworkHealth:
         if actions >= obs:
             room, what = protocol.OBSERVATION, "the environment sent no observation after the last ACTION"
         elif not logits or logits < per_observation * obs:
-            room, what = protocol.LOGITS, "no model answered the last observation"
+            census = self.models.text() if self.models is not None else None
+            room, what = protocol.LOGITS, census or "no model answered the last observation"
         else:
             room, what = protocol.ACTION, "the aggregation sent no ACTION for the last observation"
         return NetworkError(room, f"run stalled: {what} for {seconds:.0f}s (room {room})")

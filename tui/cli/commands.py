@@ -205,11 +205,12 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             result = _stop_interrupted(session)
             progress.stop()
-            print(
-                f"cartpole-tui: {caught.name}: run stopped; average score {result.avg_score:.2f} over "
-                f"{result.episodes} finished episodes",
-                file=sys.stderr,
+            finished = (
+                f"average score {result.avg_score:.2f} over {result.episodes} finished episodes"
+                if result.episodes
+                else "no episode finished"
             )
+            print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
             return caught.code
     if args.json:
         numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)

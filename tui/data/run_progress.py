@@ -114,6 +114,8 @@ class RunProgress:
         average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
         self.label = f"run {number} {ending} · {average or 'no episode finished'}"
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
+        if not event.episodes:
+            return Text(f"run {number} {ending}: no episode finished{speed}")
         return Text.assemble(
             f"run {number} {ending}: average ",
             (f"{event.avg_score:.1f}", "bold"),
@@ -125,10 +127,11 @@ class RunProgress:
         current, self.current = self.current, None
         return current
 
-    def check(self, steps: int, now: float) -> bool | None:
+    def check(self, steps: int, now: float, why: str | None = None) -> bool | None:
         """Whether the progress bar shows at ``now``, given the steps played so far: True while the
         run moves, False once it has shown no step and no episode for ``stall_hint_seconds`` (the
-        label then says why that may be, once until something moves), None to leave it as it is."""
+        label then says why that may be — ``why``, what the network showed, when known — once until
+        something moves), None to leave it as it is."""
         if self.current is None:
             return None
         count = steps + self.finished
@@ -141,7 +144,7 @@ class RunProgress:
         self._seen = (count, float("inf"))  # said once until something moves
         self.label = (
             f"run {self.numbers.get(self.current.run_id, '?')} · {self.finished}/{self.current.episodes} · "
-            f"no step for {self.stall_hint_seconds:g}s: waiting for agents — is the swarm running?"
+            f"no step for {self.stall_hint_seconds:g}s: {why or 'waiting for agents — is the swarm running?'}"
         )
         return False  # an ETA means nothing now; the hint needs the room
 
