@@ -320,7 +320,7 @@ class ControlRoomApp(App):
             return
         if self.main.network.components.add(event.name):
             self.log_line(Text(f"component seen: {event.name}", style="dim"))
-            self.main.network.update_stats(None)  # a broker without stats: the names are all the pane has
+            self.main.network.names_changed()
 
     @handle.register
     def _on_broker_stats(self, event: BrokerStats) -> None:
