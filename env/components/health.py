@@ -70,11 +70,13 @@ class NetworkHealth:
             start = {}  # first seen mid-run: the counts since the broker began are the best guess
         obs, logits, actions = (counts[room] - start.get(room, 0) for room in _STEP_ROOMS)
         per_observation = next((k for k in (self._k_before, self._k) if k), round(logits / obs) if obs else 0)
+        census = self.models.text() if self.models is not None and self.models.silent() else None
         if actions >= obs:
             room, what = protocol.OBSERVATION, "the environment sent no observation after the last ACTION"
+        elif census is not None:  # the control client heard the LOGITS: it knows who did not answer
+            room, what = protocol.LOGITS, census
         elif not logits or logits < per_observation * obs:
-            census = self.models.text() if self.models is not None else None
-            room, what = protocol.LOGITS, census or "no model answered the last observation"
+            room, what = protocol.LOGITS, "no model answered the last observation"
         else:
             room, what = protocol.ACTION, "the aggregation sent no ACTION for the last observation"
         return NetworkError(room, f"run stalled: {what} for {seconds:.0f}s (room {room})")
