@@ -140,12 +140,26 @@ class ControlClient:
             self.models.observation()
             if self._run_id is not None and self._result is None:
                 self._last_progress = time.monotonic()  # a run with observations going is alive
+        self._seen_sender(msg)
         if self._on_observation is not None:
             self._on_observation(*step)
 
     def _heard_logits(self, msg: dict) -> None:
         with self._cond:
             self.models.logits(msg)
+        self._seen_sender(msg)
+
+    def _seen_sender(self, msg: dict) -> None:
+        """A message's SENT_BY names a component: a broker that tells no REGISTER of clients that
+        joined before us (swergio.Server) shows them only so."""
+        name = msg.get("SENT_BY")
+        if not isinstance(name, str) or name == protocol.BROKER:
+            return
+        name = protocol.clean_text(name, 80)
+        with self._cond:
+            tell = self._names.tell(name, time.monotonic())
+        if tell:
+            self._emit(ComponentSeen(name, None))
 
     def silence(self) -> str | None:
         """What the model census says of the last observation (None: nothing known)."""
@@ -272,6 +286,7 @@ class ControlClient:
     def _on_evolution_room(self, msg: dict) -> None:
         with self._cond:
             self._evolution.seen_in_room(msg)
+        self._seen_sender(msg)
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
@@ -356,6 +371,7 @@ class ControlClient:
             return self.stats
 
     def _on_control(self, msg: dict) -> None:
+        self._seen_sender(msg)
         status = protocol.control_status(msg)
         if status == protocol.EPISODE_DONE:
             self._on_episode(msg)

@@ -16,8 +16,10 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
-from tests.conftest import wait_for
+from tests.conftest import screen_text, until, wait_for
+from tests.functional.test_app import connected, make_app, start_run
 from tests.functional.test_published import all_joined, ready_network
+from tests.functional.test_screen_text import inside, words
 from tests.functional.test_swarm import members
 from tests.published import NR_OF_MODELS, PublishedNetwork
 
@@ -210,3 +212,33 @@ def test_a_run_with_their_environment_waits_as_long_as_observations_come(broker,
         session.close()
         net.close()
         store.close()
+
+
+async def test_with_swergio_server_the_pane_lists_the_components_and_a_stall_names_the_killed_model(
+    tmp_path, swergio_server
+):
+    """swergio.Server sends no stats: the names come from the messages, and the control room
+    listens to the LOGITS itself (swergio.Server carries tens of steps a second)."""
+    net = PublishedNetwork(swergio_server, evolution=False)
+    app = make_app(tmp_path, swergio_server)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await connected(pilot)
+            control = app.controller.control
+            await until(pilot, lambda: control is not None and control.watching_models, what="the logits watched")
+            await start_run(pilot, "500")  # still going when the model is killed
+            await until(pilot, lambda: len(control.models.known) == NR_OF_MODELS, what="every model heard")
+            network = app.main.network_box
+            shown = lambda: words(inside(app, network))  # noqa: E731
+            await until(pilot, lambda: "model" in shown(), what="the names in the pane")
+            assert "environment" in shown() and "none yet" not in shown(), shown()
+            killed = net.models[4]
+            with contextlib.suppress(OSError):  # (swergio.Server may also lose frames under load: more are silent)
+                killed.client.close()
+            hint = re.compile(
+                r"no step for 5s: (1[0-9]) of 20 models answered the last observation; models? [0-9a-f]{8}"
+            )
+            await until(pilot, lambda: hint.search(words(screen_text(app).splitlines())), what="the stall hint")
+            assert killed.component_id[:8] in (control.silence() or "") or len(control.models.silent()) > 3
+    finally:
+        net.close()
