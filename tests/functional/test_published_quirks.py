@@ -202,7 +202,9 @@ def test_a_run_with_their_environment_waits_as_long_as_observations_come(broker,
         assert finished.wait(60), "the run did not end"
         assert result and result[0].episodes == 6
         assert control.observations > 6 * 8  # more than a second of steps at this rate
-        assert store.runs()[-1].finished == 6 and (store.runs()[-1].steps_per_s or 0) > 0  # counted from observation
+        # counted from observation (the last episode's DONE comes just after their ENV_DONE)
+        wait_for(lambda: store.runs()[-1].finished == 6, 10, "the last episode, after the ENV_DONE")
+        assert (store.runs()[-1].steps_per_s or 0) > 0
         for model in net.models:
             with contextlib.suppress(OSError):  # swergio's close writes to a socket that may be gone
                 model.client.close()

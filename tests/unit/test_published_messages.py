@@ -86,3 +86,10 @@ def test_a_run_without_episodes_says_so_and_a_stall_says_what_was_seen():
     line = progress.ended(RunFinished("r1", 0.0, 0, stopped=True))
     assert line.plain == "run 1 stopped: no episode finished"
     assert progress.take_label() == "run 1 stopped · no episode finished"
+
+
+def test_the_published_env_done_without_a_count_reads_as_an_average():
+    progress = RunProgress(0.0)
+    progress.started(RunStarted("r1", 0, False), 1, 0.0)  # started elsewhere: its size unknown here
+    assert progress.ended(RunFinished("r1", 22.0, 0)).plain == "run 1 done: average 22.0 (ENV_DONE)"
+    assert progress.take_label() == "run 1 done · avg 22.0"

@@ -109,17 +109,17 @@ class RunProgress:
         """The run finished (done or stopped); ``rate``: its steps a second as the history has
         them (None: not in it). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
-        self.current = None
         ending = "stopped" if event.stopped else "done"
-        average = f"avg {event.avg_score:.1f} over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self.label = f"run {number} {ending} · {average or 'no episode finished'}"
+        finished, self.current = self.finished, None
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
-        if not event.episodes:
+        if not event.episodes and not finished and not event.avg_score:
+            self.label = f"run {number} {ending} · no episode finished"
             return Text(f"run {number} {ending}: no episode finished{speed}")
+        # the published ENV_DONE tells no count (and comes before the last observation)
+        over = f" over {plural(event.episodes, 'episode')}" if event.episodes else ""
+        self.label = f"run {number} {ending} · avg {event.avg_score:.1f}{over}"
         return Text.assemble(
-            f"run {number} {ending}: average ",
-            (f"{event.avg_score:.1f}", "bold"),
-            f" over {plural(event.episodes, 'episode')} (ENV_DONE){speed}",
+            f"run {number} {ending}: average ", (f"{event.avg_score:.1f}", "bold"), f"{over} (ENV_DONE){speed}"
         )
 
     def lost(self) -> RunStarted | None:
