@@ -93,8 +93,10 @@ def test_a_stall_says_how_many_models_answered_and_names_the_one_that_did_not(br
         expected = f"19 of 20 models answered the last observation; model {short} did not"
         assert str(timed_out.value).endswith(expected)
         assert "room observation went quiet" in str(timed_out.value)
-        stalls = [e.text for e in heard if isinstance(e, NetworkError) and "stalled" in e.text]
-        assert stalls and stalls[0].startswith(f"run stalled: {expected} for "), stalls  # the broker's stats saw it
+        stalls = wait_for(
+            lambda: [e.text for e in heard if isinstance(e, NetworkError) and "stalled" in e.text], 10, "a stall report"
+        )
+        assert stalls[0].startswith(f"run stalled: {expected} for "), stalls  # the broker's stats saw it
     finally:
         control.close()
         env.close()
