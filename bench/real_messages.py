@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from cartpole_tui.env.components.control import ControlTimeout
-from cartpole_tui.env.events import NetworkError
+from cartpole_tui.env.events import ComponentSeen, NetworkError
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 
@@ -65,12 +65,48 @@ def restart_model(run_dir: Path, name: str, port: int) -> int:
     return child.pid
 
 
+def through_swergio_server(port: int, run_dir: Path) -> int:
+    """swergio.Server: the components seen (from messages), and a killed model named."""
+    seen: list[str] = []
+
+    def heard(event: object) -> None:
+        if isinstance(event, ComponentSeen):
+            seen.append(event.name)
+        elif isinstance(event, NetworkError):
+            print(f"  log: {event.line}", flush=True)
+
+    session = Session(SessionOptions(connect=f"127.0.0.1:{port}"), on_event=heard)
+    session.open()
+    control = session.control
+    assert control is not None
+    try:
+        wait(lambda: control.watching_models, 10, "the control client to listen to logits (no stats)")
+        control.start_run(200)
+        wait(lambda: len(control.models.known) == 20, 120, "the 20 models' LOGITS")
+        print(f"1. components seen (the network pane lists them): {', '.join(sorted(set(seen)))}")
+        pid, _ = model_pids(run_dir)[6]
+        os.kill(pid, signal.SIGKILL)
+        print("2. one model killed (kill -9); after 5 s without a step the app's hint says:")
+        stalled = wait(lambda: control.models.silent() and control.silence(), 60, "the silent model")
+        print(f"  no step for 5s: {stalled}")
+        control.stop_run()
+    finally:
+        session.close()
+    print("stop the network: ../shared/published/network.sh stop")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_messages", description=__doc__)
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--run-dir", help="network.sh's RLGYM_RUN_DIR (default /tmp/rlgym-net-PORT)")
+    parser.add_argument(
+        "--swergio", action="store_true", help="their 01_server.py is the broker (BROKER_CMD unset), without their env"
+    )
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir or f"/tmp/rlgym-net-{args.port}")
+    if args.swergio:
+        return through_swergio_server(args.port, run_dir)
     events: list[object] = []
 
     def heard(event: object) -> None:
