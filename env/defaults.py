@@ -77,6 +77,10 @@ STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's 
 EVOLVE_DRAIN_QUIET = 0.3
 ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for another environment
 STALL_SECONDS = 3.0  # s without a new observation in a run before it is reported as stalled
+# The control client listens to ``logits`` (to name a model that did not answer) only while runs
+# play at most this many observations a second: the published network's 10-40, not our swarm's 1,000s.
+MODEL_CENSUS_MAX_RATE = 100.0
+MODEL_CENSUS_MAX_IDS = 1000  # model ids (COMPONENT_ID) the control client keeps; the others are let go
 # A new run's first observation waits at most this long for the last observation's ACTION.
 FIRST_OBSERVATION_WAIT = 1.0
 EVOLVE_DRAIN_MAX = 3.0

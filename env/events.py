@@ -97,6 +97,14 @@ class NetworkError:
 
 
 @dataclass(frozen=True)
+class StopAnswered:
+    """What ``x`` did: the STOP went out, or why the run plays on (the published environment
+    knows no STOP) and what happens next."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ComponentSeen:
     """A component registered with the broker or joined a room (seen on ``_command``)."""
 

@@ -11,10 +11,16 @@ published components really do" is kept, quirks included:
   (argmax when the *last* LOGITS said DETERMINISTIC), ROOT_ID copied from the last
   LOGITS by swergio; GET answers CONTRIBUTION and clears it.
 - evolution: EVOLUTION → GET; stores WEIGHTS and CONTRIBUTION and never clears them, so
-  after the first evolution every WEIGHTS/CONTRIBUTION evolves again; EVO_DONE carries a
-  fresh random ROOT_ID and ID; SET is a dict keyed by COMPONENT_ID.
+  after the first evolution every WEIGHTS/CONTRIBUTION evolves again; it evolves only when it
+  holds *exactly* 20 of each (``==`` in 05_evolutionary.py): after a model restarts it holds
+  21 ids and never sends EVO_DONE again (:meth:`PublishedNetwork.restart_model`); EVO_DONE
+  carries a fresh random ROOT_ID and ID and goes out before the SET; SET is a dict keyed by
+  COMPONENT_ID (a restarted model's id is missing from a SET of the old ids: KeyError).
 - environment: the seed's 04_gym_env.py on gymnasium: ENV_DONE without RUN_ID (random
-  ROOT_ID), and the observation of the step that ended the run still goes out after it.
+  ROOT_ID), and the observation of the step that ended the run still goes out after it; it
+  knows no STOP (a control message without NR_OF_EPISODE is ignored).
+- a killed model (``client.close()``) leaves its LOGITS of the step in the aggregation, which
+  then never has 20 again: the run stalls.
 
 Transport timing is not reproduced: the doubles set TCP_NODELAY so that a test is not
 slowed to the published 10-30 steps/s by Nagle's algorithm. What the real network's timing
@@ -184,8 +190,8 @@ class PublishedEvolution:
             self.contribution.update(msg["CONTRIBUTION"])
         else:
             return None
-        if len(self.weights) < NR_OF_MODELS or len(self.contribution) < NR_OF_MODELS:
-            return None
+        if len(self.weights) != NR_OF_MODELS or len(self.contribution) != NR_OF_MODELS:
+            return None  # exactly 20: a 21st id (a restarted model) stops every evolution
         new = self.evolve()
         self.evolutions += 1
         root = uuid.uuid4().hex
@@ -291,10 +297,18 @@ class PublishedNetwork:
         seed: int = 0,
         stagger: float = 0.0,
     ):
+        self.port, self.stagger = port, stagger
         self.models = [PublishedModel(port, seed + i, answer_delay=i * stagger) for i in range(models)]
         self.aggregation = PublishedAggregation(port, seed) if aggregation else None
         self.evolution = PublishedEvolution(port, seed) if evolution else None
         self.environment = PublishedEnvironment(port, seed) if environment else None
+
+    def restart_model(self, index: int) -> PublishedModel:
+        """Kill model ``index`` and start it again, as `python 02_model.py` does: a new COMPONENT_ID."""
+        old = self.models[index]
+        old.client.close()
+        self.models[index] = PublishedModel(self.port, 1000 + index, answer_delay=old.answer_delay)
+        return self.models[index]
 
     @property
     def clients(self) -> list[Client]:

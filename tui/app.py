@@ -32,6 +32,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    StopAnswered,
 )
 from cartpole_tui.env.history.store import RunRecord, RunStore
 from cartpole_tui.env.paths import default_db_path
@@ -307,11 +308,18 @@ class ControlRoomApp(App):
         self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
 
     @handle.register
+    def _on_stop_answered(self, event: StopAnswered) -> None:
+        self.log_line(event.text)
+        if event.text != "stop requested":  # the run plays on: say so where the eye is
+            self.notify(event.text, title="Stop", markup=False)
+
+    @handle.register
     def _on_component_seen(self, event: ComponentSeen) -> None:
         if event.name in CONTROL_CLIENTS:
             return
         if self.main.network.components.add(event.name):
             self.log_line(Text(f"component seen: {event.name}", style="dim"))
+            self.main.network.names_changed()
 
     @handle.register
     def _on_broker_stats(self, event: BrokerStats) -> None:
@@ -388,7 +396,7 @@ class ControlRoomApp(App):
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
         now = time.monotonic()
-        bar_shown = self.run_progress.check(self.controller.steps, now)
+        bar_shown = self.run_progress.check(self.controller.steps, now, self.controller.stall_hint())
         if bar_shown is not None:
             self.main.progress.display = bar_shown
         label = self.run_progress.take_label()
@@ -543,8 +551,7 @@ class ControlRoomApp(App):
         if self.current is None:
             self.notify("no run is going", severity="information")
             return
-        self.controller.stop_run()
-        self.log_line("stop requested")
+        self.controller.stop_run()  # says what it did (StopAnswered)
 
     def action_evolve(self) -> None:
         self.post_message(EvolveRequested())

@@ -242,7 +242,15 @@ class Controller(EnvironmentObserver):
         self._in_thread(self._send, control.start_run, episodes, deterministic, self.options.seed, name="start")
 
     def stop_run(self) -> None:
-        self._in_thread(self._send, self._joined_control().stop_run, name="stop")
+        session = self.session
+        if session is None:
+            raise ConnectionError("not connected to the network")
+        self._in_thread(self._send, lambda: self.push(session.stop_run()), name="stop")
+
+    def stall_hint(self) -> str | None:
+        """What the network showed of the last observation (which models answered), if known."""
+        control = self.control
+        return control.silence() if control is not None and control.watching_models else None
 
     def evolve(self) -> None:
         self._in_thread(self._evolve, self._joined_control(), name="evolve")

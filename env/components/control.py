@@ -20,6 +20,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
+from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
@@ -39,6 +40,13 @@ from cartpole_tui.env.wire.transport import Component
 
 class ControlTimeout(TimeoutError):
     """Something the control client waited for did not answer in time."""
+
+
+class _ControlComponent(Component):
+    """The control client's connection. It says BATCH: when it listens to the per-step rooms
+    (slow runs only) the broker's census must not count it as a published component."""
+
+    batch = True
 
 
 class ControlClient:
@@ -77,7 +85,15 @@ class ControlClient:
         self.health = NetworkHealth()
         self._names = NameFlood()  # component names seen: bounded, a flood summarised
         self.stats: BrokerStats | None = None  # the broker's latest (ours sends them; others do not)
-        self.client = Component(name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected)
+        self.models = ModelCensus()  # which models answered the last observation (while listening to logits)
+        self.health.models = self.models
+        self.observations = 0  # observations heard in `observation` (once watched)
+        self._joined_rooms: set[str] = set()
+        self._on_observation: Callable[[tuple[float, ...], float | None, bool, object], None] | None = None
+        self._instances = 0  # the current run's instances, from its RUN_STARTED (0: none heard)
+        self.client = _ControlComponent(
+            name, host, port, connect_timeout=connect_timeout, on_disconnect=self._disconnected
+        )
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_control, custom, trigger=Trigger(custom, protocol.CONTROL))
         commands = [MESSAGE_TYPE.COMMAND.REGISTER, MESSAGE_TYPE.COMMAND.JOINROOM]
@@ -94,28 +110,86 @@ class ControlClient:
         self, on_observation: Callable[[tuple[float, ...], float | None, bool, object], None]
     ) -> None:
         """Join ``observation`` (the published environment tells nothing else): ``on_observation``
-        gets each one-instance observation, its reward (None: a run's first), done and SENT_BY."""
+        gets each one-instance observation, its reward (None: a run's first), done and SENT_BY.
+        From then on a run waits as long as observations come."""
+        self._on_observation = on_observation
+        self._join(protocol.OBSERVATION, self._heard_observation)
 
-        self.health.listeners += 1  # this client is one of the observation room's members now
+    def watch_models(self) -> None:
+        """Join ``observation`` and ``logits``: a stall then says which models did not answer
+        (:mod:`.model_census`). Only for slow one-instance runs (every LOGITS of every model comes
+        here, and a member of ``observation`` that takes no batches keeps runs to one instance)."""
+        self._join(protocol.OBSERVATION, self._heard_observation)
+        self._join(protocol.LOGITS, self._heard_logits)
 
-        def heard(msg: dict) -> None:
-            if self.environment_answered:  # left the room: what was still on its way
+    @property
+    def watching_models(self) -> bool:
+        return protocol.LOGITS in self._joined_rooms
+
+    def _join(self, room: str, handler: Callable[[dict], None]) -> None:
+        with self._cond:
+            if room in self._joined_rooms:
                 return
-            try:
-                on_observation(*protocol.parse_observation_step(msg), msg.get("SENT_BY"))
-            except protocol.ProtocolError:
-                return
-
+            self._joined_rooms.add(room)
+            if room == protocol.OBSERVATION:
+                self.health.listeners += 1  # this client is one of the observation room's members now
         custom = MESSAGE_TYPE.DATA.CUSTOM
-        self.client.add_eventHandler(heard, None, trigger=Trigger(custom, protocol.OBSERVATION))
+        self.client.add_eventHandler(handler, None, trigger=Trigger(custom, room))
+
+    def _heard_observation(self, msg: dict) -> None:
+        try:
+            step = protocol.parse_observation_step(msg)
+        except protocol.ProtocolError:
+            return  # a batch (our vectorised environment) or a malformed one
+        with self._cond:
+            self.observations += 1
+            self.models.observation()
+            if self._run_id is not None and self._result is None:
+                self._last_progress = time.monotonic()  # a run with observations going is alive
+        self._seen_sender(msg)
+        if self._on_observation is not None and not self.environment_answered:
+            self._on_observation(*step, msg.get("SENT_BY"))
+
+    def _heard_logits(self, msg: dict) -> None:
+        with self._cond:
+            self.models.logits(msg)
+        self._seen_sender(msg)
+
+    def _seen_sender(self, msg: dict) -> None:
+        """A message's SENT_BY names a component: a broker that tells no REGISTER of clients that
+        joined before us (swergio.Server) shows them only so."""
+        name = msg.get("SENT_BY")
+        if not isinstance(name, str) or name == protocol.BROKER:
+            return
+        name = protocol.clean_text(name, 80)
+        with self._cond:
+            tell = self._names.tell(name, time.monotonic())
+        if tell:
+            self._emit(ComponentSeen(name, None))
+
+    def silence(self) -> str | None:
+        """What the model census says of the last observation (None: nothing known)."""
+        with self._cond:
+            return self.models.text()
+
+    def wait_environment(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for our environment's answer to the state query (the published
+        one sends none): a start sent after it counts only that environment's news, not a peer's
+        that spoke first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.environment_answered, timeout)
 
     def _environment_is_ours(self) -> None:
         """Our environment spoke (RUN_STATE, RUN_STARTED): were this control room watching
         ``observation`` (it joined before any environment, so nothing answered its state query),
         it leaves: as a member that does not take batches it would keep every run to one instance."""
-        self.environment_answered = True
-        if protocol.OBSERVATION in self.client.rooms:
+        with self._cond:
+            self.environment_answered = True
+            self._cond.notify_all()
+        if protocol.OBSERVATION in self.client.rooms and not self.watching_models:
             self.client.rooms.discard(protocol.OBSERVATION)
+            with self._cond:  # (its handler stays: what was still on its way is ignored)
+                self.health.listeners -= 1
             leave = {"TYPE": protocol.LEAVEROOM, "ROOM": protocol.OBSERVATION, "TO_ROOM": protocol.COMMAND_ROOM}
             self.client.send({"ID": protocol.new_id(), **leave})
 
@@ -154,6 +228,11 @@ class ControlClient:
     def run_id(self) -> str | None:
         return self._run_id
 
+    @property
+    def asked(self) -> int:
+        """The episodes the run this client started last asked for."""
+        return self._asked
+
     def scores(self) -> list[float]:
         """The scores of the current run's finished episodes (EPISODE_DONE) so far."""
         with self._cond:
@@ -186,14 +265,23 @@ class ControlClient:
                     raise ControlTimeout(self.health.gone.text)
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
-                    what = (
-                        "no episode finished"
-                        if self._scores
-                        else "the environment did not answer (is an environment component on the control room?)"
-                    )
-                    raise ControlTimeout(f"{what} for {idle_timeout:.0f}s")
+                    raise ControlTimeout(self._quiet(idle_timeout))
                 self._cond.wait(min(0.5, idle_timeout - idle))
             return self._result
+
+    def _quiet(self, idle_timeout: float) -> str:
+        """Which room went quiet, as the time-out says it (lock held)."""
+        models = self.models.text() if self.watching_models else None
+        if self.observations and protocol.OBSERVATION in self._joined_rooms:
+            what = f"no observation for {idle_timeout:.0f}s (room observation went quiet after {self.observations:,})"
+        elif self._scores:
+            what = f"no episode finished for {idle_timeout:.0f}s (room control went quiet)"
+        else:
+            what = (
+                f"the environment did not answer for {idle_timeout:.0f}s"
+                " (is an environment component on the control room?)"
+            )
+        return f"{what}: {models}" if models else what
 
     def run(
         self,
@@ -214,19 +302,21 @@ class ControlClient:
                 left = timeout - (time.monotonic() - self._evolution.started)
                 if left <= 0:
                     self._evolution.give_up()
-                    raise ControlTimeout(f"no evolution component answered EVOLUTION within {timeout:.0f}s")
+                    raise ControlTimeout(self._evolution.silence(timeout))
                 self._cond.wait(min(0.5, left))
             return self._evolution.answer
 
     def _watch_evolution(self) -> None:
-        """An evolution that answers with foreign ROOT_IDs (the published one): watch the
-        evolution room for answers to our own GET (see :mod:`.evolution_answers`)."""
+        """Watch the evolution room for answers to our own GET: the published evolution answers
+        with foreign ROOT_IDs, and what went by says why an EVO_DONE did not come
+        (see :mod:`.evolution_answers`)."""
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(self._on_evolution_room, None, trigger=Trigger(custom, protocol.EVOLUTION))
 
     def _on_evolution_room(self, msg: dict) -> None:
         with self._cond:
-            self._evolution.seen_in_room(msg.get("ROOT_ID"))
+            self._evolution.seen_in_room(msg)
+        self._seen_sender(msg)
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
@@ -291,10 +381,13 @@ class ControlClient:
             return  # not our broker's format: ignore, as with any unknown message
         self._summarise_names(time.monotonic())
         with self._cond:
-            self.stats = event
+            previous, self.stats = self.stats, event
             running = self._run_id is not None and self._result is None
             self._cond.notify_all()
         self._emit(event)
+        one_instance = not self.environment_answered or self._instances == 1
+        if running and one_instance and not self.watching_models and _slow(previous, event):
+            self.watch_models()  # before the health's stall report, which then names the silent models
         with self._cond:
             warnings = self.health.observe(event, running)
             if self.health.gone is not None:
@@ -311,6 +404,7 @@ class ControlClient:
             return self.stats
 
     def _on_control(self, msg: dict) -> None:
+        self._seen_sender(msg)
         status = protocol.control_status(msg)
         if status == protocol.EPISODE_DONE:
             self._on_episode(msg)
@@ -339,6 +433,7 @@ class ControlClient:
             started = RunStarted(**facts)
             if status == protocol.RUN_STARTED:
                 if self.admits(started, msg.get("SENT_BY")):
+                    self._instances = started.instances
                     self._emit(started)
                 return
             finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
@@ -348,6 +443,7 @@ class ControlClient:
             return
         joined = RunJoined(started, finished, steps, tuple(scores))
         if self.admits(joined, msg.get("SENT_BY")):
+            self._instances = started.instances
             self._emit(joined)
 
     def _on_episode(self, msg: dict) -> None:
@@ -409,3 +505,13 @@ class ControlClient:
 
 def _anyone(event: object, sender: object) -> bool:
     return True
+
+
+def _slow(previous: BrokerStats | None, current: BrokerStats) -> bool:
+    """Observations flow, at most ``MODEL_CENSUS_MAX_RATE`` a second, between two stats."""
+    if previous is None or current.at <= previous.at:
+        return False
+    sent = (
+        current.rooms.get(protocol.OBSERVATION, (0, 0, 0))[1] - previous.rooms.get(protocol.OBSERVATION, (0, 0, 0))[1]
+    )
+    return 0 < sent / (current.at - previous.at) <= defaults.MODEL_CENSUS_MAX_RATE

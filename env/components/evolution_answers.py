@@ -6,12 +6,18 @@ answers one request up to 21 times, each with a fresh random ROOT_ID; so while a
 pending any EVO_DONE is taken except one naming an earlier request, and once such foreign
 ROOT_IDs are seen the evolution room is watched: a foreign EVO_DONE then counts only after
 an answer to the request's own GET (WEIGHTS/CONTRIBUTION carry its ROOT_ID) went by.
+
+What went by in the evolution room also says why no EVO_DONE came (:meth:`EvolutionAnswers.silence`):
+the published evolution keeps every model's WEIGHTS it ever saw and evolves only at exactly 20,
+so after one model restarts it counts 21 and never answers again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from cartpole_tui.env import defaults
+from cartpole_tui.env.components.seen import RecentNames
 from cartpole_tui.env.events import EvolutionFinished
 from cartpole_tui.env.wire import protocol
 
@@ -21,9 +27,8 @@ KEPT_REQUESTS = 16  # ids of the latest requests an EVO_DONE may name as "earlie
 class EvolutionAnswers:
     """The pending EVOLUTION request and the EVO_DONEs heard; the caller serialises the calls.
 
-    ``watch_room`` is called once, when the first foreign ROOT_ID shows an evolution that
-    does not echo ours: from then on the caller passes the evolution room's ROOT_IDs to
-    :meth:`seen_in_room`.
+    ``watch_room`` is called once, at the first request: from then on the caller passes the
+    evolution room's messages to :meth:`seen_in_room`.
     """
 
     def __init__(self, watch_room: Callable[[], None]):
@@ -36,21 +41,62 @@ class EvolutionAnswers:
         self._asked: list[str] = []  # ids of the latest requests
         self._watching = False
         self._pending_seen = False  # a message answering the pending request went by in `evolution`
+        self._foreign = False  # an EVO_DONE with a ROOT_ID of its own came: the published evolution
+        # what went by in `evolution` for the pending request: its GET, the models' WEIGHTS, a CONTRIBUTION
+        self._get = False
+        self._weights: set[str] = set()
+        self._contribution = False
+        self.models = RecentNames(defaults.MODEL_CENSUS_MAX_IDS)  # every model that ever sent WEIGHTS
 
     def ask(self, request_id: str, now: float) -> None:
         """A new request goes out (after EVO_DONEs were quiet: see ControlClient.request_evolution)."""
         self._asked = [*self._asked[1 - KEPT_REQUESTS :], request_id]
-        self._pending_seen = False
+        self._pending_seen = self._get = self._contribution = False
+        self._weights = set()
+        if not self._watching:
+            self._watching = True
+            self._watch_room()
         self.pending, self.answer, self.started = request_id, None, now
 
     def give_up(self) -> None:
         """The request timed out: a late EVO_DONE answers nothing."""
         self.pending = None
 
-    def seen_in_room(self, root: object) -> None:
-        """A message with ROOT_ID ``root`` went by in the evolution room."""
-        if self.pending is not None and root == self.pending:
-            self._pending_seen = True
+    def seen_in_room(self, msg: dict) -> None:
+        """A message went by in the evolution room."""
+        if self.pending is None or msg.get("ROOT_ID") != self.pending:
+            return
+        self._pending_seen = True
+        component = msg.get("COMPONENT_ID")
+        if msg.get("CMD") == "GET":
+            self._get = True
+        elif "WEIGHTS" in msg and isinstance(component, str):
+            component = protocol.clean_text(component, 80)
+            self.models.add(component)
+            if len(self._weights) < defaults.MODEL_CENSUS_MAX_IDS:
+                self._weights.add(component)
+        elif "CONTRIBUTION" in msg:
+            self._contribution = True
+
+    def silence(self, timeout: float) -> str:
+        """Why the pending request has no answer after ``timeout`` s, from what went by in the room."""
+        if not self._get:
+            return f"no evolution component answered EVOLUTION within {timeout:.0f}s"
+        weights = len(self._weights)
+        if not weights:
+            return f"the evolution sent GET but no model answered with WEIGHTS within {timeout:.0f}s"
+        answered = f"the evolution answered GET with {weights} WEIGHTS"
+        if not self._contribution:
+            return f"{answered} but no CONTRIBUTION (is the aggregation running?) and no EVO_DONE in {timeout:.0f}s"
+        counted = len(self.models)
+        if counted > weights:
+            return (
+                f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s: it counts {counted}"
+                " models"
+                " (a model restarted? the published evolution keeps every model it saw and evolves at exactly 20)"
+                " — restart the aggregation and evolution"
+            )
+        return f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s"
 
     def heard(self, msg: dict, now: float, at: float) -> EvolutionFinished | None:
         """An EVO_DONE (monotonic ``now``, wall clock ``at``): the answer it is, or None when it
@@ -60,9 +106,8 @@ class EvolutionAnswers:
         pending = self.pending
         earlier = isinstance(root, str) and root != pending and root in self._asked
         foreign = root != pending and not earlier
-        if foreign and not self._watching:
-            self._watching = True
-            self._watch_room()
+        if foreign and not self._foreign:
+            self._foreign = True  # the first foreign one is taken: the room may not have been heard yet
         elif foreign and not self._pending_seen:
             earlier = True  # no answer to our GET has been seen yet: it answers an earlier request
         if pending is None or earlier:

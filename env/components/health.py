@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.wire import protocol
 
@@ -38,6 +39,7 @@ class NetworkHealth:
         # Set when a run stalls with nobody left in the observation room: no answer can come, so
         # the control client gives up at once rather than after its idle time-out.
         self.gone: NetworkError | None = None
+        self.models: ModelCensus | None = None  # who answered the last observation, when the control listens
 
     def observe(self, stats: BrokerStats, running: bool) -> list[NetworkError]:
         left = self._left(stats.clients)
@@ -93,8 +95,11 @@ class NetworkHealth:
             start = {}  # first seen mid-run: the counts since the broker began are the best guess
         obs, logits, actions = (counts[room] - start.get(room, 0) for room in _STEP_ROOMS)
         per_observation = next((k for k in (self._k_before, self._k) if k), round(logits / obs) if obs else 0)
+        census = self.models.text() if self.models is not None and self.models.silent() else None
         if actions >= obs:
             room, what = protocol.OBSERVATION, "the environment sent no observation after the last ACTION"
+        elif census is not None:  # the control client heard the LOGITS: it knows who did not answer
+            room, what = protocol.LOGITS, census
         elif not logits or logits < per_observation * obs:
             room, what = protocol.LOGITS, "no model answered the last observation"
         else:

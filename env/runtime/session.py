@@ -11,6 +11,7 @@ unless told otherwise; the control client always does.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,11 +20,12 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
-from cartpole_tui.env.events import EnvironmentObserver, NetworkError, RunFinished
+from cartpole_tui.env.events import EnvironmentObserver, NetworkError, RunFinished, StopAnswered
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.history.tensorboard import TensorBoardMirror
 from cartpole_tui.env.runtime.network import LocalNetwork
+from cartpole_tui.env.runtime.observed_run import ObservedRun
 from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
@@ -76,6 +78,11 @@ class Session:
         self.observers = ([self.recorder] if self.recorder else []) + [self.events.observer(), *(observers or ())]
         self.on_disconnect = on_disconnect
         self.mirror: TensorBoardMirror | None = None
+        self.store = store
+        self.observed_run = ObservedRun()  # the published environment's run, from its observations
+        self.published_environment = False  # the environment elsewhere answered no state query: it knows no STOP
+        self._no_stop_told: str | None = None  # the run whose first `x` was answered "no STOP"
+        self._abandoned: set[str] = set()  # runs stopped here that their environment plays on
         self.network: LocalNetwork | None = None
         self.environment: VectorEnvironmentComponent | None = None
         self.control: ControlClient | None = None
@@ -115,7 +122,7 @@ class Session:
             self.control = ControlClient(
                 host,
                 port,
-                on_event=self.events.from_network,
+                on_event=self._from_network,
                 on_run_sent=self.events.sent,
                 watch_cart=not self.options.embed_env,  # with the environment here, its steps draw the cart
             )
@@ -123,6 +130,7 @@ class Session:
             if not self.options.embed_env:
                 self.events.asked_state()
                 self.control.query_state()  # a run going elsewhere: catch up with it
+            if not self.embedded:
                 self._watch_if_published(self.control)
         except Exception:
             self.close()
@@ -178,11 +186,18 @@ class Session:
     def _watch_if_published(self, control: ControlClient) -> None:
         """No answer to the state query: the published environment, which tells nothing but its
         observations. Then (only then: it is every step's traffic) watch them for the cart, the
-        steps and the episodes."""
+        steps and the episodes. A broker that sends no stats (swergio.Server) carries tens of
+        steps a second: then the control client also listens to the models' LOGITS, so that a
+        stall names the model that did not answer."""
 
         def decide() -> None:
-            if self.control is control and not control.environment_answered:
+            if self.control is not control:
+                return
+            if not self.options.embed_env and not control.environment_answered:
+                self.published_environment = True
                 control.watch_observations(self._observed)
+            if control.wait_stats(defaults.ENV_PROBE_TIMEOUT) is None:
+                control.watch_models()
 
         timer = threading.Timer(self.events.announce_wait, decide)
         timer.daemon = True
@@ -191,6 +206,7 @@ class Session:
     def _observed(self, observation: tuple[float, ...], reward: float | None, done: bool, sender: object) -> None:
         if not self.events.observes(sender):
             return  # not the environment's: neither the cart nor the episodes count it
+        self.observed_run.observed(reward is None, reward or 0.0, done)
         if reward is not None:
             for observer in self.observers:
                 observer.on_step(np.array(observation), reward, done)
@@ -204,6 +220,49 @@ class Session:
             self.mirror.take(event)
         if self.on_event is not None:
             self.on_event(event)
+
+    def stop_run(self) -> StopAnswered:
+        """``x``: STOP the run. The published environment knows no STOP: the first ``x`` says so and
+        how long it plays on; a second one stops waiting (the run ends stopped here, and its late
+        ENV_DONE is recorded when it comes)."""
+        control = self.control
+        if control is None:
+            raise ConnectionError("not connected to the network")
+        control.stop_run()  # the published environment ignores it; ours answers ENV_DONE (STOPPED)
+        run_id = control.run_id
+        if not self.published_environment or run_id is None or run_id in self._abandoned:
+            return StopAnswered("stop requested")
+        if self._no_stop_told != run_id:
+            self._no_stop_told = run_id
+            return StopAnswered(self.observed_run.no_stop_text(control.asked))
+        self._abandoned.add(run_id)
+        run = self.observed_run
+        average = sum(run.scores) / len(run.scores) if run.scores else 0.0
+        self.stopped_unanswered(RunFinished(run_id, average, len(run.scores), stopped=True, scores=list(run.scores)))
+        return StopAnswered(
+            "stopped waiting: the run is recorded as stopped; their environment plays on and its ENV_DONE"
+            " will be recorded when it comes"
+        )
+
+    def _from_network(self, event: object) -> None:
+        """The control client's events; the late ENV_DONE of a run stopped here is recorded, then told."""
+        if isinstance(event, RunFinished) and event.run_id in self._abandoned:
+            self._abandoned.discard(event.run_id)
+            if self.store is not None:
+                try:
+                    self.store.end_run(event.run_id, avg_score=event.avg_score, state="done", ended=event.ended_at or time.time())
+                except KeyError:  # not a run of this history (another control room records it)
+                    pass
+            self._hand_on(
+                NetworkError(
+                    "environment",
+                    f"the run stopped here finished after all: average {event.avg_score:.1f} over"
+                    f" {event.episodes} episodes (ENV_DONE, recorded)",
+                    event.run_id,
+                )
+            )
+            return
+        self.events.from_network(event)
 
     def stopped_unanswered(self, result: RunFinished) -> None:
         """A run stopped here whose environment did not answer the STOP: it ends stopped."""

@@ -23,7 +23,7 @@ def test_ours_echoes_the_request_and_a_repeat_is_stale():
     assert answer is not None and answer is evolution.answer
     assert (answer.root_id, answer.generation, answer.seconds, answer.at) == ("a", 3, 0.5, 1000.0)
     assert evolution.heard(evo_done("a"), now=11.0, at=1001.0) is None
-    assert evolution.stale == 1 and evolution.pending is None and not watched
+    assert evolution.stale == 1 and evolution.pending is None and watched == ["evolution"]  # from the first request
 
 
 def test_an_answer_to_an_earlier_request_is_not_taken_for_the_pending_one():
@@ -31,22 +31,22 @@ def test_an_answer_to_an_earlier_request_is_not_taken_for_the_pending_one():
     evolution.ask("a", now=0.0)
     evolution.ask("b", now=1.0)
     assert evolution.heard(evo_done("a"), now=1.1, at=0.0) is None
-    assert evolution.pending == "b" and evolution.answer is None and not watched
+    assert evolution.pending == "b" and evolution.answer is None and watched == ["evolution"]  # once
     assert evolution.heard(evo_done("b"), now=1.2, at=0.0) is not None
 
 
 def test_the_published_evolution_is_followed_in_its_room():
-    # fresh random ROOT_IDs: the first is taken and the evolution room is watched from then on
+    # fresh random ROOT_IDs: the first is taken; then one counts only after its request's GET went by
     evolution, watched = answers()
     evolution.ask("a", now=0.0)
+    assert watched == ["evolution"]  # the room is watched from the first request
     assert evolution.heard(evo_done("x1"), now=1.0, at=0.0) is not None
-    assert watched == ["evolution"]
     evolution.ask("b", now=2.0)
     # a trailing answer to "a" before anything of "b" went by in the evolution room
     assert evolution.heard(evo_done("x2"), now=2.1, at=0.0) is None
-    evolution.seen_in_room("a")  # not the pending request's GET
+    evolution.seen_in_room({"ROOT_ID": "a", "CMD": "GET"})  # not the pending request's GET
     assert evolution.heard(evo_done("x3"), now=2.2, at=0.0) is None
-    evolution.seen_in_room("b")
+    evolution.seen_in_room({"ROOT_ID": "b", "CMD": "GET"})
     answer = evolution.heard(evo_done("x4"), now=2.3, at=0.0)
     assert answer is not None and answer.root_id == "x4"
     assert watched == ["evolution"] and evolution.stale == 2

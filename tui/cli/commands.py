@@ -150,6 +150,8 @@ def _open_session(args: argparse.Namespace, on_event=None):
             session = Session(with_saved_population(args, session_options(args)), on_event=on_event, store=store)
             try:
                 session.open()
+                if session.control is not None and not session.options.embed_env:
+                    session.control.wait_environment(session.events.announce_wait)
                 note = session.network.population_note if session.network is not None else None
                 if note:
                     print(note, file=sys.stderr, flush=True)
@@ -226,11 +228,12 @@ def run(args: argparse.Namespace) -> int:
             result = _stop_interrupted(session)
             tell_rest()  # a stopped run's numbers that never came: the rest, gaps and all
             progress.stop()
-            print(
-                f"cartpole-tui: {caught.name}: run stopped; average score {average(result.avg_score, 2)} over "
-                f"{result.episodes} finished episodes",
-                file=sys.stderr,
+            finished = (
+                f"average score {average(result.avg_score, 2)} over {result.episodes} finished episodes"
+                if result.episodes
+                else "no episode finished"
             )
+            print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
             return caught.code
         tell_rest()
         rate = _steps_per_s(store, result.run_id)

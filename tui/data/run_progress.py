@@ -141,15 +141,17 @@ class RunProgress:
         """The run finished (done or stopped); ``rate``: its steps a second as the history has
         them (None: not in it). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
-        self.current = None
         ending = "stopped" if event.stopped else "done"
-        told = f"avg {average(event.avg_score)} over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self.label = f"run {number} {ending} · {told or 'no episode finished'}"
+        finished, self.current = self.finished, None
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
+        if not event.episodes and not finished and not event.avg_score:
+            self.label = f"run {number} {ending} · no episode finished"
+            return Text(f"run {number} {ending}: no episode finished{speed}")
+        # the published ENV_DONE tells no count (and comes before the last observation)
+        over = f" over {plural(event.episodes, 'episode')}" if event.episodes else ""
+        self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}"
         return Text.assemble(
-            f"run {number} {ending}: average ",
-            (average(event.avg_score), "bold"),
-            f" over {plural(event.episodes, 'episode')} (ENV_DONE){speed}",
+            f"run {number} {ending}: average ", (average(event.avg_score), "bold"), f"{over} (ENV_DONE){speed}"
         )
 
     def lost(self) -> RunStarted | None:
@@ -157,10 +159,11 @@ class RunProgress:
         current, self.current = self.current, None
         return current
 
-    def check(self, steps: int, now: float) -> bool | None:
+    def check(self, steps: int, now: float, why: str | None = None) -> bool | None:
         """Whether the progress bar shows at ``now``, given the steps played so far: True while the
         run moves, False once it has shown no step and no episode for ``stall_hint_seconds`` (the
-        label then says why that may be, once until something moves), None to leave it as it is."""
+        label then says why that may be — ``why``, what the network showed, when known — once until
+        something moves), None to leave it as it is."""
         if self.current is None:
             return None
         count = steps + self.finished
@@ -173,7 +176,7 @@ class RunProgress:
         self._seen = (count, float("inf"))  # said once until something moves
         self.label = (
             f"run {self.numbers.get(self.current.run_id, '?')} · {self.finished}/{self.current.episodes} · "
-            f"no step for {self.stall_hint_seconds:g}s: waiting for agents — is the swarm running?"
+            f"no step for {self.stall_hint_seconds:g}s: {why or 'waiting for agents — is the swarm running?'}"
         )
         return False  # an ETA means nothing now; the hint needs the room
 

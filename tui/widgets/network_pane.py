@@ -37,6 +37,12 @@ class NetworkPane(Static):
             self._previous, self._current = self._current, stats
         self.update(self._table())
 
+    def names_changed(self) -> None:
+        """A component seen: shown at once where a broker sends no stats (swergio.Server), as the
+        names are all the pane has then; with stats, their client list shows it."""
+        if self._current is None:
+            self.update(self._table())
+
     def _rate(self, room: str) -> float:
         previous, current = self._previous, self._current
         if previous is None or current is None or room not in previous.rooms:
