@@ -152,7 +152,7 @@ class VectorLogic:
         score, length = float(run.scores[i]), int(run.lengths[i])
         event = EpisodeFinished(run.run_id, number, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0
-        self.base._notify("on_episode", event)
+        self.base.notify("on_episode", event)
         return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps)]
 
 

@@ -9,6 +9,7 @@ listed in the README under "Protocol additions".
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import uuid
@@ -17,6 +18,7 @@ from itertools import accumulate
 from typing import Any, SupportsFloat
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.events import EnvSpaces, FrameSeen
 
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
@@ -444,9 +446,11 @@ def run_facts(
     instances: int,
     env_id: str,
     started: float,
+    spaces: EnvSpaces | None = None,
 ) -> dict[str, Any]:
-    """The keys that describe a run in RUN_STARTED and RUN_STATE."""
-    return {
+    """The keys that describe a run in RUN_STARTED and RUN_STATE (added: the environment's
+    spaces and solved score, so that a model built for another environment is named, not fed)."""
+    facts: dict[str, Any] = {
         "RUN_ID": run_id,
         "EPISODES": episodes,
         "DETERMINISTIC": bool(deterministic),
@@ -455,6 +459,12 @@ def run_facts(
         "ENV_ID": env_id,
         "STARTED": float(started),
     }
+    if spaces is not None:
+        facts["OBSERVATIONS"] = spaces.observations
+        facts["ACTIONS"] = spaces.actions
+        facts["REWARD_THRESHOLD"] = spaces.reward_threshold
+        facts["MAX_EPISODE_STEPS"] = spaces.max_episode_steps
+    return facts
 
 
 def run_started(facts: dict[str, Any], history: tuple[str, str] | None) -> Message:
@@ -517,7 +527,26 @@ def parse_run_facts(message: Message) -> dict[str, Any]:
         "env_id": clean_text(env_id, 80),
         "started": float(started),
         "history": parse_history(message),
+        "spaces": parse_spaces(message, clean_text(env_id, 80)),
     }
+
+
+def parse_spaces(message: Message, env_id: str) -> EnvSpaces | None:
+    """The environment's spaces a RUN_STARTED or RUN_STATE announces; None when it tells none
+    (the published environment, an older one); ProtocolError when they are out of range."""
+    if "OBSERVATIONS" not in message and "ACTIONS" not in message:
+        return None
+    observations = _whole(message, "OBSERVATIONS", 1, defaults.ENV_OBSERVATIONS_MAX)
+    actions = _whole(message, "ACTIONS", 2, defaults.ENV_ACTIONS_MAX)
+    threshold = message.get("REWARD_THRESHOLD")
+    if threshold is not None:
+        threshold = _finite(threshold)
+        if threshold is None or abs(threshold) > MAX_SCORE:
+            raise ProtocolError(f"REWARD_THRESHOLD must be null or a finite number within ±{MAX_SCORE:g}")
+    steps = None
+    if message.get("MAX_EPISODE_STEPS") is not None:
+        steps = _whole(message, "MAX_EPISODE_STEPS", 1, MAX_EPISODE_STEPS)
+    return EnvSpaces(env_id, observations, actions, threshold, steps)
 
 
 def parse_history(message: Message) -> tuple[str, str] | None:
@@ -546,6 +575,38 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
 def cart(observation: Iterable[float], run_id: str | None) -> Message:
     """environment → viewers (added, room ``cart``): instance 0's latest observation."""
     return custom(CART, OBSERVATION=[float(x) for x in observation], RUN_ID=run_id)
+
+
+def frame(picture: FrameSeen, run_id: str | None) -> Message:
+    """environment → viewers (added, room ``cart``): a picture of instance 0 (not CartPole)."""
+    return custom(
+        CART,
+        FRAME=base64.b64encode(picture.bits).decode("ascii"),
+        WIDTH=picture.width,
+        HEIGHT=picture.height,
+        RUN_ID=run_id,
+    )
+
+
+def is_frame(message: Message) -> bool:
+    return "FRAME" in message
+
+
+def parse_frame(message: Message) -> FrameSeen:
+    """The picture of a ``cart`` message with FRAME: at most ``FRAME_DOTS`` dots, exactly as many
+    bits as they need; ProtocolError otherwise."""
+    width = _whole(message, "WIDTH", 1, defaults.FRAME_DOTS[0])
+    height = _whole(message, "HEIGHT", 1, defaults.FRAME_DOTS[1])
+    text, size = message.get("FRAME"), (width * height + 7) // 8
+    if not isinstance(text, str) or len(text) != 4 * ((size + 2) // 3):
+        raise ProtocolError(f"FRAME must be {size} bytes in base64")
+    try:
+        bits = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ProtocolError("FRAME must be base64") from None
+    if len(bits) != size:
+        raise ProtocolError(f"FRAME must be {size} bytes in base64")
+    return FrameSeen(width, height, bits)
 
 
 def parse_cart(message: Message) -> tuple[float, ...]:
