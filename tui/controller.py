@@ -19,6 +19,7 @@ import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.events import (
     Disconnected,
     EnvironmentObserver,
@@ -26,7 +27,7 @@ from cartpole_tui.env.events import (
 )
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
+from cartpole_tui.env.runtime.schedule import ScheduleStopped, best_episode, run_schedule, target_for
 from cartpole_tui.env.runtime.session import AnotherEnvironment, Session, SessionOptions
 from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
@@ -261,10 +262,14 @@ class Controller(EnvironmentObserver):
 
     def _run_schedule(self, control: ControlClient, stop: threading.Event) -> None:
         try:
-            self.push(run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop))
+            spaces = spaces_of(self.options.env_id)
+            target, best = target_for(spaces), best_episode(spaces)
+            self.push(
+                run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop, target=target, best=best)
+            )
         except ScheduleStopped as stopped:
             self.push(stopped.result)
-        except (ControlTimeout, ConnectionError) as error:
+        except (ControlTimeout, ConnectionError, ValueError) as error:
             self.push(NetworkError("schedule", str(error)))
         finally:
             self._schedule_stop = None

@@ -129,6 +129,7 @@ class Session:
             agent=self.options.agent,
             population_file=self.options.population_file,
             fresh=self.options.fresh,
+            env_id=self.options.env_id,
         ).start()
         self.host, self.port = self.network.host, self.network.port
         auth.use_token(self.network.token)  # this process's components join with it

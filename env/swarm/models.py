@@ -5,6 +5,10 @@ Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET.
+
+The pool is built for one environment's spaces. When the environment announces a run of
+another (RUN_STARTED's ENV_ID, OBSERVATIONS and ACTIONS), the pool says so on ``control``
+(WRONG_ENV, which ends the control room's wait at once) and its models are not fed.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm.batching import batch_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
-from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
+from cartpole_tui.env.swarm.policy import Population
 from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
@@ -38,8 +44,11 @@ class ModelPool(SwarmComponent):
         seed: int | None = None,
         name: str = "models",
         on_disconnect: Callable[[str], None] | None = None,
+        spaces: EnvSpaces = CARTPOLE,
     ):
-        self.population = Population(models, seed)
+        self.spaces = spaces
+        self.population = Population(models, seed, spaces.observations, spaces.actions)
+        self._told_size: int | None = None  # the wrong observation size last logged (once, not every step)
         # Random, not seeded: two pools on one broker must not share ids, and nothing
         # depends on their values (ties go by arrival order), so runs stay reproducible.
         self.ids = [protocol.new_id() for _ in range(models)]
@@ -49,6 +58,7 @@ class ModelPool(SwarmComponent):
         super().__init__(name, host, port, on_disconnect)
         self.client.on_room(protocol.OBSERVATION, self._on_observation)
         self.client.add_eventHandler(self._on_evolution, None, trigger=Trigger(CUSTOM, protocol.EVOLUTION))
+        self.client.add_eventHandler(self._on_control, None, trigger=Trigger(CUSTOM, protocol.CONTROL))
 
     def weights(self) -> dict[str, list[float]]:
         with self._lock:
@@ -58,9 +68,14 @@ class ModelPool(SwarmComponent):
         if batch.is_batch(msg):
             self._on_batch(msg)
             return
-        obs = finite_vector(msg.get("OBSERVATION"), OBS_SIZE)
+        size = self.spaces.observations
+        obs = finite_vector(msg.get("OBSERVATION"), size)
         if obs is None:
-            log.warning("models: ignored an observation without %d finite numbers", OBS_SIZE)
+            value = msg.get("OBSERVATION")
+            seen = len(value) if isinstance(value, list) else None
+            if seen != self._told_size:  # once per size: a network of another environment sends it every step
+                self._told_size = seen
+                log.warning("models: built for %s, ignored observations of %s numbers", self.spaces.shape, seen)
             return
         with self._lock:
             logits = self.population.logits(obs)
@@ -97,6 +112,25 @@ class ModelPool(SwarmComponent):
             protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{left!r},{right!r}]}}'.encode())
             for tail, (left, right) in zip(self._frame_tails, logits)
         )
+
+    def _on_control(self, msg: dict) -> None:
+        if protocol.control_status(msg) != protocol.RUN_STARTED:
+            return
+        try:
+            announced = protocol.parse_run_facts(msg)["spaces"]
+        except protocol.ProtocolError:
+            return
+        if announced is None or (announced.observations, announced.actions) == (
+            self.spaces.observations,
+            self.spaces.actions,
+        ):
+            return
+        text = (
+            f"{self.client.name}: models built for {self.spaces.shape}, not {announced.shape}: "
+            f"not fed; start the swarm with --env-id {announced.env_id}"
+        )
+        log.warning("%s", text)
+        self.client.send(protocol.wrong_env(text, msg.get("RUN_ID")))
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")

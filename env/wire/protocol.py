@@ -26,7 +26,7 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 MAX_EPISODES = defaults.EPISODES_MAX  # NR_OF_EPISODE: the limits the command line and the app check too
 MAX_SEED = defaults.SEED_MAX
 MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
-MAX_SCORE = 1e12  # |SCORE| and |AVG_SCORE| of an episode or run: far beyond any real return
+MAX_SCORE = defaults.SCORE_MAX  # |SCORE| and |AVG_SCORE| of an episode or run: far beyond any real return
 MAX_EPISODE_STEPS = 10**9  # STEPS of one episode: times MAX_EPISODES still fits SQLite's 2**63
 # Levels of nesting a component's message may have (a flat JSON object is 1): the broker
 # refuses deeper ones, so nothing downstream recurses far on a peer's data. A receiver
@@ -68,6 +68,7 @@ ENV_DONE = "ENV_DONE"
 EVO_DONE = "EVO_DONE"
 EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
+WRONG_ENV = "WRONG_ENV"  # added: a component built for another environment than the run's (not fed)
 
 
 Message = dict[str, Any]  # one decoded swergio message: a JSON object with a TYPE
@@ -245,6 +246,11 @@ def episode_done(run_id: str, episode: int, score: float, steps: int) -> Message
         STEPS=steps,
         RUN_ID=run_id,
     )
+
+
+def wrong_env(error: str, run_id: object) -> Message:
+    """swarm → control (added): its models were built for another environment than the run's."""
+    return custom(CONTROL, STATUS=WRONG_ENV, ERROR=error, RUN_ID=run_id if valid_run_id(run_id) else None)
 
 
 def env_error(error: str, run_id: str | None = None) -> Message:
