@@ -21,13 +21,14 @@ from rich.text import Text
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.events import EpisodeFinished, NetworkError, RunFinished
 from cartpole_tui.env.history.export import ExportError, export_runs, export_to_file
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import best_episode, run_schedule
+from cartpole_tui.env.runtime.schedule import best_episode, run_schedule, target_for
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.swarm.swarm import serve_swarm
