@@ -23,6 +23,7 @@ from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.events import (
     Disconnected,
     EnvironmentObserver,
+    FrameSeen,
     NetworkError,
 )
 from cartpole_tui.env.history.store import RunStore
@@ -101,6 +102,7 @@ class Controller(EnvironmentObserver):
         self.store: RunStore | None = None
         self.session: Session | None = None
         self.latest_observation = None
+        self.latest_frame: FrameSeen | None = None
         self.steps = 0
         self._reading_history = False
         self._network_said: object = None  # the embedded network whose start was last told to the app
@@ -127,6 +129,9 @@ class Controller(EnvironmentObserver):
     def on_step(self, observation, reward: float, done: bool) -> None:
         self.latest_observation = observation
         self.steps += 1
+
+    def on_frame(self, frame: FrameSeen) -> None:
+        self.latest_frame = frame  # another environment than CartPole: its picture (≤ FRAME_HZ)
 
     # --- connecting ---------------------------------------------------------------------
 
