@@ -150,7 +150,7 @@ class EnvironmentLogic:
             log.exception("start failed")
             self.run = None
             return outgoing + self.refuse(f"start failed: {error}"), None
-        payload = protocol.observation(obs, deterministic)
+        payload = protocol.observation(obs, deterministic) | protocol.announcement(self.spaces, run_id)
         return outgoing, self._awaiting(payload, self.run)
 
     def _awaiting(self, payload: dict, run: ActiveRun) -> dict:

@@ -97,6 +97,7 @@ class VectorLogic:
         self.base.run = run
         outgoing += self.base.announce(run)
         payload = batch.observation(n, run.active, observations, deterministic)
+        payload.update(protocol.announcement(self.base.spaces, run_id))
         payload["ROOT_ID"] = run_id
         return outgoing, payload
 

@@ -6,9 +6,10 @@ On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET.
 
-The pool is built for one environment's spaces. When the environment announces a run of
-another (RUN_STARTED's ENV_ID, OBSERVATIONS and ACTIONS), the pool says so on ``control``
-(WRONG_ENV, which ends the control room's wait at once) and its models are not fed.
+The pool is built for one environment's spaces. When a run's first observation announces
+another environment (ENV_ID, OBSERVATIONS and ACTIONS, which ours adds), the pool says so on
+``control`` (WRONG_ENV, which ends the control room's wait at once) and its models are not
+fed until a run of its own environment begins.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ModelPool(SwarmComponent):
         self.spaces = spaces
         self.population = Population(models, seed, spaces.observations, spaces.actions)
         self._told_size: int | None = None  # the wrong observation size last logged (once, not every step)
+        self._other_env = False  # the run going is of another environment: not fed
         # Random, not seeded: two pools on one broker must not share ids, and nothing
         # depends on their values (ties go by arrival order), so runs stay reproducible.
         self.ids = [protocol.new_id() for _ in range(models)]
@@ -58,13 +60,16 @@ class ModelPool(SwarmComponent):
         super().__init__(name, host, port, on_disconnect)
         self.client.on_room(protocol.OBSERVATION, self._on_observation)
         self.client.add_eventHandler(self._on_evolution, None, trigger=Trigger(CUSTOM, protocol.EVOLUTION))
-        self.client.add_eventHandler(self._on_control, None, trigger=Trigger(CUSTOM, protocol.CONTROL))
 
     def weights(self) -> dict[str, list[float]]:
         with self._lock:
             return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
 
     def _on_observation(self, msg: dict) -> None:
+        if "ENV_ID" in msg:  # a run's first observation, announcing its environment
+            self._other_env = self._announced_other(msg)
+        if self._other_env:
+            return
         if batch.is_batch(msg):
             self._on_batch(msg)
             return
@@ -109,28 +114,27 @@ class ModelPool(SwarmComponent):
         head = json.dumps(common, separators=(",", ":"))[:-1]
         next_id = self.client.next_id
         return b"".join(
-            protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{left!r},{right!r}]}}'.encode())
-            for tail, (left, right) in zip(self._frame_tails, logits)
+            protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{",".join(map(repr, row))}]}}'.encode())
+            for tail, row in zip(self._frame_tails, logits)
         )
 
-    def _on_control(self, msg: dict) -> None:
-        if protocol.control_status(msg) != protocol.RUN_STARTED:
-            return
+    def _announced_other(self, msg: dict) -> bool:
+        """Whether a run's first observation announces another environment than the models'
+        (then said on ``control``, once for the run)."""
         try:
-            announced = protocol.parse_run_facts(msg)["spaces"]
-        except protocol.ProtocolError:
-            return
-        if announced is None or (announced.observations, announced.actions) == (
-            self.spaces.observations,
-            self.spaces.actions,
-        ):
-            return
+            announced = protocol.parse_announcement(msg)
+        except protocol.ProtocolError as error:
+            log.warning("models: ignored a malformed announcement: %s", error)
+            return False
+        if (announced.observations, announced.actions) == (self.spaces.observations, self.spaces.actions):
+            return False
         text = (
             f"{self.client.name}: models built for {self.spaces.shape}, not {announced.shape}: "
             f"not fed; start the swarm with --env-id {announced.env_id}"
         )
         log.warning("%s", text)
         self.client.send(protocol.wrong_env(text, msg.get("RUN_ID")))
+        return True
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")

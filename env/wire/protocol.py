@@ -537,6 +537,28 @@ def parse_run_facts(message: Message) -> dict[str, Any]:
     }
 
 
+def announcement(spaces: EnvSpaces, run_id: str) -> Message:
+    """The keys a run's first observation carries (added): its environment, so that a model
+    built for another is named, not fed."""
+    return {
+        "ENV_ID": spaces.env_id,
+        "OBSERVATIONS": spaces.observations,
+        "ACTIONS": spaces.actions,
+        "RUN_ID": run_id,
+    }
+
+
+def parse_announcement(message: Message) -> EnvSpaces:
+    """The environment a run's first observation announces; ProtocolError when malformed."""
+    env_id = message.get("ENV_ID")
+    if not isinstance(env_id, str) or not 0 < len(env_id) <= defaults.ENV_ID_MAX:
+        raise ProtocolError(f"ENV_ID must be a string of 1..{defaults.ENV_ID_MAX} characters")
+    spaces = parse_spaces(message, clean_text(env_id, defaults.ENV_ID_MAX))
+    if spaces is None:
+        raise ProtocolError("ENV_ID without OBSERVATIONS and ACTIONS")
+    return spaces
+
+
 def parse_spaces(message: Message, env_id: str) -> EnvSpaces | None:
     """The environment's spaces a RUN_STARTED or RUN_STATE announces; None when it tells none
     (the published environment, an older one); ProtocolError when they are out of range."""

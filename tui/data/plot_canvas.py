@@ -344,7 +344,8 @@ def environment_axis(spaces: EnvSpaces) -> tuple[float, float, float | None]:
     threshold = spaces.reward_threshold
     if threshold is None:
         return 0.0, 1.0, None
-    return min(0.0, threshold), max(0.0, threshold) or 1.0, threshold
+    low, high = min(0.0, threshold), max(0.0, threshold)
+    return low, high if high > low else low + 1.0, threshold
 
 
 def score_range(low: float, high: float, data_low: float, data_high: float) -> tuple[float, float]:
@@ -353,7 +354,7 @@ def score_range(low: float, high: float, data_low: float, data_high: float) -> t
     lo, hi = min(low, data_low), max(high, data_high)
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return low, high
-    step = _nice_step((hi - lo) / 4) or 1
+    step = _nice_step((hi - lo) / 10) or 1
     if lo < low:
         lo = math.floor(lo / step) * step
     if hi > high:
