@@ -559,7 +559,7 @@ class ControlRoomApp(App):
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
             return
-        self.log_line(schedule_started_line())
+        self.log_line(schedule_started_line(self.main.plot.threshold))
         self.controller.start_schedule()
 
     def action_stop(self) -> None:
