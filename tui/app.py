@@ -326,7 +326,7 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_frame_seen(self, event: FrameSeen) -> None:
-        self.main.cart.frame = event
+        self.controller.latest_frame = event  # shown at the redraw rate, as the embedded one's
 
     @handle.register
     def _on_network_error(self, event: NetworkError) -> None:

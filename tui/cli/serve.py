@@ -306,7 +306,7 @@ def serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     with served_network(args) as (address, token_file):
-        visit = ["--connect", address, "--no-env", "--redraw-hz", f"{args.redraw_hz:g}"]
+        visit = ["--connect", address, "--no-env", "--env-id", args.env_id, "--redraw-hz", f"{args.redraw_hz:g}"]
         visit += ["--db", history_path(args)]
         visit += ["--token-file", token_file] if token_file else []
         server = make_server(
