@@ -162,9 +162,9 @@ def follow_run(db: Path, pid: int, timeout: float) -> Watched:
 
 def headless_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: float) -> Watched:
     db = workdir / f"headless-{time.monotonic_ns()}.db"
+    command = [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent]
     process = subprocess.Popen(
-        [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db),
-         "--env-id", PtyApp.env_id],  # fmt: skip
+        [*command, "--db", str(db), "--env-id", PtyApp.env_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
