@@ -7,7 +7,7 @@ K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message pe
 and loads SET.
 
 The pool is built for one environment's spaces. When a run's first observation announces
-another environment (ENV_ID, OBSERVATIONS and ACTIONS, which ours adds), the pool says so on
+another environment (ENV_ID, OBSERVATION_SIZE and ACTION_COUNT, which ours adds), the pool says so on
 ``control`` (WRONG_ENV, which ends the control room's wait at once) and its models are not
 fed until a run of its own environment begins.
 """

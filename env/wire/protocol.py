@@ -466,8 +466,8 @@ def run_facts(
         "STARTED": float(started),
     }
     if spaces is not None:
-        facts["OBSERVATIONS"] = spaces.observations
-        facts["ACTIONS"] = spaces.actions
+        facts["OBSERVATION_SIZE"] = spaces.observations
+        facts["ACTION_COUNT"] = spaces.actions
         facts["REWARD_THRESHOLD"] = spaces.reward_threshold
         facts["MAX_EPISODE_STEPS"] = spaces.max_episode_steps
     return facts
@@ -542,8 +542,8 @@ def announcement(spaces: EnvSpaces, run_id: str) -> Message:
     built for another is named, not fed."""
     return {
         "ENV_ID": spaces.env_id,
-        "OBSERVATIONS": spaces.observations,
-        "ACTIONS": spaces.actions,
+        "OBSERVATION_SIZE": spaces.observations,
+        "ACTION_COUNT": spaces.actions,
         "RUN_ID": run_id,
     }
 
@@ -555,17 +555,17 @@ def parse_announcement(message: Message) -> EnvSpaces:
         raise ProtocolError(f"ENV_ID must be a string of 1..{defaults.ENV_ID_MAX} characters")
     spaces = parse_spaces(message, clean_text(env_id, defaults.ENV_ID_MAX))
     if spaces is None:
-        raise ProtocolError("ENV_ID without OBSERVATIONS and ACTIONS")
+        raise ProtocolError("ENV_ID without OBSERVATION_SIZE and ACTION_COUNT")
     return spaces
 
 
 def parse_spaces(message: Message, env_id: str) -> EnvSpaces | None:
     """The environment's spaces a RUN_STARTED or RUN_STATE announces; None when it tells none
     (the published environment, an older one); ProtocolError when they are out of range."""
-    if "OBSERVATIONS" not in message and "ACTIONS" not in message:
+    if "OBSERVATION_SIZE" not in message and "ACTION_COUNT" not in message:
         return None
-    observations = _whole(message, "OBSERVATIONS", 1, defaults.ENV_OBSERVATIONS_MAX)
-    actions = _whole(message, "ACTIONS", 2, defaults.ENV_ACTIONS_MAX)
+    observations = _whole(message, "OBSERVATION_SIZE", 1, defaults.ENV_OBSERVATIONS_MAX)
+    actions = _whole(message, "ACTION_COUNT", 2, defaults.ENV_ACTIONS_MAX)
     threshold = message.get("REWARD_THRESHOLD")
     if threshold is not None:
         threshold = _finite(threshold)
