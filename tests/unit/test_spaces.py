@@ -104,7 +104,13 @@ def test_run_started_announces_the_spaces_and_a_viewer_reads_them():
     facts = protocol.run_facts("r1", 5, False, None, 1, acrobot.env_id, 1.0e9, acrobot)
     message = json.loads(json.dumps(protocol.run_started(facts, None)))
     assert protocol.parse_run_facts(message)["spaces"] == acrobot
-    for key, bad in (("OBSERVATION_SIZE", 0), ("ACTION_COUNT", 10**6), ("REWARD_THRESHOLD", "NaN"), ("OBSERVATION_SIZE", True)):
+    bad_values = (
+        ("OBSERVATION_SIZE", 0),
+        ("ACTION_COUNT", 10**6),
+        ("REWARD_THRESHOLD", "NaN"),
+        ("OBSERVATION_SIZE", True),
+    )
+    for key, bad in bad_values:
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_run_facts({**message, key: bad})
     published = {k: v for k, v in message.items() if k not in ("OBSERVATION_SIZE", "ACTION_COUNT")}
