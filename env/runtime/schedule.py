@@ -201,7 +201,13 @@ class _HopelessConfirmation:
     """Stops the confirmation run once its mean cannot reach the target any more (only when
     the best score of an episode is known: ``best``)."""
 
-    def __init__(self, control: ControlClient, episodes: int, target: float | None, best: float | None):
+    def __init__(
+        self,
+        control: ControlClient,
+        episodes: int,
+        target: float | None,
+        best: float | None = defaults.EPISODE_MAX_SCORE,
+    ):
         self.control, self.episodes, self.target, self.best = control, episodes, target, best
         self.run_id: str | None = None
         self.scores: list[float] = []
