@@ -213,11 +213,12 @@ class PlotCanvas:
             mean, name = values[end - 1], f"━ mean({view.window})/run"
         else:
             mean, name = history.rolling_mean_at(end - 1, view.window), f"━ mean({view.window})"
-        self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw"), *self._threshold_legend()]
+        self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw")]
         self.legend.append((name, f"{mean:.1f}", "score-plot--mean"))
         if len(averages):
             self.legend.append(("◆ run avg", f"{averages[-1]:.1f}", "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
+        self.legend += self._threshold_legend()  # last: a narrow border keeps the figures, the axis labels the line
 
     def _threshold_legend(self) -> list[tuple[str, str, str | None]]:
         """What the dotted line is: ``┈ solved ≥ -100`` (the environment's reward_threshold)."""
