@@ -1,7 +1,7 @@
 """What watching costs: a run with the app on screen vs headless, and the bytes the app draws.
 
     python -m bench.app [--seconds 30] [--run-seconds 12] [--rounds 2] [--seed 7] [--agent swarm|random]
-                        [--breakdown] [--population] [--followers [K]]
+                        [--breakdown] [--population] [--followers [K]] [--env-id ID]
 
 (a) `cartpole-tui run --episodes N --json` headless; (b) the same run (same --seed, --agent, N)
 started from the keyboard in `cartpole-tui` on a pseudo-terminal of 80x24 that this
@@ -187,6 +187,7 @@ def headless_run(
     """``shared``: started on that network, whose environment plays it and writes the figures."""
     db = workdir / f"headless-{time.monotonic_ns()}.db"
     argv = [APP, "run", "--episodes", str(episodes), "--json", "--seed", str(seed), "--agent", agent, "--db", str(db)]
+    argv += ["--env-id", PtyApp.env_id]
     joined = ["--connect", shared.address, "--no-env"] if shared else []
     history, after = (shared.history, shared.newest()) if shared else (db, 0)
     # A line an episode goes to stderr: to a file, never a pipe read only at the end (a full pipe stalls the run).
@@ -245,7 +246,7 @@ class PtyApp:
         try:
             # Its own session: the app and its network child are one process group to end.
             self.process = subprocess.Popen(
-                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent, *extra],
+                [APP, "--db", str(self.db), "--seed", str(seed), "--agent", agent, "--env-id", self.env_id, *extra],
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
@@ -299,6 +300,7 @@ class PtyApp:
         os.write(self.master, keys.encode())
 
     show_population = False  # --population: key 6 after connecting, the pane shown while measuring
+    env_id = "CartPole-v1"  # --env-id: the environment every run plays (another is drawn from its pictures)
 
     def connect(self) -> None:
         self.wait_screen("● connected", STARTUP_TIMEOUT, "'● connected'")
@@ -718,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         default="swarm",
         help="built-in agents of every run (default swarm, the app's; random is a faster loop)",
     )
+    parser.add_argument("--env-id", default="CartPole-v1", help="the environment every run plays (default CartPole-v1)")
     parser.add_argument("--population", action="store_true", help="(b), (c) with the population pane shown (key 6)")
     parser.add_argument(
         "--breakdown", action="store_true", help="(c) at 80x24 again with each pane hidden, even when within budget"
@@ -732,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     PtyApp.show_population = args.population
+    PtyApp.env_id = args.env_id
     if args.seconds <= 0 or args.run_seconds < 10 or args.rounds < 1:
         parser.error("--seconds must be > 0, --run-seconds >= 10, --rounds >= 1")
     if pyte is None:

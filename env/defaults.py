@@ -18,8 +18,14 @@ SERVE_MAX_SESSIONS = 8
 SERVE_MAX_COLUMNS = 500
 SERVE_MAX_ROWS = 200
 ENV_ID = "CartPole-v1"
-SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold
+SOLVED_SCORE = 475.0  # CartPole-v1's reward threshold (other environments: their spec.reward_threshold)
 EPISODE_MAX_SCORE = 500.0  # CartPole-v1's best episode (500 steps, reward 1 a step)
+SCORE_MAX = 1e12  # |score| of an episode, a run's average or a target: far beyond any real return
+ENV_ID_MAX = 80  # characters of an environment id (--env-id, ENV_ID in RUN_STARTED, a population file)
+ENV_OBSERVATIONS_MAX = 1024  # observation size of an environment we play (a 1-D Box)
+ENV_ACTIONS_MAX = 64  # discrete actions of an environment we play
+FRAME_HZ = 5.0  # pictures a second of a non-CartPole environment's instance 0 for the environment pane
+FRAME_DOTS = (64, 48)  # the most dots (wide, high) such a picture has: ~400 bytes a picture
 
 # --- the broker's door (env/wire/admission.py, env/wire/broker.py) ---------------------
 REGISTER_TIMEOUT = 10.0  # s a connection may stay without a REGISTER (and its NAME) before it is closed

@@ -17,6 +17,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class EnvSpaces:
+    """What the network must agree on: the id, the observation size and the number of actions;
+    and what a viewer draws: the solved score (None: the environment has none) and the
+    longest episode (None: unbounded)."""
+
+    env_id: str
+    observations: int
+    actions: int
+    reward_threshold: float | None = None
+    max_episode_steps: int | None = None
+
+    @property
+    def shape(self) -> str:
+        """``CartPole-v1 (4 observations, 2 actions)``: how a mismatch names an environment."""
+        return f"{self.env_id} ({self.observations} observations, {self.actions} actions)"
+
+
+@dataclass(frozen=True)
 class RunStarted:
     run_id: str
     episodes: int
@@ -26,6 +44,7 @@ class RunStarted:
     instances: int = 1  # environments played at once (0: not told, e.g. a start we sent)
     env_id: str = ""
     history: tuple[str, str] | None = None  # (host, path) of the file the environment records it in
+    spaces: EnvSpaces | None = None  # what the environment announced of itself (None: not told)
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,16 @@ class CartSeen:
 
 
 @dataclass(frozen=True)
+class FrameSeen:
+    """A picture of the environment's instance 0 (room ``cart``, environments other than CartPole):
+    ``width`` × ``height`` dots, row by row, eight to a byte (numpy's ``packbits``)."""
+
+    width: int
+    height: int
+    bits: bytes
+
+
+@dataclass(frozen=True)
 class NetworkError:
     """A component reported a problem (e.g. a bad ACTION); nothing stopped."""
 
@@ -137,6 +166,9 @@ class EnvironmentObserver:
     def on_run_started(self, event: RunStarted) -> None: ...
 
     def on_step(self, observation: np.ndarray, reward: float, done: bool) -> None: ...
+
+    def on_frame(self, frame: FrameSeen) -> None:
+        """A picture of instance 0 (environments other than CartPole), at most ``FRAME_HZ`` a second."""
 
     def on_episode(self, event: EpisodeFinished) -> None: ...
 

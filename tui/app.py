@@ -22,10 +22,12 @@ from textual.app import App, SystemCommand
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.in_order import InOrder
+from cartpole_tui.env.components.spaces import CARTPOLE, spaces_of
 from cartpole_tui.env.events import (
     BrokerStats,
     ComponentSeen,
     Disconnected,
+    EnvSpaces,
     EpisodeFinished,
     EvolutionFinished,
     NetworkError,
@@ -49,6 +51,7 @@ from cartpole_tui.tui.controller import (
     StorageProblem,
 )
 from cartpole_tui.tui.data.overlays import rolling_overlays
+from cartpole_tui.tui.data.plot_canvas import environment_axis
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
@@ -112,6 +115,7 @@ class ControlRoomApp(App):
         self._rated_run: str | None = None  # ... that run's id
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
+        self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
         self._runs_shown_at = 0.0
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
@@ -143,6 +147,10 @@ class ControlRoomApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._refresh_views)
+        try:
+            self._show_environment(spaces_of(self.options.env_id))
+        except ValueError as error:  # the command line checked it; a config or test may not have
+            self.log_line(str(error), "yellow")
         if self.options.offline:
             self.main.controls.disabled = True
         elif not self.options.embed_env:
@@ -230,8 +238,20 @@ class ControlRoomApp(App):
         self.log_line(f"storage: {event.text}", "red")
         self.notify(event.text, title="Run history", severity="error", timeout=10, markup=False)
 
+    def _show_environment(self, spaces: EnvSpaces) -> None:
+        """The plot's axis and solved line, and the pane's drawing, for the environment played."""
+        plot = self.main.plot
+        plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)
+        cart = self.main.cart
+        cart.caption = spaces.env_id
+        if spaces.env_id == CARTPOLE.env_id:
+            cart.frame = None
+        self._pictures = spaces.env_id != CARTPOLE.env_id
+
     @handle.register
     def _on_run_started(self, event: RunStarted) -> None:
+        if event.spaces is not None:
+            self._show_environment(event.spaces)
         # the store's runs are in memory (no file read): the run's number in the history
         runs = self.store.runs() if self.store is not None else []
         record = next((r for r in reversed(runs) if r.run_uid == event.run_id), None)
@@ -406,7 +426,11 @@ class ControlRoomApp(App):
         observation = self.controller.latest_observation
         if observation is not None and observation is not self._shown_observation:
             self._shown_observation = observation
-            self.main.cart.observation = tuple(float(v) for v in observation)
+            if not self._pictures:
+                self.main.cart.observation = tuple(float(v) for v in observation)
+        frame = self.controller.latest_frame
+        if frame is not None and frame is not self.main.cart.frame:
+            self.main.cart.frame = frame
         store = self.store
         if (
             store is not None
@@ -537,7 +561,7 @@ class ControlRoomApp(App):
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
             return
-        self.log_line(schedule_started_line())
+        self.log_line(schedule_started_line(self.main.plot.threshold))
         self.controller.start_schedule()
 
     def action_stop(self) -> None:

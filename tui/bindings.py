@@ -42,7 +42,7 @@ class Key:
 _SCHEDULE = (
     f"schedule: rounds of (train {defaults.SCHEDULE_TRAIN}, evaluate {defaults.SCHEDULE_EVALUATE} "
     f"deterministic, evolve) until a {defaults.SCHEDULE_CONFIRM}-episode deterministic check averages "
-    f"{defaults.SCHEDULE_TARGET:g}; x stops it"
+    f"the environment's reward_threshold ({defaults.SCHEDULE_TARGET:g} for CartPole-v1); x stops it"
 )
 
 KEYS: tuple[Key, ...] = (

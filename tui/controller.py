@@ -20,15 +20,17 @@ import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.events import (
     CartSeen,
     Disconnected,
     EnvironmentObserver,
+    FrameSeen,
     NetworkError,
 )
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
+from cartpole_tui.env.runtime.schedule import ScheduleStopped, best_episode, run_schedule, target_for
 from cartpole_tui.env.runtime.session import AnotherEnvironment, Session, SessionOptions
 from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
@@ -102,6 +104,7 @@ class Controller(EnvironmentObserver):
         self.store: RunStore | None = None
         self.session: Session | None = None
         self.latest_observation: np.ndarray | tuple[float, ...] | None = None
+        self.latest_frame: FrameSeen | None = None
         self.steps = 0
         self._reading_history = False
         self._network_said: object = None  # the embedded network whose start was last told to the app
@@ -131,6 +134,9 @@ class Controller(EnvironmentObserver):
             if len(event.observation) == 4:  # CartPole's: position, velocity, angle, angular velocity
                 self.latest_observation = event.observation
             return
+        if isinstance(event, FrameSeen):
+            self.on_frame(event)  # another environment's picture: drawn at the redraw rate too
+            return
         self.push(event)
 
     # --- the embedded environment (its listener thread) --------------------------------
@@ -138,6 +144,9 @@ class Controller(EnvironmentObserver):
     def on_step(self, observation, reward: float, done: bool) -> None:
         self.latest_observation = observation
         self.steps += 1
+
+    def on_frame(self, frame: FrameSeen) -> None:
+        self.latest_frame = frame  # another environment than CartPole: its picture (≤ FRAME_HZ)
 
     # --- connecting ---------------------------------------------------------------------
 
@@ -281,10 +290,14 @@ class Controller(EnvironmentObserver):
 
     def _run_schedule(self, control: ControlClient, stop: threading.Event) -> None:
         try:
-            self.push(run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop))
+            spaces = spaces_of(self.options.env_id)
+            target, best = target_for(spaces), best_episode(spaces)
+            self.push(
+                run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop, target=target, best=best)
+            )
         except ScheduleStopped as stopped:
             self.push(stopped.result)
-        except (ControlTimeout, ConnectionError) as error:
+        except (ControlTimeout, ConnectionError, ValueError) as error:
             self.push(NetworkError("schedule", str(error)))
         finally:
             self._schedule_stop = None

@@ -49,6 +49,10 @@ class _ControlComponent(Component):
     batch = True
 
 
+class WrongEnvironment(ControlTimeout):
+    """A component on the network was built for another environment than the run's: no answer will come."""
+
+
 class ControlClient:
     """A named swergio client on the ``control`` room.
 
@@ -75,6 +79,7 @@ class ControlClient:
         self.admits: Callable[[object, object], bool] = _anyone
         self._cond = threading.Condition()
         self._run_id: str | None = None  # the run this client started last
+        self._wrong_env: str | None = None  # a component said the run is of another environment than its own
         self._asked = 0  # its NR_OF_EPISODE
         self._scores: list[float] = []
         self._episodes = SeenEpisodes()  # the episodes of its run counted so far
@@ -195,7 +200,7 @@ class ControlClient:
 
     def _on_cart(self, msg: dict) -> None:
         try:
-            self._emit(CartSeen(protocol.parse_cart(msg)))
+            self._emit(protocol.parse_frame(msg) if protocol.is_frame(msg) else CartSeen(protocol.parse_cart(msg)))
         except protocol.ProtocolError:
             return  # a malformed view of the cart: nothing to draw
 
@@ -217,6 +222,7 @@ class ControlClient:
             self._scores = []
             self._episodes = SeenEpisodes()
             self._result = None
+            self._wrong_env = None
             self._last_progress = time.monotonic()
             self.health.gone = None
         self.client.send(message)
@@ -263,6 +269,8 @@ class ControlClient:
                 self._raise_if_lost()
                 if self.health.gone is not None:  # nobody is left to play it: no need to wait out the time-out
                     raise ControlTimeout(self.health.gone.text)
+                if self._wrong_env is not None:
+                    raise WrongEnvironment(self._wrong_env)
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
                     raise ControlTimeout(self._quiet(idle_timeout))
@@ -414,6 +422,8 @@ class ControlClient:
             self._on_evo_done(msg)
         elif status in (protocol.RUN_STARTED, protocol.RUN_STATE):
             self._on_run_facts(msg, status)
+        elif status == protocol.WRONG_ENV:
+            self._on_wrong_env(msg)
         elif status == protocol.ENV_ERROR:
             self._emit(
                 NetworkError(
@@ -422,6 +432,18 @@ class ControlClient:
                     msg["RUN_ID"] if protocol.valid_run_id(msg.get("RUN_ID")) else None,
                 )
             )
+
+    def _on_wrong_env(self, msg: dict) -> None:
+        """A component built for another environment than the run's: said, and the run's wait
+        ends with it (its models are not fed: the run would wait for them in vain)."""
+        sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
+        text = protocol.clean_text(msg.get("ERROR", ""))
+        run_id = msg["RUN_ID"] if protocol.valid_run_id(msg.get("RUN_ID")) else None
+        with self._cond:
+            if self._run_id is not None and run_id == self._run_id and self._result is None:
+                self._wrong_env = NetworkError(sender, text, run_id).line
+                self._cond.notify_all()
+        self._emit(NetworkError(sender, text, run_id))
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
         self._environment_is_ours()  # the published environment sends neither

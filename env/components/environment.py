@@ -14,18 +14,19 @@ holds the rules without sockets; :class:`EnvironmentComponent` puts it on the wi
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import gymnasium as gym
-from gymnasium.spaces import Discrete
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunStarted
+from cartpole_tui.env.components.frames import picture
+from cartpole_tui.env.components.spaces import CARTPOLE, make_env, spaces
+from cartpole_tui.env.events import EnvironmentObserver, EnvSpaces, EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component
 
@@ -49,10 +50,17 @@ class ActiveRun:
     started_at: float = 0.0  # wall clock, time.time()
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
 
-    def facts(self, env_id: str) -> dict:
-        """What RUN_STARTED and RUN_STATE say about this run."""
+    def facts(self, spaces: EnvSpaces) -> dict:
+        """What RUN_STARTED and RUN_STATE say about this run (and the environment it plays)."""
         return protocol.run_facts(
-            self.run_id, self.episodes, self.deterministic, self.seed, self.instances, env_id, self.started_at
+            self.run_id,
+            self.episodes,
+            self.deterministic,
+            self.seed,
+            self.instances,
+            spaces.env_id,
+            self.started_at,
+            spaces,
         )
 
     def finish(self, stopped: bool) -> RunFinished:
@@ -69,18 +77,6 @@ class ActiveRun:
         )
 
 
-def make_env(env_id: str) -> gym.Env:
-    """A gymnasium environment with a discrete action space; ValueError otherwise."""
-    try:
-        env = gym.make(env_id)
-    except gym.error.Error as error:
-        raise ValueError(f"unknown gymnasium environment {env_id!r}: {error}") from None
-    if not isinstance(env.action_space, Discrete):
-        env.close()
-        raise ValueError(f"{env_id} has a {type(env.action_space).__name__} action space; a discrete one is needed")
-    return env
-
-
 class EnvironmentLogic:
     """Run accounting and stepping, free of sockets; every method returns what to send."""
 
@@ -88,11 +84,10 @@ class EnvironmentLogic:
         if seed is not None and not 0 <= seed <= defaults.SEED_MAX:
             raise ValueError(f"seed must be a whole number 0..{defaults.SEED_MAX}, got {seed}")
         self.env_id = env_id
-        self.env = make_env(env_id)
-        space = self.env.action_space
-        assert isinstance(space, Discrete)  # make_env admits no other
-        self.n_actions = int(space.n)
-        self.max_score = float(self.env.spec.max_episode_steps or 500) if self.env.spec else 500.0
+        # Instance 0 renders the environment pane's pictures; CartPole's pane draws its observation.
+        self.env = make_env(env_id, render_mode=None if env_id == CARTPOLE.env_id else "rgb_array")
+        self.spaces = spaces(self.env, env_id)
+        self.n_actions = self.spaces.actions
         self.seed = seed
         self.run: ActiveRun | None = None
         self.stale_actions = 0
@@ -113,7 +108,7 @@ class EnvironmentLogic:
         self.played[run.run_id] = None
         while len(self.played) > defaults.RUN_IDS_KEPT:
             self.played.popitem(last=False)
-        self._notify(
+        self.notify(
             "on_run_started",
             RunStarted(
                 run.run_id,
@@ -124,9 +119,10 @@ class EnvironmentLogic:
                 run.instances,
                 self.env_id,
                 self.history,
+                self.spaces,
             ),
         )
-        return [protocol.run_started(run.facts(self.env_id), self.history)]
+        return [protocol.run_started(run.facts(self.spaces), self.history)]
 
     def state(self) -> dict:
         """RUN_STATE: the answer to a state query."""
@@ -134,10 +130,10 @@ class EnvironmentLogic:
         if run is None:
             return protocol.run_state(None, 0, 0, [], self.history)
         return protocol.run_state(
-            run.facts(self.env_id), run.finished_episodes, run.steps, list(run.recent), self.history
+            run.facts(self.spaces), run.finished_episodes, run.steps, list(run.recent), self.history
         )
 
-    def _notify(self, method: str, event: object) -> None:
+    def notify(self, method: str, event: object) -> None:
         for observer in tuple(self.observers):
             getattr(observer, method)(event)
 
@@ -174,7 +170,7 @@ class EnvironmentLogic:
             log.exception("start failed")
             self.run = None
             return outgoing + self.refuse(f"start failed: {error}"), None
-        payload = protocol.observation(obs, deterministic)
+        payload = protocol.observation(obs, deterministic) | protocol.announcement(self.spaces, run_id)
         return outgoing, self._awaiting(payload, self.run)
 
     def _awaiting(self, payload: dict, run: ActiveRun) -> dict:
@@ -238,7 +234,7 @@ class EnvironmentLogic:
         run.recent.append(run.score)
         event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
         run.score, run.episode_steps = 0.0, 0
-        self._notify("on_episode", event)
+        self.notify("on_episode", event)
         outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
         if run.finished_episodes >= run.episodes:
             outgoing += self._end_run(stopped=False)
@@ -250,18 +246,21 @@ class EnvironmentLogic:
         if run is None:
             return []
         result = run.finish(stopped)
-        self._notify("on_run_finished", result)
+        self.notify("on_run_finished", result)
         return [protocol.env_done(result.avg_score, run.run_id, result.episodes, stopped, result.ended_at)]
 
 
 class CartPublisher(EnvironmentObserver):
-    """Sends instance 0's observation to the ``cart`` room, at most ``protocol.CART_HZ`` times a
-    second, so that control rooms without the environment draw the cart (a time check a step)."""
+    """Sends instance 0 to the ``cart`` room so that control rooms without the environment draw
+    it (a time check a step): CartPole's observation at most ``protocol.CART_HZ`` times a second;
+    any other environment's picture (:mod:`.frames`) at most ``defaults.FRAME_HZ`` times, which
+    the observers here get too (``on_frame``)."""
 
     def __init__(self, send: Callable[[dict], None], logic: EnvironmentLogic, hz: float = protocol.CART_HZ):
         self._send = send
         self._logic = logic
-        self._interval = 1.0 / hz
+        self._pictures = logic.env_id != CARTPOLE.env_id
+        self._interval = 1.0 / (min(hz, defaults.FRAME_HZ) if self._pictures else hz)
         self._next = 0.0
 
     def on_step(self, observation, reward: float, done: bool) -> None:
@@ -270,10 +269,29 @@ class CartPublisher(EnvironmentObserver):
             return
         self._next = now + self._interval
         run = self._logic.run
+        run_id = run.run_id if run is not None else None
+        if self._pictures:
+            message = self._picture(run_id)
+            if message is None:
+                return
+        else:
+            message = protocol.cart(observation, run_id)
         try:
-            self._send(protocol.cart(observation, run.run_id if run is not None else None))
+            self._send(message)
         except ConnectionError:
             pass  # the listener reports the lost connection
+
+    def _picture(self, run_id: str | None) -> dict | None:
+        try:
+            shown = picture(self._logic.env.render())
+        except Exception as error:  # a renderer that fails (no display library…) must not stop the run
+            log.warning("environment: no pictures of %s: %s", self._logic.env_id, error)
+            self._next = math.inf  # said once; the pane stays as it is
+            return None
+        if shown is None:
+            return None
+        self._logic.notify("on_frame", shown)
+        return protocol.frame(shown, run_id)
 
 
 class EnvironmentComponent:

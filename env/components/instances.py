@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from cartpole_tui.env.components.environment import make_env
+from cartpole_tui.env.components.spaces import make_env
 
 
 class Instances(Protocol):

@@ -97,6 +97,7 @@ class VectorLogic:
         self.base.run = run
         outgoing += self.base.announce(run)
         payload = batch.observation(n, run.active, observations, deterministic)
+        payload.update(protocol.announcement(self.base.spaces, run_id))
         payload["ROOT_ID"] = run_id
         return outgoing, payload
 
@@ -152,7 +153,7 @@ class VectorLogic:
         score, length = float(run.scores[i]), int(run.lengths[i])
         event = EpisodeFinished(run.run_id, number, score, length, time.time())
         run.scores[i], run.lengths[i] = 0.0, 0
-        self.base._notify("on_episode", event)
+        self.base.notify("on_episode", event)
         return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
 
 

@@ -72,7 +72,9 @@ class LocalNetwork:
         population_file: str | None = None,
         fresh: bool = False,
         share_token: bool = False,
+        env_id: str = defaults.ENV_ID,
     ):
+        self.env_id = env_id  # the swarm's models are built for its spaces
         self.population_file = population_file  # the swarm's saved population: loaded, saved after each evolution
         self.fresh = fresh  # start from a random population (and save over the file)
         self.models = models
@@ -103,6 +105,7 @@ class LocalNetwork:
 
     def _start(self) -> None:
         command = [sys.executable, "-c", CHILD_ENTRY, "--agent", self.agent, "--models", str(self.models)]
+        command += ["--env-id", self.env_id]
         if self.share_token:
             self.token_file = write_token_file(self.token)
             command += ["--remove-on-exit", self.token_file]
@@ -263,16 +266,18 @@ def last_error(log_path: str) -> str | None:
     return "".join(c if c.isprintable() else " " for c in text)[:300]  # a line of the screen, never control codes
 
 
-def _start_agents(
-    host: str, port: int, agent: str, models: int, seed: int | None, load: str | None = None, save: str | None = None
-) -> list[RandomAgent | Swarm]:
-    if agent == "random":
+def _start_agents(args: argparse.Namespace, host: str, port: int) -> list[RandomAgent | Swarm]:
+    from cartpole_tui.env.components.spaces import spaces_of
+
+    actions = spaces_of(args.env_id).actions  # ValueError: said in one line, as a bad population file
+    if args.agent == "random":
         from cartpole_tui.env.components.random_agent import RandomAgent
 
-        return [RandomAgent(host, port, seed=seed).start()]
+        return [RandomAgent(host, port, n_actions=actions, seed=args.seed).start()]
     from cartpole_tui.env.swarm.swarm import Swarm
 
-    return [Swarm(host, port, models=models, seed=seed, load=load, save=save).start()]
+    swarm = Swarm(host, port, models=args.models, seed=args.seed, load=args.load, save=args.save, env_id=args.env_id)
+    return [swarm.start()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -280,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agent", choices=defaults.AGENTS, default=defaults.AGENT)
     parser.add_argument("--models", type=int, default=defaults.MODELS)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--env-id", default=defaults.ENV_ID, help="the environment the models are built for")
     parser.add_argument("--remove-on-exit", metavar="FILE", help="the shared token file, removed when this exits")
     parser.add_argument("--load", help="population file to start from, when it exists")
     parser.add_argument("--save", help="population file written after every evolution")
@@ -307,8 +313,8 @@ def _serve(args: argparse.Namespace, token: str) -> None:
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()
     try:
-        agents = _start_agents(broker.host, broker.port, args.agent, args.models, args.seed, args.load, args.save)
-    except ValueError as error:  # a bad population file: said in one line, the parent shows it
+        agents = _start_agents(args, broker.host, broker.port)
+    except ValueError as error:  # a bad population file or environment: said in one line, the parent shows it
         broker.stop()
         print(f"{FAILED} {' '.join(str(error).split())}", flush=True)
         if args.remove_on_exit:

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.events import EpisodeFinished, RunFinished
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces, EpisodeFinished, RunFinished
 
 
 class ScheduleStopped(Exception):
@@ -105,6 +106,7 @@ def run_schedule(
     idle_timeout: float = defaults.RUN_IDLE_TIMEOUT,
     on_phase: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
+    best: float | None = defaults.EPISODE_MAX_SCORE,
 ) -> ScheduleResult:
     """Run the schedule through ``control``.
 
@@ -112,7 +114,8 @@ def run_schedule(
     the schedule runs; ``on_phase(phase, round)`` is called before each run and evolution, phase
     one of "train", "eval", "confirm", "evolve", "final"; ``seed`` seeds each run's first reset with
     seed, seed+1, …. Once ``stop`` is set (stop the current run too), the next phase
-    raises :class:`ScheduleStopped` instead of starting.
+    raises :class:`ScheduleStopped` instead of starting. ``target`` is the environment's
+    (:func:`target_for`); ``best`` its best episode score (:func:`best_episode`), None when unknown.
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
     result = ScheduleResult(settings)
@@ -141,7 +144,7 @@ def run_schedule(
         hopeless.watch(control.start_run(final_eval, True, seed=next(seeds)))
         return control.wait_run(idle_timeout)
 
-    hopeless = _HopelessConfirmation(control, final_eval, target)
+    hopeless = _HopelessConfirmation(control, final_eval, target, best)
     with _forwarding_episodes(control, [f for f in (on_episode, hopeless) if f is not None]):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
@@ -179,11 +182,33 @@ def _reached(run: RunFinished, target: float) -> bool:
     return min(run.scores) >= target if run.scores else run.avg_score >= target
 
 
-class _HopelessConfirmation:
-    """Stops the confirmation run once its mean cannot reach the target any more."""
+def target_for(spaces: EnvSpaces, given: float | None = None) -> float:
+    """The schedule's target: ``given``, else the environment's ``reward_threshold``; ValueError
+    (one line) for an environment that has none."""
+    if given is not None:
+        return given
+    if spaces.reward_threshold is None:
+        raise ValueError(f"{spaces.env_id} has no reward_threshold: give the schedule a target (--target)")
+    return spaces.reward_threshold
 
-    def __init__(self, control: ControlClient, episodes: int, target: float | None):
-        self.control, self.episodes, self.target = control, episodes, target
+
+def best_episode(spaces: EnvSpaces) -> float | None:
+    """The best score one episode can have, when known (CartPole-v1: 1 a step for 500 steps)."""
+    return defaults.EPISODE_MAX_SCORE if spaces.env_id == CARTPOLE.env_id else None
+
+
+class _HopelessConfirmation:
+    """Stops the confirmation run once its mean cannot reach the target any more (only when
+    the best score of an episode is known: ``best``)."""
+
+    def __init__(
+        self,
+        control: ControlClient,
+        episodes: int,
+        target: float | None,
+        best: float | None = defaults.EPISODE_MAX_SCORE,
+    ):
+        self.control, self.episodes, self.target, self.best = control, episodes, target, best
         self.run_id: str | None = None
         self.scores: list[float] = []
 
@@ -191,12 +216,12 @@ class _HopelessConfirmation:
         self.run_id, self.scores = run_id, []
 
     def __call__(self, event: EpisodeFinished) -> None:
-        if event.run_id != self.run_id or self.target is None:
+        if event.run_id != self.run_id or self.target is None or self.best is None:
             return
         self.scores.append(event.score)
         # A remaining episode may still score the environment's best: in a vectorised run
         # episodes end shortest first, so the best seen so far is no bound.
-        bound = max(max(self.scores), defaults.EPISODE_MAX_SCORE)
+        bound = max(max(self.scores), self.best)
         best_possible = sum(self.scores) + (self.episodes - len(self.scores)) * bound
         if len(self.scores) < self.episodes and best_possible < self.target * self.episodes:
             self.run_id = None  # stop once

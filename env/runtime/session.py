@@ -144,6 +144,7 @@ class Session:
             agent=self.options.agent,
             population_file=self.options.population_file,
             fresh=self.options.fresh,
+            env_id=self.options.env_id,
         ).start()
         self.host, self.port = self.network.host, self.network.port
         auth.use_token(self.network.token)  # this process's components join with it
@@ -250,7 +251,9 @@ class Session:
             self._abandoned.discard(event.run_id)
             if self.store is not None:
                 try:
-                    self.store.end_run(event.run_id, avg_score=event.avg_score, state="done", ended=event.ended_at or time.time())
+                    self.store.end_run(
+                        event.run_id, avg_score=event.avg_score, state="done", ended=event.ended_at or time.time()
+                    )
                 except KeyError:  # not a run of this history (another control room records it)
                     pass
             self._hand_on(

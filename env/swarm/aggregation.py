@@ -32,9 +32,11 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm.batching import BatchChooser, parse_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
-from cartpole_tui.env.swarm.policy import N_ACTIONS, softmax
+from cartpole_tui.env.swarm.policy import softmax
 from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
@@ -121,10 +123,12 @@ class Aggregation(SwarmComponent):
         solo: bool = True,
         name: str = "aggregation",
         on_disconnect: Callable[[str], None] | None = None,
+        spaces: EnvSpaces = CARTPOLE,
     ):
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
         self.models = models
+        self.actions = spaces.actions  # logits a model sends: one per action of the environment
         self.timeout = timeout
         self.logic = AggregationLogic(seed, solo)
         self.batches = BatchChooser(self.logic)  # vectorised runs (env/swarm/batching.py)
@@ -158,13 +162,13 @@ class Aggregation(SwarmComponent):
         if batch.is_batch(msg):
             self._on_batch_logits(msg)
             return
-        logits = finite_vector(msg.get("LOGITS"), N_ACTIONS)
+        logits = finite_vector(msg.get("LOGITS"), self.actions)
         model_id = msg.get("COMPONENT_ID")
         if logits is None or not isinstance(model_id, str):
             log.warning(
                 "aggregation: ignored LOGITS from %s without %d finite numbers and a COMPONENT_ID",
                 msg.get("SENT_BY", "?"),
-                N_ACTIONS,
+                self.actions,
             )
             return
         with self._lock:
@@ -182,7 +186,7 @@ class Aggregation(SwarmComponent):
                 self._act()
 
     def _on_batch_logits(self, msg: dict) -> None:
-        entries = parse_logits(msg)
+        entries = parse_logits(msg, self.actions)
         if entries is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
             return

@@ -11,8 +11,8 @@ the summed probabilities per instance. Fitness and shares go into the one
 :class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers
 batch and single steps alike.
 
-The logits travel as base64 of little-endian float64 (``BATCH_LOGITS``, K × M × 2 in that
-order).
+The logits travel as base64 of little-endian float64 (``BATCH_LOGITS``, K × M × actions in
+that order).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cartpole_tui.env.swarm.policy import N_ACTIONS, OBS_SIZE, Population, softmax
+from cartpole_tui.env.swarm.policy import N_ACTIONS, Population, softmax
 from cartpole_tui.env.wire import batch, protocol
 
 if TYPE_CHECKING:  # aggregation imports this module
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # aggregation imports this module
 
 def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | None:
     """The LOGITS payload answering a batch observation (None when nothing is to act)."""
-    instances, observations = batch.parse_observation(msg, OBS_SIZE)
+    instances, observations = batch.parse_observation(msg, population.observations)
     if not instances:
         return None  # a run's last observation: its results only
     logits = population.batch_logits(observations)
@@ -47,13 +47,13 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
     }
 
 
-def parse_logits(msg: dict) -> list[tuple[str, np.ndarray]] | None:
-    """(model id, (M, 2) logits) per model of a batch LOGITS; None when malformed."""
+def parse_logits(msg: dict, actions: int = N_ACTIONS) -> list[tuple[str, np.ndarray]] | None:
+    """(model id, (M, actions) logits) per model of a batch LOGITS; None when malformed."""
     ids, instances = msg.get("COMPONENT_IDS"), msg.get("INSTANCES")
     if type(ids) is not list or not all(isinstance(i, str) for i in ids) or type(instances) is not list:
         return None
     try:
-        logits = batch.decode_array(msg.get("BATCH_LOGITS"), "<f8", (len(ids), len(instances), N_ACTIONS))
+        logits = batch.decode_array(msg.get("BATCH_LOGITS"), "<f8", (len(ids), len(instances), actions))
     except protocol.ProtocolError:
         return None
     return list(zip(ids, logits))
@@ -110,7 +110,7 @@ class BatchChooser:
         if deterministic:
             actions = total.argmax(axis=1)
         else:
-            actions = np.array([logic.rng.choice(N_ACTIONS, p=t / t.sum()) for t in total])
+            actions = np.array([logic.rng.choice(len(t), p=t / t.sum()) for t in total])
         column = probs[:, np.arange(len(instances)), actions]
         for model_id, share in zip(ids, (column / column.sum(axis=0)).sum(axis=1)):
             logic.shares[model_id] += float(share)

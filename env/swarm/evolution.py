@@ -19,9 +19,11 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm import genetic
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
-from cartpole_tui.env.swarm.policy import N_WEIGHTS
+from cartpole_tui.env.swarm.policy import n_weights
 from cartpole_tui.env.wire import protocol
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ class Evolution(SwarmComponent):
         timeout: float = defaults.EVOLUTION_GATHER_TIMEOUT,
         name: str = "evolution",
         on_disconnect: Callable[[str], None] | None = None,
+        spaces: EnvSpaces = CARTPOLE,
     ):
         self.models = models
+        self.n_weights = n_weights(spaces.observations, spaces.actions)  # a model's, for the environment
         self.settings = settings
         self.timeout = timeout
         self.generations = 0
@@ -74,10 +78,10 @@ class Evolution(SwarmComponent):
             if not self._requests:
                 return
             if "WEIGHTS" in msg and isinstance(msg.get("COMPONENT_ID"), str):
-                weights = finite_vector(msg["WEIGHTS"], N_WEIGHTS)
+                weights = finite_vector(msg["WEIGHTS"], self.n_weights)
                 if weights is None:
                     log.warning(
-                        "evolution: ignored WEIGHTS of %s: not %d finite numbers", msg["COMPONENT_ID"], N_WEIGHTS
+                        "evolution: ignored WEIGHTS of %s: not %d finite numbers", msg["COMPONENT_ID"], self.n_weights
                     )
                     return
                 self._weights[msg["COMPONENT_ID"]] = weights

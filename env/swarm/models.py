@@ -5,6 +5,11 @@ Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET.
+
+The pool is built for one environment's spaces. When a run's first observation announces
+another environment (ENV_ID, OBSERVATION_SIZE and ACTION_COUNT, which ours adds), the pool says so on
+``control`` (WRONG_ENV, which ends the control room's wait at once) and its models are not
+fed until a run of its own environment begins.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import numpy as np
 from swergio import Trigger
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm.batching import batch_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
-from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
+from cartpole_tui.env.swarm.policy import Population
 from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
@@ -38,8 +45,12 @@ class ModelPool(SwarmComponent):
         seed: int | None = None,
         name: str = "models",
         on_disconnect: Callable[[str], None] | None = None,
+        spaces: EnvSpaces = CARTPOLE,
     ):
-        self.population = Population(models, seed)
+        self.spaces = spaces
+        self.population = Population(models, seed, spaces.observations, spaces.actions)
+        self._told_size: int | None = None  # the wrong observation size last logged (once, not every step)
+        self._other_env = False  # the run going is of another environment: not fed
         # Random, not seeded: two pools on one broker must not share ids, and nothing
         # depends on their values (ties go by arrival order), so runs stay reproducible.
         self.ids = [protocol.new_id() for _ in range(models)]
@@ -55,12 +66,21 @@ class ModelPool(SwarmComponent):
             return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
 
     def _on_observation(self, msg: dict) -> None:
+        if "ENV_ID" in msg:  # a run's first observation, announcing its environment
+            self._other_env = self._announced_other(msg)
+        if self._other_env:
+            return
         if batch.is_batch(msg):
             self._on_batch(msg)
             return
-        obs = finite_vector(msg.get("OBSERVATION"), OBS_SIZE)
+        size = self.spaces.observations
+        obs = finite_vector(msg.get("OBSERVATION"), size)
         if obs is None:
-            log.warning("models: ignored an observation without %d finite numbers", OBS_SIZE)
+            value = msg.get("OBSERVATION")
+            seen = len(value) if isinstance(value, list) else None
+            if seen != self._told_size:  # once per size: a network of another environment sends it every step
+                self._told_size = seen
+                log.warning("models: built for %s, ignored observations of %s numbers", self.spaces.shape, seen)
             return
         with self._lock:
             logits = self.population.logits(obs)
@@ -94,9 +114,27 @@ class ModelPool(SwarmComponent):
         head = json.dumps(common, separators=(",", ":"))[:-1]
         next_id = self.client.next_id
         return b"".join(
-            protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{left!r},{right!r}]}}'.encode())
-            for tail, (left, right) in zip(self._frame_tails, logits)
+            protocol.frame_bytes(f'{head},"ID":"{next_id()}"{tail}{",".join(map(repr, row))}]}}'.encode())
+            for tail, row in zip(self._frame_tails, logits)
         )
+
+    def _announced_other(self, msg: dict) -> bool:
+        """Whether a run's first observation announces another environment than the models'
+        (then said on ``control``, once for the run)."""
+        try:
+            announced = protocol.parse_announcement(msg)
+        except protocol.ProtocolError as error:
+            log.warning("models: ignored a malformed announcement: %s", error)
+            return False
+        if (announced.observations, announced.actions) == (self.spaces.observations, self.spaces.actions):
+            return False
+        text = (
+            f"{self.client.name}: models built for {self.spaces.shape}, not {announced.shape}: "
+            f"not fed; start the swarm with --env-id {announced.env_id}"
+        )
+        log.warning("%s", text)
+        self.client.send(protocol.wrong_env(text, msg.get("RUN_ID")))
+        return True
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")

@@ -4,8 +4,9 @@ Swarm layer, pure numpy: :mod:`.models` and :mod:`.batching` compute with it, :m
 checks files against its size.
 
 Each model has the published RLGym model's shape — policy and value nets 4→16→16
-(tanh), an action head 16→2 and a value head 16→1, 755 weights — and its weights
-live in one row of a (K, 755) array in the published flat order (torch's
+(tanh), an action head 16→2 and a value head 16→1, 755 weights — for CartPole-v1; for
+another environment the same layout from its observation size to its actions (Acrobot-v1:
+6→16→16→3, 838 weights). Its weights live in one row of a (K, weights) array in the published flat order (torch's
 ``parameters()`` order: policy_net, value_net, action_net, value head; each layer's
 weight (out × in) then bias). Every layer is a (K, …) view into that array, so a
 forward pass for all K models is one 3-D matmul per layer, and a row is exactly the
@@ -17,38 +18,46 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-OBS_SIZE = 4
+OBS_SIZE = 4  # CartPole-v1's: the published model's
 HIDDEN = 16
 N_ACTIONS = 2
 
-# (name, shape) in the published flat order.
-LAYOUT: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("pi_w0", (HIDDEN, OBS_SIZE)),
-    ("pi_b0", (HIDDEN,)),
-    ("pi_w1", (HIDDEN, HIDDEN)),
-    ("pi_b1", (HIDDEN,)),
-    ("vf_w0", (HIDDEN, OBS_SIZE)),
-    ("vf_b0", (HIDDEN,)),
-    ("vf_w1", (HIDDEN, HIDDEN)),
-    ("vf_b1", (HIDDEN,)),
-    ("act_w", (N_ACTIONS, HIDDEN)),
-    ("act_b", (N_ACTIONS,)),
-    ("val_w", (1, HIDDEN)),
-    ("val_b", (1,)),
-)
-N_WEIGHTS = sum(int(np.prod(shape)) for _, shape in LAYOUT)  # 755
+
+def layout(observations: int = OBS_SIZE, actions: int = N_ACTIONS) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(name, shape) of each layer, in the published flat order, for an environment's spaces."""
+    return (
+        ("pi_w0", (HIDDEN, observations)),
+        ("pi_b0", (HIDDEN,)),
+        ("pi_w1", (HIDDEN, HIDDEN)),
+        ("pi_b1", (HIDDEN,)),
+        ("vf_w0", (HIDDEN, observations)),
+        ("vf_b0", (HIDDEN,)),
+        ("vf_w1", (HIDDEN, HIDDEN)),
+        ("vf_b1", (HIDDEN,)),
+        ("act_w", (actions, HIDDEN)),
+        ("act_b", (actions,)),
+        ("val_w", (1, HIDDEN)),
+        ("val_b", (1,)),
+    )
 
 
-def _slices() -> dict[str, slice]:
+def n_weights(observations: int = OBS_SIZE, actions: int = N_ACTIONS) -> int:
+    """Weights of one model for an environment's spaces (755 for CartPole-v1's 4 → 2)."""
+    return sum(int(np.prod(shape)) for _, shape in layout(observations, actions))
+
+
+def slices(observations: int = OBS_SIZE, actions: int = N_ACTIONS) -> dict[str, slice]:
     out, start = {}, 0
-    for name, shape in LAYOUT:
+    for name, shape in layout(observations, actions):
         size = int(np.prod(shape))
         out[name] = slice(start, start + size)
         start += size
     return out
 
 
-SLICES = _slices()
+LAYOUT = layout()
+N_WEIGHTS = n_weights()  # 755: the published CartPole model's
+SLICES = slices()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -59,21 +68,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Population:
-    """K policy models as one (K, 755) float64 array with per-layer views.
+    """K policy models as one (K, weights) float64 array with per-layer views.
 
     ``Population(k, seed)`` initialises like torch's ``nn.Linear`` (uniform in
-    ±1/sqrt(fan_in)); ``weights`` is the (K, 755) array itself, so writing a row
-    changes that model.
+    ±1/sqrt(fan_in)); ``weights`` is the (K, 755) array itself (CartPole's spaces;
+    ``observations`` and ``actions`` size the first layers and the action head for
+    another environment's), so writing a row changes that model.
     """
 
-    def __init__(self, k: int, seed: int | None = None):
+    def __init__(self, k: int, seed: int | None = None, observations: int = OBS_SIZE, actions: int = N_ACTIONS):
         if k < 1:
             raise ValueError(f"a population needs at least one model, got {k}")
         self.k = k
-        self.weights = np.empty((k, N_WEIGHTS))
-        self.layers = {name: self.weights[:, SLICES[name]].reshape(k, *shape) for name, shape in LAYOUT}
+        self.observations, self.actions = observations, actions
+        self.n_weights = n_weights(observations, actions)
+        self.weights = np.empty((k, self.n_weights))
+        shapes = layout(observations, actions)
+        where = slices(observations, actions)
+        self.layers = {name: self.weights[:, where[name]].reshape(k, *shape) for name, shape in shapes}
         rng = np.random.default_rng(seed)
-        for (weight, (_, fan_in)), (bias, _) in zip(LAYOUT[0::2], LAYOUT[1::2]):
+        for (weight, (_, fan_in)), (bias, _) in zip(shapes[0::2], shapes[1::2]):
             bound = 1.0 / np.sqrt(fan_in)  # a weight and its bias share the layer's fan-in
             for name in (weight, bias):
                 self.layers[name][...] = rng.uniform(-bound, bound, size=self.layers[name].shape)
@@ -81,14 +95,14 @@ class Population:
     def set_model(self, index: int, weights: npt.ArrayLike) -> None:
         """Load one model's flat weight vector (published order); ValueError on a bad length."""
         vector = np.asarray(weights, dtype=np.float64)
-        if vector.shape != (N_WEIGHTS,):
-            raise ValueError(f"a model has {N_WEIGHTS} weights, got shape {vector.shape}")
+        if vector.shape != (self.n_weights,):
+            raise ValueError(f"a model has {self.n_weights} weights, got shape {vector.shape}")
         if not np.all(np.isfinite(vector)):
             raise ValueError("weights must be finite numbers")
         self.weights[index] = vector
 
     def logits(self, obs: npt.ArrayLike) -> np.ndarray:
-        """Action logits (K, 2) of every model for one observation (4,) or one per model (K, 4)."""
+        """Action logits (K, actions) of every model for one observation (obs,) or one per model (K, obs)."""
         obs = np.asarray(obs, dtype=np.float64)
         L = self.layers
         if obs.ndim == 1:
@@ -99,7 +113,7 @@ class Population:
         return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
 
     def batch_logits(self, obs: npt.ArrayLike) -> np.ndarray:
-        """Action logits (K, M, 2) of every model for each of M observations (M, 4)."""
+        """Action logits (K, M, actions) of every model for each of M observations (M, obs)."""
         obs = np.asarray(obs, dtype=np.float64)
         L = self.layers
 

@@ -10,7 +10,11 @@ The format (documented in the README, stable):
   action_net, value head; each layer's weight (out × in) then bias; see ``policy.LAYOUT``);
 - ``generation``: int, evolutions the population has been through;
 - ``seed``: int, the swarm's seed, -1 when none was given;
-- ``format``: the string ``"cartpole-tui population 1"``.
+- ``format``: the string ``"cartpole-tui population 1"``;
+- ``env_id`` (a string), ``observations`` and ``actions`` (ints): the environment the models
+  were built for; a file without them is CartPole-v1's (4, 2). Weights are then (K, W) with
+  W the layout's size for those spaces (``policy.n_weights``: 755 for CartPole-v1, 838 for
+  Acrobot-v1). A file for other spaces than the swarm's is refused in one line.
 
 A published model's weights (755 floats) can be written as one row and loaded.
 """
@@ -25,8 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.paths import NotRegularFile, default_db_path, open_regular
-from cartpole_tui.env.swarm.policy import N_WEIGHTS
+from cartpole_tui.env.swarm.policy import n_weights
 
 FORMAT = "cartpole-tui population 1"
 MAX_MODELS = 10_000  # rows a file may hold (60 MB of weights); a swarm uses its first --models rows
@@ -36,9 +43,10 @@ REAL_KINDS = "fiub"  # float, int, unsigned, bool dtypes; never complex, string 
 
 @dataclass(frozen=True)
 class SavedPopulation:
-    weights: np.ndarray  # (K, 755)
+    weights: np.ndarray  # (K, 755) for CartPole-v1
     generation: int = 0
     seed: int | None = None
+    spaces: EnvSpaces = CARTPOLE  # the environment the models were built for
 
 
 def save(path: str, population: SavedPopulation) -> None:
@@ -54,6 +62,9 @@ def save(path: str, population: SavedPopulation) -> None:
                 generation=np.int64(population.generation),
                 seed=np.int64(-1 if population.seed is None else population.seed),
                 format=np.str_(FORMAT),
+                env_id=np.str_(population.spaces.env_id),
+                observations=np.int64(population.spaces.observations),
+                actions=np.int64(population.spaces.actions),
             )
         os.replace(scratch, path)
     except BaseException:
@@ -62,15 +73,22 @@ def save(path: str, population: SavedPopulation) -> None:
         raise
 
 
-def load(path: str) -> SavedPopulation:
-    """Read and check a population file; ValueError (one line naming the file) saying what is
-    wrong with it. Each array's header is checked before its data is read, so a file that
+def load(path: str, spaces: EnvSpaces = CARTPOLE) -> SavedPopulation:
+    """Read and check a population file for models built for ``spaces``; ValueError (one line
+    naming the file) saying what is wrong with it — a file of another environment's shapes
+    among them. Each array's header is checked before its data is read, so a file that
     claims a huge shape or inflates on decompression is refused without allocating it."""
     try:
         with open_regular(path) as file, zipfile.ZipFile(file) as archive:
-            weights = _read(archive, "weights", "weights").astype(np.float64)
+            built_for = _spaces(archive)
+            if (built_for.observations, built_for.actions) != (spaces.observations, spaces.actions):
+                raise WrongSpaces(f"{path}: a population for {built_for.shape}, not {spaces.shape}")
+            weights = _read(archive, "weights", "weights", n_weights(spaces.observations, spaces.actions))
+            weights = weights.astype(np.float64)
             generation = _integer(archive, "generation", 0, MAX_GENERATION)
             seed = _integer(archive, "seed", -1, 2**63 - 1)
+    except WrongSpaces as error:
+        raise ValueError(str(error)) from None
     except NotRegularFile:
         raise ValueError(f"{path} is not a population file (not a regular file)") from None
     except OSError as error:
@@ -81,10 +99,43 @@ def load(path: str) -> SavedPopulation:
         weights = weights[None, :]  # one published model's vector
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"{path}: weights must be finite numbers")
-    return SavedPopulation(weights, generation, None if seed < 0 else seed)
+    return SavedPopulation(weights, generation, None if seed < 0 else seed, built_for)
 
 
-def _read(archive: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
+class WrongSpaces(Exception):
+    """A population file built for another environment's shapes."""
+
+
+def _spaces(archive: zipfile.ZipFile) -> EnvSpaces:
+    """The environment a file's models were built for (CartPole-v1 when it does not say)."""
+    if "env_id.npy" not in archive.namelist():
+        return CARTPOLE
+    env_id = _text(archive, "env_id", defaults.ENV_ID_MAX)
+    observations = _integer(archive, "observations", 1, defaults.ENV_OBSERVATIONS_MAX)
+    actions = _integer(archive, "actions", 2, defaults.ENV_ACTIONS_MAX)
+    return EnvSpaces(env_id, observations, actions)
+
+
+def _text(archive: zipfile.ZipFile, key: str, most: int) -> str:
+    """The short string stored as ``key``; ValueError when it is none, too long or not printable."""
+    with archive.open(f"{key}.npy") as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{key}: unsupported .npy version {version}")
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(stream)
+        if dtype.kind != "U" or shape != () or dtype.itemsize > 4 * most:
+            raise ValueError(f"{key}: must be a string of at most {most} characters")
+        data = stream.read(dtype.itemsize + 1)
+    if len(data) != dtype.itemsize:
+        raise ValueError(f"{key}: {len(data)} bytes of data for {dtype}")
+    text = str(np.frombuffer(data, dtype=dtype)[0])
+    if not text or not text.isprintable():
+        raise ValueError(f"{key}: must be printable characters")
+    return text
+
+
+def _read(archive: zipfile.ZipFile, key: str, what: str, width: int = 0) -> np.ndarray:
     """The array stored as ``key``; ValueError when its header is not what a population holds."""
     try:
         member = archive.getinfo(f"{key}.npy")
@@ -99,7 +150,7 @@ def _read(archive: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
         if dtype.kind not in REAL_KINDS or dtype.itemsize > 8:
             raise ValueError(f"{what}: must be real numbers, got dtype {dtype}")
         if key == "weights":
-            _check_weights_shape(shape)
+            _check_weights_shape(shape, width)
         elif shape != ():
             raise ValueError(f"{what}: must be one number, got shape {shape}")
         count = int(np.prod(shape, dtype=np.int64))
@@ -110,10 +161,10 @@ def _read(archive: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
     return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
-def _check_weights_shape(shape: tuple[int, ...]) -> None:
+def _check_weights_shape(shape: tuple[int, ...], width: int) -> None:
     rows = shape[0] if len(shape) == 2 else 1
-    if len(shape) not in (1, 2) or shape[-1] != N_WEIGHTS or not 1 <= rows <= MAX_MODELS:
-        raise ValueError(f"weights must be (models, {N_WEIGHTS}) with 1 to {MAX_MODELS} models, got {shape}")
+    if len(shape) not in (1, 2) or shape[-1] != width or not 1 <= rows <= MAX_MODELS:
+        raise ValueError(f"weights must be (models, {width}) with 1 to {MAX_MODELS} models, got {shape}")
 
 
 def _integer(archive: zipfile.ZipFile, key: str, low: int, high: int) -> int:
@@ -160,7 +211,10 @@ def start_note(path: str | None, restored: Restored | None, models: int, *, fres
     return f"{start} (not saved)" if path is None else f"{start}; saved to {path} after each evolution"
 
 
-def beside_history(db_path: str | None) -> str | None:
-    """The population file kept with a run history: ``<db>.population.npz`` (none for ``:memory:``)."""
+def beside_history(db_path: str | None, env_id: str = CARTPOLE.env_id) -> str | None:
+    """The population file kept with a run history: ``<db>.population.npz`` for CartPole-v1,
+    ``<db>.<env id>.population.npz`` for another environment (none for ``:memory:``)."""
     path = db_path or default_db_path()
-    return None if path == ":memory:" else f"{path}.population.npz"
+    if path == ":memory:":
+        return None
+    return f"{path}.population.npz" if env_id == CARTPOLE.env_id else f"{path}.{env_id}.population.npz"

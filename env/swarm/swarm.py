@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.aggregation import Aggregation
 from cartpole_tui.env.swarm.client import SwarmComponent
@@ -52,7 +53,9 @@ class Swarm:
         load: str | None = None,
         save: str | None = None,
         only: str | None = None,
+        env_id: str = defaults.ENV_ID,
     ):
+        self.spaces = spaces = spaces_of(env_id)  # ValueError (one line) for an environment we cannot play
         if only not in (None, *PARTS):
             raise ValueError(f"--only must be one of {', '.join(PARTS)}, got {only!r}")
         if save is not None and only not in (None, "evolution"):
@@ -72,15 +75,15 @@ class Swarm:
         try:
             if "evolution" in wanted:
                 self.evolution = self._add(
-                    Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect)
+                    Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect, spaces=spaces)
                 )
             if "aggregation" in wanted:
                 self.aggregation = self._add(
-                    Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect)
+                    Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect, spaces=spaces)
                 )
             if "models" in wanted:
                 self.models = self._add(
-                    ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect)
+                    ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect, spaces=spaces)
                 )
         except Exception:
             self.close()
@@ -89,7 +92,7 @@ class Swarm:
         self.restored: saved.Restored | None = None
         if load is not None and os.path.exists(load):
             try:
-                population = saved.load(load)
+                population = saved.load(load, spaces)
             except ValueError:
                 self.close()
                 raise  # a bad file is said before anything runs
@@ -103,7 +106,7 @@ class Swarm:
 
     def _save(self, path: str, population: np.ndarray, generation: int) -> None:
         try:
-            saved.save(path, saved.SavedPopulation(population, generation, self.seed))
+            saved.save(path, saved.SavedPopulation(population, generation, self.seed, self.spaces))
         except OSError as error:  # a full disk must not stop the swarm: said in its log
             log.warning("swarm: population not saved to %s: %s", path, error)
 
@@ -131,6 +134,7 @@ def serve_swarm(
     save: str | None = None,
     only: str | None = None,
     say: Callable[[str], None] | None = None,
+    env_id: str = defaults.ENV_ID,
 ) -> None:
     """Run the swarm until Ctrl-C or until the broker goes away (then ConnectionLost); ``say``
     is told what the population started from."""
@@ -141,7 +145,9 @@ def serve_swarm(
         lost.append(reason)
         gone.set()
 
-    swarm = Swarm(host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save, only=only).start()
+    swarm = Swarm(
+        host, port, models, seed, on_disconnect=on_disconnect, load=load, save=save, only=only, env_id=env_id
+    ).start()
     try:
         swarm.components[0].client.check_broker()  # NotABroker: an address that is no broker is said so
         if say is not None and only in (None, "models"):

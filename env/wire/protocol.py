@@ -9,6 +9,7 @@ listed in the README under "Protocol additions".
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -18,6 +19,7 @@ from itertools import accumulate
 from typing import Any, SupportsFloat
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.events import EnvSpaces, FrameSeen
 
 HEADER_LENGTH = 10
 FORMAT = "utf-8"
@@ -25,7 +27,7 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 MAX_EPISODES = defaults.EPISODES_MAX  # NR_OF_EPISODE: the limits the command line and the app check too
 MAX_SEED = defaults.SEED_MAX
 MAX_RUN_ID = 64  # RUN_ID is echoed in every step's ROOT_ID and stored
-MAX_SCORE = 1e12  # |SCORE| and |AVG_SCORE| of an episode or run: far beyond any real return
+MAX_SCORE = defaults.SCORE_MAX  # |SCORE| and |AVG_SCORE| of an episode or run: far beyond any real return
 MAX_EPISODE_STEPS = 10**9  # STEPS of one episode: times MAX_EPISODES still fits SQLite's 2**63
 # Levels of nesting a component's message may have (a flat JSON object is 1): the broker
 # refuses deeper ones, so nothing downstream recurses far on a peer's data. A receiver
@@ -67,6 +69,7 @@ ENV_DONE = "ENV_DONE"
 EVO_DONE = "EVO_DONE"
 EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
+WRONG_ENV = "WRONG_ENV"  # added: a component built for another environment than the run's (not fed)
 
 
 Message = dict[str, Any]  # one decoded swergio message: a JSON object with a TYPE
@@ -250,6 +253,11 @@ def episode_done(run_id: str, episode: int, score: float, steps: int, ended_at: 
         RUN_ID=run_id,
         ENDED_AT=float(ended_at),
     )
+
+
+def wrong_env(error: str, run_id: object) -> Message:
+    """swarm → control (added): its models were built for another environment than the run's."""
+    return custom(CONTROL, STATUS=WRONG_ENV, ERROR=error, RUN_ID=run_id if valid_run_id(run_id) else None)
 
 
 def env_error(error: str, run_id: str | None = None) -> Message:
@@ -463,9 +471,11 @@ def run_facts(
     instances: int,
     env_id: str,
     started: float,
+    spaces: EnvSpaces | None = None,
 ) -> dict[str, Any]:
-    """The keys that describe a run in RUN_STARTED and RUN_STATE."""
-    return {
+    """The keys that describe a run in RUN_STARTED and RUN_STATE (added: the environment's
+    spaces and solved score, so that a model built for another environment is named, not fed)."""
+    facts: dict[str, Any] = {
         "RUN_ID": run_id,
         "EPISODES": episodes,
         "DETERMINISTIC": bool(deterministic),
@@ -474,6 +484,12 @@ def run_facts(
         "ENV_ID": env_id,
         "STARTED": float(started),
     }
+    if spaces is not None:
+        facts["OBSERVATION_SIZE"] = spaces.observations
+        facts["ACTION_COUNT"] = spaces.actions
+        facts["REWARD_THRESHOLD"] = spaces.reward_threshold
+        facts["MAX_EPISODE_STEPS"] = spaces.max_episode_steps
+    return facts
 
 
 def run_started(facts: dict[str, Any], history: tuple[str, str] | None) -> Message:
@@ -536,7 +552,48 @@ def parse_run_facts(message: Message) -> dict[str, Any]:
         "env_id": clean_text(env_id, 80),
         "started": float(started),
         "history": parse_history(message),
+        "spaces": parse_spaces(message, clean_text(env_id, 80)),
     }
+
+
+def announcement(spaces: EnvSpaces, run_id: str) -> Message:
+    """The keys a run's first observation carries (added): its environment, so that a model
+    built for another is named, not fed."""
+    return {
+        "ENV_ID": spaces.env_id,
+        "OBSERVATION_SIZE": spaces.observations,
+        "ACTION_COUNT": spaces.actions,
+        "RUN_ID": run_id,
+    }
+
+
+def parse_announcement(message: Message) -> EnvSpaces:
+    """The environment a run's first observation announces; ProtocolError when malformed."""
+    env_id = message.get("ENV_ID")
+    if not isinstance(env_id, str) or not 0 < len(env_id) <= defaults.ENV_ID_MAX:
+        raise ProtocolError(f"ENV_ID must be a string of 1..{defaults.ENV_ID_MAX} characters")
+    spaces = parse_spaces(message, clean_text(env_id, defaults.ENV_ID_MAX))
+    if spaces is None:
+        raise ProtocolError("ENV_ID without OBSERVATION_SIZE and ACTION_COUNT")
+    return spaces
+
+
+def parse_spaces(message: Message, env_id: str) -> EnvSpaces | None:
+    """The environment's spaces a RUN_STARTED or RUN_STATE announces; None when it tells none
+    (the published environment, an older one); ProtocolError when they are out of range."""
+    if "OBSERVATION_SIZE" not in message and "ACTION_COUNT" not in message:
+        return None
+    observations = _whole(message, "OBSERVATION_SIZE", 1, defaults.ENV_OBSERVATIONS_MAX)
+    actions = _whole(message, "ACTION_COUNT", 2, defaults.ENV_ACTIONS_MAX)
+    threshold = message.get("REWARD_THRESHOLD")
+    if threshold is not None:
+        threshold = _finite(threshold)
+        if threshold is None or abs(threshold) > MAX_SCORE:
+            raise ProtocolError(f"REWARD_THRESHOLD must be null or a finite number within ±{MAX_SCORE:g}")
+    steps = None
+    if message.get("MAX_EPISODE_STEPS") is not None:
+        steps = _whole(message, "MAX_EPISODE_STEPS", 1, MAX_EPISODE_STEPS)
+    return EnvSpaces(env_id, observations, actions, threshold, steps)
 
 
 def parse_history(message: Message) -> tuple[str, str] | None:
@@ -565,6 +622,38 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
 def cart(observation: Iterable[float], run_id: str | None) -> Message:
     """environment → viewers (added, room ``cart``): instance 0's latest observation."""
     return custom(CART, OBSERVATION=[float(x) for x in observation], RUN_ID=run_id)
+
+
+def frame(picture: FrameSeen, run_id: str | None) -> Message:
+    """environment → viewers (added, room ``cart``): a picture of instance 0 (not CartPole)."""
+    return custom(
+        CART,
+        FRAME=base64.b64encode(picture.bits).decode("ascii"),
+        WIDTH=picture.width,
+        HEIGHT=picture.height,
+        RUN_ID=run_id,
+    )
+
+
+def is_frame(message: Message) -> bool:
+    return "FRAME" in message
+
+
+def parse_frame(message: Message) -> FrameSeen:
+    """The picture of a ``cart`` message with FRAME: at most ``FRAME_DOTS`` dots, exactly as many
+    bits as they need; ProtocolError otherwise."""
+    width = _whole(message, "WIDTH", 1, defaults.FRAME_DOTS[0])
+    height = _whole(message, "HEIGHT", 1, defaults.FRAME_DOTS[1])
+    text, size = message.get("FRAME"), (width * height + 7) // 8
+    if not isinstance(text, str) or len(text) != 4 * ((size + 2) // 3):
+        raise ProtocolError(f"FRAME must be {size} bytes in base64")
+    try:
+        bits = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ProtocolError("FRAME must be base64") from None
+    if len(bits) != size:
+        raise ProtocolError(f"FRAME must be {size} bytes in base64")
+    return FrameSeen(width, height, bits)
 
 
 def parse_cart(message: Message) -> tuple[float, ...]:

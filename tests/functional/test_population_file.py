@@ -133,7 +133,15 @@ def test_serve_keeps_the_population_with_the_history_as_the_terminal_does(monkey
     monkeypatch.setattr(serve, "LocalNetwork", network)
     db = str(tmp_path / "runs.sqlite3")
     args = argparse.Namespace(
-        connect=None, models=20, seed=None, agent="swarm", db=db, no_env=True, token_file=None, fresh=False
+        connect=None,
+        models=20,
+        seed=None,
+        agent="swarm",
+        db=db,
+        no_env=True,
+        token_file=None,
+        fresh=False,
+        env_id="CartPole-v1",
     )
     with pytest.raises((Recorded, CommandError)), serve.served_network(args):
         pass

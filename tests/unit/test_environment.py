@@ -169,7 +169,7 @@ def test_same_seed_same_episodes():
 
 
 def test_non_discrete_env_is_refused():
-    with pytest.raises(ValueError, match="discrete"):
+    with pytest.raises(ValueError, match="Discrete actions"):
         EnvironmentLogic("Pendulum-v1")
 
 

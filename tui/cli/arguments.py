@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.gateway import parse_servers
 from cartpole_tui.env.wire.transport import parse_address
+
+
+def environment(text: str) -> str:
+    """A gymnasium environment id we can play (a Box observation, Discrete actions); one line otherwise."""
+    try:
+        return spaces_of(text).env_id
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def allowed(low: int, high: int) -> str:
@@ -62,6 +72,17 @@ def address(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def score(text: str) -> float:
+    """A score (the schedule's target): a finite number within the scores we keep."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not abs(value) <= defaults.SCORE_MAX:
+        raise argparse.ArgumentTypeError(f"expected a score within ±{defaults.SCORE_MAX:g}, got {text!r}")
+    return value
 
 
 def seconds(text: str) -> float:

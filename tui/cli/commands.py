@@ -22,6 +22,7 @@ from rich.text import Text
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.in_order import InOrder
+from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.events import EpisodeFinished, NetworkError, RunFinished
 from cartpole_tui.env.history.export import FOLDER_FORMATS, ExportError, export_runs, export_to_file, export_to_folder
@@ -29,7 +30,7 @@ from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.history.tensorboard import TensorBoardMirror
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import run_schedule
+from cartpole_tui.env.runtime.schedule import best_episode, run_schedule, target_for
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.swarm.swarm import serve_swarm
@@ -77,7 +78,7 @@ def control_room(args: argparse.Namespace) -> int:
             parse_address(options.connect)
     if not options.connect and options.agent == "swarm":
         # what the swarm learned is kept with the run history and restored at the next start
-        options = replace(options, population_file=beside_history(args.db), fresh=args.fresh)
+        options = replace(options, population_file=beside_history(args.db, args.env_id), fresh=args.fresh)
     warn_open_network(options.connect)
     size_from_the_terminal()
     app = ControlRoomApp(options, db_path=args.db, redraw_hz=args.redraw_hz)
@@ -137,7 +138,7 @@ def with_saved_population(args: argparse.Namespace, options: SessionOptions) -> 
     and starts from it (``--fresh``: from random weights), headless as in the app."""
     if options.connect or options.agent != "swarm":
         return options
-    return replace(options, population_file=beside_history(args.db), fresh=args.fresh)
+    return replace(options, population_file=beside_history(args.db, args.env_id), fresh=args.fresh)
 
 
 @contextmanager
@@ -297,6 +298,11 @@ def _stop_interrupted(session: Session) -> RunFinished:
 def schedule(args: argparse.Namespace) -> int:
     """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve (on
     standard error with --json, whose one object is then standard output's only content)."""
+    spaces = spaces_of(args.env_id)
+    try:
+        target = target_for(spaces, args.target)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     lines = sys.stderr if args.json else sys.stdout
     progress = _progress("round", "phase")
     task = progress.add_task("schedule", total=args.rounds, phase="")
@@ -340,11 +346,13 @@ def schedule(args: argparse.Namespace) -> int:
             on_phase=on_phase,
             seed=args.seed,
             idle_timeout=args.timeout,
+            target=target,
+            best=best_episode(spaces),
         )
     if args.json:
         print(strict_json(result.to_json()), flush=True)
     else:
-        verdict = "solved" if result.solved else "not solved"
+        verdict = f"solved: ≥ {target:g}" if result.solved else f"not solved: below {target:g}"
         print(
             f"final deterministic average {average(result.final_eval_avg)} ({verdict}) "
             f"after {len(result.rounds)} rounds, "
@@ -361,7 +369,17 @@ def swarm(args: argparse.Namespace) -> int:
         if args.load is not None and not os.path.exists(args.load):
             raise CommandError(f"--load {args.load}: no such file")
         say = functools.partial(print, flush=True)  # what it loaded (or not)
-        serve_swarm(host, port, args.models, args.seed, load=args.load, save=args.save, only=args.only, say=say)
+        serve_swarm(
+            host,
+            port,
+            args.models,
+            args.seed,
+            load=args.load,
+            save=args.save,
+            only=args.only,
+            say=say,
+            env_id=args.env_id,
+        )
     return 0
 
 

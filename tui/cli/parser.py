@@ -120,7 +120,7 @@ def tensorboard_option() -> argparse.ArgumentParser:
 def environment_options() -> argparse.ArgumentParser:
     """--env-id and --parallel: the environment a run plays, where it runs here."""
     parent, group = _group("environment")
-    group.add_argument("--env-id", default=defaults.ENV_ID, help="gymnasium environment id (discrete actions)")
+    _env_id(group)
     group.add_argument(
         "--parallel",
         type=instances,
@@ -129,6 +129,22 @@ def environment_options() -> argparse.ArgumentParser:
         help=f"environment instances a run plays at once when every agent understands batches "
         f"(default {defaults.PARALLEL}; 1 = one at a time, as the published network)",
     )
+    return parent
+
+
+def _env_id(group: argparse._ActionsContainer, what: str = "the environment a run plays") -> None:
+    group.add_argument(
+        "--env-id",
+        type=arguments.environment,
+        default=defaults.ENV_ID,
+        metavar="ID",
+        help=f"{what}: a gymnasium id with a Box observation and Discrete actions (default {defaults.ENV_ID})",
+    )
+
+
+def env_id_option(what: str) -> argparse.ArgumentParser:
+    parent, group = _group("environment")
+    _env_id(group, what)
     return parent
 
 
@@ -240,6 +256,12 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="rounds of (train, evaluate deterministically, evolve) instead of one run",
     )
     schedule.add_argument(
+        "--target",
+        type=arguments.score,
+        help="schedule: the deterministic average that counts as solved (default: the environment's "
+        "reward_threshold, 475 for CartPole-v1; needed for an environment without one)",
+    )
+    schedule.add_argument(
         "--rounds", type=arguments.rounds, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds"
     )
     schedule.add_argument(
@@ -292,7 +314,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def add_swarm(sub: argparse._SubParsersAction) -> None:
-    parents = [network_options(True), models_option(), seed_option()]
+    parents = [
+        network_options(True),
+        models_option(),
+        seed_option(),
+        env_id_option("the environment the models are built for (observation size → 16 → 16 → actions)"),
+    ]
     swarm = _command(sub, "swarm", commands.swarm, "the built-in models, aggregation and evolution", parents)
     swarm.add_argument("--load", metavar="FILE", help="start from this population file (.npz, see the README)")
     swarm.add_argument("--save", metavar="FILE", help="write the population to FILE after every evolution")
@@ -348,6 +375,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         network_options(),
         history_option(),
         no_env_option(),
+        env_id_option("the environment the network plays"),
         seed_option(),
         agent_option(),
         models_option(),

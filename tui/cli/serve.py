@@ -243,8 +243,9 @@ def served_network(args: argparse.Namespace):
                     models=args.models,
                     seed=args.seed,
                     agent=args.agent,
+                    env_id=args.env_id,
                     # what the swarm learned is kept with the run history, as in the terminal
-                    population_file=beside_history(args.db) if args.agent == "swarm" else None,
+                    population_file=beside_history(args.db, args.env_id) if args.agent == "swarm" else None,
                     share_token=True,  # every visit and the environment join with it
                     fresh=args.fresh,
                 ).start()
@@ -257,7 +258,9 @@ def served_network(args: argparse.Namespace):
             token = ["--token-file", token_file] if token_file else []
             seed = ["--seed", str(args.seed)] if args.seed is not None else []
             environment = subprocess.Popen(
-                cli_command("env", "--connect", address, "--db", history_path(args), *token, *seed),
+                cli_command(
+                    "env", "--connect", address, "--db", history_path(args), "--env-id", args.env_id, *token, *seed
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -303,7 +306,7 @@ def serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     with served_network(args) as (address, token_file):
-        visit = ["--connect", address, "--no-env", "--redraw-hz", f"{args.redraw_hz:g}"]
+        visit = ["--connect", address, "--no-env", "--env-id", args.env_id, "--redraw-hz", f"{args.redraw_hz:g}"]
         visit += ["--db", history_path(args)]
         visit += ["--token-file", token_file] if token_file else []
         server = make_server(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.tui.data import braille
 from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
@@ -217,6 +219,12 @@ class PlotCanvas:
         if len(averages):
             self.legend.append(("◆ run avg", average(averages[-1]), "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
+        self.legend += self._threshold_legend()  # last: a narrow border keeps the figures, the axis labels the line
+
+    def _threshold_legend(self) -> list[tuple[str, str, str | None]]:
+        """What the dotted line is: ``┈ solved ≥ -100`` (the environment's reward_threshold)."""
+        threshold = self.view.threshold
+        return [] if threshold is None else [("┈ solved ≥", f"{threshold:g}", "score-plot--threshold")]
 
     def _paint(self, layers: dict[str, np.ndarray]) -> None:
         """Turn dot grids into braille cells, front layers over back ones."""
@@ -327,6 +335,33 @@ def _nice_step(raw: float) -> int:
         return 1
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def environment_axis(spaces: EnvSpaces) -> tuple[float, float, float | None]:
+    """(y_min, y_max, solved line) for an environment: CartPole-v1's 0..500 and 475; another's
+    from 0 to its reward_threshold (−100 for Acrobot-v1: the axis runs −100..0), which the
+    scores widen; no solved line when it has no threshold."""
+    if spaces.env_id == CARTPOLE.env_id:
+        return 0.0, defaults.EPISODE_MAX_SCORE, defaults.SOLVED_SCORE
+    threshold = spaces.reward_threshold
+    if threshold is None:
+        return 0.0, 1.0, None
+    low, high = min(0.0, threshold), max(0.0, threshold)
+    return low, high if high > low else low + 1.0, threshold
+
+
+def score_range(low: float, high: float, data_low: float, data_high: float) -> tuple[float, float]:
+    """The y axis: the environment's range (``low``..``high``), widened to the scores seen when
+    they fall outside it, the widened end rounded out to a round number (negative scores too)."""
+    lo, hi = min(low, data_low), max(high, data_high)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return low, high
+    step = _nice_step((hi - lo) / 10) or 1
+    if lo < low:
+        lo = math.floor(lo / step) * step
+    if hi > high:
+        hi = math.ceil(hi / step) * step
+    return float(lo), float(hi)
 
 
 def short_number(value: float) -> str:

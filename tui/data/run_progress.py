@@ -181,10 +181,13 @@ class RunProgress:
         return False  # an ETA means nothing now; the hint needs the room
 
 
-def schedule_started_line() -> str:
+def schedule_started_line(target: float | None = defaults.SCHEDULE_TARGET) -> str:
+    """The log's line for a schedule reaching for ``target`` (the environment's reward_threshold)."""
     return (
         f"schedule started: rounds of (train, evaluate, evolve) until a {defaults.SCHEDULE_CONFIRM}-episode "
-        f"check reaches {defaults.SCHEDULE_TARGET:g}"
+        f"check reaches {target:g}"
+        if target is not None
+        else "schedule: this environment has no reward_threshold to reach"
     )
 
 

@@ -7,6 +7,8 @@ gives any column's min and max in O(1) plus two short edge scans.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 BLOCK = 32  # episodes per block of the min/max sparse table
@@ -111,6 +113,7 @@ class ScoreHistory:
 
     def __init__(self, capacity: int = 1024):
         self._scores = _Growable(np.float32, capacity)
+        self.low, self.high = math.inf, -math.inf  # the lowest and highest score: the plot's axis follows them
         self._runs = _Growable(np.int32, capacity)
         self._times = _Growable(np.float64, capacity, fill=np.nan)  # when each episode ended; NaN: unknown
         self._per_run: tuple = (None, None, None)  # (version, window) -> per-run means and their prefix sums
@@ -157,6 +160,7 @@ class ScoreHistory:
             self._run_starts.append(self._scores.size)
             self._run_ids.append(run)
         self._scores.append(score)
+        self.low, self.high = min(self.low, score), max(self.high, score)
         self._runs.append(run)
         self._times.append(wall_time)
         self.version += 1
@@ -170,6 +174,7 @@ class ScoreHistory:
             self._run_starts.append(self._scores.size)
             self._run_ids.append(run)
         self._scores.extend(scores)
+        self.low, self.high = min(self.low, float(scores.min())), max(self.high, float(scores.max()))
         self._runs.extend(np.full(len(scores), run, dtype=np.int32))
         self._times.extend(np.full(len(scores), np.nan) if times is None else np.asarray(times, dtype=np.float64))
         self.version += 1

@@ -26,7 +26,15 @@ from textual.widget import Widget
 from cartpole_tui.env import defaults
 from cartpole_tui.tui.bindings import bindings
 from cartpole_tui.tui.data.overlays import Overlay
-from cartpole_tui.tui.data.plot_canvas import AXIS, LAYERS, OVERLAY_CLASSES, X_AXES, PlotCanvas, PlotView
+from cartpole_tui.tui.data.plot_canvas import (
+    AXIS,
+    LAYERS,
+    OVERLAY_CLASSES,
+    X_AXES,
+    PlotCanvas,
+    PlotView,
+    score_range,
+)
 from cartpole_tui.tui.data.score_history import ScoreHistory
 
 
@@ -60,7 +68,8 @@ class ScorePlot(Widget, can_focus=True):
     """Show only the latest this many episodes; None shows all."""
     y_min: reactive[float] = reactive(0.0)
     y_max: reactive[float] = reactive(500.0)
-    """Top of the y axis: the environment's best score (500 for CartPole-v1)."""
+    """Top of the y axis: the environment's best score (500 for CartPole-v1); with ``y_min`` the
+    environment's range, widened to the scores when they fall outside it."""
     per_run: reactive[bool] = reactive(False)
     """The mean restarts with each run (True) or runs across runs (False)."""
     x_axis: reactive[str] = reactive("episode")
@@ -212,7 +221,12 @@ class ScorePlot(Widget, can_focus=True):
         return self._strips[y] if y < len(self._strips) else Strip.blank(width, self.rich_style)
 
     def _view(self, width: int | None = None, height: int | None = None) -> PlotView:
-        """The settings a redraw depends on, for this widget's size unless given."""
+        """The settings a redraw depends on, for this widget's size unless given; the y axis is
+        ``y_min``..``y_max`` widened to the scores (an environment of negative rewards, say)."""
+        history = self._history
+        y_min, y_max = self.y_min, self.y_max
+        if history is not None and len(history):
+            y_min, y_max = score_range(y_min, y_max, history.low, history.high)
         return PlotView(
             self.size.width if width is None else width,
             self.size.height if height is None else height,
@@ -220,8 +234,8 @@ class ScorePlot(Widget, can_focus=True):
             last_n=self.last_n,
             per_run=self.per_run,
             x_axis=self.x_axis,
-            y_min=self.y_min,
-            y_max=self.y_max,
+            y_min=y_min,
+            y_max=y_max,
             threshold=self.threshold,
         )
 

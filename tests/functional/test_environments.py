@@ -1,0 +1,232 @@
+"""Beyond CartPole (issue 21): every shipped environment played in the app and headless, the
+swarm's models sized from it, a population or a swarm of another shape refused by name, and
+the environment pane drawing another environment's picture."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from test_app import log_text
+from textual.app import App, ComposeResult
+from textual.widgets import Input
+
+from cartpole_tui.env.components.control import ControlClient, WrongEnvironment
+from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.frames import picture
+from cartpole_tui.env.components.spaces import make_env, spaces_of
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.swarm import saved
+from cartpole_tui.env.swarm.policy import n_weights
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.data.braille import BASE
+from cartpole_tui.tui.widgets.cart_view import CartView
+
+from conftest import cli, one_clear_line, only_json, screen_text, until, wait_for
+
+HOST = "127.0.0.1"
+THRESHOLDS = {"CartPole-v1": "475", "Acrobot-v1": "-100", "MountainCar-v0": "-110", "LunarLander-v3": "200"}
+
+
+def _box2d() -> bool:
+    try:
+        import Box2D  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ENVIRONMENTS = [
+    pytest.param(e, marks=[pytest.mark.skipif(not _box2d(), reason="gymnasium's box2d extra")])
+    if e == "LunarLander-v3"
+    else e
+    for e in THRESHOLDS
+]
+
+
+def braille_cells(text: str) -> int:
+    return sum(BASE < ord(c) <= BASE + 0xFF for c in text)
+
+
+@pytest.mark.parametrize("env_id", ENVIRONMENTS)
+async def test_each_environment_plays_a_run_in_the_app(tmp_path, env_id):
+    options = SessionOptions(seed=3, agent="swarm", models=4, env_id=env_id)
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the app to connect")
+        app.query_one("#episodes", Input).value = "3"
+        await pilot.press("s")
+        done = await until(
+            pilot, lambda: [r for r in app.store.runs() if r.state == "done"], timeout=90, what="the run to end"
+        )
+        assert done[0].finished == 3 and done[0].params.env_id == env_id
+        await until(pilot, lambda: "average" in log_text(app), what="the ENV_DONE line in the log")
+        plot = app.main.plot
+        assert plot.threshold == float(THRESHOLDS[env_id])
+        # the solved line is labelled with the environment's threshold, and the legend says what it is
+        await until(pilot, lambda: f"{THRESHOLDS[env_id]}┤" in screen_text(app), what="the solved line's label")
+        legend = f"┈ solved ≥ {THRESHOLDS[env_id]}"
+        await until(pilot, lambda: legend in plot.summary, what="the legend saying what the line is")
+        if min(app.history.scores) < float(THRESHOLDS[env_id]) - 1:  # below the threshold: the axis goes there
+            lowest = float(min(app.history.scores))
+
+            def bottom() -> float:
+                labels = re.findall(r"(-?[\d.]+k?)┤", screen_text(app))
+                return min(float(label.replace("k", "e3")) for label in labels)
+
+            await until(pilot, lambda: bottom() <= lowest, what=f"the axis down to {lowest}")
+        pane = app.main.cart
+        if env_id == "CartPole-v1":
+            assert pane.frame is None and "▐███▌" in str(pane.render())
+        else:
+            await until(pilot, lambda: pane.frame is not None, what="a picture of the environment")
+            drawn = str(pane.render())
+            assert env_id in drawn and braille_cells(drawn) > 10 and "▐███▌" not in drawn
+
+
+@pytest.mark.parametrize("env_id", ENVIRONMENTS)
+def test_each_environment_plays_headless(tmp_path, env_id):
+    ran = cli("run", "--env-id", env_id, "--episodes", "3", "--json", "--seed", "2", "--db", str(tmp_path / "r.db"))
+    assert ran.returncode == 0, ran.stderr
+    report = only_json(ran.stdout)
+    assert report["episodes"] == 3 and len(report["scores"]) == 3
+    if env_id == "Acrobot-v1":
+        assert all(-500 <= s <= 0 for s in report["scores"])
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0"])
+def test_the_swarms_models_follow_the_environment_and_its_file_records_it(broker, closing, tmp_path, env_id):
+    spaces = spaces_of(env_id)
+    path = str(tmp_path / "population.npz")
+    swarm = Swarm(HOST, broker.port, models=4, seed=1, save=path, env_id=env_id).start()
+    closing(swarm)
+    assert swarm.models.population.weights.shape == (4, n_weights(spaces.observations, spaces.actions))
+    environment = EnvironmentComponent(HOST, broker.port, env_id=env_id, seed=1).start()
+    closing(environment)
+    control = ControlClient(HOST, broker.port)
+    closing(control)
+    finished = control.run(2, seed=1, idle_timeout=30)
+    assert finished.episodes == 2
+    control.evolve(timeout=30)
+    written = wait_for(lambda: saved.load(path, spaces) if _exists(path) else None, what="the saved population")
+    assert (written.spaces.env_id, written.spaces.observations, written.spaces.actions) == (
+        env_id,
+        spaces.observations,
+        spaces.actions,
+    )
+    assert written.weights.shape == (4, n_weights(6 if env_id == "Acrobot-v1" else 2, 3))
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def test_a_population_of_another_shape_is_refused_in_one_line(tmp_path, broker):
+    path = str(tmp_path / "cartpole.npz")
+    saved.save(path, saved.SavedPopulation(np.zeros((3, 755))))
+    with pytest.raises(ValueError) as refused:
+        Swarm(HOST, broker.port, models=3, load=path, env_id="Acrobot-v1")
+    assert str(refused.value) == (
+        f"{path}: a population for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1 (6 observations, 3 actions)"
+    )
+    ran = cli("swarm", "--connect", f"{HOST}:{broker.port}", "--env-id", "Acrobot-v1", "--load", path)
+    one_clear_line(ran, 1, "a population for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1")
+
+
+def test_the_app_keeps_each_environments_population_beside_its_history(tmp_path):
+    db = str(tmp_path / "runs.sqlite3")
+    assert saved.beside_history(db) == f"{db}.population.npz"  # CartPole's, as before
+    assert saved.beside_history(db, "Acrobot-v1") == f"{db}.Acrobot-v1.population.npz"
+
+
+def test_models_built_for_another_environment_are_named_not_fed(broker, closing):
+    closing(Swarm(HOST, broker.port, models=2, seed=1).start())  # CartPole's models
+    closing(EnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1).start())
+    heard: list[object] = []
+    control = ControlClient(HOST, broker.port, on_event=heard.append)
+    closing(control)
+    with pytest.raises(WrongEnvironment) as refused:
+        control.run(2, idle_timeout=30)
+    assert "models built for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1 (6 observations, 3 actions)" in (
+        str(refused.value)
+    )
+    assert "--env-id Acrobot-v1" in str(refused.value)
+
+
+def test_a_run_against_a_swarm_of_another_environment_says_so_headless(broker, closing):
+    closing(Swarm(HOST, broker.port, models=2, seed=1).start())
+    ran = cli(
+        "run", "--connect", f"{HOST}:{broker.port}", "--env-id", "Acrobot-v1", "--episodes", "2", "--db", ":memory:"
+    )
+    assert ran.returncode != 0
+    assert "not Acrobot-v1 (6 observations, 3 actions)" in ran.stderr and "did not answer" not in ran.stderr
+
+
+def test_a_schedule_on_acrobot_runs_its_rounds(tmp_path):
+    ran = cli(
+        "run", "--schedule", "--env-id", "Acrobot-v1", "--rounds", "2", "--train", "8", "--eval", "4",
+        "--seed", "1", "--db", str(tmp_path / "r.db"), "--json", timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    report = only_json(ran.stdout)
+    assert len(report["rounds"]) == 2 and report["settings"]["target"] == -100.0
+    assert "did not answer" not in ran.stderr
+
+
+BARE = """import gymnasium
+gymnasium.register("Bare-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv", max_episode_steps=20)
+"""
+
+
+def test_any_registered_environment_plays_and_one_without_threshold_needs_a_target(tmp_path):
+    (tmp_path / "bare_env.py").write_text(BARE)  # an environment of the user's own, registered on import
+    settings = {"env": {**os.environ, "PYTHONPATH": str(tmp_path)}}
+    ran = cli("run", "--env-id", "bare_env:Bare-v0", "--episodes", "2", "--db", ":memory:", "--json", **settings)
+    assert ran.returncode == 0 and only_json(ran.stdout)["episodes"] == 2, ran.stderr
+    ran = cli("run", "--schedule", "--env-id", "bare_env:Bare-v0", "--db", ":memory:", **settings)
+    one_clear_line(ran, 1, "bare_env:Bare-v0 has no reward_threshold: give the schedule a target (--target)")
+    ran = cli(
+        "run", "--schedule", "--env-id", "bare_env:Bare-v0", "--target", "15", "--rounds", "1", "--train", "4",
+        "--eval", "2", "--db", ":memory:", "--json", **settings,
+    )  # fmt: skip
+    assert ran.returncode == 0 and only_json(ran.stdout)["settings"]["target"] == 15.0, ran.stderr
+
+
+class PaneApp(App):
+    def __init__(self, pane: CartView):
+        super().__init__()
+        self.pane = pane
+
+    def compose(self) -> ComposeResult:
+        yield self.pane
+
+
+@pytest.mark.parametrize("size", [(28, 12), (60, 20)])
+async def test_the_pane_draws_another_environments_picture(size):
+    env = make_env("Acrobot-v1", render_mode="rgb_array")
+    try:
+        env.reset(seed=4)
+        frame = picture(env.render())
+    finally:
+        env.close()
+    pane = CartView()
+    pane.styles.width = size[0]
+    app = PaneApp(pane)
+    async with app.run_test(size=size) as pilot:
+        pane.caption = "Acrobot-v1"
+        pane.frame = frame
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+    drawn = [line[: size[0]] for line in lines[: size[1]]]
+    assert drawn[-1].strip() == "Acrobot-v1"
+    picture_rows = drawn[:-1]
+    # Acrobot at rest: its dotted horizon across the picture and its links hanging from the middle
+    horizon = max(picture_rows, key=lambda line: braille_cells(line))
+    assert braille_cells(horizon) >= size[0] // 2  # the horizon: across most of the picture
+    below = picture_rows[picture_rows.index(horizon) + 1 :]
+    middle = [line[size[0] // 2 - 3 : size[0] // 2 + 3] for line in below]
+    assert sum(braille_cells(part) > 0 for part in middle) >= 2, "\n".join(drawn)
+    assert all(braille_cells(line[:3]) == 0 for line in below), "\n".join(drawn)  # nothing at the edges
