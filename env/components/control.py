@@ -291,6 +291,8 @@ class ControlClient:
         status = protocol.control_status(msg)
         if status == protocol.EPISODE_DONE:
             self._on_episode(msg)
+        elif status == protocol.EPISODES_DONE:
+            self._on_episodes(msg)
         elif status == protocol.ENV_DONE:
             self._on_env_done(msg)
         elif status == protocol.EVO_DONE:
@@ -330,14 +332,27 @@ class ControlClient:
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.EPISODE_DONE, error)
             return
-        event = EpisodeFinished(run_id or "", episode, score, steps, time.time())
+        self._take_episodes(run_id, [(episode, score, steps)])
+
+    def _on_episodes(self, msg: dict) -> None:
+        try:
+            run_id, episodes = protocol.parse_episodes_done(msg)
+        except protocol.ProtocolError as error:
+            self._malformed(msg, protocol.EPISODES_DONE, error)
+            return
+        self._take_episodes(run_id, episodes)
+
+    def _take_episodes(self, run_id: str | None, episodes: list[tuple[int, float, int]]) -> None:
+        now = time.time()
+        events = [EpisodeFinished(run_id or "", episode, score, steps, now) for episode, score, steps in episodes]
         with self._cond:
             if run_id == self._run_id:
-                if not self._episodes.first(episode):
-                    return  # a second copy of a finished episode: the first counts (the run events count it)
-                self._scores.append(event.score)
+                # a second copy of a finished episode is dropped: the first counts (the run events count it)
+                events = [e for e in events if self._episodes.first(e.episode)]
+                self._scores.extend(e.score for e in events)
                 self._last_progress = time.monotonic()
-        self._emit(event)
+        for event in events:
+            self._emit(event)
 
     def _malformed(self, msg: dict, status: str, error: protocol.ProtocolError) -> None:
         sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)

@@ -65,6 +65,7 @@ MAX_CART_VALUES = 64
 ENV_DONE = "ENV_DONE"
 EVO_DONE = "EVO_DONE"
 EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
+EPISODES_DONE = "EPISODES_DONE"  # added: the episodes that ended in one step of a vectorised run
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
 
 
@@ -323,6 +324,14 @@ def _score(message: Message, key: str) -> float:
     return value
 
 
+def episodes_done(run_id: str, episodes: list[int], scores: list[float], steps: list[int]) -> Message:
+    """environment → control (added): the episodes of a run that ended in one vectorised step, as
+    columns (one message a step, not one an episode: at 1,000 instances dozens end each step)."""
+    return custom(
+        CONTROL, ROOT_ID=run_id, STATUS=EPISODES_DONE, EPISODE=episodes, SCORE=scores, STEPS=steps, RUN_ID=run_id
+    )
+
+
 def parse_episode_done(message: Message) -> tuple[str | None, int, float, int]:
     """(run id or None, episode, score, steps) of an EPISODE_DONE, every value range-checked;
     ProtocolError otherwise. STEPS may be missing (0)."""
@@ -330,6 +339,25 @@ def parse_episode_done(message: Message) -> tuple[str | None, int, float, int]:
     episode = _whole(message, "EPISODE", 1, MAX_EPISODES)
     steps = _whole(message, "STEPS", 0, MAX_EPISODE_STEPS) if message.get("STEPS") is not None else 0
     return run_id, episode, _score(message, "SCORE"), steps
+
+
+def parse_episodes_done(message: Message) -> tuple[str | None, list[tuple[int, float, int]]]:
+    """(run id or None, [(episode, score, steps)]) of an EPISODES_DONE: EPISODE, SCORE and STEPS are
+    lists of one length (1..MAX_INSTANCES), each entry checked as an EPISODE_DONE's; ProtocolError
+    otherwise."""
+    columns: list[list[Any]] = []
+    for key in ("EPISODE", "SCORE", "STEPS"):
+        column = message.get(key)
+        if type(column) is not list or not 1 <= len(column) <= MAX_INSTANCES:
+            raise ProtocolError(f"EPISODE, SCORE and STEPS must be lists of 1..{MAX_INSTANCES} entries")
+        columns.append(column)
+    if len(columns[0]) != len(columns[1]) or len(columns[0]) != len(columns[2]):
+        raise ProtocolError("EPISODE, SCORE and STEPS must be lists of one length")
+    episodes = []
+    for episode, score, steps in zip(*columns):
+        _, episode, score, steps = parse_episode_done({"EPISODE": episode, "SCORE": score, "STEPS": steps})
+        episodes.append((episode, score, steps))
+    return parse_run_id(message), episodes
 
 
 def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool]:
