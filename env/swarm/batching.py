@@ -11,8 +11,10 @@ the summed probabilities per instance. Fitness and shares go into the one
 :class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers
 batch and single steps alike.
 
-The logits travel as base64 of little-endian float32 (``BATCH_LOGITS``, K × M × n_actions in
-that order); the per-instance bookkeeping is numpy arrays, not a Python step per instance.
+The logits travel as base64 of little-endian float32 (``BATCH_LOGITS``, K × M × (n_actions − 1)
+in that order): each less the model's logit of action 0, which is left out (softmax and argmax
+are the same), so at 20 models and 1,000 instances a step's LOGITS is 107 KB, not 213 KB. The
+per-instance bookkeeping is numpy arrays, not a Python step per instance.
 """
 
 from __future__ import annotations
@@ -41,22 +43,24 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
         batch.BATCH: msg[batch.BATCH],
         "INSTANCES": msg["INSTANCES"],  # as it came: the aggregation's ACTION names the same text
         "COMPONENT_IDS": ids,
-        "BATCH_LOGITS": batch.encode_array(logits, batch.LOGIT),
+        "BATCH_LOGITS": batch.encode_array(logits[:, :, 1:] - logits[:, :, :1], batch.LOGIT),
         "DETERMINISTIC": bool(msg.get("DETERMINISTIC", False)),
     }
 
 
 def parse_logits(msg: dict) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """(model ids, instances, (K, M, 2) logits) of a batch LOGITS; None when malformed."""
+    """(model ids, instances, (K, M, 2) logits, action 0's being 0) of a batch LOGITS; None when
+    malformed."""
     ids = msg.get("COMPONENT_IDS")
     if type(ids) is not list or not all(isinstance(i, str) for i in ids):
         return None
     try:
         instances = batch.instances_of(msg)
-        logits = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, (len(ids), len(instances), N_ACTIONS))
+        shape = (len(ids), len(instances), N_ACTIONS - 1)
+        relative = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, shape)
     except protocol.ProtocolError:
         return None
-    return ids, instances, logits
+    return ids, instances, np.concatenate((np.zeros((*shape[:2], 1)), relative), axis=2)
 
 
 class BatchChooser:
