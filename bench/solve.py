@@ -9,12 +9,12 @@ deterministic 100-episode check averaged >= 475.
 PPO (only where stable-baselines3 is installed: ``.venv/bin/pip install torch==2.13.0
 stable-baselines3``; not part of any extra), with rl-zoo3's CartPole-v1 hyperparameters: 8
 environments, n_steps 32, batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, ent_coef 0,
-learning rate and clip range linear from 1e-3 and 0.2 over its budget (rl-zoo3's 100k steps,
-``--ppo-steps``), seeded with S. Every 10,000 steps its deterministic policy plays 100 episodes (10 environments at once);
-solved when they average >= 475. Timed from the model's construction (imports excluded, in
-PPO's favour) to that evaluation's end, evaluations included, as ours includes its checks. Each
-run is its own process; ours and PPO alternate seed by seed, so load on this shared machine
-falls on both.
+learning rate and clip range linear from 1e-3 and 0.2 over its budget (rl-zoo3's 100k
+steps, ``--ppo-steps``), seeded with S. Every 10,000 steps its deterministic policy plays
+100 episodes (10 environments at once); solved when they average >= 475. Timed from the
+model's construction (imports excluded, in PPO's favour) to that evaluation's end,
+evaluations included, as ours includes its checks. Each run is its own process; ours and
+PPO alternate seed by seed, so load on this shared machine falls on both.
 """
 
 from __future__ import annotations
