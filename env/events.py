@@ -172,4 +172,10 @@ class EnvironmentObserver:
 
     def on_episode(self, event: EpisodeFinished) -> None: ...
 
+    def on_episodes(self, events: list[EpisodeFinished]) -> None:
+        """The episodes that ended in one step of a vectorised run, in the order they are numbered
+        out; by default each to :meth:`on_episode`."""
+        for event in events:
+            self.on_episode(event)
+
     def on_run_finished(self, event: RunFinished) -> None: ...

@@ -328,7 +328,10 @@ class ControlClient:
 
     def _drain_evo_done(self) -> None:
         """Wait (holding the condition) until EVO_DONEs have been quiet: whatever arrives
-        before the new request is sent answers an earlier one."""
+        before the new request is sent answers an earlier one. Not while every answer named its
+        request (ours): the wait was 0.1-0.3 s of every round of a schedule."""
+        if self._evolution.echoes:
+            return
         deadline = time.monotonic() + defaults.EVOLVE_DRAIN_MAX
         while True:
             now = time.monotonic()
@@ -416,6 +419,8 @@ class ControlClient:
         status = protocol.control_status(msg)
         if status == protocol.EPISODE_DONE:
             self._on_episode(msg)
+        elif status == protocol.EPISODES_DONE:
+            self._on_episodes(msg)
         elif status == protocol.ENV_DONE:
             self._on_env_done(msg)
         elif status == protocol.EVO_DONE:
@@ -474,18 +479,33 @@ class ControlClient:
         except protocol.ProtocolError as error:
             self._malformed(msg, protocol.EPISODE_DONE, error)
             return
-        # when it ended by the environment's clock, as the run's start: a follower's history then
-        # has the environment's times (heard here, they came late under load: steps/s 5,780 for 7,854)
-        event = EpisodeFinished(run_id or "", episode, score, steps, time.time() if ended_at is None else ended_at)
-        if not self.admits(event, msg.get("SENT_BY")):
+        self._take_episodes(run_id, [(episode, score, steps)], ended_at, msg.get("SENT_BY"))
+
+    def _on_episodes(self, msg: dict) -> None:
+        try:
+            run_id, episodes, ended_at = protocol.parse_episodes_done(msg)
+        except protocol.ProtocolError as error:
+            self._malformed(msg, protocol.EPISODES_DONE, error)
             return
+        self._take_episodes(run_id, episodes, ended_at, msg.get("SENT_BY"))
+
+    def _take_episodes(
+        self, run_id: str | None, episodes: list[tuple[int, float, int]], ended_at: float | None, sender: object
+    ) -> None:
+        # when they ended by the environment's clock, as the run's start: a follower's history then
+        # has the environment's times (heard here, they came late under load: steps/s 5,780 for 7,854)
+        when = time.time() if ended_at is None else ended_at
+        events = [EpisodeFinished(run_id or "", episode, score, steps, when) for episode, score, steps in episodes]
+        if not self.admits(events[0], sender):
+            return  # (one sender's news: admitted or refused as one)
         with self._cond:
             if run_id == self._run_id:
-                if not self._episodes.first(episode):
-                    return  # a second copy of a finished episode: the first counts (the run events count it)
-                self._scores.append(event.score)
+                # a second copy of a finished episode is dropped: the first counts (the run events count it)
+                events = [e for e in events if self._episodes.first(e.episode)]
+                self._scores.extend(e.score for e in events)
                 self._last_progress = time.monotonic()
-        self._emit(event)
+        for event in events:
+            self._emit(event)
 
     def _malformed(self, msg: dict, status: str, error: protocol.ProtocolError) -> None:
         sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)

@@ -137,6 +137,11 @@ class EnvironmentLogic:
         for observer in tuple(self.observers):
             getattr(observer, method)(event)
 
+    def notify_episodes(self, events: list[EpisodeFinished]) -> None:
+        """Several episodes that ended in one step (a vectorised run's), to each observer at once."""
+        for observer in tuple(self.observers):
+            observer.on_episodes(events)
+
     def checked_start(self, message: dict) -> tuple[int, bool, int | None, str | None]:
         """(episodes, deterministic, seed, RUN_ID or None) of a start, checked for every path that
         begins a run (one instance or vectorised); ProtocolError when invalid or when RUN_ID names
@@ -339,8 +344,8 @@ class EnvironmentComponent:
         self.client.close()
 
     def _send_all(self, messages: list[dict]) -> None:
-        for message in messages:
-            self.client.send(message)
+        if messages:  # one write: a vectorised step can end dozens of episodes
+            self.client.send_many(messages)
 
     def _on_control(self, msg: dict) -> dict | None:
         with self._lock:

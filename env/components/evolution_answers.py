@@ -58,6 +58,12 @@ class EvolutionAnswers:
             self._watch_room()
         self.pending, self.answer, self.started = request_id, None, now
 
+    @property
+    def echoes(self) -> bool:
+        """True while every EVO_DONE heard named its request (our evolution): then no trailing
+        answer can be taken for the next request, and it need not wait for quiet first."""
+        return not self._watching
+
     def give_up(self) -> None:
         """The request timed out: a late EVO_DONE answers nothing."""
         self.pending = None

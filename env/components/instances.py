@@ -27,7 +27,7 @@ class Instances(Protocol):
 
     def reset(self, i: int, seed: int | None = None) -> np.ndarray: ...
 
-    def step(self, indices: list[int], actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def step(self, indices: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 class GymInstances:
@@ -41,10 +41,10 @@ class GymInstances:
     def reset(self, i: int, seed: int | None = None) -> np.ndarray:
         return np.asarray(self.envs[i].reset(seed=seed)[0], dtype=np.float64)
 
-    def step(self, indices: list[int], actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, indices: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(observations (M, d), rewards (M,), dones (M,)) of one step of ``indices``."""
         observations, rewards, dones = [], [], []
-        for i, action in zip(indices, actions):
+        for i, action in zip(indices.tolist(), actions.tolist()):
             obs, reward, terminated, truncated, _ = self.envs[i].step(action)
             observations.append(obs)
             rewards.append(float(reward))
@@ -74,7 +74,7 @@ class CartPoleInstances:
         self.elapsed[i] = 0
         return self.state[i].astype(np.float32).astype(np.float64)
 
-    def step(self, indices: list[int], actions: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, indices: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(observations (M, 4), rewards (M,), dones (M,)) of one step of ``indices``."""
         idx = np.asarray(indices, dtype=np.intp)
         x, x_dot, theta, theta_dot = self.state[idx].T

@@ -66,7 +66,8 @@ class VectorRun(ActiveRun):
     played: list[int] = field(default_factory=list)  # episodes finished per instance
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the running episodes' scores
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # ... and steps
-    active: list[int] = field(default_factory=list)  # the instances whose actions are awaited
+    active: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))  # actions awaited from these
+    awaited: str = ""  # the INSTANCES text of the observation out: its ACTION must say exactly that
 
 
 class VectorLogic:
@@ -92,13 +93,13 @@ class VectorLogic:
         run = VectorRun(
             run_id, episodes, deterministic, time.monotonic(), seed=seed, instances=n, started_at=time.time()
         )
-        run.quotas, run.played, run.active = quotas(episodes, n), [0] * n, list(range(n))
+        run.quotas, run.played, run.active = quotas(episodes, n), [0] * n, np.arange(n)
         run.scores, run.lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         self.base.run = run
         outgoing += self.base.announce(run)
         payload = batch.observation(n, run.active, observations, deterministic)
         payload.update(protocol.announcement(self.base.spaces, run_id))
-        payload["ROOT_ID"] = run_id
+        payload["ROOT_ID"], run.awaited = run_id, payload["INSTANCES"]
         return outgoing, payload
 
     def step(self, message: dict) -> tuple[list[dict], dict | None]:
@@ -108,7 +109,7 @@ class VectorLogic:
             self.base.stale_actions += 1
             return [], None
         try:
-            chosen = batch.parse_actions(message, run.active, self.base.n_actions)
+            chosen = batch.parse_actions(message, run.awaited, len(run.active), self.base.n_actions)
         except protocol.ProtocolError as error:
             return self.base.refuse(f"bad actions from {message.get('SENT_BY', '?')}: {error}", run.run_id), None
         stepped = run.active
@@ -116,45 +117,43 @@ class VectorLogic:
         run.scores[stepped] += rewards
         run.lengths[stepped] += 1
         run.steps += len(stepped)
-        outgoing: list[dict] = []
         going = np.ones(len(stepped), dtype=bool)
+        ended: list[EpisodeFinished] = []
+        now = time.time()
         for k in np.flatnonzero(dones).tolist():
-            i = stepped[k]
-            outgoing += self._end_episode(run, i)
+            i = int(stepped[k])
+            ended.append(self._end_episode(run, i, now))
             if run.played[i] < run.quotas[i]:
                 observations[k] = instances.reset(i)
             else:
                 going[k] = False
+        outgoing: list[dict] = []
+        if ended:
+            # Every observer hears of the step's episodes at once: the recorder commits them in one
+            # transaction, still before the next observation goes out (a kill -9 loses none).
+            self.base.notify_episodes(ended)
+            columns = ([e.episode for e in ended], [e.score for e in ended], [e.steps for e in ended])
+            outgoing = [protocol.episodes_done(run.run_id, *columns, ended_at=now)]
         if stepped[0] == 0:  # the cart view shows instance 0
             for observer in self.base.observers:
                 observer.on_step(observations[0], float(rewards[0]), bool(dones[0]))
-        run.active = [i for i, keep in zip(stepped, going.tolist()) if keep]
-        payload = {
-            batch.BATCH: len(run.quotas),
-            "INSTANCES": run.active,
-            "OBSERVATIONS": batch.encode_array(observations[going], "<f4"),
-            "DETERMINISTIC": run.deterministic,
-            "STEPPED": stepped,
-            "REWARDS": rewards.tolist(),
-            "DONES": dones.tolist(),
-            "ACTIONS": chosen,
-            "ROOT_ID": run.run_id,
-        }
-        if not run.active:
+        run.active = stepped[going]
+        payload = batch.observation(len(run.quotas), run.active, observations[going], run.deterministic)
+        payload.update(batch.results(stepped, rewards, dones, chosen), ROOT_ID=run.run_id)
+        run.awaited = payload["INSTANCES"]
+        if not len(run.active):
             outgoing += self.base._end_run(stopped=False)
         return outgoing, payload
 
-    def _end_episode(self, run: VectorRun, i: int) -> list[dict]:
+    def _end_episode(self, run: VectorRun, i: int, now: float) -> EpisodeFinished:
         number = episode_number(i, run.played[i], len(run.quotas))
         run.played[i] += 1
         run.finished_episodes += 1
-        run.total_score += float(run.scores[i])
-        run.recent.append(float(run.scores[i]))
         score, length = float(run.scores[i]), int(run.lengths[i])
-        event = EpisodeFinished(run.run_id, number, score, length, time.time())
+        run.total_score += score
+        run.recent.append(score)
         run.scores[i], run.lengths[i] = 0.0, 0
-        self.base.notify("on_episode", event)
-        return [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]
+        return EpisodeFinished(run.run_id, number, score, length, now)
 
 
 class BatchClient(Component):

@@ -137,6 +137,7 @@ class Aggregation(SwarmComponent):
         self._pending: dict[str, Logits] = {}
         self._pending_since = 0.0
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
+        self._instances = np.zeros(0, dtype=np.intp)  # a batch trigger's INSTANCES, decoded
         self._acted = False  # an ACTION went out since the last observation
         self._lock = threading.Lock()
         super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
@@ -186,19 +187,20 @@ class Aggregation(SwarmComponent):
                 self._act()
 
     def _on_batch_logits(self, msg: dict) -> None:
-        entries = parse_logits(msg, self.actions)
-        if entries is None:
+        parsed = parse_logits(msg, self.actions)
+        if parsed is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
             return
+        ids, instances, logits = parsed
         with self._lock:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            for model_id, logits in entries:
+            for model_id, rows in zip(ids, logits):
                 if model_id in self.silent and self.expected < self.models:
                     self.silent.discard(model_id)
                     self.expected += 1
-                self._pending[model_id] = logits
-            self._trigger = msg
+                self._pending[model_id] = rows
+            self._trigger, self._instances = msg, instances
             if len(self._pending) >= self.expected:
                 self._act()
 
@@ -211,7 +213,7 @@ class Aggregation(SwarmComponent):
         if batch.is_batch(trigger):
             ids = list(pending)
             chosen = self.batches.choose(
-                ids, np.stack([pending[i] for i in ids]), trigger["INSTANCES"], bool(trigger.get("DETERMINISTIC"))
+                ids, np.stack([pending[i] for i in ids]), self._instances, bool(trigger.get("DETERMINISTIC"))
             )
             payload = batch.actions(trigger[batch.BATCH], trigger["INSTANCES"], chosen)
             self.client.send(self.client.message(protocol.ACTION, trigger, payload))

@@ -113,19 +113,24 @@ class Population:
         return np.matmul(L["act_w"], h[:, :, None])[:, :, 0] + L["act_b"]
 
     def batch_logits(self, obs: npt.ArrayLike) -> np.ndarray:
-        """Action logits (K, M, actions) of every model for each of M observations (M, obs)."""
-        obs = np.asarray(obs, dtype=np.float64)
+        """Action logits (K, M, actions) of every model for each of M observations (M, obs), in
+        float32: what travels (batch.LOGIT), and tanh over K × M × 16 is most of a batch step's work
+        at 1,000 instances (float32: ~4x faster than float64 here)."""
+        obs = np.asarray(obs, dtype=np.float32)
         L = self.layers
 
         def t(name: str) -> np.ndarray:  # contiguous (K, in, out): matmul on the strided views is ~3x slower
-            return np.ascontiguousarray(L[name].transpose(0, 2, 1))
+            return np.ascontiguousarray(L[name].transpose(0, 2, 1), dtype=np.float32)
+
+        def b(name: str) -> np.ndarray:
+            return L[name][:, None, :].astype(np.float32)
 
         h = obs @ t("pi_w0")
-        h += L["pi_b0"][:, None, :]
+        h += b("pi_b0")
         np.tanh(h, out=h)
         h = h @ t("pi_w1")
-        h += L["pi_b1"][:, None, :]
+        h += b("pi_b1")
         np.tanh(h, out=h)
         out = h @ t("act_w")
-        out += L["act_b"][:, None, :]
+        out += b("act_b")
         return out

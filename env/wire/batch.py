@@ -6,9 +6,11 @@ environment asks our broker for a CENSUS of the per-step rooms; it vectorises on
 every other member of them said BATCH (a published component never does; a broker that
 does not answer, such as swergio.Server, means one instance as before). Batch messages
 use their own keys, never the published ones, so a published component could not
-misread one even if it received it. Arrays of numbers travel as base64 of little-endian
-floats (observations float32, which is what gymnasium's CartPole returns; logits float64):
-exact, and far cheaper than hundreds of JSON numbers a step.
+misread one even if it received it. Every per-instance array travels as base64 of
+little-endian numbers (:data:`INDEX` instance numbers, :data:`ACTION` actions, :data:`FLAG`
+dones, rewards float64, observations and logits float32, which is what gymnasium's CartPole
+returns): at 1,000 instances a step's JSON lists of numbers cost the broker, the models and
+the aggregation each more to parse than everything else they did (python -m bench.swarm).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ BATCH = "BATCH"  # in REGISTER: true; in batch messages: the run's instance coun
 CENSUS = "CENSUS"
 CENSUS_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
 MAX_INSTANCES = defaults.PARALLEL_MAX
+INDEX = "<u2"  # instance numbers (INSTANCES, STEPPED): MAX_INSTANCES fits
+ACTION = "<i4"  # ACTIONS
+FLAG = "|u1"  # DONES: 0 or 1
+REWARD = "<f8"  # REWARDS: exactly what the environment returned
+OBSERVATION = "<f4"  # OBSERVATIONS
+LOGIT = "<f4"  # BATCH_LOGITS
 
 
 def census_request() -> protocol.Message:
@@ -73,6 +81,7 @@ def is_batch(message: protocol.Message) -> bool:
 
 
 def encode_array(values: ArrayLike, dtype: str) -> str:
+    """Numbers as base64 of ``dtype`` (whole numbers must fit it: the sender's own)."""
     return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
@@ -83,6 +92,19 @@ def _base64(text: object) -> bytes:
         except ValueError:  # binascii.Error is one
             pass
     raise protocol.ProtocolError("an array must be base64 text")
+
+
+def decode_ints(text: object, dtype: str, low: int, high: int, count: int | None = None) -> NDArray[np.intp]:
+    """Whole numbers in [low, high) from base64 ``text`` (exactly ``count`` of them when given);
+    ProtocolError otherwise."""
+    raw = _base64(text)
+    size = np.dtype(dtype).itemsize
+    if len(raw) % size or (count is not None and len(raw) != count * size):
+        raise protocol.ProtocolError(f"{count if count is not None else 'whole'} numbers of {size} bytes were expected")
+    values = np.frombuffer(raw, dtype=dtype).astype(np.intp)
+    if values.size and (values.min() < low or values.max() >= high):
+        raise protocol.ProtocolError(f"numbers must be in {low}..{high - 1}")
+    return values
 
 
 def decode_array(text: object, dtype: str, shape: tuple[int, ...]) -> NDArray[np.float64]:
@@ -96,44 +118,64 @@ def decode_array(text: object, dtype: str, shape: tuple[int, ...]) -> NDArray[np
     return array
 
 
-def observation(n: int, instances: list[int], observations: ArrayLike, deterministic: bool) -> protocol.Message:
+def observation(n: int, instances: ArrayLike, observations: ArrayLike, deterministic: bool) -> protocol.Message:
     """environment → models, aggregation: ``instances`` are to act on ``observations``
     (the step's results, where there was a step, are added by the environment as
-    STEPPED, REWARDS, DONES, ACTIONS)."""
+    STEPPED, REWARDS, DONES, ACTIONS: :func:`results`)."""
     return {
         BATCH: n,
-        "INSTANCES": instances,
-        "OBSERVATIONS": encode_array(observations, "<f4"),
+        "INSTANCES": encode_array(instances, INDEX),
+        "OBSERVATIONS": encode_array(observations, OBSERVATION),
         "DETERMINISTIC": bool(deterministic),
     }
 
 
-def actions(n: int, instances: list[int], chosen: list[int]) -> protocol.Message:
-    """aggregation → environment: one action per instance."""
-    return {BATCH: n, "INSTANCES": instances, "ACTIONS": chosen}
+def results(stepped: ArrayLike, rewards: ArrayLike, dones: ArrayLike, chosen: ArrayLike) -> protocol.Message:
+    """What a batch step did, added to the next batch observation: which instances stepped, and
+    their rewards, dones and actions."""
+    return {
+        "STEPPED": encode_array(stepped, INDEX),
+        "REWARDS": encode_array(rewards, REWARD),
+        "DONES": encode_array(dones, FLAG),
+        "ACTIONS": encode_array(chosen, ACTION),
+    }
 
 
-def int_list(value: object, what: str, low: int, high: int) -> list[int]:
-    """``value`` as a list of ints in [low, high); ProtocolError otherwise."""
-    if type(value) is not list or not all(type(x) is int and low <= x < high for x in value):
-        raise protocol.ProtocolError(f"{what} must be a list of whole numbers in {low}..{high - 1}")
-    return value
+def actions(n: int, instances: str, chosen: ArrayLike) -> protocol.Message:
+    """aggregation → environment: one action per instance; ``instances`` is the INSTANCES text
+    of the observation answered, passed on as it came."""
+    return {BATCH: n, "INSTANCES": instances, "ACTIONS": encode_array(chosen, ACTION)}
 
 
-def parse_actions(message: protocol.Message, instances: list[int], n_actions: int) -> list[int]:
-    """The ACTIONS of a batch ACTION for exactly ``instances``; ProtocolError otherwise."""
+def instances_of(message: protocol.Message) -> NDArray[np.intp]:
+    """The INSTANCES of a batch message; ProtocolError when malformed."""
+    return decode_ints(message.get("INSTANCES"), INDEX, 0, MAX_INSTANCES)
+
+
+def parse_actions(message: protocol.Message, instances: str, count: int, n_actions: int) -> NDArray[np.intp]:
+    """The ``count`` ACTIONS of a batch ACTION answering exactly the observation whose INSTANCES
+    text was ``instances``; ProtocolError otherwise."""
     if message.get("INSTANCES") != instances:
-        raise protocol.ProtocolError(f"INSTANCES must be {instances}, got {message.get('INSTANCES')!r}")
-    chosen = int_list(message.get("ACTIONS"), "ACTIONS", 0, n_actions)
-    if len(chosen) != len(instances):
-        raise protocol.ProtocolError(f"ACTIONS must hold {len(instances)} actions, got {len(chosen)}")
-    return chosen
+        raise protocol.ProtocolError("INSTANCES must be those of the observation answered")
+    try:
+        return decode_ints(message.get("ACTIONS"), ACTION, 0, n_actions, count)
+    except protocol.ProtocolError as error:
+        raise protocol.ProtocolError(f"ACTIONS must hold {count} actions in 0..{n_actions - 1}: {error}") from None
 
 
-def parse_observation(message: protocol.Message, size: int) -> tuple[list[int], NDArray[np.float64]]:
+def parse_results(message: protocol.Message) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.bool_]]:
+    """(stepped, rewards, dones) of a batch observation that follows a step; ProtocolError when
+    malformed."""
+    stepped = decode_ints(message.get("STEPPED"), INDEX, 0, MAX_INSTANCES)
+    rewards = decode_array(message.get("REWARDS"), REWARD, (len(stepped),))
+    dones = decode_ints(message.get("DONES"), FLAG, 0, 2, len(stepped)).astype(bool)
+    return stepped, rewards, dones
+
+
+def parse_observation(message: protocol.Message, size: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """(instances, observations (M, size)) of a batch observation; ProtocolError when malformed."""
-    instances = int_list(message.get("INSTANCES"), "INSTANCES", 0, MAX_INSTANCES)
-    return instances, decode_array(message.get("OBSERVATIONS"), "<f4", (len(instances), size))
+    instances = instances_of(message)
+    return instances, decode_array(message.get("OBSERVATIONS"), OBSERVATION, (len(instances), size))
 
 
 def parse_parallel(message: protocol.Message, default: int) -> int:

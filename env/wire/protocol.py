@@ -68,6 +68,7 @@ MAX_CART_VALUES = 64
 ENV_DONE = "ENV_DONE"
 EVO_DONE = "EVO_DONE"
 EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
+EPISODES_DONE = "EPISODES_DONE"  # added: the episodes that ended in one step of a vectorised run
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
 WRONG_ENV = "WRONG_ENV"  # added: a component built for another environment than the run's (not fed)
 
@@ -338,6 +339,24 @@ def _score(message: Message, key: str) -> float:
     return value
 
 
+def episodes_done(
+    run_id: str, episodes: list[int], scores: list[float], steps: list[int], ended_at: float | None = None
+) -> Message:
+    """environment → control (added): the episodes of a run that ended in one vectorised step, as
+    columns (one message a step, not one an episode: at 1,000 instances dozens end each step), and
+    when they ended (the environment's clock)."""
+    return custom(
+        CONTROL,
+        ROOT_ID=run_id,
+        STATUS=EPISODES_DONE,
+        EPISODE=episodes,
+        SCORE=scores,
+        STEPS=steps,
+        RUN_ID=run_id,
+        **({} if ended_at is None else {"ENDED_AT": ended_at}),
+    )
+
+
 def parse_episode_done(message: Message) -> tuple[str | None, int, float, int, float | None]:
     """(run id or None, episode, score, steps, ended at or None) of an EPISODE_DONE, every value
     range-checked; ProtocolError otherwise. STEPS may be missing (0), ENDED_AT too (None: the
@@ -349,14 +368,33 @@ def parse_episode_done(message: Message) -> tuple[str | None, int, float, int, f
 
 
 def parse_ended_at(message: Message) -> float | None:
-    """ENDED_AT of an EPISODE_DONE or ENV_DONE (the environment's clock); None when absent (the
-    published environment sends none); ProtocolError when it is no time."""
+    """ENDED_AT of an EPISODE_DONE, EPISODES_DONE or ENV_DONE (the environment's clock); None when
+    absent (the published environment sends none); ProtocolError when it is no time."""
     ended_at = message.get("ENDED_AT")
     if ended_at is None:
         return None
     if isinstance(ended_at, bool) or not isinstance(ended_at, (int, float)) or not 0 <= ended_at < MAX_TIME:
         raise ProtocolError("ENDED_AT must be a time in Unix seconds")
     return float(ended_at)
+
+
+def parse_episodes_done(message: Message) -> tuple[str | None, list[tuple[int, float, int]], float | None]:
+    """(run id or None, [(episode, score, steps)], ended at or None) of an EPISODES_DONE: EPISODE,
+    SCORE and STEPS are lists of one length (1..MAX_INSTANCES), each entry checked as an
+    EPISODE_DONE's; ProtocolError otherwise."""
+    columns: list[list[Any]] = []
+    for key in ("EPISODE", "SCORE", "STEPS"):
+        column = message.get(key)
+        if type(column) is not list or not 1 <= len(column) <= MAX_INSTANCES:
+            raise ProtocolError(f"EPISODE, SCORE and STEPS must be lists of 1..{MAX_INSTANCES} entries")
+        columns.append(column)
+    if len(columns[0]) != len(columns[1]) or len(columns[0]) != len(columns[2]):
+        raise ProtocolError("EPISODE, SCORE and STEPS must be lists of one length")
+    episodes = []
+    for episode, score, steps in zip(*columns):
+        _, episode, score, steps, _ = parse_episode_done({"EPISODE": episode, "SCORE": score, "STEPS": steps})
+        episodes.append((episode, score, steps))
+    return parse_run_id(message), episodes, parse_ended_at(message)
 
 
 def parse_env_done(message: Message) -> tuple[str | None, float, int | None, bool, float | None]:

@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import threading
 
+import pytest
+
 from cartpole_tui.env.history.export import export_runs
 from cartpole_tui.env.history.store import RunStore
 from tests.conftest import wait_for
@@ -43,7 +45,10 @@ def test_export_reads_a_history_on_a_read_only_filesystem(tmpfs):  # noqa: F811
     assert "saved" in out.getvalue() or out.getvalue().count("\n") >= 4
 
 
-def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
+@pytest.mark.parametrize("agents", ["random agent, one instance", "swarm, 100 instances"])
+def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker, agents):
+    # vectorised, the episodes that end in one batch step are committed together, and EPISODES_DONE
+    # goes out after that commit, as EPISODE_DONE does after each episode's
     import os
     import signal
     import sys
@@ -51,13 +56,19 @@ def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
     from cartpole_tui.env.components.control import ControlClient
     from cartpole_tui.env.components.random_agent import RandomAgent
     from cartpole_tui.env.events import EpisodeFinished
+    from cartpole_tui.env.swarm.swarm import Swarm
 
     db = tmp_path / "env.sqlite3"
     cli = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
     env = subprocess.Popen(
-        [cli, "env", "--connect", f"127.0.0.1:{broker.port}", "--db", str(db)], stdout=subprocess.PIPE, text=True
+        [cli, "env", "--connect", f"127.0.0.1:{broker.port}", "--db", str(db), "--parallel", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    agent = RandomAgent("127.0.0.1", broker.port, seed=3).start()
+    if agents.startswith("swarm"):
+        agent = Swarm("127.0.0.1", broker.port, models=4, seed=3).start()
+    else:
+        agent = RandomAgent("127.0.0.1", broker.port, seed=3).start()
     told = []
     control = ControlClient(
         "127.0.0.1", broker.port, on_event=lambda e: isinstance(e, EpisodeFinished) and told.append(e)
@@ -66,6 +77,8 @@ def test_kill_9_of_the_environment_loses_no_finished_episode(tmp_path, broker):
         assert "Ctrl-C to stop" in env.stdout.readline()
         control.start_run(10**6)
         wait_for(lambda: len(told) >= 200, 30, "200 episodes")
+        numbers = [e.episode for e in told]
+        assert (numbers != sorted(numbers)) == agents.startswith("swarm")  # vectorised: they end out of order
         env.send_signal(signal.SIGKILL)
         env.wait(10)
         reported = len(told)  # every EPISODE_DONE goes out after its episode was committed

@@ -34,12 +34,23 @@ def play(logic: VectorLogic, policy, episodes: int, n: int, seed: int | None = 1
     """A whole vectorised run without sockets; every control message it sent."""
     sent, payload = logic.start(protocol.start_run(episodes, False, seed=seed), n)
     while logic.base.run is not None:
-        observations = batch.decode_array(payload["OBSERVATIONS"], "<f4", (len(payload["INSTANCES"]), 4))
-        chosen = [policy(i, obs) for i, obs in zip(payload["INSTANCES"], observations)]
+        instances, observations = batch.parse_observation(payload, 4)
+        chosen = [policy(i, obs) for i, obs in zip(instances.tolist(), observations)]
         message = {**batch.actions(n, payload["INSTANCES"], chosen), "ROOT_ID": payload["ROOT_ID"]}
         outgoing, payload = logic.step(message)
         sent += outgoing
     return sent
+
+
+def episodes_of(sent: list[dict]) -> list[dict]:
+    """The episodes the environment reported, one EPISODES_DONE a step, as EPISODE_DONE-like rows."""
+    rows = []
+    for m in sent:
+        if m["STATUS"] == protocol.EPISODES_DONE:
+            _, episodes, _ = protocol.parse_episodes_done(m)
+            rows += [{"EPISODE": e, "SCORE": score, "STEPS": steps} for e, score, steps in episodes]
+    assert not any(m["STATUS"] == protocol.EPISODE_DONE for m in sent)  # the one-instance form
+    return rows
 
 
 def lean(i: int, obs) -> int:
@@ -51,7 +62,7 @@ def test_a_run_is_split_into_fixed_quotas_and_every_episode_is_reported():
     assert quotas(37, 8) == [5, 5, 5, 5, 5, 4, 4, 4] and sum(quotas(100, 20)) == 100
     logic = VectorLogic(EnvironmentLogic())
     sent = play(logic, lean, episodes=37, n=8)
-    episodes = [m for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+    episodes = episodes_of(sent)
     (done,) = [m for m in sent if m["STATUS"] == protocol.ENV_DONE]
     numbers = [m["EPISODE"] for m in episodes]
     assert sorted(numbers) == list(range(1, 38))  # every number once, in start order: an interleave of
@@ -73,7 +84,7 @@ def test_short_episodes_do_not_take_more_than_their_instance_s_share():
     logic = Keeping(EnvironmentLogic())
     sent = play(logic, lean, episodes=37, n=8)
     run = logic.kept
-    lengths = [m["STEPS"] for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+    lengths = [m["STEPS"] for m in episodes_of(sent)]
     assert min(lengths) < 20 < max(lengths)  # instance 0's episodes are much shorter
     assert run.played == quotas(37, 8)
 
@@ -82,21 +93,33 @@ def test_a_bad_batch_action_is_refused_and_changes_nothing():
     logic = VectorLogic(EnvironmentLogic())
     _, payload = logic.start(protocol.start_run(8, False, seed=1), 4)
     run = logic.base.run
+    awaited = payload["INSTANCES"]
+
+    def actions(values, dtype=batch.ACTION):
+        return batch.encode_array(values, dtype)
+
     for bad in (
-        {"INSTANCES": [0, 1, 2], "ACTIONS": [0, 0, 0]},  # not the instances awaited
-        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1, 2, 0]},  # 2 is no CartPole action
-        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": [0, 1]},
-        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": "0101"},
+        {"INSTANCES": batch.encode_array([0, 1, 2], batch.INDEX), "ACTIONS": actions([0, 0, 0])},  # not those awaited
+        {"INSTANCES": [0, 1, 2, 3], "ACTIONS": actions([0, 1, 0, 0])},  # the instances as JSON numbers
+        {"INSTANCES": awaited, "ACTIONS": actions([0, 1, 2, 0])},  # 2 is no CartPole action
+        {"INSTANCES": awaited, "ACTIONS": actions([0, 1, -1, 0])},
+        {"INSTANCES": awaited, "ACTIONS": actions([0, 1])},
+        {"INSTANCES": awaited, "ACTIONS": actions([0, 1, 0, 0], "<i2")},  # 8 bytes: not 4 actions of 4
+        {"INSTANCES": awaited, "ACTIONS": [0, 1, 0, 1]},
+        {"INSTANCES": awaited, "ACTIONS": "0101"},
+        {"INSTANCES": awaited, "ACTIONS": "not base64!"},
     ):
         sent, reply = logic.step({"BATCH": 4, "ROOT_ID": payload["ROOT_ID"], **bad})
         assert reply is None and [m["STATUS"] for m in sent] == [protocol.ENV_ERROR]
-    assert run.steps == 0 and run.active == [0, 1, 2, 3] and logic.base.run is run
+    assert run.steps == 0 and run.active.tolist() == [0, 1, 2, 3] and logic.base.run is run
+    sent, reply = logic.step({"BATCH": 4, "ROOT_ID": payload["ROOT_ID"], **batch.actions(4, awaited, [0, 1, 0, 1])})
+    assert reply is not None and run.steps == 4  # the same step, well formed, is taken
 
 
 def test_a_seeded_run_repeats_for_a_given_n_and_differs_for_another_seed():
     def scores(n, seed):
         sent = play(VectorLogic(EnvironmentLogic()), lean, episodes=24, n=n, seed=seed)
-        return [m["SCORE"] for m in sent if m["STATUS"] == protocol.EPISODE_DONE]
+        return [m["SCORE"] for m in episodes_of(sent)]
 
     assert scores(6, 5) == scores(6, 5)
     assert scores(6, 5) != scores(6, 6)
@@ -109,7 +132,7 @@ def test_cartpole_arrays_match_gymnasium_step_for_step():
         assert np.array_equal(arrays.reset(i, 10 + i), env.reset(seed=10 + i)[0])
     for _ in range(600):  # past 500 steps: truncation too
         actions = rng.integers(2, size=3).tolist()
-        observations, _, dones = arrays.step([0, 1, 2], actions)
+        observations, _, dones = arrays.step(np.arange(3), np.asarray(actions))
         for i, env in enumerate(envs):
             obs, _, terminated, truncated, _ = env.step(actions[i])
             assert np.array_equal(observations[i], obs) and dones[i] == (terminated or truncated)
@@ -122,11 +145,15 @@ def test_training_gives_each_instance_s_episode_to_one_model_and_each_model_one_
     ids = [f"m{k}" for k in range(4)]
     logits = np.zeros((4, 4, 2))
     chooser.observe({"BATCH": 4})  # a run's first observation
-    chooser.choose(ids, logits, [0, 1, 2, 3], deterministic=False)
+    chooser.choose(ids, logits, np.arange(4), deterministic=False)
     assert sorted(chooser.players.values()) == ids
     player = chooser.players[2]
-    chooser.observe({"BATCH": 4, "STEPPED": [2], "REWARDS": [1.0], "DONES": [True]})
+    chooser.observe({"BATCH": 4, **batch.results([2], [1.0], [True], [0])})
     assert chooser.logic.solo_episodes[player] == 1 and chooser.logic.solo_totals[player] == 1.0
+    # instance 2's next episode goes to the model with the fewest episodes, counting those being
+    # played (every model has one, finished or under way), ties to the first seen
+    chooser.choose(ids, logits, np.arange(4), deterministic=False)
+    assert chooser.players[2] == "m0" and chooser.players[0] == "m0"
 
 
 def test_deterministic_steps_are_a_vote_per_instance():
@@ -134,7 +161,7 @@ def test_deterministic_steps_are_a_vote_per_instance():
     # instance 0: two models lean to 0, one is sure of 1 (the summed probabilities pick 1);
     # instance 1: all lean to 0
     logits = np.array([[[0.2, 0.0], [1.0, 0.0]], [[0.2, 0.0], [1.0, 0.0]], [[0.0, 5.0], [0.5, 0.0]]])
-    assert chooser.choose(["a", "b", "c"], logits, [0, 1], deterministic=True) == [1, 0]
+    assert chooser.choose(["a", "b", "c"], logits, np.arange(2), deterministic=True).tolist() == [1, 0]
 
 
 # --- on the wire ------------------------------------------------------------------------------------
