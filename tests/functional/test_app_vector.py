@@ -6,6 +6,7 @@ from textual.widgets import Input
 
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.data.words import average as shown_average
 
 from conftest import screen_text, until
 
@@ -21,5 +22,5 @@ async def test_a_vectorised_run_in_the_app_counts_every_episode(tmp_path):
         assert app.session.environment.instances == 8  # vectorised: the swarm understands batches
         assert done[0].finished == 40 and len(app.history) == 40
         assert app.controller.latest_observation is not None  # the cart shows instance 0
-        average = f"avg {done[0].avg_score:.1f}"
-        await until(pilot, lambda: average in screen_text(app), what="the run's average on screen")
+        average = f"avg {shown_average(done[0].avg_score)}"
+        await until(pilot, lambda: average in screen_text(app), what=f"{average!r} on screen")
