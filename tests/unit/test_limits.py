@@ -83,10 +83,12 @@ def limits_table() -> list[str]:
 
 
 def renderings(value: object) -> list[str]:
-    """How a value may be written in the README: 10,000, 0.5, 2^30, 2^63−1."""
+    """How a value may be written in the README: 10,000, 0.5, 2^30, 2^63−1, 10^12."""
     if isinstance(value, tuple):
         return [text for item in value for text in renderings(item)]
     shown = [f"{value:,}" if isinstance(value, int) else f"{value:g}"]
+    if isinstance(value, float) and value >= 1e4 and f"{value:e}".startswith("1.000000e+"):
+        shown.append(f"10^{int(f'{value:e}'.split('+')[1])}")
     if isinstance(value, int) and value > 1024:
         for power in range(11, 64):
             if value == 2**power:
