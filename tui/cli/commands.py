@@ -438,7 +438,6 @@ def env(args: argparse.Namespace) -> int:
         mirror = TensorBoardMirror(args.tensorboard, on_error=lambda text: print(text, file=sys.stderr, flush=True))
         component.add_observer(mirror)
     component.logic.history = recorder.history  # announced with each run: control rooms sharing the file read it
-    component.start()
 
     def close() -> None:
         component.close()
@@ -448,6 +447,8 @@ def env(args: argparse.Namespace) -> int:
 
     with reported_failures():
         try:
+            # start() sends the state: a peer that is no broker may already have answered (NotABroker)
+            component.start()
             component.client.check_broker()
         except ConnectionError:
             close()
