@@ -29,6 +29,7 @@ from cartpole_tui.env.runtime.observed_run import ObservedRun
 from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
+from cartpole_tui.env.words import average
 
 
 class AnotherEnvironment(ValueError):
@@ -259,7 +260,7 @@ class Session:
             self._hand_on(
                 NetworkError(
                     "environment",
-                    f"the run stopped here finished after all: average {event.avg_score:.1f} over"
+                    f"the run stopped here finished after all: average {average(event.avg_score)} over"
                     f" {event.episodes} episodes (ENV_DONE, recorded)",
                     event.run_id,
                 )

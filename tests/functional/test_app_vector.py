@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.widgets import Input
 
 from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.words import average as shown_average
 from cartpole_tui.tui.app import ControlRoomApp
-from cartpole_tui.tui.data.words import average as shown_average
 
 from conftest import screen_text, until
 

@@ -42,10 +42,10 @@ def test_env_imports_no_ui():
         assert not ui, f"{path.relative_to(ROOT)} imports {ui}: env/ knows nothing of the UI"
 
 
-# env/ is a stack: each layer imports only those below it; env/events.py, defaults.py and paths.py
+# env/ is a stack: each layer imports only those below it; env/events.py, defaults.py, paths.py and words.py
 # sit beside the stack for every layer (and import none of it).
 ENV_LAYERS = ("wire", "components", "history", "swarm", "runtime")
-ENV_SHARED = ("events", "defaults", "paths")
+ENV_SHARED = ("events", "defaults", "paths", "words")
 
 
 def upward_imports(env_root: Path) -> list[str]:

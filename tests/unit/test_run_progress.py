@@ -5,6 +5,7 @@ from __future__ import annotations
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.history.records import RunParams, RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
+from cartpole_tui.env.words import average
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
     StatusFacts,
@@ -12,7 +13,6 @@ from cartpole_tui.tui.data.run_progress import (
     schedule_ended_text,
     status_line,
 )
-from cartpole_tui.tui.data.words import average
 
 
 def facts(**changes) -> StatusFacts:

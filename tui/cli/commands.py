@@ -39,9 +39,9 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
+from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import CommandError
-from cartpole_tui.tui.data.words import average, steps_per_second
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 

@@ -19,10 +19,10 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
+from cartpole_tui.env.words import average
 from cartpole_tui.tui.data import braille
 from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
-from cartpole_tui.tui.data.words import average
 
 MARKER = ord("◆")
 OVERLAY_CLASSES = tuple(f"score-plot--overlay-{i}" for i in range(1, defaults.PLOT_OVERLAYS + 1))

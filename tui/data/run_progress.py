@@ -19,7 +19,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
-from cartpole_tui.tui.data.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, plural, steps_per_second
 
 CONNECTION_MARKS = {
     "connected": ("● connected", "green"),

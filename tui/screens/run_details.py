@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from cartpole_tui.env.history.store import Episode, RunRecord
-from cartpole_tui.tui.data.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, plural, steps_per_second
 
 ENDINGS = {
     "done": "done: every episode played, ENV_DONE received",

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from cartpole_tui.env.components.seen import RecentNames
 from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.tui.data.words import human, plural
+from cartpole_tui.env.words import human, plural
 
 COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (  # (header, alignment)
     ("room", "left"),

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
 
+from cartpole_tui.env.words import plural
 from cartpole_tui.tui.data.population import Generation, PopulationHistory
-from cartpole_tui.tui.data.words import plural
 
 SHADES = " ░▒▓█"
 COLOURS = ("grey35", "blue", "cyan", "green", "bright_green")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from cartpole_tui.env.history.store import RunRecord
+from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.bindings import bindings
-from cartpole_tui.tui.data.words import average, steps_per_second
 from cartpole_tui.tui.messages import DetailsRequested, MarksChanged
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
