@@ -96,7 +96,7 @@ def test_a_lost_run_is_handed_back_once():
 def test_schedule_lines():
     result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, confirm_avg=475.5, evolved=True)
     assert round_line(result).plain == (
-        "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (65s)"
+        "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (at 65s)"
     )
     solved = ScheduleResult(ScheduleSettings(), [result], final_eval_avg=490.25, solved=True)
     assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.3"  # half up, as 490.25 reads

@@ -197,7 +197,7 @@ def round_line(result: RoundResult) -> Text:
     return Text.assemble(
         f"round {result.round}: train avg {average(result.train_avg)}, eval avg ",
         (average(result.eval_avg), "bold"),
-        f"{check}{', evolved' if result.evolved else ''} ({result.wall_seconds:.0f}s)",
+        f"{check}{', evolved' if result.evolved else ''} (at {result.wall_seconds:.0f}s)",
     )
 
 
