@@ -151,13 +151,35 @@ class Aggregation(SwarmComponent):
         if batch.is_batch(msg):
             with self._lock:
                 self._acted = False
+                if msg.get("STEPPED") is None:
+                    self._forget_pending()
                 self.batches.observe(msg)
             return
-        reward = msg.get("REWARD")
-        reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None
+        reward = protocol.finite(msg.get("REWARD"))  # none (a run's first), or no finite number: no step's
         with self._lock:
             self._acted = False
+            if "REWARD" not in msg:
+                self._forget_pending()
             self.logic.observe(reward, bool(msg.get("DONE", False)))
+
+    def _forget_pending(self) -> None:
+        """A run's first observation: what an earlier (stopped) run's step left pending is dropped, so
+        that the new run's LOGITS, which cannot join it (:meth:`_joins`), start its first step."""
+        self._pending, self._trigger = {}, None
+
+    def _joins(self, msg: dict) -> bool:
+        """Whether LOGITS ``msg`` answers the step pending (or none is): a single step's or a batch
+        step's of the same INSTANCES. Others are refused: stacked with it they failed the step."""
+        trigger = self._trigger
+        if trigger is None:
+            return True
+        if batch.is_batch(trigger) != batch.is_batch(msg) or trigger.get("INSTANCES") != msg.get("INSTANCES"):
+            log.warning(
+                "aggregation: ignored LOGITS from %s: not for the step pending",
+                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
+            )
+            return False
+        return True
 
     def _on_logits(self, msg: dict) -> None:
         if batch.is_batch(msg):
@@ -173,6 +195,8 @@ class Aggregation(SwarmComponent):
             )
             return
         with self._lock:
+            if not self._joins(msg):
+                return
             if (model_id in self.silent or model_id not in self.logic.order) and self.expected < self.models:
                 self.silent.discard(model_id)
                 self.expected += 1
@@ -193,6 +217,8 @@ class Aggregation(SwarmComponent):
             return
         ids, instances, logits = parsed
         with self._lock:
+            if not self._joins(msg):
+                return
             if not self._pending:
                 self._pending_since = time.monotonic()
             for model_id, rows in zip(ids, logits):

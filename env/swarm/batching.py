@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.swarm.policy import N_ACTIONS, Population, softmax
 from cartpole_tui.env.wire import batch, protocol
 
@@ -50,12 +51,16 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
 
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """(model ids, instances, (K, M, actions) logits, action 0's being 0) of a batch LOGITS; None
-    when malformed."""
+    when malformed: 1..MODELS_MAX distinct model ids (each a short string), at least one instance."""
     ids = msg.get("COMPONENT_IDS")
-    if type(ids) is not list or not all(isinstance(i, str) for i in ids):
+    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
+        return None  # with no instances, no bytes would bound how many ids one message names
+    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
         return None
     try:
         instances = batch.instances_of(msg)
+        if not len(instances):
+            return None  # a run's last observation is not answered (batch_logits)
         shape = (len(ids), len(instances), actions - 1)
         relative = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, shape)
     except protocol.ProtocolError:

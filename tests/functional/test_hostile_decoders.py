@@ -1,0 +1,123 @@
+"""Hostile values for the newer decoders, driven into live parts over a real broker: each test
+failed before its fix.
+
+JSON integers may have 4,300 digits, past float's range: ``math.isfinite`` raised OverflowError
+on them, a handler's traceback instead of a clear message (and, in the evolution, no EVO_DONE).
+A batch LOGITS for other instances than the step's was stacked with the step's and failed it.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import numpy as np
+import pytest
+from test_swarm import Probe, members, start_aggregation
+
+from cartpole_tui.env.events import NetworkError
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.swarm.evolution import Evolution
+from cartpole_tui.env.swarm.models import ModelPool
+from cartpole_tui.env.wire import batch, protocol
+from cartpole_tui.env.wire.transport import Component
+
+from conftest import wait_for
+
+HOST = "127.0.0.1"
+HUGE = 10**400  # JSON takes it; no float holds it
+
+
+@pytest.fixture
+def followed(broker, tmp_path):
+    """A ``--no-env`` control room recording into its own file, and an attacker."""
+    db = tmp_path / "followed.sqlite3"
+    store = RunStore.open(str(db))
+    events: list[object] = []
+    options = SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False, agent="random")
+    session = Session(options, store=store, on_event=events.append).open()
+    attacker = Component("attacker", HOST, broker.port)
+    yield store, events, attacker
+    attacker.close()
+    session.close()
+    store.close()
+
+
+def said(events: list[object], words: str) -> list[str]:
+    return [e.text for e in events if isinstance(e, NetworkError) and words in e.text]
+
+
+def test_a_score_past_floats_range_is_said_and_not_recorded(followed):
+    store, events, attacker = followed
+    run_id = "huge-score"
+    facts = protocol.run_facts(run_id, 3, False, None, 1, "CartPole-v1", time.time())
+    attacker.send(protocol.run_started(facts, None))
+    attacker.send(protocol.episode_done(run_id, 1, 0.0, 9, time.time()) | {"SCORE": HUGE})
+    bad = protocol.episodes_done(run_id, [2], [HUGE], [9], time.time())  # type: ignore[list-item]
+    attacker.send(bad)
+    attacker.send(protocol.episode_done(run_id, 3, 30.0, 30, time.time()))
+    wait_for(lambda: store.flush(1.0) and [e.index for e in store.episodes(run_id)] == [3], what="the valid episode")
+    assert len(said(events, "malformed EPISODE_DONE: SCORE")) == 1
+    assert len(said(events, "malformed EPISODES_DONE: SCORE")) == 1
+    assert [(e.index, e.score) for e in store.episodes(run_id)] == [(3, 30.0)]
+
+
+def test_an_evolution_answers_whatever_a_contribution_holds(broker, closing):
+    pool = ModelPool(HOST, broker.port, models=3, seed=1).start()
+    closing(pool)
+    evolution = Evolution(HOST, broker.port, models=3, seed=2).start()
+    closing(evolution)
+    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")
+    closing(aggregator)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 5, "everyone to join evolution")
+    control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-huge")
+    (get,) = aggregator.get()
+    assert get["CMD"] == "GET"
+    aggregator.send(protocol.EVOLUTION, CONTRIBUTION={pool.ids[0]: HUGE, pool.ids[1]: 5.0, pool.ids[2]: 1.0})
+    (done,) = control.get(1)
+    assert done["STATUS"] == protocol.EVO_DONE and done["ROOT_ID"] == "evo-huge"
+    assert sorted(done["FITNESS"]) == [0.0, 1.0, 5.0]  # no number counts as none
+
+
+def batch_logits(ids: list[str], instances: list[int], logit: float) -> dict:
+    """A batch LOGITS of ``ids`` for ``instances``: every model's action-1 logit ``logit``."""
+    relative = np.full((len(ids), len(instances), 1), logit)
+    return {
+        batch.BATCH: 4,
+        "INSTANCES": batch.encode_array(instances, batch.INDEX),
+        "COMPONENT_IDS": ids,
+        "BATCH_LOGITS": batch.encode_array(relative, batch.LOGIT),
+        "DETERMINISTIC": True,
+    }
+
+
+def test_batch_logits_for_other_instances_do_not_fail_the_step(broker, closing):
+    aggregation, probe = start_aggregation(broker, closing, models=2, timeout=60.0)
+    probe.send(protocol.LOGITS, **batch_logits(["a"], [0, 1], 3.0))
+    probe.send(protocol.LOGITS, **batch_logits(["x"], [2], -3.0))  # not the step pending: refused
+    probe.send(protocol.LOGITS, **single(["y"]))  # nor a single step's
+    probe.send(protocol.LOGITS, **batch_logits(["b"], [0, 1], 3.0))
+    (action,) = probe.get(timeout=10.0)  # before: the step failed, and waited for the time-out
+    assert action["INSTANCES"] == batch.encode_array([0, 1], batch.INDEX)
+    assert batch.decode_ints(action["ACTIONS"], batch.ACTION, 0, 2).tolist() == [1, 1]
+    assert "x" not in aggregation.logic.order and "y" not in aggregation.logic.order
+
+
+def single(ids: list[str]) -> dict:
+    return {"LOGITS": [0.0, 1.0], "COMPONENT_ID": ids[0], "DETERMINISTIC": True}
+
+
+def test_a_new_runs_logits_are_not_refused_for_a_stopped_runs_step(broker, closing):
+    _, probe = start_aggregation(broker, closing, models=2, timeout=60.0)
+    probe.send(protocol.LOGITS, **batch_logits(["a"], [0, 1, 2], 3.0))  # the stopped run's step, half answered
+    first = {batch.BATCH: 4, "INSTANCES": batch.encode_array([0], batch.INDEX), "OBSERVATIONS": ""}
+    probe.send(protocol.OBSERVATION, **first)  # the new run's first observation
+    probe.send(protocol.LOGITS, **batch_logits(["a"], [0], -3.0))
+    probe.send(protocol.LOGITS, **batch_logits(["b"], [0], -3.0))
+    (action,) = probe.get(timeout=10.0)
+    assert batch.decode_ints(action["ACTIONS"], batch.ACTION, 0, 2).tolist() == [0]
+    with pytest.raises(queue.Empty):
+        probe.get(timeout=0.2)  # (one ACTION: a second would be a bug, not a timing)
