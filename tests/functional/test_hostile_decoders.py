@@ -20,6 +20,7 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
+from cartpole_tui.env.swarm.policy import n_weights
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 
@@ -82,6 +83,25 @@ def test_an_evolution_answers_whatever_a_contribution_holds(broker, closing):
     assert sorted(done["FITNESS"]) == [0.0, 1.0, 5.0]  # no number counts as none
 
 
+def test_an_evolution_ignores_weights_of_integers_past_floats_range(broker, closing):
+    evolution = Evolution(HOST, broker.port, models=2, seed=2).start()
+    closing(evolution)
+    pool = Probe(broker.port, protocol.EVOLUTION, name="models")  # answers GET by hand
+    closing(pool)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 2, 5, "everyone to join evolution")
+    control.send(protocol.CONTROL, EVOLUTION=True)
+    pool.get()
+    width = n_weights(4, 2)
+    pool.send(protocol.EVOLUTION, WEIGHTS=[HUGE, -HUGE] + [0.0] * (width - 2), COMPONENT_ID="bad")  # sums to 0
+    pool.send(protocol.EVOLUTION, WEIGHTS=[0.0] * width, COMPONENT_ID="a")
+    pool.send(protocol.EVOLUTION, WEIGHTS=[1.0] * width, COMPONENT_ID="b")
+    pool.send(protocol.EVOLUTION, CONTRIBUTION={"a": 1.0, "b": 2.0, "bad": 3.0})
+    (done,) = control.get(1)
+    assert done["STATUS"] == protocol.EVO_DONE and done["FITNESS"] == [1.0, 2.0]
+
+
 def batch_logits(ids: list[str], instances: list[int], logit: float) -> dict:
     """A batch LOGITS of ``ids`` for ``instances``: every model's action-1 logit ``logit``."""
     relative = np.full((len(ids), len(instances), 1), logit)
@@ -121,3 +141,17 @@ def test_a_new_runs_logits_are_not_refused_for_a_stopped_runs_step(broker, closi
     assert batch.decode_ints(action["ACTIONS"], batch.ACTION, 0, 2).tolist() == [0]
     with pytest.raises(queue.Empty):
         probe.get(timeout=0.2)  # (one ACTION: a second would be a bug, not a timing)
+
+
+def test_models_ignore_a_batch_naming_an_instance_twice(broker, closing, caplog):
+    pool = ModelPool(HOST, broker.port, models=2, seed=1).start()
+    closing(pool)
+    probe = Probe(broker.port, protocol.LOGITS)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the models to join observation")
+    repeated = [0] * 5000  # each a row of every model's work
+    probe.send(protocol.OBSERVATION, **batch.observation(4, repeated, np.zeros((5000, 4)), True))
+    probe.send(protocol.OBSERVATION, **batch.observation(4, [0, 1], np.zeros((2, 4)), True))
+    (answer,) = probe.get()  # the models answer in order: the first answer is to the second batch
+    assert answer["INSTANCES"] == batch.encode_array([0, 1], batch.INDEX)
+    assert any("distinct instance numbers" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -141,6 +142,7 @@ def test_an_evolution_report_keeps_only_checked_values(message):
 
 @FAST
 @given(st.lists(NUMBER, max_size=4), st.integers(1, 4))
+@example([10**400, -(10**400)], 2)  # their sum as integers is 0
 def test_a_finite_vector_is_the_list_or_none(value, length):
     vector = finite_vector(value, length)
     assert vector is None or (len(vector) == length and all(math.isfinite(v) for v in vector))
@@ -199,3 +201,28 @@ def test_batch_logits_name_a_bounded_number_of_distinct_models_for_some_instance
     assert parse_logits(long) is None
     good = {"COMPONENT_IDS": ["a", "b"], "INSTANCES": one, "BATCH_LOGITS": batch.encode_array([1.0, 2.0], batch.LOGIT)}
     assert parse_logits(good)[2].tolist() == [[[0.0, 1.0]], [[0.0, 2.0]]]
+
+
+def test_a_batch_names_each_instance_once():
+    """Repeated instance numbers were taken: 16 MiB of them asked the models for tens of GB."""
+    repeated = batch.encode_array([0] * (batch.MAX_INSTANCES + 1), batch.INDEX)
+    for message in ({"INSTANCES": repeated}, {"INSTANCES": batch.encode_array([3, 1, 3], batch.INDEX)}):
+        with pytest.raises(protocol.ProtocolError, match="distinct instance numbers"):
+            batch.instances_of(message)
+    stepped = {"STEPPED": batch.encode_array([2, 2], batch.INDEX), "REWARDS": batch.encode_array([1.0, 1.0], "<f8")}
+    with pytest.raises(protocol.ProtocolError, match="STEPPED"):
+        batch.parse_results(stepped | {"DONES": batch.encode_array([0, 0], batch.FLAG)})
+    every = batch.encode_array(range(batch.MAX_INSTANCES), batch.INDEX)
+    assert batch.instances_of({"INSTANCES": every}).tolist() == list(range(batch.MAX_INSTANCES))
+
+
+@FAST
+@given(st.lists(st.integers(0, batch.MAX_INSTANCES - 1), max_size=40))
+def test_instance_numbers_are_distinct_or_refused(numbers):
+    text = batch.encode_array(numbers, batch.INDEX)
+    try:
+        decoded = batch.instances_of({"INSTANCES": text})
+    except protocol.ProtocolError:
+        assert len(set(numbers)) < len(numbers)
+        return
+    assert decoded.tolist() == numbers and len(set(numbers)) == len(numbers)
