@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from test_swarm import Probe, members, start_aggregation
 
-from cartpole_tui.env.events import NetworkError
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.evolution import Evolution
@@ -23,6 +24,7 @@ from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.swarm.policy import n_weights
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
+from tests.hostile import Raw
 
 from conftest import wait_for
 
@@ -155,3 +157,27 @@ def test_models_ignore_a_batch_naming_an_instance_twice(broker, closing, caplog)
     (answer,) = probe.get()  # the models answer in order: the first answer is to the second batch
     assert answer["INSTANCES"] == batch.encode_array([0, 1], batch.INDEX)
     assert any("distinct instance numbers" in r.getMessage() for r in caplog.records)
+
+
+def test_forged_broker_stats_with_numbers_past_range_are_ignored(broker, closing, caplog):
+    """Any client may send to ``_stats``: an infinity raised OverflowError in the control client's
+    handler, and a 400-digit counter was taken (the health check divides by it)."""
+    heard: list[object] = []
+    control = ControlClient(HOST, broker.port, on_event=heard.append)
+    closing(control)
+    attacker = Raw(broker.port, "attacker")
+    closing(attacker)
+    wait_for(lambda: members(broker, protocol.STATS_ROOM) == 1, 5, "the control client to join _stats")
+
+    def stats(name: str, **figures) -> None:
+        body = {"clients": [name], "rooms": {}, "frames_refused": 0, "undeliverable": 0} | figures
+        attacker.send({"TYPE": protocol.LOG_CUSTOM, "TO_ROOM": protocol.STATS_ROOM, "ID": name, "STATS": body})
+
+    stats("inf", frames_refused=float("inf"))
+    stats("huge", undeliverable=HUGE)
+    stats("rooms", rooms={protocol.OBSERVATION: [1, HUGE, 0]})
+    stats("marker")  # handled after the others (one connection, in order)
+    wait_for(lambda: any(isinstance(e, BrokerStats) and e.clients == ("marker",) for e in heard), what="the marker")
+    forged = {"inf", "huge", "rooms", "marker"}
+    assert [e.clients for e in heard if isinstance(e, BrokerStats) and forged & set(e.clients)] == [("marker",)]
+    assert not any("_on_stats failed" in r.getMessage() for r in caplog.records)
