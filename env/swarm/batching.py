@@ -82,6 +82,14 @@ class BatchChooser:
         """instance → the model playing its episode."""
         return {int(i): self.models[self._player[i]] for i in np.flatnonzero(self._player >= 0)}
 
+    def keep(self, models: list[str]) -> None:
+        """The models the logic kept (:meth:`AggregationLogic.keep_only`), in its order: an
+        instance played by one let go has no player (its next step gets one)."""
+        where = {model_id: k for k, model_id in enumerate(models)}
+        renumbered = np.array([where.get(model_id, -1) for model_id in self.models] + [-1], dtype=np.intp)
+        self._player = renumbered[self._player]  # (-1, no player, picks the last entry: -1)
+        self.models = list(models)
+
     def observe(self, msg: dict) -> None:
         """Account a batch observation: a run's first (no STEPPED) or a step's results."""
         if msg.get("STEPPED") is None:  # a new run: unfinished episodes (a stopped run) are not scored

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_swarm import Probe, members, start_aggregation
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.history.store import RunStore
@@ -181,3 +182,20 @@ def test_forged_broker_stats_with_numbers_past_range_are_ignored(broker, closing
     forged = {"inf", "huge", "rooms", "marker"}
     assert [e.clients for e in heard if isinstance(e, BrokerStats) and forged & set(e.clients)] == [("marker",)]
     assert not any("_on_stats failed" in r.getMessage() for r in caplog.records)
+
+
+def test_made_up_model_ids_are_bounded_and_let_go_at_the_next_get(broker, closing):
+    """Each new id a LOGITS named was kept for good: every step's work and CONTRIBUTION grew
+    without end. At most MODELS_MAX are known; those not heard since the last GET are let go."""
+    aggregation, probe = start_aggregation(broker, closing, models=1, timeout=60.0)
+    for flood in range(3):
+        ids = [f"fake-{flood}-{i}" for i in range(defaults.MODELS_MAX)]
+        probe.send(protocol.LOGITS, **batch_logits(ids, [0], 1.0))
+    probe.send(protocol.LOGITS, **batch_logits(["real"], [0], 1.0))
+    probe.send(protocol.EVOLUTION, CMD="GET")
+    answers = probe.get(2)  # the first flood's ACTION, then CONTRIBUTION: the rest were refused
+    assert len(answers[-1]["CONTRIBUTION"]) == defaults.MODELS_MAX
+    probe.send(protocol.EVOLUTION, CMD="GET")  # nothing heard since the last: named once more, then let go
+    assert len(probe.get()[0]["CONTRIBUTION"]) == defaults.MODELS_MAX and not aggregation.logic.order
+    probe.send(protocol.LOGITS, **batch_logits(["real"], [0], 1.0))
+    assert "ACTIONS" in probe.get()[0] and list(aggregation.logic.order) == ["real"]
