@@ -27,7 +27,7 @@ from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 from tests.hostile import Raw
 
-from conftest import wait_for
+from conftest import cli, wait_for
 
 HOST = "127.0.0.1"
 HUGE = 10**400  # JSON takes it; no float holds it
@@ -199,3 +199,20 @@ def test_made_up_model_ids_are_bounded_and_let_go_at_the_next_get(broker, closin
     assert len(probe.get()[0]["CONTRIBUTION"]) == defaults.MODELS_MAX and not aggregation.logic.order
     probe.send(protocol.LOGITS, **batch_logits(["real"], [0], 1.0))
     assert "ACTIONS" in probe.get()[0] and list(aggregation.logic.order) == ["real"]
+
+
+def test_a_peers_run_id_reaches_no_terminal_through_a_csv_export(followed):
+    """A RUN_ID may hold any character but NUL: ``export`` (CSV on standard output) printed its
+    escape sequences raw to the terminal (JSON escapes them)."""
+    store, _, attacker = followed
+    run_id = "r\x1b]0;pwned\x07\x1b[2J\x9b1m"
+    facts = protocol.run_facts(run_id, 1, False, None, 1, "CartPole-v1", time.time())
+    attacker.send(protocol.run_started(facts, None))
+    attacker.send(protocol.episode_done(run_id, 1, 9.0, 9, time.time()))
+    attacker.send(protocol.custom(protocol.CONTROL, **protocol.env_done(9.0, run_id, 1)))
+    wait_for(lambda: store.flush(1.0) and [r.state for r in store.runs()] == ["done"], what="the run recorded")
+    exported = cli("export", "--db", store.path)
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("1,r") and "pwned" in lines[1]
+    assert all(ch.isprintable() for ch in exported.stdout.replace("\n", ""))
