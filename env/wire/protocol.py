@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -98,6 +100,25 @@ def clean_text(value: Any, limit: int = TEXT_LIMIT) -> str:
     if not encodable(text):  # a lone surrogate: no terminal, file or SQLite takes it
         text = text.encode(FORMAT, "replace").decode(FORMAT)
     return text.translate(_CONTROLS)
+
+
+class PrintableLogs(logging.Formatter):
+    """Log lines for a terminal: a peer's text in a message (a client's NAME, a model's id) has its
+    control characters replaced as :func:`clean_text` does, newlines too (no forged line); a
+    traceback keeps its lines, each cleaned the same way."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROLS)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(line.translate(_CONTROLS) for line in super().format(record).split("\n"))
+
+
+def printable_logs(level: int, line: str) -> None:
+    """Log to standard error at ``level``, each line as ``line`` says, through :class:`PrintableLogs`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableLogs(line))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def encodable(text: str) -> bool:

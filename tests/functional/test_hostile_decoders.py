@@ -9,6 +9,7 @@ A batch LOGITS for other instances than the step's was stacked with the step's a
 from __future__ import annotations
 
 import queue
+import subprocess
 import time
 
 import numpy as np
@@ -27,7 +28,7 @@ from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 from tests.hostile import Raw
 
-from conftest import cli, wait_for
+from conftest import CLI, cli, free_port, wait_for
 
 HOST = "127.0.0.1"
 HUGE = 10**400  # JSON takes it; no float holds it
@@ -216,3 +217,23 @@ def test_a_peers_run_id_reaches_no_terminal_through_a_csv_export(followed):
     lines = exported.stdout.splitlines()
     assert len(lines) == 2 and lines[1].startswith("1,r") and "pwned" in lines[1]
     assert all(ch.isprintable() for ch in exported.stdout.replace("\n", ""))
+
+
+def test_a_peers_name_reaches_no_terminal_through_the_log(tmp_path):
+    """`broker` (and `env`, `swarm`) log to standard error, a terminal: a client's NAME (and a
+    model's id, a sender) went into the lines raw, escape sequences and all."""
+    port = free_port()
+    with open(tmp_path / "broker.log", "w") as log:
+        broker = subprocess.Popen([CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            assert broker.stdout is not None and "listening" in broker.stdout.readline()
+            evil = Raw(port, "evil\x1b]0;pwned\x07\x1b[2J\u009b1mname\nforged line")
+            wait_for(lambda: "registered as evil" in (tmp_path / "broker.log").read_text(), what="the REGISTER logged")
+            evil.close()
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    lines = (tmp_path / "broker.log").read_text().splitlines()
+    named = [line for line in lines if "registered as evil" in line]
+    assert len(named) == 1 and "pwned" in named[0] and "forged line" in named[0]  # one line: no forged one
+    assert all(ch.isprintable() for line in lines for ch in line)
