@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from cartpole_tui.env.components.spaces import spaces_of
-from cartpole_tui.env.events import RunStarted
+from cartpole_tui.env.events import EnvSpaces, RunStarted
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.swarm.policy import n_weights
+from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component
 
@@ -61,8 +62,9 @@ PROBE = "cartpole_tui_attack_probe"
 
 
 def test_an_announced_environment_is_never_made_or_imported(broker, closing, tmp_path, monkeypatch):
-    """RUN_STARTED and a run's first observation from a peer name a ``module:Name`` id: neither the
-    control room nor the swarm's models import the module (gymnasium's make would)."""
+    """RUN_STARTED and a run's first observation from a peer, and a population file, name a
+    ``module:Name`` id: neither the control room nor the swarm imports the module (gymnasium's make
+    would)."""
     imported = tmp_path / "imported"
     (tmp_path / f"{PROBE}.py").write_text(f"open({str(imported)!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -83,4 +85,10 @@ def test_an_announced_environment_is_never_made_or_imported(broker, closing, tmp
     wait_for(lambda: any(isinstance(e, RunStarted) and e.env_id == env_id for e in events), what="the announcement")
     wait_for(lambda: pool._other_env, what="the models to hear of another environment")
     assert store.flush(5.0) and [r.params.env_id for r in store.runs()] == [env_id]  # recorded as data
+    # a population file's env_id: read, compared by shape, never made
+    path = str(tmp_path / "probe.population.npz")
+    saved.save(path, saved.SavedPopulation(np.zeros((2, n_weights(4, 2))), 7, None, EnvSpaces(env_id, 4, 2)))
+    swarm = Swarm(HOST, broker.port, models=2, load=path)
+    closing(swarm)
+    assert swarm.restored == saved.Restored(7, 2)
     assert PROBE not in sys.modules and not imported.exists()
