@@ -7,6 +7,7 @@ number once escaped ``math.isfinite`` as OverflowError.
 
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
@@ -163,7 +164,7 @@ def test_a_frame_is_valid_or_a_protocol_error(message, text):
     assert len(frame.bits) == (frame.width * frame.height + 7) // 8
 
 
-ARRAY_TEXT = st.binary(max_size=24).map(lambda b: batch.base64.b64encode(b).decode()) | FRAME_TEXT
+ARRAY_TEXT = st.binary(max_size=24).map(lambda b: base64.b64encode(b).decode()) | FRAME_TEXT
 
 
 @FAST
