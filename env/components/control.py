@@ -378,17 +378,17 @@ class ControlClient:
             return
         try:
             rooms = {
-                protocol.clean_text(room, 80): tuple(int(v) for v in values)
+                protocol.clean_text(room, 80): tuple(_counter(v) for v in values)
                 for room, values in stats.get("rooms", {}).items()
             }
             event = BrokerStats(
                 tuple(protocol.clean_text(c, 80) for c in stats.get("clients", ())),
                 rooms,
-                int(stats.get("frames_refused", 0)),
-                int(stats.get("undeliverable", 0)),
+                _counter(stats.get("frames_refused", 0)),
+                _counter(stats.get("undeliverable", 0)),
                 time.monotonic(),
             )
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             return  # not our broker's format: ignore, as with any unknown message
         self._summarise_names(time.monotonic())
         with self._cond:
@@ -543,6 +543,15 @@ class ControlClient:
                 return
             self._cond.notify_all()
         self._emit(answer)
+
+
+def _counter(value: object) -> int:
+    """One of the broker's counters: a whole number 0..2**63-1 (any client may send to ``_stats``:
+    an infinity raised OverflowError here, and a 400-digit count overflowed the health's rates)."""
+    count = int(value)  # type: ignore[call-overload]  # TypeError, ValueError, OverflowError: not ours
+    if not 0 <= count < 2**63:
+        raise ValueError(f"a counter out of range: {count}")
+    return count
 
 
 def _anyone(event: object, sender: object) -> bool:

@@ -1,6 +1,7 @@
 """Export run history: CSV (one row per episode, with its run's columns), JSON, or TensorBoard.
 
-CSV: a run without episodes still gets one row, with the episode columns empty.
+CSV: a run without episodes still gets one row, with the episode columns empty; a text's control
+characters are written as U+FFFD (tab and newline as a space), as the screen shows them.
 JSON: ``{"format": "cartpole-tui/runs", "version": 1, "runs": [{...run, "episodes": [...]}]}``.
 Times are Unix seconds; floats are written exactly (they parse back to the same numbers).
 TensorBoard: a folder, one run's event file in each of its folders (:mod:`.tensorboard`).
@@ -19,6 +20,7 @@ from cartpole_tui.env.history import tensorboard
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.history.store import MEMORY, RunStore
 from cartpole_tui.env.paths import default_db_path
+from cartpole_tui.env.wire import protocol
 
 TEXT_FORMATS = ("csv", "json")
 FOLDER_FORMATS = ("tensorboard",)  # written to a folder, never to standard output
@@ -87,6 +89,8 @@ def _csv_value(value: object) -> object:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):  # a run id is a peer's: its control characters never reach a terminal
+        return protocol.clean_text(value, len(value) + 1)
     return value
 
 

@@ -14,6 +14,7 @@ kill -9 leaves every episode it had written readable.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import queue
@@ -33,6 +34,7 @@ from cartpole_tui.env.history.store import RunStore
 
 EXTRA = "pip install 'cartpole-tui[tensorboard]'"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_PLAIN = re.compile(r"[a-z0-9_-][a-z0-9_.-]*")
 _files = itertools.count()  # event files this process opened: each file's name is its own
 
 
@@ -66,9 +68,14 @@ def folder_problem(path: str) -> str | None:
 
 def safe_name(text: str) -> str:
     """``text`` (a run id, maybe a peer's) as one path component: letters, digits, ``_ . -`` only,
-    no leading dot, at most TENSORBOARD_NAME_MAX characters; never empty, ``.`` or ``..``."""
-    name = _UNSAFE.sub("_", text[: defaults.TENSORBOARD_NAME_MAX]).lstrip(".")
-    return name or "run"
+    no leading dot; never empty, ``.`` or ``..``. An id that is not such a name already (in lower
+    case, at most TENSORBOARD_NAME_MAX characters) has a hash of it added: ``a/b`` and ``a_b``, or
+    ``Run`` and ``run`` on a file system that ignores case, would share a folder, and TensorBoard
+    would draw both runs' episodes as one run."""
+    if len(text) <= defaults.TENSORBOARD_NAME_MAX and _PLAIN.fullmatch(text):
+        return text  # our own run ids (hex) are named as they are
+    name = _UNSAFE.sub("_", text[: defaults.TENSORBOARD_NAME_MAX]).lstrip(".") or "run"
+    return f"{name}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 def export_folder_name(run: RunRecord) -> str:

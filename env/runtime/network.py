@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.swarm import saved
-from cartpole_tui.env.wire import auth
+from cartpole_tui.env.wire import auth, protocol
 
 if TYPE_CHECKING:  # imported in the child only: the app's process needs neither
     from cartpole_tui.env.components.random_agent import RandomAgent
@@ -308,7 +308,7 @@ def _serve(args: argparse.Namespace, token: str) -> None:
     if not token:  # the parent went away before it said the token
         return
     auth.use_token(token)  # the agents present it
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    protocol.printable_logs(logging.INFO, "%(asctime)s %(name)s %(levelname)s %(message)s")
     from cartpole_tui.env.wire.broker import Broker
 
     broker = Broker(defaults.LOOPBACK, 0, token=token).start()

@@ -57,6 +57,21 @@ class AggregationLogic:
         self.shares: dict[str, float] = defaultdict(float)
         self.order: dict[str, int] = {}  # model id → first-seen rank, for stable tie-breaks
 
+    def takes(self, ids: list[str]) -> bool:
+        """Whether LOGITS of ``ids`` are taken: known models, or new ones while no more than
+        MODELS_MAX are known in all. Made-up ids each grew every step's work and CONTRIBUTION,
+        without end; at a GET, when more are known than are waited for, those not heard since the
+        last GET are let go (:meth:`keep_only`)."""
+        new = sum(model_id not in self.order for model_id in ids)
+        return not new or len(self.order) + new <= defaults.MODELS_MAX
+
+    def keep_only(self, heard: set[str]) -> None:
+        """Forget the models not in ``heard`` (a restarted pool's old ids, made-up ones), keeping
+        the others' order."""
+        self.order = {model_id: rank for rank, model_id in enumerate(i for i in self.order if i in heard)}
+        if self.player not in self.order:
+            self.player = None
+
     # --- episodes (from the observation room) ---------------------------------------------
 
     def observe(self, reward: float | None, done: bool) -> None:
@@ -134,6 +149,7 @@ class Aggregation(SwarmComponent):
         self.batches = BatchChooser(self.logic)  # vectorised runs (env/swarm/batching.py)
         self.expected = models  # LOGITS that complete a step; lowered when models time out
         self.silent: set[str] = set()  # models that timed out and have not answered since
+        self._heard: set[str] = set()  # models whose LOGITS were taken since the last GET
         self._pending: dict[str, Logits] = {}
         self._pending_since = 0.0
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
@@ -151,13 +167,48 @@ class Aggregation(SwarmComponent):
         if batch.is_batch(msg):
             with self._lock:
                 self._acted = False
+                if msg.get("STEPPED") is None:
+                    self._forget_pending()
                 self.batches.observe(msg)
             return
-        reward = msg.get("REWARD")
-        reward = float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None
+        reward = protocol.finite(msg.get("REWARD"))  # none (a run's first), or no finite number: no step's
         with self._lock:
             self._acted = False
+            if "REWARD" not in msg:
+                self._forget_pending()
             self.logic.observe(reward, bool(msg.get("DONE", False)))
+
+    def _forget_pending(self) -> None:
+        """A run's first observation: what an earlier (stopped) run's step left pending is dropped, so
+        that the new run's LOGITS, which cannot join it (:meth:`_joins`), start its first step."""
+        self._pending, self._trigger = {}, None
+
+    def _joins(self, msg: dict) -> bool:
+        """Whether LOGITS ``msg`` answers the step pending (or none is): a single step's or a batch
+        step's of the same INSTANCES. Others are refused: stacked with it they failed the step."""
+        trigger = self._trigger
+        if trigger is None:
+            return True
+        if batch.is_batch(trigger) != batch.is_batch(msg) or trigger.get("INSTANCES") != msg.get("INSTANCES"):
+            log.warning(
+                "aggregation: ignored LOGITS from %s: not for the step pending",
+                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
+            )
+            return False
+        return True
+
+    def _takes(self, ids: list[str], msg: dict) -> bool:
+        """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard."""
+        if not self.logic.takes(ids):
+            log.warning(
+                "aggregation: ignored LOGITS from %s: %d models known, at most %d until the next GET",
+                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
+                len(self.logic.order),
+                defaults.MODELS_MAX,
+            )
+            return False
+        self._heard.update(ids)
+        return True
 
     def _on_logits(self, msg: dict) -> None:
         if batch.is_batch(msg):
@@ -173,6 +224,8 @@ class Aggregation(SwarmComponent):
             )
             return
         with self._lock:
+            if not self._joins(msg) or not self._takes([model_id], msg):
+                return
             if (model_id in self.silent or model_id not in self.logic.order) and self.expected < self.models:
                 self.silent.discard(model_id)
                 self.expected += 1
@@ -193,6 +246,8 @@ class Aggregation(SwarmComponent):
             return
         ids, instances, logits = parsed
         with self._lock:
+            if not self._joins(msg) or not self._takes(ids, msg):
+                return
             if not self._pending:
                 self._pending_since = time.monotonic()
             for model_id, rows in zip(ids, logits):
@@ -242,4 +297,10 @@ class Aggregation(SwarmComponent):
         if msg.get("CMD") != "GET":
             return None
         with self._lock:
-            return {"CONTRIBUTION": self.logic.contribution()}
+            contribution = self.logic.contribution()
+            if len(self.logic.order) > self.models:  # more than it waits for: old or made-up ids among them
+                self.logic.keep_only(self._heard)  # (CONTRIBUTION still names them: it is the last time)
+                self.batches.keep(list(self.logic.order))
+                self.silent &= self._heard
+            self._heard = set()
+            return {"CONTRIBUTION": contribution}

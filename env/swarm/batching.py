@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.swarm.policy import N_ACTIONS, Population, softmax
 from cartpole_tui.env.wire import batch, protocol
 
@@ -50,12 +51,16 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
 
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """(model ids, instances, (K, M, actions) logits, action 0's being 0) of a batch LOGITS; None
-    when malformed."""
+    when malformed: 1..MODELS_MAX distinct model ids (each a short string), at least one instance."""
     ids = msg.get("COMPONENT_IDS")
-    if type(ids) is not list or not all(isinstance(i, str) for i in ids):
+    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
+        return None  # with no instances, no bytes would bound how many ids one message names
+    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
         return None
     try:
         instances = batch.instances_of(msg)
+        if not len(instances):
+            return None  # a run's last observation is not answered (batch_logits)
         shape = (len(ids), len(instances), actions - 1)
         relative = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, shape)
     except protocol.ProtocolError:
@@ -76,6 +81,14 @@ class BatchChooser:
     def players(self) -> dict[int, str]:
         """instance → the model playing its episode."""
         return {int(i): self.models[self._player[i]] for i in np.flatnonzero(self._player >= 0)}
+
+    def keep(self, models: list[str]) -> None:
+        """The models the logic kept (:meth:`AggregationLogic.keep_only`), in its order: an
+        instance played by one let go has no player (its next step gets one)."""
+        where = {model_id: k for k, model_id in enumerate(models)}
+        renumbered = np.array([where.get(model_id, -1) for model_id in self.models] + [-1], dtype=np.intp)
+        self._player = renumbered[self._player]  # (-1, no player, picks the last entry: -1)
+        self.models = list(models)
 
     def observe(self, msg: dict) -> None:
         """Account a batch observation: a run's first (no STEPPED) or a step's results."""

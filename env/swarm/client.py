@@ -77,7 +77,10 @@ def finite_vector(value: object, length: int) -> list[float] | None:
         return None
     if not all(type(x) is float or type(x) is int for x in value):
         return None
-    return value if math.isfinite(sum(value)) else None  # a sum that overflows is refused too
+    try:  # as floats: huge integers (JSON allows 4,300 digits) of opposite signs summed to 0 as ints
+        return value if math.isfinite(sum(map(float, value))) else None  # a sum that overflows is refused too
+    except OverflowError:  # an integer past float's range
+        return None
 
 
 class Watchdog:

@@ -10,7 +10,6 @@ one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -136,6 +135,5 @@ class Evolution(SwarmComponent):
 
     @staticmethod
     def _fitness(value: object) -> float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        return 0.0
+        number = protocol.finite(value)
+        return 0.0 if number is None else number

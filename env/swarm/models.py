@@ -156,5 +156,5 @@ class ModelPool(SwarmComponent):
                     continue  # another component's model
                 try:
                     self.population.set_model(index, vector)
-                except (ValueError, TypeError) as error:
+                except (ValueError, TypeError, OverflowError) as error:  # (an integer past float's range)
                     log.warning("models: SET for %s refused: %s", model_id, error)

@@ -21,7 +21,9 @@ A published model's weights (755 floats) can be written as one row and loaded.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -217,4 +219,18 @@ def beside_history(db_path: str | None, env_id: str = CARTPOLE.env_id) -> str | 
     path = db_path or default_db_path()
     if path == ":memory:":
         return None
-    return f"{path}.population.npz" if env_id == CARTPOLE.env_id else f"{path}.{env_id}.population.npz"
+    return f"{path}.population.npz" if env_id == CARTPOLE.env_id else f"{path}.{file_part(env_id)}.population.npz"
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
+def file_part(env_id: str) -> str:
+    """``env_id`` as part of one file name: itself when only letters, digits and ``_ . -`` (every
+    shipped one); else those, ``_`` for the rest, and a hash of the id, so that ``ns/Name-v0`` or
+    ``module:Name-v0`` names no folder and no two ids share a file, and 80 characters of any
+    script stay within a file name's 255 bytes."""
+    if _PLAIN_ID.fullmatch(env_id):
+        return env_id
+    digest = hashlib.sha256(env_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', env_id)[:80]}-{digest}"

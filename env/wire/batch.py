@@ -147,9 +147,24 @@ def actions(n: int, instances: str, chosen: ArrayLike) -> protocol.Message:
     return {BATCH: n, "INSTANCES": instances, "ACTIONS": encode_array(chosen, ACTION)}
 
 
+_MOST_INDEX_TEXT = 4 * -(-MAX_INSTANCES * np.dtype(INDEX).itemsize // 3)  # base64 of MAX_INSTANCES numbers
+
+
+def instance_numbers(text: object, key: str = "INSTANCES") -> NDArray[np.intp]:
+    """Distinct instance numbers (so at most MAX_INSTANCES) from base64 ``text``; ProtocolError
+    otherwise. Repeated ones were taken: each is a row of every model's work (K x M x 16 floats),
+    so a frame of 16 MiB named ~700,000 rows, and the models' answer took tens of GB."""
+    if isinstance(text, str) and len(text) > _MOST_INDEX_TEXT:  # refused before it is decoded
+        raise protocol.ProtocolError(f"{key} must be at most {MAX_INSTANCES} distinct instance numbers")
+    values = decode_ints(text, INDEX, 0, MAX_INSTANCES)
+    if values.size and np.bincount(values).max() > 1:
+        raise protocol.ProtocolError(f"{key} must be at most {MAX_INSTANCES} distinct instance numbers")
+    return values
+
+
 def instances_of(message: protocol.Message) -> NDArray[np.intp]:
     """The INSTANCES of a batch message; ProtocolError when malformed."""
-    return decode_ints(message.get("INSTANCES"), INDEX, 0, MAX_INSTANCES)
+    return instance_numbers(message.get("INSTANCES"))
 
 
 def parse_actions(message: protocol.Message, instances: str, count: int, n_actions: int) -> NDArray[np.intp]:
@@ -166,7 +181,7 @@ def parse_actions(message: protocol.Message, instances: str, count: int, n_actio
 def parse_results(message: protocol.Message) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.bool_]]:
     """(stepped, rewards, dones) of a batch observation that follows a step; ProtocolError when
     malformed."""
-    stepped = decode_ints(message.get("STEPPED"), INDEX, 0, MAX_INSTANCES)
+    stepped = instance_numbers(message.get("STEPPED"), "STEPPED")
     rewards = decode_array(message.get("REWARDS"), REWARD, (len(stepped),))
     dones = decode_ints(message.get("DONES"), FLAG, 0, 2, len(stepped)).astype(bool)
     return stepped, rewards, dones

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -98,6 +100,25 @@ def clean_text(value: Any, limit: int = TEXT_LIMIT) -> str:
     if not encodable(text):  # a lone surrogate: no terminal, file or SQLite takes it
         text = text.encode(FORMAT, "replace").decode(FORMAT)
     return text.translate(_CONTROLS)
+
+
+class PrintableLogs(logging.Formatter):
+    """Log lines for a terminal: a peer's text in a message (a client's NAME, a model's id) has its
+    control characters replaced as :func:`clean_text` does, newlines too (no forged line); a
+    traceback keeps its lines, each cleaned the same way."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROLS)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(line.translate(_CONTROLS) for line in super().format(record).split("\n"))
+
+
+def printable_logs(level: int, line: str) -> None:
+    """Log to standard error at ``level``, each line as ``line`` says, through :class:`PrintableLogs`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableLogs(line))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def encodable(text: str) -> bool:
@@ -331,7 +352,7 @@ def valid_run_id(value: object) -> bool:
 
 
 def _score(message: Message, key: str) -> float:
-    value = _finite(message.get(key))
+    value = finite(message.get(key))
     if value is None or abs(value) > MAX_SCORE:
         raise ProtocolError(
             f"{key} must be a finite number within ±{MAX_SCORE:g}, got {clean_text(message.get(key), 40)}"
@@ -450,10 +471,15 @@ def is_evolution_request(message: Message) -> bool:
 MAX_REPORTED_MODELS = defaults.MODELS_MAX  # a report about more models is not ours: ignored
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (not a number, a bool, NaN, an infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # JSON's integers have no bound (up to 4,300 digits): past float's, no number
+        return None
+    return number if math.isfinite(number) else None
 
 
 def evolution_report(msg: Message) -> dict[str, Any]:
@@ -468,13 +494,13 @@ def evolution_report(msg: Message) -> dict[str, Any]:
         out["generation"] = generation
     fitness = msg.get("FITNESS")
     if isinstance(fitness, list) and 0 < len(fitness) <= MAX_REPORTED_MODELS:
-        values = [_finite(v) for v in fitness]
+        values = [finite(v) for v in fitness]
         if None not in values:
             out["fitness"] = tuple(values)
             elite = msg.get("ELITE")
             if isinstance(elite, int) and not isinstance(elite, bool) and 0 <= elite < len(values):
                 out["elite"] = elite
-    diversity = _finite(msg.get("DIVERSITY"))
+    diversity = finite(msg.get("DIVERSITY"))
     if diversity is not None and diversity >= 0:
         out["diversity"] = diversity
     return out
@@ -625,7 +651,7 @@ def parse_spaces(message: Message, env_id: str) -> EnvSpaces | None:
     actions = _whole(message, "ACTION_COUNT", 2, defaults.ENV_ACTIONS_MAX)
     threshold = message.get("REWARD_THRESHOLD")
     if threshold is not None:
-        threshold = _finite(threshold)
+        threshold = finite(threshold)
         if threshold is None or abs(threshold) > MAX_SCORE:
             raise ProtocolError(f"REWARD_THRESHOLD must be null or a finite number within ±{MAX_SCORE:g}")
     steps = None
@@ -651,7 +677,7 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
     scores = message.get("SCORES")
     if not isinstance(scores, list) or len(scores) > MAX_STATE_SCORES:
         raise ProtocolError(f"SCORES must be a list of at most {MAX_STATE_SCORES} numbers")
-    values = [_finite(s) for s in scores]
+    values = [finite(s) for s in scores]
     if any(v is None or abs(v) > MAX_SCORE for v in values):
         raise ProtocolError(f"SCORES must hold finite numbers within ±{MAX_SCORE:g}")
     return finished, steps, [v for v in values if v is not None]
@@ -699,7 +725,7 @@ def parse_cart(message: Message) -> tuple[float, ...]:
     values = message.get("OBSERVATION")
     if not isinstance(values, list) or not 0 < len(values) <= MAX_CART_VALUES:
         raise ProtocolError(f"OBSERVATION must be a list of 1..{MAX_CART_VALUES} numbers")
-    checked = [_finite(v) for v in values]
+    checked = [finite(v) for v in values]
     if any(v is None for v in checked):
         raise ProtocolError("OBSERVATION must hold finite numbers")
     return tuple(v for v in checked if v is not None)
@@ -711,7 +737,7 @@ def parse_observation_step(message: Message) -> tuple[tuple[float, ...], float |
     observation = parse_cart(message)
     if "REWARD" not in message:
         return observation, None, False
-    reward, done = _finite(message.get("REWARD")), message.get("DONE")
+    reward, done = finite(message.get("REWARD")), message.get("DONE")
     if reward is None or not isinstance(done, bool):
         raise ProtocolError("REWARD must be a finite number and DONE true or false")
     return observation, reward, done

@@ -14,7 +14,7 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cartpole_tui.env.events import NetworkError
@@ -33,7 +33,7 @@ ODD = (
     st.none()
     | st.booleans()
     | st.integers()
-    | st.sampled_from([2**63, -(2**63) - 1, 2**70, 10**9 + 1, -1, 0])
+    | st.sampled_from([2**63, -(2**63) - 1, 2**70, 10**9 + 1, -1, 0, 10**400, -(10**400)])  # (JSON: any digits)
     | st.floats()  # NaN and the infinities among them
     | st.sampled_from([float("nan"), float("inf"), 1e308, -1e308, 1e13])
     | TEXT
@@ -60,7 +60,8 @@ PLAUSIBLE = {
     "HISTORY": st.none() | st.text(max_size=20),
     "HISTORY_HOST": st.text(max_size=10),
 }
-STATUSES = (protocol.EPISODE_DONE, protocol.ENV_DONE, protocol.RUN_STARTED, protocol.RUN_STATE)
+STATUSES = (protocol.EPISODE_DONE, protocol.EPISODES_DONE, protocol.ENV_DONE, protocol.RUN_STARTED, protocol.RUN_STATE)
+COLUMNS = ("EPISODE", "SCORE", "STEPS")  # EPISODES_DONE's are lists
 
 
 @st.composite
@@ -71,6 +72,10 @@ def control_messages(draw: st.DrawFn) -> dict:
         choice = draw(st.sampled_from(("plausible", "plausible", "odd", "missing")))
         if choice != "missing":
             message[key] = draw(plausible if choice == "plausible" else JSON)
+    if message["STATUS"] == protocol.EPISODES_DONE:
+        for key in COLUMNS:  # one entry most often, so that some are recorded
+            if key in message and draw(st.booleans()):
+                message[key] = [message[key]]
     return message
 
 
@@ -123,12 +128,15 @@ def assert_history_valid(store: RunStore, db) -> None:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(control_messages(), min_size=1, max_size=6))
-def test_generated_control_messages_leave_only_valid_history(live, messages):
+@example([{"STATUS": protocol.EPISODES_DONE, "RUN_ID": "run-a", "EPISODE": [1], "SCORE": [10**400], "STEPS": [1]}])
+def test_generated_control_messages_leave_only_valid_history(live, caplog, messages):
     _, store, events, client, db = live
     for message in messages:
         client.send(protocol.custom(protocol.CONTROL, **message))
     handled(client, events)
     assert_history_valid(store, db)
+    # refused with a reason (a NetworkError), never by a handler's traceback
+    assert not [r.getMessage() for r in caplog.records if "handler" in r.getMessage() and "failed" in r.getMessage()]
     # the session still records what a real environment would send
     run_id = f"check-{time.monotonic_ns()}"
     facts = protocol.run_facts(run_id, 2, False, None, 1, "CartPole-v1", time.time())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -15,16 +16,19 @@ from cartpole_tui.env.history.tensorboard import TensorBoardMirror, folder_probl
     "run_id, name",
     [
         ("3f2a9c", "3f2a9c"),
-        ("../../etc", "_.._etc"),
-        ("..", "run"),
-        ("", "run"),
-        (".hidden", "hidden"),
-        ("a/b\\c\x1b[0m\n", "a_b_c__0m_"),
-        ("x" * 500, "x" * 64),
+        ("run-7_a.b", "run-7_a.b"),
+        ("../../etc", "_.._etc-#"),
+        ("..", "run-#"),
+        ("", "run-#"),
+        (".hidden", "hidden-#"),
+        ("a/b\\c\x1b[0m\n", "a_b_c__0m_-#"),
+        ("x" * 500, "x" * 64 + "-#"),
+        ("Run", "Run-#"),
     ],
 )
 def test_a_run_id_becomes_one_harmless_path_component(run_id, name):
-    assert safe_name(run_id) == name
+    """``#``: a hash of the id, added to a name that is not the id itself."""
+    assert re.fullmatch(re.escape(name).replace("\\#", "[0-9a-f]{16}"), safe_name(run_id))
 
 
 def test_a_file_or_a_missing_parent_cannot_be_the_folder(tmp_path):
@@ -56,3 +60,18 @@ def test_episodes_ending_out_of_order_are_written_by_number_and_a_joined_run_as_
     assert scores(str(tmp_path / first)) == [(n, n * 10.0) for n in range(1, 6)]
     assert [step for step, _ in scores(str(tmp_path / second))] == [42, 41]
     assert mirror.written == 7 and mirror.failed is None
+
+
+def test_run_ids_that_differ_keep_folders_that_differ(tmp_path):
+    """Ids that one name would merge, started in one second: before, one folder held both runs'
+    episodes (and on a file system that ignores case, ``Run`` and ``run`` shared one too)."""
+    ids = ("a/b", "a_b", "a?b", "Run", "run", "x" * 64 + "1", "x" * 64 + "2")
+    mirror = TensorBoardMirror(str(tmp_path))
+    for number, run_id in enumerate(ids, 1):
+        mirror.on_run_started(RunStarted(run_id, 1, False, started=1_000_000))
+        mirror.on_episode(EpisodeFinished(run_id, 1, float(number), 1))
+        mirror.on_run_finished(RunFinished(run_id, float(number), 1, steps=1, seconds=1.0))
+    mirror.close()
+    folders = sorted(os.listdir(tmp_path), key=lambda name: scores(str(tmp_path / name)))
+    assert len({name.lower() for name in folders}) == len(ids)
+    assert [scores(str(tmp_path / name)) for name in folders] == [[(1, float(n))] for n in range(1, len(ids) + 1)]

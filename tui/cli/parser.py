@@ -494,10 +494,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command is not None:  # the control room draws on the terminal: no log lines there
-        logging.basicConfig(
-            level=logging.INFO if args.command in CHATTY else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(message)s",
-            stream=sys.stderr,
+        # (a peer's text in a line, a NAME or a model's id, reaches the terminal without its control characters)
+        protocol.printable_logs(
+            logging.INFO if args.command in CHATTY else logging.WARNING, "%(asctime)s %(levelname)s %(message)s"
         )
     return args.func(args)
 
