@@ -113,6 +113,7 @@ class ControlRoomApp(App):
         self.in_order = InOrder()  # episodes go to the plot in their numbers' order
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
         self._rated_run: str | None = None  # ... that run's id
+        self._bar_run: str | None = None  # the run the progress bar shows
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
@@ -258,8 +259,6 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
-        self.main.progress.display = True
-        self.main.progress.update(total=event.episodes or None, progress=0)
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -272,7 +271,6 @@ class ControlRoomApp(App):
         if event.scores and not self.history.has_run(number):  # not already read from a shared history
             self.history.extend(np.array(event.scores, dtype=np.float64), number)
         self.run_progress.joined(event)
-        self.main.progress.update(progress=event.finished)
 
     @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
@@ -305,7 +303,6 @@ class ControlRoomApp(App):
         line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
         self.main.controls.show_running(False)
         self.log_line(line)
-        self.main.progress.display = False  # its ETA means nothing once the run is over
 
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
@@ -412,17 +409,30 @@ class ControlRoomApp(App):
             and not auth.is_loopback(session.host or "")
         )
 
+    def _show_bar(self, bar: tuple[str, int, int] | None) -> None:
+        """The progress bar of (run id, episodes asked, episodes finished); hidden between runs
+        (its ETA means nothing once the run is over)."""
+        progress = self.main.progress
+        progress.display = bar is not None
+        if bar is None:
+            return
+        run_id, total, finished = bar
+        if run_id != self._bar_run:  # a new run: its ETA starts over, even when its total is the last one's
+            self._bar_run = run_id
+            progress.update(total=None)
+        progress.update(total=total or None, progress=finished)
+
     def _refresh_views(self) -> None:
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
         now = time.monotonic()
         bar_shown = self.run_progress.check(self.controller.steps, now, self.controller.stall_hint())
+        label = self.run_progress.take_label()
+        if label is not None:  # the bar changes with its label, at a redraw: both tell of one run
+            self._show_bar(self.run_progress.bar())
+            self.main.progress_label.update(label)
         if bar_shown is not None:
             self.main.progress.display = bar_shown
-        label = self.run_progress.take_label()
-        if label is not None:
-            self.main.progress.update(progress=self.run_progress.finished)
-            self.main.progress_label.update(label)
         observation = self.controller.latest_observation
         if observation is not None and observation is not self._shown_observation:
             self._shown_observation = observation

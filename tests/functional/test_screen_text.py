@@ -176,6 +176,32 @@ async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size
         agent.close()
 
 
+async def test_the_bar_and_its_label_tell_of_one_run_through_a_schedule(tmp_path):
+    """Runs of a schedule follow each other faster than the redraw: the bar showed the next run's
+    0 % beside "run 1 done", or 0 % beside "16/20" on a loaded machine. Both change at a redraw."""
+    app = make_app(tmp_path)  # the embedded network, random agents: short runs, many run ends
+    seen = {"count": 0, "ended": 0}
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await pilot.press("r")
+        for _ in range(60):
+            await pilot.pause(0.2)
+            line = screen_text(app).splitlines()[2]
+            shown = re.search(r"(\d+)% ", line)
+            counted = re.search(r"run \d+ · (\d+)/(\d+)", line)
+            if re.search(r"run \d+ (done|stopped)", line):
+                seen["ended"] += 1
+                assert shown is None, line  # no bar beside a run that ended
+            elif counted and shown:
+                seen["count"] += 1
+                finished, asked = map(int, counted.groups())
+                assert int(shown.group(1)) == round(100 * finished / asked), line
+            elif "waiting for the first episode" in line and shown:
+                assert shown.group(1) == "0", line
+        await pilot.press("x")
+    assert seen["count"] and seen["ended"], seen  # both kinds of line were seen and checked
+
+
 # --- the episodes field under fast input (item 13) ---------------------------------------------
 
 

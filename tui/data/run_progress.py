@@ -154,6 +154,11 @@ class RunProgress:
             f"run {number} {ending}: average ", (average(event.avg_score), "bold"), f"{over} (ENV_DONE){speed}"
         )
 
+    def bar(self) -> tuple[str, int, int] | None:
+        """The progress bar's (run id, episodes asked (0: not known), episodes finished), None
+        between runs."""
+        return None if self.current is None else (self.current.run_id, self.current.episodes, self.finished)
+
     def lost(self) -> RunStarted | None:
         """The network went away: the run going (if any) is over; returns it."""
         current, self.current = self.current, None
