@@ -401,6 +401,8 @@ class RunStore:
             if run_uid not in self._session:
                 raise KeyError(run_uid)
             record = self._runs[run_uid]
+            if record.finished == 0 and not avg:  # ENV_DONE's 0.0 over no episode: no average (Acrobot's best is < 0)
+                avg = None
             record.avg_score, record.state, record.ended = avg, state, float(ended)
             self._revision += 1
             self._writer.put(EndRun(run_uid, avg, state, float(ended)))

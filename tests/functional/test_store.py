@@ -98,6 +98,22 @@ def test_runs_and_episodes_survive_reopen_and_numbers_continue(db):
         assert store.revision == before + 3  # begun, one episode, ended
 
 
+def test_a_run_ended_before_any_episode_has_no_average(db):
+    """ENV_DONE says 0.0 over no episode: for Acrobot (threshold −100) that read as a perfect run in
+    the table, the export and the plot of run averages. It is none, on disk and on screen."""
+    from cartpole_tui.tui.widgets.runs_table import _cells
+
+    with RunStore.open(db) as store:
+        store.begin_run("early", **{**RUN_ARGS, "episodes": 5}, started=time.time())
+        store.end_run("early", avg_score=0.0, state="stopped", ended=time.time())
+        record_run(store, "played", [(0.0, 500)], state="done")  # a real 0.0 (one episode) stays
+        early, played = store.runs()
+        assert (early.avg_score, played.avg_score) == (None, 0.0)
+        cells = _cells(early, marked=False)
+        assert (cells[2], cells[4], cells[8].endswith("stopped[/]")) == ("0/5", "—", True)
+    assert on_disk(db, "SELECT avg_score FROM runs ORDER BY number") == [(None,), (0.0,)]
+
+
 def test_episodes_reach_disk_without_flush(db):
     with RunStore.open(db) as store:
         record_run(store, "run", play(3), state=None)

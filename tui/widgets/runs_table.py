@@ -15,12 +15,15 @@ _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "f
 
 
 def _cells(run: RunRecord, marked: bool) -> tuple:
-    avg = "…" if run.avg_score is None else average(run.avg_score)
+    if run.avg_score is not None:
+        avg = average(run.avg_score)
+    else:  # still to come, or none: a run that ended before any episode has no average
+        avg = "…" if run.state == "running" else "—"
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
-    episodes = str(run.finished)  # played: a stopped run of 1000 that played 12 shows 12
-    if run.state == "running":
+    episodes = str(run.finished)  # played, and of how many when that is not all: a stopped run 12/1000
+    if run.state == "running" or run.finished != run.params.episodes:
         progress = f"{run.finished}/{run.params.episodes}"
         episodes = progress if len(progress) <= WIDTHS[2] else episodes
     state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
