@@ -114,6 +114,7 @@ class ControlRoomApp(App):
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
         self._rated_run: str | None = None  # ... that run's id
         self._bar_run: str | None = None  # the run the progress bar shows
+        self._idle_stopped: str | None = None  # the run stopped for going without a step
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
@@ -409,6 +410,25 @@ class ControlRoomApp(App):
             and not auth.is_loopback(session.host or "")
         )
 
+    def _stop_if_idle(self, now: float) -> None:
+        """A run this control room started that went ``RUN_IDLE_TIMEOUT`` without a step is stopped,
+        as ``run`` gives up on one (its agents gone for good, it waited for ever); a schedule has
+        its own time-out, and another room's run is left to it."""
+        current, control = self.current, self.controller.control
+        if (
+            current is None
+            or control is None
+            or control.run_id != current.run_id
+            or self._idle_stopped == current.run_id
+            or self.controller.schedule_running
+            or self.run_progress.quiet(now) < defaults.RUN_IDLE_TIMEOUT
+        ):
+            return
+        self._idle_stopped = current.run_id
+        number = self.run_progress.number(current.run_id)
+        self.log_line(f"run {number}: no step for {defaults.RUN_IDLE_TIMEOUT:g}s: stopping it", "yellow")
+        self.action_stop()
+
     def _show_bar(self, bar: tuple[str, int, int] | None) -> None:
         """The progress bar of (run id, episodes asked, episodes finished); hidden between runs
         (its ETA means nothing once the run is over)."""
@@ -433,6 +453,8 @@ class ControlRoomApp(App):
             self.main.progress_label.update(label)
         if bar_shown is not None:
             self.main.progress.display = bar_shown
+        if bar_shown is False:
+            self._stop_if_idle(now)
         observation = self.controller.latest_observation
         if observation is not None and observation is not self._shown_observation:
             self._shown_observation = observation

@@ -7,9 +7,10 @@ import math
 import re
 
 import pytest
-from test_app import connected, make_app, plain_evolution, runs, start_run, until
+from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
 from test_control_room import loaded, offline_app
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.tui.bindings import PANES
 
@@ -200,6 +201,24 @@ async def test_the_bar_and_its_label_tell_of_one_run_through_a_schedule(tmp_path
                 assert shown.group(1) == "0", line
         await pilot.press("x")
     assert seen["count"] and seen["ended"], seen  # both kinds of line were seen and checked
+
+
+async def test_a_run_without_agents_counts_its_silence_and_is_stopped_after_the_idle_time_out(
+    tmp_path, broker, monkeypatch
+):
+    """The agents gone (or never there): the label said "no step for 5s" for ever and the run stayed
+    "running" until x. It counts up, and a run this room started is stopped at RUN_IDLE_TIMEOUT."""
+    monkeypatch.setattr(defaults, "RUN_IDLE_TIMEOUT", 7.0)
+    app = make_app(tmp_path, broker.port)  # our environment on a broker without agents
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "5")
+        progress = lambda: screen_text(app).splitlines()[2]  # noqa: E731
+        await until(pilot, lambda: "run 1 · 0/5 · no step for 5s" in progress(), 10, "the stall label")
+        await until(pilot, lambda: "run 1 · 0/5 · no step for 6s" in progress(), 5, "the label counting up")
+        await until(pilot, lambda: runs(app) and runs(app)[-1].state == "stopped", 10, "the run stopped")
+        assert "run 1: no step for 7s: stopping it" in log_text(app)
+        await until(pilot, lambda: "run 1 stopped · no episode finished" in progress(), 5, "the label saying so")
 
 
 # --- the episodes field under fast input (item 13) ---------------------------------------------

@@ -72,7 +72,7 @@ def test_a_stopped_run_without_episodes_and_a_run_not_in_the_history():
     assert progress.take_label() == "run ? done · avg 0.0 over 1 episode"
 
 
-def test_a_run_without_steps_is_hinted_at_once_until_it_moves():
+def test_a_run_without_steps_is_hinted_counting_up_until_it_moves():
     progress = RunProgress(now=0.0, stall_hint_seconds=5)
     assert progress.check(steps=0, now=0.0) is None  # no run: nothing to say
     started(progress, now=10.0)
@@ -81,8 +81,11 @@ def test_a_run_without_steps_is_hinted_at_once_until_it_moves():
     assert progress.check(steps=0, now=14.9) is None
     assert progress.check(steps=0, now=15.0) is False  # the hint takes the bar's room
     assert progress.take_label() == ("run 7 · 0/20 · no step for 5s: waiting for agents — is the swarm running?")
-    assert progress.check(steps=0, now=60.0) is None and progress.take_label() is None  # said once
+    assert progress.check(steps=0, now=15.4) is False and progress.take_label() is None  # said once a second
+    assert progress.check(steps=0, now=60.0) is False and "no step for 50s:" in (progress.take_label() or "")
+    assert progress.quiet(60.0) == 50.0
     assert progress.check(steps=12, now=61.0) is True  # it moves: the bar is back
+    assert progress.quiet(61.5) == 0.5
 
 
 def test_a_lost_run_is_handed_back_once():

@@ -88,6 +88,7 @@ class RunProgress:
         self.numbers: dict[str, int] = {}  # run id -> its number in the run history
         self.label: str | None = None  # the progress label waiting for the next redraw
         self._seen = (-1, now)  # (steps + episodes, when that count last moved)
+        self._stall_label: str | None = None  # the stall label last said
 
     def number(self, run_id: str) -> int | None:
         return self.numbers.get(run_id)
@@ -167,22 +168,29 @@ class RunProgress:
     def check(self, steps: int, now: float, why: str | None = None) -> bool | None:
         """Whether the progress bar shows at ``now``, given the steps played so far: True while the
         run moves, False once it has shown no step and no episode for ``stall_hint_seconds`` (the
-        label then says why that may be — ``why``, what the network showed, when known — once until
-        something moves), None to leave it as it is."""
+        label then says for how long, counting up by the second, and why that may be — ``why``,
+        what the network showed, when known), None to leave it as it is."""
         if self.current is None:
             return None
         count = steps + self.finished
         seen, since = self._seen
         if count != seen:
             self._seen = (count, now)
+            self._stall_label = None
             return True
         if now - since < self.stall_hint_seconds:
             return None
-        self._seen = (count, float("inf"))  # said once until something moves
-        self.label = (
+        label = (
             f"run {self.numbers.get(self.current.run_id, '?')} · {self.finished}/{self.current.episodes} · "
-            f"no step for {self.stall_hint_seconds:g}s: {why or 'waiting for agents — is the swarm running?'}"
+            f"no step for {now - since:.0f}s: {why or 'waiting for agents — is the swarm running?'}"
         )
+        if label != self._stall_label:  # a new label once a second, not at every redraw
+            self.label = self._stall_label = label
+        return False
+
+    def quiet(self, now: float) -> float:
+        """Seconds the run going has shown no step and no episode (0 between runs)."""
+        return 0.0 if self.current is None or self._seen[0] < 0 else now - self._seen[1]
         return False  # an ETA means nothing now; the hint needs the room
 
 
