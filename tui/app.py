@@ -11,7 +11,9 @@ redraw on timers, only when their data changed.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 from functools import singledispatchmethod
 
@@ -160,7 +162,15 @@ class ControlRoomApp(App):
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._terminal_closed)
         self.controller.connect()
+
+    def _terminal_closed(self) -> None:
+        """SIGHUP (the window or the SSH connection closed): end as ``q`` does, so that a run going
+        is recorded stopped with its episodes, not left "running" by a process killed mid-write."""
+        self.controller.close()
+        self.exit()
 
     def on_resize(self, event: events.Resize) -> None:
         self._show_status(event.size.width)  # the app's own size may still be the old one here

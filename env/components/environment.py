@@ -13,6 +13,7 @@ holds the rules without sockets; :class:`EnvironmentComponent` puts it on the wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -341,6 +342,14 @@ class EnvironmentComponent:
         return self
 
     def close(self) -> None:
+        """Leave the network. A run still playing ends stopped first, recorded with its finished
+        episodes and told to the network while it can be: closing the app's terminal (SIGHUP)
+        left it "running", and the next start called it failed."""
+        with self._lock:
+            if self.logic.run is not None:
+                ended = self.logic.stop()
+                with contextlib.suppress(ConnectionError):
+                    self._send_all(ended)
         self.client.close()
 
     def _send_all(self, messages: list[dict]) -> None:

@@ -7,6 +7,7 @@ expects with a timeout; keys go one at a time, each important step waited for on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -234,6 +235,29 @@ def test_a_network_that_ran_well_leaves_no_log(terminal, tmp_path, end):
     else:
         term.kill()  # SIGHUP, as when the window or the SSH connection closes
     wait_for(lambda: not logs(), STEP_TIMEOUT, "the network's log removed")
+
+
+@pytest.mark.parametrize("end", ["q", "terminal closed"])
+def test_a_run_going_when_the_app_ends_is_recorded_stopped_with_its_episodes(terminal, tmp_path, end):
+    """Closing the terminal (SSH gone) mid-run left the run "running" until the next start called
+    it failed; the app's environment ends it stopped, with every episode it finished."""
+    term = terminal(80, 24, "--agent", "random")
+    term.press("n")
+    term.tmux("send-keys", "-t", "e2e", "BSpace", "1000000", "Enter")  # a run that outlives the app
+    term.wait(line_matching(r"run 1 · \d+/1000000"), "episodes of the long run")
+    if end == "q":
+        quit_and_wait_exit(term)
+    else:
+        term.kill()  # SIGHUP, as when the window or the SSH connection closes
+    database = tmp_path / "runs.db"
+
+    def ended() -> tuple | None:
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            row = conn.execute("SELECT state, finished, (SELECT COUNT(*) FROM episodes) FROM runs").fetchone()
+        return row if row and row[0] != "running" else None
+
+    state, finished, episodes = wait_for(ended, STEP_TIMEOUT, "the run to be recorded as ended")
+    assert state == "stopped" and finished == episodes > 0
 
 
 def test_the_episodes_field_takes_fast_keys_in_order(terminal):
