@@ -356,9 +356,17 @@ class EnvironmentComponent:
         if messages:  # one write: a vectorised step can end dozens of episodes
             self.client.send_many(messages)
 
+    def _refused_by_agents(self, msg: dict) -> bool:
+        """Models built for another environment said so (WRONG_ENV) for the run playing: it would
+        wait for them for ever, so it ends stopped (anyone may STOP a run: this is no new power)."""
+        run = self.logic.run
+        return (
+            protocol.control_status(msg) == protocol.WRONG_ENV and run is not None and msg.get("RUN_ID") == run.run_id
+        )
+
     def _on_control(self, msg: dict) -> dict | None:
         with self._lock:
-            if protocol.is_stop(msg):
+            if protocol.is_stop(msg) or self._refused_by_agents(msg):
                 self._deferred = None  # a stopped run's first observation is never sent
                 self._send_all(self.logic.stop())
                 return None

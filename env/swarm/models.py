@@ -128,11 +128,11 @@ class ModelPool(SwarmComponent):
             return False
         if (announced.observations, announced.actions) == (self.spaces.observations, self.spaces.actions):
             return False
-        text = (
-            f"{self.client.name}: models built for {self.spaces.shape}, not {announced.shape}: "
+        text = (  # the control room names the sender: "models: models built for …"
+            f"models built for {self.spaces.shape}, not {announced.shape}: "
             f"not fed; start the swarm with --env-id {announced.env_id}"
         )
-        log.warning("%s", text)
+        log.warning("%s: %s", self.client.name, text)
         self.client.send(protocol.wrong_env(text, msg.get("RUN_ID")))
         return True
 

@@ -17,6 +17,7 @@ from cartpole_tui.env.components.control import ControlClient, WrongEnvironment
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.frames import picture
 from cartpole_tui.env.components.spaces import make_env, spaces_of
+from cartpole_tui.env.events import EnvironmentObserver, RunFinished
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.policy import n_weights
@@ -142,18 +143,35 @@ def test_the_app_keeps_each_environments_population_beside_its_history(tmp_path)
     assert saved.beside_history(db, "Acrobot-v1") == f"{db}.Acrobot-v1.population.npz"
 
 
+class RunEnds(EnvironmentObserver):
+    """The runs an environment ended, as its recorder hears them."""
+
+    def __init__(self) -> None:
+        self.runs: list[RunFinished] = []
+
+    def on_run_finished(self, result: RunFinished) -> None:
+        self.runs.append(result)
+
+
 def test_models_built_for_another_environment_are_named_not_fed(broker, closing):
+    """Said once, by its sender, and the environment ends the run (stopped): it stayed "running"
+    there, and every control room waited for models that would never answer."""
     closing(Swarm(HOST, broker.port, models=2, seed=1).start())  # CartPole's models
-    closing(EnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1).start())
+    environment = EnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1)
+    ended = RunEnds()
+    environment.add_observer(ended)
+    closing(environment.start())
     heard: list[object] = []
     control = ControlClient(HOST, broker.port, on_event=heard.append)
     closing(control)
     with pytest.raises(WrongEnvironment) as refused:
         control.run(2, idle_timeout=30)
-    assert "models built for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1 (6 observations, 3 actions)" in (
-        str(refused.value)
+    assert str(refused.value).startswith(  # the sender once ("models"), not "models: models built …"
+        "models built for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1 (6 observations, 3 actions)"
     )
     assert "--env-id Acrobot-v1" in str(refused.value)
+    wait_for(lambda: ended.runs, 5, "the environment to end the run")
+    assert ended.runs[0].stopped and ended.runs[0].run_id == control.run_id and environment.logic.run is None
 
 
 def test_a_run_against_a_swarm_of_another_environment_says_so_headless(broker, closing):
