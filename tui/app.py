@@ -116,6 +116,7 @@ class ControlRoomApp(App):
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
         self._rated_run: str | None = None  # ... that run's id
         self._bar_run: str | None = None  # the run the progress bar shows
+        self._env_id = options.env_id  # the environment shown: the one the network's runs announce
         self._idle_stopped: str | None = None  # the run stopped for going without a step
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
@@ -252,6 +253,8 @@ class ControlRoomApp(App):
 
     def _show_environment(self, spaces: EnvSpaces) -> None:
         """The plot's axis and solved line, and the pane's drawing, for the environment played."""
+        self._env_id = spaces.env_id  # the network's, when a run announced it: the status line says it
+        self._show_status()
         plot = self.main.plot
         plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)
         cart = self.main.cart
@@ -397,7 +400,7 @@ class ControlRoomApp(App):
             address = session.address if session is not None and session.port else "starting network…"
         facts = StatusFacts(
             address,
-            self.options.env_id,
+            self._env_id,
             self.connection,
             self.size.width if width is None else width,
             clients=self.components,

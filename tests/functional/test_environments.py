@@ -174,6 +174,24 @@ def test_models_built_for_another_environment_are_named_not_fed(broker, closing)
     assert ended.runs[0].stopped and ended.runs[0].run_id == control.run_id and environment.logic.run is None
 
 
+async def test_a_control_room_says_the_environment_the_network_plays(tmp_path, broker, closing):
+    """Started for CartPole-v1 (the default), it joins a network whose environment plays Acrobot:
+    the status line said CartPole-v1 throughout; a run's announcement sets it, the axis too."""
+    closing(Swarm(HOST, broker.port, models=2, seed=1, env_id="Acrobot-v1").start())
+    closing(EnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1).start())
+    options = SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False)
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        status = lambda: screen_text(app).splitlines()[0]  # noqa: E731
+        await until(pilot, lambda: "● connected" in status(), 20, "the room to join")
+        assert "CartPole-v1" in status()
+        control = ControlClient(HOST, broker.port)
+        closing(control)
+        control.start_run(2)
+        await until(pilot, lambda: "Acrobot-v1" in status(), 20, "the status line to say Acrobot-v1")
+        assert "CartPole-v1" not in status() and app.main.plot.threshold == -100.0
+
+
 def test_a_run_against_a_swarm_of_another_environment_says_so_headless(broker, closing):
     closing(Swarm(HOST, broker.port, models=2, seed=1).start())
     ran = cli(
