@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.events import BrokerStats
 from cartpole_tui.env.runtime.session import SessionOptions
@@ -155,6 +156,26 @@ async def test_marked_runs_are_compared_on_their_own_range_with_marks(tmp_path):
         assert "1━ run 1" in text and "2━ run 6" in text and "episode of run" in text
         labels = [int(word) for word in app.main.plot._strips[-1].text.split() if word.isdigit()]
         assert 30 <= max(labels) <= 40  # the longest marked run has 40 episodes, not the 220 of the history
+
+
+async def test_a_mark_past_what_the_plot_draws_is_refused_and_said(tmp_path, monkeypatch):
+    """A ninth mark got its ◆ in the table and was drawn nowhere, silently."""
+    monkeypatch.setattr(defaults, "PLOT_OVERLAYS", 2)  # six runs in this history: two marks are the most
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        table = app.main.runs_table
+        table.focus()
+        for row in (0, 1, 2):
+            table.move_cursor(row=row)
+            await pilot.press("space")
+        # the toast (not in the compositor's strips that screen_text reads)
+        await until(
+            pilot, lambda: [n.message for n in app._notifications] == ["2 runs marked, the most the plot draws"]
+        )
+        assert table.marked == {1, 2}
+        marks = [line for line in screen_text(app).splitlines() if "◆" in line and "┃" in line]
+        assert len(marks) == 2, marks
 
 
 async def test_focused_pane_has_a_heavy_border_and_tab_is_short(tmp_path):

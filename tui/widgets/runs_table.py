@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import RunRecord
 from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.bindings import bindings
@@ -85,6 +86,10 @@ class RunsTable(DataTable):
     def action_toggle_mark(self) -> None:
         number = self.current
         if number is None:
+            return
+        if number not in self.marked and len(self.marked) >= defaults.PLOT_OVERLAYS:
+            # a ninth mark was shown in the table and drawn nowhere
+            self.notify(f"{defaults.PLOT_OVERLAYS} runs marked, the most the plot draws")
             return
         self.marked ^= {number}
         self.show([self._runs[number]])
