@@ -157,6 +157,8 @@ async def test_the_page_shows_the_control_room_and_a_run_started_in_one_tab_show
 
 async def test_the_first_paint_has_the_footer_and_a_focused_pane_and_keys_work_without_a_click(server, browser):
     page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))  # the page focused a connecting socket
     await page.goto(f"{server.url}/?token={TOKEN}")
     await wait_screen(page, "● connected")
     lines = (
@@ -166,6 +168,7 @@ async def test_the_first_paint_has_the_footer_and_a_focused_pane_and_keys_work_w
     assert any(line.startswith("┏━ Runs ━") for line in lines), lines  # the focused pane: a heavy border
     await page.keyboard.press("s")  # no click first: the terminal has the keys
     await wait_screen(page, "done · avg")
+    assert errors == []
 
 
 async def test_export_arrives_in_the_browser_as_a_csv_download(server, browser):

@@ -15,6 +15,18 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 });
 
+// textual.js says "focus" (and sizes) on its socket as they happen; the terminal is focused at
+// once, while the socket may still be connecting, and send() then threw "Still in CONNECTING
+// state" on every load (the app never heard that focus). What is sent early waits for "open".
+const sendNow = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (this.readyState === WebSocket.CONNECTING) {
+    this.addEventListener("open", () => sendNow.call(this, data), { once: true });
+  } else {
+    sendNow.call(this, data);
+  }
+};
+
 function focusTerminal() {
   const input = document.querySelector("#terminal .xterm-helper-textarea");
   if (input) {
