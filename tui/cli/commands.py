@@ -384,6 +384,7 @@ def swarm(args: argparse.Namespace) -> int:
 
 
 def evolve(args: argparse.Namespace) -> int:
+    """One evolution step; what its EVO_DONE reported, as a line or (--json) one JSON object."""
     host, port = parse_address(args.connect)
     with reported_failures():
         control = ControlClient(host, port)
@@ -392,6 +393,19 @@ def evolve(args: argparse.Namespace) -> int:
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
+    if args.json:
+        report = {
+            "seconds": done.seconds,
+            "sent_by": done.sent_by,
+            "at": done.at,  # Unix time its EVO_DONE arrived
+            "generation": done.generation,  # these four only when the evolution reports them (ours does)
+            "fitness": list(done.fitness),
+            "elite": done.elite,
+            "diversity": done.diversity,
+            "address": args.connect,
+        }
+        print(strict_json(report), flush=True)
+        return 0
     at = time.strftime("%H:%M:%S", time.localtime(done.at))
     print(f"evolution done in {done.seconds:.2f}s (EVO_DONE from {done.sent_by} at {at})")
     return 0
