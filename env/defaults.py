@@ -77,6 +77,7 @@ CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.
 BROKER_CHECK_TIMEOUT = 1.0
 STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
+RUN_END_TOLD_WAIT = 2.0  # s `run`, its ENV_DONE in, waits for its session to have the run's figures in the history
 # The published evolution answers one request up to 21 times. Before a new request the
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),
 # so a trailing answer of the last request is not taken as the answer to the new one.
@@ -97,6 +98,10 @@ SCHEDULE_TRAIN = 20  # episodes a round: one solo episode per model
 SCHEDULE_EVALUATE = 5  # deterministic episodes a round
 SCHEDULE_CONFIRM = 100  # deterministic episodes of the closing check
 SCHEDULE_TARGET = SOLVED_SCORE
+# `run`'s progress bar repaints, and its per-episode lines are written above it in batches,
+# this many times a second: a line an episode, each redrawing the bar, made a run on a
+# terminal 2.4–5× slower than the same run with stderr redirected.
+HEADLESS_REDRAW_HZ = 10.0
 
 # --- the control room ---------------------------------------------------------------------
 # Measured over a pty (python -m bench.app): each repaint of the plot costs ~2 KiB at 80x24,

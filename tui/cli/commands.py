@@ -163,8 +163,11 @@ def _open_session(args: argparse.Namespace, on_event=None):
         store.close()
 
 
-def _steps_per_s(store: RunStore, run_id: str | None) -> float | None:
-    """A run's steps a second as its history has them (RunRecord.steps_per_s, the app's figure)."""
+def _steps_per_s(store: RunStore, run_id: str | None, told: threading.Event) -> float | None:
+    """A run's steps a second as its history has them (RunRecord.steps_per_s, the app's figure),
+    once the session ``told`` its end: control.run returns at ENV_DONE, and the session records
+    the run's last episodes, or re-reads the environment's own file, in its thread just after."""
+    told.wait(defaults.RUN_END_TOLD_WAIT)
     return next((r.steps_per_s for r in reversed(store.runs()) if r.run_uid == run_id), None)
 
 
@@ -173,8 +176,50 @@ def _progress(label: str, field: str, *more_columns) -> Progress:
     stderr = Console(stderr=True)
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(f"{{task.fields[{field}]}}"))
     return Progress(
-        *columns, TimeElapsedColumn(), *more_columns, console=stderr, transient=True, disable=not stderr.is_terminal
+        *columns,
+        TimeElapsedColumn(),
+        *more_columns,
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+        refresh_per_second=defaults.HEADLESS_REDRAW_HZ,
     )
+
+
+class _Lines:
+    """Lines on standard error above the progress bar, written in batches at its redraw rate
+    (and at the end): on a terminal each write redraws the bar, and a write an episode made a
+    run several times slower. Whatever the session's thread adds is kept in order."""
+
+    def __init__(self, progress: Progress):
+        self._console = progress.console
+        self._pending: list[Text] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._writer = threading.Thread(target=self._write_batches, name="lines", daemon=True)
+
+    def add(self, line: str | Text) -> None:
+        with self._lock:
+            self._pending.append(line if isinstance(line, Text) else Text(line))
+
+    def flush(self) -> None:
+        with self._lock:  # held while writing: a batch is not overtaken by the next
+            if self._pending:
+                self._console.print(Text("\n").join(self._pending), soft_wrap=True, highlight=False)
+                self._pending.clear()
+
+    def _write_batches(self) -> None:
+        while not self._done.wait(1 / defaults.HEADLESS_REDRAW_HZ):
+            self.flush()
+
+    def __enter__(self) -> _Lines:
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._writer.join()
+        self.flush()
 
 
 def strict_json(value: object) -> str:
@@ -200,14 +245,16 @@ def run(args: argparse.Namespace) -> int:
         return schedule(args)
     progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
+    lines = _Lines(progress)
     out = Console(highlight=False)
     scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
     in_order = InOrder()  # the episode lines in number order, as the plot takes them
     telling = threading.Lock()  # the session's thread tells them as they come, this one the rest
+    ended = threading.Event()  # the session told the run's end: the history has its figures
 
     def tell(episodes: list[EpisodeFinished]) -> None:
         for episode in episodes:
-            progress.console.print(f"episode {episode.episode:>5}  score {episode.score:g}", highlight=False)
+            lines.add(f"episode {episode.episode:>5}  score {episode.score:g}")
 
     def tell_rest() -> None:
         with telling:
@@ -219,15 +266,18 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, last=f"last {event.score:g}")
             with telling:
                 tell(in_order.add(event))
+        elif isinstance(event, RunFinished):
+            ended.set()
         elif isinstance(event, NetworkError):
-            progress.console.print(Text(event.line, style="yellow"), soft_wrap=True)
+            lines.add(Text(event.line, style="yellow"))
 
-    with _open_session(args, on_event) as (session, store), progress, _signals_as_interrupts() as caught:
+    with _open_session(args, on_event) as (session, store), progress, lines, _signals_as_interrupts() as caught:
         try:
             result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
         except KeyboardInterrupt:
             result = _stop_interrupted(session)
             tell_rest()  # a stopped run's numbers that never came: the rest, gaps and all
+            lines.flush()
             progress.stop()
             finished = (
                 f"average score {average(result.avg_score, 2)} over {result.episodes} finished episodes"
@@ -237,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
             return caught.code
         tell_rest()
-        rate = _steps_per_s(store, result.run_id)
+        rate = _steps_per_s(store, result.run_id, ended)
     if args.json:
         numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
         report = {
@@ -296,18 +346,18 @@ def _stop_interrupted(session: Session) -> RunFinished:
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve (on
-    standard error with --json, whose one object is then standard output's only content)."""
+    """`run --schedule`: rounds of train / evaluate / evolve. As for one run, its result is standard
+    output's only content (with --json, one JSON object); progress, the learning curve (a line an
+    episode) and each round's line go to standard error."""
     spaces = spaces_of(args.env_id)
     try:
         target = target_for(spaces, args.target)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    lines = sys.stderr if args.json else sys.stdout
     progress = _progress("round", "phase")
     task = progress.add_task("schedule", total=args.rounds, phase="")
+    lines = _Lines(progress)
     curve: list[float] = []
-    started = time.monotonic()
     phase = {"name": "", "round": 0}
 
     def on_phase(name: str, number: int) -> None:
@@ -317,25 +367,23 @@ def schedule(args: argparse.Namespace) -> int:
     def on_episode(event: EpisodeFinished) -> None:
         curve.append(event.score)
         mean = sum(curve[-100:]) / len(curve[-100:])
-        print(
+        lines.add(
             f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
-            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s",
-            file=lines,
-            flush=True,
+            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
         )
 
     def on_round(result) -> None:
         progress.update(task, completed=result.round)
-        print(
+        # train_seconds is the schedule's training so far (the JSON's too), not this round's
+        lines.add(
             f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}  "
-            f"training {result.train_seconds:.1f}s"
+            f"training {result.train_seconds:.1f}s so far"
             + ("  evolved" if result.evolved else "")
-            + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else ""),
-            file=lines,
-            flush=True,
+            + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )
 
-    with _open_session(args) as (session, _), progress:
+    with _open_session(args) as (session, _), progress, lines:
+        started = time.monotonic()  # the episode lines' wall clock: the schedule's, as its result's wall_seconds
         result = run_schedule(
             session.control,
             args.rounds,

@@ -51,7 +51,7 @@ class SubcommandParser(OneLineParser):
     """A subcommand's parser: an argument it does not know is its own error, its line naming the
     subcommand (argparse leaves them to the top-level parser, whose line names none)."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
