@@ -98,10 +98,6 @@ SCHEDULE_TRAIN = 20  # episodes a round: one solo episode per model
 SCHEDULE_EVALUATE = 5  # deterministic episodes a round
 SCHEDULE_CONFIRM = 100  # deterministic episodes of the closing check
 SCHEDULE_TARGET = SOLVED_SCORE
-# `run`'s progress bar repaints, and its per-episode lines are written above it in batches,
-# this many times a second: a line an episode, each redrawing the bar, made a run on a
-# terminal 2.4–5× slower than the same run with stderr redirected.
-HEADLESS_REDRAW_HZ = 10.0
 
 # --- the control room ---------------------------------------------------------------------
 # Measured over a pty (python -m bench.app): each repaint of the plot costs ~2 KiB at 80x24,

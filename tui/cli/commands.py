@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -171,7 +172,7 @@ def _steps_per_s(store: RunStore, run_id: str | None, told: threading.Event) -> 
     return next((r.steps_per_s for r in reversed(store.runs()) if r.run_uid == run_id), None)
 
 
-def _progress(label: str, field: str, *more_columns) -> Progress:
+def _progress(label: str, field: str, redraw_hz: float, *more_columns) -> Progress:
     """A transient bar on stderr, when it is a terminal: ``label``, done of total, the task's ``field``."""
     stderr = Console(stderr=True)
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(f"{{task.fields[{field}]}}"))
@@ -182,34 +183,55 @@ def _progress(label: str, field: str, *more_columns) -> Progress:
         console=stderr,
         transient=True,
         disable=not stderr.is_terminal,
-        refresh_per_second=defaults.HEADLESS_REDRAW_HZ,
+        refresh_per_second=redraw_hz,
     )
 
 
 class _Lines:
-    """Lines on standard error above the progress bar, written in batches at its redraw rate
-    (and at the end): on a terminal each write redraws the bar, and a write an episode made a
-    run several times slower. Whatever the session's thread adds is kept in order."""
+    """Lines on standard error above the progress bar, written by a thread of their own at the
+    redraw rate (and at the end); the session's thread only queues them. On a terminal a batch
+    is at most a screenful, the latest lines, after one counting those left out: a line an
+    episode over a slow link (8 KiB/s) blocked the run in its writes, 3× slower."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, redraw_hz: float):
         self._console = progress.console
-        self._pending: list[Text] = []
-        self._lock = threading.Lock()
+        self._interval = 1 / redraw_hz
+        screenful = max(1, self._console.height - 2) if self._console.is_terminal else None  # the bar, the count
+        self._pending: deque[Text] = deque(maxlen=screenful)
+        self._left_out = 0
+        self._lock = threading.Lock()  # the queue
+        self._writing = threading.Lock()  # one batch at a time, in order
         self._done = threading.Event()
         self._writer = threading.Thread(target=self._write_batches, name="lines", daemon=True)
 
-    def add(self, line: str | Text) -> None:
+    def add(self, line: str) -> None:
         with self._lock:
-            self._pending.append(line if isinstance(line, Text) else Text(line))
+            if len(self._pending) == self._pending.maxlen:
+                self._left_out += 1
+            self._pending.append(Text(line))
+
+    def say(self, line: Text) -> None:
+        """A line never left out (a warning), after those queued before it."""
+        with self._writing:
+            self._write_queued()
+            self._console.print(line, soft_wrap=True, highlight=False)
 
     def flush(self) -> None:
-        with self._lock:  # held while writing: a batch is not overtaken by the next
-            if self._pending:
-                self._console.print(Text("\n").join(self._pending), soft_wrap=True, highlight=False)
-                self._pending.clear()
+        with self._writing:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        with self._lock:
+            batch, left_out = list(self._pending), self._left_out
+            self._pending.clear()
+            self._left_out = 0
+        if left_out:
+            batch.insert(0, Text(f"… {left_out:,} more (every line when standard error is no terminal)", style="dim"))
+        if batch:
+            self._console.print(Text("\n").join(batch), soft_wrap=True, highlight=False)
 
     def _write_batches(self) -> None:
-        while not self._done.wait(1 / defaults.HEADLESS_REDRAW_HZ):
+        while not self._done.wait(self._interval):
             self.flush()
 
     def __enter__(self) -> _Lines:
@@ -243,9 +265,9 @@ def run(args: argparse.Namespace) -> int:
     progress and every episode go to standard error."""
     if args.schedule:
         return schedule(args)
-    progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
+    progress = _progress("run", "last", args.redraw_hz, TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
-    lines = _Lines(progress)
+    lines = _Lines(progress, args.redraw_hz)
     out = Console(highlight=False)
     scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
     in_order = InOrder()  # the episode lines in number order, as the plot takes them
@@ -269,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, RunFinished):
             ended.set()
         elif isinstance(event, NetworkError):
-            lines.add(Text(event.line, style="yellow"))
+            lines.say(Text(event.line, style="yellow"))
 
     with _open_session(args, on_event) as (session, store), progress, lines, _signals_as_interrupts() as caught:
         try:
@@ -354,9 +376,9 @@ def schedule(args: argparse.Namespace) -> int:
         target = target_for(spaces, args.target)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    progress = _progress("round", "phase")
+    progress = _progress("round", "phase", args.redraw_hz)
     task = progress.add_task("schedule", total=args.rounds, phase="")
-    lines = _Lines(progress)
+    lines = _Lines(progress, args.redraw_hz)
     curve: list[float] = []
     phase = {"name": "", "round": 0}
 

@@ -209,8 +209,8 @@ def redraw_option() -> argparse.ArgumentParser:
         "--redraw-hz",
         type=redraw_rate,
         metavar="HZ",
-        help="repaints a second of the cart and progress (the plot at half that); "
-        f"raise it on a fast link (default {defaults.REDRAW_HZ:g})",
+        help="repaints a second of the cart and progress (the plot at half that; `run`: of its progress bar "
+        f"and episode lines); raise it on a fast link (default {defaults.REDRAW_HZ:g})",
     )
 
 
@@ -244,7 +244,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "run",
         commands.run,
         "one run headless, with a progress bar; prints the run's average",
-        [*session_options(), tensorboard_option(), fresh_option()],
+        [*session_options(), tensorboard_option(), fresh_option(), redraw_option()],
     )
     run.add_argument(
         "--episodes",
