@@ -51,6 +51,7 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["run", "--train", "3"], "--train is for --schedule"),
         (["run", "--eval", "3"], "--eval is for --schedule"),
         (["run", "--target", "100"], "--target is for --schedule"),
+        (["run", "--target", "0"], "--target is for --schedule"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):

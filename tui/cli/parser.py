@@ -479,7 +479,8 @@ def check_run_mode(args: argparse.Namespace) -> None:
         return
     ignored = ONE_RUN_OPTIONS if args.schedule else SCHEDULE_OPTIONS
     for dest, (flag, default) in {**ONE_RUN_OPTIONS, **SCHEDULE_OPTIONS}.items():
-        if getattr(args, dest) in (None, False):
+        value = getattr(args, dest)
+        if value is None or value is False:  # left out (--target 0 is given: not `in (None, False)`)
             setattr(args, dest, default)
         elif dest in ignored and args.schedule:
             raise UsageError(
