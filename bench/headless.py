@@ -1,18 +1,17 @@
 """What a terminal costs `run`: its progress bar and per-episode lines on a terminal vs stderr redirected.
 
-    python -m bench.headless [--episodes 2000] [--rounds 3] [--seed 1] [--tmux] [--before DIR]
+    python -m bench.headless [--episodes 2000] [--rounds 3] [--seed 1] [--tmux | --link KIB] [--before DIR]
 
 (t) `cartpole-tui run --episodes N --json --db :memory:` with standard error on a terminal of
-80x24: a pseudo-terminal this process drains as fast as it is written (with --tmux, a detached
-tmux window of 80x24, which also parses and draws what it gets, as a user's terminal does);
---link KIB reads that pty at KIB KiB/s, as a slow terminal or SSH link would; (r) the same run
-with standard error to /dev/null. The figure is the run's steps/s from its
---json (the history's one figure). Rounds alternate (t) and (r), best of each (other load only
-slows a run down); target: (t) >= 90 % of (r). --before DIR also runs both for the tree in DIR
-(e.g. `git archive <commit>` unpacked into DIR/cartpole_tui), in the same rounds, so a change
-is measured side by side. Every wait is bounded.
+80x24: a pseudo-terminal this process reads as fast as it is written; --link KIB reads it at
+KIB KiB/s, as a slow terminal or SSH link would; --tmux runs it in a tmux window of 80x24 with a
+client attached (tmux parses and draws what it gets, as a user's terminal does). (r) the same
+run with standard error to /dev/null. The figure is the run's steps/s from its --json (the
+history's one figure). Rounds alternate (t) and (r), best of each (other load only slows a run
+down); target: (t) >= 90 % of (r). --before DIR also runs both for the tree in DIR (`git archive
+<commit>` unpacked into DIR/cartpole_tui: PYTHONPATH puts it before the installed one), in the
+same rounds, so a change is measured side by side. Every wait is bounded.
 """
-
 from __future__ import annotations
 
 import argparse
