@@ -12,6 +12,7 @@ down); target: (t) >= 90 % of (r). --before DIR also runs both for the tree in D
 <commit>` unpacked into DIR/cartpole_tui: PYTHONPATH puts it before the installed one), in the
 same rounds, so a change is measured side by side. Every wait is bounded.
 """
+
 from __future__ import annotations
 
 import argparse
