@@ -77,6 +77,7 @@ CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.
 BROKER_CHECK_TIMEOUT = 1.0
 STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
+RUN_END_TOLD_WAIT = 2.0  # s `run`, its ENV_DONE in, waits for its session to have the run's figures in the history
 # The published evolution answers one request up to 21 times. Before a new request the
 # control client waits until EVO_DONEs have been quiet this long (at most EVOLVE_DRAIN_MAX s),
 # so a trailing answer of the last request is not taken as the answer to the new one.

@@ -34,7 +34,7 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.paths import NotRegularFile, default_db_path, open_regular
+from cartpole_tui.env.paths import NotRegularFile, default_db_path, open_regular, refuse_special
 from cartpole_tui.env.swarm.policy import n_weights
 
 FORMAT = "cartpole-tui population 1"
@@ -215,9 +215,15 @@ def start_note(path: str | None, restored: Restored | None, models: int, *, fres
 
 def beside_history(db_path: str | None, env_id: str = CARTPOLE.env_id) -> str | None:
     """The population file kept with a run history: ``<db>.population.npz`` for CartPole-v1,
-    ``<db>.<env id>.population.npz`` for another environment (none for ``:memory:``)."""
+    ``<db>.<env id>.population.npz`` for another environment. None (kept in memory only) for
+    ``:memory:``, and for a history that is no regular file (a device, FIFO or folder, which the
+    history refuses too): ``/dev/null.population.npz`` is no file to write."""
     path = db_path or default_db_path()
     if path == ":memory:":
+        return None
+    try:
+        refuse_special(path)
+    except NotRegularFile:
         return None
     return f"{path}.population.npz" if env_id == CARTPOLE.env_id else f"{path}.{file_part(env_id)}.population.npz"
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
+import termios
+import threading
 import time
 
 import pytest
 
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.words import steps_per_second
 
 from conftest import CLI, cli, free_port, one_clear_line, only_json
 
@@ -33,6 +38,20 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["--redraw-hz", "0"], "between 0.1 and 30"),
         (["run", "--timeout", "0"], "seconds above 0"),
         (["evolve", "--connect", "127.0.0.1:8080", "--timeout", "-1"], "seconds above 0"),
+        # a subcommand's line names it, also for an argument it does not know
+        (
+            ["evolve", "--connect", "127.0.0.1:8080", "--jsn"],
+            "cartpole-tui evolve: error: unrecognized arguments: --jsn",
+        ),
+        (["run", "--bogus"], "cartpole-tui run: error: unrecognized arguments: --bogus"),
+        # an option of run's other mode did nothing; now it is said
+        (["run", "--schedule", "--rounds", "2", "--episodes", "7"], "--episodes does nothing with --schedule"),
+        (["run", "--schedule", "--deterministic"], "--deterministic does nothing with --schedule"),
+        (["run", "--episodes", "5", "--rounds", "3"], "--rounds is for --schedule (one run plays --episodes)"),
+        (["run", "--train", "3"], "--train is for --schedule"),
+        (["run", "--eval", "3"], "--eval is for --schedule"),
+        (["run", "--target", "100"], "--target is for --schedule"),
+        (["run", "--target", "0"], "--target is for --schedule"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
@@ -112,6 +131,50 @@ def test_run_json_on_the_embedded_network_is_recorded(tmp_path):
     assert scores == report["scores"]
 
 
+def on_a_terminal(*args: str) -> tuple[subprocess.CompletedProcess, bytes]:
+    """The command with standard error on an 80x24 pseudo-terminal (read as fast as it is written):
+    the result, stdout captured, and every byte the terminal got."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    got = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the last writer closed it
+                return
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+        result = subprocess.run(
+            [CLI, *args], stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120, env=environment
+        )
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    return result, bytes(got)
+
+
+def test_a_run_on_a_terminal_writes_its_episode_lines_in_screenfuls_at_the_redraw_rate():
+    """1,000 episode lines scrolling by, each redrawing the bar, were ~250 KiB on the terminal and
+    made the run 2.4–5× slower than with stderr redirected; now a batch at the redraw rate shows
+    the latest screenful after a line counting the rest (stderr redirected keeps every line)."""
+    result, shown = on_a_terminal("run", "--episodes", "1000", "--agent", "random", "--seed", "1", "--db", ":memory:")
+    assert result.returncode == 0 and "over 1000 episodes (ENV_DONE)" in result.stdout, shown[-2000:]
+    text = shown.decode()
+    assert len(shown) < 100 * 1024, f"{len(shown):,} bytes on the terminal"
+    assert text.count("ETA") < 200  # the bar drawn at the redraw rate (2 a second), not once a line
+    assert "episode  1000  score" in text  # the last screenful is always written
+    assert "more (every line when standard error is no terminal)" in text
+
+
 def test_run_joins_an_existing_network(broker, tmp_path):
     environment = EnvironmentComponent("127.0.0.1", broker.port, seed=1).start()
     agent = RandomAgent("127.0.0.1", broker.port).start()
@@ -136,24 +199,11 @@ def test_run_joins_an_existing_network(broker, tmp_path):
     assert len(runs) == 1 and len(runs[0]["episodes"]) == 4 and runs[0]["state"] == "done"
 
 
+SHORT_SCHEDULE = ("run", "--schedule", "--rounds", "2", "--train", "4", "--eval", "2", "--seed", "1", "--models", "4")
+
+
 def test_short_schedule_prints_the_curve_and_one_json_line_last():
-    result = cli(
-        "run",
-        "--schedule",
-        "--rounds",
-        "2",
-        "--train",
-        "4",
-        "--eval",
-        "2",
-        "--seed",
-        "1",
-        "--models",
-        "4",
-        "--json",
-        "--db",
-        ":memory:",
-    )
+    result = cli(*SHORT_SCHEDULE, "--json", "--db", ":memory:")
     assert result.returncode == 0, result.stderr
     report = only_json(result.stdout)  # the curve went to stderr: `| jq` reads the whole output
     assert [r["round"] for r in report["rounds"]] == [1, 2] and "final_eval_avg" in report
@@ -161,6 +211,65 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
     curve = [line for line in result.stderr.splitlines() if "episode" in line and "mean100" in line]
     assert len(curve) >= 2 * (4 + 2)
     assert "round 2:" in result.stderr
+
+
+def test_a_schedule_says_its_result_on_stdout_and_its_curve_on_stderr_as_one_run_does(tmp_path):
+    """Both modes of `run`: the result alone on stdout, every episode on stderr (the schedule's
+    curve was on stdout); the time in the last line is the episode lines' clock."""
+    one = cli("run", "--episodes", "3", "--agent", "random", "--seed", "1", "--db", ":memory:")
+    scheduled = cli(*SHORT_SCHEDULE, "--db", ":memory:")
+    assert one.returncode == 0 and scheduled.returncode == 0, one.stderr + scheduled.stderr
+    assert one.stdout.startswith("average score") and one.stdout.count("\n") == 1
+    assert scheduled.stdout.startswith("final deterministic average") and scheduled.stdout.count("\n") == 1, (
+        scheduled.stdout
+    )
+    assert sum(line.startswith("episode") for line in one.stderr.splitlines()) == 3
+    curve = [line for line in scheduled.stderr.splitlines() if "mean100" in line]
+    assert len(curve) >= 2 * (4 + 2) and curve[0].startswith("train   round  1  episode     1")
+    # train_seconds is cumulative: the line says so
+    rounds = [line for line in scheduled.stderr.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2 and all(line.split("training ")[1].split()[1] == "so" for line in rounds), rounds
+    # the last line's time is on the episode lines' clock (it used to start later: "0.7s" after "wall 1.0s")
+    last_wall = float(curve[-1].split("wall")[1].strip().rstrip("s"))
+    total = float(scheduled.stdout.rstrip().rsplit(", ", 1)[1].rstrip("s"))
+    assert last_wall <= total
+
+
+def test_a_history_that_is_no_regular_file_keeps_the_population_in_memory_too(tmp_path):
+    """`--db /dev/null` or a folder: the runs are kept in memory, and so is the population (it
+    was promised to /dev/null.population.npz)."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for db in ("/dev/null", str(folder)):
+        ran = cli("run", "--episodes", "2", "--seed", "1", "--models", "3", "--db", db)
+        assert ran.returncode == 0, ran.stderr
+        assert "3 models from random weights (not saved)" in ran.stderr
+        assert "population.npz" not in ran.stderr
+    assert list(tmp_path.iterdir()) == [folder] and not list(folder.iterdir())
+
+
+def test_evolve_json_is_one_strict_object_of_what_the_evolution_reported():
+    port = free_port()
+    broker = subprocess.Popen([CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening on 127.0.0.1" in broker.stdout.readline()
+        swarm = subprocess.Popen(
+            [CLI, "swarm", "--models", "3", "--connect", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert "Ctrl-C to stop" in swarm.stdout.readline()
+            evolved = cli("evolve", "--connect", f"127.0.0.1:{port}", "--json")
+        finally:
+            swarm.send_signal(signal.SIGINT)
+            assert swarm.wait(10) == 0
+    finally:
+        broker.send_signal(signal.SIGINT)
+        assert broker.wait(10) == 0
+    assert evolved.returncode == 0, evolved.stderr
+    report = only_json(evolved.stdout)
+    assert report["seconds"] > 0 and report["address"] == f"127.0.0.1:{port}"
+    assert report["generation"] == 1 and len(report["fitness"]) == 3 and 0 <= report["elite"] < 3
+    assert abs(report["at"] - time.time()) < 60 and report["sent_by"] != "?"
 
 
 def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_runs(tmp_path):
@@ -183,3 +292,28 @@ def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_ru
             assert child.wait(10) == 0
     with sqlite3.connect(tmp_path / "env.sqlite3") as connection:  # the env command recorded the run
         assert connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 3
+
+
+def test_run_on_the_environments_own_history_file_gives_its_steps_per_s(broker, tmp_path):
+    """`run --no-env --db` naming the file the `env` process writes: the run's steps/s is the
+    history's figure, as every other view shows it (it used to be missing, and null in --json)."""
+    db = tmp_path / "runs.sqlite3"
+    env = subprocess.Popen(
+        [CLI, "env", "--connect", f"127.0.0.1:{broker.port}", "--db", str(db)], stdout=subprocess.PIPE, text=True
+    )
+    agent = RandomAgent("127.0.0.1", broker.port).start()
+    try:
+        assert "Ctrl-C to stop" in env.stdout.readline()
+        address = f"127.0.0.1:{broker.port}"
+        common = ("run", "--connect", address, "--no-env", "--episodes", "30", "--db", str(db))
+        text = cli(*common)
+        report = cli(*common, "--json")
+    finally:
+        agent.close()
+        env.send_signal(signal.SIGINT)
+        assert env.wait(10) == 0
+    assert text.returncode == 0 and report.returncode == 0, text.stderr + report.stderr
+    exported = json.loads(cli("export", "--db", str(db), "--format", "json").stdout)["runs"]
+    assert [run["state"] for run in exported] == ["done", "done"]
+    assert text.stdout.strip().endswith(f", {steps_per_second(exported[0]['steps_per_s'])} steps/s")
+    assert only_json(report.stdout)["steps_per_s"] == pytest.approx(exported[1]["steps_per_s"])

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -163,18 +164,84 @@ def _open_session(args: argparse.Namespace, on_event=None):
         store.close()
 
 
-def _steps_per_s(store: RunStore, run_id: str | None) -> float | None:
-    """A run's steps a second as its history has them (RunRecord.steps_per_s, the app's figure)."""
+def _steps_per_s(store: RunStore, run_id: str | None, told: threading.Event) -> float | None:
+    """A run's steps a second as its history has them (RunRecord.steps_per_s, the app's figure),
+    once the session ``told`` its end: control.run returns at ENV_DONE, and the session records
+    the run's last episodes, or re-reads the environment's own file, in its thread just after."""
+    told.wait(defaults.RUN_END_TOLD_WAIT)
     return next((r.steps_per_s for r in reversed(store.runs()) if r.run_uid == run_id), None)
 
 
-def _progress(label: str, field: str, *more_columns) -> Progress:
+def _progress(label: str, field: str, redraw_hz: float, *more_columns) -> Progress:
     """A transient bar on stderr, when it is a terminal: ``label``, done of total, the task's ``field``."""
     stderr = Console(stderr=True)
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(f"{{task.fields[{field}]}}"))
     return Progress(
-        *columns, TimeElapsedColumn(), *more_columns, console=stderr, transient=True, disable=not stderr.is_terminal
+        *columns,
+        TimeElapsedColumn(),
+        *more_columns,
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+        refresh_per_second=redraw_hz,
     )
+
+
+class _Lines:
+    """Lines on standard error above the progress bar, written by a thread of their own at the
+    redraw rate (and at the end); the session's thread only queues them. On a terminal a batch
+    is at most a screenful, the latest lines, after one counting those left out: a line an
+    episode over a slow link (8 KiB/s) blocked the run in its writes, 3× slower."""
+
+    def __init__(self, progress: Progress, redraw_hz: float):
+        self._console = progress.console
+        self._interval = 1 / redraw_hz
+        screenful = max(1, self._console.height - 2) if self._console.is_terminal else None  # the bar, the count
+        self._pending: deque[Text] = deque(maxlen=screenful)
+        self._left_out = 0
+        self._lock = threading.Lock()  # the queue
+        self._writing = threading.Lock()  # one batch at a time, in order
+        self._done = threading.Event()
+        self._writer = threading.Thread(target=self._write_batches, name="lines", daemon=True)
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            if len(self._pending) == self._pending.maxlen:
+                self._left_out += 1
+            self._pending.append(Text(line))
+
+    def say(self, line: Text) -> None:
+        """A line never left out (a warning), after those queued before it."""
+        with self._writing:
+            self._write_queued()
+            self._console.print(line, soft_wrap=True, highlight=False)
+
+    def flush(self) -> None:
+        with self._writing:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        with self._lock:
+            batch, left_out = list(self._pending), self._left_out
+            self._pending.clear()
+            self._left_out = 0
+        if left_out:
+            batch.insert(0, Text(f"… {left_out:,} more (every line when standard error is no terminal)", style="dim"))
+        if batch:
+            self._console.print(Text("\n").join(batch), soft_wrap=True, highlight=False)
+
+    def _write_batches(self) -> None:
+        while not self._done.wait(self._interval):
+            self.flush()
+
+    def __enter__(self) -> _Lines:
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._writer.join()
+        self.flush()
 
 
 def strict_json(value: object) -> str:
@@ -198,16 +265,18 @@ def run(args: argparse.Namespace) -> int:
     progress and every episode go to standard error."""
     if args.schedule:
         return schedule(args)
-    progress = _progress("run", "last", TextColumn("ETA"), TimeRemainingColumn())
+    progress = _progress("run", "last", args.redraw_hz, TextColumn("ETA"), TimeRemainingColumn())
     task = progress.add_task("run", total=args.episodes, last="")
+    lines = _Lines(progress, args.redraw_hz)
     out = Console(highlight=False)
     scores: dict[tuple[str, int], float] = {}  # (run id, episode number) -> score: they end out of order
     in_order = InOrder()  # the episode lines in number order, as the plot takes them
     telling = threading.Lock()  # the session's thread tells them as they come, this one the rest
+    ended = threading.Event()  # the session told the run's end: the history has its figures
 
     def tell(episodes: list[EpisodeFinished]) -> None:
         for episode in episodes:
-            progress.console.print(f"episode {episode.episode:>5}  score {episode.score:g}", highlight=False)
+            lines.add(f"episode {episode.episode:>5}  score {episode.score:g}")
 
     def tell_rest() -> None:
         with telling:
@@ -219,15 +288,18 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, last=f"last {event.score:g}")
             with telling:
                 tell(in_order.add(event))
+        elif isinstance(event, RunFinished):
+            ended.set()
         elif isinstance(event, NetworkError):
-            progress.console.print(Text(event.line, style="yellow"), soft_wrap=True)
+            lines.say(Text(event.line, style="yellow"))
 
-    with _open_session(args, on_event) as (session, store), progress, _signals_as_interrupts() as caught:
+    with _open_session(args, on_event) as (session, store), progress, lines, _signals_as_interrupts() as caught:
         try:
             result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
         except KeyboardInterrupt:
             result = _stop_interrupted(session)
             tell_rest()  # a stopped run's numbers that never came: the rest, gaps and all
+            lines.flush()
             progress.stop()
             finished = (
                 f"average score {average(result.avg_score, 2)} over {result.episodes} finished episodes"
@@ -237,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
             return caught.code
         tell_rest()
-        rate = _steps_per_s(store, result.run_id)
+        rate = _steps_per_s(store, result.run_id, ended)
     if args.json:
         numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
         report = {
@@ -296,18 +368,18 @@ def _stop_interrupted(session: Session) -> RunFinished:
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """`run --schedule`: rounds of train / evaluate / evolve; prints the learning curve (on
-    standard error with --json, whose one object is then standard output's only content)."""
+    """`run --schedule`: rounds of train / evaluate / evolve. As for one run, its result is standard
+    output's only content (with --json, one JSON object); progress, the learning curve (a line an
+    episode) and each round's line go to standard error."""
     spaces = spaces_of(args.env_id)
     try:
         target = target_for(spaces, args.target)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    lines = sys.stderr if args.json else sys.stdout
-    progress = _progress("round", "phase")
+    progress = _progress("round", "phase", args.redraw_hz)
     task = progress.add_task("schedule", total=args.rounds, phase="")
+    lines = _Lines(progress, args.redraw_hz)
     curve: list[float] = []
-    started = time.monotonic()
     phase = {"name": "", "round": 0}
 
     def on_phase(name: str, number: int) -> None:
@@ -317,25 +389,23 @@ def schedule(args: argparse.Namespace) -> int:
     def on_episode(event: EpisodeFinished) -> None:
         curve.append(event.score)
         mean = sum(curve[-100:]) / len(curve[-100:])
-        print(
+        lines.add(
             f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
-            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s",
-            file=lines,
-            flush=True,
+            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
         )
 
     def on_round(result) -> None:
         progress.update(task, completed=result.round)
-        print(
+        # train_seconds is the schedule's training so far (the JSON's too), not this round's
+        lines.add(
             f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}  "
-            f"training {result.train_seconds:.1f}s"
+            f"training {result.train_seconds:.1f}s so far"
             + ("  evolved" if result.evolved else "")
-            + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else ""),
-            file=lines,
-            flush=True,
+            + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )
 
-    with _open_session(args) as (session, _), progress:
+    with _open_session(args) as (session, _), progress, lines:
+        started = time.monotonic()  # the episode lines' wall clock: the schedule's, as its result's wall_seconds
         result = run_schedule(
             session.control,
             args.rounds,
@@ -384,6 +454,7 @@ def swarm(args: argparse.Namespace) -> int:
 
 
 def evolve(args: argparse.Namespace) -> int:
+    """One evolution step; what its EVO_DONE reported, as a line or (--json) one JSON object."""
     host, port = parse_address(args.connect)
     with reported_failures():
         control = ControlClient(host, port)
@@ -392,6 +463,19 @@ def evolve(args: argparse.Namespace) -> int:
             done = control.evolve(timeout=args.timeout)
         finally:
             control.close()
+    if args.json:
+        report = {
+            "seconds": done.seconds,
+            "sent_by": done.sent_by,
+            "at": done.at,  # Unix time its EVO_DONE arrived
+            "generation": done.generation,  # these four only when the evolution reports them (ours does)
+            "fitness": list(done.fitness),
+            "elite": done.elite,
+            "diversity": done.diversity,
+            "address": args.connect,
+        }
+        print(strict_json(report), flush=True)
+        return 0
     at = time.strftime("%H:%M:%S", time.localtime(done.at))
     print(f"evolution done in {done.seconds:.2f}s (EVO_DONE from {done.sent_by} at {at})")
     return 0

@@ -47,6 +47,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class SubcommandParser(OneLineParser):
+    """A subcommand's parser: an argument it does not know is its own error, its line naming the
+    subcommand (argparse leaves them to the top-level parser, whose line names none)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 # --- options shared by several commands (parent parsers) ----------------------------------
 
 
@@ -198,8 +209,8 @@ def redraw_option() -> argparse.ArgumentParser:
         "--redraw-hz",
         type=redraw_rate,
         metavar="HZ",
-        help="repaints a second of the cart and progress (the plot at half that); "
-        f"raise it on a fast link (default {defaults.REDRAW_HZ:g})",
+        help="repaints a second of the cart and progress (the plot at half that; `run`: of its progress bar "
+        f"and episode lines); raise it on a fast link (default {defaults.REDRAW_HZ:g})",
     )
 
 
@@ -233,12 +244,11 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "run",
         commands.run,
         "one run headless, with a progress bar; prints the run's average",
-        [*session_options(), tensorboard_option(), fresh_option()],
+        [*session_options(), tensorboard_option(), fresh_option(), redraw_option()],
     )
     run.add_argument(
         "--episodes",
         type=arguments.episodes,
-        default=defaults.EPISODES,
         help=f"episodes in the run (default {defaults.EPISODES})",
     )
     run.add_argument("--deterministic", action="store_true", help="the models act deterministically")
@@ -262,17 +272,18 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "reward_threshold, 475 for CartPole-v1; needed for an environment without one)",
     )
     schedule.add_argument(
-        "--rounds", type=arguments.rounds, default=defaults.SCHEDULE_ROUNDS, help="schedule: most rounds"
+        "--rounds", type=arguments.rounds, help=f"schedule: most rounds (default {defaults.SCHEDULE_ROUNDS})"
     )
     schedule.add_argument(
-        "--train", type=arguments.episodes, default=defaults.SCHEDULE_TRAIN, help="schedule: training episodes a round"
+        "--train",
+        type=arguments.episodes,
+        help=f"schedule: training episodes a round (default {defaults.SCHEDULE_TRAIN})",
     )
     schedule.add_argument(
         "--eval",
         type=arguments.episodes,
-        default=defaults.SCHEDULE_EVALUATE,
         dest="evaluate",
-        help="schedule: deterministic evaluation episodes a round",
+        help=f"schedule: deterministic evaluation episodes a round (default {defaults.SCHEDULE_EVALUATE})",
     )
 
 
@@ -284,6 +295,7 @@ def add_evolve(sub: argparse._SubParsersAction) -> None:
         default=defaults.EVOLVE_ANSWER_TIMEOUT,
         help=f"seconds to wait for EVO_DONE (default {defaults.EVOLVE_ANSWER_TIMEOUT:g})",
     )
+    evolve.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def add_env(sub: argparse._SubParsersAction) -> None:
@@ -409,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--offline", action="store_true", help="no network: browse the run history (--db)")
     parser.set_defaults(func=commands.control_room)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SubcommandParser)
     for add in COMMANDS:
         add(sub)
     return parser
@@ -449,6 +461,36 @@ def check_folders(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {path}: no folder {folder} (make it first, or name another)")
 
 
+# `run`'s options that one of its modes plays and the other would ignore: (flag, default), by dest.
+# Their parser defaults are None, so that a flag given can be told from one left out.
+ONE_RUN_OPTIONS = {"episodes": ("--episodes", defaults.EPISODES), "deterministic": ("--deterministic", False)}
+SCHEDULE_OPTIONS = {
+    "rounds": ("--rounds", defaults.SCHEDULE_ROUNDS),
+    "train": ("--train", defaults.SCHEDULE_TRAIN),
+    "evaluate": ("--eval", defaults.SCHEDULE_EVALUATE),
+    "target": ("--target", None),
+}
+
+
+def check_run_mode(args: argparse.Namespace) -> None:
+    """An option of `run`'s other mode is a usage error naming the conflict (it used to be
+    ignored); the options left out take their defaults."""
+    if args.command != "run":
+        return
+    ignored = ONE_RUN_OPTIONS if args.schedule else SCHEDULE_OPTIONS
+    for dest, (flag, default) in {**ONE_RUN_OPTIONS, **SCHEDULE_OPTIONS}.items():
+        value = getattr(args, dest)
+        if value is None or value is False:  # left out (--target 0 is given: not `in (None, False)`)
+            setattr(args, dest, default)
+        elif dest in ignored and args.schedule:
+            raise UsageError(
+                f"{flag} does nothing with --schedule (a round trains --train episodes and evaluates "
+                "--eval episodes deterministically): leave one of them out"
+            )
+        elif dest in ignored:
+            raise UsageError(f"{flag} is for --schedule (one run plays --episodes): add --schedule or leave it out")
+
+
 def check_tensorboard(args: argparse.Namespace) -> None:
     """TensorBoard output asked for that cannot be is a usage error: no folder named, a file by
     that name, or the extra not installed."""
@@ -474,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         check_folders(args)
+        check_run_mode(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
     except (config.ConfigError, auth.TokenError, UsageError) as error:
