@@ -246,7 +246,7 @@ async def test_with_swergio_server_the_pane_lists_the_components_and_a_stall_nam
             with contextlib.suppress(OSError):  # (swergio.Server may also lose frames under load: more are silent)
                 killed.client.close()
             hint = re.compile(
-                r"no step for 5s: (1[0-9]) of 20 models answered the last observation; models? [0-9a-f]{8}"
+                r"no step for \d+s: (1[0-9]) of 20 models answered the last observation; models? [0-9a-f]{8}"
             )
             await until(pilot, lambda: hint.search(words(screen_text(app).splitlines())), what="the stall hint")
             assert killed.component_id[:8] in (control.silence() or "") or len(control.models.silent()) > 3

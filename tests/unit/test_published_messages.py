@@ -81,7 +81,7 @@ def test_a_run_without_episodes_says_so_and_a_stall_says_what_was_seen():
     assert progress.check(0, 1.0) is True
     assert progress.check(0, 7.0, "19 of 20 models answered the last observation; model 0aabab did not") is False
     assert progress.take_label() == (
-        "run 1 · 0/20 · no step for 5s: 19 of 20 models answered the last observation; model 0aabab did not"
+        "run 1 · 0/20 · no step for 6s: 19 of 20 models answered the last observation; model 0aabab did not"
     )
     line = progress.ended(RunFinished("r1", 0.0, 0, stopped=True))
     assert line.plain == "run 1 stopped: no episode finished"

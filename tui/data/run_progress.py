@@ -182,7 +182,7 @@ class RunProgress:
             return None
         label = (
             f"run {self.numbers.get(self.current.run_id, '?')} · {self.finished}/{self.current.episodes} · "
-            f"no step for {now - since:.0f}s: {why or 'waiting for agents — is the swarm running?'}"
+            f"no step for {int(now - since)}s: {why or 'waiting for agents — is the swarm running?'}"
         )
         if label != self._stall_label:  # a new label once a second, not at every redraw
             self.label = self._stall_label = label
