@@ -92,6 +92,29 @@ def next_generation(
     return offspring
 
 
+class Remembered:
+    """Fitness averaged over every generation a row came back unchanged in (the elite, kept as it
+    was, is measured again each generation): one lucky episode of a new row no longer outranks a
+    row's record, nor does one unlucky episode throw a solver away."""
+
+    def __init__(self) -> None:
+        self._records: dict[bytes, tuple[float, int]] = {}  # a row's bytes → (fitness summed, times)
+
+    def average(self, pop: np.ndarray, fitness: npt.ArrayLike) -> np.ndarray:
+        """Each row's fitness averaged with its record, which it joins."""
+        averaged = []
+        for row, value in zip(pop, np.asarray(fitness, dtype=np.float64).tolist()):
+            total, times = self._records.get(row.tobytes(), (0.0, 0))
+            self._records[row.tobytes()] = (total + value, times + 1)
+            averaged.append((total + value) / (times + 1))
+        return np.asarray(averaged)
+
+    def keep(self, pop: np.ndarray) -> None:
+        """Forget the records of rows not in ``pop`` (the next generation)."""
+        rows = {row.tobytes() for row in pop}
+        self._records = {row: record for row, record in self._records.items() if row in rows}
+
+
 def diversity(pop: np.ndarray) -> float:
     """Mean Euclidean distance over every pair of rows (0 for fewer than two)."""
     k = len(pop)
