@@ -126,4 +126,6 @@ def diversity(pop: np.ndarray) -> float:
 
 
 TOURNAMENT = GeneticSettings()
-SWARM = GeneticSettings(selection="truncation", crossover_prob=0.0)
+# one parent of 20 (the fittest, its fitness averaged over generations by Remembered): the
+# fresh-mutant noise of more parents cost rounds (module docstring)
+SWARM = GeneticSettings(selection="truncation", parents_fraction=0.05, crossover_prob=0.0)
