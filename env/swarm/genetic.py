@@ -108,20 +108,26 @@ class Remembered:
     row's record, nor does one unlucky episode throw a solver away."""
 
     def __init__(self) -> None:
-        self._records: dict[bytes, tuple[float, int]] = {}  # a row's bytes → (fitness summed, times)
+        self._records: dict[bytes, tuple[float, int]] = {}  # a row's key → (fitness summed, times)
+
+    @staticmethod
+    def _key(row: np.ndarray) -> bytes:
+        # float32: a published (torch) model gives back what it was SET rounded to float32
+        return row.astype(np.float32).tobytes()
 
     def average(self, pop: np.ndarray, fitness: npt.ArrayLike) -> np.ndarray:
         """Each row's fitness averaged with its record, which it joins."""
         averaged = []
         for row, value in zip(pop, np.asarray(fitness, dtype=np.float64).tolist()):
-            total, times = self._records.get(row.tobytes(), (0.0, 0))
-            self._records[row.tobytes()] = (total + value, times + 1)
+            key = self._key(row)
+            total, times = self._records.get(key, (0.0, 0))
+            self._records[key] = (total + value, times + 1)
             averaged.append((total + value) / (times + 1))
         return np.asarray(averaged)
 
     def keep(self, pop: np.ndarray) -> None:
         """Forget the records of rows not in ``pop`` (the next generation)."""
-        rows = {row.tobytes() for row in pop}
+        rows = {self._key(row) for row in pop}
         self._records = {row: record for row, record in self._records.items() if row in rows}
 
 
