@@ -235,6 +235,12 @@ class ControlClient:
         return self._run_id
 
     @property
+    def playing(self) -> bool:
+        """Whether the run this client started last is still going (no ENV_DONE yet)."""
+        with self._cond:
+            return self._run_id is not None and self._result is None
+
+    @property
     def asked(self) -> int:
         """The episodes the run this client started last asked for."""
         return self._asked

@@ -80,6 +80,7 @@ class ScheduleResult:
     final_eval_avg: float | None = None
     solved: bool = False  # a final evaluation reached target
     wall_seconds: float = 0.0
+    stopped: bool = False  # interrupted before it ended: the rounds played so far
 
     def to_json(self) -> dict:
         """A JSON-ready dict: per round results, final_eval_avg, settings, wall time."""
@@ -87,6 +88,7 @@ class ScheduleResult:
             "rounds": [asdict(r) for r in self.rounds],
             "final_eval_avg": self.final_eval_avg,
             "solved": self.solved,
+            "stopped": self.stopped,
             "wall_seconds": self.wall_seconds,
             "settings": asdict(self.settings),
         }

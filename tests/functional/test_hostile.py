@@ -224,6 +224,55 @@ def test_export_into_a_closed_pipe_is_quiet(tmp_path):
 # --- 9. run: SIGTERM and Ctrl-C stop the run, record it, say the average ---------------------------
 
 
+def test_a_schedule_json_interrupted_prints_the_rounds_it_played(tmp_path):
+    """`run --schedule --json` stopped by Ctrl-C wrote nothing on stdout: the rounds played, stopped."""
+    unreachable = ["--target", "100000"]  # rounds go on until the signal
+    args = [CLI, "run", "--schedule", *unreachable, "--seed", "1", "--db", str(tmp_path / "r.db"), "--json"]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "round 2:" not in child.stderr.readline():
+            assert child.poll() is None, "the schedule ended"
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=20)
+        assert child.returncode == 130, stderr
+        report = json.loads(stdout)
+        assert report["stopped"] is True and report["solved"] is False and len(report["rounds"]) >= 2
+        assert [r["round"] for r in report["rounds"]] == list(range(1, len(report["rounds"]) + 1))
+        assert "interrupted: schedule stopped after" in stderr and "Traceback" not in stderr
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_run_json_interrupted_still_prints_its_one_object(tmp_path, broker, signum, code):
+    """`| jq` got nothing from an interrupted `run --json`: the object says what was played, stopped."""
+    agent = RandomAgent(HOST, broker.port, seed=1).start()
+    db = tmp_path / "runs.sqlite3"
+    args = [CLI, "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "1000000", "--db", str(db), "--json"]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = [child.stderr.readline() for _ in range(3)]
+        assert all("episode" in line for line in seen), seen
+        child.send_signal(signum)
+        stdout, stderr = child.communicate(timeout=20)
+        assert child.returncode == code, stderr
+        report = json.loads(stdout)  # one strict object, nothing else
+        from cartpole_tui.env.history.store import RunStore
+
+        with RunStore.open(str(db)) as store:
+            (run,) = store.runs()
+        assert report["stopped"] is True and report["episodes"] == run.finished == len(report["scores"]) >= 3
+        assert report["avg_score"] == pytest.approx(run.avg_score)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        agent.close()
+
+
+# --- 9. run: SIGTERM and Ctrl-C stop the run, record it, say the average ---------------------------
+
+
 @pytest.mark.parametrize(
     "signum, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
 )

@@ -31,7 +31,14 @@ from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.history.tensorboard import TensorBoardMirror
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import best_episode, run_schedule, target_for
+from cartpole_tui.env.runtime.schedule import (
+    RoundResult,
+    ScheduleResult,
+    ScheduleSettings,
+    best_episode,
+    run_schedule,
+    target_for,
+)
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.swarm.swarm import serve_swarm
@@ -40,7 +47,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.env.words import average, steps_per_second
+from cartpole_tui.env.words import average, plural, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import CommandError
 
@@ -307,25 +314,37 @@ def run(args: argparse.Namespace) -> int:
                 else "no episode finished"
             )
             print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
+            if args.json:  # what was played, for `| jq`: the report says it stopped
+                print(strict_json(_run_report(args, session, result, scores, None)), flush=True)
             return caught.code
         tell_rest()
         rate = _steps_per_s(store, result.run_id, ended)
     if args.json:
-        numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
-        report = {
-            "avg_score": result.avg_score,
-            "episodes": result.episodes,
-            "deterministic": args.deterministic,
-            "stopped": result.stopped,
-            "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
-            "address": session.address,
-            "steps_per_s": rate,
-        }
-        print(strict_json(report), flush=True)
+        print(strict_json(_run_report(args, session, result, scores, rate)), flush=True)
     else:
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         out.print(f"average score {average(result.avg_score, 2)} over {result.episodes} episodes (ENV_DONE){speed}")
     return 0
+
+
+def _run_report(
+    args: argparse.Namespace,
+    session: Session,
+    result: RunFinished,
+    scores: dict[tuple[str, int], float],
+    rate: float | None,
+) -> dict:
+    """`run --json`'s object: the run's result, its scores by episode number."""
+    numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
+    return {
+        "avg_score": result.avg_score,
+        "episodes": result.episodes,
+        "deterministic": args.deterministic,
+        "stopped": result.stopped,
+        "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
+        "address": session.address,
+        "steps_per_s": rate,
+    }
 
 
 class _Caught:
@@ -394,7 +413,10 @@ def schedule(args: argparse.Namespace) -> int:
             f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
         )
 
+    played: list[RoundResult] = []
+
     def on_round(result) -> None:
+        played.append(result)
         progress.update(task, completed=result.round)
         # train_seconds is the schedule's training so far (the JSON's too), not this round's
         lines.add(
@@ -404,21 +426,35 @@ def schedule(args: argparse.Namespace) -> int:
             + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )
 
-    with _open_session(args) as (session, _), progress, lines:
+    with _open_session(args) as (session, _), progress, lines, _signals_as_interrupts() as caught:
         started = time.monotonic()  # the episode lines' wall clock: the schedule's, as its result's wall_seconds
-        result = run_schedule(
-            session.control,
-            args.rounds,
-            args.train,
-            args.evaluate,
-            on_round=on_round,
-            on_episode=on_episode,
-            on_phase=on_phase,
-            seed=args.seed,
-            idle_timeout=args.timeout,
-            target=target,
-            best=best_episode(spaces),
-        )
+        try:
+            result = run_schedule(
+                session.control,
+                args.rounds,
+                args.train,
+                args.evaluate,
+                on_round=on_round,
+                on_episode=on_episode,
+                on_phase=on_phase,
+                seed=args.seed,
+                idle_timeout=args.timeout,
+                target=target,
+                best=best_episode(spaces),
+            )
+        except KeyboardInterrupt:
+            if session.control is not None and session.control.playing:
+                _stop_interrupted(session)  # the run going is stopped and recorded so
+            lines.flush()
+            progress.stop()
+            print(
+                f"cartpole-tui: {caught.name}: schedule stopped after {plural(len(played), 'round')}", file=sys.stderr
+            )
+            if args.json:  # the rounds played, for `| jq`
+                settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
+                stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
+                print(strict_json(stopped.to_json()), flush=True)
+            return caught.code
     if args.json:
         print(strict_json(result.to_json()), flush=True)
     else:
