@@ -52,10 +52,15 @@ class RunRecord:
         details, export, `run`): its recorded episodes' steps over the time from its start to the
         last of them. Not to its end: when that was recorded depends on who heard it (a follower's
         clock, a moment later), and a stopped run's unfinished episode has steps not counted here."""
-        if self.last_episode_at is None:
-            return None
-        played = self.last_episode_at - self.started
-        return self.total_steps / played if played > 0 else None
+        return played_rate(self.total_steps, self.started, self.last_episode_at)
+
+
+def played_rate(steps: int, started: float, last_episode_at: float | None) -> float | None:
+    """Steps a second from a run's start to its last recorded episode (see ``RunRecord.steps_per_s``)."""
+    if last_episode_at is None:
+        return None
+    played = last_episode_at - started
+    return steps / played if played > 0 else None
 
 
 # One finished episode; ``wall_time`` is when it finished (Unix seconds). The functional form

@@ -29,7 +29,7 @@ from typing import Any
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished, RunFinished, RunJoined, RunStarted
-from cartpole_tui.env.history.records import RunRecord
+from cartpole_tui.env.history.records import RunRecord, played_rate
 from cartpole_tui.env.history.store import RunStore
 
 EXTRA = "pip install 'cartpole-tui[tensorboard]'"
@@ -187,6 +187,7 @@ class TensorBoardMirror(EnvironmentObserver):
         self._order = InOrder()
         self._files: OrderedDict[str, RunEventFile] = OrderedDict()
         self._started: dict[str, float] = {}  # run id -> its start, for its folder's name
+        self._played: dict[str, tuple[int, float]] = {}  # run id -> steps written, its last episode's end
         self._thread = threading.Thread(target=self._work, name="tensorboard-mirror", daemon=True)
         self._thread.start()
 
@@ -254,6 +255,7 @@ class TensorBoardMirror(EnvironmentObserver):
         self._write(self._order.flush())  # an earlier run's rest, its end never seen
         if len(self._started) > 1000:  # a peer announcing run after run: names of old runs go
             self._started.clear()
+            self._played.clear()
         self._started.setdefault(run_id, started or time.time())
 
     def _file(self, run_id: str) -> RunEventFile:
@@ -268,12 +270,16 @@ class TensorBoardMirror(EnvironmentObserver):
     def _write(self, episodes: list[EpisodeFinished]) -> None:
         for episode in episodes:
             self._file(episode.run_id).episode(episode.episode, episode.score, episode.steps, episode.wall_time)
+            steps, last = self._played.get(episode.run_id, (0, episode.wall_time))
+            self._played[episode.run_id] = (steps + episode.steps, max(last, episode.wall_time))
             self.written += 1
 
     def _end(self, event: RunFinished) -> None:
         assert event.run_id is not None
         events = self._file(event.run_id)
-        steps_per_s = event.steps / event.seconds if event.steps and event.seconds > 0 else None
+        # the history's figure (what `run`, the table and the export say), from the episodes written
+        steps, last = self._played.pop(event.run_id, (0, None))
+        steps_per_s = played_rate(steps, self._started.get(event.run_id, time.time()), last)
         events.ended(event.avg_score, event.steps, steps_per_s, time.time())
         events.close()
         del self._files[event.run_id]

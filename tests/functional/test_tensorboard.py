@@ -17,6 +17,7 @@ from test_followers import agent, cli_process  # noqa: F401  (agent: a fixture)
 
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.words import steps_per_second
 from cartpole_tui.tui.app import ControlRoomApp
 
 from conftest import cli, one_clear_line, until, wait_for
@@ -143,6 +144,9 @@ def test_run_mirrors_every_episode_as_it_ends_in_number_order(tmp_path):
     assert steps_of(scalars) == list(range(1, 201))  # in number order all the same
     assert [value for _, value in scalars["episode/score"]] == [row.score for row in episodes[played[0].run_uid]]
     assert scalars["run/avg_score"][0][1] == pytest.approx(played[0].avg_score, rel=1e-6)
+    # the one steps/s figure: the history's (what `run` prints), not the environment's to its end
+    assert scalars["run/steps_per_s"][0][1] == pytest.approx(played[0].steps_per_s, rel=1e-6)
+    assert f"{steps_per_second(played[0].steps_per_s)} steps/s" in ran.stdout
 
 
 def test_a_kill_9_mid_run_leaves_the_mirrored_episodes_readable(tmp_path):
