@@ -65,19 +65,27 @@ class NetworkHealth:
             # listeners, and the agents; with none of them left, no answer can come
             agents = stats.rooms.get(protocol.OBSERVATION, (0, 0, 0))[0] - 1 - self.listeners
             if agents <= 0:
-                self.gone = self._agents_left(stats.at - self._since)
+                start = self._run_start or counts
+                answered = bool(self._left_in_run) or counts[protocol.ACTION] > start[protocol.ACTION]
+                self.gone = self._agents_left(stats.at - self._since, answered)
                 warnings.append(self.gone)
             else:
                 warnings.append(self._stalled(counts, stats.at - self._since))
         return warnings
 
-    def _agents_left(self, seconds: float) -> NetworkError:
-        """The stall of a run nobody is left to play: the agents left (those seen leaving named)."""
+    def _agents_left(self, seconds: float, answered: bool) -> NetworkError:
+        """The stall of a run nobody is left to play: the agents left (those seen leaving named),
+        or, when none answered in this run, none was there ("the agents left" misled then)."""
+        waited = f"(no observation answered for {seconds:.0f}s)"
+        if not answered:
+            return NetworkError(
+                protocol.OBSERVATION,
+                f"run stalled: no agent is in room {protocol.OBSERVATION} to answer {waited}: is a swarm running?",
+            )
         who = f" ({', '.join(self._left_in_run)})" if self._left_in_run else ""
         return NetworkError(
             protocol.OBSERVATION,
-            f"run stalled: the agents left{who}; no agent is left in room {protocol.OBSERVATION}"
-            f" to answer (no observation answered for {seconds:.0f}s)",
+            f"run stalled: the agents left{who}; no agent is left in room {protocol.OBSERVATION} to answer {waited}",
         )
 
     def _left(self, clients: tuple[str, ...]) -> list[str]:

@@ -104,6 +104,10 @@ def test_a_stall_with_only_the_environment_in_the_observation_room_is_the_agents
     assert health.gone == warning  # the control client gives up on it
     warning, health = stalled_warning(*healthy, *[(21, 420, 20)] * 4, listening=2)
     assert "agents left" not in warning.text and health.gone is None
+    # no agent ever answered in this run: none was there to leave
+    warning, health = stalled_warning(*[(1, 0, 0)] * 5, listening=1)
+    assert warning.text.startswith("run stalled: no agent is in room observation to answer (no observation")
+    assert warning.text.endswith(": is a swarm running?") and health.gone == warning
 
 
 async def test_the_app_names_a_stalled_room_and_a_component_that_left(tmp_path, broker):
