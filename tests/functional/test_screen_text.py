@@ -177,6 +177,18 @@ async def test_the_progress_label_is_whole_beside_the_bar(tmp_path, broker, size
         agent.close()
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_plot_legend_holds_whole_items_only(tmp_path, size):
+    """At 80x24 the legend ended "· ┈ sol…": items that do not fit whole are left out."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        border = next(line for line in screen_text(app).splitlines() if line.startswith("╰") and "mean(" in line)
+        assert "…" not in border and "mean(100)" in border, border
+        assert ("┈ solved ≥ 475" in border) == (size == (120, 40)), border
+
+
 async def test_the_bar_and_its_label_tell_of_one_run_through_a_schedule(tmp_path):
     """Runs of a schedule follow each other faster than the redraw: the bar showed the next run's
     0 % beside "run 1 done", or 0 % beside "16/20" on a loaded machine. Both change at a redraw."""

@@ -252,13 +252,18 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = PlotCanvas(self._view(width, height))
         canvas.draw(self._history, self._overlays)
-        key = Text(" · ").join(
+        items = [
             Text.assemble(
                 (part, _foreground(styles.by_name[name]) if name else Style()), (f" {value}" if value else "")
             )
             for part, value, name in canvas.legend
             if part
-        )
+        ]
+        # Whole items only: the border cut the last one to "┈ sol…". The row's corners and their
+        # dashes take 4 cells of the border's width + 2; the items at the end matter least.
+        while len(items) > 1 and Text(" · ").join(items).cell_len > width - 2:
+            items.pop()
+        key = Text(" · ").join(items)
         if self.summary_in_subtitle and key.plain != self.legend_key:
             self._set_legend(key)
         self.legend_key = key.plain
