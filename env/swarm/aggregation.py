@@ -8,14 +8,12 @@ again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
 ``CONTRIBUTION``. :class:`AggregationLogic` holds the rules, free of sockets:
 
 Deterministic steps are a vote: the models' action probabilities are summed and
-the largest wins. Once solo episodes were played since the last GET only the ``voters``
-fittest of them (ties in) vote: the rest, fresh mutants mostly, outvoted a solver for
-rounds (measured with ``python -m bench.learn``: :mod:`cartpole_tui.env.swarm.genetic`).
-Stochastic (training) steps are played, by default, one episode at a time by one model
-alone, greedily — each model in turn, fewest episodes first — and the episode's return
-is that model's fitness; this is how the built-in swarm learns (a genetic algorithm
-whose fitness is measured one model at a time). With ``solo=False`` stochastic steps
-sample from the summed probabilities, as the published aggregation does.
+the largest wins. Stochastic (training) steps are played, by default, one episode
+at a time by one model alone, greedily — each model in turn, fewest episodes first
+— and the episode's return is that model's fitness; this is how the built-in swarm
+learns (a genetic algorithm whose fitness is measured one model at a time). With
+``solo=False`` stochastic steps sample from the summed probabilities, as the
+published aggregation does.
 
 ``contribution()`` is what the evolution GETs: each model's mean solo return since
 the last GET when solo episodes were played, else each model's share of the chosen
@@ -49,10 +47,9 @@ Logits = list[float] | np.ndarray  # one model's logits: a single step's list, a
 class AggregationLogic:
     """Chooses actions from a step's logits and keeps each model's contribution."""
 
-    def __init__(self, seed: int | None = None, solo: bool = True, voters: int = defaults.VOTERS):
+    def __init__(self, seed: int | None = None, solo: bool = True):
         self.rng = np.random.default_rng(seed)
         self.solo = solo
-        self.voters = voters
         self.player: str | None = None  # the model playing the current solo episode
         self.episode_return = 0.0
         self.solo_totals: dict[str, float] = defaultdict(float)
@@ -103,22 +100,13 @@ class AggregationLogic:
             return int(np.argmax(probs[ids.index(self.player)]))
         total = probs.sum(axis=0)
         if deterministic:
-            action = int(np.argmax(probs[self.voting(ids)].sum(axis=0)))
+            action = int(np.argmax(total))
         else:
             action = int(self.rng.choice(len(total), p=total / total.sum()))
         column = probs[:, action]
         for model_id, share in zip(ids, column / column.sum()):
             self.shares[model_id] += float(share)
         return action
-
-    def voting(self, ids: list[str]) -> np.ndarray:
-        """Indices into ``ids`` of the models a deterministic step counts: the ``voters`` best mean
-        solo returns since the last GET and any tied with them; all when none was played."""
-        episodes = self.solo_episodes
-        fitness = np.array([self.solo_totals[i] / episodes[i] if episodes.get(i) else -np.inf for i in ids])
-        if not np.isfinite(fitness).any():
-            return np.arange(len(ids))
-        return np.flatnonzero(fitness >= np.sort(fitness)[-min(self.voters, len(ids))])
 
     # --- evolution ------------------------------------------------------------------------------
 
