@@ -26,7 +26,7 @@ from cartpole_tui.tui.screens.main import MainScreen
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 
 SEED = 1  # `run --schedule --seed 1` solves in about ten seconds
-SHOWCASE_EPISODES = 2000  # the learned swarm's deterministic run: 20 waves of 100 instances, ~40 s
+SHOWCASE_EPISODES = 4000  # the learned swarm's deterministic run: 40 waves of 100 instances, ~60 s (four shots in it)
 WAVE = 100  # the run's instances at once (defaults.PARALLEL): a wave of episodes ends together
 MID_EPISODE = 150  # steps into the cart's episode (of 500) before it is shot
 SCHEDULE_TIMEOUT = 600.0
