@@ -123,6 +123,7 @@ class ControlRoomApp(App):
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
         self._runs_shown_at = 0.0
+        self._runs_due = False  # a run started or ended: the runs table repaints at the next redraw
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
@@ -263,6 +264,7 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
+        self._runs_due = True
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -307,6 +309,9 @@ class ControlRoomApp(App):
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
             self._show_status()
         line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
+        # at the redraw that says "run 22 done" the table says so too (its once-a-second repaint
+        # showed a schedule's runs "0/20 running" a run or two after they ended)
+        self._runs_due = True
         self.main.controls.show_running(False)
         self.log_line(line)
 
@@ -493,9 +498,9 @@ class ControlRoomApp(App):
         if (
             store is not None
             and store.revision != self._shown_revision
-            and now - self._runs_shown_at >= RUNS_REFRESH_SECONDS
+            and (self._runs_due or now - self._runs_shown_at >= RUNS_REFRESH_SECONDS)
         ):
-            self._shown_revision, self._runs_shown_at = store.revision, now
+            self._shown_revision, self._runs_shown_at, self._runs_due = store.revision, now, False
             runs = store.runs()
             self.main.runs_table.show(runs)
             rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)

@@ -7,6 +7,7 @@ The environment here is a session in this process writing the shared file with 1
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -194,3 +195,25 @@ async def test_an_evolution_asked_elsewhere_is_shown_and_a_late_room_says_what_i
             top = next(i for i, line in enumerate(lines) if "─ Population" in line)
             pane = " ".join(line.split("││")[-1].strip(" │") for line in lines[top + 1 : top + 4])
             assert pane.startswith("no evolution seen since this control room joined:"), pane
+
+
+async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_schedule(broker, shared):
+    """The runs table repainted once a second: through a schedule's short runs a follower's table
+    said "21  0/20 … running" beside "run 22 done". It repaints when a run starts or ends."""
+    a, b = viewer(broker, shared), viewer(broker, shared)
+    behind = []
+    async with a.run_test(size=SIZE) as pilot_a, b.run_test(size=SIZE) as pilot_b:
+        await until(pilot_a, lambda: a.connection == "connected", what="A to connect")
+        await until(pilot_b, lambda: b.connection == "connected", what="B to connect")
+        await pilot_a.press("r")
+        await until(pilot_a, lambda: "run 3 started" in log_text(b), what="the schedule's third run")
+        for _ in range(20):
+            await pilot_b.pause(0.25)
+            lines = screen_text(b).splitlines()
+            told = re.search(r"run (\d+) ", lines[2])
+            running = [int(line.split()[1]) for line in lines if line.startswith("┃") and "running" in line]
+            if told and any(number < int(told.group(1)) for number in running):
+                behind.append((lines[2].strip(), running))
+        await pilot_a.press("x")
+        await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule's end")
+    assert not behind, behind
