@@ -217,3 +217,40 @@ async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_
         await pilot_a.press("x")
         await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule's end")
     assert not behind, behind
+
+
+def eta_seconds(app) -> int | None:
+    """The progress line's ETA in seconds (None: not shown yet)."""
+    shown = re.search(r"% (\d\d):(\d\d):(\d\d) ", screen_text(app).splitlines()[2])
+    return None if shown is None else int(shown[1]) * 3600 + int(shown[2]) * 60 + int(shown[3])
+
+
+async def test_a_late_joiners_eta_agrees_with_a_follower_that_saw_the_run_start(broker, shared):
+    """A room that joined at 50 % once said 3 s left where the run had 13 s to go (its ETA as if
+    the run began when it joined); the bar's ETA now comes from the rate seen since joining."""
+    starter = ControlClient("127.0.0.1", broker.port, name="starter")
+    b = viewer(broker, shared)
+    try:
+        async with b.run_test(size=SIZE) as pilot_b:
+            await until(pilot_b, lambda: b.connection == "connected", what="B to connect")
+            threading.Thread(target=lambda: starter.run(6000, True, seed=4), daemon=True).start()
+            await until(
+                pilot_b,
+                lambda: (read_runs(shared) or [None])[-1] and read_runs(shared)[-1].finished >= 1500,
+                60,
+                "a quarter",
+            )
+            c = viewer(broker, shared)
+            async with c.run_test(size=SIZE) as pilot_c:
+                await until(pilot_c, lambda: eta_seconds(c), what="C's ETA")
+                shown = c.run_progress.finished
+                # the first second's rate is rough: compared once C saw a few hundred more episodes
+                await until(pilot_c, lambda: c.run_progress.finished >= shown + 600, what="600 more episodes")
+                late, early = eta_seconds(c), eta_seconds(b)
+                assert late is not None and early is not None
+                # the old one was 4 times too short (3 s left for 13 s)
+                assert early / 2 <= late <= early * 2, (late, early)
+                starter.stop_run()
+                await until(pilot_c, lambda: c.current is None and b.current is None, what="the run's end")
+    finally:
+        starter.close()
