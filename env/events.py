@@ -95,6 +95,18 @@ class EvolutionFinished:
 
 
 @dataclass(frozen=True)
+class EvolutionSeen:
+    """EVO_DONE of an evolution another control room asked for (ours reports its generation)."""
+
+    generation: int
+    fitness: tuple[float, ...] = ()
+    elite: int | None = None
+    diversity: float | None = None
+    sent_by: str = "?"
+    at: float = 0.0  # wall clock, time.time(), when its EVO_DONE arrived
+
+
+@dataclass(frozen=True)
 class CartSeen:
     """The environment's instance 0, as it publishes it for viewers (room ``cart``)."""
 

@@ -32,6 +32,7 @@ from cartpole_tui.env.events import (
     EnvSpaces,
     EpisodeFinished,
     EvolutionFinished,
+    EvolutionSeen,
     NetworkError,
     RunFinished,
     RunJoined,
@@ -45,6 +46,7 @@ from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import auth
 from cartpole_tui.tui.bindings import bindings, palette_entries
 from cartpole_tui.tui.controller import (
+    PAST_RUNS_PLOTTED,
     Connected,
     ConnectFailed,
     Controller,
@@ -73,6 +75,7 @@ from cartpole_tui.tui.messages import (
     ExportDone,
     MarksChanged,
     OverlaysLoaded,
+    RunsReread,
     StartRequested,
     StopRequested,
 )
@@ -108,7 +111,8 @@ class ControlRoomApp(App):
         self.redraw_hz = redraw_hz
         self.controller = Controller(options, self.post_message, db_path=db_path, evolution_timeout=evolution_timeout)
         self.history = ScoreHistory()
-        self.population = PopulationHistory()
+        # on a network of its own this control room sees every evolution; on another, not those before it joined
+        self.population = PopulationHistory(joined=options.connect is not None)
         self._main: MainScreen | None = None
         self.connection = "offline" if options.offline else "connecting"
         self.run_progress = RunProgress(time.monotonic())
@@ -123,6 +127,7 @@ class ControlRoomApp(App):
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
         self._runs_shown_at = 0.0
+        self._runs_due = False  # a run started or ended: the runs table repaints at the next redraw
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
@@ -273,6 +278,7 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
+        self._runs_due = True
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -311,12 +317,47 @@ class ControlRoomApp(App):
         if event.episodes and len(self.history):
             self.history.end_run(event.avg_score)
         record = self._record(event.run_id)
+        if record is not None:
+            self._check_plotted(record, event.avg_score if event.episodes else None)
         if record is not None:  # the history has ended it already (its recorder hears of it first)
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
             self._show_status()
         line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
+        # at the redraw that says "run 22 done" the table says so too (its once-a-second repaint
+        # showed a schedule's runs "0/20 running" a run or two after they ended)
+        self._runs_due = True
         self.main.controls.show_running(False)
         self.log_line(line)
+
+    def _check_plotted(self, record: RunRecord, average: float | None) -> None:
+        """The plot draws a run's episodes as they come; where that may not be the history's copy
+        (a run joined midway: its episodes as they came, or some missed while joining; runs that
+        ended between the history's first read and the join), the history's are read again and
+        take their place, so that every viewer draws the history's episodes in number order."""
+        store = self.store
+        if store is None:
+            return
+        starts, numbers = self.history.run_starts()
+        plotted = len(numbers) and numbers[-1] == record.number
+        count = len(self.history) - int(starts[-1]) if plotted else 0
+        before = numbers[:-1] if plotted else numbers
+        earlier = int(before[-1]) if len(before) else 0
+        missed = [r for r in store.runs() if earlier < r.number < record.number and r.finished]
+        joined = record.run_uid in self.in_order.as_they_come
+        if missed or joined or count != record.finished:
+            # the ended run's average is its ENV_DONE's: the record may not have heard of its end yet
+            self._reread_runs(store, [(r, r.avg_score) for r in missed[-PAST_RUNS_PLOTTED:]] + [(record, average)])
+
+    @work(thread=True, group="plot")
+    def _reread_runs(self, store: RunStore, runs: list[tuple[RunRecord, float | None]]) -> None:
+        self.post_message(
+            RunsReread(
+                [(r.number, store.episode_scores(r.run_uid), store.episode_times(r.run_uid), avg) for r, avg in runs]
+            )
+        )
+
+    def on_runs_reread(self, message: RunsReread) -> None:
+        self.history.replace_runs(message.runs[0][0], message.runs[-1][0], message.runs)
 
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
@@ -325,6 +366,18 @@ class ControlRoomApp(App):
         generation = f" (generation {event.generation})" if event.generation is not None else ""
         self.log_line(
             Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")
+        )
+        self.population.add(event.generation, event.fitness, event.elite, event.diversity)
+        self.main.population.show()
+
+    @handle.register
+    def _on_evolution_seen(self, event: EvolutionSeen) -> None:
+        at = time.strftime("%H:%M:%S", time.localtime(event.at))
+        self.main.controls.show_evolution(f"gen {event.generation} at {at}", "(asked elsewhere)")
+        self.log_line(
+            Text(
+                f"evolution asked by another control room: generation {event.generation}, from {event.sent_by} at {at}"
+            )
         )
         self.population.add(event.generation, event.fitness, event.elite, event.diversity)
         self.main.population.show()
@@ -480,9 +533,9 @@ class ControlRoomApp(App):
         if (
             store is not None
             and store.revision != self._shown_revision
-            and now - self._runs_shown_at >= RUNS_REFRESH_SECONDS
+            and (self._runs_due or now - self._runs_shown_at >= RUNS_REFRESH_SECONDS)
         ):
-            self._shown_revision, self._runs_shown_at = store.revision, now
+            self._shown_revision, self._runs_shown_at, self._runs_due = store.revision, now, False
             runs = store.runs()
             self.main.runs_table.show(runs)
             rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)

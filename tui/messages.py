@@ -12,6 +12,7 @@ from textual.message import Message
 
 from cartpole_tui.env.history.store import Episode, RunRecord
 from cartpole_tui.tui.data.overlays import Overlay
+from cartpole_tui.tui.data.score_history import RunEpisodes
 from cartpole_tui.tui.export import Exported
 
 
@@ -72,6 +73,15 @@ class DetailsLoaded(Message):
         self.run = run
         self.episodes = episodes
         self.asked = asked
+
+
+class RunsReread(Message):
+    """Runs' episodes as the history has them (number, scores, times, ENV_DONE average), read
+    in a worker thread to take the place of what the plot drew of them."""
+
+    def __init__(self, runs: list[RunEpisodes]):
+        super().__init__()
+        self.runs = runs
 
 
 class ExportDone(Message):

@@ -29,6 +29,7 @@ from cartpole_tui.env.events import (
     Disconnected,
     EpisodeFinished,
     EvolutionFinished,
+    EvolutionSeen,
     NetworkError,
     RunFinished,
     RunJoined,
@@ -57,7 +58,7 @@ class ControlClient:
     """A named swergio client on the ``control`` room.
 
     ``on_event`` receives RunStarted (our environment's RUN_STARTED), RunJoined (its RUN_STATE),
-    EpisodeFinished, RunFinished, EvolutionFinished, NetworkError, ComponentSeen and
+    EpisodeFinished, RunFinished, EvolutionFinished, EvolutionSeen, NetworkError, ComponentSeen and
     Disconnected, in the listener thread.
     """
 
@@ -225,9 +226,12 @@ class ControlClient:
             self._wrong_env = None
             self._last_progress = time.monotonic()
             self.health.gone = None
-        self.client.send(message)
         if self.on_run_sent is not None:
+            # told before it goes: the environment's RUN_STARTED (even the run's end) may be heard
+            # before send() returns, and a start noted after its run was announced began that run
+            # again a second later (a loaded machine's schedule re-plotted its runs out of order)
             self.on_run_sent(RunStarted(message["RUN_ID"], episodes, deterministic, seed, time.time()))
+        self.client.send(message)
         return message["RUN_ID"]
 
     @property
@@ -537,18 +541,26 @@ class ControlClient:
                 list(self._scores) if mine else [],
                 ended_at=ended_at,
             )
-            if mine:
-                self._result = result
-                self._cond.notify_all()
+            waiting = self._run_id
+        # handed on before the waiter wakes: a schedule's next line ("round 8: …", "schedule solved")
+        # came before "run 17 done" in a control room whose environment is elsewhere
         self._emit(result)
+        if mine:
+            with self._cond:
+                if self._run_id == waiting:  # no other start since
+                    self._result = result
+                    self._cond.notify_all()
 
     def _on_evo_done(self, msg: dict) -> None:
+        told: EvolutionFinished | EvolutionSeen | None
         with self._cond:
-            answer = self._evolution.heard(msg, time.monotonic(), time.time())
-            if answer is None:
-                return
-            self._cond.notify_all()
-        self._emit(answer)
+            told = answer = self._evolution.heard(msg, time.monotonic(), time.time())
+            if answer is None:  # another control room's evolution, perhaps: told when it says its generation
+                told = self._evolution.elsewhere(msg, time.time())
+            else:
+                self._cond.notify_all()
+        if told is not None:
+            self._emit(told)
 
 
 def _counter(value: object) -> int:

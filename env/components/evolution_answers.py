@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.seen import RecentNames
-from cartpole_tui.env.events import EvolutionFinished
+from cartpole_tui.env.events import EvolutionFinished, EvolutionSeen
 from cartpole_tui.env.wire import protocol
 
 KEPT_REQUESTS = 16  # ids of the latest requests an EVO_DONE may name as "earlier"
@@ -47,6 +47,7 @@ class EvolutionAnswers:
         self._weights: set[str] = set()
         self._contribution = False
         self.models = RecentNames(defaults.MODEL_CENSUS_MAX_IDS)  # every model that ever sent WEIGHTS
+        self.generation = -1  # the highest GENERATION heard in an EVO_DONE
 
     def ask(self, request_id: str, now: float) -> None:
         """A new request goes out (after EVO_DONEs were quiet: see ControlClient.request_evolution)."""
@@ -120,12 +121,25 @@ class EvolutionAnswers:
             self.stale += 1
             return None
         self.pending = None
-        sent_by = msg.get("SENT_BY")
+        report = protocol.evolution_report(msg)  # our evolution's population report (additive keys)
+        self.generation = max(self.generation, report.get("generation", -1))
         self.answer = EvolutionFinished(
-            now - self.started,
-            sent_by=protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?",
-            at=at,
-            root_id=root if isinstance(root, str) else None,
-            **protocol.evolution_report(msg),  # our evolution's population report (additive keys)
+            now - self.started, sent_by=_sender(msg), at=at, root_id=root if isinstance(root, str) else None, **report
         )
         return self.answer
+
+    def elsewhere(self, msg: dict, at: float) -> EvolutionSeen | None:
+        """An EVO_DONE that answered none of our requests (heard said None): another control
+        room's evolution, when it tells a generation not heard before (ours answers a request
+        once; the published one, up to 21 times, tells none)."""
+        report = protocol.evolution_report(msg)
+        generation = report.pop("generation", None)
+        if generation is None or generation <= self.generation:
+            return None
+        self.generation = generation
+        return EvolutionSeen(generation, sent_by=_sender(msg), at=at, **report)
+
+
+def _sender(msg: dict) -> str:
+    sent_by = msg.get("SENT_BY")
+    return protocol.clean_text(sent_by, 80) if isinstance(sent_by, str) else "?"

@@ -351,6 +351,7 @@ class RunEvents:
         Whose news counts is learnt afresh (an environment here is announced again)."""
         with self._lock:
             self._current, self._recording = None, False
+            self._sent.clear()  # starts not announced before the loss: none will be now
             if not self.environment_here:  # the network's environment is learnt afresh
                 self._environment, self._announces = None, self.environment_here
 

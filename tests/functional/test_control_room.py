@@ -305,7 +305,7 @@ async def test_population_pane_shows_our_evolution(tmp_path, broker):
             await connected(pilot)
             if not app.main.population.display:
                 await pilot.press("6")
-            assert "no evolution yet" in screen_text(app)
+            assert "no evolution seen since this" in screen_text(app)  # a network it joined
             await start_run(pilot, "4")
             await until(pilot, lambda: [r for r in runs(app) if r.state == "done"], what="a run")
             for generation in (1, 2):

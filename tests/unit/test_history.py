@@ -137,3 +137,40 @@ def test_end_run_marks_the_average_at_the_last_episode():
     ends, averages = history.run_averages()
     assert ends.tolist() == [2, 3]
     assert averages.tolist() == [20.0, 40.0]
+
+
+def built(runs) -> ScoreHistory:
+    history = ScoreHistory(capacity=1)
+    for number, scores, average in runs:
+        history.extend(scores, number, np.arange(len(scores), dtype=np.float64))
+        if average is not None:
+            history.end_run(average)
+    return history
+
+
+def test_runs_replaced_and_put_in_their_place_read_as_if_appended_so(scores):
+    """A late joiner's plot takes the history's copy of runs at a run's end: what it drew of a run
+    (out of number order, an episode short) and a run it never saw are replaced in their place,
+    and the run after them (still going) stays after them."""
+    a, b, c, d = scores[:700], scores[700:1500], scores[1500:2200], scores[2200:2300]
+    expected = built([(1, a, 10.0), (2, b, 20.0), (3, c, 30.0), (4, d, None)])
+    history = built([(1, a, 10.0), (3, c[::-1][1:], 33.0), (4, d, None)])
+    history.columns(80, window=100)  # its sums and tables were built before
+    times = lambda s: np.arange(len(s), dtype=np.float64)  # noqa: E731
+    assert history.replace_runs(2, 3, [(2, b, times(b), 20.0), (3, c, times(c), 30.0)])
+    for name in ("scores", "runs", "times"):
+        np.testing.assert_array_equal(getattr(history, name), getattr(expected, name))
+    for got, want in zip(
+        history.run_starts() + history.run_averages(), expected.run_starts() + expected.run_averages()
+    ):
+        np.testing.assert_array_equal(got, want)
+    for window in (1, 100, 500):
+        np.testing.assert_allclose(history.columns(80, window=window), expected.columns(80, window=window))
+        np.testing.assert_allclose(history.per_run_means(window)[0], expected.per_run_means(window)[0])
+    assert (history.low, history.high) == (expected.low, expected.high)
+
+
+def test_runs_not_in_one_stretch_are_not_replaced(scores):
+    history = built([(1, scores[:10], None), (2, scores[10:20], None), (1, scores[20:30], None)])
+    assert not history.replace_runs(1, 1, [(1, scores[:30], np.zeros(30), None)])
+    assert len(history) == 30

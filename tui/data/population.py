@@ -39,7 +39,8 @@ class Generation:
 class PopulationHistory:
     """The latest ``keep`` generations; ``evolutions`` counts every EVO_DONE, with data or not."""
 
-    def __init__(self, keep: int = defaults.POPULATION_GENERATIONS):
+    def __init__(self, keep: int = defaults.POPULATION_GENERATIONS, *, joined: bool = False):
+        self.joined = joined  # the network was there before this control room: its earlier evolutions are unseen
         self.generations: deque[Generation] = deque(maxlen=keep)
         self.evolutions = 0
         self.version = 0

@@ -7,11 +7,14 @@ gives any column's min and max in O(1) plus two short edge scans.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 
 BLOCK = 32  # episodes per block of the min/max sparse table
+# one run's episodes as the plot takes them again: (run number, scores, when each ended, ENV_DONE average or None)
+RunEpisodes = tuple[int, np.ndarray, np.ndarray, float | None]
 
 
 class _Growable:
@@ -39,6 +42,9 @@ class _Growable:
         self.reserve(self.size + len(values))
         self._data[self.size : self.size + len(values)] = values
         self.size += len(values)
+
+    def truncate(self, size: int) -> None:
+        self.size = min(self.size, size)
 
     @property
     def view(self) -> np.ndarray:
@@ -68,6 +74,10 @@ class _BlockSparseTable:
             grown = np.zeros((levels, capacity), dtype=np.float32)
             grown[: old.shape[0], : self.blocks] = old[:, : self.blocks]
             setattr(self, name, grown)
+
+    def truncate(self, blocks: int) -> None:
+        """Forget the blocks from ``blocks`` on (every level is redone from there as they come back)."""
+        self.blocks = min(self.blocks, blocks)
 
     def extend_to(self, scores: np.ndarray) -> None:
         """Take in every complete block of ``scores`` not yet in the table."""
@@ -190,6 +200,62 @@ class ScoreHistory:
         self._average_ends.append(len(self) - 1)
         self._averages.append(average)
         self.version += 1
+
+    def replace_runs(self, first: int, last: int, runs: list[RunEpisodes]) -> bool:
+        """The episodes of runs ``first``..``last`` (by run number) become ``runs`` ((number, scores,
+        times, ENV_DONE average or None) each, in order), where those runs are or belong; the
+        episodes after them stay after them. False (nothing changed) when those runs are not one
+        stretch here."""
+        starts, ids = self._run_starts.view, self._run_ids.view
+        inside = np.flatnonzero((ids >= first) & (ids <= last))
+        if len(inside):
+            if inside[-1] - inside[0] + 1 != len(inside):
+                return False  # another run's episodes among them: no one place for them
+            start = int(starts[inside[0]])
+            end = int(starts[inside[-1] + 1]) if inside[-1] + 1 < len(starts) else len(self)
+        else:  # not here at all: before the first later run, else at the end
+            later = np.flatnonzero(ids > last)
+            start = end = int(starts[later[0]]) if len(later) else len(self)
+        tail = self._runs_from(end)
+        self._truncate(start)
+        for number, scores, times, average in [*runs, *tail]:
+            self.extend(scores, number, times)
+            if average is not None and len(scores):
+                self.end_run(average)
+        self.version += 1
+        return True
+
+    def _runs_from(self, index: int) -> list[RunEpisodes]:
+        """The episodes from ``index`` on, a run at a time, as :meth:`replace_runs` takes them (copies)."""
+        starts = self._run_starts.view
+        ends = self._average_ends.view
+        bounds = [index, *(int(s) for s in starts if s > index), len(self)]
+        runs: list[RunEpisodes] = []
+        for lo, hi in itertools.pairwise(bounds):
+            if hi > lo:
+                ended = np.flatnonzero(ends == hi - 1)
+                average = float(self._averages.view[ended[-1]]) if len(ended) else None
+                runs.append(
+                    (int(self._runs.view[lo]), self._scores.view[lo:hi].copy(), self._times.view[lo:hi].copy(), average)
+                )
+        return runs
+
+    def _truncate(self, size: int) -> None:
+        """Forget every episode from ``size`` on (and the runs, averages and sums that came with them)."""
+        for column in (self._scores, self._runs, self._times):
+            column.truncate(size)
+        kept = int(np.searchsorted(self._run_starts.view, size))  # runs that begin before ``size``
+        self._run_starts.truncate(kept)
+        self._run_ids.truncate(kept)
+        kept = int(np.searchsorted(self._average_ends.view, size))
+        self._average_ends.truncate(kept)
+        self._averages.truncate(kept)
+        self._sums.truncate(min(self._sums.size, size + 1))
+        self._sums2.truncate(min(self._sums2.size, size + 2))
+        self._table.truncate(size // BLOCK)
+        self._head_cache.clear()
+        scores = self._scores.view
+        self.low, self.high = (float(scores.min()), float(scores.max())) if size else (math.inf, -math.inf)
 
     def run_starts(self) -> tuple[np.ndarray, np.ndarray]:
         """(first episode index, run number) of every run, in order."""

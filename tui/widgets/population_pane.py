@@ -62,7 +62,8 @@ class PopulationPane(Static):
                     " (e, or r for a schedule)",
                     width,
                 )
-            return wrapped("no evolution yet: e evolves once, r runs a schedule", width)
+            seen = "no evolution seen since this control room joined" if population.joined else "no evolution yet"
+            return wrapped(f"{seen}: e evolves once, r runs a schedule", width)
         grid = population.grid()
         models = grid.shape[0]
         order = np.arange(models)
