@@ -11,6 +11,7 @@ is for an event or a state, with a timeout.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 
 from textual.pilot import Pilot
@@ -161,9 +162,10 @@ def agreeing(app: ControlRoomApp, clock: EpisodeClock) -> tuple[str, Callable[[s
     table = app.main.runs_table
 
     def agree(text: str) -> bool:
-        count = f"{app.run_progress.finished}/{SHOWCASE_EPISODES}"
+        # the label's count as drawn (episodes now end all through a wave, not at its end)
+        label = re.search(rf" (\d+/{SHOWCASE_EPISODES}) · ", text)
         row = table.get_row_at(table.row_count - 1) if table.row_count else ("",) * 3
-        return f" {count} · " in text and str(row[2]) == count and clock.steps >= MID_EPISODE
+        return label is not None and str(row[2]) == label.group(1) and clock.steps >= MID_EPISODE
 
     return "one count in the label and the table, the cart mid-episode", agree
 
