@@ -14,18 +14,16 @@ import time
 
 import numpy as np
 import pytest
+from test_hostile_numbers import following
 from test_swarm import Probe, members, start_aggregation
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.events import BrokerStats, NetworkError
-from cartpole_tui.env.history.store import RunStore
-from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.swarm.policy import n_weights
 from cartpole_tui.env.wire import batch, protocol
-from cartpole_tui.env.wire.transport import Component
 from tests.hostile import Raw
 
 from conftest import CLI, cli, free_port, wait_for
@@ -37,16 +35,8 @@ HUGE = 10**400  # JSON takes it; no float holds it
 @pytest.fixture
 def followed(broker, tmp_path):
     """A ``--no-env`` control room recording into its own file, and an attacker."""
-    db = tmp_path / "followed.sqlite3"
-    store = RunStore.open(str(db))
-    events: list[object] = []
-    options = SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False, agent="random")
-    session = Session(options, store=store, on_event=events.append).open()
-    attacker = Component("attacker", HOST, broker.port)
-    yield store, events, attacker
-    attacker.close()
-    session.close()
-    store.close()
+    with following(broker.port, tmp_path / "followed.sqlite3") as (_, store, events, attacker):
+        yield store, events, attacker
 
 
 def said(events: list[object], words: str) -> list[str]:

@@ -8,11 +8,13 @@ command's JSON and the app must stay valid and working.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from swergio import MESSAGE_TYPE, Trigger
@@ -37,6 +39,23 @@ HOST = "127.0.0.1"
 CLI = os.path.join(os.path.dirname(sys.executable), "cartpole-tui")
 
 
+@contextlib.contextmanager
+def following(port: int, db: Path):
+    """A ``--no-env`` control room recording into its own file ``db``, and an attacker:
+    (session, store, events, attacker)."""
+    store = RunStore.open(str(db))
+    events: list[object] = []
+    options = SessionOptions(connect=f"{HOST}:{port}", embed_env=False, agent="random")
+    session = Session(options, store=store, on_event=events.append).open()
+    attacker = Component("attacker", HOST, port)
+    try:
+        yield session, store, events, attacker
+    finally:
+        attacker.close()
+        session.close()
+        store.close()
+
+
 @pytest.fixture
 def network(broker, tmp_path):
     """A real environment (one instance) and random agent, a ``--no-env`` control room recording
@@ -44,15 +63,8 @@ def network(broker, tmp_path):
     agent = RandomAgent(HOST, broker.port, seed=5).start()
     environment = VectorEnvironmentComponent(HOST, broker.port, parallel=1, seed=3).start()
     db = tmp_path / "followed.sqlite3"
-    store = RunStore.open(str(db))
-    events: list[object] = []
-    options = SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False, agent="random")
-    session = Session(options, store=store, on_event=events.append).open()
-    attacker = Component("attacker", HOST, broker.port)
-    yield session, store, events, attacker, db
-    attacker.close()
-    session.close()
-    store.close()
+    with following(broker.port, db) as (session, store, events, attacker):
+        yield session, store, events, attacker, db
     environment.close()
     agent.close()
 
