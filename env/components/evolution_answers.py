@@ -98,8 +98,8 @@ class EvolutionAnswers:
         counted = len(self.models)
         if counted > weights:
             return (
-                f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s: it counts {counted}"
-                " models"
+                f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s: {counted} models"
+                " were seen in the evolution room"
                 " (a model restarted? the published evolution keeps every model it saw and evolves at exactly 20)"
                 " — restart the aggregation and evolution"
             )

@@ -61,7 +61,7 @@ def test_after_a_model_restart_the_published_evolution_counts_21_and_the_timeout
         message = str(timed_out.value)
         assert re.match(
             r"the evolution answered GET with (19|20) WEIGHTS and the CONTRIBUTION but sent no EVO_DONE in 3s:"
-            r" it counts 21 models \(a model restarted\?",
+            r" 21 models were seen in the evolution room \(a model restarted\?",
             message,
         ), message
         assert message.endswith("restart the aggregation and evolution")

@@ -72,7 +72,8 @@ def test_an_evolution_silence_says_what_went_by():
     answers.seen_in_room({"ROOT_ID": "other", "WEIGHTS": [0.0], "COMPONENT_ID": "x"})  # not this request's
     text = answers.silence(30)
     assert text.startswith("the evolution answered GET with 20 WEIGHTS and the CONTRIBUTION but sent no EVO_DONE")
-    assert "it counts 21 models (a model restarted?" in text and text.endswith("restart the aggregation and evolution")
+    assert "21 models were seen in the evolution room (a model restarted?" in text
+    assert text.endswith("restart the aggregation and evolution")
 
 
 def test_a_run_without_episodes_says_so_and_a_stall_says_what_was_seen():
