@@ -40,6 +40,7 @@ RUN_FIELDS = (
     "finished",
     "best",
     "total_steps",
+    "steps_per_s",
     "followed",
 )
 EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
@@ -67,6 +68,7 @@ def run_fields(run: RunRecord) -> dict[str, object]:
         run.finished,
         run.best,
         run.total_steps,
+        run.steps_per_s,  # the one figure every view shows
         run.followed,
     )
     return dict(zip(RUN_FIELDS, values))
@@ -112,7 +114,6 @@ def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
         "runs": [
             {
                 **run_fields(run),
-                "steps_per_s": run.steps_per_s,
                 "episodes": [e._asdict() for e in store.episodes(run.run_uid)],
             }
             for run in runs

@@ -43,6 +43,8 @@ def test_csv_parses_back_to_the_same_numbers(history, tmp_path):
     for number, (run, episodes) in runs.items():
         mine = [row for row in rows if int(row["run"]) == number]
         assert all(row["run_uid"] == run.run_uid and row["state"] == run.state for row in mine)
+        # the one steps/s figure, as the table and `run` show it (the CSV had none)
+        assert all(row["steps_per_s"] == ("" if run.steps_per_s is None else repr(run.steps_per_s)) for row in mine)
         assert {float(row["started"]) for row in mine} == {run.started}
         if not episodes:
             assert [row["episode"] for row in mine] == [""] and mine[0]["avg_score"] == ""

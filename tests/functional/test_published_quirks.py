@@ -59,9 +59,10 @@ def test_after_a_model_restart_the_published_evolution_counts_21_and_the_timeout
         assert restarted.component_id in published.evolution.weights
         assert published.evolution.evolutions == evolutions  # and never evolves (no EVO_DONE) again
         message = str(timed_out.value)
+        # the ids this control room saw: 21, or 20 when an old id's WEIGHTS went by before it listened
         assert re.match(
             r"the evolution answered GET with (19|20) WEIGHTS and the CONTRIBUTION but sent no EVO_DONE in 3s:"
-            r" 21 models were seen in the evolution room \(a model restarted\?",
+            r" (20|21) models were seen in the evolution room \(a model restarted\?",
             message,
         ), message
         assert message.endswith("restart the aggregation and evolution")

@@ -12,6 +12,8 @@ from test_control_room import loaded, offline_app
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.bindings import PANES
 
 from conftest import screen_text
@@ -192,7 +194,9 @@ async def test_the_plot_legend_holds_whole_items_only(tmp_path, size):
 async def test_the_bar_and_its_label_tell_of_one_run_through_a_schedule(tmp_path):
     """Runs of a schedule follow each other faster than the redraw: the bar showed the next run's
     0 % beside "run 1 done", or 0 % beside "16/20" on a loaded machine. Both change at a redraw."""
-    app = make_app(tmp_path)  # the embedded network, random agents: short runs, many run ends
+    # the embedded network with the learning swarm: short runs, many run ends (random agents have no
+    # evolution: their schedule waits at its first evolve)
+    app = ControlRoomApp(SessionOptions(seed=11), db_path=str(tmp_path / "runs.sqlite3"))
     seen = {"count": 0, "ended": 0}
     async with app.run_test(size=(80, 24)) as pilot:
         await connected(pilot)
