@@ -47,3 +47,6 @@ class LogPane(RichLog):
             for line in self._given:
                 self.write(line, scroll_end=False)
         self.scroll_end(animate=False, immediate=False, x_axis=False)
+        # and once RichLog's own handler has written what came while the pane was hidden (shown by
+        # its key, the log sat at its first lines when that came after this scroll)
+        self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
