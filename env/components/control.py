@@ -275,16 +275,17 @@ class ControlClient:
     def wait_run(self, idle_timeout: float = defaults.RUN_IDLE_TIMEOUT) -> RunFinished:
         """Block until the current run ends; ControlTimeout after ``idle_timeout`` s without progress."""
         with self._cond:
-            while self._result is None:
+            while self._result is None and self._wrong_env is None:
                 self._raise_if_lost()
                 if self.health.gone is not None:  # nobody is left to play it: no need to wait out the time-out
                     raise ControlTimeout(self.health.gone.text)
-                if self._wrong_env is not None:
-                    raise WrongEnvironment(self._wrong_env)
                 idle = time.monotonic() - self._last_progress
                 if idle >= idle_timeout:
                     raise ControlTimeout(self._quiet(idle_timeout))
                 self._cond.wait(min(0.5, idle_timeout - idle))
+            if self._wrong_env is not None:  # the environment's ENV_DONE (stopped) may be heard before this wakes
+                raise WrongEnvironment(self._wrong_env)
+            assert self._result is not None  # the loop ended on it
             return self._result
 
     def _quiet(self, idle_timeout: float) -> str:

@@ -22,9 +22,11 @@ from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.policy import n_weights
 from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.data.braille import BASE
 from cartpole_tui.tui.widgets.cart_view import CartView
+from tests.hostile import Raw
 
 from conftest import cli, one_clear_line, only_json, screen_text, until, wait_for
 
@@ -172,6 +174,24 @@ def test_models_built_for_another_environment_are_named_not_fed(broker, closing)
     assert "--env-id Acrobot-v1" in str(refused.value)
     wait_for(lambda: ended.runs, 5, "the environment to end the run")
     assert ended.runs[0].stopped and ended.runs[0].run_id == control.run_id and environment.logic.run is None
+
+
+def test_a_wrong_environment_is_said_even_when_the_runs_end_is_heard_first(broker, closing):
+    """The environment ends the run (ENV_DONE, stopped) as soon as WRONG_ENV reaches it: heard by
+    the control room before its waiting thread woke, the wait returned "stopped" and never said why
+    (a flaky CI run). Both messages arrive before the wait begins here, in the order they can."""
+    heard: list[object] = []
+    control = ControlClient(HOST, broker.port, on_event=heard.append)
+    closing(control)
+    run_id = control.start_run(2)
+    peer = Raw(broker.port, "models")
+    closing(peer.sock)
+    peer.send(protocol.wrong_env("models built for CartPole-v1, not Acrobot-v1", run_id))
+    peer.send(protocol.env_done(0.0, run_id, 0, stopped=True))
+    wait_for(lambda: not control.playing, 5, "the run's end to be heard")
+    with pytest.raises(WrongEnvironment) as refused:
+        control.wait_run(idle_timeout=5)
+    assert "models built for CartPole-v1, not Acrobot-v1" in str(refused.value)
 
 
 async def test_a_control_room_says_the_environment_the_network_plays(tmp_path, broker, closing):
