@@ -164,6 +164,8 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
                 self._verdict.wait(0.5)
             if self.not_a_broker is not None:
                 return NotABroker(self.not_a_broker)
+            if self._closed_early:  # a refused token, most often: "Broken pipe" said nothing of it
+                return ConnectionLost(self._closed_at_once())
         return ConnectionLost(f"send to broker failed: {error.strerror or error}{self._refusal_hint()}")
 
     def _look_at_peer(self) -> None:
@@ -309,8 +311,10 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
         except (ConnectionLost, protocol.FrameError) as error:
             if not self._closing.is_set():
                 reason = self._judge(error)
-                # a peer that is no broker is said by whoever asked (check_broker, on_disconnect)
-                log.log(logging.DEBUG if self.not_a_broker else logging.WARNING, "%s: %s", self.name, reason)
+                # a peer that is no broker, or a close at once (a refused token), is said by whoever
+                # asked (check_broker, a send, on_disconnect) as one readable line, not a log record
+                said_by_asker = self.not_a_broker is not None or (self._closed_early and self.on_disconnect is not None)
+                log.log(logging.DEBUG if said_by_asker else logging.WARNING, "%s: %s", self.name, reason)
                 self._shutdown_socket()
                 if self.on_disconnect is not None:
                     self.on_disconnect(reason)

@@ -24,7 +24,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.transport import Component
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import free_port, polls, screen_text, start_swergio_client, wait_for
+from conftest import cli, free_port, one_clear_line, polls, screen_text, start_swergio_client, wait_for
 
 HOST = "127.0.0.1"
 TOKEN = "team-secret-" + uuid.uuid4().hex
@@ -268,3 +268,18 @@ def test_a_broker_bound_to_every_address_with_a_token_refuses_strangers_there_to
         assert intruder.closed_by_broker() and open_bind.refused == 1
     finally:
         open_bind.stop()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run", "--episodes", "5", "--db", ":memory:"], ["evolve"], ["env", "--db", ":memory:"], ["swarm"]],
+    ids=lambda command: command[0],
+)
+def test_a_refused_token_is_said_in_one_readable_line_by_every_command(guarded, command):
+    """`run` said "Broken pipe", `evolve` leaked a log record before the readable line."""
+    done = cli(command[0], "--connect", f"{HOST}:{guarded.port}", *command[1:], timeout=60)
+    one_clear_line(done, 1, "cartpole-tui: ")
+    assert done.stderr == (
+        f"cartpole-tui: {HOST}:{guarded.port} closed the connection at once: not a swergio broker, or a broker "
+        "that refused this client (if the broker has a token: give it with --token-file)\n"
+    )
