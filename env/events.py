@@ -130,6 +130,9 @@ class NetworkError:
     source: str
     text: str
     run_id: str | None = None
+    # The wait for this client's own run ends on it (ControlTimeout, WrongEnvironment): a
+    # command waiting (`run`) says it once, as its error, not also as a warning before.
+    ends_run: bool = False
 
     @property
     def line(self) -> str:

@@ -456,10 +456,11 @@ class ControlClient:
         text = protocol.clean_text(msg.get("ERROR", ""))
         run_id = msg["RUN_ID"] if protocol.valid_run_id(msg.get("RUN_ID")) else None
         with self._cond:
-            if self._run_id is not None and run_id == self._run_id and self._result is None:
+            ours = self._run_id is not None and run_id == self._run_id and self._result is None
+            if ours:
                 self._wrong_env = NetworkError(sender, text, run_id).line
                 self._cond.notify_all()
-        self._emit(NetworkError(sender, text, run_id))
+        self._emit(NetworkError(sender, text, run_id, ends_run=ours))
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
         self._environment_is_ours()  # the published environment sends neither

@@ -81,11 +81,13 @@ class NetworkHealth:
             return NetworkError(
                 protocol.OBSERVATION,
                 f"run stalled: no agent is in room {protocol.OBSERVATION} to answer {waited}: is a swarm running?",
+                ends_run=True,
             )
         who = f" ({', '.join(self._left_in_run)})" if self._left_in_run else ""
         return NetworkError(
             protocol.OBSERVATION,
             f"run stalled: the agents left{who}; no agent is left in room {protocol.OBSERVATION} to answer {waited}",
+            ends_run=True,
         )
 
     def _left(self, clients: tuple[str, ...]) -> list[str]:

@@ -176,6 +176,16 @@ def test_models_built_for_another_environment_are_named_not_fed(broker, closing)
     assert ended.runs[0].stopped and ended.runs[0].run_id == control.run_id and environment.logic.run is None
 
 
+def test_run_says_a_wrong_environment_once(broker, closing):
+    """`run` printed the models' refusal twice: once bare (a warning), once as its error."""
+    closing(Swarm(HOST, broker.port, models=2, seed=1).start())  # CartPole's models
+    done = cli(
+        "run", "--connect", f"{HOST}:{broker.port}", "--env-id", "Acrobot-v1", "--episodes", "2", "--db", ":memory:"
+    )
+    one_clear_line(done, 1, "cartpole-tui: models built for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1")
+    assert done.stderr.count("models built") == 1 and "--env-id Acrobot-v1" in done.stderr
+
+
 def test_a_wrong_environment_is_said_even_when_the_runs_end_is_heard_first(broker, closing):
     """The environment ends the run (ENV_DONE, stopped) as soon as WRONG_ENV reaches it: heard by
     the control room before its waiting thread woke, the wait returned "stopped" and never said why

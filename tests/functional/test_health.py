@@ -190,4 +190,19 @@ def test_run_says_the_agents_left_and_gives_up_when_they_are_gone(broker):
     assert "random-agent left the network" in lines
     assert lines[-1].startswith("cartpole-tui: run stalled: the agents left (random-agent)"), lines
     assert "no agent is left in room observation" in lines[-1]
+    assert sum("run stalled" in line for line in lines) == 1, lines  # once: not also "observation: run stalled"
     assert not any("sent no observation" in line or "no episode finished" in line for line in lines)
+
+
+def test_run_on_a_network_without_agents_says_so_once(broker):
+    """Nobody there to play: one line, the command's error (it was said twice, once bare as
+    "observation: run stalled: …"), and not "the agents left"."""
+    done = subprocess.run(
+        [CLI, "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "5", "--db", ":memory:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("cartpole-tui: run stalled: no agent is in room observation to answer"), done.stderr
+    assert done.stderr.endswith(": is a swarm running?\n") and done.stderr.count("\n") == 1, done.stderr

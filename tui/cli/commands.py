@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                 tell(in_order.add(event))
         elif isinstance(event, RunFinished):
             ended.set()
-        elif isinstance(event, NetworkError):
+        elif isinstance(event, NetworkError) and not event.ends_run:  # that one is the command's error
             lines.say(Text(event.line, style="yellow"))
 
     with _open_session(args, on_event) as (session, store), progress, lines, _signals_as_interrupts() as caught:
