@@ -58,8 +58,10 @@ def _unplayable(env: gym.Env) -> str | None:
     obs, actions = env.observation_space, env.action_space
     if not isinstance(actions, Discrete):
         return f"has a {type(actions).__name__} action space"
-    if not isinstance(obs, Box) or len(obs.shape) != 1:
-        return f"has a {type(obs).__name__} observation of shape {getattr(obs, 'shape', None)}"
+    if not isinstance(obs, Box):  # a Tuple or Dict has no shape to tell ("of shape None" was noise)
+        return f"has a {type(obs).__name__} observation"
+    if len(obs.shape) != 1:
+        return f"has a Box observation of shape {obs.shape} (one dimension is played)"
     if not 1 <= obs.shape[0] <= defaults.ENV_OBSERVATIONS_MAX or not 2 <= int(actions.n) <= defaults.ENV_ACTIONS_MAX:
         return f"has {obs.shape[0]} observations and {int(actions.n)} actions (beyond our bounds)"
     return None

@@ -53,7 +53,7 @@ def test_each_shipped_environment_has_its_spaces_and_threshold(env_id):
     ("env_id", "words"),
     [
         ("Pendulum-v1", "Pendulum-v1 has a Box action space"),
-        ("Blackjack-v1", "Blackjack-v1 has a Tuple observation"),
+        ("Blackjack-v1", "Blackjack-v1 has a Tuple observation; cartpole-tui plays"),
         ("NoSuchEnv-v0", "unknown gymnasium environment 'NoSuchEnv-v0'"),
         ("", "an environment id is 1..80 printable characters"),
         ("Cart\x1b[2JPole-v1", "an environment id is 1..80 printable characters"),
@@ -63,6 +63,16 @@ def test_an_environment_we_cannot_play_is_refused_in_one_line(env_id, words):
     with pytest.raises(ValueError) as refused:
         spaces_of(env_id)
     assert words in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_an_observation_of_more_dimensions_is_refused_with_its_shape(monkeypatch):
+    class Picture(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (8, 6, 3), dtype=np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+    monkeypatch.setattr(gym, "make", lambda *args, **kwargs: Picture())
+    with pytest.raises(ValueError, match=r"^Pixels-v0 has a Box observation of shape \(8, 6, 3\) \(one dimension"):
+        make_env("Pixels-v0")
 
 
 def test_a_missing_extra_is_named_with_its_install_line(monkeypatch):
