@@ -663,8 +663,9 @@ class ControlRoomApp(App):
         self.controller.start_schedule()
 
     def action_stop(self) -> None:
-        if self.controller.stop_schedule():
-            self.log_line("schedule stopping after the current run")
+        if self.controller.stop_schedule():  # x stops its run too (below): said as it happens
+            going = self.current is not None
+            self.log_line("schedule stopping: its run is stopped, no other starts" if going else "schedule stopping")
         self.post_message(StopRequested())
 
     def on_stop_requested(self, _: StopRequested) -> None:

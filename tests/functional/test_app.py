@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -253,10 +254,14 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             await pilot.press("r")
             await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
             assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
+            await until(pilot, lambda: app.current is not None, what="a run of round 2")
             await pilot.press("x")
             await until(
                 pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""), what="the schedule to end"
             )
+            # x stops the run going, not "after the current run" as the log promised
+            said = log_text(app).split("schedule stopping", 1)[1]
+            assert said.startswith(": its run is stopped, no other starts") and re.search(r"run \d+ stopped", said)
             assert not app.controller.schedule_running  # a new schedule may start
             rounds = log_text(app).count("round ")
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
