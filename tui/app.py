@@ -664,8 +664,7 @@ class ControlRoomApp(App):
 
     def action_stop(self) -> None:
         if self.controller.stop_schedule():  # x stops its run too (below): said as it happens
-            going = self.current is not None
-            self.log_line("schedule stopping: its run is stopped, no other starts" if going else "schedule stopping")
+            self.log_line("schedule stopping: its run going is stopped, and it ends")
         self.post_message(StopRequested())
 
     def on_stop_requested(self, _: StopRequested) -> None:

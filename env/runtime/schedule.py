@@ -137,13 +137,20 @@ def run_schedule(
         if on_phase is not None:
             on_phase(phase, number)
 
+    def going(run_id: str) -> str:
+        """A stop asked while the run was being started found no run to STOP: this one is stopped."""
+        if stop is not None and stop.is_set():
+            control.stop_run()
+        return run_id
+
     def run(phase: str, number: int, episodes: int, deterministic: bool) -> RunFinished:
         begin(phase, number)
-        return control.run(episodes, deterministic, seed=next(seeds), idle_timeout=idle_timeout)
+        going(control.start_run(episodes, deterministic, seed=next(seeds)))
+        return control.wait_run(idle_timeout)
 
     def confirm(number: int) -> RunFinished:
         begin("confirm", number)
-        hopeless.watch(control.start_run(final_eval, True, seed=next(seeds)))
+        hopeless.watch(going(control.start_run(final_eval, True, seed=next(seeds))))
         return control.wait_run(idle_timeout)
 
     hopeless = _HopelessConfirmation(control, final_eval, target, best)

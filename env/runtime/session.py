@@ -10,6 +10,7 @@ unless told otherwise; the control client always does.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -199,7 +200,9 @@ class Session:
                 self.published_environment = True
                 control.watch_observations(self._observed)
             if control.wait_stats(defaults.ENV_PROBE_TIMEOUT) is None:
-                control.watch_models()
+                # closed meanwhile (the app quit, the network was lost: said where it happens)
+                with contextlib.suppress(ConnectionError):
+                    control.watch_models()
 
         timer = threading.Timer(self.events.announce_wait, decide)
         timer.daemon = True

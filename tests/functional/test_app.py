@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 import signal
+import threading
 
 import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 from textual.widgets import Checkbox, Input, Label, RichLog
 
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.events import RunFinished
+from cartpole_tui.env.runtime import schedule
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.tui.app import ControlRoomApp
@@ -254,19 +259,61 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             await pilot.press("r")
             await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
             assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
-            await until(pilot, lambda: app.current is not None, what="a run of round 2")
             await pilot.press("x")
             await until(
                 pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""), what="the schedule to end"
             )
-            # x stops the run going, not "after the current run" as the log promised
-            said = log_text(app).split("schedule stopping", 1)[1]
-            assert said.startswith(": its run is stopped, no other starts") and re.search(r"run \d+ stopped", said)
             assert not app.controller.schedule_running  # a new schedule may start
             rounds = log_text(app).count("round ")
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
     finally:
         swarm.close()
+
+
+async def test_x_during_a_schedule_says_its_run_is_stopped_now(tmp_path, broker, agent, monkeypatch):
+    """The log said "schedule stopping after the current run", then the run stopped at once."""
+    long_training = functools.partial(schedule.run_schedule, train=1_000_000)  # x lands in the first run
+    monkeypatch.setattr("cartpole_tui.tui.controller.run_schedule", long_training)
+    app = make_app(tmp_path, broker.port)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: len(app.history) >= 3, what="the schedule's first run playing")
+        await pilot.press("x")
+        await until(pilot, lambda: "schedule ended after" in log_text(app), what="the schedule to end")
+        said = log_text(app).split("schedule stopping", 1)[1].splitlines()
+        assert said[0] == ": its run going is stopped, and it ends", said
+        told = sorted(line[9:] for line in said[1:3])  # the STOP's answer and the run's end, in either order
+        assert told[0].startswith("run 1 stopped: ") and told[1] == "stop requested", said
+
+
+def test_a_stop_asked_while_a_schedules_run_starts_stops_that_run(broker, closing):
+    """Between the schedule's check of its stop and its run's START, x's STOP found no run: the
+    run played to its end, and the log's "its run going is stopped" was not so."""
+    closing(RandomAgent("127.0.0.1", broker.port, seed=5).start())
+    closing(EnvironmentComponent("127.0.0.1", broker.port, seed=5).start())
+    ended: list[RunFinished] = []
+    control = ControlClient(
+        "127.0.0.1", broker.port, on_event=lambda e: ended.append(e) if isinstance(e, RunFinished) else None
+    )
+    closing(control)
+    stop = threading.Event()
+    stopped: list[schedule.ScheduleStopped] = []
+
+    def play() -> None:
+        try:
+            # on_phase is called once the stop was checked: the latest moment x can land before the START
+            schedule.run_schedule(control, train=1_000_000, stop=stop, on_phase=lambda *_: stop.set())
+        except schedule.ScheduleStopped as error:
+            stopped.append(error)
+
+    playing = threading.Thread(target=play, daemon=True)
+    playing.start()
+    playing.join(20)
+    if playing.is_alive():
+        control.stop_run()
+        pytest.fail("the run started after the stop played on")
+    assert stopped[0].result.rounds == [] and [run.stopped for run in ended] == [True]
 
 
 async def test_a_run_goes_on_behind_the_help_screen(tmp_path, broker, agent):
