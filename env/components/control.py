@@ -376,6 +376,16 @@ class ControlClient:
                 self._emit(ComponentSeen(name, room))
         self._summarise_names(now)
 
+    def _seen_in_stats(self, clients: tuple[str, ...]) -> None:
+        """Our broker's stats name every client: those that joined before us (the environment the
+        app started, a swarm) are told at the first stats, not at their first message (the log
+        said "component seen: environment" after "run 1 started")."""
+        now = time.monotonic()
+        with self._cond:
+            told = [n for n in dict.fromkeys(clients) if n != protocol.UNREGISTERED and self._names.tell(n, now)]
+        for name in told:
+            self._emit(ComponentSeen(name, None))
+
     def _summarise_names(self, now: float) -> None:
         """A flood of new names is one line a second, not one a name."""
         with self._cond:
@@ -401,6 +411,7 @@ class ControlClient:
             )
         except (TypeError, ValueError, AttributeError, OverflowError):
             return  # not our broker's format: ignore, as with any unknown message
+        self._seen_in_stats(event.clients)
         self._summarise_names(time.monotonic())
         with self._cond:
             previous, self.stats = self.stats, event

@@ -18,7 +18,7 @@ from cartpole_tui.env.events import BrokerStats, NetworkError
 from cartpole_tui.env.wire import protocol
 
 _STEP_ROOMS = (protocol.OBSERVATION, protocol.LOGITS, protocol.ACTION)
-_QUIET = ("control", "(unregistered)")  # control clients (`evolve`, `run`) come and go by design
+_QUIET = ("control", protocol.UNREGISTERED)  # control clients (`evolve`, `run`) come and go by design
 _NAMES_TOLD = 5  # components named as having left a stalled run
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from cartpole_tui.env.wire.protocol import UNREGISTERED
 from cartpole_tui.env.wire.rooms import RoomCounters, Rooms
 
 STATS_MAX_ROOMS = 100  # the busiest rooms in a stats message; STATS_MAX_CLIENTS names
@@ -36,7 +37,7 @@ def snapshot(
             room: RoomCounters(len(rooms.members.get(room, ())), c.messages, c.bytes)
             for room, c in rooms.counters.items()
         }
-        clients = sorted(p.name or "(unregistered)" for p in rooms.peers)
+        clients = sorted(p.name or UNREGISTERED for p in rooms.peers)
     return {
         "address": address,
         "clients": clients,

@@ -53,6 +53,7 @@ COMMAND_ROOM = "_command"
 LOGGING_ROOM = "_logging"
 STATS_ROOM = "_stats"  # added: our broker sends its counters here every STATS_INTERVAL s
 STATS_INTERVAL = 1.0
+UNREGISTERED = "(unregistered)"  # the stats' name of a client that has not registered yet
 LOG_CUSTOM = "LOG/CUSTOM"
 RESERVED_ROOMS = (COMMAND_ROOM, LOGGING_ROOM)
 BROKER = "_broker"  # the SENT_BY of what the broker itself sends

@@ -316,6 +316,21 @@ def test_a_stop_asked_while_a_schedules_run_starts_stops_that_run(broker, closin
     assert stopped[0].result.rounds == [] and [run.stopped for run in ended] == [True]
 
 
+async def test_the_embedded_environment_is_seen_before_the_run_it_plays(tmp_path):
+    """The log said "run 1 started" and then "component seen: environment": the environment the
+    app started joined before the app's control client, which saw it only at its first message."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        await until(pilot, lambda: "component seen: environment" in log_text(app), 10, "the environment seen")
+        await start_run(pilot, "5")
+        await until(pilot, lambda: "run 1 done" in log_text(app), what="the run")
+        lines = log_text(app).splitlines()
+        seen = next(i for i, line in enumerate(lines) if line.endswith("component seen: environment"))
+        assert seen < next(i for i, line in enumerate(lines) if "run 1 started" in line), lines
+        assert sum("component seen: environment" in line for line in lines) == 1, lines
+
+
 async def test_a_run_goes_on_behind_the_help_screen(tmp_path, broker, agent):
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(100, 30)) as pilot:

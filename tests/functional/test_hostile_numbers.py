@@ -259,7 +259,7 @@ async def test_a_flood_of_names_is_bounded_and_summarised(tmp_path):
                 for line in log_text(app).splitlines()
                 if "more components seen" in line
             )
-            assert told < 200 and told + summarised <= names
+            assert told < 200 and told + summarised <= names + 1  # + the flooder, named in the broker's stats
             assert len(app.main.network.components) <= MAX_NAMES
             assert app.is_running
             flooder.close()
