@@ -316,6 +316,18 @@ async def test_a_resize_to_a_huge_terminal_is_clamped(server):
         assert max(rows) == defaults.SERVE_MAX_ROWS
 
 
+async def test_the_full_page_counts_one_session_in_the_singular(tmp_path):
+    """It said "1 sessions are open"."""
+    import aiohttp
+
+    with serving(tmp_path, "--max-sessions", "1") as served:
+        async with aiohttp.ClientSession() as session:
+            only = await session.ws_connect(f"{served.url}/ws", headers={"Cookie": COOKIE, "Origin": served.url})
+            async with session.get(served.url + "/", headers={"Cookie": COOKIE}) as page:
+                assert page.status == 503 and "is full: 1 session open (--max-sessions)." in await page.text()
+            await only.close()
+
+
 async def test_sessions_past_the_limit_get_a_page_that_says_it_is_full(tmp_path):
     import aiohttp
 
@@ -326,7 +338,7 @@ async def test_sessions_past_the_limit_get_a_page_that_says_it_is_full(tmp_path)
             second = await session.ws_connect(f"{served.url}/ws", headers=headers)
             assert await socket_status(served.url, served.url) == 503
             async with session.get(served.url + "/", headers={"Cookie": COOKIE}) as page:
-                assert page.status == 503 and "full" in await page.text()
+                assert page.status == 503 and "is full: 2 sessions open (--max-sessions)" in await page.text()
             wait_for(lambda: len(control_rooms(served.process)) == 2, 30, "two control rooms")
             await first.close()
             for _ in polls(lambda: status_of(served.url + "/", cookie=COOKIE) == 200, 30, "a session to free up"):

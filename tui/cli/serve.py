@@ -36,6 +36,7 @@ from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.network import LocalNetwork, NetworkStartError, listen_problem
 from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.env.wire import auth
+from cartpole_tui.env.words import plural
 from cartpole_tui.tui.cli.errors import CommandError
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,13 @@ def terminal_size(width: object, height: object) -> tuple[int, int] | None:
     return max(1, min(columns, defaults.SERVE_MAX_COLUMNS)), max(1, min(rows, defaults.SERVE_MAX_ROWS))
 
 
-FULL_PAGE = (
-    "<!DOCTYPE html><html><head><title>cartpole-tui: full</title></head><body>"
-    "<p>This control room is full: {sessions} sessions are open (--max-sessions). "
-    "Close a tab that shows it, or try again later.</p></body></html>"
-)
+def full_page(sessions: int) -> str:
+    """The page past ``--max-sessions`` (503)."""
+    return (
+        "<!DOCTYPE html><html><head><title>cartpole-tui: full</title></head><body>"
+        f"<p>This control room is full: {plural(sessions, 'session')} open (--max-sessions). "
+        "Close a tab that shows it, or try again later.</p></body></html>"
+    )
 
 
 def make_server(
@@ -172,7 +175,7 @@ def make_server(
             return app
 
         def full(self) -> web.Response:
-            return web.Response(status=503, text=FULL_PAGE.format(sessions=self.sessions), content_type="text/html")
+            return web.Response(status=503, text=full_page(self.sessions), content_type="text/html")
 
         async def handle_index(self, request: web.Request):
             if self.sessions >= max_sessions:
