@@ -2,7 +2,10 @@
 
 CSV: a run without episodes still gets one row, with the episode columns empty; a text's control
 characters are written as U+FFFD (tab and newline as a space), as the screen shows them.
-JSON: ``{"format": "cartpole-tui/runs", "version": 1, "runs": [{...run, "episodes": [...]}]}``.
+JSON: ``{"format": "cartpole-tui/runs", "version": 2, "runs": [{...run, "episode_rows": [...]}]}``: a run
+has the CSV's run columns, by the same names (``episodes``: the number the run asked for, in both
+formats), and its episodes' rows under ``episode_rows``. Version 1 had them under ``episodes``,
+which the CSV names the number asked for.
 Times are Unix seconds; floats are written exactly (they parse back to the same numbers).
 TensorBoard: a folder, one run's event file in each of its folders (:mod:`.tensorboard`).
 """
@@ -44,6 +47,7 @@ RUN_FIELDS = (
     "followed",
 )
 EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
+JSON_VERSION = 2  # 2: a run's episodes under "episode_rows"; "episodes" is the number asked, as in the CSV
 
 
 class ExportError(Exception):
@@ -110,11 +114,11 @@ def _write_csv(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
 def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
     document = {
         "format": "cartpole-tui/runs",
-        "version": 1,
+        "version": JSON_VERSION,
         "runs": [
             {
                 **run_fields(run),
-                "episodes": [e._asdict() for e in store.episodes(run.run_uid)],
+                "episode_rows": [e._asdict() for e in store.episodes(run.run_uid)],
             }
             for run in runs
         ],

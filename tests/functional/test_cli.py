@@ -196,7 +196,7 @@ def test_run_joins_an_existing_network(broker, tmp_path):
     assert "average score" in result.stdout and "over 4 episodes (ENV_DONE)" in result.stdout
     exported = cli("export", "--db", str(tmp_path / "h.sqlite3"), "--format", "json")
     runs = json.loads(exported.stdout)["runs"]
-    assert len(runs) == 1 and len(runs[0]["episodes"]) == 4 and runs[0]["state"] == "done"
+    assert len(runs) == 1 and len(runs[0]["episode_rows"]) == 4 and runs[0]["state"] == "done"
 
 
 SHORT_SCHEDULE = ("run", "--schedule", "--rounds", "2", "--train", "4", "--eval", "2", "--seed", "1", "--models", "4")

@@ -59,7 +59,7 @@ def test_json_round_trip(history):
     out = io.StringIO()
     assert export_runs(history, None, "json", out) == 3
     document = json.loads(out.getvalue())
-    assert document["format"] == "cartpole-tui/runs"
+    assert (document["format"], document["version"]) == ("cartpole-tui/runs", 2)
     runs = expected(history)
     assert [r["run"] for r in document["runs"]] == list(runs)
     for exported in document["runs"]:
@@ -70,7 +70,9 @@ def test_json_round_trip(history):
             run.state,
         )
         assert (exported["seed"], exported["deterministic"], exported["ended"]) == (run.params.seed, False, run.ended)
-        assert [tuple(e.values()) for e in exported["episodes"]] == [tuple(e) for e in episodes]
+        assert [tuple(e.values()) for e in exported["episode_rows"]] == [tuple(e) for e in episodes]
+        # one name, one meaning: "episodes" is the number the run asked for, as in the CSV (it was the list)
+        assert list(exported) == [*RUN_FIELDS, "episode_rows"] and exported["episodes"] == run.params.episodes
 
 
 def test_chosen_runs_only(history):
@@ -78,7 +80,7 @@ def test_chosen_runs_only(history):
     assert export_runs(history, [2], "json", out) == 1
     document = json.loads(out.getvalue())
     assert [r["run_uid"] for r in document["runs"]] == ["b"]
-    assert len(document["runs"][0]["episodes"]) == len(expected(history, [2])[2][1])
+    assert len(document["runs"][0]["episode_rows"]) == len(expected(history, [2])[2][1])
 
 
 def test_export_from_a_live_store_to_the_default_path(history, tmp_path, monkeypatch):
