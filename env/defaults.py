@@ -72,6 +72,9 @@ EPISODES = 20
 RUN_IDLE_TIMEOUT = 60.0  # s a run may go without progress before the control client gives up
 RUN_IDS_KEPT = 100_000  # RUN_IDs an environment remembers having played (a start reusing one is refused)
 EVOLVE_ANSWER_TIMEOUT = 30.0  # s `evolve` and the app's `e` wait for EVO_DONE
+# s another control room's schedule is taken as going after its last run ended (its evolution
+# waits up to EVOLVE_ANSWER_TIMEOUT); a room gone without its SCHEDULE_ENDED is forgotten then
+SCHEDULE_GAP_TIMEOUT = EVOLVE_ANSWER_TIMEOUT + 5.0
 CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # s to wait, after joining an address we did not start, for a sign of what answers there: our
 # broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.

@@ -646,15 +646,22 @@ class ControlRoomApp(App):
 
     def on_start_requested(self, message: StartRequested) -> None:
         self.main.runs_table.focus()  # out of the episodes field: single-letter keys are the app's
-        if not self._can_control():
+        if not self._can_control() or self._schedule_elsewhere():
             return
         if self.current is not None:
             self.notify("a run is going: stop it first (x)", severity="warning")
             return
         self.controller.start_run(message.episodes, message.deterministic)
 
+    def _schedule_elsewhere(self) -> bool:
+        """A start would land in another room's schedule (between its runs too): refused, said so."""
+        if not self.controller.schedule_elsewhere:
+            return False
+        self.notify("a schedule is running in another control room (x stops it)", severity="warning")
+        return True
+
     def action_schedule(self) -> None:
-        if not self._can_control():
+        if not self._can_control() or self._schedule_elsewhere():
             return
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
@@ -670,7 +677,7 @@ class ControlRoomApp(App):
     def on_stop_requested(self, _: StopRequested) -> None:
         if not self._can_control():
             return
-        if self.current is None:
+        if self.current is None and not self.controller.schedule_elsewhere:
             self.notify("no run is going", severity="information")
             return
         self.controller.stop_run()  # says what it did (StopAnswered)

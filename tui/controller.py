@@ -276,6 +276,12 @@ class Controller(EnvironmentObserver):
     def schedule_running(self) -> bool:
         return self._schedule_stop is not None
 
+    @property
+    def schedule_elsewhere(self) -> bool:
+        """Whether another control room's schedule is going on the network (between its runs too)."""
+        control = self.control
+        return control is not None and control.schedule_elsewhere
+
     def start_schedule(self) -> None:
         control = self._joined_control()
         self._schedule_stop = threading.Event()

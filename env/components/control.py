@@ -11,6 +11,7 @@ silently when a peer dies.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.components.model_census import ModelCensus
+from cartpole_tui.env.components.schedules import Schedules
 from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
@@ -87,6 +89,7 @@ class ControlClient:
         self._last_progress = 0.0
         self._result: RunFinished | None = None
         self._evolution = EvolutionAnswers(watch_room=self._watch_evolution)
+        self._schedules = Schedules()  # ours, and another room's (guarded by _cond)
         self._lost: str | None = None
         self.health = NetworkHealth()
         self._names = NameFlood()  # component names seen: bounded, a flood summarised
@@ -216,8 +219,8 @@ class ControlClient:
 
     def start_run(self, episodes: int, deterministic: bool = False, seed: int | None = None) -> str:
         """Send a start; returns the run id (the published environment ignores it)."""
-        message = protocol.start_run(episodes, deterministic, seed=seed)
         with self._cond:
+            message = protocol.start_run(episodes, deterministic, seed=seed, schedule=self._schedules.ours)
             self._run_id = message["RUN_ID"]
             self._asked = episodes
             self._scores = []
@@ -255,7 +258,31 @@ class ControlClient:
             return list(self._scores)
 
     def stop_run(self) -> None:
+        """STOP the run going; another room's schedule is forgotten (it ends on hearing the STOP)."""
+        with self._cond:
+            self._schedules.forget_other()
         self.client.send(protocol.stop_run())
+
+    # --- schedules ----------------------------------------------------------------------
+
+    def begin_schedule(self, stop: threading.Event) -> None:
+        """A schedule of ours begins: its STARTs say so to the other rooms; a STOP from one sets ``stop``."""
+        with self._cond:
+            self._schedules.begin(stop)
+
+    def end_schedule(self) -> None:
+        """Our schedule ended: the other rooms are told (SCHEDULE_ENDED)."""
+        with self._cond:
+            ended = self._schedules.end()
+        if ended is not None:
+            with contextlib.suppress(ConnectionError):  # the network is gone: nobody to tell
+                self.client.send(protocol.schedule_ended(ended))
+
+    @property
+    def schedule_elsewhere(self) -> bool:
+        """Whether another control room's schedule is going (a run of it, or between its runs)."""
+        with self._cond:
+            return self._schedules.other(time.monotonic()) is not None
 
     def query_state(self) -> None:
         """Ask the environment for its run state (ours answers RUN_STATE; the published one nothing)."""
@@ -439,7 +466,12 @@ class ControlClient:
     def _on_control(self, msg: dict) -> None:
         self._seen_sender(msg)
         status = protocol.control_status(msg)
-        if status == protocol.EPISODE_DONE:
+        if status is None:
+            self._heard_command(msg)  # another room's START or STOP (the broker sends none of ours back)
+        elif status == protocol.SCHEDULE_ENDED:
+            with self._cond:
+                self._schedules.heard_ended(msg)
+        elif status == protocol.EPISODE_DONE:
             self._on_episode(msg)
         elif status == protocol.EPISODES_DONE:
             self._on_episodes(msg)
@@ -457,6 +489,19 @@ class ControlClient:
                     protocol.clean_text(msg.get("SENT_BY", "environment"), 80),
                     protocol.clean_text(msg.get("ERROR", "")),
                     msg["RUN_ID"] if protocol.valid_run_id(msg.get("RUN_ID")) else None,
+                )
+            )
+
+    def _heard_command(self, msg: dict) -> None:
+        with self._cond:
+            if protocol.is_start(msg):
+                self._schedules.heard_start(msg, time.monotonic())
+            stopped = protocol.is_stop(msg) and self._schedules.heard_stop()
+        if stopped:
+            self._emit(
+                NetworkError(
+                    "schedule",
+                    "another control room sent STOP (its x): its run going is stopped, and this schedule ends",
                 )
             )
 
@@ -543,6 +588,7 @@ class ControlClient:
         if not self.admits(RunFinished(run_id, average, episodes or 0, stopped), msg.get("SENT_BY")):
             return
         with self._cond:
+            self._schedules.heard_run_end(run_id, time.monotonic())
             # The published environment sends no RUN_ID: its ENV_DONE is the current run's.
             mine = self._run_id is not None and run_id in (None, self._run_id)
             result = RunFinished(

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.components.seen import SeenEpisodes
+from cartpole_tui.env.components.seen import RecentNames, SeenEpisodes
 from cartpole_tui.env.events import (
     EnvironmentObserver,
     EpisodeFinished,
@@ -74,6 +74,9 @@ class RunEvents:
         self.announce_wait = announce_wait
         self._lock = threading.RLock()
         self._current: RunStarted | None = None
+        # runs begun (the latest RUN_IDS_KEPT): none is begun twice, whichever word of it comes
+        # late (a schedule's room logged "run 121 started" twice, a second apart)
+        self._begun = RecentNames(defaults.RUN_IDS_KEPT)
         self._recording = False  # this store records the current run
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
         self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
@@ -248,16 +251,17 @@ class RunEvents:
     def _unannounced(self, run_id: str) -> None:
         with self._lock:
             started = self._sent.pop(run_id, None)
-            if started is not None:
+            if started is not None and run_id not in self._begun:
                 self._begin(started)
 
     def _follow(self, event: object) -> None:
         if isinstance(event, RunStarted):
             self._sent.pop(event.run_id, None)
-            if self._current is None or self._current.run_id != event.run_id:
+            if event.run_id not in self._begun:
                 self._begin(event)
         elif isinstance(event, RunJoined):
-            if self._current is None or self._current.run_id != event.run.run_id:
+            self._sent.pop(event.run.run_id, None)
+            if event.run.run_id not in self._begun:
                 self._begin(event.run, announce=False)
                 self._record_joined(event)
                 self._emit(event)
@@ -270,7 +274,8 @@ class RunEvents:
         ):
             return  # no run can have that id (e.g. ""): nothing of it reaches the history
         elif isinstance(event, EpisodeFinished):
-            self._news_of(event.run_id)
+            if not self._news_of(event.run_id):
+                return  # a late word of a run that ended or was replaced: it is not begun again
             if self._watched is not None and self._watched.run_id == event.run_id:
                 return  # counted from the observations
             if not self._episodes.first(event.episode):
@@ -325,15 +330,19 @@ class RunEvents:
                 )
             )
 
-    def _news_of(self, run_id: str) -> None:
+    def _news_of(self, run_id: str) -> bool:
         """News of a run: begin it if it is not the current one (sent but unannounced, or started elsewhere
-        by an environment that does not announce)."""
+        by an environment that does not announce). False for a run begun before, no longer current."""
         if self._current is not None and self._current.run_id == run_id:
-            return
+            return True
+        if run_id in self._begun:
+            return False
         started = self._sent.pop(run_id, None)
         self._begin(started if started is not None else RunStarted(run_id, 0, False, instances=0))
+        return True
 
     def _begin(self, started: RunStarted, *, announce: bool = True) -> None:
+        self._begun.add(started.run_id)
         self._current = started
         self._episodes = SeenEpisodes()
         store = self.store
@@ -351,6 +360,7 @@ class RunEvents:
         Whose news counts is learnt afresh (an environment here is announced again)."""
         with self._lock:
             self._current, self._recording = None, False
+            self._begun = RecentNames(defaults.RUN_IDS_KEPT)  # the run going is joined again, told again
             self._sent.clear()  # starts not announced before the loss: none will be now
             if not self.environment_here:  # the network's environment is learnt afresh
                 self._environment, self._announces = None, self.environment_here

@@ -116,7 +116,8 @@ def run_schedule(
     the schedule runs; ``on_phase(phase, round)`` is called before each run and evolution, phase
     one of "train", "eval", "confirm", "evolve", "final"; ``seed`` seeds each run's first reset with
     seed, seed+1, …. Once ``stop`` is set (stop the current run too), the next phase
-    raises :class:`ScheduleStopped` instead of starting. ``target`` is the environment's
+    raises :class:`ScheduleStopped` instead of starting; a STOP from another control room sets
+    it (its STARTs tell the other rooms that a schedule runs). ``target`` is the environment's
     (:func:`target_for`); ``best`` its best episode score (:func:`best_episode`), None when unknown.
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
@@ -154,7 +155,8 @@ def run_schedule(
         return control.wait_run(idle_timeout)
 
     hopeless = _HopelessConfirmation(control, final_eval, target, best)
-    with _forwarding_episodes(control, [f for f in (on_episode, hopeless) if f is not None]):
+    stop = stop if stop is not None else threading.Event()
+    with _forwarding_episodes(control, [f for f in (on_episode, hopeless) if f is not None]), _told(control, stop):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
             trained = run("train", number, train, False)
@@ -235,6 +237,16 @@ class _HopelessConfirmation:
         if len(self.scores) < self.episodes and best_possible < self.target * self.episodes:
             self.run_id = None  # stop once
             self.control.stop_run()
+
+
+@contextlib.contextmanager
+def _told(control: ControlClient, stop: threading.Event) -> Iterator[None]:
+    """The schedule's runs are said to be a schedule's to the other rooms, and its end (SCHEDULE_ENDED)."""
+    control.begin_schedule(stop)
+    try:
+        yield
+    finally:
+        control.end_schedule()
 
 
 @contextlib.contextmanager

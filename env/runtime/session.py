@@ -233,7 +233,10 @@ class Session:
         control = self.control
         if control is None:
             raise ConnectionError("not connected to the network")
+        elsewhere = control.schedule_elsewhere
         control.stop_run()  # the published environment ignores it; ours answers ENV_DONE (STOPPED)
+        if elsewhere:  # its room hears the STOP too
+            return StopAnswered("stop requested: the schedule of another control room ends on it")
         run_id = control.run_id
         if not self.published_environment or run_id is None or run_id in self._abandoned:
             return StopAnswered("stop requested")

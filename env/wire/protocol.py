@@ -74,6 +74,8 @@ EPISODE_DONE = "EPISODE_DONE"  # added: one per finished episode
 EPISODES_DONE = "EPISODES_DONE"  # added: the episodes that ended in one step of a vectorised run
 ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
 WRONG_ENV = "WRONG_ENV"  # added: a component built for another environment than the run's (not fed)
+SCHEDULE_ENDED = "SCHEDULE_ENDED"  # added: control → control, the schedule named by SCHEDULE ended
+SCHEDULE = "SCHEDULE"  # added: the schedule a START belongs to (an id its control room made)
 
 
 Message = dict[str, Any]  # one decoded swergio message: a JSON object with a TYPE
@@ -224,13 +226,33 @@ def custom(room: str | None = None, **payload: Any) -> Message:
     return message
 
 
-def start_run(episodes: int, deterministic: bool, run_id: str | None = None, seed: int | None = None) -> Message:
-    """control → environment: start a run. RUN_ID and SEED are additions."""
+def start_run(
+    episodes: int,
+    deterministic: bool,
+    run_id: str | None = None,
+    seed: int | None = None,
+    schedule: str | None = None,
+) -> Message:
+    """control → environment: start a run. RUN_ID, SEED and SCHEDULE (a schedule's run: other
+    control rooms hear it) are additions."""
     message = custom(CONTROL, NR_OF_EPISODE=episodes, DETERMINISTIC=bool(deterministic))
     message["RUN_ID"] = run_id or new_id()
     if seed is not None:
         message["SEED"] = seed
+    if schedule is not None:
+        message[SCHEDULE] = schedule
     return message
+
+
+def schedule_ended(schedule: str) -> Message:
+    """control → control (added): the schedule whose STARTs carried ``schedule`` ended."""
+    return custom(CONTROL, STATUS=SCHEDULE_ENDED, SCHEDULE=schedule)
+
+
+def parse_schedule(message: Message) -> str | None:
+    """The SCHEDULE a message names (a START, SCHEDULE_ENDED); None when it names none or no valid one."""
+    value = message.get(SCHEDULE)
+    return value if valid_run_id(value) else None
 
 
 def stop_run() -> Message:

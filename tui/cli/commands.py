@@ -35,6 +35,7 @@ from cartpole_tui.env.runtime.schedule import (
     RoundResult,
     ScheduleResult,
     ScheduleSettings,
+    ScheduleStopped,
     best_episode,
     run_schedule,
     target_for,
@@ -49,7 +50,7 @@ from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.env.words import average, plural, steps_per_second
 from cartpole_tui.tui.cli import config
-from cartpole_tui.tui.cli.errors import CommandError
+from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -442,19 +443,19 @@ def schedule(args: argparse.Namespace) -> int:
                 target=target,
                 best=best_episode(spaces),
             )
-        except KeyboardInterrupt:
-            if session.control is not None and session.control.playing:
+        except (KeyboardInterrupt, ScheduleStopped) as error:
+            interrupted = isinstance(error, KeyboardInterrupt)  # else another control room's STOP (its x)
+            if interrupted and session.control is not None and session.control.playing:
                 _stop_interrupted(session)  # the run going is stopped and recorded so
             lines.flush()
             progress.stop()
-            print(
-                f"cartpole-tui: {caught.name}: schedule stopped after {plural(len(played), 'round')}", file=sys.stderr
-            )
+            why = caught.name if interrupted else "another control room sent STOP"
+            print(f"cartpole-tui: {why}: schedule stopped after {plural(len(played), 'round')}", file=sys.stderr)
             if args.json:  # the rounds played, for `| jq`
                 settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
                 stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
                 print(strict_json(stopped.to_json()), flush=True)
-            return caught.code
+            return caught.code if interrupted else EXIT_FAILURE
     if args.json:
         print(strict_json(result.to_json()), flush=True)
     else:

@@ -1,0 +1,72 @@
+"""Schedules on a shared network: this control room's, and one another room runs.
+
+Components layer, no sockets: the control client feeds it what it hears on ``control``.
+
+A schedule's STARTs carry SCHEDULE (an addition: the published environment reads
+NR_OF_EPISODE and ignores the rest), and its room says SCHEDULE_ENDED when it ends. The
+other rooms hear both: while a schedule runs elsewhere, between its runs too (its
+evolution), their ``s`` is refused; a start there replaced the schedule's next run, or its
+next run replaced that start, and nobody was told. A STOP from another room stops this
+room's schedule (its ``x``, meant for the schedule). A room gone without a word is forgotten
+``SCHEDULE_GAP_TIMEOUT`` s after its schedule's last run ended.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from cartpole_tui.env import defaults
+from cartpole_tui.env.wire import protocol
+
+
+class Schedules:
+    """What the control client knows of schedules; the caller holds its lock."""
+
+    def __init__(self, gap: float = defaults.SCHEDULE_GAP_TIMEOUT):
+        self.gap = gap
+        self.ours: str | None = None  # the id this room's schedule puts in its STARTs
+        self._stop: threading.Event | None = None  # set to stop it
+        self._other: str | None = None  # another room's schedule
+        self._other_run: str | None = None  # its run going (None: between runs)
+        self._other_ended = 0.0  # when its last run ended (time.monotonic)
+
+    def begin(self, stop: threading.Event) -> str:
+        """Our schedule begins: the id for its STARTs; ``stop`` is set by a STOP from another room."""
+        self.ours, self._stop = protocol.new_id(), stop
+        return self.ours
+
+    def end(self) -> str | None:
+        """Our schedule ended: its id (for SCHEDULE_ENDED), None when none was going."""
+        ours, self.ours, self._stop = self.ours, None, None
+        return ours
+
+    def heard_stop(self) -> bool:
+        """A STOP from another room: True when it stopped our schedule."""
+        if self._stop is None or self._stop.is_set():
+            return False
+        self._stop.set()
+        return True
+
+    def heard_start(self, message: dict, now: float) -> None:
+        schedule = protocol.parse_schedule(message)
+        if schedule is not None:
+            run_id = message.get("RUN_ID")
+            self._other, self._other_run = schedule, run_id if protocol.valid_run_id(run_id) else None
+            self._other_ended = now
+
+    def heard_run_end(self, run_id: object, now: float) -> None:
+        if self._other_run is not None and run_id == self._other_run:
+            self._other_run, self._other_ended = None, now
+
+    def heard_ended(self, message: dict) -> None:
+        if protocol.parse_schedule(message) == self._other:
+            self.forget_other()
+
+    def other(self, now: float) -> str | None:
+        """Another room's schedule going (its run, or between its runs), if one is known."""
+        if self._other is not None and self._other_run is None and now - self._other_ended >= self.gap:
+            self.forget_other()
+        return self._other
+
+    def forget_other(self) -> None:
+        self._other, self._other_run = None, None

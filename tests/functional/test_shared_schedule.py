@@ -1,0 +1,144 @@
+"""Two control rooms on one network, one running the learning schedule (finding 40).
+
+A start from the other room landed between the schedule's runs: the schedule's next start
+replaced it, or it replaced the schedule's run, and neither room was told. The schedule's
+STARTs say SCHEDULE and its end SCHEDULE_ENDED: the other room refuses ``s`` while it goes, and
+its ``x`` stops the schedule, said in both rooms.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from test_app import log_text, start_run, until
+
+from cartpole_tui.env.components.control import ControlClient
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
+from cartpole_tui.env.events import EpisodeFinished, NetworkError, RunFinished, RunJoined, RunStarted
+from cartpole_tui.env.runtime.run_events import RunEvents
+from cartpole_tui.env.runtime.schedule import ScheduleStopped, run_schedule
+from cartpole_tui.env.runtime.session import SessionOptions
+from cartpole_tui.env.swarm.swarm import Swarm
+from cartpole_tui.tui.app import ControlRoomApp
+
+from conftest import CLI, wait_for
+
+HOST = "127.0.0.1"
+REFUSED = "a schedule is running in another control room (x stops it)"
+
+
+def network(broker, closing) -> None:
+    """An environment and a learning swarm on ``broker``."""
+    closing(Swarm(HOST, broker.port, models=4, seed=2).start())
+    closing(VectorEnvironmentComponent(HOST, broker.port, seed=1).start())
+
+
+def other_room(tmp_path, broker) -> ControlRoomApp:
+    return ControlRoomApp(
+        SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False), db_path=str(tmp_path / "b.sqlite3")
+    )
+
+
+class Schedule:
+    """Room A: a schedule in a thread of its own, its control client's events kept."""
+
+    def __init__(self, broker, closing, **settings):
+        self.events: list[object] = []
+        self.control = ControlClient(HOST, broker.port, on_event=self.events.append)
+        closing(self.control)
+        self.outcome: list[object] = []
+        self.thread = threading.Thread(target=self._play, args=(settings,), daemon=True)
+
+    def _play(self, settings: dict) -> None:
+        try:
+            self.outcome.append(run_schedule(self.control, final_eval=0, target=None, **settings))
+        except ScheduleStopped as stopped:
+            self.outcome.append(stopped)
+
+    def ended(self) -> list[RunFinished]:
+        return [e for e in self.events if isinstance(e, RunFinished)]
+
+
+async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, broker, closing):
+    network(broker, closing)
+    in_gap, go_on = threading.Event(), threading.Event()
+
+    def on_phase(name: str, number: int) -> None:
+        if (name, number) == ("evolve", 1):  # between its runs: where the start landed
+            in_gap.set()
+            go_on.wait(30)
+
+    schedule = Schedule(broker, closing, rounds=2, train=4, evaluate=2, on_phase=on_phase)
+    app = other_room(tmp_path, broker)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="room B to join")
+        schedule.thread.start()
+        await until(pilot, in_gap.is_set, what="room A's schedule between its runs")
+        await start_run(pilot, "20")
+        await until(pilot, lambda: [n.message for n in app._notifications] == [REFUSED], 10, "the refusal")
+        go_on.set()
+        await until(pilot, lambda: not schedule.thread.is_alive(), what="room A's schedule to end")
+        assert len(schedule.outcome[0].rounds) == 2 and not any(run.stopped for run in schedule.ended())
+        await until(pilot, lambda: not app.controller.schedule_elsewhere, 5, "SCHEDULE_ENDED heard")
+        assert "stopped" not in log_text(app)
+
+
+async def test_x_in_another_room_stops_the_schedule_and_both_rooms_say_so(tmp_path, broker, closing):
+    network(broker, closing)
+    schedule = Schedule(broker, closing, train=1_000_000)
+    app = other_room(tmp_path, broker)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="room B to join")
+        schedule.thread.start()
+        await until(pilot, lambda: app.controller.schedule_elsewhere and app.current, what="room A's schedule playing")
+        await pilot.press("x")
+        await until(pilot, lambda: not schedule.thread.is_alive(), 10, "room A's schedule to end")
+        assert isinstance(schedule.outcome[0], ScheduleStopped)
+        told = [e.line for e in schedule.events if isinstance(e, NetworkError)]
+        assert told == [
+            "schedule: another control room sent STOP (its x): its run going is stopped, and this schedule ends"
+        ]
+        await until(pilot, lambda: "the schedule of another control room ends on it" in log_text(app), 5, "B's line")
+        await until(pilot, lambda: not app.controller.schedule_elsewhere, 5, "SCHEDULE_ENDED heard")
+        await start_run(pilot, "3")  # the network is free again
+        await until(pilot, lambda: "run 2 done" in log_text(app), what="room B's own run")
+
+
+def test_a_run_is_told_started_once_whatever_comes_late_of_it():
+    """The schedule's room logged "run 121 started" twice. A run is begun once: a late word of a
+    run another start replaced (its episode, its state) does not begin it again, nor take the
+    current run's place."""
+    told: list[object] = []
+    events = RunEvents(told.append, environment_here=False, announce_wait=0.05)
+    events.sent(RunStarted("r121", 5, True))
+    events.from_network(RunStarted("r121", 5, True, started=1.0, instances=1))
+    events.from_network(RunStarted("r122", 20, False, started=2.0, instances=1))  # another room's start replaced it
+    events.from_network(EpisodeFinished("r121", 1, 500.0, 500, 2.0))
+    events.from_network(RunJoined(RunStarted("r121", 5, True, started=1.0, instances=1), 1, 500, (500.0,)))
+    wait_for(lambda: not events._sent, 5, "the start's wait to pass")
+    assert [(type(e).__name__, getattr(e, "run_id", None)) for e in told] == [
+        ("RunStarted", "r121"),
+        ("RunStarted", "r122"),
+    ]
+    assert events.current is not None and events.current.run_id == "r122"
+
+
+def test_run_schedule_stopped_from_another_room_says_so_and_exits_1(broker, closing):
+    network(broker, closing)
+    other = ControlClient(HOST, broker.port)
+    closing(other)
+    headless = subprocess.Popen(
+        [CLI, "run", "--schedule", "--connect", f"{HOST}:{broker.port}", "--no-env", "--train", "1000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: other.schedule_elsewhere, 30, "the schedule's first start")
+        other.stop_run()
+        _, stderr = headless.communicate(timeout=30)
+    finally:
+        headless.kill()
+    assert headless.returncode == 1, stderr
+    assert stderr.splitlines()[-1] == "cartpole-tui: another control room sent STOP: schedule stopped after 0 rounds"
