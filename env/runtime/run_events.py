@@ -74,8 +74,8 @@ class RunEvents:
         self.announce_wait = announce_wait
         self._lock = threading.RLock()
         self._current: RunStarted | None = None
-        # runs begun (the latest RUN_IDS_KEPT): none is begun twice, whichever word of it comes
-        # late (a schedule's room logged "run 121 started" twice, a second apart)
+        # runs begun (the latest RUN_IDS_KEPT): a second announcement of one (RUN_STARTED, RUN_STATE)
+        # does not begin it again
         self._begun = RecentNames(defaults.RUN_IDS_KEPT)
         self._recording = False  # this store records the current run
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
@@ -250,6 +250,11 @@ class RunEvents:
 
     def _unannounced(self, run_id: str) -> None:
         with self._lock:
+            if self._announces:
+                # an environment that announces its runs is waited for, however late: taken as begun
+                # here, the run was begun again by its RUN_STARTED ("run 121 started" twice, a second
+                # apart, on a loaded machine), and recorded here though the environment's file has it
+                return
             started = self._sent.pop(run_id, None)
             if started is not None and run_id not in self._begun:
                 self._begin(started)
@@ -274,8 +279,7 @@ class RunEvents:
         ):
             return  # no run can have that id (e.g. ""): nothing of it reaches the history
         elif isinstance(event, EpisodeFinished):
-            if not self._news_of(event.run_id):
-                return  # a late word of a run that ended or was replaced: it is not begun again
+            self._news_of(event.run_id)
             if self._watched is not None and self._watched.run_id == event.run_id:
                 return  # counted from the observations
             if not self._episodes.first(event.episode):
@@ -330,16 +334,13 @@ class RunEvents:
                 )
             )
 
-    def _news_of(self, run_id: str) -> bool:
+    def _news_of(self, run_id: str) -> None:
         """News of a run: begin it if it is not the current one (sent but unannounced, or started elsewhere
-        by an environment that does not announce). False for a run begun before, no longer current."""
+        by an environment that does not announce)."""
         if self._current is not None and self._current.run_id == run_id:
-            return True
-        if run_id in self._begun:
-            return False
+            return
         started = self._sent.pop(run_id, None)
         self._begin(started if started is not None else RunStarted(run_id, 0, False, instances=0))
-        return True
 
     def _begin(self, started: RunStarted, *, announce: bool = True) -> None:
         self._begun.add(started.run_id)
