@@ -671,7 +671,8 @@ class ControlRoomApp(App):
 
     def action_stop(self) -> None:
         if self.controller.stop_schedule():  # x stops its run too (below): said as it happens
-            self.log_line("schedule stopping: its run going is stopped, and it ends")
+            ending = "its run going is stopped" if self.current is not None else "no run of it starts"
+            self.log_line(f"schedule stopping: {ending}, and it ends")
         self.post_message(StopRequested())
 
     def on_stop_requested(self, _: StopRequested) -> None:

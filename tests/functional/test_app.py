@@ -287,6 +287,17 @@ async def test_x_during_a_schedule_says_its_run_is_stopped_now(tmp_path, broker,
         assert told[0].startswith("run 1 stopped: ") and told[1] == "stop requested", said
 
 
+async def test_x_between_a_schedules_runs_says_no_run_of_it_starts(tmp_path, broker, agent):
+    app = make_app(tmp_path, broker.port)  # random agents: no evolution answers, the schedule waits at its first
+    async with app.run_test(size=(120, 40)) as pilot:
+        await connected(pilot)
+        await pilot.press("r")
+        await until(pilot, lambda: "run 2 done" in log_text(app) and app.current is None, what="round 1's evolution")
+        await pilot.press("x")
+        await until(pilot, lambda: "schedule stopping" in log_text(app), 5, "the line")
+        assert log_text(app).split("schedule stopping", 1)[1].startswith(": no run of it starts, and it ends")
+
+
 def test_a_stop_asked_while_a_schedules_run_starts_stops_that_run(broker, closing):
     """Between the schedule's check of its stop and its run's START, x's STOP found no run: the
     run played to its end, and the log's "its run going is stopped" was not so."""
