@@ -83,7 +83,11 @@ from cartpole_tui.tui.screens.main import MainScreen
 from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
 
-RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
+# Redraw ticks per repaint of what counts the run (progress line, plot and legend, runs table): the
+# three repaint together, at half the cart's rate, so that one screen tells of one moment (the
+# table repainted on a clock of its own, the plot on another: a fast run's table said 78/2000
+# beside a progress line at 1989/2000).
+COUNTS_EVERY = 2
 # control clients (this app's, `evolve`'s, `run`'s) come and go by design: not components of the network
 CONTROL_CLIENTS = ("control",)
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
@@ -126,8 +130,8 @@ class ControlRoomApp(App):
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
-        self._runs_shown_at = 0.0
-        self._runs_due = False  # a run started or ended: the runs table repaints at the next redraw
+        self._shown_live: tuple[int, int] | None = None  # the run going's (number, episodes) the table shows
+        self._redraws = 0  # redraw ticks so far
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
@@ -144,7 +148,7 @@ class ControlRoomApp(App):
     def main(self) -> MainScreen:
         """The main screen, made at its first use once the app runs (widgets belong to a running app)."""
         if self._main is None:
-            self._main = MainScreen(self.history, population=self.population, redraw_hz=self.redraw_hz)
+            self._main = MainScreen(self.history, population=self.population)
         return self._main
 
     @property
@@ -156,7 +160,7 @@ class ControlRoomApp(App):
         return self.main
 
     def on_mount(self) -> None:
-        self.set_interval(1 / self.redraw_hz, self._refresh_views)
+        self.set_interval(1 / self.redraw_hz, self._redraw)
         try:
             self._show_environment(spaces_of(self.options.env_id))
         except ValueError as error:  # the command line checked it; a config or test may not have
@@ -278,7 +282,6 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
-        self._runs_due = True
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -301,9 +304,11 @@ class ControlRoomApp(App):
         current = self.current
         if current is None or current.run_id != event.run_id:
             return  # a late one (the published environment's last DONE follows its ENV_DONE)
-        window = self.main.plot.window
-        mean = self.history.rolling_mean_at(len(self.history) - 1, window) if len(self.history) else None
-        self.run_progress.episode(event, window, mean)
+        window, history = self.main.plot.window, self.history
+        # the plot's latest figures: its legend and the progress line say the same
+        end = len(history) - 1
+        mean, last = (history.rolling_mean_at(end, window), history.scores[end]) if end >= 0 else (None, None)
+        self.run_progress.episode(event, window, mean, last)
 
     def _plot(self, episodes: list[EpisodeFinished]) -> None:
         """Episodes due for the plot (in number order within their run)."""
@@ -323,9 +328,6 @@ class ControlRoomApp(App):
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
             self._show_status()
         line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
-        # at the redraw that says "run 22 done" the table says so too (its once-a-second repaint
-        # showed a schedule's runs "0/20 running" a run or two after they ended)
-        self._runs_due = True
         self.main.controls.show_running(False)
         self.log_line(line)
 
@@ -508,9 +510,30 @@ class ControlRoomApp(App):
             progress.update(total=None)
         progress.update(total=total or None, progress=finished)
 
-    def _refresh_views(self) -> None:
+    def _redraw(self) -> None:
+        """A redraw tick: the cart at each; what counts the run at every ``COUNTS_EVERY``-th."""
+        self._redraws += 1
+        self._refresh_views(counts=self._redraws % COUNTS_EVERY == 0)
+
+    def _refresh_views(self, counts: bool = True) -> None:
+        """Show what changed: the cart, and with ``counts`` the progress line, the plot and the
+        runs table, all three from this one moment."""
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
+        observation = self.controller.latest_observation
+        if observation is not None and observation is not self._shown_observation:
+            self._shown_observation = observation
+            if not self._pictures:
+                self.main.cart.observation = tuple(float(v) for v in observation)
+        frame = self.controller.latest_frame
+        if frame is not None and frame is not self.main.cart.frame:
+            self.main.cart.frame = frame
+        if counts:
+            self._show_progress()
+            self.main.plot.tick()
+            self._show_runs()
+
+    def _show_progress(self) -> None:
         now = time.monotonic()
         bar_shown = self.run_progress.check(self.controller.steps, now, self.controller.stall_hint())
         label = self.run_progress.take_label()
@@ -521,27 +544,23 @@ class ControlRoomApp(App):
             self.main.progress.display = bar_shown
         if bar_shown is False:
             self._stop_if_idle(now)
-        observation = self.controller.latest_observation
-        if observation is not None and observation is not self._shown_observation:
-            self._shown_observation = observation
-            if not self._pictures:
-                self.main.cart.observation = tuple(float(v) for v in observation)
-        frame = self.controller.latest_frame
-        if frame is not None and frame is not self.main.cart.frame:
-            self.main.cart.frame = frame
+
+    def _show_runs(self) -> None:
+        """The runs table, when the history changed; the run going with the episodes the progress
+        line counts (a history another process writes is read once a second, behind it)."""
         store = self.store
-        if (
-            store is not None
-            and store.revision != self._shown_revision
-            and (self._runs_due or now - self._runs_shown_at >= RUNS_REFRESH_SECONDS)
-        ):
-            self._shown_revision, self._runs_shown_at, self._runs_due = store.revision, now, False
-            runs = store.runs()
-            self.main.runs_table.show(runs)
-            rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
-            if rate != self.run_rate and self._rated_run is not None:
-                self.run_rate = rate
-                self._show_status()
+        current = self.current
+        number = self.run_progress.number(current.run_id) if current is not None else None
+        live = (number, self.run_progress.finished) if number is not None else None
+        if store is None or (store.revision == self._shown_revision and live == self._shown_live):
+            return
+        self._shown_revision, self._shown_live = store.revision, live
+        runs = store.runs()
+        self.main.runs_table.show(runs, live)
+        rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
+        if rate != self.run_rate and self._rated_run is not None:
+            self.run_rate = rate
+            self._show_status()
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""

@@ -270,3 +270,51 @@ async def test_the_episodes_field_takes_keys_in_the_order_they_came_in_one_read(
         await until(pilot, lambda: field.value == after, 5, f"{after!r} in the field")
         await pilot.pause()
         assert re.search(rf"Episodes {after}\s", screen_text(app).splitlines()[1])
+
+
+# --- one screen, one moment (findings 1 and 9) ----------------------------------------------
+
+PROGRESS_COUNTS = re.compile(r"run (\d+) · (\d+)/\d+ · last (\S+) · mean\(100\) (\S+)")
+
+
+def counts_on_screen(app) -> dict[str, tuple] | None:
+    """What the progress line, the plot's legend and the runs table say of the run going:
+    (run, episodes, last, mean) and what of those the others show; None before the first count."""
+    lines = screen_text(app).splitlines()
+    progress = PROGRESS_COUNTS.search(lines[2])
+    if progress is None:
+        return None
+    number, finished, last, mean = progress.groups()
+    legend = next(line for line in lines if line.startswith("╰") and "mean(100)" in line)
+    shown = re.search(r"last (\S+) · ━ mean\(100\) (\S+)", legend)
+    row = next((line for line in lines if re.match(rf"┃\s+◆?\s*{number}\s", line)), "")
+    eps = re.match(rf"┃\s+◆?\s*{number}\s+(\d+)", row)
+    return {
+        "progress": (finished, last, mean),
+        "elsewhere": (eps.group(1) if eps else row, *(shown.groups() if shown else (legend, ""))),
+    }
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_progress_line_the_legend_and_the_runs_table_tell_of_one_moment(tmp_path, size):
+    """A fast run: the runs table said 78/2000 and the legend an older score beside a progress line
+    at 1989/2000 (each repainted on a clock of its own). At every redraw they say the same."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "1000000")
+        seen: list[str] = []
+        while len(seen) < 8:  # eight redraws of a run going
+            await until(
+                pilot,
+                lambda: (c := counts_on_screen(app)) is not None and c["progress"][0] not in seen,
+                what="the next redraw of the counts",
+            )
+            counts = counts_on_screen(app)
+            assert counts is not None
+            shown = counts["progress"]
+            # the legend's border row is painted just after the redraw: a moment, far less than one
+            agree = lambda shown=shown: counts_on_screen(app) == {"progress": shown, "elsewhere": shown}  # noqa: E731
+            await until(pilot, agree, 0.5, f"the legend and the table to say {shown} ({counts})")
+            seen.append(shown[0])
+        await pilot.press("x")

@@ -129,12 +129,14 @@ class RunProgress:
         self.finished = event.finished
         self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
 
-    def episode(self, event: EpisodeFinished, window: int, mean: float | None) -> None:
+    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None = None) -> None:
         """An episode of a run already started (they may end out of number order: counted, not
-        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any."""
+        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any;
+        ``last``: the plot's latest score (it takes episodes in number order), else this one's."""
         self.finished += 1
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {event.score:g}"
+        score = event.score if last is None else last
+        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score:g}"
         if mean is not None:
             self.label += f" · mean({window}) {average(mean)}"
 
@@ -191,7 +193,6 @@ class RunProgress:
     def quiet(self, now: float) -> float:
         """Seconds the run going has shown no step and no episode (0 between runs)."""
         return 0.0 if self.current is None or self._seen[0] < 0 else now - self._seen[1]
-        return False  # an ETA means nothing now; the hint needs the room
 
 
 def schedule_started_line(target: float | None = defaults.SCHEDULE_TARGET) -> str:

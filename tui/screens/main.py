@@ -10,7 +10,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
-from cartpole_tui.env import defaults
 from cartpole_tui.tui.bindings import PANES
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
@@ -45,7 +44,6 @@ class MainScreen(Screen):
         history: ScoreHistory,
         *,
         population: PopulationHistory | None = None,
-        redraw_hz: float = defaults.REDRAW_HZ,
     ):
         super().__init__()
         self.status = Static(id="status")
@@ -53,8 +51,8 @@ class MainScreen(Screen):
         self.progress = ProgressBar(total=1, show_eta=True, id="progress")
         self.progress.display = False  # until a run starts
         self.progress_label = Label("no run yet", id="progress-label")
-        # The plot is the biggest repaint: half the rate of the cart and the progress.
-        self.plot = ScorePlot(history, redraw_hz=redraw_hz / 2, id="plot-pane")
+        # drawn by the app's redraw, with the progress line and the runs table (the app's COUNTS_EVERY)
+        self.plot = ScorePlot(history, redraw_hz=None, id="plot-pane")
         self.cart = CartView(id="cart-pane")
         self.runs_table = RunsTable(id="runs-pane")
         self.network = NetworkPane(id="network")

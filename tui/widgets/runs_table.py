@@ -15,7 +15,8 @@ WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
 _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
 
 
-def _cells(run: RunRecord, marked: bool) -> tuple:
+def _cells(run: RunRecord, marked: bool, finished: int | None = None) -> tuple:
+    """A run's row; ``finished``: its episodes as the progress line counts them (the run going)."""
     if run.avg_score is not None:
         avg = average(run.avg_score)
     else:  # still to come, or none: a run that ended before any episode has no average
@@ -23,9 +24,10 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
-    episodes = str(run.finished)  # played, and of how many when that is not all: a stopped run 12/1000
-    if run.state == "running" or run.finished != run.params.episodes:
-        progress = f"{run.finished}/{run.params.episodes}"
+    played = run.finished if finished is None else finished
+    episodes = str(played)  # played, and of how many when that is not all: a stopped run 12/1000
+    if run.state == "running" or played != run.params.episodes:
+        progress = f"{played}/{run.params.episodes}"
         episodes = progress if len(progress) <= WIDTHS[2] else episodes
     state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
     return (
@@ -51,15 +53,19 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
+        self._live: tuple[int, int] | None = None  # the run going as last shown: (number, episodes)
         # here, not on mount: the history may arrive before the table is mounted
         for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
 
-    def show(self, runs: list[RunRecord]) -> None:
+    def show(self, runs: list[RunRecord], live: tuple[int, int] | None = None) -> None:
+        """``live``: (number, episodes finished) of the run going, as the progress line counts them."""
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        self._live = live
         for run in runs:
             self._runs[run.number] = run
-            cells = _cells(run, run.number in self.marked)
+            finished = live[1] if live is not None and live[0] == run.number and run.state == "running" else None
+            cells = _cells(run, run.number in self.marked, finished)
             previous = self._shown.get(run.number)
             if previous is None:
                 self.add_row(*cells, key=str(run.number))
@@ -92,5 +98,5 @@ class RunsTable(DataTable):
             self.notify(f"{defaults.PLOT_OVERLAYS} runs marked, the most the plot draws")
             return
         self.marked ^= {number}
-        self.show([self._runs[number]])
+        self.show([self._runs[number]], self._live)
         self.post_message(MarksChanged(frozenset(self.marked)))

@@ -81,7 +81,7 @@ class ScorePlot(Widget, can_focus=True):
         self,
         history: ScoreHistory | None = None,
         *,
-        redraw_hz: float = 4.0,
+        redraw_hz: float | None = 4.0,
         last_n_size: int = defaults.PLOT_LAST_N,
         summary_in_subtitle: bool = True,
         name: str | None = None,
@@ -92,7 +92,7 @@ class ScorePlot(Widget, can_focus=True):
         self._history = history
         self._overlays: tuple[Overlay, ...] = ()
         self._data_nudges = 0
-        self._redraw_interval = 1.0 / redraw_hz
+        self._redraw_hz = redraw_hz  # None: no timer of its own, its owner calls `tick`
         self.last_n_size = last_n_size
         self.summary_in_subtitle = summary_in_subtitle
         self.summary = ""  # the legend with its figures: "━ mean(100) 431.0 · ◆ run avg 453.6 · 400 episodes"
@@ -146,7 +146,8 @@ class ScorePlot(Widget, can_focus=True):
         self.last_n = None if self.last_n else self.last_n_size
 
     def on_mount(self) -> None:
-        self.set_interval(self._redraw_interval, self._tick)
+        if self._redraw_hz is not None:
+            self.set_interval(1.0 / self._redraw_hz, self.tick)
 
     def _redraw_now(self) -> None:
         # A key changed the view: draw at once, so the legend in the border is the new one now
@@ -173,7 +174,8 @@ class ScorePlot(Widget, can_focus=True):
     def action_cycle_x_axis(self) -> None:
         self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Draw the data if it changed since the last drawing (and the plot is on screen)."""
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
             # Built here, not in render_line: a new legend key goes to the border, and setting it
