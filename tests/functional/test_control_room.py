@@ -284,6 +284,18 @@ async def test_quitting_the_unreachable_screen_exits_non_zero(tmp_path):
     assert app.return_code == 1
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_unreachable_screen_offers_only_its_own_keys_at_the_bottom(tmp_path, size):
+    """The main screen's footer under it said "s Start  x Stop  e Evolve  r Rounds…" (finding 23)."""
+    app = make_app(tmp_path, free_port())
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the unreachable screen")
+        await until(pilot, lambda: "Retry" in footer(app), what="the screen's own footer")
+        assert footer(app).split() == ["r", "Retry", "q", "Quit"], footer(app)
+        assert "Cannot join the network" in screen_text(app)
+        await pilot.press("q")
+
+
 def test_the_control_room_command_returns_the_apps_exit_code(monkeypatch, tmp_path):
     from cartpole_tui.tui.cli.parser import main
 
