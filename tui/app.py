@@ -44,7 +44,7 @@ from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import auth
-from cartpole_tui.tui.bindings import bindings, palette_entries
+from cartpole_tui.tui.bindings import KEYS, bindings, palette_entries
 from cartpole_tui.tui.controller import (
     PAST_RUNS_PLOTTED,
     Connected,
@@ -82,6 +82,7 @@ from cartpole_tui.tui.messages import (
 from cartpole_tui.tui.screens.main import MainScreen
 from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
+from cartpole_tui.tui.widgets.control_panel import OFFLINE
 
 # Redraw ticks per repaint of what counts the run (progress line, plot and legend, runs table): the
 # three repaint together, at half the cart's rate, so that one screen tells of one moment (the
@@ -91,6 +92,7 @@ COUNTS_EVERY = 2
 # control clients (this app's, `evolve`'s, `run`'s) come and go by design: not components of the network
 CONTROL_CLIENTS = ("control",)
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
+NETWORK_KEYS = {k.key for k in KEYS if k.action in NETWORK_ACTIONS and k.scope == "app"}  # s, x, e, r, d, n
 
 
 class ControlRoomApp(App):
@@ -166,7 +168,7 @@ class ControlRoomApp(App):
         except ValueError as error:  # the command line checked it; a config or test may not have
             self.log_line(str(error), "yellow")
         if self.options.offline:
-            self.main.controls.disabled = True
+            self.main.controls.show_offline()
         elif not self.options.embed_env:
             self.main.cart.idle_text = "waiting for the environment's cart (ours publishes it; the published one not)"
         self.main.network.update_stats(None)
@@ -633,8 +635,13 @@ class ControlRoomApp(App):
     # --- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters) -> bool | None:
-        """Offline there is no network: its keys leave the footer and do nothing."""
+        """Offline there is no network: its keys leave the footer (and say why in `on_key`)."""
         return not (self.options.offline and action in NETWORK_ACTIONS)
+
+    def on_key(self, event: events.Key) -> None:
+        # offline a run key has no binding (check_action): pressed, it said nothing at all
+        if self.options.offline and event.key in NETWORK_KEYS:
+            self.notify(OFFLINE, severity="warning", markup=False)
 
     # the plot's keys work wherever the focus is
     def action_cycle_window(self) -> None:
@@ -655,7 +662,7 @@ class ControlRoomApp(App):
         if self.connection == "connected" and self.controller.control is not None:
             return True
         self.notify(
-            "offline: no network to control" if self.options.offline else "not connected to the network",
+            OFFLINE if self.options.offline else "not connected to the network",
             severity="warning",
         )
         return False
