@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import pytest
 from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
@@ -318,3 +319,42 @@ async def test_the_progress_line_the_legend_and_the_runs_table_tell_of_one_momen
             await until(pilot, agree, 0.5, f"the legend and the table to say {shown} ({counts})")
             seen.append(shown[0])
         await pilot.press("x")
+
+
+def write_fast_then_slow_runs(path: str) -> float:
+    """Run 1: 2,000 episodes ending within a second; run 2: 40 more over 8 s, 17 s later.
+    Returns when the last episode ended."""
+    from cartpole_tui.env.history.store import RunStore
+
+    start = 1_764_000_000.0
+    with RunStore.open(path) as store:
+        clock = start
+        for number, count, step in ((1, 2000, 0.9 / 2000), (2, 40, 0.2)):
+            uid = f"run-{number}"
+            store.begin_run(
+                uid, episodes=count, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=clock
+            )
+            for index in range(1, count + 1):
+                clock += step
+                store.add_episode(uid, index, 20.0, 20, clock)
+            store.end_run(uid, avg_score=20.0, state="done", ended=clock)
+            clock += 17.0
+        store.flush()
+    return clock - 17.0
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_time_labels_are_each_said_once_and_the_latest_is_at_the_right(tmp_path, size):
+    """`t` labelled a 2,000-episode run of one second "06:32:56  06:32:57  06:32:57  06:32:57" and
+    not the later run at the right end at all (finding 5)."""
+    path = str(tmp_path / "runs.sqlite3")
+    latest = time.strftime("%H:%M:%S", time.localtime(write_fast_then_slow_runs(path)))
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: len(app.history) == 2040 and app.main.plot.shows_latest_data, what="the history")
+        await pilot.press("t", "t")  # episode numbers -> run numbers -> times
+        await until(pilot, lambda: app.main.plot.x_axis == "time" and app.main.plot.shows_latest_data)
+        row = rows_of(app, "plot-pane")[-1]
+        labels = re.findall(r"\d\d:\d\d:\d\d", row)
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), row
+        assert labels[-1] == latest and row.rstrip().removesuffix(" time ended").endswith(latest), row

@@ -251,31 +251,50 @@ class PlotCanvas:
         step = _nice_step((end - start) * 10 / max(self.cols, 1))
         first_tick = (start // step + 1) * step
         ticks = [start + 1, *list(range(first_tick, end + 1, step))]
+        latest = False
         if history is None:
             marks = [(episode - 1, short_number(episode)) for episode in ticks]
         else:
-            times = history.times
-            span = times[end - 1] - times[start] if end > start else np.nan
-            form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
-            marks = [
-                (episode - 1, time.strftime(form, time.localtime(times[episode - 1])))
-                for episode in ticks
-                if np.isfinite(times[episode - 1])
-            ]
+            marks = self._time_marks(history, start, end, ticks)
+            latest = bool(marks)
             title = "time ended" if marks else "time: not recorded"
         title = f" {title}" if self.cols >= 6 * len(title) else ""
-        return self._place(lo, marks, title)
+        return self._place(lo, marks, title, latest)
 
-    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str) -> str:
-        """Labels under the first column of their episode, left to right without overlap, then the title."""
+    def _time_marks(self, history: ScoreHistory, start: int, end: int, ticks: list[int]) -> list[tuple[int, str]]:
+        """When the ticks' episodes ended, each time once (a run of 2,000 episodes in a second
+        labelled three ticks alike), and last the latest episode's: the right end says how recent."""
+        times = history.times
+        span = times[end - 1] - times[start] if end > start else np.nan
+        form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
+        ended = [i for i in [episode - 1 for episode in ticks] + [end - 1] if np.isfinite(times[i])]
+        marks: list[tuple[int, str]] = []
+        for index in ended:
+            text = time.strftime(form, time.localtime(times[index]))
+            if index == ended[-1]:
+                marks = [mark for mark in marks if mark[1] != text]  # the latest keeps its text
+            elif marks and marks[-1][1] == text:
+                continue
+            marks.append((index, text))
+        return marks
+
+    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str, latest: bool = False) -> str:
+        """Labels under the first column of their episode, left to right without overlap, then the
+        title; with ``latest`` the last label is placed first and the others give way to it."""
         line = [" "] * (self.cols - len(title))
-        free_from = 0
         if not marks:
             return ("".join(line) + title)[: self.cols]
-        cells = _first_columns(lo, np.array([episode for episode, _ in marks])) // 2
-        for (_, text), cell in zip(marks, cells.tolist()):
+        cells = (_first_columns(lo, np.array([episode for episode, _ in marks])) // 2).tolist()
+        placed = list(zip(marks, cells))
+        free_from, room = 0, len(line)
+        if latest:
+            (_, text), cell = placed.pop()
+            cell = max(0, min(cell, len(line) - len(text)))
+            line[cell : cell + len(text)] = text
+            room = cell - 2
+        for (_, text), cell in placed:
             cell = min(cell, len(line) - len(text))
-            if cell >= free_from and cell >= 0:
+            if cell >= free_from and cell >= 0 and cell + len(text) <= room:
                 line[cell : cell + len(text)] = text
                 free_from = cell + len(text) + 2
         return ("".join(line[: self.cols - len(title)]) + title)[: self.cols]
