@@ -358,3 +358,47 @@ async def test_time_labels_are_each_said_once_and_the_latest_is_at_the_right(tmp
         labels = re.findall(r"\d\d:\d\d:\d\d", row)
         assert len(labels) >= 2 and len(set(labels)) == len(labels), row
         assert labels[-1] == latest and row.rstrip().removesuffix(" time ended").endswith(latest), row
+
+
+def write_runs(path: str, count: int, numbers_from: int = 1) -> None:
+    """``count`` short runs (20 episodes each), numbered from ``numbers_from``."""
+    from cartpole_tui.env.history.store import RunStore
+
+    with RunStore.open(path) as store:
+        clock = 1_764_000_000.0
+        for number in range(1, numbers_from + count):
+            uid = f"run-{number}"
+            store.begin_run(
+                uid, episodes=20, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=clock
+            )
+            if number >= numbers_from:  # the runs before are numbered and left without episodes
+                for index in range(1, 21):
+                    clock += 0.01
+                    store.add_episode(uid, index, float(10 * number + index), 10, clock)
+            store.end_run(uid, avg_score=float(10 * number + 10.5), state="done", ended=clock)
+        store.flush()
+
+
+@pytest.mark.parametrize(("size", "first"), [((80, 24), 1), ((120, 40), 1), ((80, 24), 120), ((200, 50), 30)])
+async def test_the_legend_names_every_marked_run(tmp_path, size, first):
+    """At 80x24 two marked runs were cut from the legend, at 200 columns two of eight (finding 26):
+    where the whole form does not fit, a shorter one names every run ("1━38 2━39 …")."""
+    path = str(tmp_path / "runs.sqlite3")
+    write_runs(path, 10, first)
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == first + 9, what="the runs")
+        table.focus()
+        table.move_cursor(row=table.row_count - 1)
+        for _ in range(defaults.PLOT_OVERLAYS):
+            await pilot.press("space", "up")
+        await until(pilot, lambda: len(app.main.plot.overlays) == defaults.PLOT_OVERLAYS, what="8 overlays")
+        await until(pilot, lambda: app.main.plot.shows_latest_data)
+        await pilot.pause()
+        legend = next(line for line in screen_text(app).splitlines() if line.startswith("╰") and "━" in line)
+        marked = sorted(table.marked)
+        assert len(marked) == defaults.PLOT_OVERLAYS
+        for mark, number in enumerate(marked, start=1):
+            assert re.search(rf"{mark}━ ?(run )?{number}\b", legend), (mark, number, legend)
+        assert "…" not in legend, legend

@@ -36,6 +36,9 @@ LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-p
 AXIS = "score-plot--axis"
 
 
+LegendItem = tuple[str, str, str | None]  # (key, value, component it is drawn in)
+
+
 @dataclass(frozen=True)
 class PlotView:
     """What one redraw depends on besides the data: the cell area and the plot's settings."""
@@ -73,7 +76,10 @@ class PlotCanvas:
         self.x_labels = " " * self.cols
         # (key, value, component drawn in that colour): the keys go to the border, which stays
         # the same from one redraw to the next; the values to the widget's `summary`
-        self.legend: list[tuple[str, str, str | None]] = []
+        self.legend: list[LegendItem] = []
+        # the forms the border may show, the fullest first, each with the text between its items:
+        # the widget shows the first that fits whole
+        self.legends: list[tuple[list[LegendItem], str]] = []
 
     # --- y scale -----------------------------------------------------------------
 
@@ -169,6 +175,25 @@ class PlotCanvas:
             )
             for overlay, name, mark in zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS)
         ]
+        self.legends = [(self.legend, " · "), *self._short_overlay_legends(overlays)]
+
+    def _short_overlay_legends(self, overlays: Sequence[Overlay]) -> list[tuple[list[LegendItem], str]]:
+        """Shorter forms of the marked runs' legend, so that every run is named where the border is
+        short (at 80 columns two of them were cut, at 200 columns two of eight): the window said
+        once; then the runs' numbers alone, "1━38 2━39"."""
+        window = f"mean({overlays[0].window or self.view.window})"
+        drawn = list(zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS))
+        values: list[LegendItem] = [
+            (f"{mark}━ {o.label}", average(o.values[-1]) if len(o.values) else "", name) for o, name, mark in drawn
+        ]
+        numbers: list[LegendItem] = [
+            (f"{mark}━{o.label if o.number is None else o.number}", "", name) for o, name, mark in drawn
+        ]
+        return [
+            ([(window, "", None), *values], " · "),
+            ([(f"{window} of runs", "", None), *numbers], " "),
+            (numbers, " "),
+        ]
 
     def _draw_data(self, history: ScoreHistory, layers: dict[str, np.ndarray]) -> None:
         view = self.view
@@ -220,8 +245,9 @@ class PlotCanvas:
             self.legend.append(("◆ run avg", average(averages[-1]), "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
         self.legend += self._threshold_legend()  # last: a narrow border keeps the figures, the axis labels the line
+        self.legends = [(self.legend, " · ")]
 
-    def _threshold_legend(self) -> list[tuple[str, str, str | None]]:
+    def _threshold_legend(self) -> list[LegendItem]:
         """What the dotted line is: ``┈ solved ≥ -100`` (the environment's reward_threshold)."""
         threshold = self.view.threshold
         return [] if threshold is None else [("┈ solved ≥", f"{threshold:g}", "score-plot--threshold")]

@@ -31,6 +31,7 @@ from cartpole_tui.tui.data.plot_canvas import (
     LAYERS,
     OVERLAY_CLASSES,
     X_AXES,
+    LegendItem,
     PlotCanvas,
     PlotView,
     score_range,
@@ -254,18 +255,8 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = PlotCanvas(self._view(width, height))
         canvas.draw(self._history, self._overlays)
-        items = [
-            Text.assemble(
-                (part, _foreground(styles.by_name[name]) if name else Style()), (f" {value}" if value else "")
-            )
-            for part, value, name in canvas.legend
-            if part
-        ]
-        # Whole items only: the border cut the last one to "┈ sol…". The row's corners and their
-        # dashes take 4 cells of the border's width + 2; the items at the end matter least.
-        while len(items) > 1 and Text(" · ").join(items).cell_len > width - 2:
-            items.pop()
-        key = Text(" · ").join(items)
+        # The row's corners and their dashes take 4 cells of the border's width + 2.
+        key = _fitted(canvas.legends, styles, width - 2)
         if self.summary_in_subtitle and key.plain != self.legend_key:
             self._set_legend(key)
         self.legend_key = key.plain
@@ -283,6 +274,25 @@ class ScorePlot(Widget, can_focus=True):
         self._border_subtitle = self.render_str(Content.from_rich_text(key)).split()[0]
         row = Region(-1, self.size.height, self.size.width + 2, 1)
         self.call_after_refresh(self.refresh, row)  # after a paint under way, which may have drawn the border
+
+
+def _fitted(forms: list[tuple[list[LegendItem], str]], styles: _Styles, room: int) -> Text:
+    """The legend: the first form whose items fit ``room`` whole; else as many items of the last
+    form as fit, from its start (whole items only: the border cut the last one to "┈ sol…")."""
+    items: list[Text] = []
+    separator = Text(" · ")
+    for form, between in forms:
+        separator = Text(between)
+        items = [
+            Text.assemble((part, _foreground(styles.by_name[name]) if name else Style()), f" {value}" if value else "")
+            for part, value, name in form
+            if part
+        ]
+        if separator.join(items).cell_len <= room:
+            return separator.join(items)
+    while len(items) > 1 and separator.join(items).cell_len > room:
+        items.pop()  # the items at the end matter least
+    return separator.join(items)
 
 
 def _keys_only(legend: str) -> str:
