@@ -402,3 +402,70 @@ async def test_the_legend_names_every_marked_run(tmp_path, size, first):
         for mark, number in enumerate(marked, start=1):
             assert re.search(rf"{mark}━ ?(run )?{number}\b", legend), (mark, number, legend)
         assert "…" not in legend, legend
+
+
+# --- the panes in a narrow or short terminal (findings 19, 27, 39a, 39b) ---------------------
+
+
+async def test_below_80_columns_the_runs_table_gives_way_and_comes_by_its_key(tmp_path):
+    """At 60x18 the 80-column table was shown with steps/s and state cut off (finding 27)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(60, 18)) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Runs" not in text and "avg (ENV_DONE)" not in text, text
+        assert app.main.plot.region.bottom == 18 - 1  # its rows went to the plot
+        await pilot.press("3")  # asked for: shown as it is
+        await pilot.pause()
+        assert "━ Runs ━" in screen_text(app)
+        for size in ((80, 24), (120, 40)):  # from 80 columns it is whole
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            header = rows_of(app, "runs-pane")[0]
+            assert re.search(r"\bsteps/s\s+state\b", header), (size, header)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (85, 25), (120, 40)])
+async def test_the_state_column_is_whole_beside_the_runs_tables_scrollbar(tmp_path, size):
+    """A small browser window: "runnin", the scrollbar took the last column (finding 19)."""
+    path = str(tmp_path / "runs.sqlite3")
+    write_runs(path, 30)
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == 30, what="the runs")
+        await pilot.pause()
+        assert table.show_vertical_scrollbar  # more runs than rows
+        rows = [row for row in rows_of(app, "runs-pane")[1:] if row.strip()]
+        assert rows and all(re.search(r"\bdone\s+\S*\s*$", row) for row in rows), rows
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_with_the_plot_hidden_the_cart_takes_its_width(tmp_path, size):
+    """`1` at 80x24 left the cart 20 columns wide beside 60 empty ones (finding 39b)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.press("1")
+        await pilot.pause()
+        cart = app.main.cart.region
+        assert cart.x <= 1 and cart.right >= size[0] - 1, cart
+        assert screen_text(app).splitlines()[cart.y].startswith("╭─ Cart ─")
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.main.cart.region.width < size[0] // 2  # beside the plot again
+
+
+@pytest.mark.parametrize(
+    ("size", "log", "network"),
+    [((115, 32), True, False), ((116, 32), True, True), ((116, 31), False, False), ((80, 32), True, False)],
+)
+async def test_the_log_shows_from_32_rows_and_the_network_pane_from_116_columns_too(tmp_path, size, log, network):
+    """The README's thresholds, as the layout has them (finding 39a)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert ("─ Log ─" in text) is log and ("─ Network ─" in text) is network, text

@@ -141,19 +141,23 @@ class MainScreen(Screen):
         self.query_one("#bottom").styles.height = max(bottom, 0)
         self.log_pane.styles.height = log_rows
         self.runs_table.styles.width = RUNS_WIDTH if len(beside) > 1 else "1fr"
+        # the cart alone above: it takes the plot's width too (it drew 20 columns beside 60 empty)
+        self.cart.styles.width = "1fr" if "plot-pane" not in shown else None
         share = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
         self.population.styles.width = share if {"runs-pane", "network-pane"} <= beside else "1fr"
 
     def bottom_row(self, wanted: dict[str, bool], width: int) -> set[str]:
         """The panes of the bottom row that fit side by side, each at its least width (the runs
-        table with every column): those shown by key first, the latest first, then the others;
-        the first always shows. A pane that does not fit gives way, and comes back with the room."""
+        table with every column): those shown by key first, the latest first, then the others.
+        A pane that does not fit gives way, and comes back with the room; only the pane asked
+        for last shows where it does not fit (the user chose it)."""
         asked = [pane_id for pane_id in reversed(self.chosen) if pane_id in BOTTOM_ROW and wanted[pane_id]]
         order = asked + [pane_id for pane_id in BOTTOM_ROW if pane_id not in asked and wanted[pane_id]]
         row: set[str] = set()
         used = 0
         for pane_id in order:
-            if not row or used + BOTTOM_ROW[pane_id] <= width:
+            # below 80 columns the runs table was shown cut: now only when asked for by its key
+            if used + BOTTOM_ROW[pane_id] <= width or (not row and pane_id in asked):
                 row.add(pane_id)
                 used += BOTTOM_ROW[pane_id]
         return row
