@@ -170,7 +170,8 @@ class ControlRoomApp(App):
         if self.options.offline:
             self.main.controls.show_offline()
         elif not self.options.embed_env:
-            self.main.cart.idle_text = "waiting for the environment's cart (ours publishes it; the published one not)"
+            # ours sends its cart (or picture) to every control room; the published environment none
+            self.main.cart.idle_text = "waiting for a run (the published environment sends no cart)"
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -268,6 +269,7 @@ class ControlRoomApp(App):
         self._show_status()
         plot = self.main.plot
         plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)
+        self.main.title_environment(spaces.env_id)
         cart = self.main.cart
         cart.caption = spaces.env_id
         if spaces.env_id == CARTPOLE.env_id:

@@ -469,3 +469,28 @@ async def test_the_log_shows_from_32_rows_and_the_network_pane_from_116_columns_
         await pilot.pause()
         text = screen_text(app)
         assert ("─ Log ─" in text) is log and ("─ Network ─" in text) is network, text
+
+
+# --- the environment pane (findings 39c, 39d) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize(("env_id", "title"), [("Acrobot-v1", "Acrobot-v1"), ("CartPole-v1", "Cart")])
+async def test_the_environment_pane_is_titled_by_what_it_draws(tmp_path, size, env_id, title):
+    """It said "Cart" above an Acrobot picture."""
+    app = ControlRoomApp(SessionOptions(offline=True, env_id=env_id), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        cart = app.main.cart.region
+        assert screen_text(app).splitlines()[cart.y][cart.x :].startswith(f"╭─ {title} ─"), screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_followers_environment_pane_says_plainly_what_it_waits_for(tmp_path, broker, size):
+    """It said "waiting for the environment's cart (ours publishes it; the published one not)"."""
+    options = SessionOptions(connect=f"127.0.0.1:{broker.port}", embed_env=False, agent="random")
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=size) as pilot:
+        await connected(pilot)
+        await pilot.pause()
+        assert words(inside(app, app.main.cart)) == "waiting for a run (the published environment sends no cart)"

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
+from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.tui.bindings import PANES
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
@@ -70,6 +71,11 @@ class MainScreen(Screen):
         }
         for pane_id, title in PANES.values():
             self.panes[pane_id].border_title = {"score plot": "Score"}.get(title, title.capitalize())
+
+    def title_environment(self, env_id: str) -> None:
+        """The environment pane is titled by what it draws: CartPole's cart, another's picture (it
+        said "Cart" above Acrobot)."""
+        self.cart.border_title = PANES["2"][1].capitalize() if env_id == CARTPOLE.env_id else env_id
 
     def compose(self) -> ComposeResult:
         yield self.status
