@@ -132,7 +132,7 @@ class ControlRoomApp(App):
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
-        self._shown_live: tuple[int, int] | None = None  # the run going's (number, episodes) the table shows
+        self._shown_counted: dict[int, tuple[int, str]] = {}  # run_progress.counted as the table shows it
         self._redraws = 0  # redraw ticks so far
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
@@ -550,17 +550,17 @@ class ControlRoomApp(App):
             self._stop_if_idle(now)
 
     def _show_runs(self) -> None:
-        """The runs table, when the history changed; the run going with the episodes the progress
-        line counts (a history another process writes is read once a second, behind it)."""
+        """The runs table, when the history changed; runs this room heard of as the progress line
+        tells of them, until the history says so too (a file another process writes is read once
+        a second: a schedule's run said "0/20 running" beside "run 22 done")."""
         store = self.store
-        current = self.current
-        number = self.run_progress.number(current.run_id) if current is not None else None
-        live = (number, self.run_progress.finished) if number is not None else None
-        if store is None or (store.revision == self._shown_revision and live == self._shown_live):
+        counted = self.run_progress.counted
+        if store is None or (store.revision == self._shown_revision and counted == self._shown_counted):
             return
-        self._shown_revision, self._shown_live = store.revision, live
+        self._shown_revision, self._shown_counted = store.revision, dict(counted)
         runs = store.runs()
-        self.main.runs_table.show(runs, live)
+        self.main.runs_table.show(runs, counted)
+        self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
         rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
         if rate != self.run_rate and self._rated_run is not None:
             self.run_rate = rate
