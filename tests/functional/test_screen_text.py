@@ -360,8 +360,8 @@ async def test_time_labels_are_each_said_once_and_the_latest_is_at_the_right(tmp
         assert labels[-1] == latest and row.rstrip().removesuffix(" time ended").endswith(latest), row
 
 
-def write_runs(path: str, count: int, numbers_from: int = 1) -> None:
-    """``count`` short runs (20 episodes each), numbered from ``numbers_from``."""
+def write_runs(path: str, count: int, numbers_from: int = 1, state: str = "done") -> None:
+    """``count`` short runs (20 episodes each), numbered from ``numbers_from``, ended ``state``."""
     from cartpole_tui.env.history.store import RunStore
 
     with RunStore.open(path) as store:
@@ -375,7 +375,7 @@ def write_runs(path: str, count: int, numbers_from: int = 1) -> None:
                 for index in range(1, 21):
                     clock += 0.01
                     store.add_episode(uid, index, float(10 * number + index), 10, clock)
-            store.end_run(uid, avg_score=float(10 * number + 10.5), state="done", ended=clock)
+            store.end_run(uid, avg_score=float(10 * number + 10.5), state=state, ended=clock)
         store.flush()
 
 
@@ -430,7 +430,7 @@ async def test_below_80_columns_the_runs_table_gives_way_and_comes_by_its_key(tm
 async def test_the_state_column_is_whole_beside_the_runs_tables_scrollbar(tmp_path, size):
     """A small browser window: "runnin", the scrollbar took the last column (finding 19)."""
     path = str(tmp_path / "runs.sqlite3")
-    write_runs(path, 30)
+    write_runs(path, 30, state="stopped")  # as long as "running"
     app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
     async with app.run_test(size=size) as pilot:
         table = app.main.runs_table
@@ -438,7 +438,7 @@ async def test_the_state_column_is_whole_beside_the_runs_tables_scrollbar(tmp_pa
         await pilot.pause()
         assert table.show_vertical_scrollbar  # more runs than rows
         rows = [row for row in rows_of(app, "runs-pane")[1:] if row.strip()]
-        assert rows and all(re.search(r"\bdone\s+\S*\s*$", row) for row in rows), rows
+        assert rows and all(re.search(r"\bstopped\s+\S*\s*$", row) for row in rows), rows
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
