@@ -5,8 +5,9 @@ It owns no network code: the controller does the talking in its own threads and 
 what happens; the app drains that queue and dispatches each event by its type to a named
 handler (``_on_episode_finished``…). What the status and progress lines say comes from
 `tui.data.run_progress`. Reads of the run history file (marked runs' overlays, a run's
-details, the export) run in worker threads and come back as messages. Plots and the cart
-redraw on timers, only when their data changed.
+details, the export) run in worker threads and come back as messages. One timer redraws, only
+what changed: the cart at each tick, the progress line, the plot and the runs table together
+at every other one.
 """
 
 from __future__ import annotations

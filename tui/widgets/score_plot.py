@@ -4,7 +4,7 @@ The widget is handed a `ScoreHistory` and never fetches anything. The drawing it
 `PlotCanvas` (tui/data/plot_canvas.py); the widget keeps the settings and keys, styles the
 canvas's cells into strips, caches them and puts the legend in its border. It plots at most
 two points per terminal column (`ScoreHistory.columns`), so a redraw costs the same at a
-million episodes as at a thousand, and it redraws on a timer only when the history's
+million episodes as at a thousand, and it redraws at a tick (its own timer, or its owner's) only when the history's
 version moved and the widget is on screen; between redraws it serves cached strips.
 """
 
