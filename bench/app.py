@@ -366,7 +366,13 @@ def watched_run(workdir: Path, episodes: int, seed: int, agent: str, timeout: fl
 # --- (c) bytes while a run is live -----------------------------------------------------------------
 
 
-PANES = {"1": "Score", "2": "Cart", "3": "Runs"}
+PANES = {"1": "Score", "2": "Cart", "3": "Runs"}  # the environment pane is titled by its id for another than CartPole
+
+
+def _pane_titles() -> dict[str, str]:
+    return PANES if PtyApp.env_id == "CartPole-v1" else {**PANES, "2": PtyApp.env_id}
+
+
 _CURSOR_TO = re.compile(rb"\x1b\[(\d+);(\d+)H")
 
 
@@ -433,9 +439,9 @@ def live_bytes(
         _print_rows(app, ScreenWrites.parse(output), seconds)
         parts = {}
         if breakdown_seconds:
-            for key, border in PANES.items():
+            for key, border in _pane_titles().items():
                 parts[f"without {border}"] = _rate_without(app, key, border, breakdown_seconds)
-            for key, border in PANES.items():  # all three hidden: what the rest of the screen costs
+            for key, border in _pane_titles().items():  # all three hidden: what the rest of the screen costs
                 _toggle(app, key, border, hide=True)
             parts["without Score, Cart, Runs"] = _byte_rate(app, breakdown_seconds)
             print(

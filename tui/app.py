@@ -5,8 +5,9 @@ It owns no network code: the controller does the talking in its own threads and 
 what happens; the app drains that queue and dispatches each event by its type to a named
 handler (``_on_episode_finished``…). What the status and progress lines say comes from
 `tui.data.run_progress`. Reads of the run history file (marked runs' overlays, a run's
-details, the export) run in worker threads and come back as messages. Plots and the cart
-redraw on timers, only when their data changed.
+details, the export) run in worker threads and come back as messages. One timer redraws, only
+what changed: the cart at each tick, the progress line, the plot and the runs table together
+at every other one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from cartpole_tui.env.paths import default_db_path
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import auth
-from cartpole_tui.tui.bindings import bindings, palette_entries
+from cartpole_tui.tui.bindings import KEYS, bindings, palette_entries
 from cartpole_tui.tui.controller import (
     PAST_RUNS_PLOTTED,
     Connected,
@@ -82,11 +83,17 @@ from cartpole_tui.tui.messages import (
 from cartpole_tui.tui.screens.main import MainScreen
 from cartpole_tui.tui.screens.modals import HelpScreen, UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
+from cartpole_tui.tui.widgets.control_panel import OFFLINE
 
-RUNS_REFRESH_SECONDS = 1.0  # the runs table repaints whole: once a second is enough while a run goes
+# Redraw ticks per repaint of what counts the run (progress line, plot and legend, runs table): the
+# three repaint together, at half the cart's rate, so that one screen tells of one moment (the
+# table repainted on a clock of its own, the plot on another: a fast run's table said 78/2000
+# beside a progress line at 1989/2000).
+COUNTS_EVERY = 2
 # control clients (this app's, `evolve`'s, `run`'s) come and go by design: not components of the network
 CONTROL_CLIENTS = ("control",)
 NETWORK_ACTIONS = {"start", "stop", "evolve", "schedule", "toggle_deterministic", "focus_episodes"}
+NETWORK_KEYS = {k.key for k in KEYS if k.action in NETWORK_ACTIONS and k.scope == "app"}  # s, x, e, r, d, n
 
 
 class ControlRoomApp(App):
@@ -126,8 +133,8 @@ class ControlRoomApp(App):
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
-        self._runs_shown_at = 0.0
-        self._runs_due = False  # a run started or ended: the runs table repaints at the next redraw
+        self._shown_counted: dict[int, tuple[int, str]] = {}  # run_progress.counted as the table shows it
+        self._redraws = 0  # redraw ticks so far
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
         self.theme_watchers: list = []  # called with each new theme (the config file remembers it)
@@ -144,7 +151,7 @@ class ControlRoomApp(App):
     def main(self) -> MainScreen:
         """The main screen, made at its first use once the app runs (widgets belong to a running app)."""
         if self._main is None:
-            self._main = MainScreen(self.history, population=self.population, redraw_hz=self.redraw_hz)
+            self._main = MainScreen(self.history, population=self.population)
         return self._main
 
     @property
@@ -156,15 +163,16 @@ class ControlRoomApp(App):
         return self.main
 
     def on_mount(self) -> None:
-        self.set_interval(1 / self.redraw_hz, self._refresh_views)
+        self.set_interval(1 / self.redraw_hz, self._redraw)
         try:
             self._show_environment(spaces_of(self.options.env_id))
         except ValueError as error:  # the command line checked it; a config or test may not have
             self.log_line(str(error), "yellow")
         if self.options.offline:
-            self.main.controls.disabled = True
+            self.main.controls.show_offline()
         elif not self.options.embed_env:
-            self.main.cart.idle_text = "waiting for the environment's cart (ours publishes it; the published one not)"
+            # ours sends its cart (or picture) to every control room; the published environment none
+            self.main.cart.idle_text = "waiting for a run (the published environment sends no cart)"
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -262,6 +270,7 @@ class ControlRoomApp(App):
         self._show_status()
         plot = self.main.plot
         plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)
+        self.main.title_environment(spaces.env_id)
         cart = self.main.cart
         cart.caption = spaces.env_id
         if spaces.env_id == CARTPOLE.env_id:
@@ -278,7 +287,6 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
-        self._runs_due = True
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -301,9 +309,11 @@ class ControlRoomApp(App):
         current = self.current
         if current is None or current.run_id != event.run_id:
             return  # a late one (the published environment's last DONE follows its ENV_DONE)
-        window = self.main.plot.window
-        mean = self.history.rolling_mean_at(len(self.history) - 1, window) if len(self.history) else None
-        self.run_progress.episode(event, window, mean)
+        window, history = self.main.plot.window, self.history
+        # the plot's latest figures: its legend and the progress line say the same
+        end = len(history) - 1
+        mean, last = (history.rolling_mean_at(end, window), history.scores[end]) if end >= 0 else (None, None)
+        self.run_progress.episode(event, window, mean, last)
 
     def _plot(self, episodes: list[EpisodeFinished]) -> None:
         """Episodes due for the plot (in number order within their run)."""
@@ -323,9 +333,6 @@ class ControlRoomApp(App):
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
             self._show_status()
         line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
-        # at the redraw that says "run 22 done" the table says so too (its once-a-second repaint
-        # showed a schedule's runs "0/20 running" a run or two after they ended)
-        self._runs_due = True
         self.main.controls.show_running(False)
         self.log_line(line)
 
@@ -508,9 +515,30 @@ class ControlRoomApp(App):
             progress.update(total=None)
         progress.update(total=total or None, progress=finished)
 
-    def _refresh_views(self) -> None:
+    def _redraw(self) -> None:
+        """A redraw tick: the cart at each; what counts the run at every ``COUNTS_EVERY``-th."""
+        self._redraws += 1
+        self._refresh_views(counts=self._redraws % COUNTS_EVERY == 0)
+
+    def _refresh_views(self, counts: bool = True) -> None:
+        """Show what changed: the cart, and with ``counts`` the progress line, the plot and the
+        runs table, all three from this one moment."""
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
+        observation = self.controller.latest_observation
+        if observation is not None and observation is not self._shown_observation:
+            self._shown_observation = observation
+            if not self._pictures:
+                self.main.cart.observation = tuple(float(v) for v in observation)
+        frame = self.controller.latest_frame
+        if frame is not None and frame is not self.main.cart.frame:
+            self.main.cart.frame = frame
+        if counts:
+            self._show_progress()
+            self.main.plot.tick()
+            self._show_runs()
+
+    def _show_progress(self) -> None:
         now = time.monotonic()
         bar_shown = self.run_progress.check(self.controller.steps, now, self.controller.stall_hint())
         label = self.run_progress.take_label()
@@ -521,27 +549,23 @@ class ControlRoomApp(App):
             self.main.progress.display = bar_shown
         if bar_shown is False:
             self._stop_if_idle(now)
-        observation = self.controller.latest_observation
-        if observation is not None and observation is not self._shown_observation:
-            self._shown_observation = observation
-            if not self._pictures:
-                self.main.cart.observation = tuple(float(v) for v in observation)
-        frame = self.controller.latest_frame
-        if frame is not None and frame is not self.main.cart.frame:
-            self.main.cart.frame = frame
+
+    def _show_runs(self) -> None:
+        """The runs table, when the history changed; runs this room heard of as the progress line
+        tells of them, until the history says so too (a file another process writes is read once
+        a second: a schedule's run said "0/20 running" beside "run 22 done")."""
         store = self.store
-        if (
-            store is not None
-            and store.revision != self._shown_revision
-            and (self._runs_due or now - self._runs_shown_at >= RUNS_REFRESH_SECONDS)
-        ):
-            self._shown_revision, self._runs_shown_at, self._runs_due = store.revision, now, False
-            runs = store.runs()
-            self.main.runs_table.show(runs)
-            rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
-            if rate != self.run_rate and self._rated_run is not None:
-                self.run_rate = rate
-                self._show_status()
+        counted = self.run_progress.counted
+        if store is None or (store.revision == self._shown_revision and counted == self._shown_counted):
+            return
+        self._shown_revision, self._shown_counted = store.revision, dict(counted)
+        runs = store.runs()
+        self.main.runs_table.show(runs, counted)
+        self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
+        rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
+        if rate != self.run_rate and self._rated_run is not None:
+            self.run_rate = rate
+            self._show_status()
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""
@@ -614,8 +638,13 @@ class ControlRoomApp(App):
     # --- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters) -> bool | None:
-        """Offline there is no network: its keys leave the footer and do nothing."""
+        """Offline there is no network: its keys leave the footer (and say why in `on_key`)."""
         return not (self.options.offline and action in NETWORK_ACTIONS)
+
+    def on_key(self, event: events.Key) -> None:
+        # offline a run key has no binding (check_action): pressed, it said nothing at all
+        if self.options.offline and event.key in NETWORK_KEYS:
+            self.notify(OFFLINE, severity="warning", markup=False)
 
     # the plot's keys work wherever the focus is
     def action_cycle_window(self) -> None:
@@ -636,7 +665,7 @@ class ControlRoomApp(App):
         if self.connection == "connected" and self.controller.control is not None:
             return True
         self.notify(
-            "offline: no network to control" if self.options.offline else "not connected to the network",
+            OFFLINE if self.options.offline else "not connected to the network",
             severity="warning",
         )
         return False

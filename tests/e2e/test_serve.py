@@ -369,7 +369,7 @@ async def test_a_run_outlives_the_tab_that_started_it(server, browser):
     await first.keyboard.press("Enter")
     for page in (first, second):
         await wait_screen(page, "/3000")
-        idle = "waiting for the environment's cart"  # the cart pane's text until the cart is drawn
+        idle = "waiting for a run"  # the cart pane's text until the cart is drawn (its first line)
         await page.wait_for_function(f"() => !({SCREEN_JS})().includes({idle!r})", timeout=10_000, polling=50)
     await first.close()
     await wait_screen(second, "done · avg", timeout=120_000)

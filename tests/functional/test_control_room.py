@@ -187,7 +187,7 @@ async def test_focused_pane_has_a_heavy_border_and_tab_is_short(tmp_path):
         assert "┏" in runs_top
         await pilot.press("tab")
         assert app.focused is app.main.log_pane
-        await pilot.press("tab")  # offline the episodes field is disabled; with a network it comes here
+        await pilot.press("tab")  # offline the episodes field is hidden; with a network it comes here
         assert app.main.plot.has_focus
         assert "┏" in screen_text(app).splitlines()[app.main.plot.region.y]
 
@@ -200,6 +200,23 @@ async def test_offline_footer_has_no_network_keys(tmp_path):
         assert "Help" in text and "Quit" in text
         for label in ("Start", "Stop", "Evolve", "Rounds"):
             assert label not in text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_offline_the_run_controls_give_way_to_why_and_a_run_key_says_it(tmp_path, size):
+    """--offline showed Start/Stop/Evolve, Det and the episodes field, and s did nothing (finding 22)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        controls = screen_text(app).splitlines()[1]
+        assert "offline: the run history only, no network to run on" in controls, controls
+        for word in ("Episodes", "Det", "Start", "Stop", "Evolve", "evo:"):
+            assert word not in controls, controls
+        for key in ("s", "r"):
+            app.clear_notifications()
+            await pilot.press(key)
+            await until(pilot, lambda: "(start without --offline)" in screen_text(app), 5, f"what {key} says")
+        assert app.main.runs_table.row_count == 6  # nothing else happened
 
 
 async def test_enter_shows_a_runs_details(tmp_path):
@@ -282,6 +299,18 @@ async def test_quitting_the_unreachable_screen_exits_non_zero(tmp_path):
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_unreachable_screen_offers_only_its_own_keys_at_the_bottom(tmp_path, size):
+    """The main screen's footer under it said "s Start  x Stop  e Evolve  r Rounds…" (finding 23)."""
+    app = make_app(tmp_path, free_port())
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the unreachable screen")
+        await until(pilot, lambda: "Retry" in footer(app), what="the screen's own footer")
+        assert footer(app).split() == ["r", "Retry", "q", "Quit"], footer(app)
+        assert "Cannot join the network" in screen_text(app)
+        await pilot.press("q")
 
 
 def test_the_control_room_command_returns_the_apps_exit_code(monkeypatch, tmp_path):

@@ -8,7 +8,9 @@ ends it done, without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +111,53 @@ async def test_a_follower_joining_mid_run_catches_up_and_records_it_as_followed(
         followed = app.store.runs()[-1]
         assert followed.followed and followed.state == "done" and 0 < followed.finished <= 1500
         assert followed.params.episodes == 1500
+
+
+def told_on_screen(app) -> tuple[tuple, tuple] | None:
+    """(what the progress line says of a run: number, episodes, state), (what its row in the runs
+    table says); None while the progress line names no count."""
+    lines = screen_text(app).splitlines()
+    going = re.search(r"run (\d+) · (\d+)/\d+", lines[2])
+    ended = re.search(r"run (\d+) (done|stopped) · avg \S+ over (\d+) episodes", lines[2])
+    if going:
+        told = (going.group(1), going.group(2), "running")
+    elif ended:
+        told = (ended.group(1), ended.group(3), ended.group(2))
+    else:
+        return None
+    row = next((line for line in lines if re.match(rf"┃\s+◆?\s*{told[0]}\s", line)), "")
+    cells = re.match(rf"┃\s+◆?\s*({told[0]})\s+(\d+)(?:/\d+)?\s.*\s(running|done|stopped)\s*┃", row)
+    return told, cells.groups() if cells else (row,)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_follower_sharing_the_environments_file_tells_one_moment_through_short_runs(
+    broker, starter, tmp_path, size
+):
+    """Through a schedule's short runs a follower's table said "21  0/20 … running" beside
+    "run 22 done" (finding 9): its history is the environment's file, read once a second."""
+    app = follower(broker, tmp_path / "played.sqlite3")
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+        seen: set[tuple] = set()
+
+        async def agrees() -> None:
+            told = told_on_screen(app)
+            if told is not None and told[0] not in seen:
+                agree = lambda: (t := told_on_screen(app)) is not None and t[0] == t[1]  # noqa: E731
+                await until(pilot, agree, 0.5, f"the runs table to say what the progress line says: {told}")
+                seen.add(told[0])
+
+        for number in range(1, 4):
+            played = asyncio.create_task(asyncio.to_thread(starter.control.run, 40, False, seed=3, idle_timeout=30))
+            while not played.done():
+                await agrees()
+                await pilot.pause(0.05)
+            await played
+            ended = (str(number), "40", "done")
+            await until(pilot, lambda ended=ended: (told_on_screen(app) or [()])[0] == ended, what=f"{ended} told")
+            await agrees()
+        assert {(str(n), "40", "done") for n in (1, 2, 3)} <= seen, seen
 
 
 def cli_process(*args: str) -> subprocess.Popen:

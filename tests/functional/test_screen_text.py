@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import pytest
 from test_app import connected, log_text, make_app, plain_evolution, runs, start_run, until
@@ -270,3 +271,226 @@ async def test_the_episodes_field_takes_keys_in_the_order_they_came_in_one_read(
         await until(pilot, lambda: field.value == after, 5, f"{after!r} in the field")
         await pilot.pause()
         assert re.search(rf"Episodes {after}\s", screen_text(app).splitlines()[1])
+
+
+# --- one screen, one moment (findings 1 and 9) ----------------------------------------------
+
+PROGRESS_COUNTS = re.compile(r"run (\d+) · (\d+)/\d+ · last (\S+) · mean\(100\) (\S+)")
+
+
+def counts_on_screen(app) -> dict[str, tuple] | None:
+    """What the progress line, the plot's legend and the runs table say of the run going:
+    (run, episodes, last, mean) and what of those the others show; None before the first count."""
+    lines = screen_text(app).splitlines()
+    progress = PROGRESS_COUNTS.search(lines[2])
+    if progress is None:
+        return None
+    number, finished, last, mean = progress.groups()
+    legend = next(line for line in lines if line.startswith("╰") and "mean(100)" in line)
+    shown = re.search(r"last (\S+) · ━ mean\(100\) (\S+)", legend)
+    row = next((line for line in lines if re.match(rf"┃\s+◆?\s*{number}\s", line)), "")
+    eps = re.match(rf"┃\s+◆?\s*{number}\s+(\d+)", row)
+    return {
+        "progress": (finished, last, mean),
+        "elsewhere": (eps.group(1) if eps else row, *(shown.groups() if shown else (legend, ""))),
+    }
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_progress_line_the_legend_and_the_runs_table_tell_of_one_moment(tmp_path, size):
+    """A fast run: the runs table said 78/2000 and the legend an older score beside a progress line
+    at 1989/2000 (each repainted on a clock of its own). At every redraw they say the same."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await connected(pilot)
+        await start_run(pilot, "1000000")
+        seen: list[str] = []
+        while len(seen) < 8:  # eight redraws of a run going
+            await until(
+                pilot,
+                lambda: (c := counts_on_screen(app)) is not None and c["progress"][0] not in seen,
+                what="the next redraw of the counts",
+            )
+            counts = counts_on_screen(app)
+            assert counts is not None
+            shown = counts["progress"]
+            # the legend's border row is painted just after the redraw: a moment, far less than one
+            agree = lambda shown=shown: counts_on_screen(app) == {"progress": shown, "elsewhere": shown}  # noqa: E731
+            await until(pilot, agree, 0.5, f"the legend and the table to say {shown} ({counts})")
+            seen.append(shown[0])
+        await pilot.press("x")
+
+
+def write_fast_then_slow_runs(path: str) -> float:
+    """Run 1: 2,000 episodes ending within a second; run 2: 40 more over 8 s, 17 s later.
+    Returns when the last episode ended."""
+    from cartpole_tui.env.history.store import RunStore
+
+    start = 1_764_000_000.0
+    with RunStore.open(path) as store:
+        clock = start
+        for number, count, step in ((1, 2000, 0.9 / 2000), (2, 40, 0.2)):
+            uid = f"run-{number}"
+            store.begin_run(
+                uid, episodes=count, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=clock
+            )
+            for index in range(1, count + 1):
+                clock += step
+                store.add_episode(uid, index, 20.0, 20, clock)
+            store.end_run(uid, avg_score=20.0, state="done", ended=clock)
+            clock += 17.0
+        store.flush()
+    return clock - 17.0
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_time_labels_are_each_said_once_and_the_latest_is_at_the_right(tmp_path, size):
+    """`t` labelled a 2,000-episode run of one second "06:32:56  06:32:57  06:32:57  06:32:57" and
+    not the later run at the right end at all (finding 5)."""
+    path = str(tmp_path / "runs.sqlite3")
+    latest = time.strftime("%H:%M:%S", time.localtime(write_fast_then_slow_runs(path)))
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: len(app.history) == 2040 and app.main.plot.shows_latest_data, what="the history")
+        await pilot.press("t", "t")  # episode numbers -> run numbers -> times
+        await until(pilot, lambda: app.main.plot.x_axis == "time" and app.main.plot.shows_latest_data)
+        row = rows_of(app, "plot-pane")[-1]
+        labels = re.findall(r"\d\d:\d\d:\d\d", row)
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), row
+        assert labels[-1] == latest and row.rstrip().removesuffix(" time ended").endswith(latest), row
+
+
+def write_runs(path: str, count: int, numbers_from: int = 1, state: str = "done") -> None:
+    """``count`` short runs (20 episodes each), numbered from ``numbers_from``, ended ``state``."""
+    from cartpole_tui.env.history.store import RunStore
+
+    with RunStore.open(path) as store:
+        clock = 1_764_000_000.0
+        for number in range(1, numbers_from + count):
+            uid = f"run-{number}"
+            store.begin_run(
+                uid, episodes=20, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=clock
+            )
+            if number >= numbers_from:  # the runs before are numbered and left without episodes
+                for index in range(1, 21):
+                    clock += 0.01
+                    store.add_episode(uid, index, float(10 * number + index), 10, clock)
+            store.end_run(uid, avg_score=float(10 * number + 10.5), state=state, ended=clock)
+        store.flush()
+
+
+@pytest.mark.parametrize(("size", "first"), [((80, 24), 1), ((120, 40), 1), ((80, 24), 120), ((200, 50), 30)])
+async def test_the_legend_names_every_marked_run(tmp_path, size, first):
+    """At 80x24 two marked runs were cut from the legend, at 200 columns two of eight (finding 26):
+    where the whole form does not fit, a shorter one names every run ("1━38 2━39 …")."""
+    path = str(tmp_path / "runs.sqlite3")
+    write_runs(path, 10, first)
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == first + 9, what="the runs")
+        table.focus()
+        table.move_cursor(row=table.row_count - 1)
+        for _ in range(defaults.PLOT_OVERLAYS):
+            await pilot.press("space", "up")
+        await until(pilot, lambda: len(app.main.plot.overlays) == defaults.PLOT_OVERLAYS, what="8 overlays")
+        await until(pilot, lambda: app.main.plot.shows_latest_data)
+        await pilot.pause()
+        legend = next(line for line in screen_text(app).splitlines() if line.startswith("╰") and "━" in line)
+        marked = sorted(table.marked)
+        assert len(marked) == defaults.PLOT_OVERLAYS
+        for mark, number in enumerate(marked, start=1):
+            assert re.search(rf"{mark}━ ?(run )?{number}\b", legend), (mark, number, legend)
+        assert "…" not in legend, legend
+
+
+# --- the panes in a narrow or short terminal (findings 19, 27, 39a, 39b) ---------------------
+
+
+async def test_below_80_columns_the_runs_table_gives_way_and_comes_by_its_key(tmp_path):
+    """At 60x18 the 80-column table was shown with steps/s and state cut off (finding 27)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(60, 18)) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Runs" not in text and "avg (ENV_DONE)" not in text, text
+        assert app.main.plot.region.bottom == 18 - 1  # its rows went to the plot
+        await pilot.press("3")  # asked for: shown as it is
+        await pilot.pause()
+        assert "━ Runs ━" in screen_text(app)
+        for size in ((80, 24), (120, 40)):  # from 80 columns it is whole
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            header = rows_of(app, "runs-pane")[0]
+            assert re.search(r"\bsteps/s\s+state\b", header), (size, header)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (85, 25), (120, 40)])
+async def test_the_state_column_is_whole_beside_the_runs_tables_scrollbar(tmp_path, size):
+    """A small browser window: "runnin", the scrollbar took the last column (finding 19)."""
+    path = str(tmp_path / "runs.sqlite3")
+    write_runs(path, 30, state="stopped")  # as long as "running"
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=size) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == 30, what="the runs")
+        await pilot.pause()
+        assert table.show_vertical_scrollbar  # more runs than rows
+        rows = [row for row in rows_of(app, "runs-pane")[1:] if row.strip()]
+        assert rows and all(re.search(r"\bstopped\s+\S*\s*$", row) for row in rows), rows
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_with_the_plot_hidden_the_cart_takes_its_width(tmp_path, size):
+    """`1` at 80x24 left the cart 20 columns wide beside 60 empty ones (finding 39b)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.press("1")
+        await pilot.pause()
+        cart = app.main.cart.region
+        assert cart.x <= 1 and cart.right >= size[0] - 1, cart
+        assert screen_text(app).splitlines()[cart.y].startswith("╭─ Cart ─")
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.main.cart.region.width < size[0] // 2  # beside the plot again
+
+
+@pytest.mark.parametrize(
+    ("size", "log", "network"),
+    [((115, 32), True, False), ((116, 32), True, True), ((116, 31), False, False), ((80, 32), True, False)],
+)
+async def test_the_log_shows_from_32_rows_and_the_network_pane_from_116_columns_too(tmp_path, size, log, network):
+    """The README's thresholds, as the layout has them (finding 39a)."""
+    app = offline_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert ("─ Log ─" in text) is log and ("─ Network ─" in text) is network, text
+
+
+# --- the environment pane (findings 39c, 39d) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.mark.parametrize(("env_id", "title"), [("Acrobot-v1", "Acrobot-v1"), ("CartPole-v1", "Cart")])
+async def test_the_environment_pane_is_titled_by_what_it_draws(tmp_path, size, env_id, title):
+    """It said "Cart" above an Acrobot picture."""
+    app = ControlRoomApp(SessionOptions(offline=True, env_id=env_id), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        cart = app.main.cart.region
+        assert screen_text(app).splitlines()[cart.y][cart.x :].startswith(f"╭─ {title} ─"), screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_followers_environment_pane_says_plainly_what_it_waits_for(tmp_path, broker, size):
+    """It said "waiting for the environment's cart (ours publishes it; the published one not)"."""
+    options = SessionOptions(connect=f"127.0.0.1:{broker.port}", embed_env=False, agent="random")
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=size) as pilot:
+        await connected(pilot)
+        await pilot.pause()
+        assert words(inside(app, app.main.cart)) == "waiting for a run (the published environment sends no cart)"

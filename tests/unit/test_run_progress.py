@@ -62,6 +62,18 @@ def test_a_run_from_start_to_end():
     assert progress.current is None
 
 
+def test_the_runs_told_of_are_counted_for_the_runs_table_until_the_history_says_so_too():
+    progress = RunProgress(now=0.0)
+    started(progress)
+    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None, last=9.0)
+    assert progress.take_label() == "run 7 · 1/20 · last 9"  # the plot's latest score (number order)
+    assert progress.counted == {7: (1, "running")}
+    progress.ended(RunFinished("r1", 31.5, 20, stopped=True))
+    assert progress.counted == {7: (20, "stopped")}  # ENV_DONE's count
+    progress.settled([7])
+    assert progress.counted == {}
+
+
 def test_a_stopped_run_without_episodes_and_a_run_not_in_the_history():
     progress = RunProgress(now=0.0)
     started(progress, number=None)  # numbered after the runs this app saw

@@ -22,6 +22,7 @@ class Overlay:
     values: np.ndarray
     label: str = ""
     window: int | None = None
+    number: int | None = None  # the run's number: the legend's shortest form names it by that alone
 
     @cached_property
     def sums(self) -> np.ndarray:
@@ -39,5 +40,5 @@ def rolling_overlays(store: RunStore, numbers: list[int], window: int) -> list[O
             continue
         scores = store.episode_scores(run.run_uid)
         if len(scores):
-            overlays.append(Overlay(rolling_mean(scores, window), label=f"run {number}", window=window))
+            overlays.append(Overlay(rolling_mean(scores, window), f"run {number}", window, number))
     return overlays

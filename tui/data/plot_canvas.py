@@ -36,6 +36,9 @@ LAYERS = ("score-plot--threshold", "score-plot--raw", *OVERLAY_CLASSES, "score-p
 AXIS = "score-plot--axis"
 
 
+LegendItem = tuple[str, str, str | None]  # (key, value, component it is drawn in)
+
+
 @dataclass(frozen=True)
 class PlotView:
     """What one redraw depends on besides the data: the cell area and the plot's settings."""
@@ -73,7 +76,10 @@ class PlotCanvas:
         self.x_labels = " " * self.cols
         # (key, value, component drawn in that colour): the keys go to the border, which stays
         # the same from one redraw to the next; the values to the widget's `summary`
-        self.legend: list[tuple[str, str, str | None]] = []
+        self.legend: list[LegendItem] = []
+        # the forms the border may show, the fullest first, each with the text between its items:
+        # the widget shows the first that fits whole
+        self.legends: list[tuple[list[LegendItem], str]] = []
 
     # --- y scale -----------------------------------------------------------------
 
@@ -169,6 +175,25 @@ class PlotCanvas:
             )
             for overlay, name, mark in zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS)
         ]
+        self.legends = [(self.legend, " · "), *self._short_overlay_legends(overlays)]
+
+    def _short_overlay_legends(self, overlays: Sequence[Overlay]) -> list[tuple[list[LegendItem], str]]:
+        """Shorter forms of the marked runs' legend, so that every run is named where the border is
+        short (at 80 columns two of them were cut, at 200 columns two of eight): the window said
+        once; then the runs' numbers alone, "1━38 2━39"."""
+        window = f"mean({overlays[0].window or self.view.window})"
+        drawn = list(zip(overlays, OVERLAY_CLASSES, OVERLAY_MARKS))
+        values: list[LegendItem] = [
+            (f"{mark}━ {o.label}", average(o.values[-1]) if len(o.values) else "", name) for o, name, mark in drawn
+        ]
+        numbers: list[LegendItem] = [
+            (f"{mark}━{o.label if o.number is None else o.number}", "", name) for o, name, mark in drawn
+        ]
+        return [
+            ([(window, "", None), *values], " · "),
+            ([(f"{window} of runs", "", None), *numbers], " "),
+            (numbers, " "),
+        ]
 
     def _draw_data(self, history: ScoreHistory, layers: dict[str, np.ndarray]) -> None:
         view = self.view
@@ -220,8 +245,9 @@ class PlotCanvas:
             self.legend.append(("◆ run avg", average(averages[-1]), "score-plot--average"))
         self.legend.append(("", f"{end:,} episodes", None))
         self.legend += self._threshold_legend()  # last: a narrow border keeps the figures, the axis labels the line
+        self.legends = [(self.legend, " · ")]
 
-    def _threshold_legend(self) -> list[tuple[str, str, str | None]]:
+    def _threshold_legend(self) -> list[LegendItem]:
         """What the dotted line is: ``┈ solved ≥ -100`` (the environment's reward_threshold)."""
         threshold = self.view.threshold
         return [] if threshold is None else [("┈ solved ≥", f"{threshold:g}", "score-plot--threshold")]
@@ -251,31 +277,50 @@ class PlotCanvas:
         step = _nice_step((end - start) * 10 / max(self.cols, 1))
         first_tick = (start // step + 1) * step
         ticks = [start + 1, *list(range(first_tick, end + 1, step))]
+        latest = False
         if history is None:
             marks = [(episode - 1, short_number(episode)) for episode in ticks]
         else:
-            times = history.times
-            span = times[end - 1] - times[start] if end > start else np.nan
-            form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
-            marks = [
-                (episode - 1, time.strftime(form, time.localtime(times[episode - 1])))
-                for episode in ticks
-                if np.isfinite(times[episode - 1])
-            ]
+            marks = self._time_marks(history, start, end, ticks)
+            latest = bool(marks)
             title = "time ended" if marks else "time: not recorded"
         title = f" {title}" if self.cols >= 6 * len(title) else ""
-        return self._place(lo, marks, title)
+        return self._place(lo, marks, title, latest)
 
-    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str) -> str:
-        """Labels under the first column of their episode, left to right without overlap, then the title."""
+    def _time_marks(self, history: ScoreHistory, start: int, end: int, ticks: list[int]) -> list[tuple[int, str]]:
+        """When the ticks' episodes ended, each time once (a run of 2,000 episodes in a second
+        labelled three ticks alike), and last the latest episode's: the right end says how recent."""
+        times = history.times
+        span = times[end - 1] - times[start] if end > start else np.nan
+        form = "%H:%M:%S" if not np.isfinite(span) or span < 600 else "%H:%M"
+        ended = [i for i in [episode - 1 for episode in ticks] + [end - 1] if np.isfinite(times[i])]
+        marks: list[tuple[int, str]] = []
+        for index in ended:
+            text = time.strftime(form, time.localtime(times[index]))
+            if index == ended[-1]:
+                marks = [mark for mark in marks if mark[1] != text]  # the latest keeps its text
+            elif marks and marks[-1][1] == text:
+                continue
+            marks.append((index, text))
+        return marks
+
+    def _place(self, lo: np.ndarray, marks: list[tuple[int, str]], title: str, latest: bool = False) -> str:
+        """Labels under the first column of their episode, left to right without overlap, then the
+        title; with ``latest`` the last label is placed first and the others give way to it."""
         line = [" "] * (self.cols - len(title))
-        free_from = 0
         if not marks:
             return ("".join(line) + title)[: self.cols]
-        cells = _first_columns(lo, np.array([episode for episode, _ in marks])) // 2
-        for (_, text), cell in zip(marks, cells.tolist()):
+        cells = (_first_columns(lo, np.array([episode for episode, _ in marks])) // 2).tolist()
+        placed = list(zip(marks, cells))
+        free_from, room = 0, len(line)
+        if latest:
+            (_, text), cell = placed.pop()
+            cell = max(0, min(cell, len(line) - len(text)))
+            line[cell : cell + len(text)] = text
+            room = cell - 2
+        for (_, text), cell in placed:
             cell = min(cell, len(line) - len(text))
-            if cell >= free_from and cell >= 0:
+            if cell >= free_from and cell >= 0 and cell + len(text) <= room:
                 line[cell : cell + len(text)] = text
                 free_from = cell + len(text) + 2
         return ("".join(line[: self.cols - len(title)]) + title)[: self.cols]

@@ -86,6 +86,9 @@ class RunProgress:
         self.current: RunStarted | None = None
         self.finished = 0  # episodes the current run finished
         self.numbers: dict[str, int] = {}  # run id -> its number in the run history
+        # run number -> (episodes, "running" / "done" / "stopped") as heard here, for the runs table
+        # while the history has not caught up (another process's file is read once a second)
+        self.counted: dict[int, tuple[int, str]] = {}
         self.label: str | None = None  # the progress label waiting for the next redraw
         self._seen = (-1, now)  # (steps + episodes, when that count last moved)
         self._stall_label: str | None = None  # the stall label last said
@@ -103,6 +106,7 @@ class RunProgress:
         self.current, self.finished = event, 0
         shown = self.numbers[event.run_id] = number if number is not None else len(self.numbers) + 1
         self._seen = (-1, now)
+        self.counted[shown] = (0, "running")
         self.label = f"run {shown} · waiting for the first episode"
         if not event.episodes:  # its start was not seen here (an environment that does not announce runs)
             return f"run {shown} seen: started elsewhere"
@@ -127,14 +131,18 @@ class RunProgress:
     def joined(self, event: RunJoined) -> None:
         """The run going when this control room joined: ``event.finished`` of its episodes are done."""
         self.finished = event.finished
+        self._count(event.run.run_id, "running")
         self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
 
-    def episode(self, event: EpisodeFinished, window: int, mean: float | None) -> None:
+    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None = None) -> None:
         """An episode of a run already started (they may end out of number order: counted, not
-        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any."""
+        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any;
+        ``last``: the plot's latest score (it takes episodes in number order), else this one's."""
         self.finished += 1
+        self._count(event.run_id, "running")
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {event.score:g}"
+        score = event.score if last is None else last
+        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score:g}"
         if mean is not None:
             self.label += f" · mean({window}) {average(mean)}"
 
@@ -144,6 +152,8 @@ class RunProgress:
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         ending = "stopped" if event.stopped else "done"
         finished, self.current = self.finished, None
+        if event.run_id is not None:
+            self._count(event.run_id, ending, event.episodes or finished)
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         if not event.episodes and not finished and not event.avg_score:
             self.label = f"run {number} {ending} · no episode finished"
@@ -154,6 +164,16 @@ class RunProgress:
         return Text.assemble(
             f"run {number} {ending}: average ", (average(event.avg_score), "bold"), f"{over} (ENV_DONE){speed}"
         )
+
+    def _count(self, run_id: str, state: str, finished: int | None = None) -> None:
+        number = self.numbers.get(run_id)
+        if number is not None:
+            self.counted[number] = (self.finished if finished is None else finished, state)
+
+    def settled(self, numbers: list[int]) -> None:
+        """These runs are no longer running in the history: it tells of them from now on."""
+        for number in numbers:
+            self.counted.pop(number, None)
 
     def bar(self) -> tuple[str, int, int] | None:
         """The progress bar's (run id, episodes asked (0: not known), episodes finished), None
@@ -191,7 +211,6 @@ class RunProgress:
     def quiet(self, now: float) -> float:
         """Seconds the run going has shown no step and no episode (0 between runs)."""
         return 0.0 if self.current is None or self._seen[0] < 0 else now - self._seen[1]
-        return False  # an ETA means nothing now; the hint needs the room
 
 
 def schedule_started_line(target: float | None = defaults.SCHEDULE_TARGET) -> str:

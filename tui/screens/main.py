@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
-from cartpole_tui.env import defaults
+from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.tui.bindings import PANES
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.score_history import ScoreHistory
@@ -45,7 +45,6 @@ class MainScreen(Screen):
         history: ScoreHistory,
         *,
         population: PopulationHistory | None = None,
-        redraw_hz: float = defaults.REDRAW_HZ,
     ):
         super().__init__()
         self.status = Static(id="status")
@@ -53,8 +52,8 @@ class MainScreen(Screen):
         self.progress = ProgressBar(total=1, show_eta=True, id="progress")
         self.progress.display = False  # until a run starts
         self.progress_label = Label("no run yet", id="progress-label")
-        # The plot is the biggest repaint: half the rate of the cart and the progress.
-        self.plot = ScorePlot(history, redraw_hz=redraw_hz / 2, id="plot-pane")
+        # drawn by the app's redraw, with the progress line and the runs table (the app's COUNTS_EVERY)
+        self.plot = ScorePlot(history, redraw_hz=None, id="plot-pane")
         self.cart = CartView(id="cart-pane")
         self.runs_table = RunsTable(id="runs-pane")
         self.network = NetworkPane(id="network")
@@ -72,6 +71,11 @@ class MainScreen(Screen):
         }
         for pane_id, title in PANES.values():
             self.panes[pane_id].border_title = {"score plot": "Score"}.get(title, title.capitalize())
+
+    def title_environment(self, env_id: str) -> None:
+        """The environment pane is titled by what it draws: CartPole's cart, another's picture (it
+        said "Cart" above Acrobot)."""
+        self.cart.border_title = PANES["2"][1].capitalize() if env_id == CARTPOLE.env_id else env_id
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -143,19 +147,23 @@ class MainScreen(Screen):
         self.query_one("#bottom").styles.height = max(bottom, 0)
         self.log_pane.styles.height = log_rows
         self.runs_table.styles.width = RUNS_WIDTH if len(beside) > 1 else "1fr"
+        # the cart alone above: it takes the plot's width too (it drew 20 columns beside 60 empty)
+        self.cart.styles.width = "1fr" if "plot-pane" not in shown else None
         share = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
         self.population.styles.width = share if {"runs-pane", "network-pane"} <= beside else "1fr"
 
     def bottom_row(self, wanted: dict[str, bool], width: int) -> set[str]:
         """The panes of the bottom row that fit side by side, each at its least width (the runs
-        table with every column): those shown by key first, the latest first, then the others;
-        the first always shows. A pane that does not fit gives way, and comes back with the room."""
+        table with every column): those shown by key first, the latest first, then the others.
+        A pane that does not fit gives way, and comes back with the room; only the pane asked
+        for last shows where it does not fit (the user chose it)."""
         asked = [pane_id for pane_id in reversed(self.chosen) if pane_id in BOTTOM_ROW and wanted[pane_id]]
         order = asked + [pane_id for pane_id in BOTTOM_ROW if pane_id not in asked and wanted[pane_id]]
         row: set[str] = set()
         used = 0
         for pane_id in order:
-            if not row or used + BOTTOM_ROW[pane_id] <= width:
+            # below 80 columns the runs table was shown cut: now only when asked for by its key
+            if used + BOTTOM_ROW[pane_id] <= width or (not row and pane_id in asked):
                 row.add(pane_id)
                 used += BOTTOM_ROW[pane_id]
         return row

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from cartpole_tui.tui.bindings import help_sections
 
@@ -73,6 +73,9 @@ class UnreachableScreen(ModalScreen[bool]):
                 ),
                 id="unreachable-reason",
             )
+        # its own keys at the bottom: the main screen's footer under it offered s, x, e and r, where
+        # r means retry and the others do nothing
+        yield Footer(show_command_palette=False)
 
     def action_retry(self) -> None:
         self.dismiss(True)

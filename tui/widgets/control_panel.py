@@ -13,6 +13,7 @@ from cartpole_tui.tui.bindings import bindings
 from cartpole_tui.tui.messages import EvolveRequested, StartRequested, StopRequested
 
 ALLOWED = f"1–{defaults.EPISODES_MAX:,}"
+OFFLINE = "offline: the run history only, no network to run on (start without --offline)"
 
 
 def parse_episodes(text: str) -> int:
@@ -76,9 +77,11 @@ class ControlPanel(Horizontal):
     ControlPanel Button { margin: 0 1 0 0; min-width: 8; }
     ControlPanel #episodes-error { color: $error; padding: 0 0 0 1; }
     ControlPanel #evo-state { padding: 0 0 0 1; color: $text-muted; }
+    ControlPanel #offline { color: $text-muted; }
     """
 
     _evolution: tuple[str, str] = ("idle", "")  # what show_evolution was given last
+    _offline = False  # shows why there are no run controls
 
     def compose(self) -> ComposeResult:
         yield Label("Episodes")
@@ -89,9 +92,14 @@ class ControlPanel(Horizontal):
         yield Button("Evolve", id="evolve", variant="primary", compact=True)
         yield Label("", id="episodes-error")
         yield Label("evo: idle", id="evo-state")
+        offline = Label(OFFLINE, id="offline")
+        offline.display = False
+        yield offline
 
     def on_mount(self) -> None:
         self.show_running(False)
+        if self._offline:
+            self.show_offline()
         # s, x, e and d reach these: Tab goes from pane to pane, not through every button
         for widget in self.query("Checkbox, Button"):
             widget.can_focus = False
@@ -125,6 +133,12 @@ class ControlPanel(Horizontal):
             shown += f" {detail}"
         label.update(Text(shown))  # may hold a peer's name: never markup
 
+    def show_offline(self) -> None:
+        """No network: the run controls give way to a line that says why there are none."""
+        self._offline = True
+        for widget in self.children:  # none yet before the panel is composed: on_mount does it then
+            widget.display = widget.id == "offline"
+
     def show_running(self, running: bool) -> None:
         self.query_one("#start", Button).disabled = running
         self.query_one("#stop", Button).disabled = not running
@@ -132,7 +146,7 @@ class ControlPanel(Horizontal):
     def _say(self, error: str) -> None:
         """The field's error in place of the evolution state (80 columns hold one of them)."""
         self.query_one("#episodes-error", Label).update(error)
-        self.query_one("#evo-state", Label).display = not error
+        self.query_one("#evo-state", Label).display = not error and not self._offline
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._say("")

@@ -15,7 +15,10 @@ WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
 _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
 
 
-def _cells(run: RunRecord, marked: bool) -> tuple:
+def _cells(run: RunRecord, marked: bool, counted: tuple[int, str] | None = None) -> tuple:
+    """A run's row; ``counted``: (episodes, state) as the progress line tells of it, while the
+    history still says it is running (it may be a second behind)."""
+    finished, state = counted if counted is not None and run.state == "running" else (None, run.state)
     if run.avg_score is not None:
         avg = average(run.avg_score)
     else:  # still to come, or none: a run that ended before any episode has no average
@@ -23,11 +26,12 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
-    episodes = str(run.finished)  # played, and of how many when that is not all: a stopped run 12/1000
-    if run.state == "running" or run.finished != run.params.episodes:
-        progress = f"{run.finished}/{run.params.episodes}"
+    played = run.finished if finished is None else finished
+    episodes = str(played)  # played, and of how many when that is not all: a stopped run 12/1000
+    if state == "running" or played != run.params.episodes:
+        progress = f"{played}/{run.params.episodes}"
         episodes = progress if len(progress) <= WIDTHS[2] else episodes
-    state = f"[{_STATE_STYLE.get(run.state, '')}]{run.state}[/]"
+    shown = f"[{_STATE_STYLE.get(state, '')}]{state}[/]"
     return (
         "◆" if marked else " ",
         str(run.number),
@@ -37,7 +41,7 @@ def _cells(run: RunRecord, marked: bool) -> tuple:
         best,
         duration,
         rate,
-        state,
+        shown,
     )
 
 
@@ -51,15 +55,19 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
+        self._counted: dict[int, tuple[int, str]] = {}  # runs as the progress line tells of them, as last shown
         # here, not on mount: the history may arrive before the table is mounted
         for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
 
-    def show(self, runs: list[RunRecord]) -> None:
+    def show(self, runs: list[RunRecord], counted: dict[int, tuple[int, str]] | None = None) -> None:
+        """``counted``: run number -> (episodes, state) as the progress line tells of them (the
+        history of another process is a second behind)."""
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
+        self._counted = dict(counted or {})
         for run in runs:
             self._runs[run.number] = run
-            cells = _cells(run, run.number in self.marked)
+            cells = _cells(run, run.number in self.marked, self._counted.get(run.number))
             previous = self._shown.get(run.number)
             if previous is None:
                 self.add_row(*cells, key=str(run.number))
@@ -92,5 +100,5 @@ class RunsTable(DataTable):
             self.notify(f"{defaults.PLOT_OVERLAYS} runs marked, the most the plot draws")
             return
         self.marked ^= {number}
-        self.show([self._runs[number]])
+        self.show([self._runs[number]], self._counted)
         self.post_message(MarksChanged(frozenset(self.marked)))

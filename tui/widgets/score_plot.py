@@ -4,7 +4,7 @@ The widget is handed a `ScoreHistory` and never fetches anything. The drawing it
 `PlotCanvas` (tui/data/plot_canvas.py); the widget keeps the settings and keys, styles the
 canvas's cells into strips, caches them and puts the legend in its border. It plots at most
 two points per terminal column (`ScoreHistory.columns`), so a redraw costs the same at a
-million episodes as at a thousand, and it redraws on a timer only when the history's
+million episodes as at a thousand, and it redraws at a tick (its own timer, or its owner's) only when the history's
 version moved and the widget is on screen; between redraws it serves cached strips.
 """
 
@@ -31,6 +31,7 @@ from cartpole_tui.tui.data.plot_canvas import (
     LAYERS,
     OVERLAY_CLASSES,
     X_AXES,
+    LegendItem,
     PlotCanvas,
     PlotView,
     score_range,
@@ -81,7 +82,7 @@ class ScorePlot(Widget, can_focus=True):
         self,
         history: ScoreHistory | None = None,
         *,
-        redraw_hz: float = 4.0,
+        redraw_hz: float | None = 4.0,
         last_n_size: int = defaults.PLOT_LAST_N,
         summary_in_subtitle: bool = True,
         name: str | None = None,
@@ -92,7 +93,7 @@ class ScorePlot(Widget, can_focus=True):
         self._history = history
         self._overlays: tuple[Overlay, ...] = ()
         self._data_nudges = 0
-        self._redraw_interval = 1.0 / redraw_hz
+        self._redraw_hz = redraw_hz  # None: no timer of its own, its owner calls `tick`
         self.last_n_size = last_n_size
         self.summary_in_subtitle = summary_in_subtitle
         self.summary = ""  # the legend with its figures: "━ mean(100) 431.0 · ◆ run avg 453.6 · 400 episodes"
@@ -146,7 +147,8 @@ class ScorePlot(Widget, can_focus=True):
         self.last_n = None if self.last_n else self.last_n_size
 
     def on_mount(self) -> None:
-        self.set_interval(self._redraw_interval, self._tick)
+        if self._redraw_hz is not None:
+            self.set_interval(1.0 / self._redraw_hz, self.tick)
 
     def _redraw_now(self) -> None:
         # A key changed the view: draw at once, so the legend in the border is the new one now
@@ -173,7 +175,8 @@ class ScorePlot(Widget, can_focus=True):
     def action_cycle_x_axis(self) -> None:
         self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Draw the data if it changed since the last drawing (and the plot is on screen)."""
         self.ticks += 1
         if self._data_key() != self._drawn_data_key and self._shown():
             # Built here, not in render_line: a new legend key goes to the border, and setting it
@@ -252,18 +255,8 @@ class ScorePlot(Widget, can_focus=True):
             return []
         canvas = PlotCanvas(self._view(width, height))
         canvas.draw(self._history, self._overlays)
-        items = [
-            Text.assemble(
-                (part, _foreground(styles.by_name[name]) if name else Style()), (f" {value}" if value else "")
-            )
-            for part, value, name in canvas.legend
-            if part
-        ]
-        # Whole items only: the border cut the last one to "┈ sol…". The row's corners and their
-        # dashes take 4 cells of the border's width + 2; the items at the end matter least.
-        while len(items) > 1 and Text(" · ").join(items).cell_len > width - 2:
-            items.pop()
-        key = Text(" · ").join(items)
+        # The row's corners and their dashes take 4 cells of the border's width + 2.
+        key = _fitted(canvas.legends, styles, width - 2)
         if self.summary_in_subtitle and key.plain != self.legend_key:
             self._set_legend(key)
         self.legend_key = key.plain
@@ -281,6 +274,25 @@ class ScorePlot(Widget, can_focus=True):
         self._border_subtitle = self.render_str(Content.from_rich_text(key)).split()[0]
         row = Region(-1, self.size.height, self.size.width + 2, 1)
         self.call_after_refresh(self.refresh, row)  # after a paint under way, which may have drawn the border
+
+
+def _fitted(forms: list[tuple[list[LegendItem], str]], styles: _Styles, room: int) -> Text:
+    """The legend: the first form whose items fit ``room`` whole; else as many items of the last
+    form as fit, from its start (whole items only: the border cut the last one to "┈ sol…")."""
+    items: list[Text] = []
+    separator = Text(" · ")
+    for form, between in forms:
+        separator = Text(between)
+        items = [
+            Text.assemble((part, _foreground(styles.by_name[name]) if name else Style()), f" {value}" if value else "")
+            for part, value, name in form
+            if part
+        ]
+        if separator.join(items).cell_len <= room:
+            return separator.join(items)
+    while len(items) > 1 and separator.join(items).cell_len > room:
+        items.pop()  # the items at the end matter least
+    return separator.join(items)
 
 
 def _keys_only(legend: str) -> str:
