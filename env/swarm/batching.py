@@ -6,8 +6,8 @@ Swarm layer, no sockets: :mod:`.models` and :mod:`.aggregation` use it.
 one message. :class:`BatchChooser` is the aggregation's: one action per instance, by the
 same rules as one step — in training each instance's episode is played by one model
 alone (fewest episodes first, counting the episodes being played), its return that
-model's fitness; deterministic steps are a vote per instance; otherwise a sample from
-the summed probabilities per instance. Fitness and shares go into the one
+model's fitness; deterministic steps are a vote per instance (of the fittest, as in one step);
+otherwise a sample from the summed probabilities per instance. Fitness and shares go into the one
 :class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers
 batch and single steps alike.
 
@@ -123,10 +123,10 @@ class BatchChooser:
         if not deterministic and logic.solo:
             return logits[self._rows(ids, instances), columns].argmax(axis=1)
         probs = softmax(logits)
-        total = probs.sum(axis=0)
         if deterministic:
-            actions = total.argmax(axis=1)
+            actions = probs[logic.voting(ids)].sum(axis=0).argmax(axis=1)
         else:  # a sample per instance from the summed probabilities
+            total = probs.sum(axis=0)
             cumulative = np.cumsum(total / total.sum(axis=1, keepdims=True), axis=1)
             draws = logic.rng.random(len(instances))[:, None]
             actions = np.minimum((draws >= cumulative).sum(axis=1), total.shape[1] - 1)

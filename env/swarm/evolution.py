@@ -2,7 +2,8 @@
 
 Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
 
-GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``),
+GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``, averaged
+for a model it SET unchanged with its earlier generations': :class:`~.genetic.Remembered`),
 one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
 ``control``. What has not answered within ``timeout`` s is left out of the generation.
 """
@@ -52,6 +53,7 @@ class Evolution(SwarmComponent):
         # called with (next population, generation number) after each SET
         self.on_generation: Callable[[np.ndarray, int], None] | None = None
         self._rng = np.random.default_rng(seed)
+        self._remembered = genetic.Remembered()  # the fitness of models it SET unchanged, over generations
         self._lock = threading.Lock()
         self._requests: list[dict] = []  # the EVOLUTION messages to answer with this generation
         self._started = 0.0
@@ -112,9 +114,10 @@ class Evolution(SwarmComponent):
         done: dict = {"STATUS": protocol.EVO_DONE}
         if len(ids) >= 2:
             contribution = self._contribution or {}
-            fitness = [self._fitness(contribution.get(i)) for i in ids]
             population = np.asarray([self._weights[i] for i in ids])
+            fitness = self._remembered.average(population, [self._fitness(contribution.get(i)) for i in ids]).tolist()
             offspring = genetic.next_generation(population, fitness, self.settings, self._rng)
+            self._remembered.keep(offspring)
             # additive: what the control room's population pane shows
             done["FITNESS"] = fitness
             done["ELITE"] = int(np.argmax(fitness))

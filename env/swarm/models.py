@@ -65,6 +65,11 @@ class ModelPool(SwarmComponent):
         with self._lock:
             return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
 
+    def rows(self) -> np.ndarray:
+        """A copy of every model's weights, a row each in the order of ``ids``."""
+        with self._lock:
+            return self.population.weights.copy()
+
     def _on_observation(self, msg: dict) -> None:
         if "ENV_ID" in msg:  # a run's first observation, announcing its environment
             self._other_env = self._announced_other(msg)

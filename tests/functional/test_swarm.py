@@ -101,6 +101,25 @@ def test_solo_episodes_go_to_each_model_in_turn_and_score_its_returns():
     assert logic.choose(logits, deterministic=True) == 0  # the vote is unaffected by solo play
 
 
+def test_after_solo_episodes_only_the_fittest_vote_ties_in():
+    logic = AggregationLogic(seed=0, fittest=2)
+    heard: list[frozenset[str] | None] = []
+    logic.on_voters = heard.append
+    logic.solo_totals.update(a=500.0, b=20.0, c=300.0, d=300.0)
+    logic.solo_episodes.update(a=1, b=1, c=1, d=1)
+    np.testing.assert_array_equal(logic.voting(["a", "b", "c", "d", "e"]), [0, 2, 3])  # e played none
+    # b is sure of 1 but does not vote; a, c and d lean to 0
+    logits = {"a": [0.1, 0.0], "b": [0.0, 9.0], "c": [0.1, 0.0], "d": [0.1, 0.0], "e": [0.0, 9.0]}
+    assert logic.choose(logits, deterministic=True) == 0
+    logic.contribution()  # the GET: no solo episodes since, so all vote again
+    assert logic.choose(logits, deterministic=True) == 1
+    assert heard == [frozenset("acd"), None]  # each change of the vote, once (the swarm saves it)
+    apart = AggregationLogic(seed=0, fittest=None)  # an aggregation apart from its models: all vote
+    apart.solo_totals.update(a=500.0)
+    apart.solo_episodes.update(a=1)
+    assert apart.choose(logits, deterministic=True) == 1
+
+
 def test_a_run_start_discards_an_unfinished_solo_episode():
     logic = AggregationLogic(seed=0)
     logits = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
