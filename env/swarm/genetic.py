@@ -20,6 +20,16 @@ fitness took the median to 5.3k, one parent to 4.0k (seeds 1–20: 6.5k → 4.1k
 the way and not better (with the settings of the time): 2 to 5 training episodes per model,
 sigma 0.03–0.15, sigma shrinking with the elite's score or spread over the children, the mean
 of the top 5 as the parent (CEM), the top 2–4 kept unchanged, discounting one-episode scores.
+Tried again on 2026-12-03 (seeds 1–10, batch steps): the vote of the elite only — a row known
+without the last training, kept in the population file for nothing — median 5.4k and seed 7
+unsolved in 40 rounds (the 1–3 elites kept unchanged and voting, 2–3 parents: 5.5k–6.6k; a
+solver found in a training votes only a round later), so the 3 fittest of the last training
+vote and the swarm keeps that vote in the file (:mod:`.saved`); the 2 fittest voting 3.9k but
+worst 26k; the children's sigma mixed (0.05/0.1/0.2 or 0.03/0.1/0.3) 7.7k–9.9k, one unsolved.
+Whole ``run --schedule`` processes (``bench.solve``'s, alternating with the tree before, load
+2–7): median 11.2 s → 6.3 s, worst 19.1 s → 18.9 s; seeds 1, 2, 6, 7 still take 14–25 rounds
+(one parent on a plateau: children far worse than it for rounds, then a 500 that does not
+hold in the vote), which is what misses ≤ 6 s a seed.
 ``TOURNAMENT`` needed 23k–124k CartPole steps on seeds 1–4 (older measurement).
 """
 
