@@ -52,10 +52,8 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """(model ids, instances, (K, M, actions) logits, action 0's being 0) of a batch LOGITS; None
     when malformed: 1..MODELS_MAX distinct model ids (each a short string), at least one instance."""
-    ids = msg.get("COMPONENT_IDS")
-    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
-        return None  # with no instances, no bytes would bound how many ids one message names
-    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
+    ids = model_ids(msg)
+    if ids is None:
         return None
     try:
         instances = batch.instances_of(msg)
@@ -66,6 +64,32 @@ def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.nda
     except protocol.ProtocolError:
         return None
     return ids, instances, np.concatenate((np.zeros((*shape[:2], 1)), relative), axis=2)
+
+
+def model_ids(msg: dict) -> list[str] | None:
+    """A batch message's COMPONENT_IDS: 1..MODELS_MAX distinct model ids, each a short string; else
+    None (with no instances, no bytes would bound how many ids one message names)."""
+    ids = msg.get("COMPONENT_IDS")
+    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
+        return None
+    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
+        return None
+    return ids
+
+
+def batch_weights(msg: dict, width: int) -> tuple[list[str], np.ndarray] | None:
+    """(model ids, (K, width) weights) of a BATCH_WEIGHTS answer or SET; None when malformed:
+    :func:`model_ids`, each row ``width`` finite numbers whose sum is finite too (as
+    :func:`~cartpole_tui.env.swarm.client.finite_vector` asks of a WEIGHTS list)."""
+    ids = model_ids(msg)
+    if ids is None:
+        return None
+    try:
+        rows = batch.decode_array(msg.get(batch.BATCH_WEIGHTS), batch.WEIGHT, (len(ids), width))
+    except protocol.ProtocolError:
+        return None
+    with np.errstate(over="ignore"):
+        return (ids, rows) if np.isfinite(rows.sum(axis=1)).all() else None
 
 
 class BatchChooser:
