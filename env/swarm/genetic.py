@@ -25,9 +25,12 @@ without the last training, kept in the population file for nothing — median 5.
 unsolved in 40 rounds (the 1–3 elites kept unchanged and voting, 2–3 parents: 5.5k–6.6k; a
 solver found in a training votes only a round later), so the 3 fittest of the last training
 vote and the swarm keeps that vote in the file (:mod:`.saved`); the 2 fittest voting 3.9k but
-worst 26k; the children's sigma mixed (0.05/0.1/0.2 or 0.03/0.1/0.3) 7.7k–9.9k, one unsolved.
+worst 26k; the children's sigma mixed (0.05/0.1/0.2 or 0.03/0.1/0.3) 7.7k–9.9k, one unsolved;
+antithetic children (parent ± the same noise) 6.6k; two parents 4.2k, worst 8.9k, but on seeds
+11–20 4.8k, worst 14.7k, where one parent took 4.1k, worst 6.7k.
 Whole ``run --schedule`` processes (``bench.solve``'s, alternating with the tree before, load
-2–7): median 11.2 s → 6.3 s, worst 19.1 s → 18.9 s; seeds 1, 2, 6, 7 still take 14–25 rounds
+3–6; an evolution's weights in base64, not JSON, too): median 11.4 s → 5.4 s, worst 20.1 s →
+17.6 s; seeds 1, 2, 6, 7 still take 14–25 rounds
 (one parent on a plateau: children far worse than it for rounds, then a 500 that does not
 hold in the vote), which is what misses ≤ 6 s a seed.
 ``TOURNAMENT`` needed 23k–124k CartPole steps on seeds 1–4 (older measurement).
