@@ -58,6 +58,11 @@ AGENT = "swarm"  # or "random"
 AGENTS = ("swarm", "random")
 MODEL_ANSWER_TIMEOUT = 2.0  # s an aggregation waits for a step's missing LOGITS
 EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBUTION after GET
+# Models whose votes a deterministic step counts once solo episodes were played: the fittest of the
+# last training (ties in), not all 20 — mostly fresh mutants, they outvoted a solver for rounds.
+# 3, not 1: one episode each picks lucky models too (python -m bench.learn: genetic.py's docstring).
+# A whole swarm keeps that vote in its population file (voters), so a restart plays the same.
+VOTERS = 3
 
 # --- vectorised runs (env/components/vector_env.py) ------------------------------------------
 # Instances the environment plays at once when every agent understands batches. Chosen by

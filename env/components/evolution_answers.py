@@ -19,7 +19,7 @@ from collections.abc import Callable
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.seen import RecentNames
 from cartpole_tui.env.events import EvolutionFinished, EvolutionSeen
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 
 KEPT_REQUESTS = 16  # ids of the latest requests an EVO_DONE may name as "earlier"
 
@@ -78,12 +78,20 @@ class EvolutionAnswers:
         if msg.get("CMD") == "GET":
             self._get = True
         elif "WEIGHTS" in msg and isinstance(component, str):
+            self._answered([component])
+        elif batch.BATCH_WEIGHTS in msg and "CMD" not in msg and isinstance(msg.get("COMPONENT_IDS"), list):
+            # our pool's answer, every model at once (a SET carries BATCH_WEIGHTS too)
+            self._answered([i for i in msg["COMPONENT_IDS"][: defaults.MODELS_MAX] if isinstance(i, str)])
+        elif "CONTRIBUTION" in msg:
+            self._contribution = True
+
+    def _answered(self, components: list[str]) -> None:
+        """Models whose weights answered the pending GET."""
+        for component in components:
             component = protocol.clean_text(component, 80)
             self.models.add(component)
             if len(self._weights) < defaults.MODEL_CENSUS_MAX_IDS:
                 self._weights.add(component)
-        elif "CONTRIBUTION" in msg:
-            self._contribution = True
 
     def silence(self, timeout: float) -> str:
         """Why the pending request has no answer after ``timeout`` s, from what went by in the room."""

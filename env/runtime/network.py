@@ -75,7 +75,7 @@ class LocalNetwork:
         env_id: str = defaults.ENV_ID,
     ):
         self.env_id = env_id  # the swarm's models are built for its spaces
-        self.population_file = population_file  # the swarm's saved population: loaded, saved after each evolution
+        self.population_file = population_file  # the swarm's population: loaded, saved at each evolution and vote
         self.fresh = fresh  # start from a random population (and save over the file)
         self.models = models
         self.seed = seed

@@ -8,12 +8,18 @@ again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
 ``CONTRIBUTION``. :class:`AggregationLogic` holds the rules, free of sockets:
 
 Deterministic steps are a vote: the models' action probabilities are summed and
-the largest wins. Stochastic (training) steps are played, by default, one episode
-at a time by one model alone, greedily — each model in turn, fewest episodes first
-— and the episode's return is that model's fitness; this is how the built-in swarm
-learns (a genetic algorithm whose fitness is measured one model at a time). With
-``solo=False`` stochastic steps sample from the summed probabilities, as the
-published aggregation does.
+the largest wins. Once solo episodes were played since the last GET only the ``fittest``
+of them (ties in) vote: the rest, fresh mutants mostly, outvoted a solver for rounds
+(measured with ``python -m bench.learn``: :mod:`cartpole_tui.env.swarm.genetic`). That
+vote (:attr:`AggregationLogic.voters`) holds until the GET, and ``on_voters`` hears each
+change of it: the swarm keeps it in the population file, so that a swarm started from
+the file votes as this one did (:mod:`cartpole_tui.env.swarm.swarm`). ``fittest=None``
+(an aggregation apart from the models it votes with): every model votes, always.
+Stochastic (training) steps are played, by default, one episode at a time by one model
+alone, greedily — each model in turn, fewest episodes first — and the episode's return
+is that model's fitness; this is how the built-in swarm learns (a genetic algorithm
+whose fitness is measured one model at a time). With ``solo=False`` stochastic steps
+sample from the summed probabilities, as the published aggregation does.
 
 ``contribution()`` is what the evolution GETs: each model's mean solo return since
 the last GET when solo episodes were played, else each model's share of the chosen
@@ -47,9 +53,12 @@ Logits = list[float] | np.ndarray  # one model's logits: a single step's list, a
 class AggregationLogic:
     """Chooses actions from a step's logits and keeps each model's contribution."""
 
-    def __init__(self, seed: int | None = None, solo: bool = True):
+    def __init__(self, seed: int | None = None, solo: bool = True, fittest: int | None = defaults.VOTERS):
         self.rng = np.random.default_rng(seed)
         self.solo = solo
+        self.fittest = fittest
+        self.voters: frozenset[str] | None = None  # the models a deterministic step counts; None: all
+        self.on_voters: Callable[[frozenset[str] | None], None] | None = None  # told each change of voters
         self.player: str | None = None  # the model playing the current solo episode
         self.episode_return = 0.0
         self.solo_totals: dict[str, float] = defaultdict(float)
@@ -100,13 +109,32 @@ class AggregationLogic:
             return int(np.argmax(probs[ids.index(self.player)]))
         total = probs.sum(axis=0)
         if deterministic:
-            action = int(np.argmax(total))
+            action = int(np.argmax(probs[self.voting(ids)].sum(axis=0)))
         else:
             action = int(self.rng.choice(len(total), p=total / total.sum()))
         column = probs[:, action]
         for model_id, share in zip(ids, column / column.sum()):
             self.shares[model_id] += float(share)
         return action
+
+    def voting(self, ids: list[str]) -> np.ndarray:
+        """Indices into ``ids`` of the models a deterministic step counts: :attr:`voters` (all when
+        None or none of them answers), chosen first when solo episodes were played since the last
+        GET: the ``fittest`` best mean solo returns and any tied with them."""
+        episodes = self.solo_episodes
+        if self.fittest is not None and episodes:
+            fitness = [self.solo_totals[i] / episodes[i] if episodes.get(i) else -np.inf for i in ids]
+            least = sorted(fitness)[-min(self.fittest, len(ids))]
+            self._vote(frozenset(i for i, value in zip(ids, fitness) if value >= least))
+        voters = self.voters
+        rows = np.flatnonzero([i in voters for i in ids]) if voters is not None else np.arange(0)
+        return rows if len(rows) else np.arange(len(ids))
+
+    def _vote(self, voters: frozenset[str] | None) -> None:
+        if voters != self.voters:
+            self.voters = voters
+            if self.on_voters is not None:
+                self.on_voters(voters)
 
     # --- evolution ------------------------------------------------------------------------------
 
@@ -121,6 +149,7 @@ class AggregationLogic:
         self.solo_totals.clear()
         self.solo_episodes.clear()
         self.shares.clear()
+        self._vote(None)  # the evolution replaces the models measured: all vote until the next training
         return result
 
 
@@ -136,6 +165,7 @@ class Aggregation(SwarmComponent):
         seed: int | None = None,
         timeout: float = defaults.MODEL_ANSWER_TIMEOUT,
         solo: bool = True,
+        fittest: int | None = defaults.VOTERS,
         name: str = "aggregation",
         on_disconnect: Callable[[str], None] | None = None,
         spaces: EnvSpaces = CARTPOLE,
@@ -145,7 +175,7 @@ class Aggregation(SwarmComponent):
         self.models = models
         self.actions = spaces.actions  # logits a model sends: one per action of the environment
         self.timeout = timeout
-        self.logic = AggregationLogic(seed, solo)
+        self.logic = AggregationLogic(seed, solo, fittest)
         self.batches = BatchChooser(self.logic)  # vectorised runs (env/swarm/batching.py)
         self.expected = models  # LOGITS that complete a step; lowered when models time out
         self.silent: set[str] = set()  # models that timed out and have not answered since

@@ -6,8 +6,8 @@ Swarm layer, no sockets: :mod:`.models` and :mod:`.aggregation` use it.
 one message. :class:`BatchChooser` is the aggregation's: one action per instance, by the
 same rules as one step — in training each instance's episode is played by one model
 alone (fewest episodes first, counting the episodes being played), its return that
-model's fitness; deterministic steps are a vote per instance; otherwise a sample from
-the summed probabilities per instance. Fitness and shares go into the one
+model's fitness; deterministic steps are a vote per instance (of the fittest, as in one step);
+otherwise a sample from the summed probabilities per instance. Fitness and shares go into the one
 :class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers
 batch and single steps alike.
 
@@ -52,10 +52,8 @@ def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | No
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """(model ids, instances, (K, M, actions) logits, action 0's being 0) of a batch LOGITS; None
     when malformed: 1..MODELS_MAX distinct model ids (each a short string), at least one instance."""
-    ids = msg.get("COMPONENT_IDS")
-    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
-        return None  # with no instances, no bytes would bound how many ids one message names
-    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
+    ids = model_ids(msg)
+    if ids is None:
         return None
     try:
         instances = batch.instances_of(msg)
@@ -66,6 +64,32 @@ def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.nda
     except protocol.ProtocolError:
         return None
     return ids, instances, np.concatenate((np.zeros((*shape[:2], 1)), relative), axis=2)
+
+
+def model_ids(msg: dict) -> list[str] | None:
+    """A batch message's COMPONENT_IDS: 1..MODELS_MAX distinct model ids, each a short string; else
+    None (with no instances, no bytes would bound how many ids one message names)."""
+    ids = msg.get("COMPONENT_IDS")
+    if type(ids) is not list or not 0 < len(ids) <= defaults.MODELS_MAX:
+        return None
+    if not all(protocol.valid_run_id(i) for i in ids) or len(set(ids)) != len(ids):
+        return None
+    return ids
+
+
+def batch_weights(msg: dict, width: int) -> tuple[list[str], np.ndarray] | None:
+    """(model ids, (K, width) weights) of a BATCH_WEIGHTS answer or SET; None when malformed:
+    :func:`model_ids`, each row ``width`` finite numbers whose sum is finite too (as
+    :func:`~cartpole_tui.env.swarm.client.finite_vector` asks of a WEIGHTS list)."""
+    ids = model_ids(msg)
+    if ids is None:
+        return None
+    try:
+        rows = batch.decode_array(msg.get(batch.BATCH_WEIGHTS), batch.WEIGHT, (len(ids), width))
+    except protocol.ProtocolError:
+        return None
+    with np.errstate(over="ignore"):
+        return (ids, rows) if np.isfinite(rows.sum(axis=1)).all() else None
 
 
 class BatchChooser:
@@ -123,10 +147,10 @@ class BatchChooser:
         if not deterministic and logic.solo:
             return logits[self._rows(ids, instances), columns].argmax(axis=1)
         probs = softmax(logits)
-        total = probs.sum(axis=0)
         if deterministic:
-            actions = total.argmax(axis=1)
+            actions = probs[logic.voting(ids)].sum(axis=0).argmax(axis=1)
         else:  # a sample per instance from the summed probabilities
+            total = probs.sum(axis=0)
             cumulative = np.cumsum(total / total.sum(axis=1, keepdims=True), axis=1)
             draws = logic.rng.random(len(instances))[:, None]
             actions = np.minimum((draws >= cumulative).sum(axis=1), total.shape[1] - 1)

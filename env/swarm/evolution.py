@@ -2,8 +2,10 @@
 
 Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
 
-GET on ``evolution`` (every model's ``WEIGHTS``, the aggregation's ``CONTRIBUTION``),
-one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
+GET on ``evolution`` (every model's ``WEIGHTS`` — all of a pool's in one ``BATCH_WEIGHTS``
+when the pool is ours, and SET sends them back so —, the aggregation's ``CONTRIBUTION``,
+averaged for a model it SET unchanged with its earlier generations':
+:class:`~.genetic.Remembered`), one generation (:mod:`cartpole_tui.env.swarm.genetic`), SET, and ``EVO_DONE`` on
 ``control``. What has not answered within ``timeout`` s is left out of the generation.
 """
 
@@ -21,9 +23,10 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm import genetic
+from cartpole_tui.env.swarm.batching import batch_weights
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import n_weights
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,12 @@ class Evolution(SwarmComponent):
         # called with (next population, generation number) after each SET
         self.on_generation: Callable[[np.ndarray, int], None] | None = None
         self._rng = np.random.default_rng(seed)
+        self._remembered = genetic.Remembered()  # the fitness of models it SET unchanged, over generations
         self._lock = threading.Lock()
         self._requests: list[dict] = []  # the EVOLUTION messages to answer with this generation
         self._started = 0.0
-        self._weights: dict[str, list[float]] = {}
+        self._weights: dict[str, np.ndarray] = {}
+        self._batched: set[str] = set()  # the models whose weights came as BATCH_WEIGHTS, and go back so
         self._contribution: dict | None = None
         super().__init__(name, host, port, on_disconnect, check_every=0.1)
         self.client.add_eventHandler(self._on_control, None, trigger=Trigger(CUSTOM, protocol.CONTROL))
@@ -69,8 +74,9 @@ class Evolution(SwarmComponent):
             if len(self._requests) > 1:
                 return  # answered by the generation under way
             self._started = time.monotonic()
-            self._weights, self._contribution = {}, None
-            self.client.send(self.client.message(protocol.EVOLUTION, msg, {"CMD": "GET"}))
+            self._weights, self._batched, self._contribution = {}, set(), None
+            # BATCH_WEIGHTS: our pool answers in one message; published models ignore it and send WEIGHTS
+            self.client.send(self.client.message(protocol.EVOLUTION, msg, {"CMD": "GET", batch.BATCH_WEIGHTS: True}))
 
     def _on_evolution(self, msg: dict) -> None:
         with self._lock:
@@ -83,7 +89,14 @@ class Evolution(SwarmComponent):
                         "evolution: ignored WEIGHTS of %s: not %d finite numbers", msg["COMPONENT_ID"], self.n_weights
                     )
                     return
-                self._weights[msg["COMPONENT_ID"]] = weights
+                self._weights[msg["COMPONENT_ID"]] = np.asarray(weights, dtype=np.float64)
+            elif batch.BATCH_WEIGHTS in msg and "CMD" not in msg:  # a pool's answer, not a SET
+                parsed = batch_weights(msg, self.n_weights)
+                if parsed is None:
+                    log.warning("evolution: ignored a malformed BATCH_WEIGHTS from %s", msg.get("SENT_BY", "?"))
+                    return
+                self._weights.update(zip(*parsed))
+                self._batched.update(parsed[0])
             elif isinstance(msg.get("CONTRIBUTION"), dict):
                 self._contribution = msg["CONTRIBUTION"]
             else:
@@ -112,18 +125,15 @@ class Evolution(SwarmComponent):
         done: dict = {"STATUS": protocol.EVO_DONE}
         if len(ids) >= 2:
             contribution = self._contribution or {}
-            fitness = [self._fitness(contribution.get(i)) for i in ids]
             population = np.asarray([self._weights[i] for i in ids])
+            fitness = self._remembered.average(population, [self._fitness(contribution.get(i)) for i in ids]).tolist()
             offspring = genetic.next_generation(population, fitness, self.settings, self._rng)
+            self._remembered.keep(offspring)
             # additive: what the control room's population pane shows
             done["FITNESS"] = fitness
             done["ELITE"] = int(np.argmax(fitness))
             done["DIVERSITY"] = genetic.diversity(population)
-            self.client.send(
-                self.client.message(
-                    protocol.EVOLUTION, request, {"CMD": "SET", "WEIGHTS": dict(zip(ids, offspring.tolist()))}
-                )
-            )
+            self.client.send(self.client.message(protocol.EVOLUTION, request, self._set(ids, offspring)))
             self.generations += 1
             done["GENERATION"] = self.generations
             if self.on_generation is not None:
@@ -132,6 +142,16 @@ class Evolution(SwarmComponent):
             done["ERROR"] = f"{len(ids)} models answered GET; nothing to evolve"
             log.warning("evolution: %s", done["ERROR"])
         self.client.send_many([self.client.message(protocol.CONTROL, r, dict(done)) for r in requests])
+
+    def _set(self, ids: list[str], offspring: np.ndarray) -> dict:
+        """SET: WEIGHTS lists for the models that sent WEIGHTS, BATCH_WEIGHTS for those that sent that."""
+        batched = [k for k, model_id in enumerate(ids) if model_id in self._batched]
+        listed = [k for k, model_id in enumerate(ids) if model_id not in self._batched]
+        payload: dict = {"CMD": "SET", "WEIGHTS": {ids[k]: offspring[k].tolist() for k in listed}}
+        if batched:
+            payload["COMPONENT_IDS"] = [ids[k] for k in batched]
+            payload[batch.BATCH_WEIGHTS] = batch.encode_array(offspring[batched], batch.WEIGHT)
+        return payload
 
     @staticmethod
     def _fitness(value: object) -> float:

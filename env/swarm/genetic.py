@@ -7,10 +7,33 @@ two-point crossover of neighbouring pairs, Gaussian mutation — plus truncation
 selection (parents drawn from the fittest fraction) and elitism (the fittest row
 kept unchanged). ``TOURNAMENT`` is those operators with elitism (the probabilities
 are ours; the published ones make mutation rare). ``SWARM`` is what the built-in
-swarm uses (top 20 % are parents, child = parent + N(0, 0.1²), the best kept).
-Measured in-process (each model plays one greedy episode a generation, the
-population then votes): ``SWARM`` needed a median of ~16k CartPole steps to a
-solved vote over seeds 1–12 (worst 64k); ``TOURNAMENT`` 23k–124k on seeds 1–4.
+swarm uses: every child is the fittest model + N(0, 0.1²), the fittest kept, and
+:class:`Remembered` averages the fitness of a model kept unchanged over its generations.
+
+Measured with ``python -m bench.learn --seeds 1 … 10`` (the schedule replayed in-process:
+each model plays one greedy episode a round; rounds to a confirmed deterministic
+100-episode mean ≥ 475), before → after: rounds 9, 9, 10, 15, 22, 20, 11, 11, 23, 15 →
+17, 19, 5, 5, 4, 14, 25, 7, 6, 5; batch steps median 7.5k → 4.0k (worst 15.3k → 14.5k),
+environment steps median 82k → 63k. "Before" is the top 20 % as parents, one-episode
+fitness, all 20 models voting; the vote of the 3 fittest (aggregation) and the averaged
+fitness took the median to 5.3k, one parent to 4.0k (seeds 1–20: 6.5k → 4.1k). Tried on
+the way and not better (with the settings of the time): 2 to 5 training episodes per model,
+sigma 0.03–0.15, sigma shrinking with the elite's score or spread over the children, the mean
+of the top 5 as the parent (CEM), the top 2–4 kept unchanged, discounting one-episode scores.
+Tried again on 2026-12-03 (seeds 1–10, batch steps): the vote of the elite only — a row known
+without the last training, kept in the population file for nothing — median 5.4k and seed 7
+unsolved in 40 rounds (the 1–3 elites kept unchanged and voting, 2–3 parents: 5.5k–6.6k; a
+solver found in a training votes only a round later), so the 3 fittest of the last training
+vote and the swarm keeps that vote in the file (:mod:`.saved`); the 2 fittest voting 3.9k but
+worst 26k; the children's sigma mixed (0.05/0.1/0.2 or 0.03/0.1/0.3) 7.7k–9.9k, one unsolved;
+antithetic children (parent ± the same noise) 6.6k; two parents 4.2k, worst 8.9k, but on seeds
+11–20 4.8k, worst 14.7k, where one parent took 4.1k, worst 6.7k.
+Whole ``run --schedule`` processes (``bench.solve``'s, alternating with the tree before, load
+3–6; an evolution's weights in base64, not JSON, too): median 11.4 s → 5.4 s, worst 20.1 s →
+17.6 s; seeds 1, 2, 6, 7 still take 14–25 rounds
+(one parent on a plateau: children far worse than it for rounds, then a 500 that does not
+hold in the vote), which is what misses ≤ 6 s a seed.
+``TOURNAMENT`` needed 23k–124k CartPole steps on seeds 1–4 (older measurement).
 """
 
 from __future__ import annotations
@@ -92,6 +115,35 @@ def next_generation(
     return offspring
 
 
+class Remembered:
+    """Fitness averaged over every generation a row came back unchanged in (the elite, kept as it
+    was, is measured again each generation): one lucky episode of a new row no longer outranks a
+    row's record, nor does one unlucky episode throw a solver away."""
+
+    def __init__(self) -> None:
+        self._records: dict[bytes, tuple[float, int]] = {}  # a row's key → (fitness summed, times)
+
+    @staticmethod
+    def _key(row: np.ndarray) -> bytes:
+        # float32: a published (torch) model gives back what it was SET rounded to float32
+        return row.astype(np.float32).tobytes()
+
+    def average(self, pop: np.ndarray, fitness: npt.ArrayLike) -> np.ndarray:
+        """Each row's fitness averaged with its record, which it joins."""
+        averaged = []
+        for row, value in zip(pop, np.asarray(fitness, dtype=np.float64).tolist()):
+            key = self._key(row)
+            total, times = self._records.get(key, (0.0, 0))
+            self._records[key] = (total + value, times + 1)
+            averaged.append((total + value) / (times + 1))
+        return np.asarray(averaged)
+
+    def keep(self, pop: np.ndarray) -> None:
+        """Forget the records of rows not in ``pop`` (the next generation)."""
+        rows = {self._key(row) for row in pop}
+        self._records = {row: record for row, record in self._records.items() if row in rows}
+
+
 def diversity(pop: np.ndarray) -> float:
     """Mean Euclidean distance over every pair of rows (0 for fewer than two)."""
     k = len(pop)
@@ -103,4 +155,6 @@ def diversity(pop: np.ndarray) -> float:
 
 
 TOURNAMENT = GeneticSettings()
-SWARM = GeneticSettings(selection="truncation", crossover_prob=0.0)
+# one parent of 20 (the fittest, its fitness averaged over generations by Remembered): the
+# fresh-mutant noise of more parents cost rounds (module docstring)
+SWARM = GeneticSettings(selection="truncation", parents_fraction=0.05, crossover_prob=0.0)

@@ -4,7 +4,9 @@ Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/
 
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
-and loads SET.
+and loads SET — or, when the GET asks for ``BATCH_WEIGHTS`` (our evolution does), with one
+message of every model's weights as base64 float64, which SET then sends back the same way
+(the JSON of 20 models' weights, written and read by four parts, was most of an evolution).
 
 The pool is built for one environment's spaces. When a run's first observation announces
 another environment (ENV_ID, OBSERVATION_SIZE and ACTION_COUNT, which ours adds), the pool says so on
@@ -25,7 +27,7 @@ from swergio import Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.swarm.batching import batch_logits
+from cartpole_tui.env.swarm.batching import batch_logits, batch_weights
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import Population
 from cartpole_tui.env.wire import batch, protocol
@@ -64,6 +66,11 @@ class ModelPool(SwarmComponent):
     def weights(self) -> dict[str, list[float]]:
         with self._lock:
             return {model_id: self.population.weights[i].tolist() for i, model_id in enumerate(self.ids)}
+
+    def rows(self) -> np.ndarray:
+        """A copy of every model's weights, a row each in the order of ``ids``."""
+        with self._lock:
+            return self.population.weights.copy()
 
     def _on_observation(self, msg: dict) -> None:
         if "ENV_ID" in msg:  # a run's first observation, announcing its environment
@@ -138,15 +145,34 @@ class ModelPool(SwarmComponent):
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")
-        if command == "GET":
+        if command == "GET" and msg.get(batch.BATCH_WEIGHTS) is True:
+            answer = {"COMPONENT_IDS": self.ids, batch.BATCH_WEIGHTS: batch.encode_array(self.rows(), batch.WEIGHT)}
+            self.client.send(self.client.message(protocol.EVOLUTION, msg, answer))
+        elif command == "GET":
             self.client.send_many(
                 [
                     self.client.message(protocol.EVOLUTION, msg, {"WEIGHTS": weights, "COMPONENT_ID": model_id})
                     for model_id, weights in self.weights().items()
                 ]
             )
-        elif command == "SET" and isinstance(msg.get("WEIGHTS"), dict):
-            self._load(msg["WEIGHTS"])
+        elif command == "SET":
+            if isinstance(msg.get("WEIGHTS"), dict):
+                self._load(msg["WEIGHTS"])
+            if batch.BATCH_WEIGHTS in msg:
+                self._load_batch(msg)
+
+    def _load_batch(self, msg: dict) -> None:
+        """SET's BATCH_WEIGHTS: the rows of this pool's ids among its COMPONENT_IDS."""
+        parsed = batch_weights(msg, self.population.weights.shape[1])
+        if parsed is None:
+            log.warning("models: ignored a malformed BATCH_WEIGHTS in SET")
+            return
+        ids, rows = parsed
+        with self._lock:
+            for model_id, row in zip(ids, rows):
+                index = self._index.get(model_id)
+                if index is not None:
+                    self.population.weights[index] = row
 
     def _load(self, weights: dict) -> None:
         with self._lock:

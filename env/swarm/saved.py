@@ -14,7 +14,11 @@ The format (documented in the README, stable):
 - ``env_id`` (a string), ``observations`` and ``actions`` (ints): the environment the models
   were built for; a file without them is CartPole-v1's (4, 2). Weights are then (K, W) with
   W the layout's size for those spaces (``policy.n_weights``: 755 for CartPole-v1, 838 for
-  Acrobot-v1). A file for other spaces than the swarm's is refused in one line.
+  Acrobot-v1). A file for other spaces than the swarm's is refused in one line;
+- ``voters`` (optional): int64, the rows whose vote a deterministic step counts (the fittest of the
+  last training, as the swarm's aggregation chose them); without it every row votes. The swarm
+  writes the file again whenever that vote changes, so a swarm started from it plays as the one
+  that wrote it did (a schedule's confirmed vote).
 
 A published model's weights (755 floats) can be written as one row and loaded.
 """
@@ -28,6 +32,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +54,7 @@ class SavedPopulation:
     generation: int = 0
     seed: int | None = None
     spaces: EnvSpaces = CARTPOLE  # the environment the models were built for
+    voters: tuple[int, ...] | None = None  # the rows that vote in deterministic steps; None: all
 
 
 def save(path: str, population: SavedPopulation) -> None:
@@ -57,17 +63,19 @@ def save(path: str, population: SavedPopulation) -> None:
     os.makedirs(directory, exist_ok=True)
     handle, scratch = tempfile.mkstemp(prefix=".population-", suffix=".npz", dir=directory)
     try:
+        arrays: dict[str, Any] = {  # Any: savez's keywords include allow_pickle, a bool
+            "weights": np.asarray(population.weights, dtype=np.float64),
+            "generation": np.int64(population.generation),
+            "seed": np.int64(-1 if population.seed is None else population.seed),
+            "format": np.str_(FORMAT),
+            "env_id": np.str_(population.spaces.env_id),
+            "observations": np.int64(population.spaces.observations),
+            "actions": np.int64(population.spaces.actions),
+        }
+        if population.voters is not None:
+            arrays["voters"] = np.asarray(population.voters, dtype=np.int64)
         with os.fdopen(handle, "wb") as out:
-            np.savez(
-                out,
-                weights=np.asarray(population.weights, dtype=np.float64),
-                generation=np.int64(population.generation),
-                seed=np.int64(-1 if population.seed is None else population.seed),
-                format=np.str_(FORMAT),
-                env_id=np.str_(population.spaces.env_id),
-                observations=np.int64(population.spaces.observations),
-                actions=np.int64(population.spaces.actions),
-            )
+            np.savez(out, **arrays)
         os.replace(scratch, path)
     except BaseException:
         if os.path.exists(scratch):
@@ -89,6 +97,7 @@ def load(path: str, spaces: EnvSpaces = CARTPOLE) -> SavedPopulation:
             weights = weights.astype(np.float64)
             generation = _integer(archive, "generation", 0, MAX_GENERATION)
             seed = _integer(archive, "seed", -1, 2**63 - 1)
+            voters = _voters(archive, len(weights) if weights.ndim == 2 else 1)
     except WrongSpaces as error:
         raise ValueError(str(error)) from None
     except NotRegularFile:
@@ -101,7 +110,7 @@ def load(path: str, spaces: EnvSpaces = CARTPOLE) -> SavedPopulation:
         weights = weights[None, :]  # one published model's vector
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"{path}: weights must be finite numbers")
-    return SavedPopulation(weights, generation, None if seed < 0 else seed, built_for)
+    return SavedPopulation(weights, generation, None if seed < 0 else seed, built_for, voters)
 
 
 class WrongSpaces(Exception):
@@ -153,6 +162,9 @@ def _read(archive: zipfile.ZipFile, key: str, what: str, width: int = 0) -> np.n
             raise ValueError(f"{what}: must be real numbers, got dtype {dtype}")
         if key == "weights":
             _check_weights_shape(shape, width)
+        elif key == "voters":
+            if dtype.kind not in "iu" or len(shape) != 1 or not 1 <= shape[0] <= MAX_MODELS:
+                raise ValueError(f"voters: must be 1 to {MAX_MODELS} row numbers, got {dtype} of shape {shape}")
         elif shape != ():
             raise ValueError(f"{what}: must be one number, got shape {shape}")
         count = int(np.prod(shape, dtype=np.int64))
@@ -179,6 +191,16 @@ def _integer(archive: zipfile.ZipFile, key: str, low: int, high: int) -> int:
     return int(value)
 
 
+def _voters(archive: zipfile.ZipFile, rows: int) -> tuple[int, ...] | None:
+    """The rows that vote (None, all, when the file does not say): distinct row numbers of ``rows``."""
+    if "voters.npy" not in archive.namelist():
+        return None
+    voters = _read(archive, "voters", "voters").tolist()
+    if len(set(voters)) != len(voters) or not all(0 <= row < rows for row in voters):
+        raise ValueError(f"voters must be distinct row numbers from 0 to {rows - 1}, got {voters[:10]}")
+    return tuple(voters)
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -186,6 +208,13 @@ def _one_line(error: BaseException) -> str:
 def fit(weights: np.ndarray, models: int) -> np.ndarray:
     """``models`` rows from a saved population: cycled when it holds fewer, the first ones when more."""
     return weights[np.arange(models) % len(weights)]
+
+
+def fit_voters(voters: tuple[int, ...] | None, models: int) -> tuple[int, ...] | None:
+    """The voting rows among the ``models`` rows :func:`fit` keeps (a cycled copy does not vote);
+    None (all vote) when the file said none or none of them is kept."""
+    kept = tuple(row for row in voters or () if row < models)
+    return kept or None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,10 @@ class Swarm:
     """Models, aggregation and evolution in this process (one client and thread each).
 
     ``load``: a population file (:mod:`~cartpole_tui.env.swarm.saved`) to start from, when it
-    exists; ``save``: where the population is written after every evolution.
+    exists; ``save``: where the population is written after every evolution and, with the vote of
+    the fittest (a whole swarm), whenever that vote changes — so that a swarm started from the file
+    plays deterministic runs as this one did. An aggregation run apart (``only``) has no file to keep
+    its vote in: every model votes there.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class Swarm:
         self.evolution: Evolution | None = None
         self.aggregation: Aggregation | None = None
         self.models: ModelPool | None = None
+        self._saving = threading.Lock()  # the evolution's and the aggregation's threads write the file
         wanted = PARTS if only is None else (only,)  # one part beside published ones: a mixed network
         try:
             if "evolution" in wanted:
@@ -78,8 +82,17 @@ class Swarm:
                     Evolution(host, port, models=models, seed=seeds[2], on_disconnect=on_disconnect, spaces=spaces)
                 )
             if "aggregation" in wanted:
+                fittest = defaults.VOTERS if only is None else None
                 self.aggregation = self._add(
-                    Aggregation(host, port, models=models, seed=seeds[1], on_disconnect=on_disconnect, spaces=spaces)
+                    Aggregation(
+                        host,
+                        port,
+                        models=models,
+                        seed=seeds[1],
+                        fittest=fittest,
+                        on_disconnect=on_disconnect,
+                        spaces=spaces,
+                    )
                 )
             if "models" in wanted:
                 self.models = self._add(
@@ -101,14 +114,26 @@ class Swarm:
                 self.models.population.weights[...] = saved.fit(population.weights, models)
             if self.evolution is not None:
                 self.evolution.generations = population.generation
+            voters = saved.fit_voters(population.voters, models)
+            if self.models is not None and self.aggregation is not None and voters is not None:
+                self.aggregation.logic.voters = frozenset(self.models.ids[row] for row in voters)
         if self.evolution is not None and save is not None:
             self.evolution.on_generation = functools.partial(self._save, save)
+            if self.models is not None and self.aggregation is not None:
+                self.aggregation.logic.on_voters = functools.partial(self._save_vote, save)
 
-    def _save(self, path: str, population: np.ndarray, generation: int) -> None:
+    def _save(self, path: str, population: np.ndarray, generation: int, voters: tuple[int, ...] | None = None) -> None:
         try:
-            saved.save(path, saved.SavedPopulation(population, generation, self.seed, self.spaces))
+            with self._saving:
+                saved.save(path, saved.SavedPopulation(population, generation, self.seed, self.spaces, voters))
         except OSError as error:  # a full disk must not stop the swarm: said in its log
             log.warning("swarm: population not saved to %s: %s", path, error)
+
+    def _save_vote(self, path: str, voters: frozenset[str] | None) -> None:
+        """The population as the models hold it, with the rows that vote (None: all)."""
+        assert self.models is not None and self.evolution is not None
+        rows = None if voters is None else tuple(k for k, i in enumerate(self.models.ids) if i in voters)
+        self._save(path, self.models.rows(), self.evolution.generations, rows or None)
 
     def _add(self, component: Part) -> Part:
         self.components.append(component)

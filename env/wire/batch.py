@@ -33,6 +33,8 @@ FLAG = "|u1"  # DONES: 0 or 1
 REWARD = "<f8"  # REWARDS: exactly what the environment returned
 OBSERVATION = "<f4"  # OBSERVATIONS
 LOGIT = "<f4"  # BATCH_LOGITS
+WEIGHT = "<f8"  # BATCH_WEIGHTS: exactly the models' float64 weights
+BATCH_WEIGHTS = "BATCH_WEIGHTS"  # in our evolution's GET: true; in a pool's answer and in SET: the weights
 
 
 def census_request() -> protocol.Message:

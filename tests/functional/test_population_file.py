@@ -15,7 +15,7 @@ from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import wait_for
+from conftest import only_json, wait_for
 
 
 def solving_weights() -> np.ndarray:
@@ -41,6 +41,20 @@ def test_a_file_keeps_weights_generation_and_seed_in_the_published_order(tmp_pat
     np.savez(path, weights=np.zeros((2, 10)))
     with pytest.raises(ValueError, match=r"\(models, 755\)"):
         saved.load(path)
+
+
+def test_a_file_keeps_the_rows_that_vote(tmp_path):
+    path = str(tmp_path / "p.npz")
+    weights = Population(4, seed=1).weights
+    saved.save(path, saved.SavedPopulation(weights, voters=(2, 0)))
+    assert saved.load(path).voters == (2, 0)
+    assert saved.fit_voters((2, 0), 2) == (0,) and saved.fit_voters((3,), 2) is None  # rows beyond --models
+    saved.save(path, saved.SavedPopulation(weights))
+    assert saved.load(path).voters is None  # every row votes
+    for voters in ([4], [1, 1], [0.5]):
+        np.savez(path, weights=weights, voters=np.asarray(voters))
+        with pytest.raises(ValueError, match="voters"):
+            saved.load(path)
 
 
 def test_the_swarm_saves_after_each_evolution_and_starts_from_the_file(tmp_path, broker):
@@ -95,6 +109,19 @@ async def test_a_restarted_control_room_plays_with_what_was_saved(tmp_path):
     assert await deterministic_average(embedded_app(tmp_path)) >= 475  # the evolved one, elite kept
     fresh = await deterministic_average(embedded_app(tmp_path, fresh=True))
     assert fresh < 475  # --fresh: random models again
+
+
+def test_what_a_schedule_confirmed_is_what_its_saved_population_plays_in_the_next_process(tmp_path):
+    """`run --schedule` solves; the next `run`, a new process restoring the population kept beside the
+    history, plays 100 deterministic episodes as well: the vote the check confirmed is in the file (the
+    fittest models' vote lived in the aggregation's memory once, and the next start played 142)."""
+    db = str(tmp_path / "runs.sqlite3")
+    scheduled = cli("run", "--schedule", "--seed", "5", "--db", db, "--json")
+    assert scheduled.returncode == 0 and only_json(scheduled.stdout)["solved"], scheduled.stderr
+    played = cli("run", "--episodes", "100", "--deterministic", "--seed", "1000", "--db", db, "--json")
+    assert played.returncode == 0 and "restored generation" in played.stderr, played.stderr
+    result = only_json(played.stdout)
+    assert result["episodes"] == 100 and result["avg_score"] >= 475
 
 
 def test_evolution_reports_are_range_checked():

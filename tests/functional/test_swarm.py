@@ -25,9 +25,10 @@ from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.swarm.policy import N_WEIGHTS, softmax
 from cartpole_tui.env.swarm.swarm import Swarm, serve_swarm
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost
 from tests.conftest import start_swergio_client, wait_for
+from tests.published import PublishedModel
 
 HOST = "127.0.0.1"
 CUSTOM = MESSAGE_TYPE.DATA.CUSTOM
@@ -101,6 +102,25 @@ def test_solo_episodes_go_to_each_model_in_turn_and_score_its_returns():
     assert logic.choose(logits, deterministic=True) == 0  # the vote is unaffected by solo play
 
 
+def test_after_solo_episodes_only_the_fittest_vote_ties_in():
+    logic = AggregationLogic(seed=0, fittest=2)
+    heard: list[frozenset[str] | None] = []
+    logic.on_voters = heard.append
+    logic.solo_totals.update(a=500.0, b=20.0, c=300.0, d=300.0)
+    logic.solo_episodes.update(a=1, b=1, c=1, d=1)
+    np.testing.assert_array_equal(logic.voting(["a", "b", "c", "d", "e"]), [0, 2, 3])  # e played none
+    # b is sure of 1 but does not vote; a, c and d lean to 0
+    logits = {"a": [0.1, 0.0], "b": [0.0, 9.0], "c": [0.1, 0.0], "d": [0.1, 0.0], "e": [0.0, 9.0]}
+    assert logic.choose(logits, deterministic=True) == 0
+    logic.contribution()  # the GET: no solo episodes since, so all vote again
+    assert logic.choose(logits, deterministic=True) == 1
+    assert heard == [frozenset("acd"), None]  # each change of the vote, once (the swarm saves it)
+    apart = AggregationLogic(seed=0, fittest=None)  # an aggregation apart from its models: all vote
+    apart.solo_totals.update(a=500.0)
+    apart.solo_episodes.update(a=1)
+    assert apart.choose(logits, deterministic=True) == 1
+
+
 def test_a_run_start_discards_an_unfinished_solo_episode():
     logic = AggregationLogic(seed=0)
     logits = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
@@ -168,6 +188,27 @@ def test_models_refuse_bad_weights_and_keep_their_own(broker, closing, caplog):
     probe.send(protocol.EVOLUTION, CMD="SET", WEIGHTS={pool.ids[0]: [1.0] * 10, pool.ids[1]: "x"})
     wait_for(lambda: sum("refused" in r.getMessage() for r in caplog.records) == 2, 5, "two refusals logged")
     np.testing.assert_array_equal(pool.population.weights, before)
+
+
+def test_models_and_evolution_refuse_malformed_batch_weights(broker, closing, caplog):
+    pool = ModelPool(HOST, broker.port, models=2, seed=1).start()
+    closing(pool)
+    evolution = Evolution(HOST, broker.port, models=2, seed=2, timeout=0.5).start()
+    closing(evolution)
+    probe = Probe(broker.port, protocol.EVOLUTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 5, "everyone to join evolution")
+    before = pool.rows()
+    huge = batch.encode_array(np.full((2, N_WEIGHTS), 1e308), batch.WEIGHT)  # each finite, their sums not
+    for payload in ({"BATCH_WEIGHTS": "x"}, {"BATCH_WEIGHTS": huge}, {"BATCH_WEIGHTS": huge[:-8]}):
+        probe.send(protocol.EVOLUTION, CMD="SET", COMPONENT_IDS=pool.ids, **payload)
+    wait_for(lambda: caplog.text.count("malformed BATCH_WEIGHTS in SET") == 3, 5, "three refusals logged")
+    np.testing.assert_array_equal(pool.rows(), before)
+    # an answer the evolution cannot read is left out: the pool's own still counts
+    probe.send(protocol.CONTROL, EVOLUTION=True)
+    probe.send(protocol.EVOLUTION, COMPONENT_IDS=["a", "b"], BATCH_WEIGHTS=huge)
+    wait_for(lambda: evolution.generations == 1, 5, "the generation of the pool's two models")
+    assert "evolution: ignored a malformed BATCH_WEIGHTS" in caplog.text
 
 
 # --- aggregation over the wire ----------------------------------------------------------------------------
@@ -324,6 +365,42 @@ def test_evolution_gets_selects_sets_and_answers_evo_done(broker, closing):
     assert before[fittest] in after.values()  # the elite is kept as it was
     assert sum(after[i] != before[i] for i in pool.ids) >= 5  # the others are new
     assert evolution.generations == 1
+
+
+def test_our_pool_and_evolution_trade_all_weights_in_one_message_each_way(broker, closing):
+    """Our pool answers our evolution's GET with every model's weights in one BATCH_WEIGHTS and SET
+    sends them back so (their JSON, written and read by four parts, was most of an evolution's
+    time); a published model beside it is asked, answers and is SET in lists as before."""
+    pool = ModelPool(HOST, broker.port, models=3, seed=1).start()
+    closing(pool)
+    published = PublishedModel(broker.port, 7)
+    closing(published.client)
+    evolution = Evolution(HOST, broker.port, models=4, seed=2).start()
+    closing(evolution)
+    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")  # sees the room, answers GET
+    closing(aggregator)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 4, 5, "everyone to join evolution")
+    before = pool.rows()
+
+    control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-1")
+    get, *answers = aggregator.get(3)  # the GET, then one answer from the pool and one from the model
+    assert get["CMD"] == "GET" and get[batch.BATCH_WEIGHTS] is True
+    (ours,) = [a for a in answers if batch.BATCH_WEIGHTS in a]
+    (theirs,) = [a for a in answers if "WEIGHTS" in a]
+    assert ours["COMPONENT_IDS"] == pool.ids
+    np.testing.assert_array_equal(batch.decode_array(ours[batch.BATCH_WEIGHTS], batch.WEIGHT, before.shape), before)
+    assert theirs["COMPONENT_ID"] == published.component_id and len(theirs["WEIGHTS"]) == N_WEIGHTS
+    aggregator.send(protocol.EVOLUTION, CONTRIBUTION={i: 1.0 for i in [*pool.ids, published.component_id]})
+    (sent,) = aggregator.get()
+    assert sent["CMD"] == "SET" and sent["COMPONENT_IDS"] == pool.ids
+    assert list(sent["WEIGHTS"]) == [published.component_id]
+    rows = batch.decode_array(sent[batch.BATCH_WEIGHTS], batch.WEIGHT, before.shape)
+    wait_for(lambda: np.array_equal(pool.rows(), rows), 5, "the pool to load its rows")
+    wait_for(lambda: published.sets == 1, 5, "the published model to load its list")
+    assert published.population.weights[0].tolist() == sent["WEIGHTS"][published.component_id]
+    assert not np.array_equal(rows, before)
 
 
 def test_evolution_without_models_still_answers(broker, closing, caplog):

@@ -68,3 +68,16 @@ def test_the_sender_is_data():
     evolution.ask("b", now=1.0)
     answer = evolution.heard({**evo_done("b"), "SENT_BY": ["not", "a", "name"]}, now=1.1, at=0.0)
     assert answer is not None and answer.sent_by == "?"
+
+
+def test_a_pools_weights_in_one_message_count_every_model_and_a_set_none():
+    evolution, _ = answers()
+    evolution.ask("a", now=0.0)
+    evolution.seen_in_room({"ROOT_ID": "a", "CMD": "GET", "BATCH_WEIGHTS": True})
+    evolution.seen_in_room({"ROOT_ID": "a", "COMPONENT_IDS": ["m1", "m2", "m3"], "BATCH_WEIGHTS": "AAAA"})
+    evolution.seen_in_room({"ROOT_ID": "a", "COMPONENT_ID": "p", "WEIGHTS": [0.0]})
+    evolution.seen_in_room({"ROOT_ID": "a", "CMD": "SET", "COMPONENT_IDS": ["x"], "BATCH_WEIGHTS": "AAAA"})
+    assert evolution.silence(5) == (
+        "the evolution answered GET with 4 WEIGHTS but no CONTRIBUTION (is the aggregation running?)"
+        " and no EVO_DONE in 5s"
+    )

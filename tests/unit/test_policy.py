@@ -131,6 +131,18 @@ def test_truncation_draws_parents_from_the_fittest_fraction_only():
     assert set(parents.tolist()) == {2, 7}
 
 
+def test_remembered_averages_an_unchanged_rows_fitness_over_generations():
+    remembered = genetic.Remembered()
+    kept, new, other = np.full(3, 0.1), np.ones(3), np.full(3, 2.0)
+    np.testing.assert_array_equal(remembered.average(np.stack([kept, new]), [500.0, 100.0]), [500.0, 100.0])
+    remembered.keep(np.stack([kept, other]))  # `new` was not kept: its record goes
+    kept = kept.astype(np.float32).astype(np.float64)  # as a published (torch) model gives it back
+    # the kept row's second measurement joins its first; a lucky new row does not outrank it
+    np.testing.assert_array_equal(
+        remembered.average(np.stack([kept, other, new]), [100.0, 400.0, 50.0]), [300.0, 400.0, 50.0]
+    )
+
+
 def test_two_point_crossover_swaps_one_contiguous_slice_per_pair():
     pop = np.stack([np.zeros(50), np.ones(50), np.full(50, 2.0), np.full(50, 3.0), np.full(50, 9.0)])
     out = genetic.two_point_crossover(pop, 1.0, np.random.default_rng(3))
