@@ -239,7 +239,11 @@ def start_note(path: str | None, restored: Restored | None, models: int, *, fres
             fitted = f" (the first {models} used)"
         return f"restored generation {restored.generation}, {restored.rows} models{fitted}, from {path}"
     start = f"{models} models from random weights" + (" (--fresh)" if fresh else "")
-    return f"{start} (not saved)" if path is None else f"{start}; saved to {path} as it learns (each evolution, each new vote)"
+    return (
+        f"{start} (not saved)"
+        if path is None
+        else f"{start}; saved to {path} as it learns (each evolution, each new vote)"
+    )
 
 
 def beside_history(db_path: str | None, env_id: str = CARTPOLE.env_id) -> str | None:

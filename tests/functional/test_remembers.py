@@ -42,7 +42,10 @@ def test_a_schedule_solves_and_the_next_headless_run_plays_what_it_learned(tmp_p
     trained = cli("run", "--schedule", "--seed", "1", "--db", db, "--json", timeout=300)
     assert trained.returncode == 0, trained.stderr
     assert only_json(trained.stdout)["solved"]
-    assert f"20 models from random weights; saved to {db}.population.npz as it learns (each evolution, each new vote)" in trained.stderr
+    assert (
+        f"20 models from random weights; saved to {db}.population.npz as it learns (each evolution, each new vote)"
+        in trained.stderr
+    )
     generation = saved.load(f"{db}.population.npz").generation
     assert generation >= 1
     again = cli("run", "--episodes", "20", "--deterministic", "--db", db, "--json")
