@@ -108,6 +108,7 @@ class Controller(EnvironmentObserver):
         self.steps = 0
         self._reading_history = False
         self._network_said: object = None  # the embedded network whose start was last told to the app
+        self._run_ended_by: str | None = None  # the text of the last network error that ended a run
 
     # --- the queue --------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class Controller(EnvironmentObserver):
         if isinstance(event, FrameSeen):
             self.on_frame(event)  # another environment's picture: drawn at the redraw rate too
             return
+        if isinstance(event, NetworkError) and event.ends_run:
+            self._run_ended_by = event.text
         self.push(event)
 
     # --- the embedded environment (its listener thread) --------------------------------
@@ -304,7 +307,9 @@ class Controller(EnvironmentObserver):
         except ScheduleStopped as stopped:
             self.push(stopped.result)
         except (ControlTimeout, ConnectionError, ValueError) as error:
-            self.push(NetworkError("schedule", str(error)))
+            said = self._run_ended_by is not None and self._run_ended_by in str(error)
+            # the error that ended its run is in the log already: not said twice
+            self.push(NetworkError("schedule", "ended: its run could not go on (above)" if said else str(error)))
         finally:
             self._schedule_stop = None
 

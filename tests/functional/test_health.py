@@ -206,3 +206,21 @@ def test_run_on_a_network_without_agents_says_so_once(broker):
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("cartpole-tui: run stalled: no agent is in room observation to answer"), done.stderr
     assert done.stderr.endswith(": is a swarm running?\n") and done.stderr.count("\n") == 1, done.stderr
+
+
+async def test_a_schedule_whose_run_no_agent_plays_says_why_once(tmp_path, broker):
+    """The app's schedule on a network without agents: the stall that ends its run is said once
+    ("observation: run stalled: …"); the schedule's end points to it (it said it again)."""
+    from cartpole_tui.env.runtime.session import SessionOptions
+    from cartpole_tui.tui.app import ControlRoomApp
+    from tests.conftest import until
+    from tests.functional.test_app import log_text
+
+    app = ControlRoomApp(SessionOptions(connect=f"{HOST}:{broker.port}"), db_path=str(tmp_path / "r.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", 20, "connected")
+        await pilot.press("r")
+        await until(pilot, lambda: "schedule: ended" in log_text(app), 30, "the schedule's end")
+        lines = log_text(app).splitlines()
+        assert sum("run stalled" in line for line in lines) == 1, lines
+        assert any(line.endswith("schedule: ended: its run could not go on (above)") for line in lines), lines
