@@ -32,7 +32,8 @@ async def loaded(pilot):
 
 
 def footer(app) -> str:
-    return screen_text(app).splitlines()[-1]
+    lines = screen_text(app).splitlines()  # none while a screen is being pushed
+    return lines[-1] if lines else ""
 
 
 def shown(app, pane_id: str) -> bool:
