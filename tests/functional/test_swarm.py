@@ -121,6 +121,29 @@ def test_after_solo_episodes_only_the_fittest_vote_ties_in():
     assert apart.choose(logits, deterministic=True) == 1
 
 
+def test_the_vote_does_not_change_with_which_models_answered_a_step():
+    """The fittest were chosen among the models that answered the step: a step without one of them
+    (a model late, or a foreign peer's LOGITS counted first in its place, as any peer may send) chose
+    another vote, and each change wrote the population file, in the aggregation's thread: a hostile
+    peer made every deterministic step a file write."""
+    logic = AggregationLogic(seed=0, fittest=2)
+    heard: list[frozenset[str] | None] = []
+    logic.on_voters = heard.append
+    logic.solo_totals.update(a=500.0, b=20.0, c=300.0, d=300.0)
+    logic.solo_episodes.update(a=1, b=1, c=1, d=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(logic.voting(["a", "b", "c", "d"]), [0, 2, 3])
+        np.testing.assert_array_equal(logic.voting(["evil", "b", "c", "d"]), [2, 3])  # a missing: c, d vote
+    assert heard == [frozenset("acd")]  # one vote, saved once
+    few = AggregationLogic(seed=0, fittest=3)  # fewer played than vote: all vote, whoever answers
+    few.on_voters = heard.append
+    few.solo_totals.update(a=5.0)
+    few.solo_episodes.update(a=1)
+    np.testing.assert_array_equal(few.voting(["a", "b"]), [0, 1])
+    np.testing.assert_array_equal(few.voting(["a", "b", "evil"]), [0, 1, 2])
+    assert heard == [frozenset("acd")]
+
+
 def test_a_run_start_discards_an_unfinished_solo_episode():
     logic = AggregationLogic(seed=0)
     logits = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
