@@ -19,6 +19,7 @@ from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.swarm.aggregation import Aggregation, AggregationLogic
 from cartpole_tui.env.swarm.evolution import Evolution
@@ -547,3 +548,24 @@ def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
         result = control.wait_run(30)
     # an untrained population scores ~10: even the rest all scoring 500 cannot bring it to 400
     assert result.stopped and 1 <= result.episodes < 50 and result.avg_score < 400
+
+
+def test_an_evolution_of_more_weights_than_one_frame_holds(broker, closing):
+    """All of a pool's weights went as one BATCH_WEIGHTS, and the SET as one: 100 models of an
+    environment of 1,024 observations and 64 actions (34,449 weights each) are 35 MiB of base64,
+    over the broker's 16 MiB frame, and the broker cut the pool off (as WEIGHTS lists, a model a
+    message, they had fitted). Now both go in messages of at most BATCH_WEIGHTS_BYTES."""
+    spaces = EnvSpaces("Wide-v0", 1024, 64)
+    models = 100
+    pool = ModelPool(HOST, broker.port, models=models, seed=1, spaces=spaces).start()
+    closing(pool)
+    closing(Aggregation(HOST, broker.port, models=models, seed=1, spaces=spaces).start())
+    closing(Evolution(HOST, broker.port, models=models, seed=1, spaces=spaces).start())
+    control = ControlClient(HOST, broker.port)
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 10, "the swarm in the evolution room")
+    before, in_logits = pool.rows(), members(broker, protocol.LOGITS)
+    done = control.evolve()
+    assert done.generation == 1 and len(done.fitness) == models
+    wait_for(lambda: (pool.rows() != before).any(axis=1).sum() >= models - 1, 10, "the SET loaded")
+    assert members(broker, protocol.LOGITS) == in_logits  # the pool is still there
