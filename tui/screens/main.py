@@ -52,7 +52,8 @@ class MainScreen(Screen):
         self.controls = ControlPanel()
         self.progress = ProgressBar(total=1, show_eta=True, id="progress")
         self.progress.display = False  # until a run starts
-        self.progress_label = Label("no run yet", id="progress-label")
+        # plain text, not markup: it tells of runs from a history file made elsewhere (any state)
+        self.progress_label = Label("no run yet", id="progress-label", markup=False)
         # drawn by the app's redraw, with the progress line and the runs table (the app's COUNTS_EVERY)
         self.plot = ScorePlot(history, redraw_hz=None, id="plot-pane")
         self.cart = CartView(id="cart-pane")
