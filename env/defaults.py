@@ -58,6 +58,10 @@ AGENT = "swarm"  # or "random"
 AGENTS = ("swarm", "random")
 MODEL_ANSWER_TIMEOUT = 2.0  # s an aggregation waits for a step's missing LOGITS
 EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBUTION after GET
+# bytes of weights (before base64) one BATCH_WEIGHTS message carries, answer or SET: more go in
+# several (100 models of 1,024 observations were 35 MiB in one, over a broker's 16 MiB frame, and the
+# broker cut the pool off); one model a message at least
+BATCH_WEIGHTS_MAX_BYTES = 2**20
 # Models whose votes a deterministic step counts once solo episodes were played: the fittest of the
 # last training (ties in), not all 20 — mostly fresh mutants, they outvoted a solver for rounds.
 # 3, not 1: one episode each picks lucky models too (python -m bench.learn: genetic.py's docstring).

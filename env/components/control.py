@@ -155,6 +155,7 @@ class ControlClient:
             self.models.observation()
             if self._run_id is not None and self._result is None:
                 self._last_progress = time.monotonic()  # a run with observations going is alive
+            self._schedules.heard_progress(None, time.monotonic())  # another room's schedule's run too
         self._seen_sender(msg)
         if self._on_observation is not None and not self.environment_answered:
             self._on_observation(*step, msg.get("SENT_BY"))
@@ -567,6 +568,7 @@ class ControlClient:
         if not self.admits(events[0], sender):
             return  # (one sender's news: admitted or refused as one)
         with self._cond:
+            self._schedules.heard_progress(run_id, time.monotonic())
             if run_id == self._run_id:
                 # a second copy of a finished episode is dropped: the first counts (the run events count it)
                 events = [e for e in events if self._episodes.first(e.episode)]

@@ -6,7 +6,9 @@ JSON: ``{"format": "cartpole-tui/runs", "version": 2, "runs": [{...run, "episode
 has the CSV's run columns, by the same names (``episodes``: the number the run asked for, in both
 formats), and its episodes' rows under ``episode_rows``. Version 1 had them under ``episodes``,
 which the CSV names the number asked for.
-Times are Unix seconds; floats are written exactly (they parse back to the same numbers).
+Times are Unix seconds; floats are written exactly (they parse back to the same numbers). JSON is
+strict: a number that is not finite (a history file edited by hand or by a hostile peer; ours never
+holds one) is null, not ``Infinity``, which no strict parser reads.
 TensorBoard: a folder, one run's event file in each of its folders (:mod:`.tensorboard`).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import tempfile
 import time
@@ -111,19 +114,28 @@ def _write_csv(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
         writer.writerows(columns + list(episode) for episode in episodes)
 
 
+def _json_value(value: object) -> object:
+    """``value`` as strict JSON holds it: a number that is not finite is null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _json_row(row: dict[str, object]) -> dict[str, object]:
+    return {key: _json_value(value) for key, value in row.items()}
+
+
 def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
     document = {
         "format": "cartpole-tui/runs",
         "version": JSON_VERSION,
         "runs": [
             {
-                **run_fields(run),
-                "episode_rows": [e._asdict() for e in store.episodes(run.run_uid)],
+                **_json_row(run_fields(run)),
+                "episode_rows": [_json_row(e._asdict()) for e in store.episodes(run.run_uid)],
             }
             for run in runs
         ],
     }
-    json.dump(document, out, indent=1)
+    json.dump(document, out, indent=1, allow_nan=False)
     out.write("\n")
 
 

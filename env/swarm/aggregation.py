@@ -120,12 +120,17 @@ class AggregationLogic:
     def voting(self, ids: list[str]) -> np.ndarray:
         """Indices into ``ids`` of the models a deterministic step counts: :attr:`voters` (all when
         None or none of them answers), chosen first when solo episodes were played since the last
-        GET: the ``fittest`` best mean solo returns and any tied with them."""
-        episodes = self.solo_episodes
-        if self.fittest is not None and episodes:
-            fitness = [self.solo_totals[i] / episodes[i] if episodes.get(i) else -np.inf for i in ids]
-            least = sorted(fitness)[-min(self.fittest, len(ids))]
-            self._vote(frozenset(i for i, value in zip(ids, fitness) if value >= least))
+        GET: the ``fittest`` best mean solo returns and any tied with them, among every model that
+        played, whether or not it answered this step (chosen among those that answered, a step
+        without one of them — a model late, a foreign peer's LOGITS counted first — chose another
+        vote, and each change wrote the population file); all vote while fewer played."""
+        if self.fittest is not None and self.solo_episodes:
+            fitness = {i: self.solo_totals.get(i, 0.0) / n for i, n in self.solo_episodes.items() if n}
+            if len(fitness) < self.fittest:
+                self._vote(None)
+            else:
+                least = sorted(fitness.values())[-self.fittest] if self.fittest > 0 else -np.inf
+                self._vote(frozenset(i for i, value in fitness.items() if value >= least))
         voters = self.voters
         rows = np.flatnonzero([i in voters for i in ids]) if voters is not None else np.arange(0)
         return rows if len(rows) else np.arange(len(ids))

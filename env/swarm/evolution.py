@@ -133,7 +133,9 @@ class Evolution(SwarmComponent):
             done["FITNESS"] = fitness
             done["ELITE"] = int(np.argmax(fitness))
             done["DIVERSITY"] = genetic.diversity(population)
-            self.client.send(self.client.message(protocol.EVOLUTION, request, self._set(ids, offspring)))
+            self.client.send_many(
+                [self.client.message(protocol.EVOLUTION, request, s) for s in self._set(ids, offspring)]
+            )
             self.generations += 1
             done["GENERATION"] = self.generations
             if self.on_generation is not None:
@@ -143,15 +145,24 @@ class Evolution(SwarmComponent):
             log.warning("evolution: %s", done["ERROR"])
         self.client.send_many([self.client.message(protocol.CONTROL, r, dict(done)) for r in requests])
 
-    def _set(self, ids: list[str], offspring: np.ndarray) -> dict:
-        """SET: WEIGHTS lists for the models that sent WEIGHTS, BATCH_WEIGHTS for those that sent that."""
+    def _set(self, ids: list[str], offspring: np.ndarray) -> list[dict]:
+        """SET: WEIGHTS lists for the models that sent WEIGHTS, BATCH_WEIGHTS for those that sent that,
+        in messages of at most BATCH_WEIGHTS_MAX_BYTES of it (a frame has a cap); each carries the
+        lists whole (a published model dies of a SET without its id: KeyError)."""
         batched = [k for k, model_id in enumerate(ids) if model_id in self._batched]
         listed = [k for k, model_id in enumerate(ids) if model_id not in self._batched]
-        payload: dict = {"CMD": "SET", "WEIGHTS": {ids[k]: offspring[k].tolist() for k in listed}}
-        if batched:
-            payload["COMPONENT_IDS"] = [ids[k] for k in batched]
-            payload[batch.BATCH_WEIGHTS] = batch.encode_array(offspring[batched], batch.WEIGHT)
-        return payload
+        lists = {ids[k]: offspring[k].tolist() for k in listed}
+        if not batched:
+            return [{"CMD": "SET", "WEIGHTS": lists}]
+        return [
+            {
+                "CMD": "SET",
+                "WEIGHTS": lists,
+                "COMPONENT_IDS": [ids[k] for k in batched[part]],
+                batch.BATCH_WEIGHTS: batch.encode_array(offspring[batched[part]], batch.WEIGHT),
+            }
+            for part in batch.weight_parts(len(batched), offspring.shape[1])
+        ]
 
     @staticmethod
     def _fitness(value: object) -> float:

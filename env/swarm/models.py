@@ -5,7 +5,8 @@ Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
 K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
 and loads SET — or, when the GET asks for ``BATCH_WEIGHTS`` (our evolution does), with one
-message of every model's weights as base64 float64, which SET then sends back the same way
+message of every model's weights as base64 float64 (several past ``BATCH_WEIGHTS_MAX_BYTES``),
+which SET then sends back the same way
 (the JSON of 20 models' weights, written and read by four parts, was most of an evolution).
 
 The pool is built for one environment's spaces. When a run's first observation announces
@@ -146,8 +147,12 @@ class ModelPool(SwarmComponent):
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")
         if command == "GET" and msg.get(batch.BATCH_WEIGHTS) is True:
-            answer = {"COMPONENT_IDS": self.ids, batch.BATCH_WEIGHTS: batch.encode_array(self.rows(), batch.WEIGHT)}
-            self.client.send(self.client.message(protocol.EVOLUTION, msg, answer))
+            rows = self.rows()  # in messages of at most BATCH_WEIGHTS_MAX_BYTES: a frame has a cap
+            answers = [
+                {"COMPONENT_IDS": self.ids[part], batch.BATCH_WEIGHTS: batch.encode_array(rows[part], batch.WEIGHT)}
+                for part in batch.weight_parts(len(rows), rows.shape[1])
+            ]
+            self.client.send_many([self.client.message(protocol.EVOLUTION, msg, answer) for answer in answers])
         elif command == "GET":
             self.client.send_many(
                 [

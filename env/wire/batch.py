@@ -37,6 +37,13 @@ WEIGHT = "<f8"  # BATCH_WEIGHTS: exactly the models' float64 weights
 BATCH_WEIGHTS = "BATCH_WEIGHTS"  # in our evolution's GET: true; in a pool's answer and in SET: the weights
 
 
+def weight_parts(rows: int, width: int) -> list[slice]:
+    """The rows of ``rows`` models of ``width`` weights, as one BATCH_WEIGHTS message each carries:
+    at most BATCH_WEIGHTS_MAX_BYTES of weights (one model at least)."""
+    per = max(1, defaults.BATCH_WEIGHTS_MAX_BYTES // (width * np.dtype(WEIGHT).itemsize))
+    return [slice(start, start + per) for start in range(0, rows, per)]
+
+
 def census_request() -> protocol.Message:
     """client → broker: who is in the per-step rooms (answered only to the asker)."""
     rooms = list(CENSUS_ROOMS)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -120,3 +121,21 @@ def test_clear_errors_and_no_file_written(case, history, tmp_path):
     }[case] in str(raised.value)
     assert list(out.parent.iterdir()) == []
     assert case != "missing database" or not os.path.exists(db)
+
+
+def test_json_of_a_history_holding_infinities_is_strict_json(history):
+    """A history file edited by hand or by a hostile peer (SQLite keeps 9e999 as Infinity; ours never
+    writes one): the export wrote ``Infinity``, which no strict JSON parser reads."""
+    with sqlite3.connect(history) as db:
+        db.execute("UPDATE runs SET avg_score = 9e999 WHERE number = 1")
+        db.execute("UPDATE episodes SET score = -9e999, wall_time = 9e999 WHERE idx = 0")
+    out = io.StringIO()
+    export_runs(history, [1], "json", out)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    run = json.loads(out.getvalue(), parse_constant=refuse)["runs"][0]
+    assert run["avg_score"] is None
+    assert (run["episode_rows"][0]["score"], run["episode_rows"][0]["wall_time"]) == (None, None)
+    assert run["episode_rows"][1]["score"] is not None

@@ -19,6 +19,7 @@ from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.swarm.aggregation import Aggregation, AggregationLogic
 from cartpole_tui.env.swarm.evolution import Evolution
@@ -119,6 +120,29 @@ def test_after_solo_episodes_only_the_fittest_vote_ties_in():
     apart.solo_totals.update(a=500.0)
     apart.solo_episodes.update(a=1)
     assert apart.choose(logits, deterministic=True) == 1
+
+
+def test_the_vote_does_not_change_with_which_models_answered_a_step():
+    """The fittest were chosen among the models that answered the step: a step without one of them
+    (a model late, or a foreign peer's LOGITS counted first in its place, as any peer may send) chose
+    another vote, and each change wrote the population file, in the aggregation's thread: a hostile
+    peer made every deterministic step a file write."""
+    logic = AggregationLogic(seed=0, fittest=2)
+    heard: list[frozenset[str] | None] = []
+    logic.on_voters = heard.append
+    logic.solo_totals.update(a=500.0, b=20.0, c=300.0, d=300.0)
+    logic.solo_episodes.update(a=1, b=1, c=1, d=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(logic.voting(["a", "b", "c", "d"]), [0, 2, 3])
+        np.testing.assert_array_equal(logic.voting(["evil", "b", "c", "d"]), [2, 3])  # a missing: c, d vote
+    assert heard == [frozenset("acd")]  # one vote, saved once
+    few = AggregationLogic(seed=0, fittest=3)  # fewer played than vote: all vote, whoever answers
+    few.on_voters = heard.append
+    few.solo_totals.update(a=5.0)
+    few.solo_episodes.update(a=1)
+    np.testing.assert_array_equal(few.voting(["a", "b"]), [0, 1])
+    np.testing.assert_array_equal(few.voting(["a", "b", "evil"]), [0, 1, 2])
+    assert heard == [frozenset("acd")]
 
 
 def test_a_run_start_discards_an_unfinished_solo_episode():
@@ -524,3 +548,24 @@ def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
         result = control.wait_run(30)
     # an untrained population scores ~10: even the rest all scoring 500 cannot bring it to 400
     assert result.stopped and 1 <= result.episodes < 50 and result.avg_score < 400
+
+
+def test_an_evolution_of_more_weights_than_one_frame_holds(broker, closing):
+    """All of a pool's weights went as one BATCH_WEIGHTS, and the SET as one: 100 models of an
+    environment of 1,024 observations and 64 actions (34,449 weights each) are 35 MiB of base64,
+    over the broker's 16 MiB frame, and the broker cut the pool off (as WEIGHTS lists, a model a
+    message, they had fitted). Now both go in messages of at most BATCH_WEIGHTS_BYTES."""
+    spaces = EnvSpaces("Wide-v0", 1024, 64)
+    models = 100
+    pool = ModelPool(HOST, broker.port, models=models, seed=1, spaces=spaces).start()
+    closing(pool)
+    closing(Aggregation(HOST, broker.port, models=models, seed=1, spaces=spaces).start())
+    closing(Evolution(HOST, broker.port, models=models, seed=1, spaces=spaces).start())
+    control = ControlClient(HOST, broker.port)
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 10, "the swarm in the evolution room")
+    before, in_logits = pool.rows(), members(broker, protocol.LOGITS)
+    done = control.evolve()
+    assert done.generation == 1 and len(done.fitness) == models
+    wait_for(lambda: (pool.rows() != before).any(axis=1).sum() >= models - 1, 10, "the SET loaded")
+    assert members(broker, protocol.LOGITS) == in_logits  # the pool is still there

@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Static
 
@@ -51,7 +52,8 @@ class MainScreen(Screen):
         self.controls = ControlPanel()
         self.progress = ProgressBar(total=1, show_eta=True, id="progress")
         self.progress.display = False  # until a run starts
-        self.progress_label = Label("no run yet", id="progress-label")
+        # plain text, not markup: it tells of runs from a history file made elsewhere (any state)
+        self.progress_label = Label("no run yet", id="progress-label", markup=False)
         # drawn by the app's redraw, with the progress line and the runs table (the app's COUNTS_EVERY)
         self.plot = ScorePlot(history, redraw_hz=None, id="plot-pane")
         self.cart = CartView(id="cart-pane")
@@ -74,8 +76,10 @@ class MainScreen(Screen):
 
     def title_environment(self, env_id: str) -> None:
         """The environment pane is titled by what it draws: CartPole's cart, another's picture (it
-        said "Cart" above Acrobot)."""
-        self.cart.border_title = PANES["2"][1].capitalize() if env_id == CARTPOLE.env_id else env_id
+        said "Cart" above Acrobot). The id is a peer's (an environment's RUN_STARTED): its text as
+        written, never markup (a string is read as markup: "[/x]" raised and ended the app, and
+        "[@click=app.quit]" made the title a button)."""
+        self.cart.border_title = Content(PANES["2"][1].capitalize() if env_id == CARTPOLE.env_id else env_id)
 
     def compose(self) -> ComposeResult:
         yield self.status

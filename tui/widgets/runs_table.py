@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from cartpole_tui.env import defaults
@@ -31,7 +32,8 @@ def _cells(run: RunRecord, marked: bool, counted: tuple[int, str] | None = None)
     if state == "running" or played != run.params.episodes:
         progress = f"{played}/{run.params.episodes}"
         episodes = progress if len(progress) <= WIDTHS[2] else episodes
-    shown = f"[{_STATE_STYLE.get(state, '')}]{state}[/]"
+    # Text, not markup: a history file made elsewhere may hold any state ("[/x]" raised MarkupError)
+    shown = Text(state, style=_STATE_STYLE.get(state, ""))
     return (
         "◆" if marked else " ",
         str(run.number),
