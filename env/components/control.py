@@ -596,8 +596,10 @@ class ControlClient:
             result = RunFinished(
                 run_id or self._run_id,
                 average,
-                # the published ENV_DONE has no EPISODES; it comes after exactly the episodes asked for
-                episodes or len(self._scores) or (self._asked if mine and run_id is None else 0),
+                # the published ENV_DONE has no EPISODES; it comes after exactly the episodes asked for.
+                # Another room's run is counted by its own ENV_DONE only: this room's scores are of its run
+                # (a follower said "avg 0.0 over 100 episodes" for a run stopped before any episode)
+                episodes or ((len(self._scores) or (self._asked if run_id is None else 0)) if mine else 0),
                 stopped,
                 list(self._scores) if mine else [],
                 ended_at=ended_at,

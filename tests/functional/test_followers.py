@@ -289,3 +289,27 @@ async def test_the_cart_seen_from_the_network_is_drawn_at_the_redraw_rate_not_as
             app.controller._from_session(CartSeen((0.01 * step, 0.0, 0.0, 0.0)))
         assert not app.controller.drain()  # nothing queued for the screen
         await until(pilot, lambda: app.main.cart.observation == (0.49, 0.0, 0.0, 0.0), what="the latest view drawn")
+
+
+def test_another_rooms_run_stopped_before_any_episode_is_counted_as_none(broker):
+    """A watching room said "run 54 stopped · avg 0.0 over 100 episodes" for another room's run
+    stopped with nothing played: its ENV_DONE (EPISODES 0) was counted with this room's own scores."""
+    from cartpole_tui.env.events import RunFinished
+    from tests.conftest import wait_for
+    from tests.hostile import Raw
+
+    heard: list[object] = []
+    control = ControlClient("127.0.0.1", broker.port, on_event=heard.append)
+    environment = Raw(broker.port, "environment")
+    try:
+        own = control.start_run(3)
+        environment.send(protocol.episodes_done(own, [1, 2, 3], [500.0, 500.0, 500.0], [500] * 3, 1.0))
+        environment.send(protocol.env_done(500.0, own, 3))
+        assert control.wait_run(idle_timeout=5).episodes == 3
+        environment.send(protocol.env_done(0.0, "another-rooms-run", 0, stopped=True))
+        ended = lambda: [e for e in heard if isinstance(e, RunFinished) and e.run_id == "another-rooms-run"]  # noqa: E731
+        wait_for(ended, 5, "the other room's run to end")
+        assert ended()[0].episodes == 0 and ended()[0].stopped
+    finally:
+        environment.sock.close()
+        control.close()
