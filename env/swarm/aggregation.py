@@ -279,17 +279,21 @@ class Aggregation(SwarmComponent):
         if parsed is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
             return
-        ids, instances, logits = parsed
+        ids, instances, players, logits = parsed
         with self._lock:
             if not self._joins(msg) or not self._takes(ids, msg):
                 return
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            for model_id, rows in zip(ids, logits):
+            for model_id in ids:
                 if model_id in self.silent and self.expected < self.models:
                     self.silent.discard(model_id)
                     self.expected += 1
-                self._pending[model_id] = rows
+            if players is not None:  # the players' logits: the whole step's answer (batching.Players)
+                self._pending, self._trigger, self._acted = {}, None, True
+                self._send_actions(msg, self.batches.play(ids, players, logits, instances))
+                return
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.update(zip(ids, logits))
             self._trigger, self._instances = msg, instances
             if len(self._pending) >= self.expected:
                 self._act()
@@ -305,11 +309,15 @@ class Aggregation(SwarmComponent):
             chosen = self.batches.choose(
                 ids, np.stack([pending[i] for i in ids]), self._instances, bool(trigger.get("DETERMINISTIC"))
             )
-            payload = batch.actions(trigger[batch.BATCH], trigger["INSTANCES"], chosen)
-            self.client.send(self.client.message(protocol.ACTION, trigger, payload))
+            self._send_actions(trigger, chosen)
             return
         action = self.logic.choose(pending, bool(trigger.get("DETERMINISTIC", False)))
         self.client.send(self.client.message(protocol.ACTION, trigger, {"ACTION": [action]}))
+
+    def _send_actions(self, trigger: dict, chosen: np.ndarray) -> None:
+        """The batch ACTION answering the observation of the LOGITS ``trigger``."""
+        payload = batch.actions(trigger[batch.BATCH], trigger["INSTANCES"], chosen)
+        self.client.send(self.client.message(protocol.ACTION, trigger, payload))
 
     def _check_timeout(self) -> None:
         with self._lock:

@@ -15,6 +15,14 @@ The logits travel as base64 of little-endian float32 (``BATCH_LOGITS``, K × M �
 in that order): each less the model's logit of action 0, which is left out (softmax and argmax
 are the same), so at 20 models and 1,000 instances a CartPole step's LOGITS is 107 KB, not
 213 KB. The per-instance bookkeeping is numpy arrays, not a Python step per instance.
+
+A training step needs only each instance's player's logits. Beside our own aggregation (the
+whole swarm in one process) the pool therefore picks the players itself, by the aggregation's
+rule (:class:`Players`, fed the same observations and GETs, so it picks what the aggregation
+would), and answers a stochastic step with those alone: ``PLAYERS`` (M model numbers, rows of
+COMPONENT_IDS) and ``BATCH_LOGITS`` M × (actions − 1) — at 1,000 instances 5 KB, not 107 KB, and
+a twentieth of the forward pass. The aggregation plays them and credits each episode's return
+to the player named (:meth:`BatchChooser.play`).
 """
 
 from __future__ import annotations
@@ -31,27 +39,94 @@ from cartpole_tui.env.wire import batch, protocol
 if TYPE_CHECKING:  # aggregation imports this module
     from cartpole_tui.env.swarm.aggregation import AggregationLogic
 
+PLAYERS = "PLAYERS"  # in a pool's LOGITS of a training step: each instance's player (a row of COMPONENT_IDS)
 
-def batch_logits(population: Population, ids: list[str], msg: dict) -> dict | None:
-    """The LOGITS payload answering a batch observation (None when nothing is to act)."""
+
+def fewest_first(counts: list[int], ranks: list[int], picks: int) -> np.ndarray:
+    """``picks`` rows, one after another, each the row of the fewest ``counts`` (ties: the lowest
+    ``ranks``), its count growing by one with each pick: the players of new episodes."""
+    queue = [(count, rank, row) for row, (count, rank) in enumerate(zip(counts, ranks))]
+    heapq.heapify(queue)
+    rows = np.empty(picks, dtype=np.intp)
+    for k in range(picks):
+        count, rank, row = queue[0]
+        rows[k] = row
+        heapq.heapreplace(queue, (count + 1, rank, row))
+    return rows
+
+
+class Players:
+    """The pool's side of training steps: which of its K models plays each instance's episode, by
+    the aggregation's rule (:meth:`BatchChooser._rows`: fewest episodes since the last GET, counting
+    those being played, ties by the pool's order, which is the order the aggregation first sees)."""
+
+    def __init__(self, k: int):
+        self._player = np.full(batch.MAX_INSTANCES, -1, dtype=np.intp)  # instance → model row, -1: none
+        self._episodes = np.zeros(k, dtype=np.int64)  # episodes each model ended since the last GET
+
+    def observe(self, msg: dict) -> None:
+        """Account a batch observation, as :meth:`BatchChooser.observe` does (ProtocolError when its
+        results are malformed)."""
+        if msg.get("STEPPED") is None:  # a new run: unfinished episodes are not scored
+            self._player.fill(-1)
+            return
+        stepped, _, dones = batch.parse_results(msg)
+        ended = stepped[dones]
+        players = self._player[ended]
+        self._episodes += np.bincount(players[players >= 0], minlength=len(self._episodes))
+        self._player[ended] = -1
+
+    def generation(self) -> None:
+        """A GET on ``evolution``: the aggregation's episode counts start again (its contribution())."""
+        self._episodes[:] = 0
+
+    def rows(self, instances: np.ndarray) -> np.ndarray:
+        """Each instance's player; a new episode gets one by :func:`fewest_first`."""
+        players = self._player[instances]
+        unplayed = np.flatnonzero(players < 0)
+        if len(unplayed):
+            k = len(self._episodes)
+            playing = np.bincount(self._player[self._player >= 0], minlength=k)
+            players[unplayed] = fewest_first((self._episodes + playing).tolist(), list(range(k)), len(unplayed))
+            self._player[instances[unplayed]] = players[unplayed]
+        return players
+
+
+def batch_logits(population: Population, ids: list[str], msg: dict, players: Players | None = None) -> dict | None:
+    """The LOGITS payload answering a batch observation (None when nothing is to act); with
+    ``players`` (the pool beside our aggregation) a stochastic step's is the players' alone."""
+    if players is not None:
+        players.observe(msg)
     instances, observations = batch.parse_observation(msg, population.observations)
     if not len(instances):
         return None  # a run's last observation: its results only
-    logits = population.batch_logits(observations)
-    if not np.isfinite(logits).all():
-        logits = np.where(np.isfinite(logits), logits, 0.0)
-    return {
+    deterministic = bool(msg.get("DETERMINISTIC", False))
+    payload = {
         batch.BATCH: msg[batch.BATCH],
         "INSTANCES": msg["INSTANCES"],  # as it came: the aggregation's ACTION names the same text
         "COMPONENT_IDS": ids,
-        "BATCH_LOGITS": batch.encode_array(logits[:, :, 1:] - logits[:, :, :1], batch.LOGIT),
-        "DETERMINISTIC": bool(msg.get("DETERMINISTIC", False)),
+        "DETERMINISTIC": deterministic,
     }
+    if players is not None and not deterministic:
+        rows = players.rows(instances)
+        logits = population.player_logits(observations, rows)
+        payload[PLAYERS] = batch.encode_array(rows, batch.INDEX)
+    else:
+        logits = population.batch_logits(observations)
+    if not np.isfinite(logits).all():
+        logits = np.where(np.isfinite(logits), logits, 0.0)
+    payload["BATCH_LOGITS"] = batch.encode_array(logits[..., 1:] - logits[..., :1], batch.LOGIT)
+    return payload
 
 
-def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """(model ids, instances, (K, M, actions) logits, action 0's being 0) of a batch LOGITS; None
-    when malformed: 1..MODELS_MAX distinct model ids (each a short string), at least one instance."""
+Answer = tuple[list[str], np.ndarray, np.ndarray | None, np.ndarray]  # a batch LOGITS parsed: parse_logits
+
+
+def parse_logits(msg: dict, actions: int = N_ACTIONS) -> Answer | None:
+    """(model ids, instances, players, logits) of a batch LOGITS, action 0's logits being 0: with
+    PLAYERS each instance's player (a row of ids) and its (M, actions) logits, else players None and
+    every model's (K, M, actions). None when malformed: 1..MODELS_MAX distinct model ids (each a
+    short string), at least one instance, PLAYERS one row of ids each."""
     ids = model_ids(msg)
     if ids is None:
         return None
@@ -59,11 +134,15 @@ def parse_logits(msg: dict, actions: int = N_ACTIONS) -> tuple[list[str], np.nda
         instances = batch.instances_of(msg)
         if not len(instances):
             return None  # a run's last observation is not answered (batch_logits)
-        shape = (len(ids), len(instances), actions - 1)
+        players = None
+        shape: tuple[int, ...] = (len(ids), len(instances), actions - 1)
+        if PLAYERS in msg:
+            players = batch.decode_ints(msg[PLAYERS], batch.INDEX, 0, len(ids), len(instances))
+            shape = shape[1:]
         relative = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, shape)
     except protocol.ProtocolError:
         return None
-    return ids, instances, np.concatenate((np.zeros((*shape[:2], 1)), relative), axis=2)
+    return ids, instances, players, np.concatenate((np.zeros((*shape[:-1], 1)), relative), axis=-1)
 
 
 def model_ids(msg: dict) -> list[str] | None:
@@ -136,16 +215,29 @@ class BatchChooser:
         self._player[ended] = -1
         self._returns[ended] = 0.0
 
+    def play(self, ids: list[str], players: np.ndarray, logits: np.ndarray, instances: np.ndarray) -> np.ndarray:
+        """A training step a pool answered with its players' (M, actions) logits (:class:`Players`):
+        each instance's action is its player's argmax, and its episode that player's."""
+        self._player[instances] = self._known(ids)[players]
+        return logits.argmax(axis=1)
+
+    def _known(self, ids: list[str]) -> np.ndarray:
+        """The index in ``models`` of each of ``ids``, new ones added (in the logic's order too)."""
+        order = self.logic.order
+        for model_id in ids:
+            order.setdefault(model_id, len(order))
+        if len(self.models) < len(order):
+            self.models = list(order)
+        index = {model_id: k for k, model_id in enumerate(self.models)}
+        return np.array([index[i] for i in ids], dtype=np.intp)
+
     def choose(self, ids: list[str], logits: np.ndarray, instances: np.ndarray, deterministic: bool) -> np.ndarray:
         """One action per instance from every model's (M, actions) logits stacked (K, M, actions)."""
         logic = self.logic
-        for model_id in ids:
-            logic.order.setdefault(model_id, len(logic.order))
-        if len(self.models) < len(logic.order):
-            self.models = list(logic.order)
+        known = self._known(ids)
         columns = np.arange(len(instances))
         if not deterministic and logic.solo:
-            return logits[self._rows(ids, instances), columns].argmax(axis=1)
+            return logits[self._rows(ids, known, instances), columns].argmax(axis=1)
         probs = softmax(logits)
         if deterministic:
             actions = probs[logic.voting(ids)].sum(axis=0).argmax(axis=1)
@@ -159,11 +251,10 @@ class BatchChooser:
             logic.shares[model_id] += share
         return actions
 
-    def _rows(self, ids: list[str], instances: np.ndarray) -> np.ndarray:
-        """The row in ``ids`` of each instance's player; a new episode (or one whose player is gone)
-        gets the model with the fewest episodes, counting those being played, ties by first seen."""
-        index = {model_id: k for k, model_id in enumerate(self.models)}
-        known = np.array([index[i] for i in ids])
+    def _rows(self, ids: list[str], known: np.ndarray, instances: np.ndarray) -> np.ndarray:
+        """The row in ``ids`` (``known``: their indices in ``models``) of each instance's player; a
+        new episode (or one whose player is gone) gets the model with the fewest episodes, counting
+        those being played, ties by first seen (:func:`fewest_first`)."""
         row_of = np.full(len(self.models), -1, dtype=np.intp)
         row_of[known] = np.arange(len(ids))
         players = self._player[instances]
@@ -172,11 +263,7 @@ class BatchChooser:
         if len(unplayed):
             playing = np.bincount(self._player[self._player >= 0], minlength=len(self.models))[known].tolist()
             episodes, order = self.logic.solo_episodes, self.logic.order
-            queue = [(episodes.get(i, 0) + playing[row], order[i], row) for row, i in enumerate(ids)]
-            heapq.heapify(queue)
-            for k in unplayed.tolist():
-                count, rank, row = queue[0]
-                rows[k] = row
-                heapq.heapreplace(queue, (count + 1, rank, row))
+            counts = [episodes.get(i, 0) + playing[row] for row, i in enumerate(ids)]
+            rows[unplayed] = fewest_first(counts, [order[i] for i in ids], len(unplayed))
             self._player[instances[unplayed]] = known[rows[unplayed]]
         return rows

@@ -3,10 +3,10 @@
 Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
 
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
-K in one write); on ``evolution`` it answers GET with one ``WEIGHTS`` message per model
-and loads SET — or, when the GET asks for ``BATCH_WEIGHTS`` (our evolution does), with one
-message of every model's weights as base64 float64 (several past ``BATCH_WEIGHTS_MAX_BYTES``),
-which SET then sends back the same way
+K in one write; a batch step one message, :mod:`.batching`); on ``evolution`` it answers GET
+with one ``WEIGHTS`` message per model and loads SET — or, when the GET asks for
+``BATCH_WEIGHTS`` (our evolution does), with one message of every model's weights as base64
+float64 (several past ``BATCH_WEIGHTS_MAX_BYTES``), which SET then sends back the same way
 (the JSON of 20 models' weights, written and read by four parts, was most of an evolution).
 
 The pool is built for one environment's spaces. When a run's first observation announces
@@ -28,7 +28,7 @@ from swergio import Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.swarm.batching import batch_logits, batch_weights
+from cartpole_tui.env.swarm.batching import Players, batch_logits, batch_weights
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import Population
 from cartpole_tui.env.wire import batch, protocol
@@ -49,9 +49,13 @@ class ModelPool(SwarmComponent):
         name: str = "models",
         on_disconnect: Callable[[str], None] | None = None,
         spaces: EnvSpaces = CARTPOLE,
+        solo: bool = False,
     ):
         self.spaces = spaces
         self.population = Population(models, seed, spaces.observations, spaces.actions)
+        # Beside our solo aggregation (the whole swarm) a training step is answered with each
+        # instance's player's logits alone (batching.Players); any other aggregation gets them all.
+        self.players = Players(models) if solo else None
         self._told_size: int | None = None  # the wrong observation size last logged (once, not every step)
         self._other_env = False  # the run going is of another environment: not fed
         # Random, not seeded: two pools on one broker must not share ids, and nothing
@@ -100,7 +104,7 @@ class ModelPool(SwarmComponent):
     def _on_batch(self, msg: dict) -> None:
         try:
             with self._lock:
-                payload = batch_logits(self.population, self.ids, msg)
+                payload = batch_logits(self.population, self.ids, msg, self.players)
         except protocol.ProtocolError as error:
             log.warning("models: ignored a batch observation: %s", error)
             return
@@ -146,6 +150,9 @@ class ModelPool(SwarmComponent):
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")
+        if command == "GET" and self.players is not None:
+            with self._lock:
+                self.players.generation()
         if command == "GET" and msg.get(batch.BATCH_WEIGHTS) is True:
             rows = self.rows()  # in messages of at most BATCH_WEIGHTS_MAX_BYTES: a frame has a cap
             answers = [

@@ -95,8 +95,11 @@ class Swarm:
                     )
                 )
             if "models" in wanted:
+                solo = self.aggregation is not None  # beside our own (solo) aggregation: batching.Players
                 self.models = self._add(
-                    ModelPool(host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect, spaces=spaces)
+                    ModelPool(
+                        host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect, spaces=spaces, solo=solo
+                    )
                 )
         except Exception:
             self.close()

@@ -20,7 +20,7 @@ from cartpole_tui.env.components.instances import CartPoleInstances
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, episode_number, quotas
 from cartpole_tui.env.events import EnvironmentObserver, NetworkError
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
-from cartpole_tui.env.swarm.batching import BatchChooser
+from cartpole_tui.env.swarm.batching import BatchChooser, Players
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
@@ -154,6 +154,28 @@ def test_training_gives_each_instance_s_episode_to_one_model_and_each_model_one_
     # played (every model has one, finished or under way), ties to the first seen
     chooser.choose(ids, logits, np.arange(4), deterministic=False)
     assert chooser.players[2] == "m0" and chooser.players[0] == "m0"
+
+
+def test_the_pool_picks_the_players_the_aggregation_would():
+    """batching.Players (the pool's, answering with the players' logits alone) and BatchChooser (the
+    aggregation's, given every model's) agree step by step, across episode ends, GETs and runs."""
+    ids = [f"m{k}" for k in range(4)]
+    chooser, players = BatchChooser(AggregationLogic(seed=0)), Players(len(ids))
+    rng = np.random.default_rng(3)
+    for run in range(2):
+        message: dict = {"BATCH": 6}  # a run's first observation
+        for step in range(40):
+            chooser.observe(message)
+            players.observe(message)
+            instances = np.flatnonzero(rng.random(6) < 0.8)  # some instances finished their quota
+            chooser.choose(ids, np.zeros((4, len(instances), 2)), instances, deterministic=False)
+            rows = players.rows(instances)
+            assert [ids[row] for row in rows] == [chooser.players[i] for i in instances.tolist()], (run, step)
+            if step % 15 == 14:  # an evolution's GET
+                chooser.logic.contribution()
+                players.generation()
+            dones = rng.random(len(instances)) < 0.3
+            message = {"BATCH": 6, **batch.results(instances, np.ones(len(instances)), dones, np.zeros(len(instances)))}
 
 
 def test_deterministic_steps_are_a_vote_per_instance():
