@@ -6,9 +6,12 @@ import io
 import sqlite3
 import subprocess
 import threading
+import time
 
+import numpy as np
 import pytest
 
+from cartpole_tui.env.components.vector_env import episode_number
 from cartpole_tui.env.history.export import export_runs
 from cartpole_tui.env.history.store import RunStore
 from tests.conftest import wait_for
@@ -33,6 +36,28 @@ def test_a_long_lock_delays_writes_and_they_catch_up(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM episodes").fetchone()[0] == 300
     assert len(messages) == 2
+
+
+def test_a_vectorised_runs_episodes_ending_out_of_order_are_recorded_at_once(tmp_path):
+    """1,000 instances end their episodes out of number order: each was looked for in the run's
+    column of episodes before it was added, so 40,000 of them took tens of seconds (quadratic)."""
+    n, rounds = 1000, 40
+    with RunStore.open(str(tmp_path / "runs.sqlite3")) as store:
+        store.begin_run(
+            "r", episodes=n * rounds, deterministic=False, seed=None, env_id="CartPole-v1", address="", started=1
+        )
+        rng = np.random.default_rng(0)
+        started = time.perf_counter()
+        for played in range(rounds):  # every instance's next episode, ending in a shuffled order
+            for instance in rng.permutation(n).tolist():
+                assert store.add_episode("r", episode_number(instance, played, n), 1.0, 1, 2.0)
+        seconds = time.perf_counter() - started
+        assert not store.add_episode("r", episode_number(5, 3, n), 2.0, 2, 3.0)  # a second copy: the first wins
+        assert store.flush()
+    assert seconds < 5.0, f"{n * rounds} episodes took {seconds:.1f} s to record"
+    with sqlite3.connect(str(tmp_path / "runs.sqlite3")) as conn:
+        assert conn.execute("SELECT count(*), sum(score) FROM episodes").fetchone() == (n * rounds, n * rounds)
+    assert store.duplicate_episodes == 1
 
 
 def test_export_reads_a_history_on_a_read_only_filesystem(tmpfs):  # noqa: F811
