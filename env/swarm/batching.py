@@ -65,12 +65,14 @@ class Players:
         self._episodes = np.zeros(k, dtype=np.int64)  # episodes each model ended since the last GET
 
     def observe(self, msg: dict) -> None:
-        """Account a batch observation, as :meth:`BatchChooser.observe` does (ProtocolError when its
-        results are malformed)."""
+        """Account a batch observation, as :meth:`BatchChooser.observe` does."""
         if msg.get("STEPPED") is None:  # a new run: unfinished episodes are not scored
             self._player.fill(-1)
             return
-        stepped, _, dones = batch.parse_results(msg)
+        try:
+            stepped, _, dones = batch.parse_results(msg)
+        except protocol.ProtocolError:
+            return
         ended = stepped[dones]
         players = self._player[ended]
         self._episodes += np.bincount(players[players >= 0], minlength=len(self._episodes))
