@@ -48,6 +48,14 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class StartHeard:
+    """Another control room's START, as it asked for the run: the published environment
+    announces nothing, so a room that follows it takes the run's size (and id) from here."""
+
+    run: RunStarted
+
+
+@dataclass(frozen=True)
 class RunJoined:
     """The run going when a control room joined (the environment's RUN_STATE): how far it is.
 

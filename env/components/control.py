@@ -36,6 +36,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    StartHeard,
 )
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component
@@ -498,6 +499,8 @@ class ControlClient:
             if protocol.is_start(msg):
                 self._schedules.heard_start(msg, time.monotonic())
             stopped = protocol.is_stop(msg) and self._schedules.heard_stop()
+        if protocol.is_start(msg):
+            self._heard_start(msg)
         if stopped:
             self._emit(
                 NetworkError(
@@ -505,6 +508,17 @@ class ControlClient:
                     "another control room sent STOP (its x): its run going is stopped, and this schedule ends",
                 )
             )
+
+    def _heard_start(self, msg: dict) -> None:
+        """Another room's START: its run's size and id, for a room following an environment that
+        announces nothing (a malformed one starts no run there either: ignored)."""
+        try:
+            episodes, deterministic, seed = protocol.parse_start(msg)
+        except protocol.ProtocolError:
+            return
+        named = msg.get("RUN_ID")  # the published notebook's START names none
+        run_id = named if isinstance(named, str) and protocol.valid_run_id(named) else protocol.new_id()
+        self._emit(StartHeard(RunStarted(run_id, episodes, deterministic, seed, instances=0)))
 
     def _on_wrong_env(self, msg: dict) -> None:
         """A component built for another environment than the run's: said, and the run's wait

@@ -28,6 +28,7 @@ most once per ``defaults.REFUSAL_LOG_INTERVAL``, never once per message.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -42,6 +43,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    StartHeard,
 )
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
@@ -79,12 +81,14 @@ class RunEvents:
         self._begun = RecentNames(defaults.RUN_IDS_KEPT)
         self._recording = False  # this store records the current run
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
+        self._heard: RunStarted | None = None  # another room's latest START (its run's size)
         self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
         self._held: list[object] = []
         # the published environment's run, counted from its observations: (run, episodes, score, steps)
         self._watched: RunStarted | None = None
         self._watched_recorded = False
         self._episode = (0, 0.0, 0)
+        self._partial = False  # the episode going was joined midway: not counted
         self._episodes = SeenEpisodes()  # the current run's episodes counted (a copy of one is dropped)
         self.duplicate_episodes = 0  # copies of counted episodes dropped, all runs
         # whose news of a run counts (see admits): the network's environment (the first sender
@@ -107,7 +111,10 @@ class RunEvents:
 
     def from_network(self, event: object) -> None:
         """An event of the control client."""
-        if not isinstance(event, RUN_EVENTS):
+        if isinstance(event, StartHeard):
+            with self._lock:
+                self._heard = event.run  # the published environment's next run is that one
+        elif not isinstance(event, RUN_EVENTS):
             self._emit(event)
         elif not self.environment_here:  # with the environment here its own events came first
             with self._lock:
@@ -146,13 +153,18 @@ class RunEvents:
         with self._lock:
             if first:
                 if self._current is None:
-                    sent = self._sent.popitem()[1] if self._sent else None
-                    self._begin(sent if sent is not None else RunStarted(protocol.new_id(), 0, False, instances=0))
+                    self._begin(self._next_start())
+                self._partial = False
                 self._watched, self._watched_recorded, self._episode = self._current, self._recording, (0, 0.0, 0)
                 return
             if self._watched is None:
                 if self._current is None:
-                    return  # joined mid-run without a start seen: the run's ENV_DONE will still come
+                    if done:
+                        return  # a run's last observation (it comes after its ENV_DONE): no run to join
+                    # joined mid-run: the run is followed from here, its size unknown unless a START
+                    # was heard; the episode going is partly seen, so it is not counted
+                    self._begin(self._next_start())
+                    self._partial = True
                 self._watched, self._watched_recorded = self._current, self._recording
             episodes, score, steps = self._episode
             score, steps = score + reward, steps + 1
@@ -160,10 +172,24 @@ class RunEvents:
                 self._episode = (episodes, score, steps)
                 return
             self._episode = (episodes + 1, 0.0, 0)
-            event = EpisodeFinished(self._watched.run_id, episodes + 1, score, steps, time.time())
+            if self._partial:
+                self._partial, self._episode = False, (episodes, 0.0, 0)
+                return
+            watched = self._watched
+            if watched is None:
+                return
+            event = EpisodeFinished(watched.run_id, episodes + 1, score, steps, time.time())
             if self._watched_recorded and self.recorder is not None:
                 self.recorder.on_episode(event)  # also the last, whose DONE comes after the run's ENV_DONE
             self._emit(event)
+
+    def _next_start(self) -> RunStarted:
+        """The run the published environment's observations begin: our start, else the START last
+        heard from another room, else one of unknown size."""
+        if self._sent:
+            return self._sent.popitem()[1]
+        heard, self._heard = self._heard, None
+        return heard if heard is not None else RunStarted(protocol.new_id(), 0, False, instances=0)
 
     def unanswered_stop(self, result: RunFinished) -> None:
         """A run we stopped whose environment did not answer (the published one knows no STOP)."""
@@ -293,12 +319,11 @@ class RunEvents:
                 self._news_of(event.run_id)
             current = self._current
             if current is not None and event.run_id in (None, current.run_id):
+                # the published environment's ENV_DONE names no run: it is the current one's (the
+                # control room said "run ? done")
+                event = dataclasses.replace(event, run_id=current.run_id)
                 if self._recording and self.recorder is not None:
-                    self.recorder.on_run_finished(
-                        RunFinished(
-                            current.run_id, event.avg_score, event.episodes, event.stopped, ended_at=event.ended_at
-                        )
-                    )
+                    self.recorder.on_run_finished(event)
                 elif self.store is not None and current.history is not None and self.store.holds(current.history):
                     # the environment's file: its last episode is committed before its ENV_DONE is sent,
                     # so the run's figures read now are the ones its table will show (not a second old)

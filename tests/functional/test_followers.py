@@ -225,14 +225,44 @@ async def test_with_the_published_environment_a_follower_counts_from_its_observa
             await until(
                 pilot, lambda: members(broker, "observation") > watching, what="the follower to watch observations"
             )
-            starter.start_run(5)
-            await until(pilot, lambda: "seen: started elsewhere" in log_text(app), what="the run seen")
+            run_id = starter.start_run(5)
+            # its size from the other room's START (the real network showed "6/0", then "run ? done")
+            await until(pilot, lambda: "run 1 started: 5 episodes" in log_text(app), what="the run's size")
             await until(pilot, lambda: app.main.cart.observation is not None, what="the cart, from observations")
-            await until(pilot, lambda: "done: average" in log_text(app), timeout=90, what="the ENV_DONE")
+            await until(pilot, lambda: "run 1 done: average" in log_text(app), timeout=90, what="the ENV_DONE")
             await until(pilot, lambda: app.store.runs() and app.store.runs()[-1].finished == 5, what="5 episodes")
             (run,) = app.store.runs()
             assert run.followed and run.state == "done" and run.total_steps > 0
+            assert run.run_uid == run_id and run.params.episodes == 5
+            await until(pilot, lambda: table_row(app, 1)[2:3] == ["5"], what="5 episodes in the runs table")
             assert "waiting for agents" not in log_text(app)
+    finally:
+        starter.close()
+        net.close()
+
+
+async def test_with_the_published_environment_a_follower_joining_mid_run_records_what_it_saw(broker, tmp_path):
+    """A room that joins while their run plays begins it at the first observation it hears (it
+    showed "no run yet", then "run ? done" and no row): the episode it joined midway is not counted,
+    the size it was not told is "?", the ENV_DONE's average is the run's."""
+    net = PublishedNetwork(broker.port, environment=True, evolution=False)
+    all_joined(broker, net.clients)
+    starter = ControlClient("127.0.0.1", broker.port, name="starter")
+    environment = net.environment
+    assert environment is not None
+    try:
+        starter.start_run(40)
+        wait_for(lambda: environment.episodes_counter >= 3, 60, "their run to be under way")
+        app = follower(broker, tmp_path / "own.sqlite3")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: "seen: started elsewhere" in log_text(app), timeout=30, what="the run joined")
+            await until(pilot, lambda: "run 1 done: average" in log_text(app), timeout=120, what="the ENV_DONE")
+            await until(pilot, lambda: app.store.runs() and app.store.runs()[-1].state == "done", what="recorded")
+            (run,) = app.store.runs()
+            seen = len(app.store.episodes(run.run_uid))
+            assert run.followed and 1 <= seen == run.finished < 40 - 3
+            assert run.avg_score == pytest.approx(environment.totalscore / 40)
+            await until(pilot, lambda: table_row(app, 1)[2:3] == [f"{seen}/?"], what="what it saw, of ? asked")
     finally:
         starter.close()
         net.close()

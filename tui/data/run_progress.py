@@ -120,7 +120,7 @@ class RunProgress:
         if self.numbers or self.current is not None:
             return
         if run.state == "running":
-            told = f"{run.finished}/{run.params.episodes} episodes, running"
+            told = f"{run.finished}/{run.params.episodes or '?'} episodes, running"
         elif run.state == "failed" or run.avg_score is None:
             told = f"{plural(run.finished, 'episode')} recorded"
         else:

@@ -36,7 +36,12 @@ def details_text(run: RunRecord, episodes: list[Episode]) -> Group:
     facts.add_column()
     rate = run.steps_per_s
     rows = [
-        ("episodes", f"{run.finished:,} played of {params.episodes:,} asked"),
+        (
+            "episodes",
+            f"{run.finished:,} played of {params.episodes:,} asked"
+            if params.episodes
+            else f"{run.finished:,} played (how many were asked was not heard here)",
+        ),
         ("deterministic", "yes" if params.deterministic else "no"),
         ("seed", "none" if params.seed is None else str(params.seed)),
         ("environment", params.env_id),

@@ -30,7 +30,8 @@ def _cells(run: RunRecord, marked: bool, counted: tuple[int, str] | None = None)
     played = run.finished if finished is None else finished
     episodes = str(played)  # played, and of how many when that is not all: a stopped run 12/1000
     if state == "running" or played != run.params.episodes:
-        progress = f"{played}/{run.params.episodes}"
+        # 0 asked: a run of the published environment started elsewhere, its size not heard ("20/0")
+        progress = f"{played}/{run.params.episodes or '?'}"
         episodes = progress if len(progress) <= WIDTHS[2] else episodes
     # Text, not markup: a history file made elsewhere may hold any state ("[/x]" raised MarkupError)
     shown = Text(state, style=_STATE_STYLE.get(state, ""))
