@@ -298,7 +298,9 @@ class ControlRoomApp(App):
         number = self.run_progress.numbers[event.run.run_id]
         if event.scores and not self.history.has_run(number):  # not already read from a shared history
             self.history.extend(np.array(event.scores, dtype=np.float64), number)
-        self.run_progress.joined(event)
+        missed = self.run_progress.joined(event)
+        if missed is not None:
+            self.log_line(missed, "yellow")
 
     @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
@@ -332,7 +334,11 @@ class ControlRoomApp(App):
         if record is not None:  # the history has ended it already (its recorder hears of it first)
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
             self._show_status()
-        line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
+        line = self.run_progress.ended(
+            event,
+            record.steps_per_s if record is not None else None,
+            record.finished if record is not None and record.followed else None,
+        )
         self.main.controls.show_running(False)
         self.log_line(line)
 

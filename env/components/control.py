@@ -533,11 +533,13 @@ class ControlClient:
                     self._emit(started)
                 return
             finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
+            numbered = protocol.parse_score_episodes(msg, len(scores), started.episodes)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
             return
-        joined = RunJoined(started, finished, steps, tuple(scores))
+        numbers, lengths = numbered if numbered is not None else (None, None)
+        joined = RunJoined(started, finished, steps, tuple(scores), numbers, lengths)
         if self.admits(joined, msg.get("SENT_BY")):
             self._instances = started.instances
             self._emit(joined)

@@ -49,7 +49,8 @@ class ActiveRun:
     seed: int | None = None
     instances: int = 1
     started_at: float = 0.0  # wall clock, time.time()
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
+    # the latest episodes to end, (number, score, steps): RUN_STATE tells them to a room joining
+    recent: deque[tuple[int, float, int]] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
 
     def facts(self, spaces: EnvSpaces) -> dict:
         """What RUN_STARTED and RUN_STATE say about this run (and the environment it plays)."""
@@ -237,8 +238,8 @@ class EnvironmentLogic:
     def _end_episode(self, run: ActiveRun) -> list[dict]:
         run.finished_episodes += 1
         run.total_score += run.score
-        run.recent.append(run.score)
         event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
+        run.recent.append((event.episode, event.score, event.steps))
         run.score, run.episode_steps = 0.0, 0
         self.notify("on_episode", event)
         outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]

@@ -151,7 +151,7 @@ class VectorLogic:
         run.finished_episodes += 1
         score, length = float(run.scores[i]), int(run.lengths[i])
         run.total_score += score
-        run.recent.append(score)
+        run.recent.append((number, score, length))
         run.scores[i], run.lengths[i] = 0.0, 0
         return EpisodeFinished(run.run_id, number, score, length, now)
 

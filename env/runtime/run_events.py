@@ -32,6 +32,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.seen import RecentNames, SeenEpisodes
@@ -136,8 +137,9 @@ class RunEvents:
         """The state query is over: hand on the held events (those the answer counted are dropped)."""
         with self._lock:
             held, self._held, self._asking = self._held, [], False
+            told = _told(joined)
             for event in held:
-                if joined is None or not _counted(event, joined):
+                if not (isinstance(event, EpisodeFinished) and (event.run_id, event.episode) in told):
                     self._follow(event)
 
     def observed(self, first: bool, reward: float, done: bool) -> None:
@@ -268,8 +270,7 @@ class RunEvents:
             self._sent.pop(event.run.run_id, None)
             if event.run.run_id not in self._begun:
                 self._begin(event.run, announce=False)
-                self._record_joined(event)
-                self._emit(event)
+                self._emit(self._record_joined(event))
             if self._asking:
                 self._answered(event)
         elif self._asking and not self._is_current(event):
@@ -310,15 +311,19 @@ class RunEvents:
         run_id = getattr(event, "run_id", None)
         return self._current is not None and run_id in (None, self._current.run_id)
 
-    def _record_joined(self, joined: RunJoined) -> None:
-        """The scores a RUN_STATE carries, recorded as the run's episodes (their steps are not told)."""
+    def _record_joined(self, joined: RunJoined) -> RunJoined:
+        """The episodes a RUN_STATE tells with their numbers, recorded as the run's; ``joined`` with
+        how many of its finished episodes this room then has nothing of (``missed``)."""
         if not self._recording or self.recorder is None:
-            return
-        first = joined.finished - len(joined.scores) + 1
+            return joined
         now = time.time()
-        for index, score in enumerate(joined.scores, start=first):
-            if index >= 1 and self._episodes.first(index):  # more scores than FINISHED: the first are no episode
-                self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
+        told = [replace(e, wall_time=now) for e in joined.told() if self._episodes.first(e.episode)]
+        self.recorder.on_episodes(told)
+        # the episodes heard while the query was out ended before the answer: FINISHED counts them,
+        # and those it does not tell are recorded as they are handed on
+        held = {(e.run_id, e.episode) for e in self._held if isinstance(e, EpisodeFinished)}
+        known = _told(joined) | {(run_id, episode) for run_id, episode in held if run_id == joined.run.run_id}
+        return replace(joined, missed=max(0, joined.finished - len(known)))
 
     def _duplicate(self, event: EpisodeFinished) -> None:
         """A second copy of an episode already counted: the first wins; the first copy of a run is told."""
@@ -375,9 +380,9 @@ def _who(sender: object) -> str:
     return "#" + hashlib.blake2b(name.encode(protocol.FORMAT, "replace")).hexdigest()
 
 
-def _counted(event: object, joined: RunJoined) -> bool:
-    """Whether ``joined``'s state already counts ``event`` (an episode it includes)."""
-    return isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id and event.episode <= joined.finished
+def _told(joined: RunJoined | None) -> set[tuple[str, int]]:
+    """(run id, episode) of the episodes ``joined``'s state tells (a copy heard while asking is dropped)."""
+    return set() if joined is None else {(e.run_id, e.episode) for e in joined.told()}
 
 
 def _now(started: RunStarted) -> RunStarted:

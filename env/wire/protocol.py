@@ -585,18 +585,28 @@ def run_started(facts: dict[str, Any], history: tuple[str, str] | None) -> Messa
 
 
 def run_state(
-    facts: dict[str, Any] | None, finished: int, steps: int, scores: list[float], history: tuple[str, str] | None
+    facts: dict[str, Any] | None,
+    finished: int,
+    steps: int,
+    recent: list[tuple[int, float, int]],
+    history: tuple[str, str] | None,
 ) -> Message:
     """environment → control (added): the run going (none: RUN_ID null), its finished episodes and
-    steps, the latest ≤ MAX_STATE_SCORES scores, the history file."""
+    steps, the latest ≤ MAX_STATE_SCORES episodes to end (``recent``: number, score, steps) as
+    columns, the history file. SCORE_EPISODES and SCORE_STEPS were added beside SCORES: a
+    vectorised run's episodes end out of number order, so the latest scores are not the
+    latest numbers."""
     body = facts if facts is not None else {"RUN_ID": None}
+    recent = recent[-MAX_STATE_SCORES:]
     return custom(
         CONTROL,
         STATUS=RUN_STATE,
         **body,
         FINISHED=finished,
         STEPS=steps,
-        SCORES=[float(s) for s in scores[-MAX_STATE_SCORES:]],
+        SCORES=[float(score) for _, score, _ in recent],
+        SCORE_EPISODES=[number for number, _, _ in recent],
+        SCORE_STEPS=[length for _, _, length in recent],
         **_history(history),
     )
 
@@ -704,6 +714,26 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
     if any(v is None or abs(v) > MAX_SCORE for v in values):
         raise ProtocolError(f"SCORES must hold finite numbers within ±{MAX_SCORE:g}")
     return finished, steps, [v for v in values if v is not None]
+
+
+def parse_score_episodes(
+    message: Message, count: int, episodes: int = MAX_EPISODES
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(numbers, steps) of a RUN_STATE's ``count`` SCORES: its SCORE_EPISODES (distinct, 1..``episodes``)
+    and SCORE_STEPS (0 each when absent); None when it tells no numbers (an older environment);
+    ProtocolError when they do not fit."""
+    numbers = message.get("SCORE_EPISODES")
+    if numbers is None:
+        return None
+    lengths = message.get("SCORE_STEPS")
+    lengths = [0] * count if lengths is None else lengths
+    if not isinstance(numbers, list) or not isinstance(lengths, list) or not len(numbers) == len(lengths) == count:
+        raise ProtocolError("SCORE_EPISODES and SCORE_STEPS must be lists as long as SCORES")
+    checked = tuple(_whole({"SCORE_EPISODES": n}, "SCORE_EPISODES", 1, episodes) for n in numbers)
+    if len(set(checked)) != len(checked):
+        raise ProtocolError("SCORE_EPISODES must not name an episode twice")
+    steps = tuple(_whole({"SCORE_STEPS": n}, "SCORE_STEPS", 0, MAX_EPISODE_STEPS) for n in lengths)
+    return checked, steps
 
 
 def cart(observation: Iterable[float], run_id: str | None) -> Message:

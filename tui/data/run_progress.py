@@ -19,6 +19,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.words import average, plural, steps_per_second
 
 CONNECTION_MARKS = {
@@ -128,11 +129,19 @@ class RunProgress:
         state = "" if run.state == "running" else f" {run.state}"
         self.label = f"last run {run.number}{state} · {told or 'no episode finished'}"
 
-    def joined(self, event: RunJoined) -> None:
-        """The run going when this control room joined: ``event.finished`` of its episodes are done."""
+    def joined(self, event: RunJoined) -> str | None:
+        """The run going when this control room joined: ``event.finished`` of its episodes are done.
+        Returns the log's line on those its history has nothing of (None: none, or not its to record)."""
         self.finished = event.finished
         self._count(event.run.run_id, "running")
-        self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
+        number = self.numbers.get(event.run.run_id, "?")
+        self.label = f"run {number} · {event.finished}/{event.run.episodes}"
+        if not event.missed:
+            return None
+        return (
+            f"run {number} joined mid-run: {plural(event.missed, 'episode')} ended before this room could be told"
+            f" them (a joining room is told the latest {protocol.MAX_STATE_SCORES:,} to end): not in its history"
+        )
 
     def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None = None) -> None:
         """An episode of a run already started (they may end out of number order: counted, not
@@ -146,9 +155,10 @@ class RunProgress:
         if mean is not None:
             self.label += f" · mean({window}) {average(mean)}"
 
-    def ended(self, event: RunFinished, rate: float | None = None) -> Text:
+    def ended(self, event: RunFinished, rate: float | None = None, recorded: int | None = None) -> Text:
         """The run finished (done or stopped); ``rate``: its steps a second as the history has
-        them (None: not in it). Returns the log line."""
+        them (None: not in it); ``recorded``: the episodes this room's history has of it, when
+        fewer than the run's (joined mid-run). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         ending = "stopped" if event.stopped else "done"
         finished, self.current = self.finished, None
@@ -160,9 +170,12 @@ class RunProgress:
             return Text(f"run {number} {ending}: no episode finished{speed}")
         # the published ENV_DONE tells no count (and comes before the last observation)
         over = f" over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}"
+        here = f"{recorded:,} recorded here" if recorded is not None and recorded < event.episodes else ""
+        self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}" + (f" · {here}" if here else "")
         return Text.assemble(
-            f"run {number} {ending}: average ", (average(event.avg_score), "bold"), f"{over} (ENV_DONE){speed}"
+            f"run {number} {ending}: average ",
+            (average(event.avg_score), "bold"),
+            f"{over} (ENV_DONE){speed}" + (f"; {here.replace(' recorded', ' of them recorded')}" if here else ""),
         )
 
     def _count(self, run_id: str, state: str, finished: int | None = None) -> None:

@@ -1,0 +1,69 @@
+"""A control room joining mid-run a vectorised run that another room's environment plays.
+
+Room A is a session with the embedded network (its environment, a swarm, its own file); room B
+the app with ``--connect … --no-env`` and a file of its own, started once A's run has finished
+more episodes than a RUN_STATE carries. A vectorised run's episodes end out of number order:
+the scores B is told on joining must be recorded under their own numbers, and what B could not
+be told is said, not recorded as something else.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from test_app import log_text
+
+from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.session import Session, SessionOptions
+from cartpole_tui.env.wire import protocol
+from cartpole_tui.tui.app import ControlRoomApp
+
+from conftest import screen_text, until, wait_for
+
+EPISODES = 4000
+
+
+def episode_rows(path: str) -> dict[int, tuple[float, int]]:
+    with sqlite3.connect(path) as db:
+        return {idx: (score, steps) for idx, score, steps in db.execute("SELECT idx, score, steps FROM episodes")}
+
+
+def run_row(path: str) -> tuple:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT episodes, finished, state FROM runs").fetchone()
+
+
+async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_number(tmp_path):
+    played_path, own_path = str(tmp_path / "a.sqlite3"), str(tmp_path / "b.sqlite3")
+    store = RunStore.open(played_path)
+    room_a = Session(SessionOptions(seed=11, agent="swarm", models=4), store=store).open()
+    try:
+        room_a.control.start_run(EPISODES, False, 11)
+        played = lambda: store.runs()[-1] if store.runs() else None  # noqa: E731
+        wait_for(lambda: played() and played().finished > protocol.MAX_STATE_SCORES + 100, 60, "A's run to pass 1,100")
+        options = SessionOptions(connect=room_a.address, embed_env=False, agent="swarm")
+        app = ControlRoomApp(options, db_path=own_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: "run 1 · " in screen_text(app).splitlines()[2], what="the joined run's line")
+            assert "no run yet" not in screen_text(app)
+            progress = lambda: screen_text(app).splitlines()[2]  # noqa: E731
+            await until(pilot, lambda: "run 1 done" in progress(), timeout=120, what="the end on the progress line")
+            await until(pilot, lambda: run_row(own_path)[2] == "done", what="B's row to end done")
+            screen, log = screen_text(app), log_text(app)
+    finally:
+        room_a.close()
+        store.close()
+    truth, own = episode_rows(played_path), episode_rows(own_path)
+    assert len(truth) == EPISODES and run_row(played_path) == (EPISODES, EPISODES, "done")
+    # every episode B recorded is the environment's, under its own number (steps too)
+    assert {idx: own[idx] for idx in own} == {idx: truth[idx] for idx in own}
+    missed = EPISODES - len(own)
+    told = re.search(r"joined mid-run: ([\d,]+) episodes? ended before", log)
+    assert told and int(told.group(1).replace(",", "")) == missed, (log, missed)
+    assert 0 < missed < EPISODES - protocol.MAX_STATE_SCORES
+    # what B's screen says agrees with its file: the table's count, and the end's line
+    assert run_row(own_path) == (EPISODES, len(own), "done")
+    assert re.search(rf"┃\s+1\s+{len(own)}/{EPISODES}\s", screen), screen
+    assert f"{len(own):,} of them recorded here" in log, log
+    assert "ignored a second EPISODE_DONE" not in log
