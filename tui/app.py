@@ -312,9 +312,11 @@ class ControlRoomApp(App):
         if current is None or current.run_id != event.run_id:
             return  # a late one (the published environment's last DONE follows its ENV_DONE)
         window, history = self.main.plot.window, self.history
-        # the plot's latest figures: its legend and the progress line say the same
+        # the plot's latest figures, once it has an episode of this run: its legend and the progress
+        # line say the same (before, its latest was the last run's: "run 58 · 258/2000 · last 37")
         end = len(history) - 1
-        mean, last = (history.rolling_mean_at(end, window), history.scores[end]) if end >= 0 else (None, None)
+        plotted = end >= 0 and history.runs[end] == self.run_progress.number(event.run_id)
+        mean, last = (history.rolling_mean_at(end, window), float(history.scores[end])) if plotted else (None, None)
         self.run_progress.episode(event, window, mean, last)
 
     def _plot(self, episodes: list[EpisodeFinished]) -> None:

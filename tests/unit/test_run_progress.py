@@ -52,10 +52,11 @@ def test_a_run_from_start_to_end():
     assert started(progress) == "run 7 started: 20 episodes, deterministic"
     assert progress.take_label() == "run 7 · waiting for the first episode"
     assert progress.take_label() is None  # said once: the next redraw has nothing new
-    progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25)
-    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None)  # they end out of order
+    progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25, last=None)
+    assert progress.take_label() == "run 7 · 1/20 · last —"  # the plot has none of run 7 yet (episode 1 plays)
+    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=12.0, last=12.0)  # they end out of order
     assert progress.finished == 2  # counted as they end, not taken from their numbers
-    assert progress.take_label() == "run 7 · 2/20 · last 12"
+    assert progress.take_label() == "run 7 · 2/20 · last 12 · mean(100) 12.0"
     line = progress.ended(RunFinished("r1", 31.5, 20), rate=315.0)
     assert line.plain == "run 7 done: average 31.5 over 20 episodes (ENV_DONE), 315 steps/s"
     assert progress.take_label() == "run 7 done · avg 31.5 over 20 episodes"

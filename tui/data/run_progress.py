@@ -143,16 +143,17 @@ class RunProgress:
             f" them (a joining room is told the latest {protocol.MAX_STATE_SCORES:,} to end): not in its history"
         )
 
-    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None = None) -> None:
+    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None) -> None:
         """An episode of a run already started (they may end out of number order: counted, not
-        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any;
-        ``last``: the plot's latest score (it takes episodes in number order), else this one's."""
+        taken by number); ``last`` and ``mean``: the plot's latest score and its rolling mean over
+        ``window`` episodes, None while the plot has no episode of this run (it takes them in
+        number order: its latest was the last run's, told under this run's number)."""
         self.finished += 1
         self._count(event.run_id, "running")
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        score = event.score if last is None else last
-        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score:g}"
-        if mean is not None:
+        score = "—" if last is None else f"{last:g}"
+        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score}"
+        if mean is not None and last is not None:
             self.label += f" · mean({window}) {average(mean)}"
 
     def ended(self, event: RunFinished, rate: float | None = None, recorded: int | None = None) -> Text:
