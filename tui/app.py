@@ -125,6 +125,8 @@ class ControlRoomApp(App):
         self.run_progress = RunProgress(time.monotonic())
         self.in_order = InOrder()  # episodes go to the plot in their numbers' order
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
+        # ... as the status line shows it: set with the progress line and the runs table, at a redraw
+        self._shown_rate: float | None = None
         self._rated_run: str | None = None  # ... that run's id
         self._bar_run: str | None = None  # the run the progress bar shows
         self._env_id = options.env_id  # the environment shown: the one the network's runs announce
@@ -221,7 +223,6 @@ class ControlRoomApp(App):
         if runs and self.run_progress.current is None and self._rated_run is None:
             self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
             self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
-            self._show_status()
         self._refresh_views()
 
     @handle.register
@@ -335,7 +336,6 @@ class ControlRoomApp(App):
             self._check_plotted(record, event.avg_score if event.episodes else None)
         if record is not None:  # the history has ended it already (its recorder hears of it first)
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
-            self._show_status()
         line = self.run_progress.ended(
             event,
             record.steps_per_s if record is not None else None,
@@ -472,7 +472,7 @@ class ControlRoomApp(App):
             self.connection,
             self.size.width if width is None else width,
             clients=self.components,
-            steps_per_second=self.run_rate,
+            steps_per_second=self._shown_rate,
             open_network=self._open_network(),
         )
         self.main.status.update(status_line(facts))
@@ -529,8 +529,8 @@ class ControlRoomApp(App):
         self._refresh_views(counts=self._redraws % COUNTS_EVERY == 0)
 
     def _refresh_views(self, counts: bool = True) -> None:
-        """Show what changed: the cart, and with ``counts`` the progress line, the plot and the
-        runs table, all three from this one moment."""
+        """Show what changed: the cart, and with ``counts`` the progress line, the plot, the
+        runs table and the status line's steps/s, all from this one moment."""
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
         observation = self.controller.latest_observation
@@ -545,6 +545,9 @@ class ControlRoomApp(App):
             self._show_progress()
             self.main.plot.tick()
             self._show_runs()
+            if self._shown_rate != self.run_rate:  # the status line's steps/s, with the table's
+                self._shown_rate = self.run_rate
+                self._show_status()
 
     def _show_progress(self) -> None:
         now = time.monotonic()
@@ -571,9 +574,8 @@ class ControlRoomApp(App):
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
         rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
-        if rate != self.run_rate and self._rated_run is not None:
+        if self._rated_run is not None:
             self.run_rate = rate
-            self._show_status()
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""

@@ -7,6 +7,10 @@ them in number order.
 
 from __future__ import annotations
 
+import re
+
+from textual.widgets import Input
+
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunStarted
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
@@ -31,7 +35,37 @@ async def test_a_new_runs_line_names_no_score_of_the_last_run(tmp_path):
         for episode in (2, 3):
             app.handle(EpisodeFinished("r2", episode, 60.0, 60, 0.0))
         await until(pilot, lambda: "run 2 · 2/20" in progress_line(app), what="run 2's count")
-        assert progress_line(app).rstrip().endswith("run 2 · 2/20 · last —"), progress_line(app)
+        await until(pilot, lambda: progress_line(app).rstrip().endswith("run 2 · 2/20 · last —"), 5, "no last yet")
         app.handle(EpisodeFinished("r2", 1, 9.0, 9, 0.0))  # episode 1 ends: the plot takes 1, 2, 3
         await until(pilot, lambda: "run 2 · 3/20" in progress_line(app), what="run 2's third episode")
-        assert "run 2 · 3/20 · last 60 · mean(100) 35.6" in progress_line(app), progress_line(app)
+        await until(pilot, lambda: "run 2 · 3/20 · last 60 · mean(100) 35.6" in progress_line(app), 5, "run 2's last")
+
+
+def told(screen: str) -> tuple[str | None, str | None, str]:
+    """(the status line's steps/s, the runs table's latest row's steps/s, the progress line)."""
+    lines = screen.splitlines()
+    status = re.search(r"([\d,]+) steps/s\s*$", lines[0])
+    rows = [re.search(r"\s([\d,]+)\s+(?:running|done|stopped)\s*┃", line) for line in lines if line.startswith("┃")]
+    rows = [row for row in rows if row]
+    return status.group(1) if status else None, rows[-1].group(1) if rows else None, lines[2]
+
+
+async def test_the_status_lines_steps_per_second_changes_with_the_runs_table(tmp_path):
+    """The status line had run 13's steps/s while the progress line still said "last run 12 done"
+    and the table had no run 13: they are one redraw group now, with the plot."""
+    app = ControlRoomApp(SessionOptions(seed=2, agent="swarm", models=4), db_path=str(tmp_path / "runs.sqlite3"))
+    seen = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the app to connect")
+        app.query_one("#episodes", Input).value = "200"
+
+        def ended(number: int) -> bool:
+            seen.append(told(screen_text(app)))
+            return f"run {number} done" in seen[-1][2]
+
+        for number in (1, 2, 3):
+            await pilot.press("s")
+            await until(pilot, lambda n=number: ended(n), what=f"run {number} to end on the progress line")
+    shown = [(status, row) for status, row, _ in seen if status is not None]
+    assert len({row for _, row in shown}) >= 3  # the runs' figures were seen as they changed
+    assert all(status == row for status, row in shown), [s for s in shown if s[0] != s[1]]
