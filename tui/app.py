@@ -59,6 +59,7 @@ from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.plot_canvas import environment_axis
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
+    Counted,
     RunProgress,
     StatusFacts,
     round_line,
@@ -135,7 +136,7 @@ class ControlRoomApp(App):
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
-        self._shown_counted: dict[int, tuple[int, str]] = {}  # run_progress.counted as the table shows it
+        self._shown_counted: dict[int, Counted] = {}  # run_progress.counted as the table shows it
         self._redraws = 0  # redraw ticks so far
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
@@ -573,7 +574,9 @@ class ControlRoomApp(App):
         runs = store.runs()
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
-        rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
+        # as its row shows it: the status line says the table's figure
+        rated = next((r for r in reversed(runs) if r.run_uid == self._rated_run), None)
+        rate = None if rated is None else self.run_progress.shown(rated).steps_per_s
         if self._rated_run is not None:
             self.run_rate = rate
 

@@ -7,6 +7,7 @@ from cartpole_tui.env.history.records import RunParams, RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
 from cartpole_tui.env.words import average
 from cartpole_tui.tui.data.run_progress import (
+    Counted,
     RunProgress,
     StatusFacts,
     round_line,
@@ -68,9 +69,9 @@ def test_the_runs_told_of_are_counted_for_the_runs_table_until_the_history_says_
     started(progress)
     progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None, last=9.0)
     assert progress.take_label() == "run 7 · 1/20 · last 9"  # the plot's latest score (number order)
-    assert progress.counted == {7: (1, "running")}
+    assert progress.counted == {7: Counted(1, "running", best=12.0, steps=12, last_at=0.0)}
     progress.ended(RunFinished("r1", 31.5, 20, stopped=True))
-    assert progress.counted == {7: (20, "stopped")}  # ENV_DONE's count
+    assert progress.counted == {7: Counted(20, "stopped", best=12.0, steps=12, last_at=0.0)}  # ENV_DONE's count
     progress.settled([7])
     assert progress.counted == {}
 
