@@ -69,3 +69,28 @@ async def test_the_status_lines_steps_per_second_changes_with_the_runs_table(tmp
     shown = [(status, row) for status, row, _ in seen if status is not None]
     assert len({row for _, row in shown}) >= 3  # the runs' figures were seen as they changed
     assert all(status == row for status, row in shown), [s for s in shown if s[0] != s[1]]
+
+
+async def test_the_focused_log_scrolls_with_its_keys_and_stays_where_it_was_put(tmp_path):
+    """With the log focused, Home, Up and Down seemed to do nothing while lines came: each new
+    line scrolled it back to the latest, so its start could not be read during a run."""
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for n in range(1, 41):
+            app.log_line(f"line {n} of the log")
+        log = lambda: re.split(r"[─━] Log [─━]", screen_text(app), maxsplit=1)[1]  # noqa: E731
+        await until(pilot, lambda: "line 40 of the log" in log(), what="the latest line")
+        app.main.log_pane.focus()
+        await pilot.press("home")
+        await until(pilot, lambda: "line 1 of the log" in log(), 5, "the first line after Home")
+        await pilot.press("down")
+        await until(pilot, lambda: "line 1 of the log" not in log() and "line 2 of the log" in log(), 5, "Down")
+        await pilot.press("up")
+        await until(pilot, lambda: "line 1 of the log" in log(), 5, "Up")
+        app.log_line("line 41 of the log")  # a new line does not take the reader away
+        await pilot.pause(0.2)
+        assert "line 1 of the log" in log() and "line 41" not in log()
+        await pilot.press("end")
+        await until(pilot, lambda: "line 41 of the log" in log(), 5, "the latest line after End")
+        app.log_line("line 42 of the log")  # at the end, it follows again
+        await until(pilot, lambda: "line 42 of the log" in log(), 5, "the new line")
