@@ -53,7 +53,8 @@ class RunJoined:
 
     ``scores``: the latest finished episodes' scores (at most a thousand), in the order they
     ended; ``numbers`` and ``lengths``: their episodes' numbers and steps (None: not told, an
-    environment before they were added). ``missed``: of the ``finished`` episodes, those this
+    environment before they were added); ``figures``: the best score and the steps of the
+    ``finished`` episodes (None: not told). ``missed``: of the ``finished`` episodes, those this
     control room records nothing of (set where it records the run: None elsewhere)."""
 
     run: RunStarted
@@ -62,6 +63,7 @@ class RunJoined:
     scores: tuple[float, ...] = ()
     numbers: tuple[int, ...] | None = None
     lengths: tuple[int, ...] | None = None
+    figures: tuple[float | None, int] | None = None
     missed: int | None = None
 
     def told(self) -> list[EpisodeFinished]:

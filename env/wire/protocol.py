@@ -590,14 +590,17 @@ def run_state(
     steps: int,
     recent: list[tuple[int, float, int]],
     history: tuple[str, str] | None,
+    finished_figures: tuple[float | None, int] = (None, 0),
 ) -> Message:
     """environment → control (added): the run going (none: RUN_ID null), its finished episodes and
     steps, the latest ≤ MAX_STATE_SCORES episodes to end (``recent``: number, score, steps) as
-    columns, the history file. SCORE_EPISODES and SCORE_STEPS were added beside SCORES: a
-    vectorised run's episodes end out of number order, so the latest scores are not the
-    latest numbers."""
+    columns, the history file. SCORE_EPISODES and SCORE_STEPS were added beside SCORES (a
+    vectorised run's episodes end out of number order, so the latest scores are not the latest
+    numbers), and BEST and FINISHED_STEPS (``finished_figures``: the finished episodes' best score
+    and steps), so that a room joining late shows the run's figures, not those of what it was told."""
     body = facts if facts is not None else {"RUN_ID": None}
     recent = recent[-MAX_STATE_SCORES:]
+    best, finished_steps = finished_figures
     return custom(
         CONTROL,
         STATUS=RUN_STATE,
@@ -607,6 +610,8 @@ def run_state(
         SCORES=[float(score) for _, score, _ in recent],
         SCORE_EPISODES=[number for number, _, _ in recent],
         SCORE_STEPS=[length for _, _, length in recent],
+        BEST=best,
+        FINISHED_STEPS=finished_steps,
         **_history(history),
     )
 
@@ -714,6 +719,15 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
     if any(v is None or abs(v) > MAX_SCORE for v in values):
         raise ProtocolError(f"SCORES must hold finite numbers within ±{MAX_SCORE:g}")
     return finished, steps, [v for v in values if v is not None]
+
+
+def parse_finished_figures(message: Message, finished: int) -> tuple[float | None, int] | None:
+    """(best score or None, steps) of a RUN_STATE's ``finished`` episodes (BEST, FINISHED_STEPS);
+    None when it tells none (an older environment); ProtocolError when out of range."""
+    if message.get("FINISHED_STEPS") is None:
+        return None
+    steps = _whole(message, "FINISHED_STEPS", 0, MAX_EPISODES * MAX_EPISODE_STEPS)
+    return (_score(message, "BEST") if finished else None), steps
 
 
 def parse_score_episodes(

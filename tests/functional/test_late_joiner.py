@@ -17,6 +17,7 @@ from test_app import log_text
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.words import steps_per_second
 from cartpole_tui.tui.app import ControlRoomApp
 
 from conftest import screen_text, until, wait_for
@@ -27,6 +28,27 @@ EPISODES = 4000
 def episode_rows(path: str) -> dict[int, tuple[float, int]]:
     with sqlite3.connect(path) as db:
         return {idx: (score, steps) for idx, score, steps in db.execute("SELECT idx, score, steps FROM episodes")}
+
+
+def running_row(screen: str) -> tuple[int, str, str, str] | None:
+    """(count, best, time, steps/s) of run 1's row while it runs."""
+    row = re.search(rf"┃\s+1\s+(\d+)/{EPISODES}\s+no\s+…\s+(\S+)\s+(\S+)\s+(\S+)\s+running\s+┃", screen)
+    return (int(row.group(1)), *row.groups()[1:]) if row else None
+
+
+def figures_at(path: str, count: int) -> tuple[str, str, str]:
+    """The environment's best, time and steps/s when ``count`` episodes had ended (its file)."""
+    with sqlite3.connect(path) as db:
+        started = db.execute("SELECT started FROM runs").fetchone()[0]
+        first = db.execute(
+            "SELECT score, steps, wall_time FROM episodes ORDER BY wall_time LIMIT ?", (count,)
+        ).fetchall()
+    played_for = first[-1][2] - started
+    return (
+        f"{max(s for s, _, _ in first):g}",
+        f"{played_for:.1f}s",
+        steps_per_second(sum(n for _, n, _ in first) / played_for),
+    )
 
 
 def run_row(path: str) -> tuple:
@@ -47,8 +69,14 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: "run 1 · " in screen_text(app).splitlines()[2], what="the joined run's line")
             assert "no run yet" not in screen_text(app)
-            progress = lambda: screen_text(app).splitlines()[2]  # noqa: E731
-            await until(pilot, lambda: "run 1 done" in progress(), timeout=120, what="the end on the progress line")
+            rows = []
+
+            def ended() -> bool:
+                screen = screen_text(app)
+                rows.append(running_row(screen))
+                return "run 1 done" in screen.splitlines()[2]
+
+            await until(pilot, ended, timeout=120, what="the end on the progress line")
             await until(pilot, lambda: run_row(own_path)[2] == "done", what="B's row to end done")
             screen, log = screen_text(app), log_text(app)
     finally:
@@ -67,3 +95,9 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
     assert re.search(rf"┃\s+1\s+{len(own)}/{EPISODES}\s", screen), screen
     assert f"{len(own):,} of them recorded here" in log, log
     assert "ignored a second EPISODE_DONE" not in log
+    # while it ran, B's row had the environment's figures at its count, though B missed episodes
+    rows = sorted({row for row in rows if row is not None})
+    assert len(rows) >= 2, rows
+    assert all(row[1:] == figures_at(played_path, row[0]) for row in rows), [
+        (row, figures_at(played_path, row[0])) for row in rows
+    ]

@@ -187,6 +187,7 @@ def test_the_run_is_announced_and_its_state_answered(logic):
     assert finished == 0 and len(scores) == protocol.MAX_STATE_SCORES and scores[-1] == protocol.MAX_STATE_SCORES + 4
     numbers, steps = protocol.parse_score_episodes(state, len(scores))
     assert numbers[-1] == protocol.MAX_STATE_SCORES + 5 and steps[-1] == protocol.MAX_STATE_SCORES + 4
+    assert protocol.parse_finished_figures(state, finished) == (None, 0)  # no episode finished yet
     logic.stop()
     assert logic.state()["RUN_ID"] is None
 
@@ -218,6 +219,24 @@ def test_run_state_episode_numbers_are_checked():
     for bad in ({"SCORE_EPISODES": [7, 7]}, {"SCORE_EPISODES": [7, 11]}, {"SCORE_EPISODES": [7]}, {"SCORE_STEPS": [1]}):
         with pytest.raises(protocol.ProtocolError):
             protocol.parse_score_episodes({**good, **bad}, 2, 10)
+
+
+def test_run_state_tells_its_finished_episodes_best_and_steps():
+    """BEST and FINISHED_STEPS (added): the run's own figures, not those of the scores it carries."""
+    logic = EnvironmentLogic(seed=1)
+    start(logic, 5)
+    for _ in range(200):  # a random policy ends CartPole episodes within tens of steps
+        logic.step({"ACTION": [0], "ROOT_ID": logic.awaiting})
+        if logic.run is None or logic.run.finished_episodes >= 2:
+            break
+    run = logic.run
+    assert run is not None and run.finished_episodes == 2
+    state = logic.state()
+    assert protocol.parse_finished_figures(state, 2) == (max(s for _, s, _ in run.recent), run.finished_steps)
+    assert run.finished_steps == sum(n for _, _, n in run.recent) <= run.steps
+    assert protocol.parse_finished_figures({"SCORES": []}, 2) is None  # an older environment's
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_finished_figures({**state, "FINISHED_STEPS": -1}, 2)
 
 
 def test_run_state_scores_are_checked():

@@ -172,10 +172,7 @@ class RunProgress:
         """The run going when this control room joined: ``event.finished`` of its episodes are done.
         Returns the log's line on those its history has nothing of (None: none, or not its to record)."""
         self.finished = event.finished
-        told = event.told()
-        every = event.lengths is not None and len(told) == event.finished  # each with its steps
-        best = max((e.score for e in told), default=None)
-        steps = sum(e.steps for e in told) if every else None
+        best, steps = event.figures if event.figures is not None else (None, None)
         number = self.numbers.get(event.run.run_id, "?")
         if isinstance(number, int):
             self.counted[number] = Counted(event.finished, best=best, steps=steps)
