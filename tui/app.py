@@ -543,9 +543,9 @@ class ControlRoomApp(App):
         if frame is not None and frame is not self.main.cart.frame:
             self.main.cart.frame = frame
         if counts:
+            self._show_runs()  # first: a run it shows before this room heard of it names the progress line
             self._show_progress()
             self.main.plot.tick()
-            self._show_runs()
             if self._shown_rate != self.run_rate:  # the status line's steps/s, with the table's
                 self._shown_rate = self.run_rate
                 self._show_status()
@@ -572,6 +572,8 @@ class ControlRoomApp(App):
             return
         self._shown_revision, self._shown_counted = store.revision, dict(counted)
         runs = store.runs()
+        if runs:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
+            self.run_progress.remembered(runs[-1])  # ("no run yet" beside "1  1005/2000 … running")
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
         # as its row shows it: the status line says the table's figure

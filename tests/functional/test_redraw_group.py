@@ -94,3 +94,19 @@ async def test_the_focused_log_scrolls_with_its_keys_and_stays_where_it_was_put(
         await until(pilot, lambda: "line 41 of the log" in log(), 5, "the latest line after End")
         app.log_line("line 42 of the log")  # at the end, it follows again
         await until(pilot, lambda: "line 42 of the log" in log(), 5, "the new line")
+
+
+async def test_a_run_the_history_shows_before_its_news_is_named_on_the_progress_line(tmp_path):
+    """A room joining mid-run records the run as its news comes, and its table may show it a redraw
+    before the room is told: its first screen said "no run yet" beside "1  1005/2000 … running"."""
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "no run yet" in progress_line(app), what="the first screen")
+        store = app.store
+        store.begin_run(
+            "r1", episodes=2000, deterministic=False, seed=None, env_id="CartPole-v1", address="", started=1.0
+        )
+        for index in range(1, 6):
+            store.add_episode("r1", index, 20.0, 20, 2.0)
+        await until(pilot, lambda: re.search(r"┃\s+1\s+5/2000\s", screen_text(app)), what="the run in the table")
+        assert "last run 1 · 5/2000 episodes, running" in progress_line(app), progress_line(app)
