@@ -49,6 +49,9 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.wire import protocol
 
 ANNOUNCE_WAIT = 1.0  # s a start we sent waits for the environment's RUN_STARTED (the published one sends none)
+# s the state query's answer is waited for once episodes named by RUN_ID were heard: only an
+# environment of ours names them, and it answers, however late (a loaded network)
+ANSWER_WAIT = 10.0
 RUN_EVENTS = (RunStarted, RunJoined, EpisodeFinished, RunFinished)
 _NAME_KEPT = 200  # characters of a sender compared as they are; a longer one by its digest
 
@@ -81,6 +84,7 @@ class RunEvents:
         self._recording = False  # this store records the current run
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
         self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
+        self._asked_at = 0.0  # when (time.monotonic())
         self._held: list[object] = []
         # the published environment's run, counted from its observations: (run, episodes, score, steps)
         self._watched: RunStarted | None = None
@@ -120,16 +124,32 @@ class RunEvents:
             return
         with self._lock:
             self._sent[started.run_id] = started
-        timer = threading.Timer(self.announce_wait, self._unannounced, (started.run_id,))
-        timer.daemon = True
-        timer.start()
+        self._after(self.announce_wait, self._unannounced, started.run_id)
 
     def asked_state(self) -> None:
         """A state query was sent: until it is answered (or ``announce_wait`` passed), the
         episodes of a run not known yet are held, so the answer says which run they belong to."""
         with self._lock:
-            self._asking = True
-        timer = threading.Timer(self.announce_wait, self._answered)
+            self._asking, self._asked_at = True, time.monotonic()
+        self._after(self.announce_wait, self._waited)
+
+    def _waited(self) -> None:
+        """``announce_wait`` passed without an answer: the published environment sends none, so the
+        held events are handed on; but episodes named by RUN_ID are ours, whose answer will come
+        (handed on without it, they began the run as one of unknown size, and the answer, the run's
+        size and episodes, was ignored), so it is waited for up to ``ANSWER_WAIT``."""
+        with self._lock:
+            if not self._asking:
+                return  # answered
+            ours = any(getattr(event, "run_id", None) for event in self._held)
+            if ours and time.monotonic() - self._asked_at < ANSWER_WAIT:
+                self._after(self.announce_wait, self._waited)
+                return
+            self._answered()
+
+    @staticmethod
+    def _after(seconds: float, then: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(seconds, then, args)
         timer.daemon = True
         timer.start()
 

@@ -14,7 +14,9 @@ import sqlite3
 
 from test_app import log_text
 
+from cartpole_tui.env.events import EpisodeFinished, RunJoined, RunStarted
 from cartpole_tui.env.history.store import RunStore
+from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.words import steps_per_second
@@ -101,3 +103,24 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
     assert all(row[1:] == figures_at(played_path, row[0]) for row in rows), [
         (row, figures_at(played_path, row[0])) for row in rows
     ]
+
+
+def test_a_late_answer_to_the_state_query_still_tells_the_run(tmp_path):
+    """On a loaded network the environment's RUN_STATE came after the one-second wait: the episodes
+    held meanwhile began the run as one of unknown size, and the answer (its size, its latest
+    episodes) was ignored. Episodes named by RUN_ID are ours, whose answer is waited for."""
+    path = str(tmp_path / "own.sqlite3")
+    store = RunStore.open(path)
+    told: list[object] = []
+    events = RunEvents(told.append, environment_here=False, store=store, announce_wait=60)
+    events.asked_state()
+    events.from_network(EpisodeFinished("run-a", 7, 30.0, 30, 5.0))  # heard before the answer
+    events._waited()  # the one-second wait is over (its timer, run now)
+    assert told == []  # still held: an environment that names runs answers
+    run = RunStarted("run-a", 40, False, started=1.0, instances=4, env_id="CartPole-v1")
+    events.from_network(RunJoined(run, 7, 200, (10.0, 20.0, 30.0), (2, 5, 7), (10, 20, 30), (30.0, 120)))
+    assert [type(e).__name__ for e in told] == ["RunJoined"] and told[0].run.episodes == 40
+    store.close()
+    assert episode_rows(path) == {2: (10.0, 10), 5: (20.0, 20), 7: (30.0, 30)}
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT episodes, finished FROM runs").fetchone() == (40, 3)
