@@ -154,13 +154,22 @@ class RunEvents:
         timer.start()
 
     def _answered(self, joined: RunJoined | None = None) -> None:
-        """The state query is over: hand on the held events (those the answer counted are dropped)."""
+        """The state query is over: hand on the held events, but for the episodes of the run ``joined``
+        tells of: they ended before the answer was sent, so its FINISHED counts them already (handed
+        on, the progress line counted them twice); those it did not tell are recorded."""
         with self._lock:
             held, self._held, self._asking = self._held, [], False
             told = _told(joined)
             for event in held:
-                if not (isinstance(event, EpisodeFinished) and (event.run_id, event.episode) in told):
+                if joined is None or not (isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id):
                     self._follow(event)
+                elif (
+                    self._recording
+                    and self.recorder is not None
+                    and (event.run_id, event.episode) not in told
+                    and self._episodes.first(event.episode)
+                ):
+                    self.recorder.on_episode(event)
 
     def observed(self, first: bool, reward: float, done: bool) -> None:
         """An observation of the published environment (which announces nothing and reports no
@@ -288,11 +297,12 @@ class RunEvents:
                 self._begin(event)
         elif isinstance(event, RunJoined):
             self._sent.pop(event.run.run_id, None)
-            if event.run.run_id not in self._begun:
+            new = event.run.run_id not in self._begun
+            if new:
                 self._begin(event.run, announce=False)
                 self._emit(self._record_joined(event))
             if self._asking:
-                self._answered(event)
+                self._answered(event if new else None)
         elif self._asking and not self._is_current(event):
             self._held.append(event)
         elif isinstance(event, (EpisodeFinished, RunFinished)) and not (

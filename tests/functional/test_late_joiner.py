@@ -114,13 +114,19 @@ def test_a_late_answer_to_the_state_query_still_tells_the_run(tmp_path):
     told: list[object] = []
     events = RunEvents(told.append, environment_here=False, store=store, announce_wait=60)
     events.asked_state()
-    events.from_network(EpisodeFinished("run-a", 7, 30.0, 30, 5.0))  # heard before the answer
+    for episode in (7, 9):  # heard before the answer, which counts both and tells 7's score
+        events.from_network(EpisodeFinished("run-a", episode, 30.0, 30, 5.0))
     events._waited()  # the one-second wait is over (its timer, run now)
     assert told == []  # still held: an environment that names runs answers
     run = RunStarted("run-a", 40, False, started=1.0, instances=4, env_id="CartPole-v1")
-    events.from_network(RunJoined(run, 7, 200, (10.0, 20.0, 30.0), (2, 5, 7), (10, 20, 30), (30.0, 120)))
+    events.from_network(RunJoined(run, 8, 200, (10.0, 20.0, 30.0), (2, 5, 7), (10, 20, 30), (30.0, 120)))
+    # 7 and 9 are not handed on again (FINISHED counts them: the progress line said 10/40), and of
+    # the 8 finished, 4 are not known here: 2, 5, 7 told, 9 heard
     assert [type(e).__name__ for e in told] == ["RunJoined"] and told[0].run.episodes == 40
+    assert told[0].missed == 4
+    events.from_network(EpisodeFinished("run-a", 11, 12.0, 12, 6.0))
+    assert [type(e).__name__ for e in told] == ["RunJoined", "EpisodeFinished"]
     store.close()
-    assert episode_rows(path) == {2: (10.0, 10), 5: (20.0, 20), 7: (30.0, 30)}
+    assert episode_rows(path) == {2: (10.0, 10), 5: (20.0, 20), 7: (30.0, 30), 9: (30.0, 30), 11: (12.0, 12)}
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT episodes, finished FROM runs").fetchone() == (40, 3)
+        assert db.execute("SELECT episodes, finished FROM runs").fetchone() == (40, 5)
