@@ -24,7 +24,7 @@ from cartpole_tui.tui.app import ControlRoomApp
 
 from conftest import screen_text, until, wait_for
 
-EPISODES = 4000
+EPISODES = 6000
 
 
 def episode_rows(path: str) -> dict[int, tuple[float, int]]:
@@ -38,13 +38,18 @@ def running_row(screen: str) -> tuple[int, str, str, str] | None:
     return (int(row.group(1)), *row.groups()[1:]) if row else None
 
 
-def figures_at(path: str, count: int) -> tuple[str, str, str]:
-    """The environment's best, time and steps/s when ``count`` episodes had ended (its file)."""
+def figures_at(path: str, count: int) -> tuple[str, str, str] | None:
+    """The environment's best, time and steps/s when ``count`` episodes had ended (its file); None
+    when ``count`` falls inside one step's episodes (they end together: which of them were heard
+    by then, the file cannot say)."""
     with sqlite3.connect(path) as db:
         started = db.execute("SELECT started FROM runs").fetchone()[0]
         first = db.execute(
-            "SELECT score, steps, wall_time FROM episodes ORDER BY wall_time LIMIT ?", (count,)
+            "SELECT score, steps, wall_time FROM episodes ORDER BY wall_time LIMIT ?", (count + 1,)
         ).fetchall()
+    if len(first) > count and first[count][2] == first[count - 1][2]:
+        return None
+    first = first[:count]
     played_for = first[-1][2] - started
     return (
         f"{max(s for s, _, _ in first):g}",
@@ -75,7 +80,8 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
 
             def ended() -> bool:
                 screen = screen_text(app)
-                rows.append(running_row(screen))
+                if 1 in app.run_progress.counted:  # told of the join (the table may show the history first)
+                    rows.append(running_row(screen))
                 return "run 1 done" in screen.splitlines()[2]
 
             await until(pilot, ended, timeout=120, what="the end on the progress line")
@@ -99,10 +105,10 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
     assert "ignored a second EPISODE_DONE" not in log
     # while it ran, B's row had the environment's figures at its count, though B missed episodes
     rows = sorted({row for row in rows if row is not None})
-    assert len(rows) >= 2, rows
-    assert all(row[1:] == figures_at(played_path, row[0]) for row in rows), [
-        (row, figures_at(played_path, row[0])) for row in rows
-    ]
+    compared = [(row, figures_at(played_path, row[0])) for row in rows]
+    compared = [(row, truth) for row, truth in compared if truth is not None]
+    assert len(rows) >= 2 and compared, rows
+    assert all(row[1:] == truth for row, truth in compared), compared
 
 
 def test_a_late_answer_to_the_state_query_still_tells_the_run(tmp_path):
