@@ -539,8 +539,8 @@ class ControlClient:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
             return
-        numbers, lengths = numbered if numbered is not None else (None, None)
-        joined = RunJoined(started, finished, steps, tuple(scores), numbers, lengths, figures)
+        numbers, lengths, ended = numbered if numbered is not None else (None, None, None)
+        joined = RunJoined(started, finished, steps, tuple(scores), numbers, lengths, ended, figures)
         if self.admits(joined, msg.get("SENT_BY")):
             self._instances = started.instances
             self._emit(joined)

@@ -49,8 +49,10 @@ class ActiveRun:
     seed: int | None = None
     instances: int = 1
     started_at: float = 0.0  # wall clock, time.time()
-    # the latest episodes to end, (number, score, steps): RUN_STATE tells them to a room joining
-    recent: deque[tuple[int, float, int]] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
+    # the latest episodes to end, (number, score, steps, ended at): RUN_STATE tells them to a room joining
+    recent: deque[tuple[int, float, int, float]] = field(
+        default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES)
+    )
     best: float | None = None  # of its finished episodes
     finished_steps: int = 0  # ... their steps (``steps`` also counts the episodes playing)
 
@@ -60,7 +62,7 @@ class ActiveRun:
         self.total_score += event.score
         self.best = event.score if self.best is None else max(self.best, event.score)
         self.finished_steps += event.steps
-        self.recent.append((event.episode, event.score, event.steps))
+        self.recent.append((event.episode, event.score, event.steps, event.wall_time))
 
     def facts(self, spaces: EnvSpaces) -> dict:
         """What RUN_STARTED and RUN_STATE say about this run (and the environment it plays)."""

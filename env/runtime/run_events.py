@@ -347,7 +347,8 @@ class RunEvents:
         if not self._recording or self.recorder is None:
             return joined
         now = time.time()
-        told = [replace(e, wall_time=now) for e in joined.told() if self._episodes.first(e.episode)]
+        # when they ended there, as every episode heard (not told: when told here)
+        told = [replace(e, wall_time=e.wall_time or now) for e in joined.told() if self._episodes.first(e.episode)]
         self.recorder.on_episodes(told)
         # the episodes heard while the query was out ended before the answer: FINISHED counts them,
         # and those it does not tell are recorded as they are handed on

@@ -588,13 +588,13 @@ def run_state(
     facts: dict[str, Any] | None,
     finished: int,
     steps: int,
-    recent: list[tuple[int, float, int]],
+    recent: list[tuple[int, float, int, float]],
     history: tuple[str, str] | None,
     finished_figures: tuple[float | None, int] = (None, 0),
 ) -> Message:
     """environment → control (added): the run going (none: RUN_ID null), its finished episodes and
-    steps, the latest ≤ MAX_STATE_SCORES episodes to end (``recent``: number, score, steps) as
-    columns, the history file. SCORE_EPISODES and SCORE_STEPS were added beside SCORES (a
+    steps, the latest ≤ MAX_STATE_SCORES episodes to end (``recent``: number, score, steps, ended
+    at) as columns, the history file. SCORE_EPISODES, SCORE_STEPS and SCORE_ENDED were added beside SCORES (a
     vectorised run's episodes end out of number order, so the latest scores are not the latest
     numbers), and BEST and FINISHED_STEPS (``finished_figures``: the finished episodes' best score
     and steps), so that a room joining late shows the run's figures, not those of what it was told."""
@@ -607,9 +607,10 @@ def run_state(
         **body,
         FINISHED=finished,
         STEPS=steps,
-        SCORES=[float(score) for _, score, _ in recent],
-        SCORE_EPISODES=[number for number, _, _ in recent],
-        SCORE_STEPS=[length for _, _, length in recent],
+        SCORES=[float(score) for _, score, _, _ in recent],
+        SCORE_EPISODES=[number for number, _, _, _ in recent],
+        SCORE_STEPS=[length for _, _, length, _ in recent],
+        SCORE_ENDED=[float(ended) for _, _, _, ended in recent],
         BEST=best,
         FINISHED_STEPS=finished_steps,
         **_history(history),
@@ -732,22 +733,29 @@ def parse_finished_figures(message: Message, finished: int) -> tuple[float | Non
 
 def parse_score_episodes(
     message: Message, count: int, episodes: int = MAX_EPISODES
-) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """(numbers, steps) of a RUN_STATE's ``count`` SCORES: its SCORE_EPISODES (distinct, 1..``episodes``)
-    and SCORE_STEPS (0 each when absent); None when it tells no numbers (an older environment);
-    ProtocolError when they do not fit."""
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...] | None] | None:
+    """(numbers, steps, ended at or None) of a RUN_STATE's ``count`` SCORES: its SCORE_EPISODES
+    (distinct, 1..``episodes``), SCORE_STEPS (0 each when absent) and SCORE_ENDED (None when
+    absent); None when it tells no numbers (an older environment); ProtocolError when they do not fit."""
     numbers = message.get("SCORE_EPISODES")
     if numbers is None:
         return None
     lengths = message.get("SCORE_STEPS")
     lengths = [0] * count if lengths is None else lengths
-    if not isinstance(numbers, list) or not isinstance(lengths, list) or not len(numbers) == len(lengths) == count:
-        raise ProtocolError("SCORE_EPISODES and SCORE_STEPS must be lists as long as SCORES")
+    ended = message.get("SCORE_ENDED")
+    columns = (numbers, lengths) if ended is None else (numbers, lengths, ended)
+    if not all(isinstance(column, list) and len(column) == count for column in columns):
+        raise ProtocolError("SCORE_EPISODES, SCORE_STEPS and SCORE_ENDED must be lists as long as SCORES")
     checked = tuple(_whole({"SCORE_EPISODES": n}, "SCORE_EPISODES", 1, episodes) for n in numbers)
     if len(set(checked)) != len(checked):
         raise ProtocolError("SCORE_EPISODES must not name an episode twice")
     steps = tuple(_whole({"SCORE_STEPS": n}, "SCORE_STEPS", 0, MAX_EPISODE_STEPS) for n in lengths)
-    return checked, steps
+    if ended is None:
+        return checked, steps, None
+    times = tuple(parse_ended_at({"ENDED_AT": t}) for t in ended)
+    if None in times:
+        raise ProtocolError("SCORE_ENDED must hold times in Unix seconds")
+    return checked, steps, tuple(t for t in times if t is not None)
 
 
 def cart(observation: Iterable[float], run_id: str | None) -> Message:

@@ -27,9 +27,12 @@ from conftest import screen_text, until, wait_for
 EPISODES = 6000
 
 
-def episode_rows(path: str) -> dict[int, tuple[float, int]]:
+def episode_rows(path: str) -> dict[int, tuple[float, int, float]]:
     with sqlite3.connect(path) as db:
-        return {idx: (score, steps) for idx, score, steps in db.execute("SELECT idx, score, steps FROM episodes")}
+        return {
+            idx: (score, steps, at)
+            for idx, score, steps, at in db.execute("SELECT idx, score, steps, wall_time FROM episodes")
+        }
 
 
 def running_row(screen: str) -> tuple[int, str, str, str] | None:
@@ -92,7 +95,7 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
         store.close()
     truth, own = episode_rows(played_path), episode_rows(own_path)
     assert len(truth) == EPISODES and run_row(played_path) == (EPISODES, EPISODES, "done")
-    # every episode B recorded is the environment's, under its own number (steps too)
+    # every episode B recorded is the environment's, under its own number (steps and time too)
     assert {idx: own[idx] for idx in own} == {idx: truth[idx] for idx in own}
     missed = EPISODES - len(own)
     told = re.search(r"joined mid-run: ([\d,]+) episodes? ended before", log)
@@ -125,7 +128,8 @@ def test_a_late_answer_to_the_state_query_still_tells_the_run(tmp_path):
     events._waited()  # the one-second wait is over (its timer, run now)
     assert told == []  # still held: an environment that names runs answers
     run = RunStarted("run-a", 40, False, started=1.0, instances=4, env_id="CartPole-v1")
-    events.from_network(RunJoined(run, 8, 200, (10.0, 20.0, 30.0), (2, 5, 7), (10, 20, 30), (30.0, 120)))
+    told_scores = {"numbers": (2, 5, 7), "lengths": (10, 20, 30), "ended": (2.0, 3.0, 5.0), "figures": (30.0, 120)}
+    events.from_network(RunJoined(run, 8, 200, (10.0, 20.0, 30.0), **told_scores))
     # 7 and 9 are not handed on again (FINISHED counts them: the progress line said 10/40), and of
     # the 8 finished, 4 are not known here: 2, 5, 7 told, 9 heard
     assert [type(e).__name__ for e in told] == ["RunJoined"] and told[0].run.episodes == 40
@@ -133,6 +137,12 @@ def test_a_late_answer_to_the_state_query_still_tells_the_run(tmp_path):
     events.from_network(EpisodeFinished("run-a", 11, 12.0, 12, 6.0))
     assert [type(e).__name__ for e in told] == ["RunJoined", "EpisodeFinished"]
     store.close()
-    assert episode_rows(path) == {2: (10.0, 10), 5: (20.0, 20), 7: (30.0, 30), 9: (30.0, 30), 11: (12.0, 12)}
+    assert episode_rows(path) == {
+        2: (10.0, 10, 2.0),
+        5: (20.0, 20, 3.0),
+        7: (30.0, 30, 5.0),
+        9: (30.0, 30, 5.0),
+        11: (12.0, 12, 6.0),
+    }
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT episodes, finished FROM runs").fetchone() == (40, 5)
