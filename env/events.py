@@ -59,12 +59,38 @@ class StartHeard:
 class RunJoined:
     """The run going when a control room joined (the environment's RUN_STATE): how far it is.
 
-    ``scores``: the latest finished episodes' scores (at most a thousand), oldest first."""
+    ``scores``: the latest finished episodes' scores (at most a thousand), in the order they
+    ended; ``numbers``, ``lengths`` and ``ended``: their episodes' numbers, steps and when they
+    ended (None: not told, an environment before they were added); ``figures``: the best score and the steps of the
+    ``finished`` episodes (None: not told). ``missed``: of the ``finished`` episodes, those this
+    control room records nothing of (set where it records the run: None elsewhere)."""
 
     run: RunStarted
     finished: int
     steps: int
     scores: tuple[float, ...] = ()
+    numbers: tuple[int, ...] | None = None
+    lengths: tuple[int, ...] | None = None
+    ended: tuple[float, ...] | None = None
+    figures: tuple[float | None, int] | None = None
+    missed: int | None = None
+
+    def told(self) -> list[EpisodeFinished]:
+        """The episodes whose scores came with their numbers. Without numbers a one-instance run's
+        are its latest (they end in number order); a vectorised run's end out of number order, so
+        none can be placed (taken as the latest, they were recorded under others' numbers)."""
+        numbers = self.numbers
+        if numbers is None and self.run.instances == 1:
+            numbers = tuple(range(self.finished - len(self.scores) + 1, self.finished + 1))
+        if numbers is None:
+            return []
+        lengths = self.lengths or (0,) * len(self.scores)  # steps not told: 0, as the store takes them
+        ended = self.ended or (0.0,) * len(self.scores)  # not told: 0.0, as EpisodeFinished's default
+        return [
+            EpisodeFinished(self.run.run_id, number, score, steps, when)
+            for number, score, steps, when in zip(numbers, self.scores, lengths, ended)
+            if number >= 1  # more scores than FINISHED: the first are no episode
+        ]
 
 
 @dataclass(frozen=True)

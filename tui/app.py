@@ -59,6 +59,7 @@ from cartpole_tui.tui.data.overlays import rolling_overlays
 from cartpole_tui.tui.data.plot_canvas import environment_axis
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
+    Counted,
     RunProgress,
     StatusFacts,
     round_line,
@@ -125,6 +126,8 @@ class ControlRoomApp(App):
         self.run_progress = RunProgress(time.monotonic())
         self.in_order = InOrder()  # episodes go to the plot in their numbers' order
         self.run_rate: float | None = None  # the current (or last) run's steps a second, from the history
+        # ... as the status line shows it: set with the progress line and the runs table, at a redraw
+        self._shown_rate: float | None = None
         self._rated_run: str | None = None  # ... that run's id
         self._bar_run: str | None = None  # the run the progress bar shows
         self._env_id = options.env_id  # the environment shown: the one the network's runs announce
@@ -133,7 +136,7 @@ class ControlRoomApp(App):
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
         self._shown_revision = -1
-        self._shown_counted: dict[int, tuple[int, str]] = {}  # run_progress.counted as the table shows it
+        self._shown_counted: dict[int, Counted] = {}  # run_progress.counted as the table shows it
         self._redraws = 0  # redraw ticks so far
         self._asked: dict[str, int] = {}  # reads asked so far, by kind: only the latest one's answer is used
         self._web_blur_heard = False  # the web driver's blur at start (see on_app_blur)
@@ -221,7 +224,6 @@ class ControlRoomApp(App):
         if runs and self.run_progress.current is None and self._rated_run is None:
             self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
             self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
-            self._show_status()
         self._refresh_views()
 
     @handle.register
@@ -298,7 +300,9 @@ class ControlRoomApp(App):
         number = self.run_progress.numbers[event.run.run_id]
         if event.scores and not self.history.has_run(number):  # not already read from a shared history
             self.history.extend(np.array(event.scores, dtype=np.float64), number)
-        self.run_progress.joined(event)
+        missed = self.run_progress.joined(event)
+        if missed is not None:
+            self.log_line(missed, "yellow")
 
     @handle.register
     def _on_episode_finished(self, event: EpisodeFinished) -> None:
@@ -310,9 +314,11 @@ class ControlRoomApp(App):
         if current is None or current.run_id != event.run_id:
             return  # a late one (the published environment's last DONE follows its ENV_DONE)
         window, history = self.main.plot.window, self.history
-        # the plot's latest figures: its legend and the progress line say the same
+        # the plot's latest figures, once it has an episode of this run: its legend and the progress
+        # line say the same (before, its latest was the last run's: "run 58 · 258/2000 · last 37")
         end = len(history) - 1
-        mean, last = (history.rolling_mean_at(end, window), history.scores[end]) if end >= 0 else (None, None)
+        plotted = end >= 0 and history.runs[end] == self.run_progress.number(event.run_id)
+        mean, last = (history.rolling_mean_at(end, window), float(history.scores[end])) if plotted else (None, None)
         self.run_progress.episode(event, window, mean, last)
 
     def _plot(self, episodes: list[EpisodeFinished]) -> None:
@@ -331,8 +337,11 @@ class ControlRoomApp(App):
             self._check_plotted(record, event.avg_score if event.episodes else None)
         if record is not None:  # the history has ended it already (its recorder hears of it first)
             self._rated_run, self.run_rate = event.run_id, record.steps_per_s
-            self._show_status()
-        line = self.run_progress.ended(event, record.steps_per_s if record is not None else None)
+        line = self.run_progress.ended(
+            event,
+            record.steps_per_s if record is not None else None,
+            record.finished if record is not None and record.followed else None,
+        )
         self.main.controls.show_running(False)
         self.log_line(line)
 
@@ -464,7 +473,7 @@ class ControlRoomApp(App):
             self.connection,
             self.size.width if width is None else width,
             clients=self.components,
-            steps_per_second=self.run_rate,
+            steps_per_second=self._shown_rate,
             open_network=self._open_network(),
         )
         self.main.status.update(status_line(facts))
@@ -521,8 +530,8 @@ class ControlRoomApp(App):
         self._refresh_views(counts=self._redraws % COUNTS_EVERY == 0)
 
     def _refresh_views(self, counts: bool = True) -> None:
-        """Show what changed: the cart, and with ``counts`` the progress line, the plot and the
-        runs table, all three from this one moment."""
+        """Show what changed: the cart, and with ``counts`` the progress line, the plot, the
+        runs table and the status line's steps/s, all from this one moment."""
         if self._main is None or not self._main.is_mounted:
             return  # events can arrive before the main screen is composed; the timer catches up
         observation = self.controller.latest_observation
@@ -534,9 +543,12 @@ class ControlRoomApp(App):
         if frame is not None and frame is not self.main.cart.frame:
             self.main.cart.frame = frame
         if counts:
+            self._show_runs()  # first: a run it shows before this room heard of it names the progress line
             self._show_progress()
             self.main.plot.tick()
-            self._show_runs()
+            if self._shown_rate != self.run_rate:  # the status line's steps/s, with the table's
+                self._shown_rate = self.run_rate
+                self._show_status()
 
     def _show_progress(self) -> None:
         now = time.monotonic()
@@ -560,12 +572,15 @@ class ControlRoomApp(App):
             return
         self._shown_revision, self._shown_counted = store.revision, dict(counted)
         runs = store.runs()
+        if runs:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
+            self.run_progress.remembered(runs[-1])  # ("no run yet" beside "1  1005/2000 … running")
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
-        rate = next((r.steps_per_s for r in reversed(runs) if r.run_uid == self._rated_run), None)
-        if rate != self.run_rate and self._rated_run is not None:
+        # as its row shows it: the status line says the table's figure
+        rated = next((r for r in reversed(runs) if r.run_uid == self._rated_run), None)
+        rate = None if rated is None else self.run_progress.shown(rated).steps_per_s
+        if self._rated_run is not None:
             self.run_rate = rate
-            self._show_status()
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""

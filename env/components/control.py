@@ -547,11 +547,14 @@ class ControlClient:
                     self._emit(started)
                 return
             finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
+            numbered = protocol.parse_score_episodes(msg, len(scores), started.episodes)
+            figures = protocol.parse_finished_figures(msg, finished)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)
             self._emit(NetworkError(sender, protocol.clean_text(f"malformed {status}: {error}")))
             return
-        joined = RunJoined(started, finished, steps, tuple(scores))
+        numbers, lengths, ended = numbered if numbered is not None else (None, None, None)
+        joined = RunJoined(started, finished, steps, tuple(scores), numbers, lengths, ended, figures)
         if self.admits(joined, msg.get("SENT_BY")):
             self._instances = started.instances
             self._emit(joined)

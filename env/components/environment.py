@@ -49,7 +49,20 @@ class ActiveRun:
     seed: int | None = None
     instances: int = 1
     started_at: float = 0.0  # wall clock, time.time()
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES))
+    # the latest episodes to end, (number, score, steps, ended at): RUN_STATE tells them to a room joining
+    recent: deque[tuple[int, float, int, float]] = field(
+        default_factory=lambda: deque(maxlen=protocol.MAX_STATE_SCORES)
+    )
+    best: float | None = None  # of its finished episodes
+    finished_steps: int = 0  # ... their steps (``steps`` also counts the episodes playing)
+
+    def ended(self, event: EpisodeFinished) -> None:
+        """One of its episodes finished: counted, and kept for RUN_STATE."""
+        self.finished_episodes += 1
+        self.total_score += event.score
+        self.best = event.score if self.best is None else max(self.best, event.score)
+        self.finished_steps += event.steps
+        self.recent.append((event.episode, event.score, event.steps, event.wall_time))
 
     def facts(self, spaces: EnvSpaces) -> dict:
         """What RUN_STARTED and RUN_STATE say about this run (and the environment it plays)."""
@@ -131,7 +144,12 @@ class EnvironmentLogic:
         if run is None:
             return protocol.run_state(None, 0, 0, [], self.history)
         return protocol.run_state(
-            run.facts(self.spaces), run.finished_episodes, run.steps, list(run.recent), self.history
+            run.facts(self.spaces),
+            run.finished_episodes,
+            run.steps,
+            list(run.recent),
+            self.history,
+            (run.best, run.finished_steps),
         )
 
     def notify(self, method: str, event: object) -> None:
@@ -235,10 +253,8 @@ class EnvironmentLogic:
         return [protocol.env_error(text, run_id)]
 
     def _end_episode(self, run: ActiveRun) -> list[dict]:
-        run.finished_episodes += 1
-        run.total_score += run.score
-        run.recent.append(run.score)
-        event = EpisodeFinished(run.run_id, run.finished_episodes, run.score, run.episode_steps, time.time())
+        event = EpisodeFinished(run.run_id, run.finished_episodes + 1, run.score, run.episode_steps, time.time())
+        run.ended(event)
         run.score, run.episode_steps = 0.0, 0
         self.notify("on_episode", event)
         outgoing = [protocol.episode_done(run.run_id, event.episode, event.score, event.steps, event.wall_time)]

@@ -146,14 +146,17 @@ class VectorLogic:
         return outgoing, payload
 
     def _end_episode(self, run: VectorRun, i: int, now: float) -> EpisodeFinished:
-        number = episode_number(i, run.played[i], len(run.quotas))
+        event = EpisodeFinished(
+            run.run_id,
+            episode_number(i, run.played[i], len(run.quotas)),
+            float(run.scores[i]),
+            int(run.lengths[i]),
+            now,
+        )
         run.played[i] += 1
-        run.finished_episodes += 1
-        score, length = float(run.scores[i]), int(run.lengths[i])
-        run.total_score += score
-        run.recent.append(score)
+        run.ended(event)
         run.scores[i], run.lengths[i] = 0.0, 0
-        return EpisodeFinished(run.run_id, number, score, length, now)
+        return event
 
 
 class BatchClient(Component):

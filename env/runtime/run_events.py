@@ -33,6 +33,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.seen import RecentNames, SeenEpisodes
@@ -50,6 +51,9 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.wire import protocol
 
 ANNOUNCE_WAIT = 1.0  # s a start we sent waits for the environment's RUN_STARTED (the published one sends none)
+# s the state query's answer is waited for once episodes named by RUN_ID were heard: only an
+# environment of ours names them, and it answers, however late (a loaded network)
+ANSWER_WAIT = 10.0
 RUN_EVENTS = (RunStarted, RunJoined, EpisodeFinished, RunFinished)
 _NAME_KEPT = 200  # characters of a sender compared as they are; a longer one by its digest
 
@@ -83,6 +87,7 @@ class RunEvents:
         self._sent: dict[str, RunStarted] = {}  # our starts not yet announced by the environment
         self._heard: RunStarted | None = None  # another room's latest START (its run's size)
         self._asking = False  # a state query is out: episodes of an unknown run wait for its answer
+        self._asked_at = 0.0  # when (time.monotonic())
         self._held: list[object] = []
         # the published environment's run, counted from its observations: (run, episodes, score, steps)
         self._watched: RunStarted | None = None
@@ -126,26 +131,52 @@ class RunEvents:
             return
         with self._lock:
             self._sent[started.run_id] = started
-        timer = threading.Timer(self.announce_wait, self._unannounced, (started.run_id,))
-        timer.daemon = True
-        timer.start()
+        self._after(self.announce_wait, self._unannounced, started.run_id)
 
     def asked_state(self) -> None:
         """A state query was sent: until it is answered (or ``announce_wait`` passed), the
         episodes of a run not known yet are held, so the answer says which run they belong to."""
         with self._lock:
-            self._asking = True
-        timer = threading.Timer(self.announce_wait, self._answered)
+            self._asking, self._asked_at = True, time.monotonic()
+        self._after(self.announce_wait, self._waited)
+
+    def _waited(self) -> None:
+        """``announce_wait`` passed without an answer: the published environment sends none, so the
+        held events are handed on; but episodes named by RUN_ID are ours, whose answer will come
+        (handed on without it, they began the run as one of unknown size, and the answer, the run's
+        size and episodes, was ignored), so it is waited for up to ``ANSWER_WAIT``."""
+        with self._lock:
+            if not self._asking:
+                return  # answered
+            ours = any(getattr(event, "run_id", None) for event in self._held)
+            if ours and time.monotonic() - self._asked_at < ANSWER_WAIT:
+                self._after(self.announce_wait, self._waited)
+                return
+            self._answered()
+
+    @staticmethod
+    def _after(seconds: float, then: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(seconds, then, args)
         timer.daemon = True
         timer.start()
 
     def _answered(self, joined: RunJoined | None = None) -> None:
-        """The state query is over: hand on the held events (those the answer counted are dropped)."""
+        """The state query is over: hand on the held events, but for the episodes of the run ``joined``
+        tells of: they ended before the answer was sent, so its FINISHED counts them already (handed
+        on, the progress line counted them twice); those it did not tell are recorded."""
         with self._lock:
             held, self._held, self._asking = self._held, [], False
+            told = _told(joined)
             for event in held:
-                if joined is None or not _counted(event, joined):
+                if joined is None or not (isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id):
                     self._follow(event)
+                elif (
+                    self._recording
+                    and self.recorder is not None
+                    and (event.run_id, event.episode) not in told
+                    and self._episodes.first(event.episode)
+                ):
+                    self.recorder.on_episode(event)
 
     def observed(self, first: bool, reward: float, done: bool) -> None:
         """An observation of the published environment (which announces nothing and reports no
@@ -292,12 +323,12 @@ class RunEvents:
                 self._begin(event)
         elif isinstance(event, RunJoined):
             self._sent.pop(event.run.run_id, None)
-            if event.run.run_id not in self._begun:
+            new = event.run.run_id not in self._begun
+            if new:
                 self._begin(event.run, announce=False)
-                self._record_joined(event)
-                self._emit(event)
+                self._emit(self._record_joined(event))
             if self._asking:
-                self._answered(event)
+                self._answered(event if new else None)
         elif self._asking and not self._is_current(event):
             self._held.append(event)
         elif isinstance(event, (EpisodeFinished, RunFinished)) and not (
@@ -335,15 +366,20 @@ class RunEvents:
         run_id = getattr(event, "run_id", None)
         return self._current is not None and run_id in (None, self._current.run_id)
 
-    def _record_joined(self, joined: RunJoined) -> None:
-        """The scores a RUN_STATE carries, recorded as the run's episodes (their steps are not told)."""
+    def _record_joined(self, joined: RunJoined) -> RunJoined:
+        """The episodes a RUN_STATE tells with their numbers, recorded as the run's; ``joined`` with
+        how many of its finished episodes this room then has nothing of (``missed``)."""
         if not self._recording or self.recorder is None:
-            return
-        first = joined.finished - len(joined.scores) + 1
+            return joined
         now = time.time()
-        for index, score in enumerate(joined.scores, start=first):
-            if index >= 1 and self._episodes.first(index):  # more scores than FINISHED: the first are no episode
-                self.recorder.on_episode(EpisodeFinished(joined.run.run_id, index, score, 0, now))
+        # when they ended there, as every episode heard (not told: when told here)
+        told = [replace(e, wall_time=e.wall_time or now) for e in joined.told() if self._episodes.first(e.episode)]
+        self.recorder.on_episodes(told)
+        # the episodes heard while the query was out ended before the answer: FINISHED counts them,
+        # and those it does not tell are recorded as they are handed on
+        held = {(e.run_id, e.episode) for e in self._held if isinstance(e, EpisodeFinished)}
+        known = _told(joined) | {(run_id, episode) for run_id, episode in held if run_id == joined.run.run_id}
+        return replace(joined, missed=max(0, joined.finished - len(known)))
 
     def _duplicate(self, event: EpisodeFinished) -> None:
         """A second copy of an episode already counted: the first wins; the first copy of a run is told."""
@@ -400,9 +436,9 @@ def _who(sender: object) -> str:
     return "#" + hashlib.blake2b(name.encode(protocol.FORMAT, "replace")).hexdigest()
 
 
-def _counted(event: object, joined: RunJoined) -> bool:
-    """Whether ``joined``'s state already counts ``event`` (an episode it includes)."""
-    return isinstance(event, EpisodeFinished) and event.run_id == joined.run.run_id and event.episode <= joined.finished
+def _told(joined: RunJoined | None) -> set[tuple[str, int]]:
+    """(run id, episode) of the episodes ``joined``'s state tells (a copy heard while asking is dropped)."""
+    return set() if joined is None else {(e.run_id, e.episode) for e in joined.told()}
 
 
 def _now(started: RunStarted) -> RunStarted:

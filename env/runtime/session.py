@@ -121,6 +121,10 @@ class Session:
             for recorder in (self.recorder, self.events.recorder):
                 if recorder is not None:
                     recorder.address = self.address
+            if not self.options.embed_env:
+                # before the client joins `control`: an episode heard before the query went out began
+                # the run as one of unknown size, and the answer (its size, its episodes) was then ignored
+                self.events.asked_state()
             self.control = ControlClient(
                 host,
                 port,
@@ -130,7 +134,6 @@ class Session:
             )
             self.control.admits = self.events.admits
             if not self.options.embed_env:
-                self.events.asked_state()
                 self.control.query_state()  # a run going elsewhere: catch up with it
             if not self.embedded:
                 self._watch_if_published(self.control)

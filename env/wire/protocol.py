@@ -585,18 +585,34 @@ def run_started(facts: dict[str, Any], history: tuple[str, str] | None) -> Messa
 
 
 def run_state(
-    facts: dict[str, Any] | None, finished: int, steps: int, scores: list[float], history: tuple[str, str] | None
+    facts: dict[str, Any] | None,
+    finished: int,
+    steps: int,
+    recent: list[tuple[int, float, int, float]],
+    history: tuple[str, str] | None,
+    finished_figures: tuple[float | None, int] = (None, 0),
 ) -> Message:
     """environment → control (added): the run going (none: RUN_ID null), its finished episodes and
-    steps, the latest ≤ MAX_STATE_SCORES scores, the history file."""
+    steps, the latest ≤ MAX_STATE_SCORES episodes to end (``recent``: number, score, steps, ended
+    at) as columns, the history file. SCORE_EPISODES, SCORE_STEPS and SCORE_ENDED were added beside SCORES (a
+    vectorised run's episodes end out of number order, so the latest scores are not the latest
+    numbers), and BEST and FINISHED_STEPS (``finished_figures``: the finished episodes' best score
+    and steps), so that a room joining late shows the run's figures, not those of what it was told."""
     body = facts if facts is not None else {"RUN_ID": None}
+    recent = recent[-MAX_STATE_SCORES:]
+    best, finished_steps = finished_figures
     return custom(
         CONTROL,
         STATUS=RUN_STATE,
         **body,
         FINISHED=finished,
         STEPS=steps,
-        SCORES=[float(s) for s in scores[-MAX_STATE_SCORES:]],
+        SCORES=[float(score) for _, score, _, _ in recent],
+        SCORE_EPISODES=[number for number, _, _, _ in recent],
+        SCORE_STEPS=[length for _, _, length, _ in recent],
+        SCORE_ENDED=[float(ended) for _, _, _, ended in recent],
+        BEST=best,
+        FINISHED_STEPS=finished_steps,
         **_history(history),
     )
 
@@ -704,6 +720,42 @@ def parse_run_progress(message: Message, episodes: int = MAX_EPISODES) -> tuple[
     if any(v is None or abs(v) > MAX_SCORE for v in values):
         raise ProtocolError(f"SCORES must hold finite numbers within ±{MAX_SCORE:g}")
     return finished, steps, [v for v in values if v is not None]
+
+
+def parse_finished_figures(message: Message, finished: int) -> tuple[float | None, int] | None:
+    """(best score or None, steps) of a RUN_STATE's ``finished`` episodes (BEST, FINISHED_STEPS);
+    None when it tells none (an older environment); ProtocolError when out of range."""
+    if message.get("FINISHED_STEPS") is None:
+        return None
+    steps = _whole(message, "FINISHED_STEPS", 0, MAX_EPISODES * MAX_EPISODE_STEPS)
+    return (_score(message, "BEST") if finished else None), steps
+
+
+def parse_score_episodes(
+    message: Message, count: int, episodes: int = MAX_EPISODES
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...] | None] | None:
+    """(numbers, steps, ended at or None) of a RUN_STATE's ``count`` SCORES: its SCORE_EPISODES
+    (distinct, 1..``episodes``), SCORE_STEPS (0 each when absent) and SCORE_ENDED (None when
+    absent); None when it tells no numbers (an older environment); ProtocolError when they do not fit."""
+    numbers = message.get("SCORE_EPISODES")
+    if numbers is None:
+        return None
+    lengths = message.get("SCORE_STEPS")
+    lengths = [0] * count if lengths is None else lengths
+    ended = message.get("SCORE_ENDED")
+    columns = (numbers, lengths) if ended is None else (numbers, lengths, ended)
+    if not all(isinstance(column, list) and len(column) == count for column in columns):
+        raise ProtocolError("SCORE_EPISODES, SCORE_STEPS and SCORE_ENDED must be lists as long as SCORES")
+    checked = tuple(_whole({"SCORE_EPISODES": n}, "SCORE_EPISODES", 1, episodes) for n in numbers)
+    if len(set(checked)) != len(checked):
+        raise ProtocolError("SCORE_EPISODES must not name an episode twice")
+    steps = tuple(_whole({"SCORE_STEPS": n}, "SCORE_STEPS", 0, MAX_EPISODE_STEPS) for n in lengths)
+    if ended is None:
+        return checked, steps, None
+    times = tuple(parse_ended_at({"ENDED_AT": t}) for t in ended)
+    if None in times:
+        raise ProtocolError("SCORE_ENDED must hold times in Unix seconds")
+    return checked, steps, tuple(t for t in times if t is not None)
 
 
 def cart(observation: Iterable[float], run_id: str | None) -> Message:

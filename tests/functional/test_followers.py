@@ -28,6 +28,7 @@ from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.words import steps_per_second
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.widgets.runs_table import RunsTable
 from tests.published import PublishedNetwork
@@ -343,3 +344,35 @@ def test_another_rooms_run_stopped_before_any_episode_is_counted_as_none(broker)
     finally:
         environment.sock.close()
         control.close()
+
+
+async def test_a_followers_running_row_has_the_environments_figures_at_its_count(broker, starter, tmp_path):
+    """Two rooms at one count (286/2000) showed best 83, 0.4s, 11,815 steps/s and 47, 0.2s, 9,673
+    (finding 9): the count was heard, the other figures read from the file once a second, each
+    room at its own moment. Every figure of the row is now of the count's moment: the environment's
+    (its file's figures after that many episodes), whichever room shows it."""
+    app = follower(broker, tmp_path / "played.sqlite3")  # sharing the environment's file
+    rows: list[tuple[int, str, str, str]] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="the follower to connect")
+        starter.control.start_run(600, False, 3)
+
+        def running_row() -> bool:
+            row = re.search(r"┃\s+1\s+(\d+)/600\s+no\s+…\s+(\S+)\s+(\S+)\s+(\S+)\s+running\s+┃", screen_text(app))
+            if row:
+                rows.append((int(row.group(1)), *row.groups()[1:]))
+            return "run 1 done" in screen_text(app).splitlines()[2]
+
+        await until(pilot, running_row, timeout=90, what="the run to end")
+    played = starter.recorder.store.runs()[-1]
+    episodes = starter.recorder.store.episodes(played.run_uid)  # one instance: they end in number order
+    assert len({row[0] for row in rows}) >= 3, rows  # the row was seen at several counts
+    for count, best, duration, rate in rows:
+        first = episodes[:count]
+        played_for = first[-1].wall_time - played.started
+        truth = (
+            f"{max(e.score for e in first):g}",
+            f"{played_for:.1f}s",
+            steps_per_second(sum(e.steps for e in first) / played_for),
+        )
+        assert (best, duration, rate) == truth, (count, (best, duration, rate), truth)

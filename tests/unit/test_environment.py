@@ -180,11 +180,15 @@ def test_the_run_is_announced_and_its_state_answered(logic):
     facts = protocol.parse_run_facts(control[0])
     assert facts["run_id"] == run_id and facts["episodes"] == 3 and facts["deterministic"] is True
     assert facts["seed"] == 3 and facts["instances"] == 1 and facts["history"] == ("host", "/tmp/runs.db")
-    logic.run.recent.extend(range(protocol.MAX_STATE_SCORES + 5))
+    logic.run.recent.extend((n + 1, float(n), n, 1e9 + n) for n in range(protocol.MAX_STATE_SCORES + 5))
     state = logic.state()
     assert state["STATUS"] == protocol.RUN_STATE and protocol.parse_run_facts(state)["run_id"] == run_id
     finished, _, scores = protocol.parse_run_progress(state)
     assert finished == 0 and len(scores) == protocol.MAX_STATE_SCORES and scores[-1] == protocol.MAX_STATE_SCORES + 4
+    numbers, steps, ended = protocol.parse_score_episodes(state, len(scores))
+    assert numbers[-1] == protocol.MAX_STATE_SCORES + 5 and steps[-1] == protocol.MAX_STATE_SCORES + 4
+    assert ended[-1] == 1e9 + protocol.MAX_STATE_SCORES + 4
+    assert protocol.parse_finished_figures(state, finished) == (None, 0)  # no episode finished yet
     logic.stop()
     assert logic.state()["RUN_ID"] is None
 
@@ -206,6 +210,35 @@ def test_run_facts_out_of_range_are_refused(logic, change):
     _, control, _ = start(logic, 3)
     with pytest.raises(protocol.ProtocolError):
         protocol.parse_run_facts({**control[0], **change})
+
+
+def test_run_state_episode_numbers_are_checked():
+    """SCORE_EPISODES (added) names each of SCORES' episodes once; an older RUN_STATE has none."""
+    good = {"SCORES": [10.0, 20.0], "SCORE_EPISODES": [7, 3], "SCORE_STEPS": [10, 20], "SCORE_ENDED": [5.0, 6.0]}
+    assert protocol.parse_score_episodes(good, 2, 10) == ((7, 3), (10, 20), (5.0, 6.0))
+    assert protocol.parse_score_episodes({"SCORES": [10.0]}, 1) is None
+    bad_ones = ({"SCORE_EPISODES": [7, 7]}, {"SCORE_EPISODES": [7, 11]}, {"SCORE_EPISODES": [7]}, {"SCORE_STEPS": [1]})
+    for bad in (*bad_ones, {"SCORE_ENDED": [5.0, -1.0]}, {"SCORE_ENDED": [5.0]}):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_score_episodes({**good, **bad}, 2, 10)
+
+
+def test_run_state_tells_its_finished_episodes_best_and_steps():
+    """BEST and FINISHED_STEPS (added): the run's own figures, not those of the scores it carries."""
+    logic = EnvironmentLogic(seed=1)
+    start(logic, 5)
+    for _ in range(200):  # a random policy ends CartPole episodes within tens of steps
+        logic.step({"ACTION": [0], "ROOT_ID": logic.awaiting})
+        if logic.run is None or logic.run.finished_episodes >= 2:
+            break
+    run = logic.run
+    assert run is not None and run.finished_episodes == 2
+    state = logic.state()
+    assert protocol.parse_finished_figures(state, 2) == (max(s for _, s, _, _ in run.recent), run.finished_steps)
+    assert run.finished_steps == sum(n for _, _, n, _ in run.recent) <= run.steps
+    assert protocol.parse_finished_figures({"SCORES": []}, 2) is None  # an older environment's
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_finished_figures({**state, "FINISHED_STEPS": -1}, 2)
 
 
 def test_run_state_scores_are_checked():

@@ -7,6 +7,7 @@ from cartpole_tui.env.history.records import RunParams, RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, ScheduleSettings
 from cartpole_tui.env.words import average
 from cartpole_tui.tui.data.run_progress import (
+    Counted,
     RunProgress,
     StatusFacts,
     round_line,
@@ -52,10 +53,11 @@ def test_a_run_from_start_to_end():
     assert started(progress) == "run 7 started: 20 episodes, deterministic"
     assert progress.take_label() == "run 7 · waiting for the first episode"
     assert progress.take_label() is None  # said once: the next redraw has nothing new
-    progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25)
-    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None)  # they end out of order
+    progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25, last=None)
+    assert progress.take_label() == "run 7 · 1/20 · last —"  # the plot has none of run 7 yet (episode 1 plays)
+    progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=12.0, last=12.0)  # they end out of order
     assert progress.finished == 2  # counted as they end, not taken from their numbers
-    assert progress.take_label() == "run 7 · 2/20 · last 12"
+    assert progress.take_label() == "run 7 · 2/20 · last 12 · mean(100) 12.0"
     line = progress.ended(RunFinished("r1", 31.5, 20), rate=315.0)
     assert line.plain == "run 7 done: average 31.5 over 20 episodes (ENV_DONE), 315 steps/s"
     assert progress.take_label() == "run 7 done · avg 31.5 over 20 episodes"
@@ -67,9 +69,9 @@ def test_the_runs_told_of_are_counted_for_the_runs_table_until_the_history_says_
     started(progress)
     progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=None, last=9.0)
     assert progress.take_label() == "run 7 · 1/20 · last 9"  # the plot's latest score (number order)
-    assert progress.counted == {7: (1, "running")}
+    assert progress.counted == {7: Counted(1, "running", best=12.0, steps=12, last_at=0.0)}
     progress.ended(RunFinished("r1", 31.5, 20, stopped=True))
-    assert progress.counted == {7: (20, "stopped")}  # ENV_DONE's count
+    assert progress.counted == {7: Counted(20, "stopped", best=12.0, steps=12, last_at=0.0)}  # ENV_DONE's count
     progress.settled([7])
     assert progress.counted == {}
 

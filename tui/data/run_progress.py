@@ -11,7 +11,7 @@ the text where it goes, so every sentence here can be checked by a unit test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 
@@ -19,6 +19,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, RunStarted
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
+from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.words import average, plural, steps_per_second
 
 CONNECTION_MARKS = {
@@ -78,6 +79,45 @@ def _status_text(facts: StatusFacts, short: bool, env_id: bool) -> Text:
     return status
 
 
+@dataclass(frozen=True)
+class Counted:
+    """A run as this control room heard it: its episodes and state, and, when every finished episode
+    was heard (or told with its steps on joining), its best score, its steps and when its latest
+    episode ended (ENDED_AT: the environment's clock). Heard by every room alike, these are the
+    environment's figures of one moment in each; the history (a file another process writes, read
+    once a second) told each room its own moment (at 286/2000: best 83, 0.4s in one, 47, 0.2s in
+    another)."""
+
+    finished: int
+    state: str = "running"
+    best: float | None = None
+    steps: int | None = None  # None: some episodes were not heard (joined mid-run): the history's figures
+    last_at: float | None = None
+
+    def heard(self, episode: EpisodeFinished) -> Counted:
+        """With one more episode."""
+        best = episode.score if self.best is None else max(self.best, episode.score)
+        steps = None if self.steps is None else self.steps + episode.steps
+        last_at = episode.wall_time if self.last_at is None else max(self.last_at, episode.wall_time)
+        return Counted(self.finished + 1, self.state, best, steps, last_at)
+
+    def over(self, run: RunRecord) -> RunRecord:
+        """``run`` as the runs table and the status line show it: while the history says it is
+        running, with what was heard (its count always; its figures when every episode was heard)."""
+        if run.state != "running":
+            return run
+        if self.steps is None:
+            return replace(run, finished=self.finished, state=self.state)
+        return replace(
+            run,
+            finished=self.finished,
+            state=self.state,
+            best=self.best,
+            total_steps=self.steps,
+            last_episode_at=self.last_at,
+        )
+
+
 class RunProgress:
     """The run going, as the progress label and the log tell it; says once when it seems stuck."""
 
@@ -86,9 +126,9 @@ class RunProgress:
         self.current: RunStarted | None = None
         self.finished = 0  # episodes the current run finished
         self.numbers: dict[str, int] = {}  # run id -> its number in the run history
-        # run number -> (episodes, "running" / "done" / "stopped") as heard here, for the runs table
-        # while the history has not caught up (another process's file is read once a second)
-        self.counted: dict[int, tuple[int, str]] = {}
+        # run number -> the run as heard here, for the runs table while the history has not caught up
+        # (another process's file is read once a second)
+        self.counted: dict[int, Counted] = {}
         self.label: str | None = None  # the progress label waiting for the next redraw
         self._seen = (-1, now)  # (steps + episodes, when that count last moved)
         self._stall_label: str | None = None  # the stall label last said
@@ -106,7 +146,7 @@ class RunProgress:
         self.current, self.finished = event, 0
         shown = self.numbers[event.run_id] = number if number is not None else len(self.numbers) + 1
         self._seen = (-1, now)
-        self.counted[shown] = (0, "running")
+        self.counted[shown] = Counted(0, steps=0)
         self.label = f"run {shown} · waiting for the first episode"
         if not event.episodes:  # its start was not seen here (an environment that does not announce runs)
             return f"run {shown} seen: started elsewhere"
@@ -128,47 +168,67 @@ class RunProgress:
         state = "" if run.state == "running" else f" {run.state}"
         self.label = f"last run {run.number}{state} · {told or 'no episode finished'}"
 
-    def joined(self, event: RunJoined) -> None:
-        """The run going when this control room joined: ``event.finished`` of its episodes are done."""
+    def joined(self, event: RunJoined) -> str | None:
+        """The run going when this control room joined: ``event.finished`` of its episodes are done.
+        Returns the log's line on those its history has nothing of (None: none, or not its to record)."""
         self.finished = event.finished
-        self._count(event.run.run_id, "running")
-        self.label = f"run {self.numbers.get(event.run.run_id, '?')} · {event.finished}/{event.run.episodes}"
+        best, steps = event.figures if event.figures is not None else (None, None)
+        number = self.numbers.get(event.run.run_id, "?")
+        if isinstance(number, int):
+            self.counted[number] = Counted(event.finished, best=best, steps=steps)
+        self.label = f"run {number} · {event.finished}/{event.run.episodes}"
+        if not event.missed:
+            return None
+        return (
+            f"run {number} joined mid-run: {plural(event.missed, 'episode')} ended before this room could be told"
+            f" them (a joining room is told the latest {protocol.MAX_STATE_SCORES:,} to end): not in its history"
+        )
 
-    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None = None) -> None:
+    def episode(self, event: EpisodeFinished, window: int, mean: float | None, last: float | None) -> None:
         """An episode of a run already started (they may end out of number order: counted, not
-        taken by number); ``mean``: the plot's rolling mean over ``window`` episodes, if any;
-        ``last``: the plot's latest score (it takes episodes in number order), else this one's."""
+        taken by number); ``last`` and ``mean``: the plot's latest score and its rolling mean over
+        ``window`` episodes, None while the plot has no episode of this run (it takes them in
+        number order: its latest was the last run's, told under this run's number)."""
         self.finished += 1
-        self._count(event.run_id, "running")
+        number = self.numbers.get(event.run_id)
+        if number is not None:
+            self.counted[number] = self.counted.get(number, Counted(0)).heard(event)
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        score = event.score if last is None else last
-        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score:g}"
-        if mean is not None:
+        score = "—" if last is None else f"{last:g}"
+        self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score}"
+        if mean is not None and last is not None:
             self.label += f" · mean({window}) {average(mean)}"
 
-    def ended(self, event: RunFinished, rate: float | None = None) -> Text:
+    def ended(self, event: RunFinished, rate: float | None = None, recorded: int | None = None) -> Text:
         """The run finished (done or stopped); ``rate``: its steps a second as the history has
-        them (None: not in it). Returns the log line."""
+        them (None: not in it); ``recorded``: the episodes this room's history has of it, when
+        fewer than the run's (joined mid-run). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         ending = "stopped" if event.stopped else "done"
         finished, self.current = self.finished, None
-        if event.run_id is not None:
-            self._count(event.run_id, ending, event.episodes or finished)
+        run = self.numbers.get(event.run_id) if event.run_id is not None else None
+        if run is not None:
+            self.counted[run] = replace(
+                self.counted.get(run, Counted(0)), finished=event.episodes or finished, state=ending
+            )
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         if not event.episodes and not finished and not event.avg_score:
             self.label = f"run {number} {ending} · no episode finished"
             return Text(f"run {number} {ending}: no episode finished{speed}")
         # the published ENV_DONE tells no count (and comes before the last observation)
         over = f" over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}"
+        here = f"{recorded:,} recorded here" if recorded is not None and recorded < event.episodes else ""
+        self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}" + (f" · {here}" if here else "")
         return Text.assemble(
-            f"run {number} {ending}: average ", (average(event.avg_score), "bold"), f"{over} (ENV_DONE){speed}"
+            f"run {number} {ending}: average ",
+            (average(event.avg_score), "bold"),
+            f"{over} (ENV_DONE){speed}" + (f"; {here.replace(' recorded', ' of them recorded')}" if here else ""),
         )
 
-    def _count(self, run_id: str, state: str, finished: int | None = None) -> None:
-        number = self.numbers.get(run_id)
-        if number is not None:
-            self.counted[number] = (self.finished if finished is None else finished, state)
+    def shown(self, run: RunRecord) -> RunRecord:
+        """``run`` as the runs table shows it (see :meth:`Counted.over`)."""
+        counted = self.counted.get(run.number)
+        return run if counted is None else counted.over(run)
 
     def settled(self, numbers: list[int]) -> None:
         """These runs are no longer running in the history: it tells of them from now on."""

@@ -17,7 +17,8 @@ from typing_extensions import Self
 
 
 class LogPane(RichLog):
-    """Add lines with ``add``; a resize wraps them anew and scrolls to the latest."""
+    """Add lines with ``add``; a resize wraps them anew and scrolls to the latest. New lines scroll
+    it to the latest only while it shows the latest: scrolled back, it stays where it was put."""
 
     DEFAULT_CSS = "LogPane { scrollbar-gutter: stable; }"  # the width lines wrap to does not jump with the scrollbar
 
@@ -26,6 +27,7 @@ class LogPane(RichLog):
         super().__init__(max_lines=max_lines, markup=False, wrap=True, min_width=1, **kwargs)
         self._given: deque[Text] = deque(maxlen=max_lines)
         self._wrapped_at = 0  # the content width the lines were wrapped to
+        self._following = True  # it shows the latest line: a new one scrolls it on
 
     def add(self, line: Text) -> None:
         self._given.append(line)
@@ -36,7 +38,13 @@ class LogPane(RichLog):
         is the terminal's at start where COLUMNS is set (a browser session) or none (80 under test)."""
         if width is None and self._size_known:
             width = self._wrapped_at = self.scrollable_content_region.width
+        if not args and "scroll_end" not in kwargs:  # (RichLog's own deferred writes say it)
+            kwargs["scroll_end"] = self._following
         return super().write(content, width, *args, **kwargs)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._following = new_value >= self.max_scroll_y  # a person scrolled away, or back to the end
 
     def on_resize(self, event: Resize) -> None:
         # runs before RichLog's handler, which writes what came before the size was known

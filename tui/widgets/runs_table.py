@@ -9,6 +9,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import RunRecord
 from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.bindings import bindings
+from cartpole_tui.tui.data.run_progress import Counted
 from cartpole_tui.tui.messages import DetailsRequested, MarksChanged
 
 COLUMNS = ("", "#", "eps", "det", "avg (ENV_DONE)", "best", "time", "steps/s", "state")
@@ -16,10 +17,12 @@ WIDTHS = (1, 4, 9, 3, 14, 5, 7, 7, 7)  # fixed, and all of them fit 80 columns
 _STATE_STYLE = {"running": "bold cyan", "done": "green", "stopped": "yellow", "failed": "red"}
 
 
-def _cells(run: RunRecord, marked: bool, counted: tuple[int, str] | None = None) -> tuple:
-    """A run's row; ``counted``: (episodes, state) as the progress line tells of it, while the
-    history still says it is running (it may be a second behind)."""
-    finished, state = counted if counted is not None and run.state == "running" else (None, run.state)
+def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tuple:
+    """A run's row; ``counted``: the run as the progress line tells of it, while the history still
+    says it is running (it may be a second behind)."""
+    if counted is not None:
+        run = counted.over(run)
+    state = run.state
     if run.avg_score is not None:
         avg = average(run.avg_score)
     else:  # still to come, or none: a run that ended before any episode has no average
@@ -27,7 +30,7 @@ def _cells(run: RunRecord, marked: bool, counted: tuple[int, str] | None = None)
     best = "" if run.best is None else f"{run.best:g}"
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
-    played = run.finished if finished is None else finished
+    played = run.finished
     episodes = str(played)  # played, and of how many when that is not all: a stopped run 12/1000
     if state == "running" or played != run.params.episodes:
         # 0 asked: a run of the published environment started elsewhere, its size not heard ("20/0")
@@ -58,14 +61,14 @@ class RunsTable(DataTable):
         self.marked: set[int] = set()
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
-        self._counted: dict[int, tuple[int, str]] = {}  # runs as the progress line tells of them, as last shown
+        self._counted: dict[int, Counted] = {}  # runs as the progress line tells of them, as last shown
         # here, not on mount: the history may arrive before the table is mounted
         for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
 
-    def show(self, runs: list[RunRecord], counted: dict[int, tuple[int, str]] | None = None) -> None:
-        """``counted``: run number -> (episodes, state) as the progress line tells of them (the
-        history of another process is a second behind)."""
+    def show(self, runs: list[RunRecord], counted: dict[int, Counted] | None = None) -> None:
+        """``counted``: run number -> the run as the progress line tells of it (the history of
+        another process is a second behind)."""
         follow = self.row_count == 0 or self.cursor_row >= self.row_count - 1
         self._counted = dict(counted or {})
         for run in runs:
