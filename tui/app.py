@@ -38,6 +38,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    ScheduleEnded,
     StopAnswered,
 )
 from cartpole_tui.env.history.store import RunRecord, RunStore
@@ -53,6 +54,7 @@ from cartpole_tui.tui.controller import (
     Controller,
     EvolutionFailed,
     HistoryLoaded,
+    ScheduleStoppedBy,
     StorageProblem,
 )
 from cartpole_tui.tui.data.overlays import rolling_overlays
@@ -62,6 +64,7 @@ from cartpole_tui.tui.data.run_progress import (
     RunProgress,
     StatusFacts,
     round_line,
+    schedule_ended_elsewhere_line,
     schedule_ended_text,
     schedule_started_line,
     status_line,
@@ -443,9 +446,20 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_schedule_result(self, result: ScheduleResult) -> None:
-        text = schedule_ended_text(result)
-        self.log_line(f"{text} in {result.wall_seconds:.0f}s", "bold")
+        self._schedule_ended(result)
+
+    @handle.register
+    def _on_schedule_stopped(self, event: ScheduleStoppedBy) -> None:
+        self._schedule_ended(event.result, event.here)
+
+    def _schedule_ended(self, result: ScheduleResult, stopped_here: bool = False) -> None:
+        text = schedule_ended_text(result, stopped_here)
+        self.log_line(f"{text} {'after' if result.stopped else 'in'} {result.wall_seconds:.0f}s", "bold")
         self.notify(text, title="Schedule", markup=False)
+
+    @handle.register
+    def _on_schedule_ended_elsewhere(self, event: ScheduleEnded) -> None:
+        self.log_line(schedule_ended_elsewhere_line(event.ending))
 
     # --- views ------------------------------------------------------------------------------
 
@@ -686,7 +700,9 @@ class ControlRoomApp(App):
         """A start would land in another room's schedule (between its runs too): refused, said so."""
         if not self.controller.schedule_elsewhere:
             return False
-        self.notify("a schedule is running in another control room (x stops it)", severity="warning")
+        refused = "a schedule is running in another control room (x stops it)"
+        self.log_line(f"not started: {refused}", "yellow")  # the toast goes in seconds, the log stays
+        self.notify(refused, severity="warning")
         return True
 
     def action_schedule(self) -> None:

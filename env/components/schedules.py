@@ -76,12 +76,16 @@ class Schedules:
         if self._other_run is not None and run_id == self._other_run:
             self._other_run, self._other_ended = None, now
 
-    def heard_ended(self, message: dict) -> None:
+    def heard_ended(self, message: dict) -> bool:
+        """A SCHEDULE_ENDED: True when it ended the schedule known to be going elsewhere."""
         schedule = protocol.parse_schedule(message)
-        if schedule is not None:
-            self._ended.add(schedule)
-            if schedule == self._other:
-                self.forget_other()
+        if schedule is None:
+            return False
+        self._ended.add(schedule)
+        if schedule != self._other:
+            return False
+        self.forget_other()
+        return True
 
     def other(self, now: float) -> str | None:
         """Another room's schedule going (its run, or between its runs), if one is known."""

@@ -260,9 +260,7 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
             assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
             await pilot.press("x")
-            await until(
-                pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""), what="the schedule to end"
-            )
+            await until(pilot, lambda: "(your x)" in log_text(app).replace("\n", ""), what="the schedule to end")
             assert not app.controller.schedule_running  # a new schedule may start
             rounds = log_text(app).count("round ")
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
@@ -280,7 +278,7 @@ async def test_x_during_a_schedule_says_its_run_is_stopped_now(tmp_path, broker,
         await pilot.press("r")
         await until(pilot, lambda: len(app.history) >= 3, what="the schedule's first run playing")
         await pilot.press("x")
-        await until(pilot, lambda: "schedule ended after" in log_text(app), what="the schedule to end")
+        await until(pilot, lambda: "schedule stopped in round 1 (your x)" in log_text(app), what="the schedule to end")
         said = log_text(app).split("schedule stopping", 1)[1].splitlines()
         assert said[0] == ": its run going is stopped, and it ends", said
         told = sorted(line[9:] for line in said[1:3])  # the STOP's answer and the run's end, in either order

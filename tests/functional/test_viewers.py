@@ -21,6 +21,7 @@ from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.controller import ScheduleStoppedBy
 
 from conftest import screen_text, wait_for
 
@@ -109,7 +110,7 @@ async def test_the_room_that_started_a_schedule_draws_it_as_its_followers_and_th
         await pilot_a.press("r")
         await until(pilot_a, lambda: "round 3:" in log_text(a), timeout=90, what="three rounds")
         await pilot_a.press("x")
-        await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule to stop")
+        await until(pilot_a, lambda: "schedule stopped" in log_text(a), what="the schedule to stop")
         await until(pilot_b, lambda: runs_told(b)[-1:] == runs_told(a)[-1:], what="B to tell A's last run's end")
         await pilot_a.pause(1.5)
         assert runs_told(a) == runs_told(b)  # A began no run again ("run 1 started" after run 4)
@@ -157,7 +158,7 @@ async def test_a_schedules_end_is_told_after_its_last_runs_end(broker, shared):
 
         def pushing(event) -> None:
             push(event)
-            told.set() if isinstance(event, ScheduleResult) else None
+            told.set() if isinstance(event, (ScheduleResult, ScheduleStoppedBy)) else None
 
         def handing_on(event) -> None:
             if isinstance(event, RunFinished):
@@ -168,11 +169,11 @@ async def test_a_schedules_end_is_told_after_its_last_runs_end(broker, shared):
         await pilot.press("r")
         await until(pilot, lambda: "round 1:" in log_text(app), timeout=60, what="a round")
         await pilot.press("x")
-        await until(pilot, lambda: "schedule ended" in log_text(app), what="the schedule's end")
+        await until(pilot, lambda: "schedule stopped" in log_text(app), what="the schedule's end")
         await until(pilot, lambda: app.current is None, what="the last run's end")
         lines = log_text(app).splitlines()
         last_run = max(i for i, line in enumerate(lines) if " stopped: " in line or " done: " in line)
-        assert "schedule ended" in lines[-1] and last_run < len(lines) - 1, lines
+        assert "schedule stopped" in lines[-1] and last_run < len(lines) - 1, lines
 
 
 async def test_an_evolution_asked_elsewhere_is_shown_and_a_late_room_says_what_it_has_not_seen(broker, shared):
@@ -215,7 +216,7 @@ async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_
             if told and any(number < int(told.group(1)) for number in running):
                 behind.append((lines[2].strip(), running))
         await pilot_a.press("x")
-        await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule's end")
+        await until(pilot_a, lambda: "schedule stopped" in log_text(a), what="the schedule's end")
     assert not behind, behind
 
 

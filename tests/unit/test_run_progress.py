@@ -10,6 +10,7 @@ from cartpole_tui.tui.data.run_progress import (
     RunProgress,
     StatusFacts,
     round_line,
+    schedule_ended_elsewhere_line,
     schedule_ended_text,
     status_line,
 )
@@ -118,6 +119,25 @@ def test_schedule_lines():
     assert schedule_ended_text(ScheduleResult(ScheduleSettings(), [result] * 2)) == (
         "schedule ended after 2 rounds, not solved"
     )
+
+
+def test_a_stopped_schedule_says_where_the_stop_found_it_and_whose_x_it_was():
+    """It said "schedule ended after 0 rounds, not solved" with round 1's training played."""
+    round_1 = RoundResult(1, 20.0, 30.0, 1.0, 2.0, 400)
+
+    def stopped(at, rounds=(), here=False):
+        return schedule_ended_text(ScheduleResult(ScheduleSettings(), list(rounds), stopped=True, stopped_at=at), here)
+
+    assert stopped(("eval", 1)) == "schedule stopped in round 1 (another control room's x)"
+    assert stopped(("evolve", 2), [round_1], here=True) == "schedule stopped in round 2 (your x)"
+    assert stopped(("train", 2), [round_1]) == "schedule stopped after round 1 (another control room's x)"
+    assert stopped(("train", 1), here=True) == "schedule stopped before its first run (your x)"
+
+
+def test_the_end_of_another_rooms_schedule_is_told_as_its_room_said_it():
+    assert schedule_ended_elsewhere_line("left") == "another control room's schedule ended: its control room left"
+    assert schedule_ended_elsewhere_line("solved") == "another control room's schedule ended: solved"
+    assert schedule_ended_elsewhere_line(None) == "another control room's schedule ended"
 
 
 def test_averages_round_half_up_at_the_places_shown():

@@ -233,8 +233,27 @@ def round_line(result: RoundResult) -> Text:
     )
 
 
-def schedule_ended_text(result: ScheduleResult) -> str:
-    """How a schedule ended (the notification; the log adds its duration)."""
+def schedule_ended_text(result: ScheduleResult, stopped_here: bool = False) -> str:
+    """How a schedule ended (the notification; the log adds its duration); a stopped one, where
+    the stop found it and whose x it was (``stopped_here``: this room's)."""
     if result.solved:
         return f"schedule solved: deterministic average {average(result.final_eval_avg)}"
-    return f"schedule ended after {len(result.rounds)} rounds, not solved"
+    if not result.stopped:
+        return f"schedule ended after {plural(len(result.rounds), 'round')}, not solved"
+    phase, number = result.stopped_at or ("train", len(result.rounds) + 1)
+    if phase != "train":
+        where = f"in round {number}"
+    else:  # between rounds: the next one's training did not begin
+        where = f"after round {number - 1}" if number > 1 else "before its first run"
+    whose = "your" if stopped_here else "another control room's"
+    return f"schedule stopped {where} ({whose} x)"
+
+
+# how another room's schedule ended, as its SCHEDULE_ENDED says (protocol.SCHEDULE_ENDINGS)
+_ENDINGS_ELSEWHERE = {"left": "its control room left"}
+
+
+def schedule_ended_elsewhere_line(ending: str | None) -> str:
+    """The log's line for the end of another room's schedule (``s`` starts a run again)."""
+    said = "another control room's schedule ended"
+    return said if ending is None else f"{said}: {_ENDINGS_ELSEWHERE.get(ending, ending)}"
