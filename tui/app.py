@@ -54,6 +54,8 @@ from cartpole_tui.tui.controller import (
     Controller,
     EvolutionFailed,
     HistoryLoaded,
+    ScheduleFailed,
+    ScheduleRound,
     ScheduleStoppedBy,
     StorageProblem,
 )
@@ -62,7 +64,9 @@ from cartpole_tui.tui.data.plot_canvas import environment_axis
 from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
+    ScheduleLabel,
     StatusFacts,
+    progress_text,
     round_line,
     schedule_ended_elsewhere_line,
     schedule_ended_text,
@@ -132,6 +136,9 @@ class ControlRoomApp(App):
         self._bar_run: str | None = None  # the run the progress bar shows
         self._env_id = options.env_id  # the environment shown: the one the network's runs announce
         self._idle_stopped: str | None = None  # the run stopped for going without a step
+        self._run_label = "no run yet"  # the progress line's words of the run
+        self._schedule_label: ScheduleLabel | None = None  # ... after those of this room's schedule
+        self._label_stale = False  # the progress line is to be written again (its words or its room changed)
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
@@ -191,6 +198,7 @@ class ControlRoomApp(App):
 
     def on_resize(self, event: events.Resize) -> None:
         self._show_status(event.size.width)  # the app's own size may still be the old one here
+        self._label_stale = True
 
     def on_app_blur(self, event: events.AppBlur) -> None:
         # In a browser, Textual's driver says "blurred" as it starts, before the page has said
@@ -290,6 +298,8 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
+        if self._schedule_label is not None and self._schedule_label.ended is not None:
+            self._say_schedule(None)  # how the last schedule ended is told until a run comes after it
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -452,8 +462,21 @@ class ControlRoomApp(App):
     def _on_schedule_stopped(self, event: ScheduleStoppedBy) -> None:
         self._schedule_ended(event.result, event.here)
 
+    @handle.register
+    def _on_schedule_round(self, event: ScheduleRound) -> None:
+        self._say_schedule(ScheduleLabel(event.number, event.target))
+
+    @handle.register
+    def _on_schedule_failed(self, event: ScheduleFailed) -> None:
+        self.log_line(Text(f"schedule: {event.text}", style="yellow"))
+        self._say_schedule(ScheduleLabel(ended=f"schedule failed: {event.text}"))
+
+    def _say_schedule(self, label: ScheduleLabel | None) -> None:
+        self._schedule_label, self._label_stale = label, True
+
     def _schedule_ended(self, result: ScheduleResult, stopped_here: bool = False) -> None:
         text = schedule_ended_text(result, stopped_here)
+        self._say_schedule(ScheduleLabel(ended=text))
         self.log_line(f"{text} {'after' if result.stopped else 'in'} {result.wall_seconds:.0f}s", "bold")
         self.notify(text, title="Schedule", markup=False)
 
@@ -558,9 +581,13 @@ class ControlRoomApp(App):
         label = self.run_progress.take_label()
         if label is not None:  # the bar changes with its label, at a redraw: both tell of one run
             self._show_bar(self.run_progress.bar())
-            self.main.progress_label.update(label)
-        if bar_shown is not None:
-            self.main.progress.display = bar_shown
+            self._run_label, self._label_stale = label, True
+        if bar_shown is not None and bar_shown != self.main.progress.display:
+            self.main.progress.display, self._label_stale = bar_shown, True
+        if self._label_stale:
+            room = self.main.progress_label_room(self.main.progress.display)
+            self.main.progress_label.update(progress_text(self._run_label, self._schedule_label, room))
+            self._label_stale = False
         if bar_shown is False:
             self._stop_if_idle(now)
 

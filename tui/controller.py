@@ -76,6 +76,21 @@ class HistoryLoaded:
 
 
 @dataclass(frozen=True)
+class ScheduleRound:
+    """This room's schedule begins a phase of round ``number`` (reaching for ``target``)."""
+
+    number: int
+    target: float | None
+
+
+@dataclass(frozen=True)
+class ScheduleFailed:
+    """This room's schedule ended on an error (``text``: why)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ScheduleStoppedBy:
     """This room's schedule was stopped: by its own x (``here``) or by another room's."""
 
@@ -318,14 +333,22 @@ class Controller(EnvironmentObserver):
             spaces = spaces_of(self.options.env_id)
             target, best = target_for(spaces), best_episode(spaces)
             self.push(
-                run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop, target=target, best=best)
+                run_schedule(
+                    control,
+                    on_round=self.push,
+                    on_phase=lambda _, number: self.push(ScheduleRound(number, target)),
+                    seed=self.options.seed,
+                    stop=stop,
+                    target=target,
+                    best=best,
+                )
             )
         except ScheduleStopped as stopped:
             self.push(ScheduleStoppedBy(stopped.result, here=self._stopped_here))
         except (ControlTimeout, ConnectionError, ValueError) as error:
             said = self._run_ended_by is not None and self._run_ended_by in str(error)
             # the error that ended its run is in the log already: not said twice
-            self.push(NetworkError("schedule", "ended: its run could not go on (above)" if said else str(error)))
+            self.push(ScheduleFailed("ended: its run could not go on (above)" if said else str(error)))
         finally:
             self._schedule_stop = None
 

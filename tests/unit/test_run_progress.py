@@ -8,7 +8,9 @@ from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult, Sched
 from cartpole_tui.env.words import average
 from cartpole_tui.tui.data.run_progress import (
     RunProgress,
+    ScheduleLabel,
     StatusFacts,
+    progress_text,
     round_line,
     schedule_ended_elsewhere_line,
     schedule_ended_text,
@@ -188,3 +190,18 @@ def test_the_status_line_fits_its_one_row():
     squeezed = status_line(facts(address="x" * 60, connection="offline", width=80, steps_per_second=2593.0))
     assert squeezed.plain == "x" * 60 + " │ ○ offline  2,593 steps/s"[: 78 - 60 - 1] + "…"
     assert status_line(facts(connection="offline", width=120)).plain.endswith("○ offline: run history only")
+
+
+def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():
+    label = "run 13 · 2/5 · last 181 · mean(100) 81.3"
+    going = ScheduleLabel(3, 475.0)
+    assert progress_text(label, None, 10) == label
+    assert progress_text(label, going, 80) == f"schedule round 3 · target 475 · {label}"
+    assert progress_text(label, going, 51) == "schedule round 3 · target 475 · run 13 · 2/5"  # at 80x24
+    assert progress_text(label, going, 40) == "round 3 · target 475 · run 13 · 2/5"
+    assert progress_text(label, going, 10) == "round 3 · run 13 · 2/5"  # the last form, cut by the line
+    assert progress_text(label, ScheduleLabel(3, None), 40) == "schedule round 3 · run 13 · 2/5"
+    ended = ScheduleLabel(ended="schedule solved: deterministic average 499.3")
+    done = "run 42 done · avg 499.3 over 100 episodes"
+    assert progress_text(done, ended, 120) == f"{ended.ended} · {done}"
+    assert progress_text(done, ended, 78) == ended.ended

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from cartpole_tui.env import defaults
@@ -257,3 +258,29 @@ def schedule_ended_elsewhere_line(ending: str | None) -> str:
     """The log's line for the end of another room's schedule (``s`` starts a run again)."""
     said = "another control room's schedule ended"
     return said if ending is None else f"{said}: {_ENDINGS_ELSEWHERE.get(ending, ending)}"
+
+
+@dataclass(frozen=True)
+class ScheduleLabel:
+    """What the progress line says of this room's schedule: its round and target while it goes
+    (at 80x24 no log pane shows it), how it ended once it did."""
+
+    round: int = 0
+    target: float | None = None
+    ended: str | None = None  # schedule_ended_text, or why it failed
+
+
+def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
+    """The progress line's text: the run's ``label``, after what the schedule is at, in the
+    fullest form that fits ``room`` columns (the run's last score and mean go first: the plot's
+    legend shows them too)."""
+    if schedule is None:
+        return label
+    head = label.split(" · last ", 1)[0]
+    if schedule.ended is not None:
+        forms = [f"{schedule.ended} · {label}", f"{schedule.ended} · {head}", schedule.ended]
+    else:
+        going = f"round {schedule.round}" + (f" · target {schedule.target:g}" if schedule.target is not None else "")
+        forms = [f"schedule {going} · {label}", f"schedule {going} · {head}", f"{going} · {head}"]
+        forms.append(f"round {schedule.round} · {head}")
+    return next((form for form in forms if cell_len(form) <= room), forms[-1])
