@@ -382,7 +382,8 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s", f"by {event.sent_by}")
+        took = f"done in {event.seconds:.2f}s"
+        self.main.controls.show_evolution(f"{took} by {event.sent_by}", took)
         generation = f" (generation {event.generation})" if event.generation is not None else ""
         self.log_line(
             Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")
@@ -393,7 +394,10 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_seen(self, event: EvolutionSeen) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"gen {event.generation} at {at}", "(asked elsewhere)")
+        generation = f"gen {event.generation}"
+        self.main.controls.show_evolution(
+            f"{generation} at {at} (asked elsewhere)", f"{generation} at {at}", f"{generation} {at}", f"{generation} {at[:5]}"
+        )
         self.log_line(
             Text(
                 f"evolution asked by another control room: generation {event.generation}, from {event.sent_by} at {at}"

@@ -198,6 +198,22 @@ async def test_an_evolution_asked_elsewhere_is_shown_and_a_late_room_says_what_i
             assert pane.startswith("no evolution seen since this control room joined:"), pane
 
 
+async def test_an_evolution_asked_elsewhere_is_told_whole_at_80_columns(broker, shared):
+    """At 80x24 a follower's controls line read "evo: gen 4 at 10:40:1": the time cut. Where
+    the line is short the status takes a shorter form, never a cut one."""
+    a, narrow, wide = viewer(broker, shared), viewer(broker, shared), viewer(broker, shared)
+    rooms = a.run_test(size=SIZE), narrow.run_test(size=(80, 24)), wide.run_test(size=SIZE)
+    async with rooms[0] as pilot_a, rooms[1] as pilot_n, rooms[2] as pilot_w:
+        for app, pilot in ((a, pilot_a), (narrow, pilot_n), (wide, pilot_w)):
+            await until(pilot, lambda app=app: app.connection == "connected", what="the rooms to connect")
+        await pilot_a.press("e")
+        line = r"evo: gen 1 (at )?\d\d:\d\d:\d\d( \(asked elsewhere\))?$"
+        shown = await until(pilot_n, lambda: re.search(line, screen_text(narrow).splitlines()[1].rstrip()), 30)
+        assert len(screen_text(narrow).splitlines()[1].rstrip()) < 80, shown[0]  # whole, not cut at the edge
+        told = await until(pilot_w, lambda: re.search(line, screen_text(wide).splitlines()[1].rstrip()), 30)
+        assert told[0].endswith(" (asked elsewhere)") and " at " in told[0]
+
+
 async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_schedule(broker, shared):
     """The runs table repainted once a second: through a schedule's short runs a follower's table
     said "21  0/20 … running" beside "run 22 done". It repaints when a run starts or ends."""
