@@ -396,7 +396,10 @@ class ControlRoomApp(App):
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
         generation = f"gen {event.generation}"
         self.main.controls.show_evolution(
-            f"{generation} at {at} (asked elsewhere)", f"{generation} at {at}", f"{generation} {at}", f"{generation} {at[:5]}"
+            f"{generation} at {at} (asked elsewhere)",
+            f"{generation} at {at}",
+            f"{generation} {at}",
+            f"{generation} {at[:5]}",
         )
         self.log_line(
             Text(
