@@ -82,7 +82,7 @@ def _status_text(facts: StatusFacts, short: bool, env_id: bool) -> Text:
 class RunProgress:
     """The run going, as the progress label and the log tell it; says once when it seems stuck."""
 
-    def __init__(self, now: float, stall_hint_seconds: float = defaults.STALL_HINT_SECONDS):
+    def __init__(self, now: float, stall_hint_seconds: float = defaults.STALL_SECONDS):
         self.stall_hint_seconds = stall_hint_seconds
         self.current: RunStarted | None = None
         self.finished = 0  # episodes the current run finished
