@@ -212,7 +212,10 @@ class ControlRoomApp(App):
     # --- events from the controller, dispatched by type ------------------------------------
 
     def on_events_pending(self, _: EventsPending) -> None:
-        for event in self.controller.drain():
+        events = self.controller.drain()
+        if self.return_code is not None:  # exit() was called: the widgets go (a run's end heard then raised)
+            return
+        for event in events:
             self.handle(event)
 
     @singledispatchmethod

@@ -146,6 +146,7 @@ async def test_a_stopped_schedule_says_in_which_round_and_whose_x(tmp_path, brok
         for turn, (who, pilot) in enumerate((("another control room's", pilot_b), ("your", pilot_a))):
             await pilot_a.press("r")
             await until(pilot_a, lambda: a.current is not None, 30, "A's schedule playing")
+            await until(pilot_b, lambda: b.controller.schedule_elsewhere, 30, "B to know of it")  # B's x stops it
             await pilot.press("x")
             await until(pilot_a, lambda t=turn: len(stopped.findall(log_text(a))) > t, 30, "A's schedule to stop")
             assert stopped.findall(log_text(a))[turn][1] == who
