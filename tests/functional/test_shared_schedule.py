@@ -197,4 +197,4 @@ def test_run_schedule_stopped_from_another_room_says_so_and_exits_1(broker, clos
     finally:
         headless.kill()
     assert headless.returncode == 1, stderr
-    assert stderr.splitlines()[-1] == "cartpole-tui: another control room sent STOP: schedule stopped after 0 rounds"
+    assert stderr.splitlines()[-1] == "cartpole-tui: another control room sent STOP: schedule stopped in round 1"

@@ -48,7 +48,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.env.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
 
@@ -471,7 +471,9 @@ def schedule(args: argparse.Namespace) -> int:
             lines.flush()
             progress.stop()
             why = caught.name if interrupted else "another control room sent STOP"
-            print(f"cartpole-tui: {why}: schedule stopped after {plural(len(played), 'round')}", file=sys.stderr)
+            # the round it was in (it said "after 0 rounds" with round 1's training played)
+            where = f"in round {phase['round']}" if phase["round"] else "before its first run"
+            print(f"cartpole-tui: {why}: schedule stopped {where}", file=sys.stderr)
             if args.json:  # the rounds played, for `| jq`
                 print(strict_json(so_far()), flush=True)
             return caught.code if interrupted else EXIT_FAILURE
