@@ -139,6 +139,7 @@ class ControlRoomApp(App):
         self._run_label = "no run yet"  # the progress line's words of the run
         self._schedule_label: ScheduleLabel | None = None  # ... after those of this room's schedule
         self._label_stale = False  # the progress line is to be written again (its words or its room changed)
+        self._elsewhere_shown = False  # the progress line says that another room's schedule goes
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
@@ -594,9 +595,13 @@ class ControlRoomApp(App):
             self._run_label, self._label_stale = label, True
         if bar_shown is not None and bar_shown != self.main.progress.display:
             self.main.progress.display, self._label_stale = bar_shown, True
+        elsewhere = self.controller.schedule_elsewhere  # (it ends without an event: a room gone is forgotten)
+        if elsewhere != self._elsewhere_shown:
+            self._elsewhere_shown, self._label_stale = elsewhere, True
         if self._label_stale:
             room = self.main.progress_label_room(self.main.progress.display)
-            self.main.progress_label.update(progress_text(self._run_label, self._schedule_label, room))
+            schedule = self._schedule_label or (ScheduleLabel(elsewhere=True) if elsewhere else None)
+            self.main.progress_label.update(progress_text(self._run_label, schedule, room))
             self._label_stale = False
         if bar_shown is False:
             self._stop_if_idle(now)

@@ -126,9 +126,12 @@ async def test_a_room_that_quits_mid_schedule_says_so_and_the_other_room_may_sta
             await until(pilot_b, lambda: b.connection == "connected", what="room B to join")
             await pilot_a.press("r")
             await until(pilot_b, lambda: b.controller.schedule_elsewhere, 30, "B to hear A's schedule")
+            going = "another control room's schedule · "  # on B's progress line, where s is refused
+            await until(pilot_b, lambda: going in screen_text(b).splitlines()[2], 5, "B to say A's schedule goes")
         # A is gone (its run going plays on: closing a room ends nothing)
         left = "another control room's schedule ended: its control room left"
         await until(pilot_b, lambda: left in screen_text(b), 5, "B to log that A's schedule ended")
+        await until(pilot_b, lambda: going not in screen_text(b).splitlines()[2], 5, "B's progress line to follow")
         await until(pilot_b, lambda: b.current is None, 60, "A's last run to end")
         await start_run(pilot_b, "3")
         await until(pilot_b, lambda: re.search(r"run \d+ done", log_text(b)), 30, "B's own run")

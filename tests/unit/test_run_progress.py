@@ -204,4 +204,8 @@ def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():
     ended = ScheduleLabel(ended="schedule solved: deterministic average 499.3")
     done = "run 42 done · avg 499.3 over 100 episodes"
     assert progress_text(done, ended, 120) == f"{ended.ended} · {done}"
-    assert progress_text(done, ended, 78) == ended.ended
+    assert progress_text(done, ended, 77) == f"schedule solved · {done}"  # at 80x24
+    assert progress_text(done, ended, 40) == ended.ended  # the last form, cut by the line
+    elsewhere = ScheduleLabel(elsewhere=True)
+    assert progress_text(label, elsewhere, 80) == f"another control room's schedule · {label}"
+    assert progress_text(label, elsewhere, 51) == "another control room's schedule · run 13 · 2/5"

@@ -263,11 +263,12 @@ def schedule_ended_elsewhere_line(ending: str | None) -> str:
 @dataclass(frozen=True)
 class ScheduleLabel:
     """What the progress line says of this room's schedule: its round and target while it goes
-    (at 80x24 no log pane shows it), how it ended once it did."""
+    (at 80x24 no log pane shows it), how it ended once it did; or that another room's goes."""
 
     round: int = 0
     target: float | None = None
     ended: str | None = None  # schedule_ended_text, or why it failed
+    elsewhere: bool = False  # another room's schedule goes (its round is not told): s and r are refused
 
 
 def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
@@ -278,7 +279,11 @@ def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
         return label
     head = label.split(" · last ", 1)[0]
     if schedule.ended is not None:
-        forms = [f"{schedule.ended} · {label}", f"{schedule.ended} · {head}", schedule.ended]
+        said = schedule.ended.split(":", 1)[0]  # "schedule solved": the run's label has the check's average
+        forms = [f"{schedule.ended} · {label}", f"{said} · {label}", f"{said} · {head}", schedule.ended]
+    elif schedule.elsewhere:
+        going = "another control room's schedule"
+        forms = [f"{going} · {label}", f"{going} · {head}", f"schedule elsewhere · {head}"]
     else:
         going = f"round {schedule.round}" + (f" · target {schedule.target:g}" if schedule.target is not None else "")
         forms = [f"schedule {going} · {label}", f"schedule {going} · {head}", f"{going} · {head}"]
