@@ -3,7 +3,8 @@
 Components layer, no sockets: the control client feeds it what it hears on ``control``.
 
 A schedule's STARTs carry SCHEDULE (an addition: the published environment reads
-NR_OF_EPISODE and ignores the rest), and its room says SCHEDULE_ENDED when it ends. The
+NR_OF_EPISODE and ignores the rest), and its room says SCHEDULE_ENDED when it ends, and how
+(ENDING; "left" from a room that quits mid-schedule, on its way out). The
 other rooms hear both: while a schedule runs elsewhere, between its runs too (its
 evolution), their ``s`` is refused; a start there replaced the schedule's next run, or its
 next run replaced that start, and nobody was told. A STOP from another room stops this
