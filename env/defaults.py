@@ -95,7 +95,9 @@ RUN_END_TOLD_WAIT = 2.0  # s `run`, its ENV_DONE in, waits for its session to ha
 # so a trailing answer of the last request is not taken as the answer to the new one.
 EVOLVE_DRAIN_QUIET = 0.3
 ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for another environment
-STALL_SECONDS = 3.0  # s without a new observation in a run before it is reported as stalled
+# s without a new observation in a run before it is said to stall: the broker's stats (the log, `run`)
+# and the app's progress line ("no step for 3s: …") say it at the same time
+STALL_SECONDS = 3.0
 # The control client listens to ``logits`` (to name a model that did not answer) only while runs
 # play at most this many observations a second: the published network's 10-40, not our swarm's 1,000s.
 MODEL_CENSUS_MAX_RATE = 100.0
@@ -119,7 +121,6 @@ PLOT_WINDOWS = (1, 10, 50, 100, 500)  # the smoothing windows `w` steps through
 PLOT_WINDOW = 100  # the plot's smoothing window at start
 PLOT_LAST_N = 1000  # `a` shows only this many latest episodes
 PLOT_OVERLAYS = 8  # marked runs drawn over the plot at most
-STALL_HINT_SECONDS = 5.0  # s a run may show no step before the app asks whether agents are there
 POPULATION_GENERATIONS = 40  # generations the population pane keeps
 
 # --- TensorBoard (`export --format tensorboard`, `--tensorboard DIR`) -----------------------

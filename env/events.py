@@ -175,6 +175,14 @@ class NetworkError:
 
 
 @dataclass(frozen=True)
+class ScheduleEnded:
+    """Another control room's schedule, known to be going here, ended (its SCHEDULE_ENDED);
+    ``ending``: how, one of ``protocol.SCHEDULE_ENDINGS`` (None: not said)."""
+
+    ending: str | None = None
+
+
+@dataclass(frozen=True)
 class StopAnswered:
     """What ``x`` did: the STOP went out, or why the run plays on (the published environment
     knows no STOP) and what happens next."""

@@ -38,6 +38,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    ScheduleEnded,
     StopAnswered,
 )
 from cartpole_tui.env.history.store import RunRecord, RunStore
@@ -53,6 +54,9 @@ from cartpole_tui.tui.controller import (
     Controller,
     EvolutionFailed,
     HistoryLoaded,
+    ScheduleFailed,
+    ScheduleRound,
+    ScheduleStoppedBy,
     StorageProblem,
 )
 from cartpole_tui.tui.data.overlays import rolling_overlays
@@ -61,8 +65,11 @@ from cartpole_tui.tui.data.population import PopulationHistory
 from cartpole_tui.tui.data.run_progress import (
     Counted,
     RunProgress,
+    ScheduleLabel,
     StatusFacts,
+    progress_text,
     round_line,
+    schedule_ended_elsewhere_line,
     schedule_ended_text,
     schedule_started_line,
     status_line,
@@ -132,6 +139,10 @@ class ControlRoomApp(App):
         self._bar_run: str | None = None  # the run the progress bar shows
         self._env_id = options.env_id  # the environment shown: the one the network's runs announce
         self._idle_stopped: str | None = None  # the run stopped for going without a step
+        self._run_label = "no run yet"  # the progress line's words of the run
+        self._schedule_label: ScheduleLabel | None = None  # ... after those of this room's schedule
+        self._label_stale = False  # the progress line is to be written again (its words or its room changed)
+        self._elsewhere_shown = False  # the progress line says that another room's schedule goes
         self.components = 0  # clients the broker reports
         self._shown_observation: object = None  # the observation last drawn (compared by identity)
         self._pictures = False  # the environment is drawn from its pictures (not CartPole)
@@ -191,6 +202,7 @@ class ControlRoomApp(App):
 
     def on_resize(self, event: events.Resize) -> None:
         self._show_status(event.size.width)  # the app's own size may still be the old one here
+        self._label_stale = True
 
     def on_app_blur(self, event: events.AppBlur) -> None:
         # In a browser, Textual's driver says "blurred" as it starts, before the page has said
@@ -204,7 +216,10 @@ class ControlRoomApp(App):
     # --- events from the controller, dispatched by type ------------------------------------
 
     def on_events_pending(self, _: EventsPending) -> None:
-        for event in self.controller.drain():
+        events = self.controller.drain()
+        if self.return_code is not None:  # exit() was called: the widgets go (a run's end heard then raised)
+            return
+        for event in events:
             self.handle(event)
 
     @singledispatchmethod
@@ -289,6 +304,8 @@ class ControlRoomApp(App):
         self._plot(self.in_order.flush())  # what an earlier run left waiting (its end never came)
         self._rated_run, self.run_rate = event.run_id, None
         line = self.run_progress.started(event, record.number if record else None, time.monotonic())
+        if self._schedule_label is not None and self._schedule_label.ended is not None:
+            self._say_schedule(None)  # how the last schedule ended is told until a run comes after it
         self.main.controls.show_running(True)
         self.log_line(line)
 
@@ -378,7 +395,8 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_finished(self, event: EvolutionFinished) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"done in {event.seconds:.2f}s", f"by {event.sent_by}")
+        took = f"done in {event.seconds:.2f}s"
+        self.main.controls.show_evolution(f"{took} by {event.sent_by}", took)
         generation = f" (generation {event.generation})" if event.generation is not None else ""
         self.log_line(
             Text(f"evolution done in {event.seconds:.2f}s{generation}: EVO_DONE from {event.sent_by} at {at}")
@@ -389,7 +407,13 @@ class ControlRoomApp(App):
     @handle.register
     def _on_evolution_seen(self, event: EvolutionSeen) -> None:
         at = time.strftime("%H:%M:%S", time.localtime(event.at))
-        self.main.controls.show_evolution(f"gen {event.generation} at {at}", "(asked elsewhere)")
+        generation = f"gen {event.generation}"
+        self.main.controls.show_evolution(
+            f"{generation} at {at} (asked elsewhere)",
+            f"{generation} at {at}",
+            f"{generation} {at}",
+            f"{generation} {at[:5]}",
+        )
         self.log_line(
             Text(
                 f"evolution asked by another control room: generation {event.generation}, from {event.sent_by} at {at}"
@@ -452,9 +476,33 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_schedule_result(self, result: ScheduleResult) -> None:
-        text = schedule_ended_text(result)
-        self.log_line(f"{text} in {result.wall_seconds:.0f}s", "bold")
+        self._schedule_ended(result)
+
+    @handle.register
+    def _on_schedule_stopped(self, event: ScheduleStoppedBy) -> None:
+        self._schedule_ended(event.result, event.here)
+
+    @handle.register
+    def _on_schedule_round(self, event: ScheduleRound) -> None:
+        self._say_schedule(ScheduleLabel(event.number, event.target))
+
+    @handle.register
+    def _on_schedule_failed(self, event: ScheduleFailed) -> None:
+        self.log_line(Text(f"schedule: {event.text}", style="yellow"))
+        self._say_schedule(ScheduleLabel(ended=f"schedule failed: {event.text}"))
+
+    def _say_schedule(self, label: ScheduleLabel | None) -> None:
+        self._schedule_label, self._label_stale = label, True
+
+    def _schedule_ended(self, result: ScheduleResult, stopped_here: bool = False) -> None:
+        text = schedule_ended_text(result, stopped_here)
+        self._say_schedule(ScheduleLabel(ended=text))
+        self.log_line(f"{text} {'after' if result.stopped else 'in'} {result.wall_seconds:.0f}s", "bold")
         self.notify(text, title="Schedule", markup=False)
+
+    @handle.register
+    def _on_schedule_ended_elsewhere(self, event: ScheduleEnded) -> None:
+        self.log_line(schedule_ended_elsewhere_line(event.ending))
 
     # --- views ------------------------------------------------------------------------------
 
@@ -556,9 +604,17 @@ class ControlRoomApp(App):
         label = self.run_progress.take_label()
         if label is not None:  # the bar changes with its label, at a redraw: both tell of one run
             self._show_bar(self.run_progress.bar())
-            self.main.progress_label.update(label)
-        if bar_shown is not None:
-            self.main.progress.display = bar_shown
+            self._run_label, self._label_stale = label, True
+        if bar_shown is not None and bar_shown != self.main.progress.display:
+            self.main.progress.display, self._label_stale = bar_shown, True
+        elsewhere = self.controller.schedule_elsewhere  # (it ends without an event: a room gone is forgotten)
+        if elsewhere != self._elsewhere_shown:
+            self._elsewhere_shown, self._label_stale = elsewhere, True
+        if self._label_stale:
+            room = self.main.progress_label_room(self.main.progress.display)
+            schedule = self._schedule_label or (ScheduleLabel(elsewhere=True) if elsewhere else None)
+            self.main.progress_label.update(progress_text(self._run_label, schedule, room))
+            self._label_stale = False
         if bar_shown is False:
             self._stop_if_idle(now)
 
@@ -701,7 +757,9 @@ class ControlRoomApp(App):
         """A start would land in another room's schedule (between its runs too): refused, said so."""
         if not self.controller.schedule_elsewhere:
             return False
-        self.notify("a schedule is running in another control room (x stops it)", severity="warning")
+        refused = "a schedule is running in another control room (x stops it)"
+        self.log_line(f"not started: {refused}", "yellow")  # the toast goes in seconds, the log stays
+        self.notify(refused, severity="warning")
         return True
 
     def action_schedule(self) -> None:

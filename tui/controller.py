@@ -30,7 +30,13 @@ from cartpole_tui.env.events import (
 )
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.network import NetworkStartError
-from cartpole_tui.env.runtime.schedule import ScheduleStopped, best_episode, run_schedule, target_for
+from cartpole_tui.env.runtime.schedule import (
+    ScheduleResult,
+    ScheduleStopped,
+    best_episode,
+    run_schedule,
+    target_for,
+)
 from cartpole_tui.env.runtime.session import AnotherEnvironment, Session, SessionOptions
 from cartpole_tui.env.swarm.saved import Restored
 from cartpole_tui.tui.messages import EventsPending
@@ -70,6 +76,29 @@ class HistoryLoaded:
 
 
 @dataclass(frozen=True)
+class ScheduleRound:
+    """This room's schedule begins a phase of round ``number`` (reaching for ``target``)."""
+
+    number: int
+    target: float | None
+
+
+@dataclass(frozen=True)
+class ScheduleFailed:
+    """This room's schedule ended on an error (``text``: why)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ScheduleStoppedBy:
+    """This room's schedule was stopped: by its own x (``here``) or by another room's."""
+
+    result: ScheduleResult
+    here: bool
+
+
+@dataclass(frozen=True)
 class StorageProblem:
     text: str
 
@@ -101,6 +130,7 @@ class Controller(EnvironmentObserver):
         self._posted = threading.Event()
         self._quitting = threading.Event()
         self._schedule_stop: threading.Event | None = None
+        self._stopped_here = False  # this room's x stopped its schedule (else a STOP from another room)
         self.store: RunStore | None = None
         self.session: Session | None = None
         self.latest_observation: np.ndarray | tuple[float, ...] | None = None
@@ -287,13 +317,14 @@ class Controller(EnvironmentObserver):
 
     def start_schedule(self) -> None:
         control = self._joined_control()
-        self._schedule_stop = threading.Event()
+        self._schedule_stop, self._stopped_here = threading.Event(), False
         self._in_thread(self._run_schedule, control, self._schedule_stop, name="schedule")
 
     def stop_schedule(self) -> bool:
         """Ask a running schedule to stop after its current run; False when none runs."""
         if self._schedule_stop is None:
             return False
+        self._stopped_here = True
         self._schedule_stop.set()
         return True
 
@@ -302,14 +333,22 @@ class Controller(EnvironmentObserver):
             spaces = spaces_of(self.options.env_id)
             target, best = target_for(spaces), best_episode(spaces)
             self.push(
-                run_schedule(control, on_round=self.push, seed=self.options.seed, stop=stop, target=target, best=best)
+                run_schedule(
+                    control,
+                    on_round=self.push,
+                    on_phase=lambda _, number: self.push(ScheduleRound(number, target)),
+                    seed=self.options.seed,
+                    stop=stop,
+                    target=target,
+                    best=best,
+                )
             )
         except ScheduleStopped as stopped:
-            self.push(stopped.result)
+            self.push(ScheduleStoppedBy(stopped.result, here=self._stopped_here))
         except (ControlTimeout, ConnectionError, ValueError) as error:
             said = self._run_ended_by is not None and self._run_ended_by in str(error)
             # the error that ended its run is in the log already: not said twice
-            self.push(NetworkError("schedule", "ended: its run could not go on (above)" if said else str(error)))
+            self.push(ScheduleFailed("ended: its run could not go on (above)" if said else str(error)))
         finally:
             self._schedule_stop = None
 
@@ -322,6 +361,9 @@ class Controller(EnvironmentObserver):
         self._quitting.set()
         if self._schedule_stop is not None:
             self._schedule_stop.set()
+            control = self.control
+            if control is not None:  # said before the network goes: the other rooms may start at once
+                control.end_schedule("left")  # (its run going plays on: closing a room ends nothing)
         if self.session is not None:
             self.session.close()
         if self.store is not None:

@@ -36,6 +36,7 @@ from cartpole_tui.env.events import (
     RunFinished,
     RunJoined,
     RunStarted,
+    ScheduleEnded,
     StartHeard,
 )
 from cartpole_tui.env.wire import protocol
@@ -272,13 +273,14 @@ class ControlClient:
         with self._cond:
             self._schedules.begin(stop)
 
-    def end_schedule(self) -> None:
-        """Our schedule ended: the other rooms are told (SCHEDULE_ENDED)."""
+    def end_schedule(self, ending: str) -> None:
+        """Our schedule ended (``ending``: one of ``protocol.SCHEDULE_ENDINGS``): the other rooms
+        are told (SCHEDULE_ENDED), once, whoever calls first."""
         with self._cond:
             ended = self._schedules.end()
         if ended is not None:
             with contextlib.suppress(ConnectionError):  # the network is gone: nobody to tell
-                self.client.send(protocol.schedule_ended(ended))
+                self.client.send(protocol.schedule_ended(ended, ending))
 
     @property
     def schedule_elsewhere(self) -> bool:
@@ -472,7 +474,9 @@ class ControlClient:
             self._heard_command(msg)  # another room's START or STOP (the broker sends none of ours back)
         elif status == protocol.SCHEDULE_ENDED:
             with self._cond:
-                self._schedules.heard_ended(msg)
+                known = self._schedules.heard_ended(msg)
+            if known:
+                self._emit(ScheduleEnded(protocol.parse_schedule_ending(msg)))
         elif status == protocol.EPISODE_DONE:
             self._on_episode(msg)
         elif status == protocol.EPISODES_DONE:

@@ -3,7 +3,8 @@
 Components layer, no sockets: the control client feeds it what it hears on ``control``.
 
 A schedule's STARTs carry SCHEDULE (an addition: the published environment reads
-NR_OF_EPISODE and ignores the rest), and its room says SCHEDULE_ENDED when it ends. The
+NR_OF_EPISODE and ignores the rest), and its room says SCHEDULE_ENDED when it ends, and how
+(ENDING; "left" from a room that quits mid-schedule, on its way out). The
 other rooms hear both: while a schedule runs elsewhere, between its runs too (its
 evolution), their ``s`` is refused; a start there replaced the schedule's next run, or its
 next run replaced that start, and nobody was told. A STOP from another room stops this
@@ -76,12 +77,16 @@ class Schedules:
         if self._other_run is not None and run_id == self._other_run:
             self._other_run, self._other_ended = None, now
 
-    def heard_ended(self, message: dict) -> None:
+    def heard_ended(self, message: dict) -> bool:
+        """A SCHEDULE_ENDED: True when it ended the schedule known to be going elsewhere."""
         schedule = protocol.parse_schedule(message)
-        if schedule is not None:
-            self._ended.add(schedule)
-            if schedule == self._other:
-                self.forget_other()
+        if schedule is None:
+            return False
+        self._ended.add(schedule)
+        if schedule != self._other:
+            return False
+        self.forget_other()
+        return True
 
     def other(self, now: float) -> str | None:
         """Another room's schedule going (its run, or between its runs), if one is known."""

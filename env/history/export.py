@@ -2,10 +2,11 @@
 
 CSV: a run without episodes still gets one row, with the episode columns empty; a text's control
 characters are written as U+FFFD (tab and newline as a space), as the screen shows them.
-JSON: ``{"format": "cartpole-tui/runs", "version": 2, "runs": [{...run, "episode_rows": [...]}]}``: a run
+JSON: ``{"format": "cartpole-tui/runs", "version": 3, "runs": [{...run, "episode_rows": [...]}]}``: a run
 has the CSV's run columns, by the same names (``episodes``: the number the run asked for, in both
-formats), and its episodes' rows under ``episode_rows``. Version 1 had them under ``episodes``,
-which the CSV names the number asked for.
+formats), and its episodes' rows under ``episode_rows``, with the CSV's episode columns by their
+names. Version 1 had the rows under ``episodes``, which the CSV names the number asked for; 1 and 2
+named an episode's number ``index``, the CSV ``episode``.
 Times are Unix seconds; floats are written exactly (they parse back to the same numbers). JSON is
 strict: a number that is not finite (a history file edited by hand or by a hostile peer; ours never
 holds one) is null, not ``Infinity``, which no strict parser reads.
@@ -50,7 +51,9 @@ RUN_FIELDS = (
     "followed",
 )
 EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
-JSON_VERSION = 2  # 2: a run's episodes under "episode_rows"; "episodes" is the number asked, as in the CSV
+# 2: a run's episodes under "episode_rows"; "episodes" is the number asked, as in the CSV
+# 3: an episode's number is "episode" (the CSV's column), not "index"
+JSON_VERSION = 3
 
 
 class ExportError(Exception):
@@ -130,7 +133,7 @@ def _write_json(store: RunStore, runs: list[RunRecord], out: TextIO) -> None:
         "runs": [
             {
                 **_json_row(run_fields(run)),
-                "episode_rows": [_json_row(e._asdict()) for e in store.episodes(run.run_uid)],
+                "episode_rows": [_json_row(dict(zip(EPISODE_FIELDS, e))) for e in store.episodes(run.run_uid)],
             }
             for run in runs
         ],

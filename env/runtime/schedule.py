@@ -81,6 +81,8 @@ class ScheduleResult:
     solved: bool = False  # a final evaluation reached target
     wall_seconds: float = 0.0
     stopped: bool = False  # interrupted before it ended: the rounds played so far
+    # where a stop found it: the phase that did not begin ("train", "eval", …) and its round
+    stopped_at: tuple[str, int] | None = None
 
     def to_json(self) -> dict:
         """A JSON-ready dict: per round results, final_eval_avg, settings, wall time."""
@@ -134,6 +136,7 @@ def run_schedule(
     def begin(phase: str, number: int) -> None:
         if stop is not None and stop.is_set():
             result.wall_seconds = time.monotonic() - started
+            result.stopped, result.stopped_at = True, (phase, number)
             raise ScheduleStopped(result)
         if on_phase is not None:
             on_phase(phase, number)
@@ -156,7 +159,8 @@ def run_schedule(
 
     hopeless = _HopelessConfirmation(control, final_eval, target, best)
     stop = stop if stop is not None else threading.Event()
-    with _forwarding_episodes(control, [f for f in (on_episode, hopeless) if f is not None]), _told(control, stop):
+    listeners = [f for f in (on_episode, hopeless) if f is not None]
+    with _forwarding_episodes(control, listeners), _told(control, stop, result):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
             trained = run("train", number, train, False)
@@ -240,13 +244,19 @@ class _HopelessConfirmation:
 
 
 @contextlib.contextmanager
-def _told(control: ControlClient, stop: threading.Event) -> Iterator[None]:
-    """The schedule's runs are said to be a schedule's to the other rooms, and its end (SCHEDULE_ENDED)."""
+def _told(control: ControlClient, stop: threading.Event, result: ScheduleResult) -> Iterator[None]:
+    """The schedule's runs are said to be a schedule's to the other rooms, and its end and how
+    (SCHEDULE_ENDED), which they log."""
     control.begin_schedule(stop)
+    ending = "failed"
     try:
         yield
+        ending = "solved" if result.solved else "not solved"
+    except (ScheduleStopped, KeyboardInterrupt):  # an x here or elsewhere; Ctrl-C of `run --schedule`
+        ending = "stopped"
+        raise
     finally:
-        control.end_schedule()
+        control.end_schedule(ending)
 
 
 @contextlib.contextmanager

@@ -76,6 +76,8 @@ ENV_ERROR = "ENV_ERROR"  # added: a bad message reached the environment
 WRONG_ENV = "WRONG_ENV"  # added: a component built for another environment than the run's (not fed)
 SCHEDULE_ENDED = "SCHEDULE_ENDED"  # added: control → control, the schedule named by SCHEDULE ended
 SCHEDULE = "SCHEDULE"  # added: the schedule a START belongs to (an id its control room made)
+# added to SCHEDULE_ENDED: how it ended ("left": its control room quit or its tab closed mid-schedule)
+SCHEDULE_ENDINGS = ("solved", "not solved", "stopped", "failed", "left")
 
 
 Message = dict[str, Any]  # one decoded swergio message: a JSON object with a TYPE
@@ -244,9 +246,19 @@ def start_run(
     return message
 
 
-def schedule_ended(schedule: str) -> Message:
-    """control → control (added): the schedule whose STARTs carried ``schedule`` ended."""
-    return custom(CONTROL, STATUS=SCHEDULE_ENDED, SCHEDULE=schedule)
+def schedule_ended(schedule: str, ending: str | None = None) -> Message:
+    """control → control (added): the schedule whose STARTs carried ``schedule`` ended, and how
+    (one of ``SCHEDULE_ENDINGS``, as ENDING)."""
+    message = custom(CONTROL, STATUS=SCHEDULE_ENDED, SCHEDULE=schedule)
+    if ending is not None:
+        message["ENDING"] = ending
+    return message
+
+
+def parse_schedule_ending(message: Message) -> str | None:
+    """How a SCHEDULE_ENDED says its schedule ended; None when it says not, or not in our words."""
+    ending = message.get("ENDING")
+    return ending if ending in SCHEDULE_ENDINGS else None
 
 
 def parse_schedule(message: Message) -> str | None:

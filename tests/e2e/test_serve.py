@@ -404,3 +404,28 @@ async def test_a_resized_browser_window_refits_the_terminal_and_the_app_redraws_
         except Exception as error:
             raise AssertionError(f"{error}; at {columns}x{rows} the page shows:\n{await screen(page)}") from None
     assert sizes[1][0] < 100 <= sizes[3][0] < sizes[2][0] and sizes[1][1] < sizes[3][1] < sizes[2][1], sizes
+
+
+async def test_closing_the_tab_that_runs_a_schedule_ends_it_and_the_other_tab_says_so_and_starts(server, browser):
+    """The tab that ran a schedule was closed: the schedule ended without a word and the other tab
+    refused s for 35 s ("a schedule is running in another control room"). The closing tab says
+    SCHEDULE_ENDED on its way out; the other logs it and starts at once."""
+    from cartpole_tui.env.history.store import RunStore
+
+    def runs() -> list:
+        with RunStore.open(str(server.folder / "runs.sqlite3"), read_only=True) as store:
+            return store.runs()
+
+    first = await open_control_room(browser, server)
+    second = await open_control_room(browser, server)
+    await first.keyboard.press("r")
+    await wait_screen(first, "schedule started")
+    await second.keyboard.press("s")  # refused, and the log says why (the toast goes)
+    await wait_screen(second, "not started: a schedule is running in another control room (x stops it)")
+    await first.close()
+    await wait_screen(second, "another control room's schedule ended: its control room left", timeout=10_000)
+    wait_for(lambda: runs()[-1].state != "running", 60, "the schedule's last run to end")
+    before = len(runs())
+    await second.keyboard.press("s")
+    wait_for(lambda: len(runs()) > before, 15, "the second tab's run")
+    assert "not started" not in (await screen(second)).split("its control room left", 1)[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import threading
 
@@ -260,12 +261,37 @@ async def test_schedule_runs_rounds_and_x_stops_it(tmp_path, broker):
             await until(pilot, lambda: "round 1:" in log_text(app), what="a first round in the log")
             assert [r.params.deterministic for r in runs(app)][:2] == [False, True]  # train, then evaluate
             await pilot.press("x")
-            await until(
-                pilot, lambda: "schedule ended after" in log_text(app).replace("\n", ""), what="the schedule to end"
-            )
+            await until(pilot, lambda: "(your x)" in log_text(app).replace("\n", ""), what="the schedule to end")
             assert not app.controller.schedule_running  # a new schedule may start
             rounds = log_text(app).count("round ")
             assert rounds >= 1 and all(r.state != "running" for r in runs(app))
+    finally:
+        swarm.close()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_progress_line_says_the_schedules_round_and_target_and_how_it_ended(tmp_path, broker, size):
+    """At 80x24 (no log pane) nothing on screen said that a schedule was going, its round, its
+    target, or how it ended (a toast of a few seconds)."""
+    from cartpole_tui.env.swarm.swarm import Swarm
+
+    swarm = Swarm("127.0.0.1", broker.port, models=4, seed=2).start()
+    app = make_app(tmp_path, broker.port)
+
+    def progress_line() -> str:
+        return screen_text(app).splitlines()[2].strip()
+
+    try:
+        async with app.run_test(size=size) as pilot:
+            await connected(pilot)
+            await pilot.press("r")
+            going = r"^(━|╸|╺)+\s+\d+% \S+ schedule round (\d+) · target 475 · run \d+ · \d+/20"
+            shown = await until(pilot, lambda: re.search(going, progress_line()), what="the schedule on the line")
+            assert int(shown[2]) >= 1
+            await pilot.press("x")
+            ended = r"^schedule stopped (in|after) round \d+ \(your x\)( · run \d+ stopped · .*)?$"
+            await until(pilot, lambda: re.search(ended, progress_line()), what="how it ended, on the line")
+            assert len(screen_text(app).splitlines()[2].rstrip()) < size[0]  # whole, not cut at the edge
     finally:
         swarm.close()
 
@@ -280,7 +306,7 @@ async def test_x_during_a_schedule_says_its_run_is_stopped_now(tmp_path, broker,
         await pilot.press("r")
         await until(pilot, lambda: len(app.history) >= 3, what="the schedule's first run playing")
         await pilot.press("x")
-        await until(pilot, lambda: "schedule ended after" in log_text(app), what="the schedule to end")
+        await until(pilot, lambda: "schedule stopped in round 1 (your x)" in log_text(app), what="the schedule to end")
         said = log_text(app).split("schedule stopping", 1)[1].splitlines()
         assert said[0] == ": its run going is stopped, and it ends", said
         told = sorted(line[9:] for line in said[1:3])  # the STOP's answer and the run's end, in either order

@@ -60,7 +60,7 @@ def test_json_round_trip(history):
     out = io.StringIO()
     assert export_runs(history, None, "json", out) == 3
     document = json.loads(out.getvalue())
-    assert (document["format"], document["version"]) == ("cartpole-tui/runs", 2)
+    assert (document["format"], document["version"]) == ("cartpole-tui/runs", 3)
     runs = expected(history)
     assert [r["run"] for r in document["runs"]] == list(runs)
     for exported in document["runs"]:
@@ -72,8 +72,11 @@ def test_json_round_trip(history):
         )
         assert (exported["seed"], exported["deterministic"], exported["ended"]) == (run.params.seed, False, run.ended)
         assert [tuple(e.values()) for e in exported["episode_rows"]] == [tuple(e) for e in episodes]
+        # the CSV's episode columns by the same names (the number was "index" here, "episode" there)
+        assert all(list(e) == list(EPISODE_FIELDS) for e in exported["episode_rows"])
         # one name, one meaning: "episodes" is the number the run asked for, as in the CSV (it was the list)
         assert list(exported) == [*RUN_FIELDS, "episode_rows"] and exported["episodes"] == run.params.episodes
+    assert any(exported["episode_rows"] for exported in document["runs"])
 
 
 def test_chosen_runs_only(history):

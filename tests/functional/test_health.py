@@ -224,3 +224,24 @@ async def test_a_schedule_whose_run_no_agent_plays_says_why_once(tmp_path, broke
         lines = log_text(app).splitlines()
         assert sum("run stalled" in line for line in lines) == 1, lines
         assert any(line.endswith("schedule: ended: its run could not go on (above)") for line in lines), lines
+
+
+def test_run_json_on_a_network_without_agents_still_prints_one_object(broker):
+    """`run --json` that stalled printed nothing on standard output (`| jq` got nothing), while an
+    interrupted run prints its object: now a stall prints one too, with why, and exits 1."""
+    import json
+
+    for schedule in ([], ["--schedule", "--rounds", "1"]):
+        episodes = [] if schedule else ["--episodes", "3"]
+        done = subprocess.run(
+            [CLI, "run", *schedule, *episodes, "--connect", f"{HOST}:{broker.port}", "--db", ":memory:", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        said = done.stderr.strip().splitlines()[-1]
+        assert said.startswith("cartpole-tui: run stalled: no agent is in room observation"), done.stderr
+        report = json.loads(done.stdout)  # exactly one object
+        assert report["stopped"] is True and report["error"] == said.removeprefix("cartpole-tui: "), report
+        assert report["scores" if not schedule else "rounds"] == []

@@ -238,7 +238,7 @@ def test_a_schedule_json_interrupted_prints_the_rounds_it_played(tmp_path):
         report = json.loads(stdout)
         assert report["stopped"] is True and report["solved"] is False and len(report["rounds"]) >= 2
         assert [r["round"] for r in report["rounds"]] == list(range(1, len(report["rounds"]) + 1))
-        assert "interrupted: schedule stopped after" in stderr and "Traceback" not in stderr
+        assert "interrupted: schedule stopped in round " in stderr and "Traceback" not in stderr
     finally:
         if child.poll() is None:
             child.kill()

@@ -279,7 +279,7 @@ async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_p
         await pilot.press("r")
         await until(lambda: "round 3:" in log(), timeout=180, what="three rounds of the schedule")
         await pilot.press("x")
-        await until(lambda: "schedule ended after" in log().replace("\n", ""), what="the schedule to end")
+        await until(lambda: "schedule stopped " in log().replace("\n", ""), what="the schedule to end")
         assert "stalled" not in log()
 
 

@@ -8,6 +8,7 @@ its ``x`` stops the schedule, said in both rooms.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 
@@ -22,7 +23,7 @@ from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.tui.app import ControlRoomApp
 
-from conftest import CLI, wait_for
+from conftest import CLI, screen_text, wait_for
 
 HOST = "127.0.0.1"
 REFUSED = "a schedule is running in another control room (x stops it)"
@@ -77,6 +78,8 @@ async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, 
         await until(pilot, in_gap.is_set, what="room A's schedule between its runs")
         await start_run(pilot, "20")
         await until(pilot, lambda: [n.message for n in app._notifications] == [REFUSED], 10, "the refusal")
+        # the toast goes in seconds: the log keeps why s did nothing
+        assert f"not started: {REFUSED}" in screen_text(app)
         go_on.set()
         await until(pilot, lambda: not schedule.thread.is_alive(), what="room A's schedule to end")
         assert len(schedule.outcome[0].rounds) == 2 and not any(run.stopped for run in schedule.ended())
@@ -103,6 +106,56 @@ async def test_x_in_another_room_stops_the_schedule_and_both_rooms_say_so(tmp_pa
         await until(pilot, lambda: not app.controller.schedule_elsewhere, 5, "SCHEDULE_ENDED heard")
         await start_run(pilot, "3")  # the network is free again
         await until(pilot, lambda: "run 2 done" in log_text(app), what="room B's own run")
+
+
+def room(tmp_path, broker, name: str) -> ControlRoomApp:
+    return ControlRoomApp(
+        SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False), db_path=str(tmp_path / f"{name}.sqlite3")
+    )
+
+
+async def test_a_room_that_quits_mid_schedule_says_so_and_the_other_room_may_start_at_once(tmp_path, broker, closing):
+    """Closing the browser tab (or quitting the room) that ran a schedule ended it without a
+    word: the other rooms refused s for 35 s (SCHEDULE_GAP_TIMEOUT). The room says SCHEDULE_ENDED
+    on its way out, and the others log it and start at once."""
+    network(broker, closing)
+    a, b = room(tmp_path, broker, "a"), room(tmp_path, broker, "b")
+    async with b.run_test(size=(120, 40)) as pilot_b:
+        async with a.run_test(size=(120, 40)) as pilot_a:
+            await until(pilot_a, lambda: a.connection == "connected", what="room A to join")
+            await until(pilot_b, lambda: b.connection == "connected", what="room B to join")
+            await pilot_a.press("r")
+            await until(pilot_b, lambda: b.controller.schedule_elsewhere, 30, "B to hear A's schedule")
+            going = "another control room's schedule · "  # on B's progress line, where s is refused
+            await until(pilot_b, lambda: going in screen_text(b).splitlines()[2], 5, "B to say A's schedule goes")
+        # A is gone (its run going plays on: closing a room ends nothing)
+        left = "another control room's schedule ended: its control room left"
+        await until(pilot_b, lambda: left in screen_text(b), 5, "B to log that A's schedule ended")
+        await until(pilot_b, lambda: going not in screen_text(b).splitlines()[2], 5, "B's progress line to follow")
+        await until(pilot_b, lambda: b.current is None, 60, "A's last run to end")
+        await start_run(pilot_b, "3")
+        await until(pilot_b, lambda: re.search(r"run \d+ done", log_text(b)), 30, "B's own run")
+        assert REFUSED not in log_text(b)
+
+
+async def test_a_stopped_schedule_says_in_which_round_and_whose_x(tmp_path, broker, closing):
+    """A schedule stopped by an x was summed up "schedule ended after 0 rounds, not solved"."""
+    network(broker, closing)
+    a, b = room(tmp_path, broker, "a"), room(tmp_path, broker, "b")
+    stopped = re.compile(r"schedule stopped (in|after) round \d+ \((another control room's|your) x\)")
+    async with a.run_test(size=(120, 40)) as pilot_a, b.run_test(size=(120, 40)) as pilot_b:
+        await until(pilot_a, lambda: a.connection == "connected", what="room A to join")
+        await until(pilot_b, lambda: b.connection == "connected", what="room B to join")
+        for turn, (who, pilot) in enumerate((("another control room's", pilot_b), ("your", pilot_a))):
+            await pilot_a.press("r")
+            await until(pilot_a, lambda: a.current is not None, 30, "A's schedule playing")
+            await until(pilot_b, lambda: b.controller.schedule_elsewhere, 30, "B to know of it")  # B's x stops it
+            await pilot.press("x")
+            await until(pilot_a, lambda t=turn: len(stopped.findall(log_text(a))) > t, 30, "A's schedule to stop")
+            assert stopped.findall(log_text(a))[turn][1] == who
+            assert stopped.search(screen_text(a)), screen_text(a)  # the latest line, on the screen
+            await until(pilot_a, lambda: not a.controller.schedule_running and a.current is None, 30, "A idle")
+        assert "not solved" not in log_text(a) and "0 rounds" not in log_text(a)
 
 
 def test_a_run_is_told_started_once_when_its_announcement_comes_late():
@@ -147,4 +200,4 @@ def test_run_schedule_stopped_from_another_room_says_so_and_exits_1(broker, clos
     finally:
         headless.kill()
     assert headless.returncode == 1, stderr
-    assert stderr.splitlines()[-1] == "cartpole-tui: another control room sent STOP: schedule stopped after 0 rounds"
+    assert stderr.splitlines()[-1] == "cartpole-tui: another control room sent STOP: schedule stopped in round 1"

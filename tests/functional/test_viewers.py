@@ -21,6 +21,7 @@ from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.tui.app import ControlRoomApp
+from cartpole_tui.tui.controller import ScheduleStoppedBy
 
 from conftest import screen_text, wait_for
 
@@ -109,7 +110,7 @@ async def test_the_room_that_started_a_schedule_draws_it_as_its_followers_and_th
         await pilot_a.press("r")
         await until(pilot_a, lambda: "round 3:" in log_text(a), timeout=90, what="three rounds")
         await pilot_a.press("x")
-        await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule to stop")
+        await until(pilot_a, lambda: "schedule stopped" in log_text(a), what="the schedule to stop")
         await until(pilot_b, lambda: runs_told(b)[-1:] == runs_told(a)[-1:], what="B to tell A's last run's end")
         await pilot_a.pause(1.5)
         assert runs_told(a) == runs_told(b)  # A began no run again ("run 1 started" after run 4)
@@ -157,7 +158,7 @@ async def test_a_schedules_end_is_told_after_its_last_runs_end(broker, shared):
 
         def pushing(event) -> None:
             push(event)
-            told.set() if isinstance(event, ScheduleResult) else None
+            told.set() if isinstance(event, (ScheduleResult, ScheduleStoppedBy)) else None
 
         def handing_on(event) -> None:
             if isinstance(event, RunFinished):
@@ -168,11 +169,11 @@ async def test_a_schedules_end_is_told_after_its_last_runs_end(broker, shared):
         await pilot.press("r")
         await until(pilot, lambda: "round 1:" in log_text(app), timeout=60, what="a round")
         await pilot.press("x")
-        await until(pilot, lambda: "schedule ended" in log_text(app), what="the schedule's end")
+        await until(pilot, lambda: "schedule stopped" in log_text(app), what="the schedule's end")
         await until(pilot, lambda: app.current is None, what="the last run's end")
         lines = log_text(app).splitlines()
         last_run = max(i for i, line in enumerate(lines) if " stopped: " in line or " done: " in line)
-        assert "schedule ended" in lines[-1] and last_run < len(lines) - 1, lines
+        assert "schedule stopped" in lines[-1] and last_run < len(lines) - 1, lines
 
 
 async def test_an_evolution_asked_elsewhere_is_shown_and_a_late_room_says_what_it_has_not_seen(broker, shared):
@@ -197,6 +198,22 @@ async def test_an_evolution_asked_elsewhere_is_shown_and_a_late_room_says_what_i
             assert pane.startswith("no evolution seen since this control room joined:"), pane
 
 
+async def test_an_evolution_asked_elsewhere_is_told_whole_at_80_columns(broker, shared):
+    """At 80x24 a follower's controls line read "evo: gen 4 at 10:40:1": the time cut. Where
+    the line is short the status takes a shorter form, never a cut one."""
+    a, narrow, wide = viewer(broker, shared), viewer(broker, shared), viewer(broker, shared)
+    rooms = a.run_test(size=SIZE), narrow.run_test(size=(80, 24)), wide.run_test(size=SIZE)
+    async with rooms[0] as pilot_a, rooms[1] as pilot_n, rooms[2] as pilot_w:
+        for app, pilot in ((a, pilot_a), (narrow, pilot_n), (wide, pilot_w)):
+            await until(pilot, lambda app=app: app.connection == "connected", what="the rooms to connect")
+        await pilot_a.press("e")
+        line = r"evo: gen 1 (at )?\d\d:\d\d:\d\d( \(asked elsewhere\))?$"
+        shown = await until(pilot_n, lambda: re.search(line, screen_text(narrow).splitlines()[1].rstrip()), 30)
+        assert len(screen_text(narrow).splitlines()[1].rstrip()) < 80, shown[0]  # whole, not cut at the edge
+        told = await until(pilot_w, lambda: re.search(line, screen_text(wide).splitlines()[1].rstrip()), 30)
+        assert told[0].endswith(" (asked elsewhere)") and " at " in told[0]
+
+
 async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_schedule(broker, shared):
     """The runs table repainted once a second: through a schedule's short runs a follower's table
     said "21  0/20 … running" beside "run 22 done". It repaints when a run starts or ends."""
@@ -215,7 +232,7 @@ async def test_a_followers_runs_table_keeps_up_with_its_progress_line_through_a_
             if told and any(number < int(told.group(1)) for number in running):
                 behind.append((lines[2].strip(), running))
         await pilot_a.press("x")
-        await until(pilot_a, lambda: "schedule ended" in log_text(a), what="the schedule's end")
+        await until(pilot_a, lambda: "schedule stopped" in log_text(a), what="the schedule's end")
     assert not behind, behind
 
 

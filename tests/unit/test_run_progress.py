@@ -9,8 +9,11 @@ from cartpole_tui.env.words import average
 from cartpole_tui.tui.data.run_progress import (
     Counted,
     RunProgress,
+    ScheduleLabel,
     StatusFacts,
+    progress_text,
     round_line,
+    schedule_ended_elsewhere_line,
     schedule_ended_text,
     status_line,
 )
@@ -122,6 +125,25 @@ def test_schedule_lines():
     )
 
 
+def test_a_stopped_schedule_says_where_the_stop_found_it_and_whose_x_it_was():
+    """It said "schedule ended after 0 rounds, not solved" with round 1's training played."""
+    round_1 = RoundResult(1, 20.0, 30.0, 1.0, 2.0, 400)
+
+    def stopped(at, rounds=(), here=False):
+        return schedule_ended_text(ScheduleResult(ScheduleSettings(), list(rounds), stopped=True, stopped_at=at), here)
+
+    assert stopped(("eval", 1)) == "schedule stopped in round 1 (another control room's x)"
+    assert stopped(("evolve", 2), [round_1], here=True) == "schedule stopped in round 2 (your x)"
+    assert stopped(("train", 2), [round_1]) == "schedule stopped after round 1 (another control room's x)"
+    assert stopped(("train", 1), here=True) == "schedule stopped before its first run (your x)"
+
+
+def test_the_end_of_another_rooms_schedule_is_told_as_its_room_said_it():
+    assert schedule_ended_elsewhere_line("left") == "another control room's schedule ended: its control room left"
+    assert schedule_ended_elsewhere_line("solved") == "another control room's schedule ended: solved"
+    assert schedule_ended_elsewhere_line(None) == "another control room's schedule ended"
+
+
 def test_averages_round_half_up_at_the_places_shown():
     # format() rounds the float half-even: 9.25 showed as 9.2 in the table beside the export's 9.25
     assert [average(v) for v in (9.25, 9.35, 0.15, 2.675, 161.24999, 500.0)] == [
@@ -170,3 +192,22 @@ def test_the_status_line_fits_its_one_row():
     squeezed = status_line(facts(address="x" * 60, connection="offline", width=80, steps_per_second=2593.0))
     assert squeezed.plain == "x" * 60 + " │ ○ offline  2,593 steps/s"[: 78 - 60 - 1] + "…"
     assert status_line(facts(connection="offline", width=120)).plain.endswith("○ offline: run history only")
+
+
+def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():
+    label = "run 13 · 2/5 · last 181 · mean(100) 81.3"
+    going = ScheduleLabel(3, 475.0)
+    assert progress_text(label, None, 10) == label
+    assert progress_text(label, going, 80) == f"schedule round 3 · target 475 · {label}"
+    assert progress_text(label, going, 51) == "schedule round 3 · target 475 · run 13 · 2/5"  # at 80x24
+    assert progress_text(label, going, 40) == "round 3 · target 475 · run 13 · 2/5"
+    assert progress_text(label, going, 10) == "round 3 · run 13 · 2/5"  # the last form, cut by the line
+    assert progress_text(label, ScheduleLabel(3, None), 40) == "schedule round 3 · run 13 · 2/5"
+    ended = ScheduleLabel(ended="schedule solved: deterministic average 499.3")
+    done = "run 42 done · avg 499.3 over 100 episodes"
+    assert progress_text(done, ended, 120) == f"{ended.ended} · {done}"
+    assert progress_text(done, ended, 77) == f"schedule solved · {done}"  # at 80x24
+    assert progress_text(done, ended, 40) == ended.ended  # the last form, cut by the line
+    elsewhere = ScheduleLabel(elsewhere=True)
+    assert progress_text(label, elsewhere, 80) == f"another control room's schedule · {label}"
+    assert progress_text(label, elsewhere, 51) == "another control room's schedule · run 13 · 2/5"

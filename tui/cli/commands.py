@@ -48,7 +48,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.env.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
 
@@ -318,6 +318,12 @@ def run(args: argparse.Namespace) -> int:
             if args.json:  # what was played, for `| jq`: the report says it stopped
                 print(strict_json(_run_report(args, session, result, scores, None)), flush=True)
             return caught.code
+        except _FAILURES as error:  # stalled, no progress for --timeout, the broker lost: said on stderr
+            if args.json:  # and still one object on stdout for `| jq`, with what was played and why it ended
+                tell_rest()
+                result = _given_up(session)
+                print(strict_json(_run_report(args, session, result, scores, None, str(error))), flush=True)
+            raise
         tell_rest()
         rate = _steps_per_s(store, result.run_id, ended)
     if args.json:
@@ -334,8 +340,10 @@ def _run_report(
     result: RunFinished,
     scores: dict[tuple[str, int], float],
     rate: float | None,
+    error: str | None = None,
 ) -> dict:
-    """`run --json`'s object: the run's result, its scores by episode number."""
+    """`run --json`'s object: the run's result, its scores by episode number; ``error``: why it
+    ended without its ENV_DONE (a stall, the broker lost), as standard error says it."""
     numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
     return {
         "avg_score": result.avg_score,
@@ -345,6 +353,7 @@ def _run_report(
         "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
         "address": session.address,
         "steps_per_s": rate,
+        "error": error,
     }
 
 
@@ -380,11 +389,17 @@ def _stop_interrupted(session: Session) -> RunFinished:
         control.stop_run()
         return control.wait_run(idle_timeout=defaults.STOP_ANSWER_TIMEOUT)
     except (ControlTimeout, ConnectionError, KeyboardInterrupt):
-        scores = control.scores()
-        avg = sum(scores) / len(scores) if scores else 0.0
-        result = RunFinished(control.run_id, avg, len(scores), stopped=True, scores=scores)
+        result = _given_up(session)
         session.stopped_unanswered(result)
         return result
+
+
+def _given_up(session: Session) -> RunFinished:
+    """The run this command gave up on, as it stands: the episodes it heard of."""
+    control = session.control
+    scores = control.scores() if control is not None else []
+    avg = sum(scores) / len(scores) if scores else 0.0
+    return RunFinished(control.run_id if control is not None else None, avg, len(scores), True, scores)
 
 
 def schedule(args: argparse.Namespace) -> int:
@@ -427,6 +442,12 @@ def schedule(args: argparse.Namespace) -> int:
             + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )
 
+    def so_far(error: str | None = None) -> dict:
+        """The rounds played, as a schedule that did not end its own way reports them."""
+        settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
+        stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
+        return {**stopped.to_json(), "error": error}
+
     with _open_session(args) as (session, _), progress, lines, _signals_as_interrupts() as caught:
         started = time.monotonic()  # the episode lines' wall clock: the schedule's, as its result's wall_seconds
         try:
@@ -450,14 +471,18 @@ def schedule(args: argparse.Namespace) -> int:
             lines.flush()
             progress.stop()
             why = caught.name if interrupted else "another control room sent STOP"
-            print(f"cartpole-tui: {why}: schedule stopped after {plural(len(played), 'round')}", file=sys.stderr)
+            # the round it was in (it said "after 0 rounds" with round 1's training played)
+            where = f"in round {phase['round']}" if phase["round"] else "before its first run"
+            print(f"cartpole-tui: {why}: schedule stopped {where}", file=sys.stderr)
             if args.json:  # the rounds played, for `| jq`
-                settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
-                stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
-                print(strict_json(stopped.to_json()), flush=True)
+                print(strict_json(so_far()), flush=True)
             return caught.code if interrupted else EXIT_FAILURE
+        except _FAILURES as error:  # a stall, the broker lost: said on stderr, and one object on stdout
+            if args.json:
+                print(strict_json(so_far(str(error))), flush=True)
+            raise
     if args.json:
-        print(strict_json(result.to_json()), flush=True)
+        print(strict_json({**result.to_json(), "error": None}), flush=True)
     else:
         verdict = f"solved: ≥ {target:g}" if result.solved else f"not solved: below {target:g}"
         print(

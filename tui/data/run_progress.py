@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from cartpole_tui.env import defaults
@@ -121,7 +122,7 @@ class Counted:
 class RunProgress:
     """The run going, as the progress label and the log tell it; says once when it seems stuck."""
 
-    def __init__(self, now: float, stall_hint_seconds: float = defaults.STALL_HINT_SECONDS):
+    def __init__(self, now: float, stall_hint_seconds: float = defaults.STALL_SECONDS):
         self.stall_hint_seconds = stall_hint_seconds
         self.current: RunStarted | None = None
         self.finished = 0  # episodes the current run finished
@@ -293,8 +294,58 @@ def round_line(result: RoundResult) -> Text:
     )
 
 
-def schedule_ended_text(result: ScheduleResult) -> str:
-    """How a schedule ended (the notification; the log adds its duration)."""
+def schedule_ended_text(result: ScheduleResult, stopped_here: bool = False) -> str:
+    """How a schedule ended (the notification; the log adds its duration); a stopped one, where
+    the stop found it and whose x it was (``stopped_here``: this room's)."""
     if result.solved:
         return f"schedule solved: deterministic average {average(result.final_eval_avg)}"
-    return f"schedule ended after {len(result.rounds)} rounds, not solved"
+    if not result.stopped:
+        return f"schedule ended after {plural(len(result.rounds), 'round')}, not solved"
+    phase, number = result.stopped_at or ("train", len(result.rounds) + 1)
+    if phase != "train":
+        where = f"in round {number}"
+    else:  # between rounds: the next one's training did not begin
+        where = f"after round {number - 1}" if number > 1 else "before its first run"
+    whose = "your" if stopped_here else "another control room's"
+    return f"schedule stopped {where} ({whose} x)"
+
+
+# how another room's schedule ended, as its SCHEDULE_ENDED says (protocol.SCHEDULE_ENDINGS)
+_ENDINGS_ELSEWHERE = {"left": "its control room left"}
+
+
+def schedule_ended_elsewhere_line(ending: str | None) -> str:
+    """The log's line for the end of another room's schedule (``s`` starts a run again)."""
+    said = "another control room's schedule ended"
+    return said if ending is None else f"{said}: {_ENDINGS_ELSEWHERE.get(ending, ending)}"
+
+
+@dataclass(frozen=True)
+class ScheduleLabel:
+    """What the progress line says of this room's schedule: its round and target while it goes
+    (at 80x24 no log pane shows it), how it ended once it did; or that another room's goes."""
+
+    round: int = 0
+    target: float | None = None
+    ended: str | None = None  # schedule_ended_text, or why it failed
+    elsewhere: bool = False  # another room's schedule goes (its round is not told): s and r are refused
+
+
+def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
+    """The progress line's text: the run's ``label``, after what the schedule is at, in the
+    fullest form that fits ``room`` columns (the run's last score and mean go first: the plot's
+    legend shows them too)."""
+    if schedule is None:
+        return label
+    head = label.split(" · last ", 1)[0]
+    if schedule.ended is not None:
+        said = schedule.ended.split(":", 1)[0]  # "schedule solved": the run's label has the check's average
+        forms = [f"{schedule.ended} · {label}", f"{said} · {label}", f"{said} · {head}", schedule.ended]
+    elif schedule.elsewhere:
+        going = "another control room's schedule"
+        forms = [f"{going} · {label}", f"{going} · {head}", f"schedule elsewhere · {head}"]
+    else:
+        going = f"round {schedule.round}" + (f" · target {schedule.target:g}" if schedule.target is not None else "")
+        forms = [f"schedule {going} · {label}", f"schedule {going} · {head}", f"{going} · {head}"]
+        forms.append(f"round {schedule.round} · {head}")
+    return next((form for form in forms if cell_len(form) <= room), forms[-1])

@@ -31,7 +31,14 @@ BOTTOM_ROW = {"runs-pane": RUNS_WIDTH, "network-pane": SIDE_MIN, "population-pan
 FIXED_ROWS = 4  # status, controls, progress, footer
 BAR_WIDTH, BAR_WIDTH_MIN = 32, 6  # Textual's progress bar, and the least of it still readable
 PROGRESS_LABEL_ROOM = 68  # the columns a long progress label and the bar's percentage and ETA take
+BAR_FIGURES = 14  # the bar's percentage and ETA beside it ("  40% --:--:--"), in Textual's ProgressBar
+PROGRESS_PADDING = 3  # the progress row's padding (a column each side) and the label's (one on its left)
 LOG_LINES = 1000
+
+
+def bar_width(width: int) -> int:
+    """The progress bar's columns in a terminal ``width`` columns wide."""
+    return min(BAR_WIDTH, max(BAR_WIDTH_MIN, width - PROGRESS_LABEL_ROOM))
 
 
 class MainScreen(Screen):
@@ -103,6 +110,11 @@ class MainScreen(Screen):
     def on_resize(self) -> None:
         self.arrange_panes()
 
+    def progress_label_room(self, bar_shown: bool) -> int:
+        """The columns the progress label has, beside the bar or alone on its row."""
+        width = self.app.size.width
+        return width - PROGRESS_PADDING - (bar_width(width) + BAR_FIGURES if bar_shown else 0)
+
     def toggle_pane(self, pane_id: str) -> None:
         shown = not self.panes[pane_id].display
         self.chosen.pop(pane_id, None)  # the latest choice last: it wins the room
@@ -122,7 +134,7 @@ class MainScreen(Screen):
         # the progress label is read whole: the bar is shorter in a narrow terminal (not with each
         # label, which would make it jitter)
         for bar in self.progress.query("Bar"):
-            bar.styles.width = min(BAR_WIDTH, max(BAR_WIDTH_MIN, width - PROGRESS_LABEL_ROOM))
+            bar.styles.width = bar_width(width)
         wanted = {
             "plot-pane": True,
             "cart-pane": width >= 60,

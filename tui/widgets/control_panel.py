@@ -80,7 +80,7 @@ class ControlPanel(Horizontal):
     ControlPanel #offline { color: $text-muted; }
     """
 
-    _evolution: tuple[str, str] = ("idle", "")  # what show_evolution was given last
+    _evolution: tuple[str, ...] = ("idle",)  # what show_evolution was given last
     _offline = False  # shows why there are no run controls
 
     def compose(self) -> ComposeResult:
@@ -116,9 +116,10 @@ class ControlPanel(Horizontal):
     def toggle_deterministic(self) -> None:
         self.query_one("#deterministic", Checkbox).toggle()
 
-    def show_evolution(self, text: str, detail: str = "") -> None:
-        """``evo: text``, and `` detail`` after it where the line has room for it whole."""
-        self._evolution = (text, detail)
+    def show_evolution(self, *forms: str) -> None:
+        """``evo: `` and the first of ``forms`` (the fullest first) that the line holds whole; the
+        last one where none does (at 80 columns "evo: gen 4 at 10:40:41" was cut mid-time)."""
+        self._evolution = forms
         self._show_evolution()
 
     def on_resize(self) -> None:
@@ -126,12 +127,9 @@ class ControlPanel(Horizontal):
 
     def _show_evolution(self) -> None:
         label = self.query_one("#evo-state", Label)
-        text, detail = self._evolution
-        shown = f"evo: {text}"
         room = self.content_region.right - label.region.x - 1  # its left padding
-        if detail and label.region.width and len(shown) + 1 + len(detail) <= room:
-            shown += f" {detail}"
-        label.update(Text(shown))  # may hold a peer's name: never markup
+        fits = (f"evo: {form}" for form in self._evolution if label.region.width and len(f"evo: {form}") <= room)
+        label.update(Text(next(fits, f"evo: {self._evolution[-1]}")))  # may hold a peer's name: never markup
 
     def show_offline(self) -> None:
         """No network: the run controls give way to a line that says why there are none."""
