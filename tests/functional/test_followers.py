@@ -235,6 +235,7 @@ async def test_with_the_published_environment_a_follower_counts_from_its_observa
             (run,) = app.store.runs()
             assert run.followed and run.state == "done" and run.total_steps > 0
             assert run.run_uid == run_id and run.params.episodes == 5
+            assert re.search(r"run 1 done: average [\d.]+ over 5 episodes \(ENV_DONE\)", log_text(app)), log_text(app)
             await until(pilot, lambda: table_row(app, 1)[2:3] == ["5"], what="5 episodes in the runs table")
             assert "waiting for agents" not in log_text(app)
     finally:

@@ -211,3 +211,14 @@ def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():
     elsewhere = ScheduleLabel(elsewhere=True)
     assert progress_text(label, elsewhere, 80) == f"another control room's schedule · {label}"
     assert progress_text(label, elsewhere, 51) == "another control room's schedule · run 13 · 2/5"
+
+
+def test_the_published_environments_end_is_over_the_episodes_its_start_asked_and_misses_nothing():
+    """Their ENV_DONE tells no count and comes before the run's last DONE: a room that heard the
+    START says "over 20 episodes" (it said "avg 25.5" alone), and its file, one episode short at
+    that moment, is not "19 recorded here" (only a run joined with episodes missed says that)."""
+    progress = RunProgress(now=0.0)
+    progress.started(RunStarted("r1", 20, False, instances=0), 1, now=0.0)
+    line = progress.ended(RunFinished("r1", 25.5, 0), recorded=19)
+    assert line.plain == "run 1 done: average 25.5 over 20 episodes (ENV_DONE)"
+    assert progress.take_label() == "run 1 done · avg 25.5 over 20 episodes"

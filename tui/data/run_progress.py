@@ -133,6 +133,7 @@ class RunProgress:
         self.label: str | None = None  # the progress label waiting for the next redraw
         self._seen = (-1, now)  # (steps + episodes, when that count last moved)
         self._stall_label: str | None = None  # the stall label last said
+        self._missed: str | None = None  # the run joined mid-run with episodes this room was not told
 
     def number(self, run_id: str) -> int | None:
         return self.numbers.get(run_id)
@@ -180,6 +181,7 @@ class RunProgress:
         self.label = f"run {number} · {event.finished}/{event.run.episodes}"
         if not event.missed:
             return None
+        self._missed = event.run.run_id
         return (
             f"run {number} joined mid-run: {plural(event.missed, 'episode')} ended before this room could be told"
             f" them (a joining room is told the latest {protocol.MAX_STATE_SCORES:,} to end): not in its history"
@@ -206,7 +208,7 @@ class RunProgress:
         fewer than the run's (joined mid-run). Returns the log line."""
         number = self.numbers.get(event.run_id, "?") if event.run_id is not None else "?"
         ending = "stopped" if event.stopped else "done"
-        finished, self.current = self.finished, None
+        (finished, current), self.current = (self.finished, self.current), None
         run = self.numbers.get(event.run_id) if event.run_id is not None else None
         if run is not None:
             self.counted[run] = replace(
@@ -216,9 +218,14 @@ class RunProgress:
         if not event.episodes and not finished and not event.avg_score:
             self.label = f"run {number} {ending} · no episode finished"
             return Text(f"run {number} {ending}: no episode finished{speed}")
-        # the published ENV_DONE tells no count (and comes before the last observation)
-        over = f" over {plural(event.episodes, 'episode')}" if event.episodes else ""
-        here = f"{recorded:,} recorded here" if recorded is not None and recorded < event.episodes else ""
+        # the published ENV_DONE tells no count (and comes before the last observation): its
+        # average is over the episodes its START asked for, when this room heard them
+        asked = current.episodes if current is not None and current.run_id == event.run_id else 0
+        over = f" over {plural(event.episodes or asked, 'episode')}" if event.episodes or asked else ""
+        # only of a run joined with episodes missed: the published environment's last DONE comes
+        # after its ENV_DONE, so its starter's file had one episode fewer at this moment
+        missed = event.run_id is not None and event.run_id == self._missed
+        here = f"{recorded:,} recorded here" if missed and recorded is not None and recorded < event.episodes else ""
         self.label = f"run {number} {ending} · avg {average(event.avg_score)}{over}" + (f" · {here}" if here else "")
         return Text.assemble(
             f"run {number} {ending}: average ",
