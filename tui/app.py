@@ -184,9 +184,7 @@ class ControlRoomApp(App):
             self.log_line(str(error), "yellow")
         if self.options.offline:
             self.main.controls.show_offline()
-        elif not self.options.embed_env:
-            # ours sends its cart (or picture) to every control room; the published environment none
-            self.main.cart.idle_text = "waiting for a run (the published environment sends no cart)"
+            self.main.cart.idle_text = "offline: no run plays here"
         self.main.network.update_stats(None)
         self._show_status()
         self.theme_changed_signal.subscribe(self, self._theme_changed)

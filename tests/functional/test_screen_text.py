@@ -493,10 +493,16 @@ async def test_the_environment_pane_is_titled_by_what_it_draws(tmp_path, size, e
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_a_followers_environment_pane_says_plainly_what_it_waits_for(tmp_path, broker, size):
-    """It said "waiting for the environment's cart (ours publishes it; the published one not)"."""
+    """It said "waiting for the environment's cart (ours publishes it; the published one not)",
+    then "… (the published environment sends no cart)" beside our environment; both draw it (theirs
+    from its observations). Offline no run can come: it says so."""
     options = SessionOptions(connect=f"127.0.0.1:{broker.port}", embed_env=False, agent="random")
     app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
     async with app.run_test(size=size) as pilot:
         await connected(pilot)
         await pilot.pause()
-        assert words(inside(app, app.main.cart)) == "waiting for a run (the published environment sends no cart)"
+        assert words(inside(app, app.main.cart)) == "waiting for a run…"
+    offline = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
+    async with offline.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert words(inside(offline, offline.main.cart)) == "offline: no run plays here"

@@ -186,12 +186,16 @@ def test_a_runs_steps_a_second_end_at_its_last_episode_whoever_recorded_its_end(
 
 
 def test_the_status_line_fits_its_one_row():
-    # offline at 80 columns, the steps a second wrapped to a hidden second row
-    long = facts(address="history runs.sqlite3", connection="offline", width=80, steps_per_second=2593.0)
-    assert status_line(long).plain == "history runs.sqlite3 │ CartPole-v1 │ ○ offline  2,593 steps/s"
-    squeezed = status_line(facts(address="x" * 60, connection="offline", width=80, steps_per_second=2593.0))
-    assert squeezed.plain == "x" * 60 + " │ ○ offline  2,593 steps/s"[: 78 - 60 - 1] + "…"
-    assert status_line(facts(connection="offline", width=120)).plain.endswith("○ offline: run history only")
+    # at 80 columns, the steps a second wrapped to a hidden second row
+    long = facts(
+        address="history /srv/rl/runs.sqlite3", connection="another environment", width=80, steps_per_second=2593.0
+    )
+    assert status_line(long).plain == "history /srv/rl/runs.sqlite3 │ CartPole-v1 │ ● another env  2,593 steps/s"
+    squeezed = status_line(facts(address="x" * 60, connection="connected", width=80, steps_per_second=2593.0))
+    assert squeezed.plain == ("x" * 60 + " │ ● connected  2,593 steps/s")[:77] + "…"
+    # offline nothing plays: the last run's rate read as live (finding 10); the history says it
+    offline = status_line(facts(connection="offline", width=120, steps_per_second=2593.0)).plain
+    assert offline.endswith("○ offline: run history only")
 
 
 def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():

@@ -75,7 +75,7 @@ def _status_text(facts: StatusFacts, short: bool, env_id: bool) -> Text:
     status.append(SHORT_MARKS.get(facts.connection, mark) if short else mark, style)
     if facts.open_network:
         status.append(" │ open network", "bold red")
-    if facts.steps_per_second:
+    if facts.steps_per_second and facts.connection != "offline":  # nothing plays: no live-looking rate
         status.append(f"  {steps_per_second(facts.steps_per_second)} steps/s")
     return status
 
