@@ -9,6 +9,7 @@ from test_app import connected, log_text, make_app, plain_evolution, runs, start
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.events import BrokerStats
+from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.screens.modals import UnreachableScreen
@@ -177,6 +178,31 @@ async def test_a_mark_past_what_the_plot_draws_is_refused_and_said(tmp_path, mon
         assert table.marked == {1, 2}
         marks = [line for line in screen_text(app).splitlines() if "◆" in line and "┃" in line]
         assert len(marks) == 2, marks
+
+
+async def test_a_run_with_no_episode_is_not_marked_and_that_is_said(tmp_path):
+    """A stopped run with no episode took one of the eight marks, drew nothing, and the legend
+    renumbered the others without a word (new-user finding 11)."""
+    path = str(tmp_path / "runs.sqlite3")
+    write_history(path)
+    with RunStore.open(path) as store:
+        store.begin_run(
+            "empty", episodes=5, deterministic=True, seed=None, env_id="CartPole-v1", address="", started=1.0
+        )
+        store.end_run("empty", avg_score=None, state="stopped", ended=2.0)
+    app = ControlRoomApp(SessionOptions(offline=True), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.main.runs_table.row_count == 7, what="the history")
+        table = app.main.runs_table
+        table.focus()
+        table.move_cursor(row=6)
+        assert table.current == 7
+        await pilot.press("space")
+        await until(
+            pilot, lambda: "run 7 has no episode to draw: not marked" in [n.message for n in app._notifications]
+        )
+        assert table.marked == set()
+        assert not [line for line in screen_text(app).splitlines() if "◆" in line and "┃" in line]
 
 
 async def test_focused_pane_has_a_heavy_border_and_tab_is_short(tmp_path):

@@ -101,6 +101,11 @@ class RunsTable(DataTable):
         number = self.current
         if number is None:
             return
+        run = self._runs.get(number)
+        if number not in self.marked and run is not None and not run.finished and run.state != "running":
+            # it took one of the plot's marks and drew nothing, and the legend renumbered the rest
+            self.notify(f"run {number} has no episode to draw: not marked")
+            return
         if number not in self.marked and len(self.marked) >= defaults.PLOT_OVERLAYS:
             # a ninth mark was shown in the table and drawn nowhere
             self.notify(f"{defaults.PLOT_OVERLAYS} runs marked, the most the plot draws")
