@@ -213,3 +213,20 @@ async def test_no_color_still_draws_marks(monkeypatch):
         assert app.no_color
         assert text.count("◆") == 2
         assert any(0x2801 <= ord(ch) <= 0x28FF for ch in text)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_every_marked_run_has_its_number_along_its_line_however_short(size):
+    """Marked runs of 5, 20, 100 and 2,000 episodes: only the long runs' numbers were drawn, the
+    short ones squeezed into the first columns had none (new-user finding 12)."""
+    plot = ScorePlot(run_history((100, 10)))
+    lengths = (5, 20, 100, 20, 2000, 2000, 2000, 100)
+    heights = (400.0, 120.0, 300.0, 60.0, 150.0, 200.0, 250.0, 450.0)
+    plot.overlays = [
+        Overlay(np.full(n, h), f"run {k}", 1, k) for k, (n, h) in enumerate(zip(lengths, heights), start=1)
+    ]
+    async with PlotApp(plot).run_test(size=size) as pilot:
+        await pilot.pause()
+        rows = lines(plot)[: plot.size.height - 2]  # the plot's rows, right of the y labels and the axis
+        drawn = "".join(row[len(row.split("┤")[0].split("│")[0]) + 1 :] for row in rows)
+        assert [mark for mark in "12345678" if mark not in drawn] == []

@@ -143,6 +143,16 @@ class PlotCanvas:
         if threshold is not None and self.cols >= 24:
             self._write(int(self.pixel_rows([threshold])[0]) // 4, "solved", at=1, layer=1)
 
+    def _mark_short(self, dot_rows: np.ndarray, mark: str, layer: int, marked: set[tuple[int, int]]) -> None:
+        """A short run's number in the last cell of its line that no other mark holds (five runs
+        of 5 to 100 episodes beside ones of 2,000 drew only the long ones' numbers)."""
+        for cell in range(min(self.cols, len(dot_rows) // 2) - 1, -1, -1):
+            row = dot_rows[2 * cell]
+            if row >= 0 and (int(row) // 4, cell) not in marked:
+                self._write(int(row) // 4, mark, at=cell, layer=layer)
+                marked.add((int(row) // 4, cell))
+                return
+
     def _draw_overlays(self, overlays: Sequence[Overlay], layers: dict[str, np.ndarray]) -> None:
         """Marked runs alone, aligned at their first episode, on the x range of the longest."""
         overlays = overlays[: len(OVERLAY_CLASSES)]
@@ -157,12 +167,19 @@ class PlotCanvas:
             layers[name] = _line(dot_rows, dots_h)
             rows.append(dot_rows)
         self._paint(layers)
+        marked: set[tuple[int, int]] = set()  # (row, cell) holding a mark
+        short = []  # runs too short for their staggered cells
         for index, (dot_rows, mark) in enumerate(zip(rows, OVERLAY_MARKS)):
+            layer = LAYERS.index(OVERLAY_CLASSES[index]) + 1
             # marks staggered so that close lines still show each of theirs
-            for cell in range(1 + index * 2 % MARK_EVERY, self.cols, MARK_EVERY):
-                row = dot_rows[2 * cell]
-                if row >= 0:
-                    self._write(int(row) // 4, mark, at=cell, layer=LAYERS.index(OVERLAY_CLASSES[index]) + 1)
+            cells = [c for c in range(1 + index * 2 % MARK_EVERY, self.cols, MARK_EVERY) if dot_rows[2 * c] >= 0]
+            for cell in cells:
+                self._write(int(dot_rows[2 * cell]) // 4, mark, at=cell, layer=layer)
+                marked.add((int(dot_rows[2 * cell]) // 4, cell))
+            if not cells:
+                short.append((dot_rows, mark, layer))
+        for dot_rows, mark, layer in short:  # after the others', so that none is written over
+            self._mark_short(dot_rows, mark, layer, marked)
         self._label_threshold()
         self.x_labels = self._x_labels(lo, 0, end, title="episode of run")
         # each run's rolling mean at its last episode, with its window: at w=1 that is the last
