@@ -80,10 +80,14 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
             await until(pilot, lambda: "run 1 · " in screen_text(app).splitlines()[2], what="the joined run's line")
             assert "no run yet" not in screen_text(app)
             rows = []
+            joined: dict[str, int] = {}
 
             def ended() -> bool:
                 screen = screen_text(app)
-                if 1 in app.run_progress.counted:  # told of the join (the table may show the history first)
+                # told of the join, and the table repainted since: the row read in the redraw before
+                # can be the history's partial record (README), at the count the join told
+                counted = app.run_progress.counted.get(1)
+                if counted is not None and counted.finished > joined.setdefault("at", counted.finished):
                     rows.append(running_row(screen))
                 return "run 1 done" in screen.splitlines()[2]
 

@@ -101,8 +101,10 @@ async def test_a_run_the_history_shows_before_its_news_is_named_on_the_progress_
     before the room is told: its first screen said "no run yet" beside "1  1005/2000 … running"."""
     app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: "no run yet" in progress_line(app), what="the first screen")
+        first = lambda: "no run yet" in progress_line(app) and app.store is not None  # noqa: E731
+        await until(pilot, first, what="the first screen")
         store = app.store
+        assert store is not None
         store.begin_run(
             "r1", episodes=2000, deterministic=False, seed=None, env_id="CartPole-v1", address="", started=1.0
         )
