@@ -71,7 +71,7 @@ async def test_a_hostile_run_state_at_every_bound_records_checked_values_and_sho
     good = hostile_state(
         "[red]run\x1b]0;x\x07",
         2000,
-        FINISHED=2,
+        FINISHED=3,
         STEPS=0,
         SCORES=scores,
         SCORE_EPISODES=[2000, 1, 1999],
@@ -101,6 +101,7 @@ async def test_a_hostile_run_state_at_every_bound_records_checked_values_and_sho
                 {"BEST": 10**400},
                 {"FINISHED_STEPS": -1},
                 {"SCORE_EPISODES": [1, 2]},
+                {"FINISHED": 2},  # three told of two finished: an episode of them is none
             ):
                 environment.send({**good, "RUN_ID": "other", **bad})
             await until(pilot, lambda: "malformed RUN_STATE" in log_text(app), what="a refusal said")

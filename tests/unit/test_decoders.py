@@ -258,13 +258,13 @@ def test_a_run_states_numbered_episodes_and_figures_are_valid_or_a_protocol_erro
     message.setdefault("STEPS", 0)
     try:
         finished, _, scores = protocol.parse_run_progress(message, episodes)
-        numbered = protocol.parse_score_episodes(message, len(scores), episodes)
+        numbered = protocol.parse_score_episodes(message, len(scores), episodes, finished)
         figures = protocol.parse_finished_figures(message, finished)
     except protocol.ProtocolError:
         return
     if numbered is not None:
         numbers, lengths, ended = numbered
-        assert len(numbers) == len(lengths) == len(scores) == len(set(numbers))
+        assert len(numbers) == len(lengths) == len(scores) == len(set(numbers)) <= finished
         assert all(type(n) is int and 1 <= n <= episodes for n in numbers)
         assert all(type(n) is int and 0 <= n <= protocol.MAX_EPISODE_STEPS for n in lengths)
         assert ended is None or (len(ended) == len(scores) and all(0 <= t < protocol.MAX_TIME for t in ended))
