@@ -7,14 +7,15 @@ from __future__ import annotations
 from test_app import log_text, until
 from test_followers import follower
 from test_published import all_joined
-from test_swarm import members
+from test_swarm import Probe, members
 
 from cartpole_tui.env.components.control import ControlClient
-from cartpole_tui.env.wire import protocol
+from cartpole_tui.env.swarm.aggregation import Aggregation
+from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component
 from tests.published import PublishedNetwork
 
-from conftest import screen_text
+from conftest import screen_text, wait_for
 
 
 async def test_a_start_naming_a_recorded_run_does_not_reopen_it(broker, tmp_path):
@@ -134,3 +135,28 @@ async def test_a_schedule_ended_tells_only_our_words_of_how(broker, tmp_path):
             assert "\x1b" not in screen_text(app) and app.is_running
     finally:
         peer.close()
+
+
+def test_a_deterministic_step_is_not_played_by_a_pools_named_players(broker, closing):
+    """PLAYERS answers a training step (batching.Players): on a deterministic one the aggregation
+    took it as the whole step's answer, so one peer's LOGITS chose an evaluation's actions (no vote,
+    the other models not waited for) and its episodes were credited as solo ones."""
+    aggregation = Aggregation("127.0.0.1", broker.port, seed=0, models=3).start()
+    closing(aggregation)
+    probe = Probe(broker.port, protocol.ACTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.LOGITS) == 1, 5, "aggregation to join logits")
+    two = {batch.BATCH: 1, "INSTANCES": batch.encode_array([0, 1], batch.INDEX), "DETERMINISTIC": True}
+    probe.send(
+        protocol.LOGITS,
+        **two,
+        COMPONENT_IDS=["a"],
+        PLAYERS=batch.encode_array([0, 0], batch.INDEX),
+        BATCH_LOGITS=batch.encode_array([5.0, 5.0], batch.LOGIT),  # action 1 for both
+    )
+    # every model's logits, action 0 for both: the vote's answer
+    everyone = batch.encode_array([-5.0] * 6, batch.LOGIT)
+    probe.send(protocol.LOGITS, **two, COMPONENT_IDS=["a", "b", "c"], BATCH_LOGITS=everyone)
+    (action,) = probe.get()
+    assert batch.decode_ints(action["ACTIONS"], batch.ACTION, 0, 2, 2).tolist() == [0, 0]
+    assert aggregation.batches.players == {}
