@@ -551,7 +551,7 @@ class ControlClient:
                     self._emit(started)
                 return
             finished, steps, scores = protocol.parse_run_progress(msg, started.episodes)
-            numbered = protocol.parse_score_episodes(msg, len(scores), started.episodes)
+            numbered = protocol.parse_score_episodes(msg, len(scores), started.episodes, finished)
             figures = protocol.parse_finished_figures(msg, finished)
         except protocol.ProtocolError as error:
             sender = protocol.clean_text(msg.get("SENT_BY", "?"), 80)

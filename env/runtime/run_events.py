@@ -220,7 +220,13 @@ class RunEvents:
         if self._sent:
             return self._sent.popitem()[1]
         heard, self._heard = self._heard, None
-        return heard if heard is not None else RunStarted(protocol.new_id(), 0, False, instances=0)
+        if heard is None:
+            return RunStarted(protocol.new_id(), 0, False, instances=0)
+        if heard.run_id in self._begun or (self.store is not None and self.store.has_run(heard.run_id)):
+            # any peer's START names what it likes: a run recorded already is not begun again
+            # (the new run's episodes and end went into that run's row)
+            heard = dataclasses.replace(heard, run_id=protocol.new_id())
+        return heard
 
     def unanswered_stop(self, result: RunFinished) -> None:
         """A run we stopped whose environment did not answer (the published one knows no STOP)."""

@@ -280,6 +280,14 @@ class Aggregation(SwarmComponent):
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
             return
         ids, instances, players, logits = parsed
+        if players is not None and (bool(msg.get("DETERMINISTIC")) or not self.logic.solo):
+            # the players' logits answer a solo training step alone: taken on another, one peer's
+            # LOGITS chose a deterministic step's actions (no vote) and credited its episodes as solo
+            log.warning(
+                "aggregation: ignored a batch LOGITS from %s: PLAYERS on a step that is not a solo training step",
+                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
+            )
+            return
         with self._lock:
             if not self._joins(msg) or not self._takes(ids, msg):
                 return

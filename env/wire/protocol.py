@@ -744,14 +744,17 @@ def parse_finished_figures(message: Message, finished: int) -> tuple[float | Non
 
 
 def parse_score_episodes(
-    message: Message, count: int, episodes: int = MAX_EPISODES
+    message: Message, count: int, episodes: int = MAX_EPISODES, finished: int | None = None
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...] | None] | None:
     """(numbers, steps, ended at or None) of a RUN_STATE's ``count`` SCORES: its SCORE_EPISODES
-    (distinct, 1..``episodes``), SCORE_STEPS (0 each when absent) and SCORE_ENDED (None when
-    absent); None when it tells no numbers (an older environment); ProtocolError when they do not fit."""
+    (distinct, 1..``episodes``, no more than its ``finished`` episodes), SCORE_STEPS (0 each when
+    absent) and SCORE_ENDED (None when absent); None when it tells no numbers (an older
+    environment); ProtocolError when they do not fit."""
     numbers = message.get("SCORE_EPISODES")
     if numbers is None:
         return None
+    if finished is not None and count > finished:  # each is recorded: past FINISHED, some are no finished episode
+        raise ProtocolError(f"SCORE_EPISODES must name no more episodes than FINISHED ({finished})")
     lengths = message.get("SCORE_STEPS")
     lengths = [0] * count if lengths is None else lengths
     ended = message.get("SCORE_ENDED")

@@ -243,3 +243,39 @@ def test_instance_numbers_are_distinct_or_refused(numbers):
         assert len(set(numbers)) < len(numbers)
         return
     assert decoded.tolist() == numbers and len(set(numbers)) == len(numbers)
+
+
+@FAST
+@given(
+    fields("FINISHED", "SCORES", "SCORE_EPISODES", "SCORE_STEPS", "SCORE_ENDED", "BEST", "FINISHED_STEPS"),
+    st.integers(1, 4),
+)
+@example({"FINISHED": 1, "SCORES": [1.0], "SCORE_EPISODES": [1], "SCORE_ENDED": [10**400]}, 2)
+@example({"FINISHED": 1, "STEPS": 0, "SCORES": [1.0], "FINISHED_STEPS": 1, "BEST": 10**400}, 2)
+def test_a_run_states_numbered_episodes_and_figures_are_valid_or_a_protocol_error(message, episodes):
+    """RUN_STATE's additions (SCORE_EPISODES, SCORE_STEPS, SCORE_ENDED, BEST, FINISHED_STEPS):
+    a late joiner records them in its file and shows them."""
+    message.setdefault("STEPS", 0)
+    try:
+        finished, _, scores = protocol.parse_run_progress(message, episodes)
+        numbered = protocol.parse_score_episodes(message, len(scores), episodes, finished)
+        figures = protocol.parse_finished_figures(message, finished)
+    except protocol.ProtocolError:
+        return
+    if numbered is not None:
+        numbers, lengths, ended = numbered
+        assert len(numbers) == len(lengths) == len(scores) == len(set(numbers)) <= finished
+        assert all(type(n) is int and 1 <= n <= episodes for n in numbers)
+        assert all(type(n) is int and 0 <= n <= protocol.MAX_EPISODE_STEPS for n in lengths)
+        assert ended is None or (len(ended) == len(scores) and all(0 <= t < protocol.MAX_TIME for t in ended))
+    if figures is not None:
+        best, steps = figures
+        assert best is None or number_in(best, protocol.MAX_SCORE)
+        assert type(steps) is int and 0 <= steps <= protocol.MAX_EPISODES * protocol.MAX_EPISODE_STEPS
+
+
+@FAST
+@given(fields("SCHEDULE", "ENDING", values=JSON | st.sampled_from(protocol.SCHEDULE_ENDINGS)))
+def test_a_schedule_ending_is_one_of_ours_or_none(message):
+    """SCHEDULE_ENDED's ENDING is logged in other rooms: only our words, never a peer's text."""
+    assert protocol.parse_schedule_ending(message) in (None, *protocol.SCHEDULE_ENDINGS)
