@@ -226,15 +226,19 @@ async def test_a_schedule_whose_run_no_agent_plays_says_why_once(tmp_path, broke
         assert any(line.endswith("schedule: ended: its run could not go on (above)") for line in lines), lines
 
 
-def test_run_json_on_a_network_without_agents_still_prints_one_object(broker):
+def test_run_json_on_a_network_without_agents_still_prints_one_object(broker, tmp_path):
     """`run --json` that stalled printed nothing on standard output (`| jq` got nothing), while an
-    interrupted run prints its object: now a stall prints one too, with why, and exits 1."""
+    interrupted run prints its object: now a stall prints one too, with why, and exits 1. The run
+    given up on is stopped where it plays: it stayed "running" in the environment's file, and a
+    swarm joining later found it there, waiting."""
     import json
+    import sqlite3
 
     for schedule in ([], ["--schedule", "--rounds", "1"]):
         episodes = [] if schedule else ["--episodes", "3"]
+        db = tmp_path / f"runs{len(schedule)}.sqlite3"
         done = subprocess.run(
-            [CLI, "run", *schedule, *episodes, "--connect", f"{HOST}:{broker.port}", "--db", ":memory:", "--json"],
+            [CLI, "run", *schedule, *episodes, "--connect", f"{HOST}:{broker.port}", "--db", str(db), "--json"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -245,3 +249,28 @@ def test_run_json_on_a_network_without_agents_still_prints_one_object(broker):
         report = json.loads(done.stdout)  # exactly one object
         assert report["stopped"] is True and report["error"] == said.removeprefix("cartpole-tui: "), report
         assert report["scores" if not schedule else "rounds"] == []
+        if not schedule:
+            assert report["avg_score"] is None and report["episodes"] == 0  # it said 0 for no episode
+        with sqlite3.connect(db) as history:
+            assert history.execute("SELECT state FROM runs").fetchall() == [("stopped",)]
+
+
+def test_run_json_that_fails_before_its_run_still_prints_one_object(tmp_path):
+    """A broker that cannot be reached: standard output was empty and `| jq` succeeded on nothing."""
+    import json
+
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind((HOST, 0))
+        port = closed.getsockname()[1]
+    for schedule in ([], ["--schedule", "--rounds", "1"]):
+        done = subprocess.run(
+            [CLI, "run", *schedule, "--connect", f"{HOST}:{port}", "--db", ":memory:", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done.stderr
+        said = done.stderr.strip().splitlines()[-1]
+        assert said.startswith("cartpole-tui: ") and str(port) in said, done.stderr
+        report = json.loads(done.stdout)
+        assert report["stopped"] is True and report["error"] == said.removeprefix("cartpole-tui: "), report

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -301,7 +302,14 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(event, NetworkError) and not event.ends_run:  # that one is the command's error
             lines.say(Text(event.line, style="yellow"))
 
-    with _open_session(args, on_event) as (session, store), progress, lines, _signals_as_interrupts() as caught:
+    given_up: dict = {}  # --json: the report of the run given up on (a stall, the broker lost)
+    with (
+        _one_json_object(args, lambda: given_up or _nothing_played(args)),
+        _open_session(args, on_event) as (session, store),
+        progress,
+        lines,
+        _signals_as_interrupts() as caught,
+    ):
         try:
             result = session.control.run(args.episodes, args.deterministic, args.seed, idle_timeout=args.timeout)
         except KeyboardInterrupt:
@@ -318,11 +326,11 @@ def run(args: argparse.Namespace) -> int:
             if args.json:  # what was played, for `| jq`: the report says it stopped
                 print(strict_json(_run_report(args, session, result, scores, None)), flush=True)
             return caught.code
-        except _FAILURES as error:  # stalled, no progress for --timeout, the broker lost: said on stderr
-            if args.json:  # and still one object on stdout for `| jq`, with what was played and why it ended
-                tell_rest()
-                result = _given_up(session)
-                print(strict_json(_run_report(args, session, result, scores, None, str(error))), flush=True)
+        except _FAILURES:  # stalled, no progress for --timeout, the broker lost: said on stderr
+            tell_rest()
+            # STOP, so that the run is not left "running" where it plays (a swarm joining later
+            # found it there, waiting); `| jq` still reads one object, with what was played
+            given_up.update(_run_report(args, session, _stop_given_up(session), scores, None))
             raise
         tell_rest()
         rate = _steps_per_s(store, result.run_id, ended)
@@ -334,26 +342,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _one_json_object(args: argparse.Namespace, so_far: Callable[[], dict]):
+    """With --json a command that fails still prints one JSON object on standard output: ``so_far()``
+    and the error standard error says (failing before its run, `| jq` read nothing and succeeded)."""
+    try:
+        yield
+    except CommandError as error:
+        if args.json:
+            print(strict_json({**so_far(), "error": str(error)}), flush=True)
+        raise
+
+
+def _nothing_played(args: argparse.Namespace) -> dict:
+    """`run --json`'s object when no run began."""
+    return _run_report(args, None, RunFinished(None, 0.0, 0, stopped=True), {}, None)
+
+
+def _stop_given_up(session: Session) -> RunFinished:
+    """The run this command gives up on, stopped where it plays while the network still hears."""
+    control = session.control
+    return _stop_interrupted(session) if control is not None and control.playing else _given_up(session)
+
+
 def _run_report(
     args: argparse.Namespace,
-    session: Session,
+    session: Session | None,
     result: RunFinished,
     scores: dict[tuple[str, int], float],
     rate: float | None,
-    error: str | None = None,
 ) -> dict:
-    """`run --json`'s object: the run's result, its scores by episode number; ``error``: why it
-    ended without its ENV_DONE (a stall, the broker lost), as standard error says it."""
+    """`run --json`'s object: the run's result, its scores by episode number, and ``"error": null``
+    (a run given up on says why: :func:`_one_json_object`)."""
     numbered = sorted((episode, score) for (run_id, episode), score in scores.items() if run_id == result.run_id)
     return {
-        "avg_score": result.avg_score,
+        "avg_score": result.avg_score if result.episodes else None,  # no episode: no average (it said 0)
         "episodes": result.episodes,
         "deterministic": args.deterministic,
         "stopped": result.stopped,
         "scores": [score for _, score in numbered] if numbered else result.scores,  # by episode number
-        "address": session.address,
+        "address": session.address if session is not None else args.connect,
         "steps_per_s": rate,
-        "error": error,
+        "error": None,
     }
 
 
@@ -442,13 +472,20 @@ def schedule(args: argparse.Namespace) -> int:
             + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )
 
-    def so_far(error: str | None = None) -> dict:
+    def so_far() -> dict:
         """The rounds played, as a schedule that did not end its own way reports them."""
         settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
         stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
-        return {**stopped.to_json(), "error": error}
+        return {**stopped.to_json(), "error": None}
 
-    with _open_session(args) as (session, _), progress, lines, _signals_as_interrupts() as caught:
+    started = time.monotonic()  # set again once the network is up (a failure before says this)
+    with (
+        _one_json_object(args, so_far),
+        _open_session(args) as (session, _),
+        progress,
+        lines,
+        _signals_as_interrupts() as caught,
+    ):
         started = time.monotonic()  # the episode lines' wall clock: the schedule's, as its result's wall_seconds
         try:
             result = run_schedule(
@@ -477,9 +514,9 @@ def schedule(args: argparse.Namespace) -> int:
             if args.json:  # the rounds played, for `| jq`
                 print(strict_json(so_far()), flush=True)
             return caught.code if interrupted else EXIT_FAILURE
-        except _FAILURES as error:  # a stall, the broker lost: said on stderr, and one object on stdout
-            if args.json:
-                print(strict_json(so_far(str(error))), flush=True)
+        except _FAILURES:  # a stall, the broker lost: said on stderr, and one object on stdout
+            if session.control is not None and session.control.playing:
+                _stop_interrupted(session)  # not left "running" where it plays
             raise
     if args.json:
         print(strict_json({**result.to_json(), "error": None}), flush=True)
