@@ -24,7 +24,8 @@ def progress_line(app) -> str:
 
 async def test_a_new_runs_line_names_no_score_of_the_last_run(tmp_path):
     """Run 2's episode 1 still plays while its later ones end: the plot's latest is still run 1's
-    last (37), and the progress line said "run 2 · 2/20 · last 37"."""
+    last (37), and the progress line said "run 2 · 2/20 · last 37"; then "last —" up to 19/20. It
+    names run 2's latest to end until the plot has one of run 2."""
     app = ControlRoomApp(SessionOptions(offline=True), db_path=str(tmp_path / "runs.sqlite3"))
     async with app.run_test(size=(80, 24)) as pilot:
         app.handle(RunStarted("r1", 2, False))
@@ -32,13 +33,13 @@ async def test_a_new_runs_line_names_no_score_of_the_last_run(tmp_path):
             app.handle(EpisodeFinished("r1", episode, score, int(score), 0.0))
         app.handle(RunFinished("r1", 24.5, 2))
         app.handle(RunStarted("r2", 20, False))
-        for episode in (2, 3):
-            app.handle(EpisodeFinished("r2", episode, 60.0, 60, 0.0))
+        for episode, score in ((2, 60.0), (3, 44.0)):
+            app.handle(EpisodeFinished("r2", episode, score, int(score), 0.0))
         await until(pilot, lambda: "run 2 · 2/20" in progress_line(app), what="run 2's count")
-        await until(pilot, lambda: progress_line(app).rstrip().endswith("run 2 · 2/20 · last —"), 5, "no last yet")
+        await until(pilot, lambda: progress_line(app).rstrip().endswith("run 2 · 2/20 · last 44"), 5, "run 2's latest")
         app.handle(EpisodeFinished("r2", 1, 9.0, 9, 0.0))  # episode 1 ends: the plot takes 1, 2, 3
         await until(pilot, lambda: "run 2 · 3/20" in progress_line(app), what="run 2's third episode")
-        await until(pilot, lambda: "run 2 · 3/20 · last 60 · mean(100) 35.6" in progress_line(app), 5, "run 2's last")
+        await until(pilot, lambda: "run 2 · 3/20 · last 44 · mean(100) 32.4" in progress_line(app), 5, "run 2's last")
 
 
 def told(screen: str) -> tuple[str | None, str | None, str]:

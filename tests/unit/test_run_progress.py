@@ -57,7 +57,7 @@ def test_a_run_from_start_to_end():
     assert progress.take_label() == "run 7 · waiting for the first episode"
     assert progress.take_label() is None  # said once: the next redraw has nothing new
     progress.episode(EpisodeFinished("r1", 3, 41.0, 41), window=100, mean=22.25, last=None)
-    assert progress.take_label() == "run 7 · 1/20 · last —"  # the plot has none of run 7 yet (episode 1 plays)
+    assert progress.take_label() == "run 7 · 1/20 · last 41"  # the plot has none of run 7 yet: its latest to end
     progress.episode(EpisodeFinished("r1", 1, 12.0, 12), window=100, mean=12.0, last=12.0)  # they end out of order
     assert progress.finished == 2  # counted as they end, not taken from their numbers
     assert progress.take_label() == "run 7 · 2/20 · last 12 · mean(100) 12.0"
@@ -207,6 +207,9 @@ def test_the_progress_line_says_the_schedule_in_the_fullest_form_that_fits():
     assert progress_text(label, going, 40) == "round 3 · target 475 · run 13 · 2/5"
     assert progress_text(label, going, 10) == "round 3 · run 13 · 2/5"  # the last form, cut by the line
     assert progress_text(label, ScheduleLabel(3, None), 40) == "schedule round 3 · run 13 · 2/5"
+    # each run's start kept the schedule too ("round 4 · run 14 · waiting for the first episode")
+    waiting = "run 14 · waiting for the first episode"
+    assert progress_text(waiting, going, 51) == "schedule round 3 · target 475 · run 14 · waiting"
     ended = ScheduleLabel(ended="schedule solved: deterministic average 499.3")
     done = "run 42 done · avg 499.3 over 100 episodes"
     assert progress_text(done, ended, 120) == f"{ended.ended} · {done}"

@@ -197,7 +197,9 @@ class RunProgress:
         if number is not None:
             self.counted[number] = self.counted.get(number, Counted(0)).heard(event)
         asked = self.current.episodes if self.current and self.current.episodes else "?"
-        score = "—" if last is None else f"{last:g}"
+        # the plot's latest, or, while it has none of this run (it takes them in number order: a
+        # vectorised run's first may end last), the latest of this run to end ("last —" at 19/20)
+        score = f"{event.score if last is None else last:g}"
         self.label = f"run {self.numbers.get(event.run_id, '?')} · {self.finished}/{asked} · last {score}"
         if mean is not None and last is not None:
             self.label += f" · mean({window}) {average(mean)}"
@@ -344,7 +346,9 @@ def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
     legend shows them too)."""
     if schedule is None:
         return label
-    head = label.split(" · last ", 1)[0]
+    # the run's last score and mean go first, and its wait is said short: "schedule" and the target
+    # went at the start of each run ("round 4 · run 14 · waiting for the first episode")
+    head = label.split(" · last ", 1)[0].replace(" · waiting for the first episode", " · waiting")
     if schedule.ended is not None:
         said = schedule.ended.split(":", 1)[0]  # "schedule solved": the run's label has the check's average
         forms = [f"{schedule.ended} · {label}", f"{said} · {label}", f"{said} · {head}", schedule.ended]
