@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
             lines.flush()
             progress.stop()
             finished = (
-                f"average score {average(result.avg_score, 2)} over {result.episodes} finished episodes"
+                f"average score {average(result.avg_score)} over {result.episodes} finished episodes"
                 if result.episodes
                 else "no episode finished"
             )
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
         print(strict_json(_run_report(args, session, result, scores, rate)), flush=True)
     else:
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
-        out.print(f"average score {average(result.avg_score, 2)} over {result.episodes} episodes (ENV_DONE){speed}")
+        out.print(f"average score {average(result.avg_score)} over {result.episodes} episodes (ENV_DONE){speed}")
     return 0
 
 
