@@ -80,14 +80,13 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
             await until(pilot, lambda: "run 1 · " in screen_text(app).splitlines()[2], what="the joined run's line")
             assert "no run yet" not in screen_text(app)
             rows = []
-            joined: dict[str, int] = {}
 
             def ended() -> bool:
                 screen = screen_text(app)
-                # told of the join, and the table repainted since: the row read in the redraw before
-                # can be the history's partial record (README), at the count the join told
-                counted = app.run_progress.counted.get(1)
-                if counted is not None and counted.finished > joined.setdefault("at", counted.finished):
+                # the table last painted from what the room heard of the join: the row painted before
+                # it can be the history's partial record (README: up to one redraw)
+                painted = app._shown_counted.get(1)
+                if painted is not None and painted.steps is not None:
                     rows.append(running_row(screen))
                 return "run 1 done" in screen.splitlines()[2]
 
