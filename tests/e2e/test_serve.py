@@ -365,18 +365,18 @@ async def test_a_run_outlives_the_tab_that_started_it(server, browser):
     await first.keyboard.press("n")
     for _ in range(4):
         await first.keyboard.press("Backspace")
-    await first.keyboard.type("3000")
+    await first.keyboard.type("1000")
     await first.keyboard.press("Enter")
     for page in (first, second):
-        await wait_screen(page, "/3000")
+        await wait_screen(page, "/1000")
         idle = "waiting for a run"  # the cart pane's text until the cart is drawn (its first line)
         await page.wait_for_function(f"() => !({SCREEN_JS})().includes({idle!r})", timeout=10_000, polling=50)
     await first.close()
     await wait_screen(second, "done · avg", timeout=120_000)
     with RunStore.open(str(server.folder / "runs.sqlite3"), read_only=True) as store:
         run = store.runs()[-1]
-        assert run.state == "done" and run.finished == 3000 and not run.followed
-        assert len(store.episodes(run.run_uid)) == 3000
+        assert run.state == "done" and run.finished == 1000 and not run.followed
+        assert len(store.episodes(run.run_uid)) == 1000
 
 
 async def test_a_resized_browser_window_refits_the_terminal_and_the_app_redraws_whole(server, browser):
