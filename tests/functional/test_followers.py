@@ -104,14 +104,14 @@ async def test_a_follower_started_first_shows_the_run_it_did_not_start(broker, s
 
 
 async def test_a_follower_joining_mid_run_catches_up_and_records_it_as_followed(broker, starter, tmp_path):
-    starter.control.start_run(1500, False, 3)
+    starter.control.start_run(900, False, 3)
     wait_for(lambda: starter.recorder.store.runs() and starter.recorder.store.runs()[-1].finished >= 20, 30, "a start")
     app = follower(broker, tmp_path / "own.sqlite3")  # another machine's file: it records what it follows
     async with app.run_test(size=(120, 40)) as pilot:
-        await follows_to_the_end(pilot, app, 1500, starter.recorder.store)
+        await follows_to_the_end(pilot, app, 900, starter.recorder.store)
         followed = app.store.runs()[-1]
-        assert followed.followed and followed.state == "done" and 0 < followed.finished <= 1500
-        assert followed.params.episodes == 1500
+        assert followed.followed and followed.state == "done" and 0 < followed.finished <= 900
+        assert followed.params.episodes == 900
 
 
 def told_on_screen(app) -> tuple[tuple, tuple] | None:
@@ -250,21 +250,28 @@ async def test_with_the_published_environment_a_follower_joining_mid_run_records
     net = PublishedNetwork(broker.port, environment=True, evolution=False)
     all_joined(broker, net.clients)
     starter = ControlClient("127.0.0.1", broker.port, name="starter")
-    environment = net.environment
-    assert environment is not None
+    environment, aggregation = net.environment, net.aggregation
+    assert environment is not None and aggregation is not None
     try:
-        starter.start_run(40)
+        starter.start_run(16)
         wait_for(lambda: environment.episodes_counter >= 3, 60, "their run to be under way")
         app = follower(broker, tmp_path / "own.sqlite3")
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: "seen: started elsewhere" in log_text(app), timeout=30, what="the run joined")
             await until(pilot, lambda: "run 1 done: average" in log_text(app), timeout=120, what="the ENV_DONE")
-            await until(pilot, lambda: app.store.runs() and app.store.runs()[-1].state == "done", what="recorded")
+            # their last DONE comes after the ENV_DONE: the run is whole once its last observation is answered
+            await until(pilot, lambda: aggregation.actions == environment.observations, what="the last answered")
+            await until(
+                pilot,
+                lambda: app.store.runs()
+                and app.store.runs()[-1].state == "done"
+                and table_row(app, 1)[2:3] == [f"{app.store.runs()[-1].finished}/?"],
+                what="the run recorded and shown as seen, of ? asked",
+            )
             (run,) = app.store.runs()
             seen = len(app.store.episodes(run.run_uid))
-            assert run.followed and 1 <= seen == run.finished < 40 - 3
-            assert run.avg_score == pytest.approx(environment.totalscore / 40)
-            await until(pilot, lambda: table_row(app, 1)[2:3] == [f"{seen}/?"], what="what it saw, of ? asked")
+            assert run.followed and 1 <= seen == run.finished < 16 - 3
+            assert run.avg_score == pytest.approx(environment.totalscore / 16)
     finally:
         starter.close()
         net.close()

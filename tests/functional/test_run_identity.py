@@ -26,7 +26,7 @@ from cartpole_tui.env.wire import protocol
 from conftest import cli, only_json, start_swergio_client, until, wait_for
 
 HOST = "127.0.0.1"
-EPISODES = 2000
+EPISODES = 400  # long enough for every fake ENV_DONE to come while it plays
 
 
 class Faker:
