@@ -142,3 +142,18 @@ def test_json_of_a_history_holding_infinities_is_strict_json(history):
     assert run["avg_score"] is None
     assert (run["episode_rows"][0]["score"], run["episode_rows"][0]["wall_time"]) == (None, None)
     assert run["episode_rows"][1]["score"] is not None
+
+
+@pytest.mark.parametrize("uid", ["=HYPERLINK(\"http://x\",\"run\")", "+1+1", "-2+3", "@SUM(A1)"])
+def test_a_peers_run_id_that_a_spreadsheet_would_evaluate_is_written_as_text(tmp_path, uid):
+    """Any peer names its run: a CSV cell starting with = + - @ is a formula to a spreadsheet, so the
+    id is written after a ' (shown as text there); negative scores stay numbers."""
+    path = str(tmp_path / "runs.sqlite3")
+    with RunStore.open(path) as store:
+        record_run(store, uid, [(-3.5, 2), (4.0, 3)])
+    out = io.StringIO()
+    export_runs(path, None, "csv", out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [row["run_uid"] for row in rows] == ["'" + uid] * 2
+    assert [row["score"] for row in rows] == ["-3.5", "4.0"]
+    assert not any(line.startswith(("=", "+", "@")) or ",=" in line for line in out.getvalue().splitlines())
