@@ -144,7 +144,7 @@ def test_json_of_a_history_holding_infinities_is_strict_json(history):
     assert run["episode_rows"][1]["score"] is not None
 
 
-@pytest.mark.parametrize("uid", ["=HYPERLINK(\"http://x\",\"run\")", "+1+1", "-2+3", "@SUM(A1)"])
+@pytest.mark.parametrize("uid", ['=HYPERLINK("http://x","run")', "+1+1", "-2+3", "@SUM(A1)"])
 def test_a_peers_run_id_that_a_spreadsheet_would_evaluate_is_written_as_text(tmp_path, uid):
     """Any peer names its run: a CSV cell starting with = + - @ is a formula to a spreadsheet, so the
     id is written after a ' (shown as text there); negative scores stay numbers."""

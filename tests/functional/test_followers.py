@@ -263,9 +263,11 @@ async def test_with_the_published_environment_a_follower_joining_mid_run_records
             await until(pilot, lambda: aggregation.actions == environment.observations, what="the last answered")
             await until(
                 pilot,
-                lambda: app.store.runs()
-                and app.store.runs()[-1].state == "done"
-                and table_row(app, 1)[2:3] == [f"{app.store.runs()[-1].finished}/?"],
+                lambda: (
+                    app.store.runs()
+                    and app.store.runs()[-1].state == "done"
+                    and table_row(app, 1)[2:3] == [f"{app.store.runs()[-1].finished}/?"]
+                ),
                 what="the run recorded and shown as seen, of ? asked",
             )
             (run,) = app.store.runs()
