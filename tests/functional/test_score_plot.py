@@ -188,6 +188,20 @@ async def test_overlay_is_drawn_in_its_own_colour_at_its_height():
         assert "━ earlier run" in plot.summary
 
 
+async def test_every_compared_run_has_a_colour_of_its_own_and_none_is_the_solved_lines():
+    """Compared runs are drawn beside the solved line: a run in its green read as that line (the
+    third compared run's curve at 475 in screenshots/compare-120x40.svg)."""
+    plot = ScorePlot(run_history((500, 50)))
+    async with PlotApp(plot).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        colour = lambda name: plot.get_component_rich_style(name).color  # noqa: E731
+        overlays = [colour(f"score-plot--overlay-{k}") for k in range(1, 9)]
+        assert len(set(overlays)) == len(overlays)
+        # a colour and its bright form look alike in most themes (the screenshot's green and bright green)
+        hue = lambda c: c.number % 8  # noqa: E731  (ANSI colours: 8-15 are 0-7 bright)
+        assert hue(colour("score-plot--threshold")) not in {hue(c) for c in overlays}
+
+
 @pytest.mark.parametrize("size", [(1, 1), (3, 2), (10, 3), (40, 8), (200, 50), (80, 24)])
 async def test_any_size_draws_full_width_lines(size):
     history = run_history(*[(float(s), 20) for s in range(0, 500, 25)])

@@ -53,7 +53,7 @@ class ScorePlot(Widget, can_focus=True):
     ScorePlot > .score-plot--average { color: ansi_magenta; text-style: bold; }
     ScorePlot > .score-plot--overlay-1 { color: ansi_yellow; }
     ScorePlot > .score-plot--overlay-2 { color: ansi_red; }
-    ScorePlot > .score-plot--overlay-3 { color: ansi_bright_green; }
+    ScorePlot > .score-plot--overlay-3 { color: ansi_cyan; }  /* not the solved line's green */
     ScorePlot > .score-plot--overlay-4 { color: ansi_bright_magenta; }
     ScorePlot > .score-plot--overlay-5 { color: ansi_white; }
     ScorePlot > .score-plot--overlay-6 { color: ansi_bright_blue; }
