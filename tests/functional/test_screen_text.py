@@ -117,7 +117,9 @@ async def test_panes_shown_by_key_are_never_squeezed(tmp_path, broker, size):
                 await pilot.pause()
                 assert_nothing_cut(app)
             if app.main.population.display:
-                assert "best" in " ".join(rows_of(app, "population-pane"))
+                shown = " ".join(rows_of(app, "population-pane"))
+                every_model = re.search(r"\b20 [·░▒▓█]", shown)  # else the legend says how many are
+                assert "best" in shown and (every_model or re.search(r"\b\d+ fittest of 20 shown\b", shown)), shown
     finally:
         swarm.close()
 

@@ -96,7 +96,7 @@ class PopulationPane(Static):
 
     @staticmethod
     def _header(latest: Generation, shown: tuple[int, int] | None, width: int) -> list[Text]:
-        """The generation's figures, then the legend (with ``shown``, (k, n): "best k of n" models);
+        """The generation's figures, then the legend (with ``shown``, (k, n): "k fittest of n shown");
         each flows onto as many lines as the width needs."""
         figures = [
             Text(f"gen {latest.number}", "bold"),
@@ -107,7 +107,8 @@ class PopulationPane(Static):
         legend = [Text(f"diversity {latest.diversity:.3g}")] if latest.diversity is not None else []
         legend.append(Text(f"{ELITE} elite", "dim"))
         if shown is not None:
-            legend.append(Text(f"best {shown[0]} of {shown[1]}", "dim"))
+            # "best 3 of 20" read as a score beside "best 480" (new-user pass 3)
+            legend.append(Text(f"{shown[0]} fittest of {shown[1]} shown", "dim"))
         return flowed(figures, width, " ") + flowed(legend, width, "  ")
 
 
