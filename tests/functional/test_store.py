@@ -490,3 +490,26 @@ def test_full_disk(limit, request, db):
     assert on_disk(db, "PRAGMA integrity_check") == [("ok",)]
     assert 0 < len(saved) < len(scores) and [s for _, s in saved] == scores[: len(saved)]
     assert on_disk(db, "SELECT finished FROM runs") == [(len(saved),)]
+
+
+@pytest.mark.parametrize(
+    "best, shown",
+    [
+        (500.0, "500"),
+        (-99.5, "-99.5"),
+        (-101.73172327500839, "-102"),
+        (-12345.6, "-12k"),
+        (12345.6, "12.3k"),
+        (-1e9, "-1.0G"),
+        (-1e12, "-1T"),
+        (7.25, "7.3"),
+    ],
+)
+def test_a_runs_best_score_is_whole_in_its_column(db, best, shown):
+    """Every other environment scores below zero: LunarLander's best of -101.73 showed as "-101."."""
+    from cartpole_tui.tui.widgets.runs_table import WIDTHS, _cells
+
+    with RunStore.open(db) as store:
+        record_run(store, "played", [(best, 20)], state="done")
+        (run,) = store.runs()
+    assert _cells(run, marked=False)[5] == shown and len(shown) <= WIDTHS[5]

@@ -7,7 +7,7 @@ from textual.widgets import DataTable
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.history.store import RunRecord
-from cartpole_tui.env.words import average, steps_per_second
+from cartpole_tui.env.words import average, human, steps_per_second
 from cartpole_tui.tui.bindings import bindings
 from cartpole_tui.tui.data.run_progress import Counted
 from cartpole_tui.tui.messages import DetailsRequested, MarksChanged
@@ -27,7 +27,7 @@ def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tupl
         avg = average(run.avg_score)
     else:  # still to come, or none: a run that ended before any episode has no average
         avg = "…" if run.state == "running" else "—"
-    best = "" if run.best is None else f"{run.best:g}"
+    best = "" if run.best is None else _best(run.best)
     duration = "" if run.duration is None else f"{run.duration:.1f}s"
     rate = "" if not run.steps_per_s else steps_per_second(run.steps_per_s)
     played = run.finished
@@ -49,6 +49,14 @@ def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tupl
         rate,
         shown,
     )
+
+
+def _best(score: float) -> str:
+    """A best score whole in its column: CartPole's 500, -99.5, LunarLander's -101.73 as -102 (it
+    showed "-101.", cut), 12.3k, -12k."""
+    whole = f"{score:g}" if score.is_integer() and abs(score) < 1e5 else average(score)
+    rounder = (f"{score / scale:.0f}{suffix}" for scale, suffix in ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")))
+    return next((text for text in (whole, human(score), *rounder) if len(text) <= WIDTHS[5]), "…")
 
 
 class RunsTable(DataTable):
