@@ -138,6 +138,7 @@ class ControlRoomApp(App):
         self._rated_run: str | None = None  # ... that run's id
         self._bar_run: str | None = None  # the run the progress bar shows
         self._env_id = options.env_id  # the environment shown: the one the network's runs announce
+        self._plotted_env = options.env_id  # the environment whose runs the plot holds
         self._idle_stopped: str | None = None  # the run stopped for going without a step
         self._run_label = "no run yet"  # the progress line's words of the run
         self._schedule_label: ScheduleLabel | None = None  # ... after those of this room's schedule
@@ -178,6 +179,7 @@ class ControlRoomApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._redraw)
+        self.main.runs_table.environment = self._plotted_env
         try:
             self._show_environment(spaces_of(self.options.env_id))
         except ValueError as error:  # the command line checked it; a config or test may not have
@@ -227,13 +229,22 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_history_loaded(self, event: HistoryLoaded) -> None:
+        if event.env_id is not None and event.env_id != self._plotted_env:
+            return  # read for an environment the network has left since
         times: list[np.ndarray | None] = list(event.times) if event.times else [None] * len(event.runs)
-        for (number, scores, average), ended in zip(event.runs, times):
-            if len(scores):
-                self.history.extend(scores, number, ended if ended is not None and len(ended) == len(scores) else None)
-                if average is not None:
-                    self.history.end_run(average)
-        runs = self.store.runs() if self.store is not None else []
+        past = [
+            (
+                number,
+                scores,
+                ended if ended is not None and len(ended) == len(scores) else np.full(len(scores), np.nan),
+                average,
+            )
+            for (number, scores, average), ended in zip(event.runs, times)
+            if len(scores)
+        ]
+        if past:  # before any run played since (by number), where the history has them
+            self.history.replace_runs(past[0][0], past[-1][0], past)
+        runs = [run for run in self.store.runs() if run.params.env_id == self._plotted_env] if self.store else []
         if runs and self.run_progress.current is None and self._rated_run is None:
             self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
             self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
@@ -280,8 +291,14 @@ class ControlRoomApp(App):
         self.notify(event.text, title="Run history", severity="error", timeout=10, markup=False)
 
     def _show_environment(self, spaces: EnvSpaces) -> None:
-        """The plot's axis and solved line, and the pane's drawing, for the environment played."""
+        """The plot's axis and solved line, its past runs, and the pane's drawing, for the
+        environment played."""
         self._env_id = spaces.env_id  # the network's, when a run announced it: the status line says it
+        if spaces.env_id != self._plotted_env:  # another game's scores: the plot starts over with this one's
+            self._plotted_env = self.main.runs_table.environment = spaces.env_id
+            self.history.replace_runs(0, np.iinfo(np.int32).max, [])
+            self.controller.load_history(spaces.env_id)
+            self._shown_revision = -1  # the table again: the other games' rows dim
         self._show_status()
         plot = self.main.plot
         plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)

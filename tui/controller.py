@@ -69,10 +69,12 @@ class ConnectFailed:
 
 @dataclass(frozen=True)
 class HistoryLoaded:
-    """Past runs' episodes: (number, scores, ENV_DONE average) each; ``times``: when they ended."""
+    """Past runs' episodes: (number, scores, ENV_DONE average) each; ``times``: when they ended;
+    ``env_id``: the environment they played (the plot holds one environment's runs)."""
 
     runs: list[tuple[int, np.ndarray, float | None]]
     times: list[np.ndarray] | None = None
+    env_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,9 +196,20 @@ class Controller(EnvironmentObserver):
         if self.store is not None:
             return
         self.store = RunStore.open(self.db_path, on_error=lambda text: self.push(StorageProblem(text)))
-        latest = self.store.runs()[-PAST_RUNS_PLOTTED:]
+        self._load_history(self.options.env_id)
+
+    def load_history(self, env_id: str) -> None:
+        """The past runs of ``env_id`` for the plot (a HistoryLoaded), read in a thread."""
+        self._in_thread(self._load_history, env_id, name="history")
+
+    def _load_history(self, env_id: str) -> None:
+        if self.store is None:
+            return
+        # a history file holds every environment's runs: Acrobot's -500s under CartPole's 475 made
+        # one mean of two games (new-user pass 4)
+        latest = [run for run in self.store.runs() if run.params.env_id == env_id][-PAST_RUNS_PLOTTED:]
         past = [(run.number, self.store.episode_scores(run.run_uid), run.avg_score) for run in latest]
-        self.push(HistoryLoaded(past, [self.store.episode_times(run.run_uid) for run in latest]))
+        self.push(HistoryLoaded(past, [self.store.episode_times(run.run_uid) for run in latest], env_id))
 
     def _connect(self) -> None:
         self._open_history()

@@ -296,3 +296,43 @@ async def test_the_pane_draws_another_environments_picture(size):
     middle = [line[size[0] // 2 - 3 : size[0] // 2 + 3] for line in below]
     assert sum(braille_cells(part) > 0 for part in middle) >= 2, "\n".join(drawn)
     assert all(braille_cells(line[:3]) == 0 for line in below), "\n".join(drawn)  # nothing at the edges
+
+
+def two_games_history(path: str) -> None:
+    """A file with a CartPole run (scores 200) between two Acrobot runs (scores -500 and -90)."""
+    from cartpole_tui.env.history.store import RunStore
+
+    with RunStore.open(path) as store:
+        for uid, env_id, score in (
+            ("a1", "Acrobot-v1", -500.0),
+            ("c1", "CartPole-v1", 200.0),
+            ("a2", "Acrobot-v1", -90.0),
+        ):
+            store.begin_run(
+                uid, episodes=4, deterministic=False, seed=1, env_id=env_id, address="127.0.0.1:1", started=1.0
+            )
+            for index in range(4):
+                store.add_episode(uid, index + 1, score, abs(int(score)), 2.0 + index)
+            store.end_run(uid, avg_score=score, state="done", ended=6.0)
+
+
+async def test_the_plot_holds_the_runs_of_the_environment_played_and_starts_over_with_another(tmp_path):
+    """A history holds every game's runs: the plot drew Acrobot's -500s and CartPole's 200s on one
+    axis, one mean(100) over both, under the solved line of one (new-user pass 4)."""
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="Acrobot-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: len(app.history) == 8 and app.main.runs_table.row_count == 3, what="the history")
+        assert set(app.history.scores.tolist()) == {-500.0, -90.0} and set(app.history.runs.tolist()) == {1, 3}
+        await until(pilot, lambda: "last run 3 done · avg -90.0 over 4 episodes" in screen_text(app), what="run 3")
+
+        def dim(number: int) -> bool:  # the other game's rows are listed, dim
+            return all("dim" in str(getattr(c, "style", "")) for c in app.main.runs_table.get_row(str(number))[1:])
+
+        await until(pilot, lambda: dim(2) and not dim(1) and not dim(3), what="CartPole's row dim")
+        # a run of another game announced: the plot starts over with that game's past runs
+        app._show_environment(spaces_of("CartPole-v1"))
+        await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's past run alone")
+        assert app.history.scores.tolist() == [200.0] * 4
+        await until(pilot, lambda: dim(1) and not dim(2) and dim(3), what="Acrobot's rows dim")

@@ -51,6 +51,11 @@ def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tupl
     )
 
 
+def _looks(cells: tuple) -> tuple:
+    """Cells as they look: text and style (Rich's Text compares its text and spans, not its style)."""
+    return tuple((str(cell), str(getattr(cell, "style", ""))) for cell in cells)
+
+
 def _best(score: float) -> str:
     """A best score whole in its column: CartPole's 500, -99.5, LunarLander's -101.73 as -102 (it
     showed "-101.", cut), 12.3k, -12k."""
@@ -70,6 +75,7 @@ class RunsTable(DataTable):
         self._shown: dict[int, tuple] = {}
         self._runs: dict[int, RunRecord] = {}
         self._counted: dict[int, Counted] = {}  # runs as the progress line tells of them, as last shown
+        self.environment: str | None = None  # the plot's environment: the runs of others are dim
         # here, not on mount: the history may arrive before the table is mounted
         for label, width in zip(COLUMNS, WIDTHS):
             self.add_column(label, key=label or "mark", width=width)
@@ -82,12 +88,15 @@ class RunsTable(DataTable):
         for run in runs:
             self._runs[run.number] = run
             cells = _cells(run, run.number in self.marked, self._counted.get(run.number))
+            if self.environment is not None and run.params.env_id != self.environment:
+                # another game's run, kept in the file and not in the plot: dim (its details name it)
+                cells = tuple(Text(str(cell), style=f"{getattr(cell, 'style', '')} dim".strip()) for cell in cells)
             previous = self._shown.get(run.number)
             if previous is None:
                 self.add_row(*cells, key=str(run.number))
-            elif previous != cells:
+            elif _looks(previous) != _looks(cells):
                 for column, (old, new) in zip(self.columns, zip(previous, cells)):
-                    if old != new:
+                    if _looks((old,)) != _looks((new,)):
                         self.update_cell(str(run.number), column, new)
             self._shown[run.number] = cells
         if follow and self.row_count:
