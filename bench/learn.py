@@ -27,7 +27,7 @@ from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished
 from cartpole_tui.env.swarm import genetic
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
-from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
+from cartpole_tui.env.swarm.policy import OBS_SIZE, Population, biases
 from cartpole_tui.env.wire import batch, protocol
 
 
@@ -81,7 +81,7 @@ class Replay:
     def evolve(self) -> None:
         contribution = self.logic.contribution()
         fitness = self.remembered.average(self.population.weights, [contribution.get(i, 0.0) for i in self.ids])
-        offspring = genetic.next_generation(self.population.weights.copy(), fitness, genetic.SWARM, self.rng)
+        offspring = genetic.next_generation(self.population.weights.copy(), fitness, genetic.SWARM, self.rng, biases())
         self.remembered.keep(offspring)
         self.population.weights[...] = offspring
 

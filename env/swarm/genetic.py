@@ -89,17 +89,27 @@ def two_point_crossover(pop: np.ndarray, prob: float, rng: np.random.Generator) 
     return out
 
 
-def gaussian_mutation(pop: np.ndarray, settings: GeneticSettings, rng: np.random.Generator) -> np.ndarray:
-    """Add N(0, sigma²) to each weight with ``gene_mutation_prob`` in rows picked with ``mutation_prob``."""
+def gaussian_mutation(
+    pop: np.ndarray, settings: GeneticSettings, rng: np.random.Generator, kept: np.ndarray | None = None
+) -> np.ndarray:
+    """Add N(0, sigma²) to each weight with ``gene_mutation_prob`` in rows picked with ``mutation_prob``,
+    except the weights ``kept`` (a bool mask over a row) marks."""
     rows = rng.random(len(pop)) < settings.mutation_prob
     genes = rng.random(pop.shape) < settings.gene_mutation_prob
+    if kept is not None:
+        genes &= ~kept
     return pop + (rows[:, None] & genes) * rng.normal(0.0, settings.sigma, size=pop.shape)
 
 
 def next_generation(
-    pop: np.ndarray, fitness: npt.ArrayLike, settings: GeneticSettings, rng: np.random.Generator
+    pop: np.ndarray,
+    fitness: npt.ArrayLike,
+    settings: GeneticSettings,
+    rng: np.random.Generator,
+    kept: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``."""
+    """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``. No mutation
+    changes the weights ``kept`` marks (our swarm's: its biases, :func:`.policy.biases`)."""
     fitness = np.asarray(fitness, dtype=np.float64)
     if pop.ndim != 2 or len(fitness) != len(pop):
         raise ValueError(f"need one fitness per row: {len(fitness)} for a population of shape {pop.shape}")
@@ -109,7 +119,7 @@ def next_generation(
         chosen = pop[tournament(fitness, len(pop), settings.tournament_size, rng)]
     else:
         raise ValueError(f"unknown selection {settings.selection!r}")
-    offspring = gaussian_mutation(two_point_crossover(chosen, settings.crossover_prob, rng), settings, rng)
+    offspring = gaussian_mutation(two_point_crossover(chosen, settings.crossover_prob, rng), settings, rng, kept)
     if settings.elitism:
         offspring[0] = pop[int(np.argmax(fitness))]
     return offspring
