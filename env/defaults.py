@@ -64,7 +64,8 @@ EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBU
 BATCH_WEIGHTS_MAX_BYTES = 2**20
 # Models whose votes a deterministic step counts once solo episodes were played: the fittest of the
 # last training (ties in), not all 20 — mostly fresh mutants, they outvoted a solver for rounds.
-# 3, not 1: one episode each picks lucky models too (python -m bench.learn: genetic.py's docstring).
+# 3, not 1: one episode each picked lucky models too; with five each (SCHEDULE_TRAIN) 1, 2 and 3 did
+# about as well, 5 worse (python -m bench.learn: genetic.py's docstring).
 # A whole swarm keeps that vote in its population file (voters), so a restart plays the same.
 VOTERS = 3
 
