@@ -10,8 +10,8 @@ confirms it with ``final_eval`` deterministic episodes and stops there if
 the confirmation holds (no evolution after a confirmed round, so the population
 that was measured is the one left running); otherwise it evolves and goes on. An
 evaluation is stopped at its first episode below the target (the round goes to no check
-then: a run waits for its longest episode, and an evaluation played out was a third of a
-schedule's steps; its average is then the episodes played's); a
+then, and a run waits for its longest episode: python -m bench.learn; its average is then the
+episodes played's); a
 confirmation is stopped early once it cannot reach the target even if every
 remaining episode scored the best score seen in it (a 100-episode check of a
 nearly solved policy is ~50k steps, most of the schedule's time). When
