@@ -9,8 +9,9 @@ played by the real parts — the environment's :class:`VectorLogic`, the swarm's
 real schedule, in a few seconds of CPU. A schedule's wall time is mostly its batch steps
 one after another (each waits for the last: a round costs its longest training episode plus
 its longest evaluation), so "batch steps" is the figure to lower when changing the
-algorithm. The check is stopped once hopeless, as the schedule stops it (at the step whose
-results make it so; the real one sees that a message later).
+algorithm. An evaluation is stopped at its first episode below the target and the check once
+hopeless, as the schedule stops them (at the step whose results make it so; the real one sees
+that a message later).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cartpole_tui.env.events import EnvironmentObserver, EpisodeFinished
 from cartpole_tui.env.swarm import genetic
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
-from cartpole_tui.env.swarm.policy import OBS_SIZE, Population
+from cartpole_tui.env.swarm.policy import OBS_SIZE, Population, biases
 from cartpole_tui.env.wire import batch, protocol
 
 
@@ -56,16 +57,19 @@ class Replay:
         self.batch_steps = 0
         self.steps = 0  # environment steps, every instance's
 
-    def run(self, episodes: int, deterministic: bool, seed: int, target: float | None = None) -> list[float]:
+    def run(
+        self, episodes: int, deterministic: bool, seed: int, target: float | None = None, every: bool = False
+    ) -> list[float]:
         """The run's scores in episode order; with ``target``, stopped (and its unfinished episodes
-        left out) once its mean cannot reach it, as the schedule's check is."""
+        left out) once its mean cannot reach it, as the schedule's check is, or (``every``) once an
+        episode scored below it, as an evaluation is."""
         n = min(episodes, defaults.PARALLEL)
         scores = Scores()
         self.environment.base.observers = [scores]
         _, payload = self.environment.start(protocol.start_run(episodes, deterministic, seed=seed), n)
         while payload is not None and self.environment.base.run is not None:
             self.chooser.observe(payload)
-            if target is not None and _hopeless(list(scores.by_number.values()), episodes, target):
+            if target is not None and _hopeless(list(scores.by_number.values()), episodes, target, every):
                 break
             instances, observations = batch.parse_observation(payload, OBS_SIZE)
             chosen = self.chooser.choose(self.ids, self.population.batch_logits(observations), instances, deterministic)
@@ -81,15 +85,17 @@ class Replay:
     def evolve(self) -> None:
         contribution = self.logic.contribution()
         fitness = self.remembered.average(self.population.weights, [contribution.get(i, 0.0) for i in self.ids])
-        offspring = genetic.next_generation(self.population.weights.copy(), fitness, genetic.SWARM, self.rng)
+        offspring = genetic.next_generation(self.population.weights.copy(), fitness, genetic.SWARM, self.rng, biases())
         self.remembered.keep(offspring)
         self.population.weights[...] = offspring
 
 
-def _hopeless(scores: list[float], episodes: int, target: float) -> bool:
-    """The schedule's rule (:class:`~cartpole_tui.env.runtime.schedule._HopelessConfirmation`)."""
+def _hopeless(scores: list[float], episodes: int, target: float, every: bool) -> bool:
+    """The schedule's rules (:class:`~cartpole_tui.env.runtime.schedule._HopelessConfirmation`)."""
     if not scores or len(scores) >= episodes:
         return False
+    if every:
+        return min(scores) < target
     bound = max(max(scores), defaults.EPISODE_MAX_SCORE)
     return sum(scores) + (episodes - len(scores)) * bound < target * episodes
 
@@ -101,10 +107,10 @@ def schedule(seed: int, verbose: bool = False) -> tuple[int | None, Replay]:
     target = defaults.SCHEDULE_TARGET
     for number in range(1, defaults.SCHEDULE_ROUNDS + 1):
         trained = replay.run(defaults.SCHEDULE_TRAIN, False, next(seeds))
-        evaluated = replay.run(defaults.SCHEDULE_EVALUATE, True, next(seeds))
+        evaluated = replay.run(defaults.SCHEDULE_EVALUATE, True, next(seeds), target, every=True)
         line = f"  round {number:>2}: train avg {np.mean(trained):6.1f} (best {max(trained):3.0f})"
-        line += f"  eval avg {np.mean(evaluated):6.1f}"
-        if min(evaluated) >= target:
+        line += f"  eval avg {np.mean(evaluated):6.1f} over {len(evaluated)}"
+        if len(evaluated) == defaults.SCHEDULE_EVALUATE and min(evaluated) >= target:
             played = replay.run(defaults.SCHEDULE_CONFIRM, True, next(seeds), target)
             checked = float(np.mean(played)) if played else 0.0
             line += f"  check {checked:.1f} over {len(played)}"

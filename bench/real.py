@@ -194,8 +194,9 @@ def schedule_played(report: dict) -> tuple[int, int]:
     """(episodes, steps) of a schedule from its rounds' averages and settings."""
     settings, episodes, steps = report["settings"], 0, 0.0
     for result in report["rounds"]:
-        episodes += settings["train"] + settings["evaluate"] + result.get("confirm_episodes", 0)
-        steps += result["train_avg"] * settings["train"] + result["eval_avg"] * settings["evaluate"]
+        evaluated = result.get("eval_episodes", settings["evaluate"])  # fewer: stopped below the target
+        episodes += settings["train"] + evaluated + result.get("confirm_episodes", 0)
+        steps += result["train_avg"] * settings["train"] + result["eval_avg"] * evaluated
         steps += (result.get("confirm_avg") or 0.0) * result.get("confirm_episodes", 0)
     if report.get("final_eval_avg") is not None and not report.get("solved") and settings["final_eval"]:
         episodes += settings["final_eval"]

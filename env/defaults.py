@@ -64,7 +64,8 @@ EVOLUTION_GATHER_TIMEOUT = 5.0  # s our evolution waits for WEIGHTS and CONTRIBU
 BATCH_WEIGHTS_MAX_BYTES = 2**20
 # Models whose votes a deterministic step counts once solo episodes were played: the fittest of the
 # last training (ties in), not all 20 — mostly fresh mutants, they outvoted a solver for rounds.
-# 3, not 1: one episode each picks lucky models too (python -m bench.learn: genetic.py's docstring).
+# 3, not 1: one episode each picked lucky models too; with five each (SCHEDULE_TRAIN) 1, 2 and 3 did
+# about as well, 5 worse (python -m bench.learn: genetic.py's docstring).
 # A whole swarm keeps that vote in its population file (voters), so a restart plays the same.
 VOTERS = 3
 
@@ -108,7 +109,13 @@ EVOLVE_DRAIN_MAX = 3.0
 
 # --- the learning schedule (`r`, `run --schedule`) --------------------------------------
 SCHEDULE_ROUNDS = 40
-SCHEDULE_TRAIN = 20  # episodes a round: one solo episode per model
+# episodes a round: five solo episodes per model of the default swarm, played at once (PARALLEL), so
+# a round costs its longest episode as one a model did, and a model's fitness is a mean of five, not
+# one lucky or unlucky episode (python -m bench.learn: genetic.py's docstring)
+SCHEDULE_TRAIN = 5 * MODELS
+# ... and on a network joined (--connect; the published one, say): one episode a model, the published
+# round; its runs play one instance at a time at 10-30 steps/s, where five a model were 5x the round
+SCHEDULE_TRAIN_JOINED = MODELS
 SCHEDULE_EVALUATE = 5  # deterministic episodes a round
 SCHEDULE_CONFIRM = 100  # deterministic episodes of the closing check
 SCHEDULE_TARGET = SOLVED_SCORE

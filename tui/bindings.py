@@ -40,7 +40,8 @@ class Key:
 
 
 _SCHEDULE = (
-    f"schedule: rounds of (train {defaults.SCHEDULE_TRAIN}, evaluate {defaults.SCHEDULE_EVALUATE} "
+    f"schedule: rounds of (train {defaults.SCHEDULE_TRAIN}, {defaults.SCHEDULE_TRAIN_JOINED} on a network joined, "
+    f"evaluate {defaults.SCHEDULE_EVALUATE} "
     f"deterministic, evolve) until a {defaults.SCHEDULE_CONFIRM}-episode deterministic check averages "
     f"the environment's reward_threshold ({defaults.SCHEDULE_TARGET:g} for CartPole-v1); x stops it"
 )

@@ -350,6 +350,7 @@ class Controller(EnvironmentObserver):
                     control,
                     on_round=self.push,
                     on_phase=lambda _, number: self.push(ScheduleRound(number, target)),
+                    train=defaults.SCHEDULE_TRAIN if self.options.connect is None else defaults.SCHEDULE_TRAIN_JOINED,
                     seed=self.options.seed,
                     stop=stop,
                     target=target,

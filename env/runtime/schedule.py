@@ -8,16 +8,19 @@ Added to the published script: when every episode of a round's evaluation reache
 ``target`` (its average, where the environment reports no episodes) the schedule
 confirms it with ``final_eval`` deterministic episodes and stops there if
 the confirmation holds (no evolution after a confirmed round, so the population
-that was measured is the one left running); otherwise it evolves and goes on. A
+that was measured is the one left running); otherwise it evolves and goes on. An
+evaluation is stopped at its first episode below the target (the round goes to no check
+then, and a run waits for its longest episode: python -m bench.learn; its average is then the
+episodes played's); a
 confirmation is stopped early once it cannot reach the target even if every
 remaining episode scored the best score seen in it (a 100-episode check of a
 nearly solved policy is ~50k steps, most of the schedule's time). When
 no round was confirmed, a last ``final_eval``-episode evaluation gives
 ``final_eval_avg``.
 
-Defaults: ``SCHEDULE_*`` in :mod:`cartpole_tui.env.defaults` — as many training
-episodes a round as the default swarm has models (one solo episode per model, i.e.
-one generation), and CartPole-v1's reward threshold as the target.
+Defaults: ``SCHEDULE_*`` in :mod:`cartpole_tui.env.defaults` — five solo training episodes a
+round for each model of the default swarm (one generation, each model's fitness a mean of
+five), and CartPole-v1's reward threshold as the target.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class RoundResult:
     train_seconds: float  # training wall time of this and all earlier rounds
     wall_seconds: float  # since the schedule started, at the end of the round
     train_steps: int  # training steps of this and all earlier rounds (CartPole: 1 reward a step)
+    eval_episodes: int = 0  # the evaluation's; fewer than evaluate when an episode fell short of the target
     confirm_avg: float | None = None  # the final_eval-episode check, when the round reached target
     confirm_episodes: int = 0  # fewer than final_eval when the check was stopped as hopeless
     evolved: bool = False
@@ -157,6 +161,11 @@ def run_schedule(
         hopeless.watch(going(control.start_run(final_eval, True, seed=next(seeds))))
         return control.wait_run(idle_timeout)
 
+    def evaluation(number: int) -> RunFinished:
+        begin("eval", number)
+        hopeless.watch(going(control.start_run(evaluate, True, seed=next(seeds))), evaluate, every=True)
+        return control.wait_run(idle_timeout)
+
     hopeless = _HopelessConfirmation(control, final_eval, target, best)
     stop = stop if stop is not None else threading.Event()
     listeners = [f for f in (on_episode, hopeless) if f is not None]
@@ -166,8 +175,10 @@ def run_schedule(
             trained = run("train", number, train, False)
             train_seconds += time.monotonic() - t0
             train_steps += int(sum(trained.scores))
-            evaluated = run("eval", number, evaluate, True)
-            current = RoundResult(number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps)
+            evaluated = evaluation(number)
+            current = RoundResult(
+                number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps, evaluated.episodes
+            )
             if final_eval and target is not None and _reached(evaluated, target):
                 confirmed = confirm(number)
                 current.confirm_avg, current.confirm_episodes = confirmed.avg_score, confirmed.episodes
@@ -214,7 +225,8 @@ def best_episode(spaces: EnvSpaces) -> float | None:
 
 class _HopelessConfirmation:
     """Stops the confirmation run once its mean cannot reach the target any more (only when
-    the best score of an episode is known: ``best``)."""
+    the best score of an episode is known: ``best``), and an evaluation (``every`` episode must
+    reach the target) at its first episode below it."""
 
     def __init__(
         self,
@@ -226,19 +238,29 @@ class _HopelessConfirmation:
         self.control, self.episodes, self.target, self.best = control, episodes, target, best
         self.run_id: str | None = None
         self.scores: list[float] = []
+        self.played, self.every = episodes, False  # the episodes of the run watched, and its rule
 
-    def watch(self, run_id: str) -> None:
+    def watch(self, run_id: str, episodes: int | None = None, every: bool = False) -> None:
+        """Watch ``run_id``: the confirmation, or an evaluation of ``episodes`` (``every``)."""
         self.run_id, self.scores = run_id, []
+        self.played, self.every = episodes or self.episodes, every
 
     def __call__(self, event: EpisodeFinished) -> None:
-        if event.run_id != self.run_id or self.target is None or self.best is None:
+        if event.run_id != self.run_id or self.target is None:
             return
         self.scores.append(event.score)
-        # A remaining episode may still score the environment's best: in a vectorised run
-        # episodes end shortest first, so the best seen so far is no bound.
-        bound = max(max(self.scores), self.best)
-        best_possible = sum(self.scores) + (self.episodes - len(self.scores)) * bound
-        if len(self.scores) < self.episodes and best_possible < self.target * self.episodes:
+        if len(self.scores) >= self.played:
+            return
+        if self.every:
+            hopeless = event.score < self.target
+        elif self.best is not None:
+            # A remaining episode may still score the environment's best: in a vectorised run
+            # episodes end shortest first, so the best seen so far is no bound.
+            bound = max(max(self.scores), self.best)
+            hopeless = sum(self.scores) + (self.played - len(self.scores)) * bound < self.target * self.played
+        else:
+            return
+        if hopeless:
             self.run_id = None  # stop once
             self.control.stop_run()
 

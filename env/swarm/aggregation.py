@@ -16,8 +16,8 @@ change of it: the swarm keeps it in the population file, so that a swarm started
 the file votes as this one did (:mod:`cartpole_tui.env.swarm.swarm`). ``fittest=None``
 (an aggregation apart from the models it votes with): every model votes, always.
 Stochastic (training) steps are played, by default, one episode at a time by one model
-alone, greedily — each model in turn, fewest episodes first — and the episode's return
-is that model's fitness; this is how the built-in swarm learns (a genetic algorithm
+alone, greedily — each model in turn, fewest episodes first — and the mean return of its
+episodes is that model's fitness; this is how the built-in swarm learns (a genetic algorithm
 whose fitness is measured one model at a time). With ``solo=False`` stochastic steps
 sample from the summed probabilities, as the published aggregation does.
 

@@ -25,7 +25,7 @@ from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm import genetic
 from cartpole_tui.env.swarm.batching import batch_weights
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
-from cartpole_tui.env.swarm.policy import n_weights
+from cartpole_tui.env.swarm.policy import biases, n_weights
 from cartpole_tui.env.wire import batch, protocol
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Evolution(SwarmComponent):
     ):
         self.models = models
         self.n_weights = n_weights(spaces.observations, spaces.actions)  # a model's, for the environment
+        self._biases = biases(spaces.observations, spaces.actions)  # left as they are (0 in our models)
         self.settings = settings
         self.timeout = timeout
         self.generations = 0
@@ -127,7 +128,7 @@ class Evolution(SwarmComponent):
             contribution = self._contribution or {}
             population = np.asarray([self._weights[i] for i in ids])
             fitness = self._remembered.average(population, [self._fitness(contribution.get(i)) for i in ids]).tolist()
-            offspring = genetic.next_generation(population, fitness, self.settings, self._rng)
+            offspring = genetic.next_generation(population, fitness, self.settings, self._rng, self._biases)
             self._remembered.keep(offspring)
             # additive: what the control room's population pane shows
             done["FITNESS"] = fitness

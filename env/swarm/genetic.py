@@ -7,8 +7,9 @@ two-point crossover of neighbouring pairs, Gaussian mutation — plus truncation
 selection (parents drawn from the fittest fraction) and elitism (the fittest row
 kept unchanged). ``TOURNAMENT`` is those operators with elitism (the probabilities
 are ours; the published ones make mutation rare). ``SWARM`` is what the built-in
-swarm uses: every child is the fittest model + N(0, 0.1²), the fittest kept, and
-:class:`Remembered` averages the fitness of a model kept unchanged over its generations.
+swarm uses: every child is the fittest model + N(0, 0.1²) on its weights (its biases stay
+0: :func:`.policy.biases`), the fittest kept, and :class:`Remembered` averages the fitness
+of a model kept unchanged over its generations.
 
 Measured with ``python -m bench.learn --seeds 1 … 10`` (the schedule replayed in-process:
 each model plays one greedy episode a round; rounds to a confirmed deterministic
@@ -34,6 +35,24 @@ Whole ``run --schedule`` processes (``bench.solve``'s, alternating with the tree
 (one parent on a plateau: children far worse than it for rounds, then a 500 that does not
 hold in the vote), which is what misses ≤ 6 s a seed.
 ``TOURNAMENT`` needed 23k–124k CartPole steps on seeds 1–4 (older measurement).
+
+2026-12-03, learn4 (``python -m bench.learn --seeds 1 … 40``, batch steps; seeds 1–10 | 11–20 |
+1–40 as median/worst): before 4.0k/14.5k | 4.1k/6.7k | 5.2k/19.4k. Models without biases (0 at the
+start, never mutated: odd policies, CartPole's mirror symmetry; a random one no longer pushes one
+way whatever the pole does, and an untrained vote sometimes solves) 3.0k/18.5k | 2.7k/6.0k | 2.6k/18.5k;
+with the evaluation stopped at its first episode below the target (:mod:`cartpole_tui.env.runtime.schedule`)
+2.5k/12.3k | 2.3k/4.6k | 2.4k/12.3k, the tail now near-solvers on a plateau (one-episode fitness
+ties at 500); with 100 training episodes a round (5 a model, at once: ``SCHEDULE_TRAIN``)
+**2.2k/4.4k | 2.7k/3.5k | 2.3k/5.7k** (rounds 2, 2, 2, 3, 2, 2, 1, 6, 3, 2 on seeds 1–10), which
+is what the schedule of the embedded swarm does. Tried on the way (seeds 1–10 unless said): the
+evaluation stop alone 3.3k/10.5k (1–40: 4.3k/13.4k); 100 training episodes alone 4.4k/17.1k;
+biases 0 at the start but mutated 4.3k/7.6k (with the stop 4.8k/9.3k); 50 or 100 models of one
+training episode each (with the stop) 3.4k/10.2k, 3.2k and one unsolved; a (1+λ)-ES with a
+1/5th-success σ (×e^0.8 when a child became the parent, else ×e^−0.2) 9.4k, 3 unsolved. Without
+biases, with the stop, seeds 1–40: σ 0.05 2.8k, 3 unsolved; σ 0.2 2.8k/10.1k; 40 or 60 training
+episodes 2.3k/9.4k, 2.4k/5.9k; with 100, the 1, 2 or 5 fittest voting (``VOTERS``, 3 kept)
+2.2k/5.1k, 2.2k/4.7k, 2.8k/6.0k. Not tried: an OpenAI-style ES (a fitness-weighted mean of
+antithetic perturbations): what is left is the endgame, where the fitness is 500 and ties.
 """
 
 from __future__ import annotations
@@ -89,17 +108,27 @@ def two_point_crossover(pop: np.ndarray, prob: float, rng: np.random.Generator) 
     return out
 
 
-def gaussian_mutation(pop: np.ndarray, settings: GeneticSettings, rng: np.random.Generator) -> np.ndarray:
-    """Add N(0, sigma²) to each weight with ``gene_mutation_prob`` in rows picked with ``mutation_prob``."""
+def gaussian_mutation(
+    pop: np.ndarray, settings: GeneticSettings, rng: np.random.Generator, kept: np.ndarray | None = None
+) -> np.ndarray:
+    """Add N(0, sigma²) to each weight with ``gene_mutation_prob`` in rows picked with ``mutation_prob``,
+    except the weights ``kept`` (a bool mask over a row) marks."""
     rows = rng.random(len(pop)) < settings.mutation_prob
     genes = rng.random(pop.shape) < settings.gene_mutation_prob
+    if kept is not None:
+        genes &= ~kept
     return pop + (rows[:, None] & genes) * rng.normal(0.0, settings.sigma, size=pop.shape)
 
 
 def next_generation(
-    pop: np.ndarray, fitness: npt.ArrayLike, settings: GeneticSettings, rng: np.random.Generator
+    pop: np.ndarray,
+    fitness: npt.ArrayLike,
+    settings: GeneticSettings,
+    rng: np.random.Generator,
+    kept: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``."""
+    """The next (K, n) population; same shape, row 0 the elite when ``settings.elitism``. No mutation
+    changes the weights ``kept`` marks (our swarm's: its biases, :func:`.policy.biases`)."""
     fitness = np.asarray(fitness, dtype=np.float64)
     if pop.ndim != 2 or len(fitness) != len(pop):
         raise ValueError(f"need one fitness per row: {len(fitness)} for a population of shape {pop.shape}")
@@ -109,7 +138,7 @@ def next_generation(
         chosen = pop[tournament(fitness, len(pop), settings.tournament_size, rng)]
     else:
         raise ValueError(f"unknown selection {settings.selection!r}")
-    offspring = gaussian_mutation(two_point_crossover(chosen, settings.crossover_prob, rng), settings, rng)
+    offspring = gaussian_mutation(two_point_crossover(chosen, settings.crossover_prob, rng), settings, rng, kept)
     if settings.elitism:
         offspring[0] = pop[int(np.argmax(fitness))]
     return offspring

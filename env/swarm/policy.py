@@ -61,6 +61,17 @@ SLICES = slices()
 FORWARD = ("pi_w0", "pi_b0", "pi_w1", "pi_b1", "act_w", "act_b")  # the layers an action's logits take
 
 
+def biases(observations: int = OBS_SIZE, actions: int = N_ACTIONS) -> np.ndarray:
+    """A row's bias weights, as a bool mask. Our models' stay 0: without biases a model's logits are
+    an odd function of the observation (logits(−s) = −logits(s)), the mirror symmetry CartPole's
+    controllers have; random biases mostly pushed one way whatever the pole did (10-step episodes),
+    and mutated ones cost rounds (python -m bench.learn: :mod:`.genetic`'s docstring)."""
+    mask, where = np.zeros(n_weights(observations, actions), dtype=bool), slices(observations, actions)
+    for name, _ in layout(observations, actions)[1::2]:  # each layer's weight, then its bias
+        mask[where[name]] = True
+    return mask
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, stable for large logits."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -71,8 +82,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Population:
     """K policy models as one (K, weights) float64 array with per-layer views.
 
-    ``Population(k, seed)`` initialises like torch's ``nn.Linear`` (uniform in
-    ±1/sqrt(fan_in)); ``weights`` is the (K, 755) array itself (CartPole's spaces;
+    ``Population(k, seed)`` initialises each weight like torch's ``nn.Linear`` (uniform in
+    ±1/sqrt(fan_in)) and each bias to 0, which the evolution leaves so (:func:`biases`);
+    ``weights`` is the (K, 755) array itself (CartPole's spaces;
     ``observations`` and ``actions`` size the first layers and the action head for
     another environment's), so writing a row changes that model.
     """
@@ -89,9 +101,9 @@ class Population:
         self.layers = {name: self.weights[:, where[name]].reshape(k, *shape) for name, shape in shapes}
         rng = np.random.default_rng(seed)
         for (weight, (_, fan_in)), (bias, _) in zip(shapes[0::2], shapes[1::2]):
-            bound = 1.0 / np.sqrt(fan_in)  # a weight and its bias share the layer's fan-in
-            for name in (weight, bias):
-                self.layers[name][...] = rng.uniform(-bound, bound, size=self.layers[name].shape)
+            bound = 1.0 / np.sqrt(fan_in)
+            self.layers[weight][...] = rng.uniform(-bound, bound, size=self.layers[weight].shape)
+            self.layers[bias][...] = 0.0
 
     def set_model(self, index: int, weights: npt.ArrayLike) -> None:
         """Load one model's flat weight vector (published order); ValueError on a bad length."""

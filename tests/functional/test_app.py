@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import signal
@@ -12,6 +11,7 @@ import pytest
 from swergio import MESSAGE_TYPE, Client, Trigger
 from textual.widgets import Checkbox, Input, Label, RichLog
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
@@ -298,8 +298,7 @@ async def test_the_progress_line_says_the_schedules_round_and_target_and_how_it_
 
 async def test_x_during_a_schedule_says_its_run_is_stopped_now(tmp_path, broker, agent, monkeypatch):
     """The log said "schedule stopping after the current run", then the run stopped at once."""
-    long_training = functools.partial(schedule.run_schedule, train=1_000_000)  # x lands in the first run
-    monkeypatch.setattr("cartpole_tui.tui.controller.run_schedule", long_training)
+    monkeypatch.setattr(defaults, "SCHEDULE_TRAIN_JOINED", 1_000_000)  # x lands in the first run (a network joined)
     app = make_app(tmp_path, broker.port)
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(pilot)
@@ -318,7 +317,9 @@ async def test_x_between_a_schedules_runs_says_no_run_of_it_starts(tmp_path, bro
     async with app.run_test(size=(120, 40)) as pilot:
         await connected(pilot)
         await pilot.press("r")
-        await until(pilot, lambda: "run 2 done" in log_text(app) and app.current is None, what="round 1's evolution")
+        # run 2, the evaluation, is stopped at its first episode below the target
+        ended = lambda: re.search(r"run 2 (done|stopped)", log_text(app)) and app.current is None  # noqa: E731
+        await until(pilot, ended, what="round 1's evolution")
         await pilot.press("x")
         await until(pilot, lambda: "schedule stopping" in log_text(app), 5, "the line")
         assert log_text(app).split("schedule stopping", 1)[1].startswith(": no run of it starts, and it ends")

@@ -30,8 +30,9 @@ REFUSED = "a schedule is running in another control room (x stops it)"
 
 
 def network(broker, closing) -> None:
-    """An environment and a learning swarm on ``broker``."""
-    closing(Swarm(HOST, broker.port, models=4, seed=2).start())
+    """An environment and a learning swarm on ``broker`` (seed 3: its untrained models play ~10-step
+    episodes; seed 2's vote plays 500s at once, and a schedule ended before the other room heard it)."""
+    closing(Swarm(HOST, broker.port, models=4, seed=3).start())
     closing(VectorEnvironmentComponent(HOST, broker.port, seed=1).start())
 
 

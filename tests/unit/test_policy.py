@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cartpole_tui.env.swarm import genetic
-from cartpole_tui.env.swarm.policy import LAYOUT, N_WEIGHTS, SLICES, Population, softmax
+from cartpole_tui.env.swarm.policy import LAYOUT, N_WEIGHTS, SLICES, Population, biases, softmax
 
 
 def reference_logits(vector: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -93,6 +93,17 @@ def test_seeded_populations_are_reproducible():
     assert np.abs(pop.layers["pi_w0"]).max() > 0.45
 
 
+def test_our_models_start_without_biases_and_so_play_odd_policies():
+    mask = biases()
+    assert mask.sum() == 16 + 16 + 16 + 16 + 2 + 1
+    assert all(mask[SLICES[name]].all() == name.endswith(("_b0", "_b1", "_b")) for name, _ in LAYOUT)
+    assert biases(6, 3).sum() == 16 * 4 + 3 + 1  # Acrobot-v1's layout
+    pop = Population(4, seed=2)
+    np.testing.assert_array_equal(pop.weights[:, mask], 0.0)
+    obs = np.array([0.01, -0.2, 0.03, 0.4])
+    np.testing.assert_allclose(pop.logits(-obs), -pop.logits(obs))
+
+
 def test_softmax_is_stable_for_large_logits():
     np.testing.assert_allclose(softmax(np.array([[1000.0, 0.0], [0.0, 0.0]])), [[1.0, 0.0], [0.5, 0.5]])
 
@@ -169,3 +180,10 @@ def test_gaussian_mutation_has_the_requested_spread_and_probabilities():
     genes = out[mutated_rows]
     assert 0.17 < (genes != 0).mean() < 0.23
     assert 0.09 < genes[genes != 0].std() < 0.11
+
+
+def test_a_generation_mutates_no_weight_it_is_told_to_keep():
+    pop = np.random.default_rng(0).normal(size=(20, N_WEIGHTS))
+    out = genetic.next_generation(pop, np.arange(20.0), genetic.SWARM, np.random.default_rng(1), biases())
+    np.testing.assert_array_equal(out[:, biases()], np.broadcast_to(pop[19, biases()], (20, biases().sum())))
+    assert (out[1:, ~biases()] != pop[19, ~biases()]).all()

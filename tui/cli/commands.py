@@ -466,8 +466,9 @@ def schedule(args: argparse.Namespace) -> int:
         progress.update(task, completed=result.round)
         # train_seconds is the schedule's training so far (the JSON's too), not this round's
         lines.add(
-            f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}  "
-            f"training {result.train_seconds:.1f}s so far"
+            f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}"
+            + (f" over {result.eval_episodes}" if result.eval_episodes < args.evaluate else "")
+            + f"  training {result.train_seconds:.1f}s so far"
             + ("  evolved" if result.evolved else "")
             + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")
         )

@@ -277,7 +277,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     schedule.add_argument(
         "--train",
         type=arguments.episodes,
-        help=f"schedule: training episodes a round (default {defaults.SCHEDULE_TRAIN})",
+        help=f"schedule: training episodes a round (default {defaults.SCHEDULE_TRAIN}; "
+        f"{defaults.SCHEDULE_TRAIN_JOINED} with --connect)",
     )
     schedule.add_argument(
         "--eval",
@@ -481,7 +482,7 @@ def check_run_mode(args: argparse.Namespace) -> None:
     for dest, (flag, default) in {**ONE_RUN_OPTIONS, **SCHEDULE_OPTIONS}.items():
         value = getattr(args, dest)
         if value is None or value is False:  # left out (--target 0 is given: not `in (None, False)`)
-            setattr(args, dest, default)
+            setattr(args, dest, defaults.SCHEDULE_TRAIN_JOINED if dest == "train" and args.connect else default)
         elif dest in ignored and args.schedule:
             raise UsageError(
                 f"{flag} does nothing with --schedule (a round trains --train episodes and evaluates "
