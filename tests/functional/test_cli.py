@@ -92,7 +92,7 @@ def test_a_file_in_a_missing_folder_is_a_usage_error_naming_the_folder(tmp_path)
     missing = tmp_path / "no" / "such"
     for args, option in (
         (["run", "--episodes", "2", "--agent", "random", "--db", str(missing / "x.db")], "--db"),
-        (["export", "--db", ":memory:", "-o", str(missing / "out.csv")], "--output"),
+        (["export", "--db", ":memory:", "-o", str(missing / "out.csv")], "--out"),
         (["--offline", "--db", str(missing / "x.db")], "--db"),
         (["swarm", "--connect", "127.0.0.1:9", "--save", str(missing / "p.npz")], "--save"),
     ):

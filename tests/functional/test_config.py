@@ -108,3 +108,31 @@ def test_the_token_file_comes_from_the_flag_then_the_environment_then_the_file(t
 def test_a_bad_trust_block_is_a_usage_error():
     done = subprocess.run([str(APP), "broker", "--trust", "10.0.0.0/33"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--trust" in done.stderr and "10.0.0.0/33" in done.stderr
+
+
+def test_a_missing_file_named_by_the_environment_variable_is_a_usage_error(tmp_path):
+    """A typo in $CARTPOLE_TUI_CONFIG ran without the file's connect, token and db, not a word said."""
+    missing = tmp_path / "nonexist.toml"
+    done = subprocess.run(
+        [str(APP), "export", "--db", ":memory:"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(missing)},
+    )
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr == f"cartpole-tui: config {missing}: no such file (${config.CONFIG_ENV} names it)\n"
+
+
+def test_a_db_from_the_file_in_a_missing_folder_names_the_files_line(tmp_path):
+    """It said "--db /nonexist/x.db: no folder …", blaming a flag the user never gave."""
+    path = write(tmp_path, f'theme = "nord"\ndb = "{tmp_path}/no/x.db"\n')
+    done = subprocess.run(
+        [str(APP), "export"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(path)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"cartpole-tui: db in {path}, line 2: no folder {tmp_path}/no "), done.stderr

@@ -88,11 +88,15 @@ class Config:
 
 def load(path: Path | None = None, checks: dict[str, Callable] | None = None) -> Config:
     """Read and check the file (``checks``: key → a converter that raises on a bad value, as
-    argparse's types do); a missing file is an empty Config."""
+    argparse's types do); a missing file is an empty Config, unless $CARTPOLE_TUI_CONFIG names it
+    (a typo there silently dropped the file's connect, token_file and db)."""
+    named = path is None and bool(os.environ.get(CONFIG_ENV))
     path = path or config_path()
     try:
         text = _read(path)
     except FileNotFoundError:
+        if named:
+            raise ConfigError(f"config {path}: no such file (${CONFIG_ENV} names it)") from None
         return Config(path)
     try:
         data = tomllib.loads(text)

@@ -434,6 +434,8 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
         args.connect = settings.get("connect", address)
     if hasattr(args, "db") and args.db is None:
         args.db = settings.get("db")
+        if args.db is not None:  # what a message about it names: the file's line, not a flag not given
+            args.db_origin = f"db in {settings.where('db')}"
     if hasattr(args, "redraw_hz"):
         args.redraw_hz = args.redraw_hz or settings.get("redraw_hz", redraw_rate) or defaults.REDRAW_HZ
     if hasattr(args, "token_file") and args.token_file is None:
@@ -449,7 +451,7 @@ def check_folders(args: argparse.Namespace) -> None:
     nothing makes folders the user named (only the default data folder is made)."""
     written = (
         ("--db", "db", (MEMORY,)),
-        ("--output", "output", ("-",)),
+        ("--out", "output", ("-",)),  # as the README and the tensorboard check name it (-o, --output too)
         ("--save", "save", ()),
         ("--tensorboard", "tensorboard", ()),
     )
@@ -459,7 +461,8 @@ def check_folders(args: argparse.Namespace) -> None:
             continue
         folder = arguments.missing_folder(path)
         if folder is not None:
-            raise UsageError(f"{option} {path}: no folder {folder} (make it first, or name another)")
+            named = getattr(args, f"{dest}_origin", f"{option} {path}")
+            raise UsageError(f"{named}: no folder {folder} (make it first, or name another)")
 
 
 # `run`'s options that one of its modes plays and the other would ignore: (flag, default), by dest.
