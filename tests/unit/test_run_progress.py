@@ -74,7 +74,14 @@ def test_the_runs_told_of_are_counted_for_the_runs_table_until_the_history_says_
     assert progress.take_label() == "run 7 · 1/20 · last 9"  # the plot's latest score (number order)
     assert progress.counted == {7: Counted(1, "running", best=12.0, steps=12, last_at=0.0)}
     progress.ended(RunFinished("r1", 31.5, 20, stopped=True))
-    assert progress.counted == {7: Counted(20, "stopped", best=12.0, steps=12, last_at=0.0)}  # ENV_DONE's count
+    told = Counted(20, "stopped", best=12.0, steps=12, last_at=0.0, average=31.5)  # ENV_DONE's count and average
+    assert progress.counted == {7: told}
+    # the history (another process's file, read once a second) still says running: the row says
+    # what the progress line says, "stopped" with its average (it said "done" beside "—")
+    history = RunRecord(
+        7, "r1", RunParams(20, True, None, "CartPole-v1", "127.0.0.1:1"), 0.0, None, None, "running", 19
+    )
+    assert (progress.shown(history).state, progress.shown(history).avg_score) == ("stopped", 31.5)
     progress.settled([7])
     assert progress.counted == {}
 

@@ -94,21 +94,25 @@ class Counted:
     best: float | None = None
     steps: int | None = None  # None: some episodes were not heard (joined mid-run): the history's figures
     last_at: float | None = None
+    average: float | None = None  # its ENV_DONE's, once heard
 
     def heard(self, episode: EpisodeFinished) -> Counted:
         """With one more episode."""
         best = episode.score if self.best is None else max(self.best, episode.score)
         steps = None if self.steps is None else self.steps + episode.steps
         last_at = episode.wall_time if self.last_at is None else max(self.last_at, episode.wall_time)
-        return Counted(self.finished + 1, self.state, best, steps, last_at)
+        return replace(self, finished=self.finished + 1, best=best, steps=steps, last_at=last_at)
 
     def over(self, run: RunRecord) -> RunRecord:
         """``run`` as the runs table and the status line show it: while the history says it is
         running, with what was heard (its count always; its figures when every episode was heard)."""
         if run.state != "running":
             return run
+        # ended here and not yet in the history: "done" with the ENV_DONE's average (it said
+        # "done" and "—" beside "run 7 done · avg 92.2", new-user pass 4)
+        average = run.avg_score if self.average is None else self.average
         if self.steps is None:
-            return replace(run, finished=self.finished, state=self.state)
+            return replace(run, finished=self.finished, state=self.state, avg_score=average)
         return replace(
             run,
             finished=self.finished,
@@ -116,6 +120,7 @@ class Counted:
             best=self.best,
             total_steps=self.steps,
             last_episode_at=self.last_at,
+            avg_score=average,
         )
 
 
@@ -213,8 +218,12 @@ class RunProgress:
         (finished, current), self.current = (self.finished, self.current), None
         run = self.numbers.get(event.run_id) if event.run_id is not None else None
         if run is not None:
+            played = event.episodes or finished
             self.counted[run] = replace(
-                self.counted.get(run, Counted(0)), finished=event.episodes or finished, state=ending
+                self.counted.get(run, Counted(0)),
+                finished=played,
+                state=ending,
+                average=event.avg_score if played or event.avg_score else None,  # 0.0 over none: none
             )
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
         if not event.episodes and not finished and not event.avg_score:
