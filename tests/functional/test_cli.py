@@ -47,11 +47,18 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         # an option of run's other mode did nothing; now it is said
         (["run", "--schedule", "--rounds", "2", "--episodes", "7"], "--episodes does nothing with --schedule"),
         (["run", "--schedule", "--deterministic"], "--deterministic does nothing with --schedule"),
-        (["run", "--episodes", "5", "--rounds", "3"], "--rounds is for --schedule (one run plays --episodes)"),
+        (
+            ["run", "--episodes", "5", "--rounds", "3"],
+            "cartpole-tui run: --rounds is for --schedule (one run plays --episodes)",
+        ),
         (["run", "--train", "3"], "--train is for --schedule"),
         (["run", "--eval", "3"], "--eval is for --schedule"),
         (["run", "--target", "100"], "--target is for --schedule"),
         (["run", "--target", "0"], "--target is for --schedule"),
+        # --offline browses the history: an option that plays runs did nothing, without a word
+        (["--offline", "--fresh"], "cartpole-tui: --fresh does nothing with --offline"),
+        (["--offline", "--connect", "127.0.0.1:8080"], "--connect does nothing with --offline"),
+        (["--offline", "--seed", "3"], "--seed does nothing with --offline"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):

@@ -495,6 +495,29 @@ def check_run_mode(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} is for --schedule (one run plays --episodes): add --schedule or leave it out")
 
 
+# the control room's options that play runs: (flag, default) by dest; --offline plays none
+PLAYING_OPTIONS = {
+    "connect": ("--connect", None),
+    "no_env": ("--no-env", False),
+    "parallel": ("--parallel", defaults.PARALLEL),
+    "seed": ("--seed", None),
+    "agent": ("--agent", defaults.AGENT),
+    "models": ("--models", defaults.MODELS),
+    "tensorboard": ("--tensorboard", None),
+    "fresh": ("--fresh", False),
+}
+
+
+def check_offline(args: argparse.Namespace) -> None:
+    """`--offline` with an option that plays runs is a usage error naming it (it was accepted and
+    did nothing); --env-id stays: it chooses the environment whose runs the plot holds."""
+    if args.command is not None or not args.offline:
+        return
+    for dest, (flag, default) in PLAYING_OPTIONS.items():
+        if getattr(args, dest, default) != default:
+            raise UsageError(f"{flag} does nothing with --offline (it browses the history, no network): leave one out")
+
+
 def check_tensorboard(args: argparse.Namespace) -> None:
     """TensorBoard output asked for that cannot be is a usage error: no folder named, a file by
     that name, or the extra not installed."""
@@ -521,9 +544,13 @@ def main(argv: list[str] | None = None) -> int:
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         check_folders(args)
         check_run_mode(args)
+        check_offline(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
-    except (config.ConfigError, auth.TokenError, UsageError) as error:
+    except UsageError as error:  # of the command line: named after the command, as argparse's are
+        print(f"cartpole-tui{f' {args.command}' if args.command else ''}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (config.ConfigError, auth.TokenError) as error:
         print(f"cartpole-tui: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
