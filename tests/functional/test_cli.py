@@ -59,6 +59,12 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["--offline", "--fresh"], "cartpole-tui: --fresh does nothing with --offline"),
         (["--offline", "--connect", "127.0.0.1:8080"], "--connect does nothing with --offline"),
         (["--offline", "--seed", "3"], "--seed does nothing with --offline"),
+        # an option before the command was the control room's, and the command's default won
+        (
+            ["--db", ":memory:", "run", "--episodes", "3"],
+            "cartpole-tui run: --db before the command applies to nothing",
+        ),
+        (["--connect", "127.0.0.1:8080", "evolve"], "cartpole-tui evolve: --connect before the command"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, words):

@@ -538,9 +538,25 @@ def check_tensorboard(args: argparse.Namespace) -> None:
         raise UsageError(f"{option} {folder}: {problem}")
 
 
+def check_command_first(args: argparse.Namespace, argv: list[str]) -> None:
+    """An option before a subcommand is a usage error naming it: argparse took it as the control
+    room's, and the subcommand's default replaced it (`cartpole-tui --db X run` wrote to the
+    default history; `--connect H:P evolve` said --connect was required)."""
+    if args.command is None or args.command not in argv:
+        return
+    before = [token for token in argv[: argv.index(args.command)] if token.startswith("-")]
+    if before:
+        raise UsageError(
+            f"{before[0]} before the command applies to nothing: put it after, "
+            f"`cartpole-tui {args.command} {before[0]} …`"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
+        check_command_first(args, argv)
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         check_folders(args)
         check_run_mode(args)
