@@ -806,6 +806,11 @@ class ControlRoomApp(App):
     def on_evolve_requested(self, _: EvolveRequested) -> None:
         if not self._can_control():
             return
+        if self.current is not None or self.controller.schedule_running:
+            # the models changed while their episodes were measured (a schedule's round N was no
+            # longer generation N); `s` was refused there, `e` was not (new-user pass 4)
+            self.notify("a run is going: evolve between runs (x stops it)", severity="warning")
+            return
         self.main.controls.show_evolution("running…")
         self.controller.evolve()
 

@@ -149,6 +149,29 @@ async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, a
     evolution.close()
 
 
+async def test_evolve_is_refused_while_a_run_plays_and_taken_after(tmp_path, broker, agent):
+    """Evolving replaced the models while their episodes were measured: `s` was refused during a
+    run, `e` was not (new-user pass 4)."""
+    evolution = plain_evolution(broker.port)
+    app = make_app(tmp_path, broker.port)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await connected(pilot)
+            await start_run(pilot, "1000000")
+            await until(pilot, lambda: len(app.history) >= 3, what="a few episodes")
+            await pilot.press("e")
+            state = app.query_one("#evo-state", Label)
+            refusal = "a run is going: evolve between runs (x stops it)"
+            await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
+            assert "running" not in str(state.render()) and "done" not in str(state.render())
+            await pilot.press("x")
+            await until(pilot, lambda: [r for r in runs(app) if r.state == "stopped"], what="stopped")
+            await pilot.press("e")
+            await until(pilot, lambda: "done" in str(state.render()), what="evo: done between runs")
+    finally:
+        evolution.close()
+
+
 async def test_broker_lost_and_back(tmp_path):
     port = free_port()
     first = Broker("127.0.0.1", port).start()

@@ -518,6 +518,18 @@ def check_offline(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} does nothing with --offline (it browses the history, no network): leave one out")
 
 
+def check_embedded_network(args: argparse.Namespace) -> None:
+    """What cannot play on the embedded network is a usage error before anything starts: it has no
+    environment but its own (private: nobody else can join), and the random agent no evolution
+    (`--no-env` waited forever; `--agent random --schedule` 30 s at its first evolution)."""
+    if args.command not in (None, "run") or args.connect is not None or getattr(args, "offline", False):
+        return
+    if args.no_env:
+        raise UsageError("--no-env needs --connect HOST:PORT: the embedded network has no other environment")
+    if args.command == "run" and args.schedule and args.agent == "random":
+        raise UsageError("--schedule evolves the swarm: --agent random has no evolution (leave --agent out)")
+
+
 def check_tensorboard(args: argparse.Namespace) -> None:
     """TensorBoard output asked for that cannot be is a usage error: no folder named, a file by
     that name, or the extra not installed."""
@@ -561,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         check_folders(args)
         check_run_mode(args)
         check_offline(args)
+        check_embedded_network(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
     except UsageError as error:  # of the command line: named after the command, as argparse's are

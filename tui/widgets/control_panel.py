@@ -21,7 +21,7 @@ def parse_episodes(text: str) -> int:
     shows beside the field at 80 columns)."""
     text = text.strip()
     if not text:
-        raise ValueError(f"empty: type {ALLOWED}")
+        raise ValueError(f"type {ALLOWED}")  # "empty: type 1–1,000,00" was cut at 80 columns
     if not text.isdigit():
         raise ValueError(f"a number {ALLOWED}")
     if not 1 <= int(text) <= defaults.EPISODES_MAX:
