@@ -127,6 +127,9 @@ class LocalNetwork:
         if failed is not None:  # it said why in one line; its log is kept all the same, and said
             log_path, self.log_path = self.log_path, None
             reason = failed[len(FAILED) :].strip()
+            if self.population_file is not None and not self.fresh and "population" in reason:
+                # a retry reads the same file: the way out is --fresh (new-user pass 4)
+                reason += " (--fresh starts from random weights and saves over it; or move it aside)"
             raise NetworkStartError(f"the embedded network did not start: {reason}; its log: {log_path}")
         ready = [line.split() for line in lines if line.startswith(READY)]
         if not ready:

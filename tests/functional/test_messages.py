@@ -78,6 +78,7 @@ async def test_the_app_says_why_its_network_did_not_start_and_where_the_log_is(t
         await pilot.pause()
         rows = cannot_join_rows(app)  # long paths wrap anywhere: read without spaces
         assert f"{population}isnotapopulationfile" in "".join("".join(rows).split()), rows
+        assert "--freshstartsfromrandomweights" in "".join("".join(rows).split()), rows  # the way out
         said = "".join(log_text(app).split())  # and in the log, wrapped: long paths break anywhere
         assert f"theembeddednetworkdidnotstart:{population}isnotapopulationfile" in said, said
         logs = list(tmp_path.glob("cartpole-tui-network-*.log"))
