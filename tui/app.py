@@ -608,6 +608,7 @@ class ControlRoomApp(App):
         if counts:
             self._show_runs()  # first: a run it shows before this room heard of it names the progress line
             self._show_progress()
+            self.main.title_plot(len(self.in_order.waiting))
             self.main.plot.tick()
             if self._shown_rate != self.run_rate:  # the status line's steps/s, with the table's
                 self._shown_rate = self.run_rate

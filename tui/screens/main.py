@@ -81,6 +81,13 @@ class MainScreen(Screen):
         for pane_id, title in PANES.values():
             self.panes[pane_id].border_title = {"score plot": "Score"}.get(title, title.capitalize())
 
+    def title_plot(self, held: int) -> None:
+        """The plot's title says how many ended episodes wait for a lower number (a vectorised
+        run's slowest instance held nearly all back: the plot looked frozen at 140 of 1,780)."""
+        title = f"Score · {held:,} waiting for lower numbers" if held else "Score"  # 46 columns at most
+        if self.plot.border_title != title:
+            self.plot.border_title = title
+
     def title_environment(self, env_id: str) -> None:
         """The environment pane is titled by what it draws: CartPole's cart, another's picture (it
         said "Cart" above Acrobot). The id is a peer's (an environment's RUN_STARTED): its text as
