@@ -184,7 +184,7 @@ def test_a_run_on_a_terminal_writes_its_episode_lines_in_screenfuls_at_the_redra
     made the run 2.4–5× slower than with stderr redirected; now a batch at the redraw rate shows
     the latest screenful after a line counting the rest (stderr redirected keeps every line)."""
     result, shown = on_a_terminal("run", "--episodes", "1000", "--agent", "random", "--seed", "1", "--db", ":memory:")
-    assert result.returncode == 0 and "over 1000 episodes (ENV_DONE)" in result.stdout, shown[-2000:]
+    assert result.returncode == 0 and "over 1,000 episodes (ENV_DONE)" in result.stdout, shown[-2000:]
     text = shown.decode()
     assert len(shown) < 100 * 1024, f"{len(shown):,} bytes on the terminal"
     assert text.count("ETA") < 200  # the bar drawn at the redraw rate (2 a second), not once a line

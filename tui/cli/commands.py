@@ -49,7 +49,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.env.words import average, steps_per_second
+from cartpole_tui.env.words import average, plural, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
 
@@ -338,7 +338,9 @@ def run(args: argparse.Namespace) -> int:
         print(strict_json(_run_report(args, session, result, scores, rate)), flush=True)
     else:
         speed = f", {steps_per_second(rate)} steps/s" if rate else ""
-        out.print(f"average score {average(result.avg_score)} over {result.episodes} episodes (ENV_DONE){speed}")
+        out.print(
+            f"average score {average(result.avg_score)} over {plural(result.episodes, 'episode')} (ENV_DONE){speed}"
+        )
     return 0
 
 
