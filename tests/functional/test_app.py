@@ -85,7 +85,7 @@ async def test_default_network_start_shows_episodes_and_the_env_done_average(tmp
     [
         ("0", "1–1,000,000"),
         ("abc", "a number 1–1,000,000"),
-        ("", "empty"),
+        ("", "type 1–1,000,000"),
         ("-3", "a number"),
         ("2.5", "a number"),
         ("99999999999", "not in 1–1,000,000"),

@@ -135,4 +135,4 @@ def test_a_db_from_the_file_in_a_missing_folder_names_the_files_line(tmp_path):
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(path)},
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith(f"cartpole-tui: db in {path}, line 2: no folder {tmp_path}/no "), done.stderr
+    assert done.stderr.startswith(f"cartpole-tui export: db in {path}, line 2: no folder {tmp_path}/no "), done.stderr
