@@ -148,6 +148,11 @@ def help_sections() -> dict[str, list[tuple[str, str]]]:
         ("tab", "next pane: runs, log, episodes field, plot (the focused one has a heavy border)"),
         ("ctrl+p", "command palette"),
     ]
+    # the log's own keys (RichLog's scrolling): the help had none (new-user pass 4)
+    sections["Log (focused)"] = [
+        ("↑ ↓ pgup pgdn", "scroll back; scrolled back, it stays there while lines come"),
+        ("home end", "the first line; the latest, following new lines again"),
+    ]
     return sections
 
 

@@ -227,6 +227,9 @@ async def test_keys_toggle_panes_help_and_deterministic(tmp_path, broker, agent)
         assert det.value is True and "▐X▌ Det" in screen_text(app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        await pilot.press("end")  # the help scrolls: its last section
+        await pilot.pause()
+        assert "Log (focused)" in screen_text(app) and "scroll back" in screen_text(app)  # the log's keys too
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
