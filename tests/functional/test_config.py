@@ -45,6 +45,12 @@ def test_no_file_means_the_built_in_defaults(tmp_path):
     assert args.connect is None and args.db is None and args.redraw_hz == defaults.REDRAW_HZ
 
 
+def export_with_config(home, config_file, *args: str) -> subprocess.CompletedProcess:
+    """`cartpole-tui export ARGS` with ``config_file`` named by $CARTPOLE_TUI_CONFIG."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), config.CONFIG_ENV: str(config_file)}
+    return subprocess.run([str(APP), "export", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -57,13 +63,7 @@ def test_no_file_means_the_built_in_defaults(tmp_path):
 )
 def test_a_bad_file_is_one_line_naming_the_key_and_its_line_exit_2(tmp_path, text, expected):
     path = write(tmp_path, text)
-    done = subprocess.run(
-        [str(APP), "export", "--db", ":memory:"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(path)},
-    )
+    done = export_with_config(tmp_path, path, "--db", ":memory:")
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and expected in done.stderr and str(path) in done.stderr
     assert "Traceback" not in done.stderr
@@ -113,13 +113,7 @@ def test_a_bad_trust_block_is_a_usage_error():
 def test_a_missing_file_named_by_the_environment_variable_is_a_usage_error(tmp_path):
     """A typo in $CARTPOLE_TUI_CONFIG ran without the file's connect, token and db, not a word said."""
     missing = tmp_path / "nonexist.toml"
-    done = subprocess.run(
-        [str(APP), "export", "--db", ":memory:"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(missing)},
-    )
+    done = export_with_config(tmp_path, missing, "--db", ":memory:")
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr == f"cartpole-tui: config {missing}: no such file (${config.CONFIG_ENV} names it)\n"
 
@@ -127,12 +121,6 @@ def test_a_missing_file_named_by_the_environment_variable_is_a_usage_error(tmp_p
 def test_a_db_from_the_file_in_a_missing_folder_names_the_files_line(tmp_path):
     """It said "--db /nonexist/x.db: no folder …", blaming a flag the user never gave."""
     path = write(tmp_path, f'theme = "nord"\ndb = "{tmp_path}/no/x.db"\n')
-    done = subprocess.run(
-        [str(APP), "export"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), config.CONFIG_ENV: str(path)},
-    )
+    done = export_with_config(tmp_path, path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"cartpole-tui export: db in {path}, line 2: no folder {tmp_path}/no "), done.stderr
