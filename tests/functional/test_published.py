@@ -196,7 +196,7 @@ def test_run_evolve_deterministic_and_a_schedule_headless(broker, published):
     assert det.returncode == 0 and json.loads(det.stdout)["deterministic"] is True, det.stderr
     rounds = cli(
         "run", "--schedule", "--connect", address, "--rounds", "3", "--train", "2", "--eval", "1",
-        "--db", ":memory:", "--json", "--timeout", "20",
+        "--db", ":memory:", "--json", "--timeout", "20", timeout=270,
     )  # fmt: skip
     assert rounds.returncode == 0, rounds.stderr
     report = json.loads(rounds.stdout.strip().splitlines()[-1])
