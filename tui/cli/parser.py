@@ -495,26 +495,27 @@ def check_run_mode(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} is for --schedule (one run plays --episodes): add --schedule or leave it out")
 
 
-# the control room's options that play runs: (flag, default) by dest; --offline plays none
+# the control room's options that play runs, by dest; --offline plays none
 PLAYING_OPTIONS = {
-    "connect": ("--connect", None),
-    "no_env": ("--no-env", False),
-    "parallel": ("--parallel", defaults.PARALLEL),
-    "seed": ("--seed", None),
-    "agent": ("--agent", defaults.AGENT),
-    "models": ("--models", defaults.MODELS),
-    "tensorboard": ("--tensorboard", None),
-    "fresh": ("--fresh", False),
+    "connect": "--connect",
+    "no_env": "--no-env",
+    "parallel": "--parallel",
+    "seed": "--seed",
+    "agent": "--agent",
+    "models": "--models",
+    "tensorboard": "--tensorboard",
+    "fresh": "--fresh",
 }
 
 
-def check_offline(args: argparse.Namespace) -> None:
-    """`--offline` with an option that plays runs is a usage error naming it (it was accepted and
-    did nothing); --env-id stays: it chooses the environment whose runs the plot holds."""
+def check_offline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """`--offline` with an option that plays runs (not at the parser's default) is a usage error
+    naming it (it was accepted and did nothing); --env-id stays: it chooses the environment whose
+    runs the plot holds."""
     if args.command is not None or not args.offline:
         return
-    for dest, (flag, default) in PLAYING_OPTIONS.items():
-        if getattr(args, dest, default) != default:
+    for dest, flag in PLAYING_OPTIONS.items():
+        if getattr(args, dest) != parser.get_default(dest):
             raise UsageError(f"{flag} does nothing with --offline (it browses the history, no network): leave one out")
 
 
@@ -566,13 +567,14 @@ def check_command_first(args: argparse.Namespace, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         check_command_first(args, argv)
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
         check_folders(args)
         check_run_mode(args)
-        check_offline(args)
+        check_offline(args, parser)
         check_embedded_network(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
