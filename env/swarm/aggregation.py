@@ -5,7 +5,9 @@ Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/
 The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``models``
 models (a model silent for ``timeout`` s is logged and left out until it answers
 again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
-``CONTRIBUTION``. :class:`AggregationLogic` holds the rules, free of sockets:
+``CONTRIBUTION``. In the whole swarm (one process) the models beside it hand it each observation
+and batch step (:meth:`Aggregation.act`): a batch step's LOGITS never go through the broker.
+:class:`AggregationLogic` holds the rules, free of sockets:
 
 Deterministic steps are a vote: the models' action probabilities are summed and
 the largest wins. Once solo episodes were played since the last GET only the ``fittest``
@@ -48,6 +50,7 @@ from cartpole_tui.env.wire import batch, protocol
 log = logging.getLogger(__name__)
 
 Logits = list[float] | np.ndarray  # one model's logits: a single step's list, a batch's (M, 2) rows
+LogitsOf = Callable[[np.ndarray | None], np.ndarray]  # Aggregation.act: the models' logits, players' or all
 
 
 class AggregationLogic:
@@ -174,6 +177,7 @@ class Aggregation(SwarmComponent):
         name: str = "aggregation",
         on_disconnect: Callable[[str], None] | None = None,
         spaces: EnvSpaces = CARTPOLE,
+        fed: bool = False,
     ):
         if models < 1:
             raise ValueError(f"models must be >= 1, got {models}")
@@ -192,13 +196,15 @@ class Aggregation(SwarmComponent):
         self._acted = False  # an ACTION went out since the last observation
         self._lock = threading.Lock()
         super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
-        self.client.on_room(protocol.OBSERVATION, self._on_observation)
+        if not fed:  # ``fed``: the models beside it hand it each observation (ModelPool), in order
+            self.client.on_room(protocol.OBSERVATION, self.observe)
         self.client.on_room(protocol.LOGITS, self._on_logits)
         self.client.add_eventHandler(
             self._on_evolution, CUSTOM, responseRooms=protocol.EVOLUTION, trigger=Trigger(CUSTOM, protocol.EVOLUTION)
         )
 
-    def _on_observation(self, msg: dict) -> None:
+    def observe(self, msg: dict) -> None:
+        """Account an observation (a run's first, or a step's results) before its step is answered."""
         if batch.is_batch(msg):
             with self._lock:
                 self._acted = False
@@ -232,12 +238,12 @@ class Aggregation(SwarmComponent):
             return False
         return True
 
-    def _takes(self, ids: list[str], msg: dict) -> bool:
+    def _takes(self, ids: list[str], sender: object) -> bool:
         """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard."""
         if not self.logic.takes(ids):
             log.warning(
                 "aggregation: ignored LOGITS from %s: %d models known, at most %d until the next GET",
-                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
+                protocol.clean_text(str(sender), 80),
                 len(self.logic.order),
                 defaults.MODELS_MAX,
             )
@@ -259,7 +265,7 @@ class Aggregation(SwarmComponent):
             )
             return
         with self._lock:
-            if not self._joins(msg) or not self._takes([model_id], msg):
+            if not self._joins(msg) or not self._takes([model_id], msg.get("SENT_BY", "?")):
                 return
             if (model_id in self.silent or model_id not in self.logic.order) and self.expected < self.models:
                 self.silent.discard(model_id)
@@ -279,32 +285,40 @@ class Aggregation(SwarmComponent):
         if parsed is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
             return
-        ids, instances, players, logits = parsed
-        if players is not None and (bool(msg.get("DETERMINISTIC")) or not self.logic.solo):
-            # the players' logits answer a solo training step alone: taken on another, one peer's
-            # LOGITS chose a deterministic step's actions (no vote) and credited its episodes as solo
-            log.warning(
-                "aggregation: ignored a batch LOGITS from %s: PLAYERS on a step that is not a solo training step",
-                protocol.clean_text(msg.get("SENT_BY", "?"), 80),
-            )
-            return
+        ids, instances, logits = parsed
         with self._lock:
-            if not self._joins(msg) or not self._takes(ids, msg):
+            if not self._joins(msg) or not self._takes(ids, msg.get("SENT_BY", "?")):
                 return
-            for model_id in ids:
-                if model_id in self.silent and self.expected < self.models:
-                    self.silent.discard(model_id)
-                    self.expected += 1
-            if players is not None:  # the players' logits: the whole step's answer (batching.Players)
-                self._pending, self._trigger, self._acted = {}, None, True
-                self._send_actions(msg, self.batches.play(ids, players, logits, instances))
-                return
+            self._heard_again(ids)
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.update(zip(ids, logits))
             self._trigger, self._instances = msg, instances
             if len(self._pending) >= self.expected:
                 self._act()
+
+    def act(self, msg: dict, sender: str, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
+        """Answer batch observation ``msg`` for the models ``ids`` beside it (``sender``: ModelPool), whose
+        ``logits_of(rows)`` gives each instance's player's (M, actions) logits (``rows``: one of ``ids`` per
+        instance) or, given None, every model's (K, M, actions): a training step computes the players' alone."""
+        deterministic = bool(msg.get("DETERMINISTIC", False))
+        with self._lock:
+            if not self._takes(ids, sender):
+                return
+            self._heard_again(ids)
+            self._pending, self._trigger, self._acted = {}, None, True
+            if self.logic.solo and not deterministic:
+                chosen = self.batches.play(ids, instances, logits_of)
+            else:
+                chosen = self.batches.choose(ids, logits_of(None), instances, deterministic)
+            self._send_actions(msg, chosen)
+
+    def _heard_again(self, ids: list[str]) -> None:
+        """Models that timed out and answer again are waited for again (lock held)."""
+        for model_id in ids:
+            if model_id in self.silent and self.expected < self.models:
+                self.silent.discard(model_id)
+                self.expected += 1
 
     def _act(self) -> None:
         """Answer the pending step (lock held)."""
@@ -323,7 +337,7 @@ class Aggregation(SwarmComponent):
         self.client.send(self.client.message(protocol.ACTION, trigger, {"ACTION": [action]}))
 
     def _send_actions(self, trigger: dict, chosen: np.ndarray) -> None:
-        """The batch ACTION answering the observation of the LOGITS ``trigger``."""
+        """The batch ACTION answering the observation of ``trigger`` (it, or a LOGITS answering it)."""
         payload = batch.actions(trigger[batch.BATCH], trigger["INSTANCES"], chosen)
         self.client.send(self.client.message(protocol.ACTION, trigger, payload))
 

@@ -2,44 +2,40 @@
 
 Swarm layer, no sockets: :mod:`.models` and :mod:`.aggregation` use it.
 
-:func:`batch_logits` is the models' answer: every model's logits for every instance in
-one message. :class:`BatchChooser` is the aggregation's: one action per instance, by the
-same rules as one step — in training each instance's episode is played by one model
-alone (fewest episodes first, counting the episodes being played), its return that
-model's fitness; deterministic steps are a vote per instance (of the fittest, as in one step);
-otherwise a sample from the summed probabilities per instance. Fitness and shares go into the one
-:class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers
-batch and single steps alike.
+:func:`logits_payload` is the models' answer on the network: every model's logits for every
+instance in one message. :class:`BatchChooser` is the aggregation's: one action per instance, by
+the same rules as one step — in training each instance's episode is played by one model alone
+(fewest episodes first, counting the episodes being played), its return that model's fitness;
+deterministic steps are a vote per instance (of the fittest, as in one step); otherwise a sample
+from the summed probabilities per instance. Fitness and shares go into the one
+:class:`~cartpole_tui.env.swarm.aggregation.AggregationLogic`, so CONTRIBUTION covers batch and
+single steps alike.
 
 The logits travel as base64 of little-endian float32 (``BATCH_LOGITS``, K × M × (actions − 1)
 in that order): each less the model's logit of action 0, which is left out (softmax and argmax
 are the same), so at 20 models and 1,000 instances a CartPole step's LOGITS is 107 KB, not
 213 KB. The per-instance bookkeeping is numpy arrays, not a Python step per instance.
 
-A training step needs only each instance's player's logits. Beside our own aggregation (the
-whole swarm in one process) the pool therefore picks the players itself, by the aggregation's
-rule (:class:`Players`, fed the same observations and GETs, so it picks what the aggregation
-would), and answers a stochastic step with those alone: ``PLAYERS`` (M model numbers, rows of
-COMPONENT_IDS) and ``BATCH_LOGITS`` M × (actions − 1) — at 1,000 instances 5 KB, not 107 KB, and
-a twentieth of the forward pass. The aggregation plays them and credits each episode's return
-to the player named (:meth:`BatchChooser.play`).
+The whole swarm in one process (the embedded network) sends no LOGITS at all: the pool hands
+each batch step to the aggregation beside it (:meth:`BatchChooser.play`), which picks each
+instance's player first, so that a training step computes the players' logits alone — a
+twentieth of the forward pass — and the step costs one message less through the broker.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cartpole_tui.env import defaults
-from cartpole_tui.env.swarm.policy import N_ACTIONS, Population, softmax
+from cartpole_tui.env.swarm.policy import N_ACTIONS, softmax
 from cartpole_tui.env.wire import batch, protocol
 
 if TYPE_CHECKING:  # aggregation imports this module
     from cartpole_tui.env.swarm.aggregation import AggregationLogic
-
-PLAYERS = "PLAYERS"  # in a pool's LOGITS of a training step: each instance's player (a row of COMPONENT_IDS)
 
 
 def fewest_first(counts: list[int], ranks: list[int], picks: int) -> np.ndarray:
@@ -55,96 +51,41 @@ def fewest_first(counts: list[int], ranks: list[int], picks: int) -> np.ndarray:
     return rows
 
 
-class Players:
-    """The pool's side of training steps: which of its K models plays each instance's episode, by
-    the aggregation's rule (:meth:`BatchChooser._rows`: fewest episodes since the last GET, counting
-    those being played, ties by the pool's order, which is the order the aggregation first sees)."""
-
-    def __init__(self, k: int):
-        self._player = np.full(batch.MAX_INSTANCES, -1, dtype=np.intp)  # instance → model row, -1: none
-        self._episodes = np.zeros(k, dtype=np.int64)  # episodes each model ended since the last GET
-
-    def observe(self, msg: dict) -> None:
-        """Account a batch observation, as :meth:`BatchChooser.observe` does."""
-        if msg.get("STEPPED") is None:  # a new run: unfinished episodes are not scored
-            self._player.fill(-1)
-            return
-        try:
-            stepped, _, dones = batch.parse_results(msg)
-        except protocol.ProtocolError:
-            return
-        ended = stepped[dones]
-        players = self._player[ended]
-        self._episodes += np.bincount(players[players >= 0], minlength=len(self._episodes))
-        self._player[ended] = -1
-
-    def generation(self) -> None:
-        """A GET on ``evolution``: the aggregation's episode counts start again (its contribution())."""
-        self._episodes[:] = 0
-
-    def rows(self, instances: np.ndarray) -> np.ndarray:
-        """Each instance's player; a new episode gets one by :func:`fewest_first`."""
-        players = self._player[instances]
-        unplayed = np.flatnonzero(players < 0)
-        if len(unplayed):
-            k = len(self._episodes)
-            playing = np.bincount(self._player[self._player >= 0], minlength=k)
-            players[unplayed] = fewest_first((self._episodes + playing).tolist(), list(range(k)), len(unplayed))
-            self._player[instances[unplayed]] = players[unplayed]
-        return players
+def playable(logits: np.ndarray) -> np.ndarray:
+    """``logits`` with any number that is not finite (weights out of range) as 0."""
+    return logits if np.isfinite(logits).all() else np.where(np.isfinite(logits), logits, 0.0)
 
 
-def batch_logits(population: Population, ids: list[str], msg: dict, players: Players | None = None) -> dict | None:
-    """The LOGITS payload answering a batch observation (None when nothing is to act); with
-    ``players`` (the pool beside our aggregation) a stochastic step's is the players' alone."""
-    if players is not None:
-        players.observe(msg)
-    instances, observations = batch.parse_observation(msg, population.observations)
-    if not len(instances):
-        return None  # a run's last observation: its results only
-    deterministic = bool(msg.get("DETERMINISTIC", False))
-    payload = {
+def logits_payload(msg: dict, ids: list[str], logits: np.ndarray) -> dict:
+    """The LOGITS payload answering batch observation ``msg``: every model's (K, M, actions) ``logits``."""
+    return {
         batch.BATCH: msg[batch.BATCH],
         "INSTANCES": msg["INSTANCES"],  # as it came: the aggregation's ACTION names the same text
         "COMPONENT_IDS": ids,
-        "DETERMINISTIC": deterministic,
+        "DETERMINISTIC": bool(msg.get("DETERMINISTIC", False)),
+        "BATCH_LOGITS": batch.encode_array(logits[..., 1:] - logits[..., :1], batch.LOGIT),
     }
-    if players is not None and not deterministic:
-        rows = players.rows(instances)
-        logits = population.player_logits(observations, rows)
-        payload[PLAYERS] = batch.encode_array(rows, batch.INDEX)
-    else:
-        logits = population.batch_logits(observations)
-    if not np.isfinite(logits).all():
-        logits = np.where(np.isfinite(logits), logits, 0.0)
-    payload["BATCH_LOGITS"] = batch.encode_array(logits[..., 1:] - logits[..., :1], batch.LOGIT)
-    return payload
 
 
-Answer = tuple[list[str], np.ndarray, np.ndarray | None, np.ndarray]  # a batch LOGITS parsed: parse_logits
+Answer = tuple[list[str], np.ndarray, np.ndarray]  # a batch LOGITS parsed: parse_logits
 
 
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> Answer | None:
-    """(model ids, instances, players, logits) of a batch LOGITS, action 0's logits being 0: with
-    PLAYERS each instance's player (a row of ids) and its (M, actions) logits, else players None and
-    every model's (K, M, actions). None when malformed: 1..MODELS_MAX distinct model ids (each a
-    short string), at least one instance, PLAYERS one row of ids each."""
+    """(model ids, instances, every model's (K, M, actions) logits) of a batch LOGITS, action 0's
+    logits being 0. None when malformed: 1..MODELS_MAX distinct model ids (each a short string), at
+    least one instance."""
     ids = model_ids(msg)
     if ids is None:
         return None
     try:
         instances = batch.instances_of(msg)
         if not len(instances):
-            return None  # a run's last observation is not answered (batch_logits)
-        players = None
-        shape: tuple[int, ...] = (len(ids), len(instances), actions - 1)
-        if PLAYERS in msg:
-            players = batch.decode_ints(msg[PLAYERS], batch.INDEX, 0, len(ids), len(instances))
-            shape = shape[1:]
+            return None  # a run's last observation is not answered
+        shape = (len(ids), len(instances), actions - 1)
         relative = batch.decode_array(msg.get("BATCH_LOGITS"), batch.LOGIT, shape)
     except protocol.ProtocolError:
         return None
-    return ids, instances, players, np.concatenate((np.zeros((*shape[:-1], 1)), relative), axis=-1)
+    return ids, instances, np.concatenate((np.zeros((*shape[:-1], 1)), relative), axis=-1)
 
 
 def model_ids(msg: dict) -> list[str] | None:
@@ -217,11 +158,11 @@ class BatchChooser:
         self._player[ended] = -1
         self._returns[ended] = 0.0
 
-    def play(self, ids: list[str], players: np.ndarray, logits: np.ndarray, instances: np.ndarray) -> np.ndarray:
-        """A training step a pool answered with its players' (M, actions) logits (:class:`Players`):
-        each instance's action is its player's argmax, and its episode that player's."""
-        self._player[instances] = self._known(ids)[players]
-        return logits.argmax(axis=1)
+    def play(self, ids: list[str], instances: np.ndarray, logits_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """A training step played solo: each instance's player (a row of ``ids``, :meth:`_rows`) acts
+        greedily on its own logits, ``logits_of(rows)`` (M, actions): the models beside this
+        aggregation compute the players' alone."""
+        return logits_of(self._rows(ids, self._known(ids), instances)).argmax(axis=1)
 
     def _known(self, ids: list[str]) -> np.ndarray:
         """The index in ``models`` of each of ``ids``, new ones added (in the logic's order too)."""
@@ -236,10 +177,10 @@ class BatchChooser:
     def choose(self, ids: list[str], logits: np.ndarray, instances: np.ndarray, deterministic: bool) -> np.ndarray:
         """One action per instance from every model's (M, actions) logits stacked (K, M, actions)."""
         logic = self.logic
-        known = self._known(ids)
         columns = np.arange(len(instances))
         if not deterministic and logic.solo:
-            return logits[self._rows(ids, known, instances), columns].argmax(axis=1)
+            return self.play(ids, instances, lambda rows: logits[rows, columns])
+        self._known(ids)  # each model answering is in the logic's order: CONTRIBUTION names it
         probs = softmax(logits)
         if deterministic:
             actions = probs[logic.voting(ids)].sum(axis=0).argmax(axis=1)

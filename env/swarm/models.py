@@ -3,7 +3,9 @@
 Swarm layer: one of the three parts :mod:`.swarm` runs (a :mod:`.client` on env/wire).
 
 On ``observation`` the pool answers one ``LOGITS`` message per model on ``logits`` (all
-K in one write; a batch step one message, :mod:`.batching`); on ``evolution`` it answers GET
+K in one write; a batch step one message, :mod:`.batching`) — or, beside our aggregation in
+this process (the whole swarm), hands it each observation and answers batch steps through it
+(:meth:`~cartpole_tui.env.swarm.aggregation.Aggregation.act`); on ``evolution`` it answers GET
 with one ``WEIGHTS`` message per model and loads SET — or, when the GET asks for
 ``BATCH_WEIGHTS`` (our evolution does), with one message of every model's weights as base64
 float64 (several past ``BATCH_WEIGHTS_MAX_BYTES``), which SET then sends back the same way
@@ -17,10 +19,12 @@ fed until a run of its own environment begins.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from swergio import Trigger
@@ -28,10 +32,13 @@ from swergio import Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.swarm.batching import Players, batch_logits, batch_weights
+from cartpole_tui.env.swarm.batching import batch_weights, logits_payload, playable
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import Population
 from cartpole_tui.env.wire import batch, protocol
+
+if TYPE_CHECKING:  # the aggregation beside the pool, handed to it by the swarm
+    from cartpole_tui.env.swarm.aggregation import Aggregation
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +56,13 @@ class ModelPool(SwarmComponent):
         name: str = "models",
         on_disconnect: Callable[[str], None] | None = None,
         spaces: EnvSpaces = CARTPOLE,
-        solo: bool = False,
+        aggregation: Aggregation | None = None,
     ):
         self.spaces = spaces
         self.population = Population(models, seed, spaces.observations, spaces.actions)
-        # Beside our solo aggregation (the whole swarm) a training step is answered with each
-        # instance's player's logits alone (batching.Players); any other aggregation gets them all.
-        self.players = Players(models) if solo else None
+        # Ours in this process (made ``fed``): handed each observation, it answers batch steps
+        # with the logits it asks for (a training step's players' alone), no LOGITS sent.
+        self.aggregation = aggregation
         self._told_size: int | None = None  # the wrong observation size last logged (once, not every step)
         self._other_env = False  # the run going is of another environment: not fed
         # Random, not seeded: two pools on one broker must not share ids, and nothing
@@ -78,6 +85,8 @@ class ModelPool(SwarmComponent):
             return self.population.weights.copy()
 
     def _on_observation(self, msg: dict) -> None:
+        if self.aggregation is not None:
+            self.aggregation.observe(msg)  # first: it credits the episodes this step ended
         if "ENV_ID" in msg:  # a run's first observation, announcing its environment
             self._other_env = self._announced_other(msg)
         if self._other_env:
@@ -103,13 +112,25 @@ class ModelPool(SwarmComponent):
 
     def _on_batch(self, msg: dict) -> None:
         try:
-            with self._lock:
-                payload = batch_logits(self.population, self.ids, msg, self.players)
+            instances, observations = batch.parse_observation(msg, self.population.observations)
         except protocol.ProtocolError as error:
             log.warning("models: ignored a batch observation: %s", error)
             return
-        if payload is not None:
-            self.client.send(self.client.message(protocol.LOGITS, msg, payload))
+        if not len(instances):
+            return  # a run's last observation: its results only
+        logits_of = functools.partial(self._batch_logits, observations)
+        if self.aggregation is not None:
+            self.aggregation.act(msg, self.client.name, self.ids, instances, logits_of)
+        else:
+            self.client.send(self.client.message(protocol.LOGITS, msg, logits_payload(msg, self.ids, logits_of())))
+
+    def _batch_logits(self, observations: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Each observation's player's (M, actions) logits (``rows``: its model's row), or every
+        model's (K, M, actions); any that is not finite as 0."""
+        with self._lock:
+            if rows is None:
+                return playable(self.population.batch_logits(observations))
+            return playable(self.population.player_logits(observations, rows))
 
     def _logits_frames(self, msg: dict, logits: list[list[float]]) -> bytes:
         """K LOGITS frames, formatted from a template: json.dumps per frame would cost
@@ -150,9 +171,6 @@ class ModelPool(SwarmComponent):
 
     def _on_evolution(self, msg: dict) -> None:
         command = msg.get("CMD")
-        if command == "GET" and self.players is not None:
-            with self._lock:
-                self.players.generation()
         if command == "GET" and msg.get(batch.BATCH_WEIGHTS) is True:
             rows = self.rows()  # in messages of at most BATCH_WEIGHTS_MAX_BYTES: a frame has a cap
             answers = [

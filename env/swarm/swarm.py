@@ -92,13 +92,19 @@ class Swarm:
                         fittest=fittest,
                         on_disconnect=on_disconnect,
                         spaces=spaces,
+                        fed="models" in wanted,  # by the pool beside it: Aggregation.act
                     )
                 )
             if "models" in wanted:
-                solo = self.aggregation is not None  # beside our own (solo) aggregation: batching.Players
                 self.models = self._add(
                     ModelPool(
-                        host, port, models=models, seed=seeds[0], on_disconnect=on_disconnect, spaces=spaces, solo=solo
+                        host,
+                        port,
+                        models=models,
+                        seed=seeds[0],
+                        on_disconnect=on_disconnect,
+                        spaces=spaces,
+                        aggregation=self.aggregation,
                     )
                 )
         except Exception:

@@ -142,10 +142,10 @@ async def test_a_schedule_ended_tells_only_our_words_of_how(broker, tmp_path):
         peer.close()
 
 
-def test_a_deterministic_step_is_not_played_by_a_pools_named_players(broker, closing):
-    """PLAYERS answers a training step (batching.Players): on a deterministic one the aggregation
-    took it as the whole step's answer, so one peer's LOGITS chose an evaluation's actions (no vote,
-    the other models not waited for) and its episodes were credited as solo ones."""
+def test_a_deterministic_step_is_not_played_by_a_peers_named_players(broker, closing):
+    """A peer's batch LOGITS naming players (PLAYERS, which a pool once sent beside our aggregation)
+    once chose an evaluation's actions alone (no vote, the other models not waited for) and its
+    episodes were credited as solo ones: now it is one model's logits, waiting for the vote."""
     aggregation = Aggregation("127.0.0.1", broker.port, seed=0, models=3).start()
     closing(aggregation)
     probe = Probe(broker.port, protocol.ACTION)

@@ -572,37 +572,42 @@ def test_an_evolution_of_more_weights_than_one_frame_holds(broker, closing):
     assert members(broker, protocol.LOGITS) == in_logits  # the pool is still there
 
 
+def messages(broker, room: str) -> int:
+    rooms = broker.stats()["rooms"]
+    return rooms[room].messages if room in rooms else 0
+
+
 def test_the_whole_swarm_answers_a_training_step_with_each_instance_s_player_alone(broker, closing):
-    """Beside our aggregation the pool sends, for a training step, only the logits of the model
-    playing each instance (5 KB at 1,000 instances, not every model's 107 KB), picking the players
-    as the aggregation would; the aggregation plays them and credits each episode to its player."""
+    """In one process the pool hands each batch step to the aggregation beside it: no LOGITS
+    through the broker; each instance's episode is played by one model (fewest episodes first,
+    ties in the pool's order), on that model's logits alone, and credited to it."""
     swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
     closing(swarm)
-    probe = Probe(broker.port, protocol.LOGITS, protocol.ACTION)
+    probe = Probe(broker.port, protocol.ACTION)
     closing(probe)
-    wait_for(lambda: members(broker, protocol.OBSERVATION) == 2, 5, "the swarm to join observation")
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the swarm to join observation")
+    assert members(broker, protocol.LOGITS) == 1  # still heard there: models of another pool
     observations = np.random.default_rng(0).normal(0.0, 0.05, size=(8, 4))
     first = batch.observation(8, np.arange(8), observations, deterministic=False)
     probe.send(protocol.OBSERVATION, **first, ROOT_ID="run-1")
-    logits, action = sorted(probe.get(2), key=lambda m: m["TO_ROOM"] != protocol.LOGITS)
-    assert logits["COMPONENT_IDS"] == swarm.models.ids
-    players = batch.decode_ints(logits["PLAYERS"], batch.INDEX, 0, 4, 8)
-    assert players.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]  # fewest episodes first, ties in the pool's order
+    (action,) = probe.get()
+    assert action["ROOT_ID"] == "run-1"
+    ids = swarm.models.ids
+    assert swarm.aggregation.batches.players == {i: ids[i % 4] for i in range(8)}
     everyone = swarm.models.population.batch_logits(observations)  # (K, M, 2)
-    sent = batch.decode_array(logits["BATCH_LOGITS"], batch.LOGIT, (8, 1))[:, 0]
-    np.testing.assert_allclose(sent, (everyone[:, :, 1] - everyone[:, :, 0])[players, np.arange(8)], rtol=1e-6)
+    played = everyone[np.arange(8) % 4, np.arange(8)]
     chosen = batch.decode_ints(action["ACTIONS"], batch.ACTION, 0, 2, 8)
-    assert chosen.tolist() == (sent > 0).astype(int).tolist()
+    assert chosen.tolist() == played.argmax(axis=1).tolist()
 
     # instance 1's episode ends: model 1 played it; its next one goes to model 0 (every model has
     # two episodes now, ended or under way, and model 0 is first)
     results = batch.results(np.arange(8), np.ones(8), np.arange(8) == 1, chosen)
     probe.send(protocol.OBSERVATION, **first, **results, ROOT_ID="run-1")
-    logits, _ = sorted(probe.get(2), key=lambda m: m["TO_ROOM"] != protocol.LOGITS)
-    assert batch.decode_ints(logits["PLAYERS"], batch.INDEX, 0, 4, 8).tolist() == [0, 0, 2, 3, 0, 1, 2, 3]
-    assert dict(swarm.aggregation.logic.solo_episodes) == {swarm.models.ids[1]: 1}
-    assert dict(swarm.aggregation.logic.solo_totals) == {swarm.models.ids[1]: 1.0}
-    assert swarm.aggregation.batches.players[1] == swarm.models.ids[0]
+    probe.get()
+    assert dict(swarm.aggregation.logic.solo_episodes) == {ids[1]: 1}
+    assert dict(swarm.aggregation.logic.solo_totals) == {ids[1]: 1.0}
+    assert swarm.aggregation.batches.players[1] == ids[0]
+    assert messages(broker, protocol.LOGITS) == 0 and messages(broker, protocol.ACTION) == 2
 
 
 def test_a_pool_apart_from_our_aggregation_answers_a_training_step_with_every_model(broker, closing):
@@ -614,5 +619,4 @@ def test_a_pool_apart_from_our_aggregation_answers_a_training_step_with_every_mo
     wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the models to join observation")
     probe.send(protocol.OBSERVATION, **batch.observation(2, [0, 1], np.zeros((2, 4)), deterministic=False))
     (logits,) = probe.get()
-    assert "PLAYERS" not in logits
     assert batch.decode_array(logits["BATCH_LOGITS"], batch.LOGIT, (3, 2, 1)).shape == (3, 2, 1)

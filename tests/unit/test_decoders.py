@@ -168,17 +168,13 @@ ARRAY_TEXT = st.binary(max_size=24).map(lambda b: base64.b64encode(b).decode()) 
 
 
 @FAST
-@given(fields("COMPONENT_IDS", "INSTANCES", "BATCH_LOGITS", "PLAYERS", values=ARRAY_TEXT | JSON), st.integers(2, 4))
+@given(fields("COMPONENT_IDS", "INSTANCES", "BATCH_LOGITS", values=ARRAY_TEXT | JSON), st.integers(2, 4))
 def test_batch_logits_are_valid_or_none(message, actions):
     parsed = parse_logits(message, actions)
     if parsed is None:
         return
-    ids, instances, players, logits = parsed
-    if players is None:
-        assert logits.shape == (len(ids), len(instances), actions)
-    else:
-        assert players.shape == instances.shape and ((players >= 0) & (players < len(ids))).all()
-        assert logits.shape == (len(instances), actions)
+    ids, instances, logits = parsed
+    assert logits.shape == (len(ids), len(instances), actions)
     assert np.isfinite(logits).all() and ((instances >= 0) & (instances < batch.MAX_INSTANCES)).all()
 
 
@@ -205,19 +201,7 @@ def test_batch_logits_name_a_bounded_number_of_distinct_models_for_some_instance
     long = {"COMPONENT_IDS": ["m" * 65], "INSTANCES": one, "BATCH_LOGITS": batch.encode_array([0.0], batch.LOGIT)}
     assert parse_logits(long) is None
     good = {"COMPONENT_IDS": ["a", "b"], "INSTANCES": one, "BATCH_LOGITS": batch.encode_array([1.0, 2.0], batch.LOGIT)}
-    assert parse_logits(good)[3].tolist() == [[[0.0, 1.0]], [[0.0, 2.0]]]
-
-
-def test_a_training_steps_logits_name_one_of_their_models_per_instance():
-    """A pool beside our aggregation answers a training step with each instance's player's logits."""
-    two = batch.encode_array([0, 1], batch.INDEX)
-    logits = batch.encode_array([1.0, 2.0], batch.LOGIT)
-    played = {"COMPONENT_IDS": ["a", "b"], "INSTANCES": two, "BATCH_LOGITS": logits}
-    _, _, players, rows = parse_logits({**played, "PLAYERS": batch.encode_array([1, 0], batch.INDEX)})
-    assert players.tolist() == [1, 0] and rows.tolist() == [[0.0, 1.0], [0.0, 2.0]]
-    for players in ([1, 2], [1], [0, 0, 0], "x"):  # a third model, too few or too many, not base64
-        text = players if isinstance(players, str) else batch.encode_array(players, batch.INDEX)
-        assert parse_logits({**played, "PLAYERS": text}) is None
+    assert parse_logits(good)[2].tolist() == [[[0.0, 1.0]], [[0.0, 2.0]]]
 
 
 def test_a_batch_names_each_instance_once():
