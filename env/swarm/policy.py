@@ -135,40 +135,44 @@ class Population:
         """Action logits (M, actions), float32, of each of M observations (M, obs) by its player
         only (``players``: M model indices): in training one model plays each instance, so the
         other K - 1 models' logits (:meth:`batch_logits`) were work thrown away."""
-        obs = np.asarray(obs, dtype=np.float32)
-        out = np.empty((len(obs), self.actions), dtype=np.float32)
-        layers = self._float32()
         order = np.argsort(players, kind="stable")
+        ordered = np.asarray(obs, dtype=np.float32)[order]  # each model's instances one slice
+        played = np.empty((len(ordered), self.actions), dtype=np.float32)
+        layers = self._float32()
         ends = np.cumsum(np.bincount(players, minlength=self.k)).tolist()
         start = 0
         for k, end in enumerate(ends):  # one small forward pass per model, on its instances
             if end > start:
-                rows = order[start:end]
-                out[rows] = self._forward(obs[rows], tuple(layer[k] for layer in layers))
+                played[start:end] = self._forward(
+                    ordered[start:end], tuple(None if layer is None else layer[k] for layer in layers)
+                )
             start = end
+        out = np.empty_like(played)
+        out[order] = played
         return out
 
-    def _float32(self) -> tuple[np.ndarray, ...]:
+    def _float32(self) -> tuple[np.ndarray | None, ...]:
         """The policy net's and action head's layers in :data:`FORWARD` order as float32: weights
-        contiguous (K, in, out) (matmul on the strided views is ~3x slower), biases (K, 1, out)."""
+        contiguous (K, in, out) (matmul on the strided views is ~3x slower), biases (K, 1, out), or
+        None when every model's are 0 (ours are: :func:`biases`; adding them was a third of the
+        ops of a training step's 20 small forward passes)."""
         return tuple(
             np.ascontiguousarray(self.layers[name].transpose(0, 2, 1), dtype=np.float32)
             if "_w" in name
-            else self.layers[name][:, None, :].astype(np.float32)
+            else (self.layers[name][:, None, :].astype(np.float32) if self.layers[name].any() else None)
             for name in FORWARD
         )
 
     @staticmethod
-    def _forward(obs: np.ndarray, layers: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _forward(obs: np.ndarray, layers: tuple[np.ndarray | None, ...]) -> np.ndarray:
         """The policy net and action head on float32 observations (…, M, obs): :meth:`_float32`'s
-        layers, or one model's of them."""
-        w0, b0, w1, b1, wa, ba = layers
-        h = obs @ w0
-        h += b0
-        np.tanh(h, out=h)
-        h = h @ w1
-        h += b1
-        np.tanh(h, out=h)
-        out = h @ wa
-        out += ba
-        return out
+        layers, or one model's of them (a bias None: none)."""
+        h = obs
+        for depth, (weight, bias) in enumerate(zip(layers[0::2], layers[1::2])):
+            assert weight is not None  # only a bias may be left out
+            h = h @ weight
+            if bias is not None:
+                h += bias
+            if depth < len(layers) // 2 - 1:  # the action head is linear
+                np.tanh(h, out=h)
+        return h
