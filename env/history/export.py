@@ -197,7 +197,11 @@ def default_export_path(fmt: str, directory: str | None = None) -> str:
 def export_to_file(
     source: RunStore | str | None, run_numbers: list[int] | None, fmt: str, path: str | None = None
 ) -> str:
-    """Export to ``path`` (default: :func:`default_export_path`) atomically; returns the path."""
+    """Export to ``path`` (default: :func:`default_export_path`; a folder, or a path ending in
+    ``/``: that name in it) atomically; returns the path."""
+    if path is not None and (os.path.isdir(path) or path.endswith(("/", os.sep))):
+        # `--out .` replaced the folder's name with a file: a traceback (IsADirectoryError)
+        path = default_export_path(fmt, path)
     path = os.path.abspath(path or default_export_path(fmt))
     directory = os.path.dirname(path)
     try:
