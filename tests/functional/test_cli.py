@@ -62,6 +62,7 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         # what cannot play on the embedded network (it waited forever, or 30 s at an evolution)
         (["run", "--no-env", "--episodes", "5"], "cartpole-tui run: --no-env needs --connect HOST:PORT"),
         (["--no-env"], "cartpole-tui: --no-env needs --connect HOST:PORT"),
+        (["serve", "--no-env"], "cartpole-tui serve: --no-env needs --connect HOST:PORT"),
         (["run", "--schedule", "--agent", "random"], "--agent random has no evolution"),
         # an option before the command was the control room's, and the command's default won
         (

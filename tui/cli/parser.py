@@ -522,8 +522,9 @@ def check_offline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 def check_embedded_network(args: argparse.Namespace) -> None:
     """What cannot play on the embedded network is a usage error before anything starts: it has no
     environment but its own (private: nobody else can join), and the random agent no evolution
-    (`--no-env` waited forever; `--agent random --schedule` 30 s at its first evolution)."""
-    if args.command not in (None, "run") or args.connect is not None or getattr(args, "offline", False):
+    (`--no-env` waited forever, `serve`'s visitors too; `--agent random --schedule` 30 s at its first
+    evolution)."""
+    if args.command not in (None, "run", "serve") or args.connect is not None or getattr(args, "offline", False):
         return
     if args.no_env:
         raise UsageError("--no-env needs --connect HOST:PORT: the embedded network has no other environment")
