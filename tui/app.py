@@ -179,7 +179,7 @@ class ControlRoomApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._redraw)
-        self.main.runs_table.environment = self._plotted_env
+        self.main.runs_table.plot_environment(self._plotted_env)
         try:
             self._show_environment(spaces_of(self.options.env_id))
         except ValueError as error:  # the command line checked it; a config or test may not have
@@ -295,7 +295,8 @@ class ControlRoomApp(App):
         environment played."""
         self._env_id = spaces.env_id  # the network's, when a run announced it: the status line says it
         if spaces.env_id != self._plotted_env:  # another game's scores: the plot starts over with this one's
-            self._plotted_env = self.main.runs_table.environment = spaces.env_id
+            self._plotted_env = spaces.env_id
+            self.main.runs_table.plot_environment(spaces.env_id)
             self.history.replace_runs(0, np.iinfo(np.int32).max, [])
             self.controller.load_history(spaces.env_id)
             self._shown_revision = -1  # the table again: the other games' rows dim

@@ -336,3 +336,26 @@ async def test_the_plot_holds_the_runs_of_the_environment_played_and_starts_over
         await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's past run alone")
         assert app.history.scores.tolist() == [200.0] * 4
         await until(pilot, lambda: dim(1) and not dim(2) and dim(3), what="Acrobot's rows dim")
+
+
+async def test_a_run_of_another_game_is_not_marked_and_a_game_changed_drops_the_marks(tmp_path):
+    """A mark overlays a run's mean on the plot's axis: Acrobot's -500 and -90 were both drawn flat on
+    CartPole's 0 line, the mix the plot holding one environment's runs had taken away."""
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == 3, what="the runs")
+        table.focus()
+        for row in (0, 1):  # Acrobot's run 1, then CartPole's run 2
+            table.move_cursor(row=row)
+            await pilot.press("space")
+        refusal = "run 1 played Acrobot-v1, the plot CartPole-v1: not marked"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
+        await until(pilot, lambda: "run 2 mean(100) 200.0" in screen_text(app), what="run 2 compared")
+        assert "run 1 mean" not in screen_text(app) and table.marked == {2}
+        # the network plays Acrobot now: CartPole's run 2 would be drawn on its axis
+        app._show_environment(spaces_of("Acrobot-v1"))
+        await until(pilot, lambda: not app.main.plot.overlays and "run 2 mean" not in screen_text(app))
+        assert "◆  2" not in screen_text(app) and not table.marked
