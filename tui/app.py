@@ -244,7 +244,7 @@ class ControlRoomApp(App):
         ]
         if past:  # before any run played since (by number), where the history has them
             self.history.replace_runs(past[0][0], past[-1][0], past)
-        runs = [run for run in self.store.runs() if run.params.env_id == self._plotted_env] if self.store else []
+        runs = self._plotted(self.store.runs()) if self.store else []
         if runs and self.run_progress.current is None and self._rated_run is None:
             self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
             self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
@@ -645,8 +645,9 @@ class ControlRoomApp(App):
             return
         self._shown_revision, self._shown_counted = store.revision, dict(counted)
         runs = store.runs()
-        if runs:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
-            self.run_progress.remembered(runs[-1])  # ("no run yet" beside "1  1005/2000 … running")
+        played = self._plotted(runs)  # not another game's "avg -90.0" above CartPole's plot
+        if played:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
+            self.run_progress.remembered(played[-1])  # ("no run yet" beside "1  1005/2000 … running")
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
         # as its row shows it: the status line says the table's figure
@@ -654,6 +655,10 @@ class ControlRoomApp(App):
         rate = None if rated is None else self.run_progress.shown(rated).steps_per_s
         if self._rated_run is not None:
             self.run_rate = rate
+
+    def _plotted(self, runs: list[RunRecord]) -> list[RunRecord]:
+        """The runs of the environment whose runs the plot holds."""
+        return [run for run in runs if run.params.env_id == self._plotted_env]
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""

@@ -340,13 +340,16 @@ async def test_the_plot_holds_the_runs_of_the_environment_played_and_starts_over
 
 async def test_a_run_of_another_game_is_not_marked_and_a_game_changed_drops_the_marks(tmp_path):
     """A mark overlays a run's mean on the plot's axis: Acrobot's -500 and -90 were both drawn flat on
-    CartPole's 0 line, the mix the plot holding one environment's runs had taken away."""
+    CartPole's 0 line, the mix the plot holding one environment's runs had taken away; the progress
+    line said Acrobot's "last run 3 done · avg -90.0" above it."""
     path = str(tmp_path / "runs.sqlite3")
     two_games_history(path)
     app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.main.runs_table
         await until(pilot, lambda: table.row_count == 3, what="the runs")
+        # the progress line names the plot's game's last run, not the file's (Acrobot's run 3)
+        await until(pilot, lambda: "last run 2 done · avg 200.0 over 4 episodes" in screen_text(app))
         table.focus()
         for row in (0, 1):  # Acrobot's run 1, then CartPole's run 2
             table.move_cursor(row=row)
