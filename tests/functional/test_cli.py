@@ -231,6 +231,13 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
     assert "round 2:" in result.stderr
 
 
+def test_a_schedule_of_one_round_says_round():
+    """A bias-free swarm often solves in round 1: it said "after 1 rounds"."""
+    result = cli("run", "--schedule", "--rounds", "1", "--train", "4", "--eval", "2", "--seed", "1", "--db", ":memory:")
+    assert result.returncode == 0, result.stderr
+    assert " after 1 round, " in result.stdout, result.stdout
+
+
 def test_a_schedule_says_its_result_on_stdout_and_its_curve_on_stderr_as_one_run_does(tmp_path):
     """Both modes of `run`: the result alone on stdout, every episode on stderr (the schedule's
     curve was on stdout); the time in the last line is the episode lines' clock."""
