@@ -790,6 +790,11 @@ class ControlRoomApp(App):
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
             return
+        if self.options.connect is None and self.options.agent == "random":
+            # nothing here answers its evolution: round 1 waited 30 s for it and the schedule failed
+            # (`run --schedule --agent random` is a usage error)
+            self.notify("the schedule evolves the swarm: --agent random has no evolution", severity="warning")
+            return
         self.log_line(schedule_started_line(self.main.plot.threshold))
         self.controller.start_schedule()
 

@@ -138,6 +138,18 @@ def plain_evolution(port: int) -> Client:
     return evolution
 
 
+async def test_the_schedule_is_refused_on_the_embedded_network_of_random_agents(tmp_path):
+    """`r` with --agent random trained and evaluated round 1, waited 30 s for an evolution nothing
+    answers and said "schedule failed" (`run --schedule --agent random` is refused at once)."""
+    app = make_app(tmp_path)  # the embedded network, random agents
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await pilot.press("r")
+        refusal = "the schedule evolves the swarm: --agent random has no evolution"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
+        assert "schedule" not in screen_text(app) and not runs(app)
+
+
 async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
     evolution = plain_evolution(broker.port)
     app = make_app(tmp_path, broker.port)
