@@ -775,12 +775,13 @@ class ControlRoomApp(App):
             return
         self.controller.start_run(message.episodes, message.deterministic)
 
-    def _schedule_elsewhere(self) -> bool:
-        """A start would land in another room's schedule (between its runs too): refused, said so."""
+    def _schedule_elsewhere(self, done: str = "started") -> bool:
+        """A start (or an evolution: ``done``) would land in another room's schedule (between its
+        runs too): refused, said so."""
         if not self.controller.schedule_elsewhere:
             return False
         refused = "a schedule is running in another control room (x stops it)"
-        self.log_line(f"not started: {refused}", "yellow")  # the toast goes in seconds, the log stays
+        self.log_line(f"not {done}: {refused}", "yellow")  # the toast goes in seconds, the log stays
         self.notify(refused, severity="warning")
         return True
 
@@ -816,7 +817,8 @@ class ControlRoomApp(App):
         self.post_message(EvolveRequested())
 
     def on_evolve_requested(self, _: EvolveRequested) -> None:
-        if not self._can_control():
+        # another room's schedule between its runs: its round N would be two generations on
+        if not self._can_control() or self._schedule_elsewhere("evolved"):
             return
         if self.current is not None or self.controller.schedule_running:
             # the models changed while their episodes were measured (a schedule's round N was no
