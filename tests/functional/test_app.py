@@ -358,6 +358,9 @@ async def test_x_between_a_schedules_runs_says_no_run_of_it_starts(tmp_path, bro
         # run 2, the evaluation, is stopped at its first episode below the target
         ended = lambda: re.search(r"run 2 (done|stopped)", log_text(app)) and app.current is None  # noqa: E731
         await until(pilot, ended, what="round 1's evolution")
+        await pilot.press("e")  # it said "a run is going: evolve between runs" with no run going
+        refusal = "the schedule is going: it evolves between its runs (x stops it)"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
         await pilot.press("x")
         await until(pilot, lambda: "schedule stopping" in log_text(app), 5, "the line")
         assert log_text(app).split("schedule stopping", 1)[1].startswith(": no run of it starts, and it ends")
