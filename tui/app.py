@@ -824,8 +824,10 @@ class ControlRoomApp(App):
             # the models changed while their episodes were measured (a schedule's round N was no
             # longer generation N); `s` was refused there, `e` was not (new-user pass 4). Between a
             # schedule's runs "evolve between runs" was no way: it evolves there itself
-            going = "the schedule is going: it evolves between its runs" if self.controller.schedule_running else ""
-            self.notify(f"{going or 'a run is going: evolve between runs'} (x stops it)", severity="warning")
+            why = "a run is going: evolve between runs"
+            if self.controller.schedule_running:
+                why = "the schedule is going: it evolves between its runs"
+            self.notify(f"{why} (x stops it)", severity="warning")
             return
         self.main.controls.show_evolution("running…")
         self.controller.evolve()

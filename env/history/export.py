@@ -3,7 +3,8 @@
 CSV: a run without episodes still gets one row, with the episode columns empty; a text's control
 characters are written as U+FFFD (tab and newline as a space), as the screen shows them, and a
 text a spreadsheet would take for a formula (a peer's run id "=HYPERLINK(…)": first character
-``= + - @``, after any spaces) is written after a ``'``, which spreadsheets show as text (numbers are never changed).
+``= + - @``, after any spaces) is written after a ``'``, which spreadsheets show as text (numbers
+are never changed).
 JSON: ``{"format": "cartpole-tui/runs", "version": 3, "runs": [{...run, "episode_rows": [...]}]}``: a run
 has the CSV's run columns, by the same names (``episodes``: the number the run asked for, in both
 formats), and its episodes' rows under ``episode_rows``, with the CSV's episode columns by their
