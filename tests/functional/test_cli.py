@@ -59,6 +59,8 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["--offline", "--fresh"], "cartpole-tui: --fresh does nothing with --offline"),
         (["--offline", "--connect", "127.0.0.1:8080"], "--connect does nothing with --offline"),
         (["--offline", "--seed", "3"], "--seed does nothing with --offline"),
+        # not first "no folder /nonexistent", then, once made, this
+        (["--offline", "--tensorboard", "/nonexistent/tb"], "--tensorboard does nothing with --offline"),
         # what cannot play on the embedded network (it waited forever, or 30 s at an evolution)
         (["run", "--no-env", "--episodes", "5"], "cartpole-tui run: --no-env needs --connect HOST:PORT"),
         (["--no-env"], "cartpole-tui: --no-env needs --connect HOST:PORT"),

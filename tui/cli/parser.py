@@ -573,9 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_command_first(args, argv)
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
+        check_offline(args, parser)  # first: an option that does nothing here is the error to fix
         check_folders(args)
         check_run_mode(args)
-        check_offline(args, parser)
         check_embedded_network(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)
