@@ -240,7 +240,9 @@ class ControlRoomApp(App):
                 average,
             )
             for (number, scores, average), ended in zip(event.runs, times)
-            if len(scores)
+            # not a run drawn as it plays since the plot started over (the one whose game it is): the
+            # file's copy, read a moment ago, lacked the episodes drawn since (its end rereads it)
+            if len(scores) and not self.history.has_run(number)
         ]
         if past:  # before any run played since (by number), where the history has them
             self.history.replace_runs(past[0][0], past[-1][0], past)

@@ -362,3 +362,24 @@ async def test_a_run_of_another_game_is_not_marked_and_a_game_changed_drops_the_
         app._show_environment(spaces_of("Acrobot-v1"))
         await until(pilot, lambda: not app.main.plot.overlays and "run 2 mean" not in screen_text(app))
         assert "◆  2" not in screen_text(app) and not table.marked
+
+
+async def test_the_run_that_changed_the_game_keeps_the_episodes_drawn_while_its_past_was_read(tmp_path):
+    """A run of another game starts the plot over and that game's past runs are read in a thread,
+    the run going among them (the recorder began it first): their arrival replaced the episodes
+    drawn meanwhile with the file's copy of a moment before, and those were gone from the plot."""
+    from cartpole_tui.tui.controller import HistoryLoaded
+
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's run")
+        app._show_environment(spaces_of("Acrobot-v1"))
+        await until(pilot, lambda: app.history.runs.tolist() == [1] * 4 + [3] * 4, what="Acrobot's past")
+        for score in (-400.0, -300.0, -200.0):  # run 4's episodes, drawn as they end
+            app.history.append(score, 4, 9.0)
+        # the past as read when run 4 had one episode in the file
+        app._on_history_loaded(HistoryLoaded([(4, np.array([-400.0]), None)], [np.array([9.0])], "Acrobot-v1"))
+        assert app.history.scores.tolist()[-3:] == [-400.0, -300.0, -200.0]
+        await until(pilot, lambda: "last -200" in screen_text(app), what="run 4's latest on the plot")
