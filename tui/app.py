@@ -179,7 +179,7 @@ class ControlRoomApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(1 / self.redraw_hz, self._redraw)
-        self.main.runs_table.environment = self._plotted_env
+        self.main.runs_table.plot_environment(self._plotted_env)
         try:
             self._show_environment(spaces_of(self.options.env_id))
         except ValueError as error:  # the command line checked it; a config or test may not have
@@ -240,11 +240,13 @@ class ControlRoomApp(App):
                 average,
             )
             for (number, scores, average), ended in zip(event.runs, times)
-            if len(scores)
+            # not a run drawn as it plays since the plot started over (the one whose game it is): the
+            # file's copy, read a moment ago, lacked the episodes drawn since (its end rereads it)
+            if len(scores) and not self.history.has_run(number)
         ]
         if past:  # before any run played since (by number), where the history has them
             self.history.replace_runs(past[0][0], past[-1][0], past)
-        runs = [run for run in self.store.runs() if run.params.env_id == self._plotted_env] if self.store else []
+        runs = self._plotted(self.store.runs()) if self.store else []
         if runs and self.run_progress.current is None and self._rated_run is None:
             self.run_progress.remembered(runs[-1])  # the progress label names it, the status line its steps/s
             self._rated_run, self.run_rate = runs[-1].run_uid, runs[-1].steps_per_s
@@ -295,7 +297,8 @@ class ControlRoomApp(App):
         environment played."""
         self._env_id = spaces.env_id  # the network's, when a run announced it: the status line says it
         if spaces.env_id != self._plotted_env:  # another game's scores: the plot starts over with this one's
-            self._plotted_env = self.main.runs_table.environment = spaces.env_id
+            self._plotted_env = spaces.env_id
+            self.main.runs_table.plot_environment(spaces.env_id)
             self.history.replace_runs(0, np.iinfo(np.int32).max, [])
             self.controller.load_history(spaces.env_id)
             self._shown_revision = -1  # the table again: the other games' rows dim
@@ -644,8 +647,9 @@ class ControlRoomApp(App):
             return
         self._shown_revision, self._shown_counted = store.revision, dict(counted)
         runs = store.runs()
-        if runs:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
-            self.run_progress.remembered(runs[-1])  # ("no run yet" beside "1  1005/2000 … running")
+        played = self._plotted(runs)  # not another game's "avg -90.0" above CartPole's plot
+        if played:  # the history may be ahead of the run's news (recorded as it came, told at the next events)
+            self.run_progress.remembered(played[-1])  # ("no run yet" beside "1  1005/2000 … running")
         self.main.runs_table.show(runs, counted)
         self.run_progress.settled([r.number for r in runs if r.state != "running" and r.number in counted])
         # as its row shows it: the status line says the table's figure
@@ -653,6 +657,10 @@ class ControlRoomApp(App):
         rate = None if rated is None else self.run_progress.shown(rated).steps_per_s
         if self._rated_run is not None:
             self.run_rate = rate
+
+    def _plotted(self, runs: list[RunRecord]) -> list[RunRecord]:
+        """The runs of the environment whose runs the plot holds."""
+        return [run for run in runs if run.params.env_id == self._plotted_env]
 
     def _record(self, run_id: str | None) -> RunRecord | None:
         """The history's record of a run (in memory: no file read)."""
@@ -769,12 +777,13 @@ class ControlRoomApp(App):
             return
         self.controller.start_run(message.episodes, message.deterministic)
 
-    def _schedule_elsewhere(self) -> bool:
-        """A start would land in another room's schedule (between its runs too): refused, said so."""
+    def _schedule_elsewhere(self, done: str = "started") -> bool:
+        """A start (or an evolution: ``done``) would land in another room's schedule (between its
+        runs too): refused, said so."""
         if not self.controller.schedule_elsewhere:
             return False
         refused = "a schedule is running in another control room (x stops it)"
-        self.log_line(f"not started: {refused}", "yellow")  # the toast goes in seconds, the log stays
+        self.log_line(f"not {done}: {refused}", "yellow")  # the toast goes in seconds, the log stays
         self.notify(refused, severity="warning")
         return True
 
@@ -783,6 +792,11 @@ class ControlRoomApp(App):
             return
         if self.current is not None or self.controller.schedule_running:
             self.notify("a run is going: stop it first (x)", severity="warning")
+            return
+        if self.options.connect is None and self.options.agent == "random":
+            # nothing here answers its evolution: round 1 waited 30 s for it and the schedule failed
+            # (`run --schedule --agent random` is a usage error)
+            self.notify("the schedule evolves the swarm: --agent random has no evolution", severity="warning")
             return
         self.log_line(schedule_started_line(self.main.plot.threshold))
         self.controller.start_schedule()
@@ -805,12 +819,17 @@ class ControlRoomApp(App):
         self.post_message(EvolveRequested())
 
     def on_evolve_requested(self, _: EvolveRequested) -> None:
-        if not self._can_control():
+        # another room's schedule between its runs: its round N would be two generations on
+        if not self._can_control() or self._schedule_elsewhere("evolved"):
             return
         if self.current is not None or self.controller.schedule_running:
             # the models changed while their episodes were measured (a schedule's round N was no
-            # longer generation N); `s` was refused there, `e` was not (new-user pass 4)
-            self.notify("a run is going: evolve between runs (x stops it)", severity="warning")
+            # longer generation N); `s` was refused there, `e` was not (new-user pass 4). Between a
+            # schedule's runs "evolve between runs" was no way: it evolves there itself
+            why = "a run is going: evolve between runs"
+            if self.controller.schedule_running:
+                why = "the schedule is going: it evolves between its runs"
+            self.notify(f"{why} (x stops it)", severity="warning")
             return
         self.main.controls.show_evolution("running…")
         self.controller.evolve()

@@ -3,7 +3,8 @@
 CSV: a run without episodes still gets one row, with the episode columns empty; a text's control
 characters are written as U+FFFD (tab and newline as a space), as the screen shows them, and a
 text a spreadsheet would take for a formula (a peer's run id "=HYPERLINK(…)": first character
-``= + - @``) is written after a ``'``, which spreadsheets show as text (numbers are never changed).
+``= + - @``, after any spaces) is written after a ``'``, which spreadsheets show as text (numbers
+are never changed).
 JSON: ``{"format": "cartpole-tui/runs", "version": 3, "runs": [{...run, "episode_rows": [...]}]}``: a run
 has the CSV's run columns, by the same names (``episodes``: the number the run asked for, in both
 formats), and its episodes' rows under ``episode_rows``, with the CSV's episode columns by their
@@ -56,7 +57,7 @@ EPISODE_FIELDS = ("episode", "score", "steps", "wall_time")
 # 2: a run's episodes under "episode_rows"; "episodes" is the number asked, as in the CSV
 # 3: an episode's number is "episode" (the CSV's column), not "index"
 JSON_VERSION = 3
-FORMULA_STARTS = ("=", "+", "-", "@")  # a CSV cell a spreadsheet evaluates (tab and CR are cleaned already)
+FORMULA_STARTS = ("=", "+", "-", "@")  # a CSV cell a spreadsheet evaluates (after any spaces)
 
 
 class ExportError(Exception):
@@ -106,7 +107,9 @@ def _csv_value(value: object) -> object:
         return "true" if value else "false"
     if isinstance(value, str):  # a run id is a peer's: its control characters never reach a terminal
         text = protocol.clean_text(value, len(value) + 1)
-        return "'" + text if text.startswith(FORMULA_STARTS) else text
+        # after a space too: a tab or newline before the = is one once cleaned (" =HYPERLINK(…)"),
+        # and a spreadsheet trimming the cell on import evaluates it
+        return "'" + text if text.lstrip().startswith(FORMULA_STARTS) else text
     return value
 
 
@@ -197,7 +200,11 @@ def default_export_path(fmt: str, directory: str | None = None) -> str:
 def export_to_file(
     source: RunStore | str | None, run_numbers: list[int] | None, fmt: str, path: str | None = None
 ) -> str:
-    """Export to ``path`` (default: :func:`default_export_path`) atomically; returns the path."""
+    """Export to ``path`` (default: :func:`default_export_path`; a folder, or a path ending in
+    ``/``: that name in it) atomically; returns the path."""
+    if path is not None and (os.path.isdir(path) or path.endswith(("/", os.sep))):
+        # `--out .` replaced the folder's name with a file: a traceback (IsADirectoryError)
+        path = default_export_path(fmt, path)
     path = os.path.abspath(path or default_export_path(fmt))
     directory = os.path.dirname(path)
     try:

@@ -49,7 +49,7 @@ class Evolution(SwarmComponent):
     ):
         self.models = models
         self.n_weights = n_weights(spaces.observations, spaces.actions)  # a model's, for the environment
-        self._biases = biases(spaces.observations, spaces.actions)  # left as they are (0 in our models)
+        self._biases = biases(spaces.observations, spaces.actions)  # left at 0 in our models
         self.settings = settings
         self.timeout = timeout
         self.generations = 0
@@ -128,7 +128,10 @@ class Evolution(SwarmComponent):
             contribution = self._contribution or {}
             population = np.asarray([self._weights[i] for i in ids])
             fitness = self._remembered.average(population, [self._fitness(contribution.get(i)) for i in ids]).tolist()
-            offspring = genetic.next_generation(population, fitness, self.settings, self._rng, self._biases)
+            # our models' biases are 0 and stay so; published models' (torch's random ones) or a file's
+            # from before are evolved as the other weights: kept, the elite's went to every child
+            kept = None if population[:, self._biases].any() else self._biases
+            offspring = genetic.next_generation(population, fitness, self.settings, self._rng, kept)
             self._remembered.keep(offspring)
             # additive: what the control room's population pane shows
             done["FITNESS"] = fitness

@@ -138,6 +138,18 @@ def plain_evolution(port: int) -> Client:
     return evolution
 
 
+async def test_the_schedule_is_refused_on_the_embedded_network_of_random_agents(tmp_path):
+    """`r` with --agent random trained and evaluated round 1, waited 30 s for an evolution nothing
+    answers and said "schedule failed" (`run --schedule --agent random` is refused at once)."""
+    app = make_app(tmp_path)  # the embedded network, random agents
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        await pilot.press("r")
+        refusal = "the schedule evolves the swarm: --agent random has no evolution"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
+        assert "schedule" not in screen_text(app) and not runs(app)
+
+
 async def test_evolve_with_an_evolution_component_shows_done(tmp_path, broker, agent):
     evolution = plain_evolution(broker.port)
     app = make_app(tmp_path, broker.port)
@@ -346,6 +358,9 @@ async def test_x_between_a_schedules_runs_says_no_run_of_it_starts(tmp_path, bro
         # run 2, the evaluation, is stopped at its first episode below the target
         ended = lambda: re.search(r"run 2 (done|stopped)", log_text(app)) and app.current is None  # noqa: E731
         await until(pilot, ended, what="round 1's evolution")
+        await pilot.press("e")  # it said "a run is going: evolve between runs" with no run going
+        refusal = "the schedule is going: it evolves between its runs (x stops it)"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
         await pilot.press("x")
         await until(pilot, lambda: "schedule stopping" in log_text(app), 5, "the line")
         assert log_text(app).split("schedule stopping", 1)[1].startswith(": no run of it starts, and it ends")

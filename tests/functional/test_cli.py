@@ -59,9 +59,12 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["--offline", "--fresh"], "cartpole-tui: --fresh does nothing with --offline"),
         (["--offline", "--connect", "127.0.0.1:8080"], "--connect does nothing with --offline"),
         (["--offline", "--seed", "3"], "--seed does nothing with --offline"),
+        # not first "no folder /nonexistent", then, once made, this
+        (["--offline", "--tensorboard", "/nonexistent/tb"], "--tensorboard does nothing with --offline"),
         # what cannot play on the embedded network (it waited forever, or 30 s at an evolution)
         (["run", "--no-env", "--episodes", "5"], "cartpole-tui run: --no-env needs --connect HOST:PORT"),
         (["--no-env"], "cartpole-tui: --no-env needs --connect HOST:PORT"),
+        (["serve", "--no-env"], "cartpole-tui serve: --no-env needs --connect HOST:PORT"),
         (["run", "--schedule", "--agent", "random"], "--agent random has no evolution"),
         # an option before the command was the control room's, and the command's default won
         (
@@ -228,6 +231,13 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
     curve = [line for line in result.stderr.splitlines() if "episode" in line and "mean100" in line]
     assert len(curve) >= 2 * (4 + 2)
     assert "round 2:" in result.stderr
+
+
+def test_a_schedule_of_one_round_says_round():
+    """A bias-free swarm often solves in round 1: it said "after 1 rounds"."""
+    result = cli("run", "--schedule", "--rounds", "1", "--train", "4", "--eval", "2", "--seed", "1", "--db", ":memory:")
+    assert result.returncode == 0, result.stderr
+    assert " after 1 round, " in result.stdout, result.stdout
 
 
 def test_a_schedule_says_its_result_on_stdout_and_its_curve_on_stderr_as_one_run_does(tmp_path):

@@ -336,3 +336,50 @@ async def test_the_plot_holds_the_runs_of_the_environment_played_and_starts_over
         await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's past run alone")
         assert app.history.scores.tolist() == [200.0] * 4
         await until(pilot, lambda: dim(1) and not dim(2) and dim(3), what="Acrobot's rows dim")
+
+
+async def test_a_run_of_another_game_is_not_marked_and_a_game_changed_drops_the_marks(tmp_path):
+    """A mark overlays a run's mean on the plot's axis: Acrobot's -500 and -90 were both drawn flat on
+    CartPole's 0 line, the mix the plot holding one environment's runs had taken away; the progress
+    line said Acrobot's "last run 3 done · avg -90.0" above it."""
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.main.runs_table
+        await until(pilot, lambda: table.row_count == 3, what="the runs")
+        # the progress line names the plot's game's last run, not the file's (Acrobot's run 3)
+        await until(pilot, lambda: "last run 2 done · avg 200.0 over 4 episodes" in screen_text(app))
+        table.focus()
+        for row in (0, 1):  # Acrobot's run 1, then CartPole's run 2
+            table.move_cursor(row=row)
+            await pilot.press("space")
+        refusal = "run 1 played Acrobot-v1, the plot CartPole-v1: not marked"
+        await until(pilot, lambda: refusal in [n.message for n in app._notifications], what="the refusal")
+        await until(pilot, lambda: "run 2 mean(100) 200.0" in screen_text(app), what="run 2 compared")
+        assert "run 1 mean" not in screen_text(app) and table.marked == {2}
+        # the network plays Acrobot now: CartPole's run 2 would be drawn on its axis
+        app._show_environment(spaces_of("Acrobot-v1"))
+        await until(pilot, lambda: not app.main.plot.overlays and "run 2 mean" not in screen_text(app))
+        assert "◆  2" not in screen_text(app) and not table.marked
+
+
+async def test_the_run_that_changed_the_game_keeps_the_episodes_drawn_while_its_past_was_read(tmp_path):
+    """A run of another game starts the plot over and that game's past runs are read in a thread,
+    the run going among them (the recorder began it first): their arrival replaced the episodes
+    drawn meanwhile with the file's copy of a moment before, and those were gone from the plot."""
+    from cartpole_tui.tui.controller import HistoryLoaded
+
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's run")
+        app._show_environment(spaces_of("Acrobot-v1"))
+        await until(pilot, lambda: app.history.runs.tolist() == [1] * 4 + [3] * 4, what="Acrobot's past")
+        for score in (-400.0, -300.0, -200.0):  # run 4's episodes, drawn as they end
+            app.history.append(score, 4, 9.0)
+        # the past as read when run 4 had one episode in the file
+        app._on_history_loaded(HistoryLoaded([(4, np.array([-400.0]), None)], [np.array([9.0])], "Acrobot-v1"))
+        assert app.history.scores.tolist()[-3:] == [-400.0, -300.0, -200.0]
+        await until(pilot, lambda: "last -200" in screen_text(app), what="run 4's latest on the plot")

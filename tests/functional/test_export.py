@@ -14,6 +14,8 @@ from cartpole_tui.env.history.export import EPISODE_FIELDS, RUN_FIELDS, ExportEr
 from cartpole_tui.env.history.store import RunStore
 from tests.functional.test_store import play, record_run
 
+from conftest import cli, one_clear_line
+
 
 @pytest.fixture
 def history(tmp_path):
@@ -157,3 +159,33 @@ def test_a_peers_run_id_that_a_spreadsheet_would_evaluate_is_written_as_text(tmp
     assert [row["run_uid"] for row in rows] == ["'" + uid] * 2
     assert [row["score"] for row in rows] == ["-3.5", "4.0"]
     assert not any(line.startswith(("=", "+", "@")) or ",=" in line for line in out.getvalue().splitlines())
+
+
+@pytest.mark.parametrize(
+    "uid, written", [("\t=HYPERLINK(1)", "' =HYPERLINK(1)"), ("\r\n+1+1", "'  +1+1"), (" @A1", "' @A1")]
+)
+def test_a_formula_after_white_space_is_written_as_text_too(tmp_path, uid, written):
+    """A tab or newline is cleaned to a space, and the cell " =HYPERLINK(…)" was written as it is: a
+    spreadsheet trimming cells on import evaluates it."""
+    path = str(tmp_path / "runs.sqlite3")
+    with RunStore.open(path) as store:
+        record_run(store, uid, [(1.0, 1)])
+    out = io.StringIO()
+    export_runs(path, None, "csv", out)
+    assert [row["run_uid"] for row in csv.DictReader(io.StringIO(out.getvalue()))] == [written]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_out_naming_a_folder_writes_the_export_in_it(history, tmp_path, fmt):
+    """`export --out DIR` (a folder that exists) ended in a traceback (IsADirectoryError); `--out DIR/`
+    of a folder that does not exist wrote a file named DIR."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    result = cli("export", "--db", history, "--format", fmt, "--out", str(folder))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    (written,) = folder.iterdir()
+    assert written.name.startswith("cartpole-runs-") and written.suffix == f".{fmt}"
+    assert result.stderr.strip() == f"exported to {written}"
+    missing = tmp_path / "missing"
+    one_clear_line(cli("export", "--db", history, "--out", f"{missing}/"), 1, f"cannot write to {missing}")
+    assert not missing.exists()

@@ -88,6 +88,30 @@ async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, 
         assert "stopped" not in log_text(app)
 
 
+async def test_an_evolution_between_another_rooms_schedule_runs_is_refused(tmp_path, broker, closing):
+    """`e` is refused while this room's run or schedule plays; another room's schedule, between its
+    runs (where its own evolution is due), took it: its round 1 ended two generations on."""
+    network(broker, closing)
+    in_gap, go_on = threading.Event(), threading.Event()
+
+    def on_phase(name: str, number: int) -> None:
+        if (name, number) == ("evolve", 1):
+            in_gap.set()
+            go_on.wait(30)
+
+    schedule = Schedule(broker, closing, rounds=1, train=4, evaluate=2, on_phase=on_phase)
+    app = other_room(tmp_path, broker)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connection == "connected", what="room B to join")
+        schedule.thread.start()
+        await until(pilot, in_gap.is_set, what="room A's schedule between its runs")
+        await pilot.press("e")
+        await until(pilot, lambda: [n.message for n in app._notifications] == [REFUSED], 10, "the refusal")
+        assert f"not evolved: {REFUSED}" in screen_text(app) and "evo: idle" in screen_text(app)
+        go_on.set()
+        await until(pilot, lambda: not schedule.thread.is_alive(), what="room A's schedule to end")
+
+
 async def test_x_in_another_room_stops_the_schedule_and_both_rooms_say_so(tmp_path, broker, closing):
     network(broker, closing)
     schedule = Schedule(broker, closing, train=1_000_000)

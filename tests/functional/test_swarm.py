@@ -24,7 +24,7 @@ from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.swarm.aggregation import Aggregation, AggregationLogic
 from cartpole_tui.env.swarm.evolution import Evolution
 from cartpole_tui.env.swarm.models import ModelPool
-from cartpole_tui.env.swarm.policy import N_WEIGHTS, softmax
+from cartpole_tui.env.swarm.policy import N_WEIGHTS, biases, softmax
 from cartpole_tui.env.swarm.swarm import Swarm, serve_swarm
 from cartpole_tui.env.wire import batch, protocol
 from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost
@@ -425,6 +425,34 @@ def test_our_pool_and_evolution_trade_all_weights_in_one_message_each_way(broker
     wait_for(lambda: published.sets == 1, 5, "the published model to load its list")
     assert published.population.weights[0].tolist() == sent["WEIGHTS"][published.component_id]
     assert not np.array_equal(rows, before)
+
+
+def test_published_models_have_their_biases_evolved(broker, closing):
+    """Our models have no biases and our evolution leaves them so; a published model's are torch's
+    random ones (nn.Linear), and every child took the elite's, never mutated: a push one way whatever
+    the pole does could not be evolved away on a mixed network (`swarm --only evolution`)."""
+    mask, rng = biases(), np.random.default_rng(5)
+    models = [PublishedModel(broker.port, 10 + i) for i in range(4)]
+    for model in models:
+        closing(model.client)
+        model.population.weights[0, mask] = rng.uniform(-0.25, 0.25, mask.sum())  # as torch starts them
+    evolution = Evolution(HOST, broker.port, models=4, seed=2).start()
+    closing(evolution)
+    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")
+    closing(aggregator)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == 6, 5, "everyone to join evolution")
+    before = [model.population.weights[0, mask].copy() for model in models]
+
+    control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-1")
+    aggregator.get(5)  # the GET and the four models' answers
+    aggregator.send(protocol.EVOLUTION, CONTRIBUTION={m.component_id: float(i) for i, m in enumerate(models)})
+    wait_for(lambda: all(model.sets == 1 for model in models), 5, "the models to load the next generation")
+    after = [model.population.weights[0, mask] for model in models]
+    elite = before[3]  # the fittest, kept as it was
+    assert sum(np.array_equal(a, elite) for a in after) == 1
+    assert all(not np.array_equal(a, b) for a, b in zip(after[:3], before[:3]))
 
 
 def test_evolution_without_models_still_answers(broker, closing, caplog):

@@ -121,10 +121,13 @@ def test_a_lost_run_is_handed_back_once():
 
 
 def test_schedule_lines():
-    result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, confirm_avg=475.5, evolved=True)
+    result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, 5, confirm_avg=475.5, evolved=True)
     assert round_line(result).plain == (
         "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (at 65s)"
     )
+    # an evaluation stopped at its first episode below the target: the episodes it played, as `run` says
+    short = RoundResult(1, 105.94, 217.0, 0.4, 0.6, 10594, 1, evolved=True)
+    assert round_line(short).plain == "round 1: train avg 105.9, eval avg 217.0 over 1, evolved (at 1s)"
     solved = ScheduleResult(ScheduleSettings(), [result], final_eval_avg=490.25, solved=True)
     assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.3"  # half up, as 490.25 reads
     assert schedule_ended_text(ScheduleResult(ScheduleSettings(), [result] * 2)) == (

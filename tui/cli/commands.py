@@ -527,7 +527,7 @@ def schedule(args: argparse.Namespace) -> int:
         verdict = f"solved: ≥ {target:g}" if result.solved else f"not solved: below {target:g}"
         print(
             f"final deterministic average {average(result.final_eval_avg)} ({verdict}) "
-            f"after {len(result.rounds)} rounds, "
+            f"after {plural(len(result.rounds), 'round')}, "
             f"{result.wall_seconds:.1f}s"
         )
     return 0

@@ -522,8 +522,9 @@ def check_offline(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 def check_embedded_network(args: argparse.Namespace) -> None:
     """What cannot play on the embedded network is a usage error before anything starts: it has no
     environment but its own (private: nobody else can join), and the random agent no evolution
-    (`--no-env` waited forever; `--agent random --schedule` 30 s at its first evolution)."""
-    if args.command not in (None, "run") or args.connect is not None or getattr(args, "offline", False):
+    (`--no-env` waited forever, `serve`'s visitors too; `--agent random --schedule` 30 s at its first
+    evolution)."""
+    if args.command not in (None, "run", "serve") or args.connect is not None or getattr(args, "offline", False):
         return
     if args.no_env:
         raise UsageError("--no-env needs --connect HOST:PORT: the embedded network has no other environment")
@@ -572,9 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_command_first(args, argv)
         apply_config(args, config.load(checks={"connect": address, "redraw_hz": redraw_rate}))
+        check_offline(args, parser)  # first: an option that does nothing here is the error to fix
         check_folders(args)
         check_run_mode(args)
-        check_offline(args, parser)
         check_embedded_network(args)
         check_tensorboard(args)
         auth.use_token(auth.read_token_file(args.token_file) if getattr(args, "token_file", None) else None)

@@ -302,13 +302,16 @@ def schedule_started_line(target: float | None = defaults.SCHEDULE_TARGET) -> st
     )
 
 
-def round_line(result: RoundResult) -> Text:
-    """One schedule round in the log: its averages, and whether it evolved."""
+def round_line(result: RoundResult, evaluate: int = defaults.SCHEDULE_EVALUATE) -> Text:
+    """One schedule round in the log: its averages (the evaluation's over the episodes it played,
+    when it stopped at one below the target), and whether it evolved."""
     check = f", 100-episode check {average(result.confirm_avg)}" if result.confirm_avg is not None else ""
+    # "eval avg 217.0" read as five episodes' beside "1/5 stopped" in the table; `run` says "over 1"
+    short = f" over {result.eval_episodes}" if result.eval_episodes < evaluate else ""
     return Text.assemble(
         f"round {result.round}: train avg {average(result.train_avg)}, eval avg ",
         (average(result.eval_avg), "bold"),
-        f"{check}{', evolved' if result.evolved else ''} (at {result.wall_seconds:.0f}s)",
+        f"{short}{check}{', evolved' if result.evolved else ''} (at {result.wall_seconds:.0f}s)",
     )
 
 

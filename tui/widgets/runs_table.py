@@ -102,6 +102,14 @@ class RunsTable(DataTable):
         if follow and self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
 
+    def plot_environment(self, env_id: str) -> None:
+        """The plot holds ``env_id``'s runs now: the others' rows dim, their marks dropped."""
+        self.environment = env_id
+        others = {n for n, run in self._runs.items() if n in self.marked and run.params.env_id != env_id}
+        if others:
+            self.marked -= others
+            self.post_message(MarksChanged(frozenset(self.marked)))
+
     @property
     def current(self) -> int | None:
         """The number of the run under the cursor."""
@@ -122,6 +130,12 @@ class RunsTable(DataTable):
         if number not in self.marked and run is not None and not run.finished and run.state != "running":
             # it took one of the plot's marks and drew nothing, and the legend renumbered the rest
             self.notify(f"run {number} has no episode to draw: not marked")
+            return
+        if number not in self.marked and run is not None and self.environment not in (None, run.params.env_id):
+            # its curve was drawn on this game's axis (Acrobot's -500 on CartPole's 0 line)
+            self.notify(
+                f"run {number} played {run.params.env_id}, the plot {self.environment}: not marked", markup=False
+            )
             return
         if number not in self.marked and len(self.marked) >= defaults.PLOT_OVERLAYS:
             # a ninth mark was shown in the table and drawn nowhere
