@@ -260,8 +260,8 @@ async def test_the_network_pane_lists_every_gateways_components(gateways, closin
         else:
             raise AssertionError(f"the network pane did not list every gateway's clients:\n{pane_text(app)}")
         assert "│ 6 clients │" in screen_text(app)  # the status line counts the whole network
-        # a room with no member on C: its members on A and B, summed
-        assert "observation 3 " in pane_text(app)
+        # a room with no member on C: its members on A (the environment) and B (the models), summed
+        assert "observation 2 " in pane_text(app)
 
 
 def pane_text(app) -> str:
