@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from test_hostile_numbers import following
-from test_swarm import Probe, members, start_aggregation
+from test_swarm import Probe, evolution_by_hand, members, start_aggregation
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
@@ -61,13 +61,7 @@ def test_a_score_past_floats_range_is_said_and_not_recorded(followed):
 def test_an_evolution_answers_whatever_a_contribution_holds(broker, closing):
     pool = ModelPool(HOST, broker.port, models=3, seed=1).start()
     closing(pool)
-    evolution = Evolution(HOST, broker.port, models=3, seed=2).start()
-    closing(evolution)
-    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")
-    closing(aggregator)
-    control = Probe(broker.port, protocol.CONTROL, name="control")
-    closing(control)
-    wait_for(lambda: members(broker, protocol.EVOLUTION) == 3, 5, "everyone to join evolution")
+    aggregator, control = evolution_by_hand(broker, closing, models=3, in_evolution=3)
     control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-huge")
     (get,) = aggregator.get()
     assert get["CMD"] == "GET"

@@ -8,6 +8,7 @@ its ``x`` stops the schedule, said in both rooms.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import threading
@@ -62,21 +63,30 @@ class Schedule:
         return [e for e in self.events if isinstance(e, RunFinished)]
 
 
-async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, broker, closing):
+@contextlib.asynccontextmanager
+async def room_b_while_a_holds(tmp_path, broker, closing, rounds: int):
+    """Room B (the app) while room A's schedule of ``rounds`` on the network holds between its runs,
+    at its first evolution, where another room's s or e lands: (app, pilot, schedule, go_on), A
+    going on once ``go_on`` is set."""
     network(broker, closing)
     in_gap, go_on = threading.Event(), threading.Event()
 
     def on_phase(name: str, number: int) -> None:
-        if (name, number) == ("evolve", 1):  # between its runs: where the start landed
+        if (name, number) == ("evolve", 1):
             in_gap.set()
             go_on.wait(30)
 
-    schedule = Schedule(broker, closing, rounds=2, train=4, evaluate=2, on_phase=on_phase)
+    schedule = Schedule(broker, closing, rounds=rounds, train=4, evaluate=2, on_phase=on_phase)
     app = other_room(tmp_path, broker)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.connection == "connected", what="room B to join")
         schedule.thread.start()
         await until(pilot, in_gap.is_set, what="room A's schedule between its runs")
+        yield app, pilot, schedule, go_on
+
+
+async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, broker, closing):
+    async with room_b_while_a_holds(tmp_path, broker, closing, rounds=2) as (app, pilot, schedule, go_on):
         await start_run(pilot, "20")
         await until(pilot, lambda: [n.message for n in app._notifications] == [REFUSED], 10, "the refusal")
         # the toast goes in seconds: the log keeps why s did nothing
@@ -91,20 +101,7 @@ async def test_a_start_between_another_rooms_schedule_runs_is_refused(tmp_path, 
 async def test_an_evolution_between_another_rooms_schedule_runs_is_refused(tmp_path, broker, closing):
     """`e` is refused while this room's run or schedule plays; another room's schedule, between its
     runs (where its own evolution is due), took it: its round 1 ended two generations on."""
-    network(broker, closing)
-    in_gap, go_on = threading.Event(), threading.Event()
-
-    def on_phase(name: str, number: int) -> None:
-        if (name, number) == ("evolve", 1):
-            in_gap.set()
-            go_on.wait(30)
-
-    schedule = Schedule(broker, closing, rounds=1, train=4, evaluate=2, on_phase=on_phase)
-    app = other_room(tmp_path, broker)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.connection == "connected", what="room B to join")
-        schedule.thread.start()
-        await until(pilot, in_gap.is_set, what="room A's schedule between its runs")
+    async with room_b_while_a_holds(tmp_path, broker, closing, rounds=1) as (app, pilot, schedule, go_on):
         await pilot.press("e")
         await until(pilot, lambda: [n.message for n in app._notifications] == [REFUSED], 10, "the refusal")
         assert f"not evolved: {REFUSED}" in screen_text(app) and "evo: idle" in screen_text(app)

@@ -427,6 +427,18 @@ def test_our_pool_and_evolution_trade_all_weights_in_one_message_each_way(broker
     assert not np.array_equal(rows, before)
 
 
+def evolution_by_hand(broker, closing, models: int, in_evolution: int) -> tuple[Probe, Probe]:
+    """Our evolution of ``models``, a Probe standing for the aggregation (its GET answered by hand)
+    and one for a control room; once ``in_evolution`` clients are in that room."""
+    closing(Evolution(HOST, broker.port, models=models, seed=2).start())
+    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")
+    closing(aggregator)
+    control = Probe(broker.port, protocol.CONTROL, name="control")
+    closing(control)
+    wait_for(lambda: members(broker, protocol.EVOLUTION) == in_evolution, 5, "everyone to join evolution")
+    return aggregator, control
+
+
 def test_published_models_have_their_biases_evolved(broker, closing):
     """Our models have no biases and our evolution leaves them so; a published model's are torch's
     random ones (nn.Linear), and every child took the elite's, never mutated: a push one way whatever
@@ -436,13 +448,7 @@ def test_published_models_have_their_biases_evolved(broker, closing):
     for model in models:
         closing(model.client)
         model.population.weights[0, mask] = rng.uniform(-0.25, 0.25, mask.sum())  # as torch starts them
-    evolution = Evolution(HOST, broker.port, models=4, seed=2).start()
-    closing(evolution)
-    aggregator = Probe(broker.port, protocol.EVOLUTION, name="aggregation")
-    closing(aggregator)
-    control = Probe(broker.port, protocol.CONTROL, name="control")
-    closing(control)
-    wait_for(lambda: members(broker, protocol.EVOLUTION) == 6, 5, "everyone to join evolution")
+    aggregator, control = evolution_by_hand(broker, closing, models=4, in_evolution=6)
     before = [model.population.weights[0, mask].copy() for model in models]
 
     control.send(protocol.CONTROL, EVOLUTION=True, ROOT_ID="evo-1")
