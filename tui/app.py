@@ -393,7 +393,8 @@ class ControlRoomApp(App):
         count = len(self.history) - int(starts[-1]) if plotted else 0
         before = numbers[:-1] if plotted else numbers
         earlier = int(before[-1]) if len(before) else 0
-        missed = [r for r in store.runs() if earlier < r.number < record.number and r.finished]
+        # the plotted game's only: the plot starts over with a game (CartPole's runs came back after Acrobot's first)
+        missed = [r for r in self._plotted(store.runs()) if earlier < r.number < record.number and r.finished]
         joined = record.run_uid in self.in_order.as_they_come
         if missed or joined or count != record.finished:
             # the ended run's average is its ENV_DONE's: the record may not have heard of its end yet

@@ -338,6 +338,28 @@ async def test_the_plot_holds_the_runs_of_the_environment_played_and_starts_over
         await until(pilot, lambda: dim(1) and not dim(2) and dim(3), what="Acrobot's rows dim")
 
 
+async def test_a_game_with_no_past_runs_keeps_the_plot_to_its_own_runs_when_one_ends(tmp_path):
+    """The plot started over for a game the history held no runs of; when that game's first run
+    ended, the history's earlier runs "missed" by the plot were read again: CartPole's 200s came
+    back beside Acrobot's, one mean(100) of +303 for scores that are all negative (new-user pass 5)."""
+    path = str(tmp_path / "runs.sqlite3")
+    two_games_history(path)
+    app = ControlRoomApp(SessionOptions(offline=True, env_id="CartPole-v1"), db_path=path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.history.runs.tolist() == [2] * 4, what="CartPole's run")
+        app._show_environment(spaces_of("MountainCar-v0"))  # no run of it in the file
+        await until(pilot, lambda: len(app.history) == 0, what="the plot to start over")
+        store = app.store
+        store.begin_run("m1", episodes=2, deterministic=False, seed=1, env_id="MountainCar-v0", address="x", started=7.0)
+        for index in range(2):
+            store.add_episode("m1", index + 1, -200.0, 200, 8.0 + index)
+        store.end_run("m1", avg_score=-200.0, state="done", ended=9.0)
+        record = next(run for run in store.runs() if run.run_uid == "m1")
+        app._check_plotted(record, -200.0)  # as a run's end does
+        await until(pilot, lambda: len(app.history) == 2, what="the ended run read again")
+        assert app.history.runs.tolist() == [record.number] * 2 and app.history.scores.tolist() == [-200.0] * 2
+
+
 async def test_a_run_of_another_game_is_not_marked_and_a_game_changed_drops_the_marks(tmp_path):
     """A mark overlays a run's mean on the plot's axis: Acrobot's -500 and -90 were both drawn flat on
     CartPole's 0 line, the mix the plot holding one environment's runs had taken away; the progress
