@@ -350,7 +350,9 @@ async def test_a_game_with_no_past_runs_keeps_the_plot_to_its_own_runs_when_one_
         app._show_environment(spaces_of("MountainCar-v0"))  # no run of it in the file
         await until(pilot, lambda: len(app.history) == 0, what="the plot to start over")
         store = app.store
-        store.begin_run("m1", episodes=2, deterministic=False, seed=1, env_id="MountainCar-v0", address="x", started=7.0)
+        store.begin_run(
+            "m1", episodes=2, deterministic=False, seed=1, env_id="MountainCar-v0", address="x", started=7.0
+        )
         for index in range(2):
             store.add_episode("m1", index + 1, -200.0, 200, 8.0 + index)
         store.end_run("m1", avg_score=-200.0, state="done", ended=9.0)
