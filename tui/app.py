@@ -55,6 +55,7 @@ from cartpole_tui.tui.controller import (
     EvolutionFailed,
     HistoryLoaded,
     ScheduleFailed,
+    ScheduleRetargeted,
     ScheduleRound,
     ScheduleStoppedBy,
     StorageProblem,
@@ -504,6 +505,11 @@ class ControlRoomApp(App):
     @handle.register
     def _on_schedule_round(self, event: ScheduleRound) -> None:
         self._say_schedule(ScheduleLabel(event.number, event.target))
+
+    @handle.register
+    def _on_schedule_retargeted(self, event: ScheduleRetargeted) -> None:
+        target = f"target {event.target:g} (its reward_threshold)"
+        self.log_line(Text(f"schedule: the network plays {event.env_id}: {target}"))
 
     @handle.register
     def _on_schedule_failed(self, event: ScheduleFailed) -> None:

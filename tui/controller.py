@@ -25,6 +25,7 @@ from cartpole_tui.env.events import (
     CartSeen,
     Disconnected,
     EnvironmentObserver,
+    EnvSpaces,
     FrameSeen,
     NetworkError,
 )
@@ -83,6 +84,14 @@ class ScheduleRound:
 
     number: int
     target: float | None
+
+
+@dataclass(frozen=True)
+class ScheduleRetargeted:
+    """This room's schedule aims at the reward_threshold of ``env_id``, the game the network plays."""
+
+    env_id: str
+    target: float
 
 
 @dataclass(frozen=True)
@@ -344,17 +353,24 @@ class Controller(EnvironmentObserver):
     def _run_schedule(self, control: ControlClient, stop: threading.Event) -> None:
         try:
             spaces = spaces_of(self.options.env_id)
-            target, best = target_for(spaces), best_episode(spaces)
+            aim = [target_for(spaces)]  # the game's played: another one's announced replaces it
+
+            def on_target(played: EnvSpaces, target: float) -> None:
+                aim[0] = target
+                self.push(ScheduleRetargeted(played.env_id, target))
+
             self.push(
                 run_schedule(
                     control,
                     on_round=self.push,
-                    on_phase=lambda _, number: self.push(ScheduleRound(number, target)),
+                    on_phase=lambda _, number: self.push(ScheduleRound(number, aim[0])),
                     train=defaults.SCHEDULE_TRAIN if self.options.connect is None else defaults.SCHEDULE_TRAIN_JOINED,
                     seed=self.options.seed,
                     stop=stop,
-                    target=target,
-                    best=best,
+                    target=aim[0],
+                    best=best_episode(spaces),
+                    game=spaces.env_id,
+                    on_target=on_target,
                 )
             )
         except ScheduleStopped as stopped:

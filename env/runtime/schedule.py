@@ -30,12 +30,12 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.spaces import CARTPOLE
-from cartpole_tui.env.events import EnvSpaces, EpisodeFinished, RunFinished
+from cartpole_tui.env.events import EnvSpaces, EpisodeFinished, RunFinished, RunStarted
 
 
 class ScheduleStopped(Exception):
@@ -115,6 +115,8 @@ def run_schedule(
     on_phase: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
     best: float | None = defaults.EPISODE_MAX_SCORE,
+    game: str | None = None,
+    on_target: Callable[[EnvSpaces, float], None] | None = None,
 ) -> ScheduleResult:
     """Run the schedule through ``control``.
 
@@ -125,6 +127,10 @@ def run_schedule(
     raises :class:`ScheduleStopped` instead of starting; a STOP from another control room sets
     it (its STARTs tell the other rooms that a schedule runs). ``target`` is the environment's
     (:func:`target_for`); ``best`` its best episode score (:func:`best_episode`), None when unknown.
+    ``game``: the environment whose reward_threshold ``target`` is (None: a target given, kept
+    whatever is played); a run that announces another game with a reward_threshold makes the target
+    and ``best`` that game's, told to ``on_target(spaces, target)`` (a network joined with --no-env
+    may play another game than this room's --env-id: CartPole's 475 was Acrobot's target, never met).
     """
     settings = ScheduleSettings(rounds, train, evaluate, final_eval, target)
     result = ScheduleResult(settings)
@@ -167,9 +173,21 @@ def run_schedule(
         return control.wait_run(idle_timeout)
 
     hopeless = _HopelessConfirmation(control, final_eval, target, best)
+
+    def on_started(event: RunStarted) -> None:
+        nonlocal target, game
+        spaces = event.spaces
+        if game is None or spaces is None or spaces.env_id == game or spaces.reward_threshold is None:
+            return
+        game, target = spaces.env_id, spaces.reward_threshold
+        hopeless.target, hopeless.best = target, best_episode(spaces)
+        result.settings = replace(result.settings, target=target)
+        if on_target is not None:
+            on_target(spaces, target)
+
     stop = stop if stop is not None else threading.Event()
     listeners = [f for f in (on_episode, hopeless) if f is not None]
-    with _forwarding_episodes(control, listeners), _told(control, stop, result):
+    with _forwarding_episodes(control, listeners, on_started), _told(control, stop, result):
         for number in range(1, rounds + 1):
             t0 = time.monotonic()
             trained = run("train", number, train, False)
@@ -282,8 +300,13 @@ def _told(control: ControlClient, stop: threading.Event, result: ScheduleResult)
 
 
 @contextlib.contextmanager
-def _forwarding_episodes(control: ControlClient, listeners: list[Callable[[EpisodeFinished], None]]) -> Iterator[None]:
-    """Chains episode listeners onto the control client's ``on_event`` for the schedule's duration."""
+def _forwarding_episodes(
+    control: ControlClient,
+    listeners: list[Callable[[EpisodeFinished], None]],
+    on_started: Callable[[RunStarted], None],
+) -> Iterator[None]:
+    """Chains episode listeners (and ``on_started``, told each run's start) onto the control
+    client's ``on_event`` for the schedule's duration."""
     previous = control.on_event
 
     def on_event(event: object) -> None:
@@ -292,6 +315,8 @@ def _forwarding_episodes(control: ControlClient, listeners: list[Callable[[Episo
         if isinstance(event, EpisodeFinished):
             for listener in listeners:
                 listener(event)
+        elif isinstance(event, RunStarted):
+            on_started(event)
 
     control.on_event = on_event
     try:

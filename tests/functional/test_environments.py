@@ -17,6 +17,7 @@ from cartpole_tui.env.components.control import ControlClient, WrongEnvironment
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.frames import picture
 from cartpole_tui.env.components.spaces import make_env, spaces_of
+from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
 from cartpole_tui.env.events import EnvironmentObserver, RunFinished
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.env.swarm import saved
@@ -240,6 +241,22 @@ def test_a_schedule_on_acrobot_runs_its_rounds(tmp_path):
     report = only_json(ran.stdout)
     assert len(report["rounds"]) == 2 and report["settings"]["target"] == -100.0
     assert "did not answer" not in ran.stderr
+
+
+def test_a_schedule_aims_at_the_threshold_of_the_game_the_network_plays(broker, closing):
+    """`run --schedule --connect … --no-env` without --env-id aimed at CartPole's 475 on a network
+    playing Acrobot (scores <= 0): every evaluation failed, never solved (new-user pass 5)."""
+    closing(Swarm(HOST, broker.port, models=2, seed=1, env_id="Acrobot-v1").start())
+    closing(VectorEnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1, parallel=100).start())
+    address = f"{HOST}:{broker.port}"
+    args = ["--rounds", "1", "--train", "2", "--eval", "2", "--seed", "1", "--db", ":memory:", "--json"]
+    ran = cli("run", "--schedule", "--connect", address, "--no-env", *args, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert only_json(ran.stdout)["settings"]["target"] == -100.0
+    assert "the network plays Acrobot-v1: target -100 (its reward_threshold)" in ran.stderr
+    # a target given is the user's: kept whatever the network plays
+    ran = cli("run", "--schedule", "--connect", address, "--no-env", "--target", "-50", *args, timeout=120)
+    assert only_json(ran.stdout)["settings"]["target"] == -50.0 and "the network plays" not in ran.stderr
 
 
 BARE = """import gymnasium

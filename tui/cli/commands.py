@@ -503,6 +503,10 @@ def schedule(args: argparse.Namespace) -> int:
                 idle_timeout=args.timeout,
                 target=target,
                 best=best_episode(spaces),
+                game=None if args.target is not None else spaces.env_id,
+                on_target=lambda played, aim: lines.say(
+                    Text(f"the network plays {played.env_id}: target {aim:g} (its reward_threshold)", style="yellow")
+                ),
             )
         except (KeyboardInterrupt, ScheduleStopped) as error:
             interrupted = isinstance(error, KeyboardInterrupt)  # else another control room's STOP (its x)
@@ -524,7 +528,8 @@ def schedule(args: argparse.Namespace) -> int:
     if args.json:
         print(strict_json({**result.to_json(), "error": None}), flush=True)
     else:
-        verdict = f"solved: ≥ {target:g}" if result.solved else f"not solved: below {target:g}"
+        aim = result.settings.target  # the game's played (run_schedule's game)
+        verdict = f"solved: ≥ {aim:g}" if result.solved else f"not solved: below {aim:g}"
         print(
             f"final deterministic average {average(result.final_eval_avg)} ({verdict}) "
             f"after {plural(len(result.rounds), 'round')}, "
