@@ -116,7 +116,7 @@ def ppo_one(seed: int, max_steps: int, eval_envs: int) -> None:
     print(json.dumps({"solved": check.solved, "wall": wall, "steps": steps, "final": last}))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.solve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.ppo_one is not None:
         ppo_one(args.ppo_one, args.ppo_steps, args.ppo_eval_envs)
-        return
+        return 0
 
     print(f"time to solve CartPole-v1 (deterministic 100-episode mean >= {TARGET:g}), seed by seed")
     rows = []
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         line = f"  seed {seed:>2}: ours {mine['wall']:6.2f}s {'solved' if mine['solved'] else 'NOT solved'}"
         if "rounds" in mine:
             line += f" ({mine['rounds']} rounds, {mine['final']:.1f})"
+        if "error" in mine:  # the process failed (not a run that did not solve): its last line says why
+            line += f" (failed: {' '.join(mine['error']) or 'no message'})"
         if theirs is not None:
             line += f"   PPO {theirs['wall']:6.2f}s {'solved' if theirs['solved'] else 'NOT solved'}"
             if "steps" in theirs:
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{statistics.median(ratios):.1f}x, min {min(ratios):.1f}x   target >= 5x"
             " (an unsolved PPO run counts its whole budget)"
         )
+    return 1 if any("error" in m for _, m, _ in rows) else 0  # a failed process is no figure
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
