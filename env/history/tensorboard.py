@@ -280,7 +280,8 @@ class TensorBoardMirror(EnvironmentObserver):
         # the history's figure (what `run`, the table and the export say), from the episodes written
         steps, last = self._played.pop(event.run_id, (0, None))
         steps_per_s = played_rate(steps, self._started.get(event.run_id, time.time()), last)
-        events.ended(event.avg_score, event.steps, steps_per_s, time.time())
+        # a room that does not run the environment is told no steps at the end (0): its episodes' own
+        events.ended(event.avg_score, event.steps or steps, steps_per_s, time.time())
         events.close()
         del self._files[event.run_id]
 

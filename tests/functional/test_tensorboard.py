@@ -219,6 +219,12 @@ def test_env_and_a_following_run_each_mirror_the_run(broker, agent, tmp_path):  
     for read in (env_runs, run_runs):
         assert steps_of(next(iter(read.values()))) == list(range(1, 81))
     assert next(iter(env_runs.values()))["episode/score"] == next(iter(run_runs.values()))["episode/score"]
+    # the steps played: a room that does not run the environment hears no figure of them at the end
+    # (a follower's mirror wrote 0): its episodes' steps, as its history counts them
+    played = [next(iter(read.values()))["run/steps"] for read in (env_runs, run_runs)]
+    assert played[0] == played[1] and played[0][0][1] == sum(
+        v for _, v in next(iter(env_runs.values()))["episode/steps"]
+    )
 
 
 async def test_the_app_mirrors_its_runs(tmp_path):
