@@ -17,6 +17,7 @@ import pytest
 
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.components.random_agent import RandomAgent
+from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.words import steps_per_second
 
 from conftest import CLI, cli, free_port, one_clear_line, only_json
@@ -231,6 +232,20 @@ def test_short_schedule_prints_the_curve_and_one_json_line_last():
     curve = [line for line in result.stderr.splitlines() if "episode" in line and "mean100" in line]
     assert len(curve) >= 2 * (4 + 2)
     assert "round 2:" in result.stderr
+
+
+def test_a_schedules_curve_is_in_the_episodes_numbers_order(tmp_path):
+    """A vectorised run's episodes end shortest first: the curve numbered them as they ended, so
+    round 1's training lines read 8 8 8 9 … 500 (new-user pass 5). They follow the history's order."""
+    db = str(tmp_path / "runs.sqlite3")
+    ran = cli("run", "--schedule", "--rounds", "1", "--train", "40", "--eval", "2", "--seed", "1", "--db", db)
+    assert ran.returncode == 0, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if line.startswith("train ")]
+    trained = [float(line.split("score")[1].split()[0]) for line in lines]
+    with RunStore.open(db, read_only=True) as store:
+        first = store.runs()[0]
+        assert trained == [episode.score for episode in store.episodes(first.run_uid)]
+    assert trained != sorted(trained)  # (a learning swarm's first 40 episodes are not in score order)
 
 
 def test_a_schedule_of_one_round_says_round():

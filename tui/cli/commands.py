@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -447,23 +448,41 @@ def schedule(args: argparse.Namespace) -> int:
     task = progress.add_task("schedule", total=args.rounds, phase="")
     lines = _Lines(progress, args.redraw_hz)
     curve: list[float] = []
-    phase = {"name": "", "round": 0}
+    phase: dict[str, Any] = {"name": "", "round": 0}
+    # the curve in each run's episode numbers' order, as `run`'s lines: a vectorised run's end order
+    # is by length (round 1's 100 training lines read 8 8 8 9 9 … 500, a climb within every round)
+    in_order = InOrder()
+    played_in: dict[str, tuple[str, int]] = {}  # run id -> the (phase, round) it was played in
+    telling = threading.Lock()  # the session's thread tells episodes, this one a phase's rest
+
+    def tell(episodes: list[EpisodeFinished]) -> None:
+        for event in episodes:
+            curve.append(event.score)
+            mean = sum(curve[-100:]) / len(curve[-100:])
+            name, number = played_in.get(event.run_id, (phase["name"], phase["round"]))
+            lines.add(
+                f"{name:<7} round {number:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
+                f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
+            )
 
     def on_phase(name: str, number: int) -> None:
-        phase.update(name=name, round=number)
+        with telling:
+            tell(in_order.flush())  # the run before has ended: its rest before this phase's lines
+            phase.update(name=name, round=number)
         progress.update(task, phase=name)
 
     def on_episode(event: EpisodeFinished) -> None:
-        curve.append(event.score)
-        mean = sum(curve[-100:]) / len(curve[-100:])
-        lines.add(
-            f"{phase['name']:<7} round {phase['round']:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
-            f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
-        )
+        with telling:
+            if len(played_in) > 1000:
+                played_in.clear()
+            played_in.setdefault(event.run_id, (phase["name"], phase["round"]))
+            tell(in_order.add(event))
 
     played: list[RoundResult] = []
 
     def on_round(result) -> None:
+        with telling:
+            tell(in_order.flush())  # the round's runs have ended: their lines before its line
         played.append(result)
         progress.update(task, completed=result.round)
         # train_seconds is the schedule's training so far (the JSON's too), not this round's
@@ -504,14 +523,16 @@ def schedule(args: argparse.Namespace) -> int:
                 target=target,
                 best=best_episode(spaces),
                 game=None if args.target is not None else spaces.env_id,
-                on_target=lambda played, aim: lines.say(
-                    Text(f"the network plays {played.env_id}: target {aim:g} (its reward_threshold)", style="yellow")
+                on_target=lambda game, aim: lines.say(
+                    Text(f"the network plays {game.env_id}: target {aim:g} (its reward_threshold)", style="yellow")
                 ),
             )
         except (KeyboardInterrupt, ScheduleStopped) as error:
             interrupted = isinstance(error, KeyboardInterrupt)  # else another control room's STOP (its x)
             if interrupted and session.control is not None and session.control.playing:
                 _stop_interrupted(session)  # the run going is stopped and recorded so
+            with telling:
+                tell(in_order.flush())
             lines.flush()
             progress.stop()
             why = caught.name if interrupted else "another control room sent STOP"
@@ -525,6 +546,8 @@ def schedule(args: argparse.Namespace) -> int:
             if session.control is not None and session.control.playing:
                 _stop_interrupted(session)  # not left "running" where it plays
             raise
+        with telling:
+            tell(in_order.flush())  # the last run's rest
     if args.json:
         print(strict_json({**result.to_json(), "error": None}), flush=True)
     else:
