@@ -35,3 +35,10 @@ def average(value: float | None, places: int = 1) -> str:
     if not abs(value) < 1e15:  # non-finite, or past a decimal's 28 digits at these places
         return f"{value:.{places}f}"
     return f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):f}"
+
+
+def score(value: float) -> str:
+    """An episode's score as the views show it: a whole one as it is (500, -200), another to one
+    decimal as averages are (LunarLander's -328.971 as -329.0: the plot's legend was cut there)."""
+    value = float(value)
+    return f"{value:g}" if value.is_integer() and abs(value) < 1e15 else average(value)

@@ -50,7 +50,7 @@ from cartpole_tui.env.wire.broker import Broker
 from cartpole_tui.env.wire.gateway import NatsRelay
 from cartpole_tui.env.wire.nats_bridge import NatsUnavailable
 from cartpole_tui.env.wire.transport import parse_address
-from cartpole_tui.env.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, plural, score, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
 
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
 
     def tell(episodes: list[EpisodeFinished]) -> None:
         for episode in episodes:
-            lines.add(f"episode {episode.episode:>5}  score {episode.score:g}")
+            lines.add(f"episode {episode.episode:>5}  score {score(episode.score)}")
 
     def tell_rest() -> None:
         with telling:
@@ -461,7 +461,7 @@ def schedule(args: argparse.Namespace) -> int:
             mean = sum(curve[-100:]) / len(curve[-100:])
             name, number = played_in.get(event.run_id, (phase["name"], phase["round"]))
             lines.add(
-                f"{name:<7} round {number:>2}  episode {len(curve):>5}  score {event.score:>5g}  "
+                f"{name:<7} round {number:>2}  episode {len(curve):>5}  score {score(event.score):>5}  "
                 f"mean100 {average(mean):>6}  wall {time.monotonic() - started:6.1f}s"
             )
 

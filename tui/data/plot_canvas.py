@@ -19,7 +19,7 @@ import numpy as np
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.words import average
+from cartpole_tui.env.words import average, score
 from cartpole_tui.tui.data import braille
 from cartpole_tui.tui.data.overlays import Overlay
 from cartpole_tui.tui.data.score_history import ScoreHistory
@@ -256,7 +256,7 @@ class PlotCanvas:
             mean, name = values[end - 1], f"━ mean({view.window})/run"
         else:
             mean, name = history.rolling_mean_at(end - 1, view.window), f"━ mean({view.window})"
-        self.legend = [("last", f"{history.scores[-1]:g}", "score-plot--raw")]
+        self.legend = [("last", score(history.scores[-1]), "score-plot--raw")]
         self.legend.append((name, average(mean), "score-plot--mean"))
         if len(averages):
             self.legend.append(("◆ run avg", average(averages[-1]), "score-plot--average"))
