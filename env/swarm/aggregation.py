@@ -6,7 +6,8 @@ The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``model
 models (a model silent for ``timeout`` s is logged and left out until it answers
 again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
 ``CONTRIBUTION``. In the whole swarm (one process) the models beside it hand it each observation
-and batch step (:meth:`Aggregation.act`): a batch step's LOGITS never go through the broker.
+and batch step (:meth:`Aggregation.act`): a batch step's LOGITS never go through the broker, and
+another pool's batch LOGITS are ignored (the step was answered already: a second ACTION).
 :class:`AggregationLogic` holds the rules, free of sockets:
 
 Deterministic steps are a vote: the models' action probabilities are summed and
@@ -194,6 +195,8 @@ class Aggregation(SwarmComponent):
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
         self._instances = np.zeros(0, dtype=np.intp)  # a batch trigger's INSTANCES, decoded
         self._acted = False  # an ACTION went out since the last observation
+        self.fed = fed
+        self._told: set[str] = set()  # senders of batch LOGITS a fed aggregation ignored (said once a GET)
         self._lock = threading.Lock()
         super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
         if not fed:  # ``fed``: the models beside it hand it each observation (ModelPool), in order
@@ -281,6 +284,9 @@ class Aggregation(SwarmComponent):
                 self._act()
 
     def _on_batch_logits(self, msg: dict) -> None:
+        if self.fed:  # the models beside it answered the step at once (act): taken, these made a second ACTION
+            self._refuse_batch_logits(msg)
+            return
         parsed = parse_logits(msg, self.actions)
         if parsed is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
@@ -296,6 +302,15 @@ class Aggregation(SwarmComponent):
             self._trigger, self._instances = msg, instances
             if len(self._pending) >= self.expected:
                 self._act()
+
+    def _refuse_batch_logits(self, msg: dict) -> None:
+        """Say, once a GET for each sender, that a fed aggregation ignores batch LOGITS."""
+        sender = protocol.clean_text(str(msg.get("SENT_BY", "?")), 80)
+        with self._lock:
+            if sender in self._told:
+                return
+            self._told.add(sender)
+        log.warning("aggregation: ignored batch LOGITS from %s: the models beside it answer every batch step", sender)
 
     def act(self, msg: dict, sender: str, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
         """Answer batch observation ``msg`` for the models ``ids`` beside it (``sender``: ModelPool), whose
@@ -367,5 +382,5 @@ class Aggregation(SwarmComponent):
                 self.logic.keep_only(self._heard)  # (CONTRIBUTION still names them: it is the last time)
                 self.batches.keep(list(self.logic.order))
                 self.silent &= self._heard
-            self._heard = set()
+            self._heard, self._told = set(), set()
             return {"CONTRIBUTION": contribution}

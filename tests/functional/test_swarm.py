@@ -648,3 +648,30 @@ def test_a_pool_apart_from_our_aggregation_answers_a_training_step_with_every_mo
     probe.send(protocol.OBSERVATION, **batch.observation(2, [0, 1], np.zeros((2, 4)), deterministic=False))
     (logits,) = probe.get()
     assert batch.decode_array(logits["BATCH_LOGITS"], batch.LOGIT, (3, 2, 1)).shape == (3, 2, 1)
+
+
+def test_the_whole_swarm_answers_a_batch_step_once_beside_a_pool_of_another_process(broker, closing, caplog):
+    """A pool apart (``--only models``) sends batch LOGITS to the whole swarm's aggregation, which
+    answered the step already through the models beside it: taken, they made a second ACTION (the
+    environment applied it to the next step, or refused it as bad actions) and moved the instances'
+    episodes to the other pool's models. They are ignored, said once (until the next GET)."""
+    swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+    closing(swarm)
+    other = Swarm(HOST, broker.port, models=4, seed=2, only="models").start()
+    closing(other)
+    probe = Probe(broker.port, protocol.ACTION, protocol.LOGITS)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 2, 5, "both pools to join observation")
+    first = batch.observation(8, np.arange(8), np.zeros((8, 4)), deterministic=False)
+    step = batch.results(np.arange(8), np.ones(8), np.zeros(8, dtype=bool), np.zeros(8, dtype=int))
+    with caplog.at_level(logging.WARNING):
+        for results in ({}, step, step):
+            probe.send(protocol.OBSERVATION, **first, **results, ROOT_ID="run-1")
+        heard = probe.get(6)
+        # routed after the other pool's three answers: handled after them too
+        probe.send(protocol.LOGITS, BATCH=8, INSTANCES="?", COMPONENT_IDS=["x"], BATCH_LOGITS="")
+        wait_for(lambda: "LOGITS from probe" in caplog.text, 5, "the probe's LOGITS to be handled")
+    actions = [m for m in heard + probe.get(probe.inbox.qsize()) if m.get("SENT_BY") == "aggregation"]
+    assert len(actions) == 3  # one a step
+    assert caplog.text.count("ignored batch LOGITS from models: the models beside it answer every batch step") == 1
+    assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
