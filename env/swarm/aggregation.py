@@ -196,6 +196,7 @@ class Aggregation(SwarmComponent):
         self._instances = np.zeros(0, dtype=np.intp)  # a batch trigger's INSTANCES, decoded
         self._acted = False  # an ACTION went out since the last observation
         self.fed = fed
+        self.beside: frozenset[str] = frozenset()  # the ids of the models beside a fed one (ModelPool sets them)
         self._told: set[str] = set()  # senders of batch LOGITS a fed aggregation ignored (said once a GET)
         self._lock = threading.Lock()
         super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
@@ -242,8 +243,9 @@ class Aggregation(SwarmComponent):
         return True
 
     def _takes(self, ids: list[str], sender: object) -> bool:
-        """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard."""
-        if not self.logic.takes(ids):
+        """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard. The
+        models beside it always are: a peer's made-up ids crowded them out, and no run played."""
+        if not self.logic.takes([i for i in ids if i not in self.beside]):
             log.warning(
                 "aggregation: ignored LOGITS from %s: %d models known, at most %d until the next GET",
                 protocol.clean_text(str(sender), 80),
@@ -312,14 +314,13 @@ class Aggregation(SwarmComponent):
             self._told.add(sender)
         log.warning("aggregation: ignored batch LOGITS from %s: the models beside it answer every batch step", sender)
 
-    def act(self, msg: dict, sender: str, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
-        """Answer batch observation ``msg`` for the models ``ids`` beside it (``sender``: ModelPool), whose
+    def act(self, msg: dict, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
+        """Answer batch observation ``msg`` for the models ``ids`` beside it (ModelPool), whose
         ``logits_of(rows)`` gives each instance's player's (M, actions) logits (``rows``: one of ``ids`` per
         instance) or, given None, every model's (K, M, actions): a training step computes the players' alone."""
         deterministic = bool(msg.get("DETERMINISTIC", False))
         with self._lock:
-            if not self._takes(ids, sender):
-                return
+            self._heard.update(ids)  # always taken (:meth:`_takes`)
             self._heard_again(ids)
             self._pending, self._trigger, self._acted = {}, None, True
             if self.logic.solo and not deterministic:

@@ -68,6 +68,8 @@ class ModelPool(SwarmComponent):
         # Random, not seeded: two pools on one broker must not share ids, and nothing
         # depends on their values (ties go by arrival order), so runs stay reproducible.
         self.ids = [protocol.new_id() for _ in range(models)]
+        if aggregation is not None:
+            aggregation.beside = frozenset(self.ids)
         self._index = {model_id: i for i, model_id in enumerate(self.ids)}
         self._frame_tails = [f',"COMPONENT_ID":"{model_id}","LOGITS":[' for model_id in self.ids]
         self._lock = threading.Lock()  # weights change on SET while observations are answered
@@ -120,7 +122,7 @@ class ModelPool(SwarmComponent):
             return  # a run's last observation: its results only
         logits_of = functools.partial(self._batch_logits, observations)
         if self.aggregation is not None:
-            self.aggregation.act(msg, self.client.name, self.ids, instances, logits_of)
+            self.aggregation.act(msg, self.ids, instances, logits_of)
         else:
             self.client.send(self.client.message(protocol.LOGITS, msg, logits_payload(msg, self.ids, logits_of())))
 

@@ -17,6 +17,7 @@ import pytest
 import swergio
 from swergio import MESSAGE_TYPE, Trigger
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.events import EnvSpaces
@@ -674,4 +675,27 @@ def test_the_whole_swarm_answers_a_batch_step_once_beside_a_pool_of_another_proc
     actions = [m for m in heard + probe.get(probe.inbox.qsize()) if m.get("SENT_BY") == "aggregation"]
     assert len(actions) == 3  # one a step
     assert caplog.text.count("ignored batch LOGITS from models: the models beside it answer every batch step") == 1
+    assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
+
+
+def test_made_up_model_ids_never_crowd_out_the_models_beside_the_aggregation(broker, closing):
+    """A peer's LOGITS of MODELS_MAX made-up ids, before a run, filled what the aggregation takes:
+    the whole swarm's own models were then refused, and every run, one instance or many, hung."""
+    swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+    closing(swarm)
+    hostile = Probe(broker.port, name="hostile")
+    closing(hostile)
+    probe = Probe(broker.port, protocol.ACTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the swarm to join observation")
+    for i in range(defaults.MODELS_MAX):
+        hostile.send(protocol.LOGITS, LOGITS=[0.0, 0.0], COMPONENT_ID=f"made-up-{i}")
+    wait_for(lambda: len(swarm.aggregation.logic.order) == defaults.MODELS_MAX, 10, "the made-up ids")
+    probe.send(protocol.OBSERVATION, **batch.observation(8, np.arange(8), np.zeros((8, 4)), False), ROOT_ID="run-1")
+    probe.send(protocol.OBSERVATION, OBSERVATION=OBS, ROOT_ID="run-2")
+
+    def answered() -> set:
+        return {m.get("ROOT_ID") for m in list(probe.inbox.queue)}
+
+    wait_for(lambda: {"run-1", "run-2"} <= answered(), 5, "both runs' steps to be answered")
     assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
