@@ -43,7 +43,7 @@ from swergio import Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.swarm.batching import BatchChooser, parse_logits
+from cartpole_tui.env.swarm.batching import BatchChooser, Results, parse_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import softmax
 from cartpole_tui.env.wire import batch, protocol
@@ -210,11 +210,11 @@ class Aggregation(SwarmComponent):
     def observe(self, msg: dict) -> None:
         """Account an observation (a run's first, or a step's results) before its step is answered."""
         if batch.is_batch(msg):
-            with self._lock:
-                self._acted = False
-                if msg.get("STEPPED") is None:
-                    self._forget_pending()
-                self.batches.observe(msg)
+            try:
+                results = batch.step_results(msg)
+            except protocol.ProtocolError:
+                return
+            self.observe_batch(results)
             return
         reward = protocol.finite(msg.get("REWARD"))  # none (a run's first), or no finite number: no step's
         with self._lock:
@@ -222,6 +222,14 @@ class Aggregation(SwarmComponent):
             if "REWARD" not in msg:
                 self._forget_pending()
             self.logic.observe(reward, bool(msg.get("DONE", False)))
+
+    def observe_batch(self, results: Results | None) -> None:
+        """Account a batch observation's step (stepped, rewards, dones), or a run's first (None)."""
+        with self._lock:
+            self._acted = False
+            if results is None:
+                self._forget_pending()
+            self.batches.account(results)
 
     def _forget_pending(self) -> None:
         """A run's first observation: what an earlier (stopped) run's step left pending is dropped, so

@@ -7,6 +7,7 @@ aggregation where the test is about compatibility.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -15,6 +16,8 @@ import threading
 import numpy as np
 import pytest
 import swergio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from swergio import MESSAGE_TYPE, Trigger
 
 from cartpole_tui.env import defaults
@@ -699,3 +702,64 @@ def test_made_up_model_ids_never_crowd_out_the_models_beside_the_aggregation(bro
 
     wait_for(lambda: {"run-1", "run-2"} <= answered(), 5, "both runs' steps to be answered")
     assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
+
+
+def malformed(message: dict, key: str, value: object) -> dict | None:
+    """``message`` with ``key`` set to ``value`` (None: left out), when that is no batch
+    observation our pool takes; else None."""
+    changed = {k: v for k, v in message.items() if k != key}
+    if value is not None:
+        changed[key] = value
+    try:
+        batch.parse_observation(changed, 4)
+        batch.step_results(changed)
+    except protocol.ProtocolError:
+        return changed
+    return None
+
+
+ARRAYS = st.one_of(
+    st.binary(max_size=80).map(lambda raw: base64.b64encode(raw).decode()),
+    st.lists(st.floats(allow_nan=True), max_size=8).map(lambda xs: batch.encode_array(xs, "<f8")),
+    st.text(max_size=20),
+    st.integers(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=4),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cases=st.lists(st.tuples(st.sampled_from(["INSTANCES", "OBSERVATIONS", "STEPPED", "REWARDS", "DONES"]), ARRAYS)))
+def test_a_malformed_batch_observation_changes_nothing_in_the_whole_swarm(broker, caplog, cases):
+    """The pool beside our aggregation hands it the observations it takes: one it refuses (logged)
+    reset every instance's player (no STEPPED: a run's first) or credited its results before."""
+    items: list = []
+    try:
+        swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+        items.append(swarm)
+        probe = Probe(broker.port, protocol.ACTION)
+        items.append(probe)
+        wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the swarm to join observation")
+        observe = batch.observation(8, np.arange(8), np.zeros((8, 4)), deterministic=False)
+        step = {**observe, **batch.results(np.arange(8), np.ones(8), np.arange(8) == 1, np.zeros(8, dtype=int))}
+        probe.send(protocol.OBSERVATION, **observe, ROOT_ID="run-1")
+        probe.send(protocol.OBSERVATION, **step, ROOT_ID="run-1")
+        probe.get(2)
+        chooser, logic = swarm.aggregation.batches, swarm.aggregation.logic
+        before = (chooser.players, chooser._returns.tolist(), dict(logic.solo_episodes), dict(logic.solo_totals))
+        nothing = {**observe, **batch.results([], [], [], [])}  # taken: it changes nothing
+        refused = [m for m in (malformed(step, key, value) for key, value in cases) if m is not None]
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            for k, message in enumerate(refused):
+                probe.send(protocol.OBSERVATION, **message, ROOT_ID="refused")
+                probe.send(protocol.OBSERVATION, **nothing, ROOT_ID=f"after-{k}")
+                (answer,) = probe.get()  # the pool answers in order: the refused one was handled
+                assert answer["ROOT_ID"] == f"after-{k}"
+        assert caplog.text.count("models: ignored a batch observation") == len(refused)
+        after = (chooser.players, chooser._returns.tolist(), dict(logic.solo_episodes), dict(logic.solo_totals))
+        assert after == before
+    finally:
+        for item in reversed(items):
+            item.close()
+        wait_for(lambda: members(broker, protocol.OBSERVATION) == 0, 5, "the swarm to leave")
