@@ -6,7 +6,8 @@ The :class:`Aggregation` component waits for one ``LOGITS`` from each of ``model
 models (a model silent for ``timeout`` s is logged and left out until it answers
 again), answers ``ACTION`` on ``action`` and GET on ``evolution`` with
 ``CONTRIBUTION``. In the whole swarm (one process) the models beside it hand it each observation
-and batch step (:meth:`Aggregation.act`): a batch step's LOGITS never go through the broker.
+and batch step (:meth:`Aggregation.act`): a batch step's LOGITS never go through the broker, and
+another pool's batch LOGITS are ignored (the step was answered already: a second ACTION).
 :class:`AggregationLogic` holds the rules, free of sockets:
 
 Deterministic steps are a vote: the models' action probabilities are summed and
@@ -42,7 +43,7 @@ from swergio import Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import CARTPOLE
 from cartpole_tui.env.events import EnvSpaces
-from cartpole_tui.env.swarm.batching import BatchChooser, parse_logits
+from cartpole_tui.env.swarm.batching import BatchChooser, Results, parse_logits
 from cartpole_tui.env.swarm.client import CUSTOM, SwarmComponent, finite_vector
 from cartpole_tui.env.swarm.policy import softmax
 from cartpole_tui.env.wire import batch, protocol
@@ -194,6 +195,9 @@ class Aggregation(SwarmComponent):
         self._trigger: dict | None = None  # the step's last LOGITS message (its ROOT_ID is propagated)
         self._instances = np.zeros(0, dtype=np.intp)  # a batch trigger's INSTANCES, decoded
         self._acted = False  # an ACTION went out since the last observation
+        self.fed = fed
+        self.beside: frozenset[str] = frozenset()  # the ids of the models beside a fed one (ModelPool sets them)
+        self._told: set[str] = set()  # senders of batch LOGITS a fed aggregation ignored (said once a GET)
         self._lock = threading.Lock()
         super().__init__(name, host, port, on_disconnect, check_every=min(0.1, timeout / 4))
         if not fed:  # ``fed``: the models beside it hand it each observation (ModelPool), in order
@@ -206,11 +210,11 @@ class Aggregation(SwarmComponent):
     def observe(self, msg: dict) -> None:
         """Account an observation (a run's first, or a step's results) before its step is answered."""
         if batch.is_batch(msg):
-            with self._lock:
-                self._acted = False
-                if msg.get("STEPPED") is None:
-                    self._forget_pending()
-                self.batches.observe(msg)
+            try:
+                results = batch.step_results(msg)
+            except protocol.ProtocolError:
+                return
+            self.observe_batch(results)
             return
         reward = protocol.finite(msg.get("REWARD"))  # none (a run's first), or no finite number: no step's
         with self._lock:
@@ -218,6 +222,14 @@ class Aggregation(SwarmComponent):
             if "REWARD" not in msg:
                 self._forget_pending()
             self.logic.observe(reward, bool(msg.get("DONE", False)))
+
+    def observe_batch(self, results: Results | None) -> None:
+        """Account a batch observation's step (stepped, rewards, dones), or a run's first (None)."""
+        with self._lock:
+            self._acted = False
+            if results is None:
+                self._forget_pending()
+            self.batches.account(results)
 
     def _forget_pending(self) -> None:
         """A run's first observation: what an earlier (stopped) run's step left pending is dropped, so
@@ -239,8 +251,9 @@ class Aggregation(SwarmComponent):
         return True
 
     def _takes(self, ids: list[str], sender: object) -> bool:
-        """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard."""
-        if not self.logic.takes(ids):
+        """Whether the LOGITS of ``ids`` are taken (:meth:`AggregationLogic.takes`); they are heard. The
+        models beside it always are: a peer's made-up ids crowded them out, and no run played."""
+        if not self.logic.takes([i for i in ids if i not in self.beside]):
             log.warning(
                 "aggregation: ignored LOGITS from %s: %d models known, at most %d until the next GET",
                 protocol.clean_text(str(sender), 80),
@@ -281,6 +294,9 @@ class Aggregation(SwarmComponent):
                 self._act()
 
     def _on_batch_logits(self, msg: dict) -> None:
+        if self.fed:  # the models beside it answered the step at once (act): taken, these made a second ACTION
+            self._refuse_batch_logits(msg)
+            return
         parsed = parse_logits(msg, self.actions)
         if parsed is None:
             log.warning("aggregation: ignored a malformed batch LOGITS from %s", msg.get("SENT_BY", "?"))
@@ -297,14 +313,22 @@ class Aggregation(SwarmComponent):
             if len(self._pending) >= self.expected:
                 self._act()
 
-    def act(self, msg: dict, sender: str, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
-        """Answer batch observation ``msg`` for the models ``ids`` beside it (``sender``: ModelPool), whose
+    def _refuse_batch_logits(self, msg: dict) -> None:
+        """Say, once a GET for each sender, that a fed aggregation ignores batch LOGITS."""
+        sender = protocol.clean_text(str(msg.get("SENT_BY", "?")), 80)
+        with self._lock:
+            if sender in self._told:
+                return
+            self._told.add(sender)
+        log.warning("aggregation: ignored batch LOGITS from %s: the models beside it answer every batch step", sender)
+
+    def act(self, msg: dict, ids: list[str], instances: np.ndarray, logits_of: LogitsOf) -> None:
+        """Answer batch observation ``msg`` for the models ``ids`` beside it (ModelPool), whose
         ``logits_of(rows)`` gives each instance's player's (M, actions) logits (``rows``: one of ``ids`` per
         instance) or, given None, every model's (K, M, actions): a training step computes the players' alone."""
         deterministic = bool(msg.get("DETERMINISTIC", False))
         with self._lock:
-            if not self._takes(ids, sender):
-                return
+            self._heard.update(ids)  # always taken (:meth:`_takes`)
             self._heard_again(ids)
             self._pending, self._trigger, self._acted = {}, None, True
             if self.logic.solo and not deterministic:
@@ -367,5 +391,5 @@ class Aggregation(SwarmComponent):
                 self.logic.keep_only(self._heard)  # (CONTRIBUTION still names them: it is the last time)
                 self.batches.keep(list(self.logic.order))
                 self.silent &= self._heard
-            self._heard = set()
+            self._heard, self._told = set(), set()
             return {"CONTRIBUTION": contribution}

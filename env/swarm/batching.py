@@ -68,6 +68,7 @@ def logits_payload(msg: dict, ids: list[str], logits: np.ndarray) -> dict:
 
 
 Answer = tuple[list[str], np.ndarray, np.ndarray]  # a batch LOGITS parsed: parse_logits
+Results = tuple[np.ndarray, np.ndarray, np.ndarray]  # a batch step's (stepped, rewards, dones): batch.step_results
 
 
 def parse_logits(msg: dict, actions: int = N_ACTIONS) -> Answer | None:
@@ -137,15 +138,20 @@ class BatchChooser:
         self.models = list(models)
 
     def observe(self, msg: dict) -> None:
-        """Account a batch observation: a run's first (no STEPPED) or a step's results."""
-        if msg.get("STEPPED") is None:  # a new run: unfinished episodes (a stopped run) are not scored
+        """Account a batch observation: a run's first (no STEPPED) or a step's results (malformed: none)."""
+        try:
+            results = batch.step_results(msg)
+        except protocol.ProtocolError:
+            return
+        self.account(results)
+
+    def account(self, results: Results | None) -> None:
+        """Account a step's (stepped, rewards, dones), or a run's first observation (None)."""
+        if results is None:  # a new run: unfinished episodes (a stopped run) are not scored
             self._player.fill(-1)
             self._returns.fill(0.0)
             return
-        try:
-            stepped, rewards, dones = batch.parse_results(msg)
-        except protocol.ProtocolError:
-            return
+        stepped, rewards, dones = results
         self._returns[stepped] += rewards
         ended = stepped[dones]
         if not len(ended):

@@ -68,6 +68,8 @@ class ModelPool(SwarmComponent):
         # Random, not seeded: two pools on one broker must not share ids, and nothing
         # depends on their values (ties go by arrival order), so runs stay reproducible.
         self.ids = [protocol.new_id() for _ in range(models)]
+        if aggregation is not None:
+            aggregation.beside = frozenset(self.ids)
         self._index = {model_id: i for i, model_id in enumerate(self.ids)}
         self._frame_tails = [f',"COMPONENT_ID":"{model_id}","LOGITS":[' for model_id in self.ids]
         self._lock = threading.Lock()  # weights change on SET while observations are answered
@@ -85,8 +87,8 @@ class ModelPool(SwarmComponent):
             return self.population.weights.copy()
 
     def _on_observation(self, msg: dict) -> None:
-        if self.aggregation is not None:
-            self.aggregation.observe(msg)  # first: it credits the episodes this step ended
+        if self.aggregation is not None and not batch.is_batch(msg):
+            self.aggregation.observe(msg)  # first: it credits the episode this step ended
         if "ENV_ID" in msg:  # a run's first observation, announcing its environment
             self._other_env = self._announced_other(msg)
         if self._other_env:
@@ -113,14 +115,17 @@ class ModelPool(SwarmComponent):
     def _on_batch(self, msg: dict) -> None:
         try:
             instances, observations = batch.parse_observation(msg, self.population.observations)
-        except protocol.ProtocolError as error:
+            results = batch.step_results(msg)
+        except protocol.ProtocolError as error:  # told to the aggregation, it reset or credited episodes
             log.warning("models: ignored a batch observation: %s", error)
             return
+        if self.aggregation is not None:
+            self.aggregation.observe_batch(results)  # first: it credits the episodes this step ended
         if not len(instances):
             return  # a run's last observation: its results only
         logits_of = functools.partial(self._batch_logits, observations)
         if self.aggregation is not None:
-            self.aggregation.act(msg, self.client.name, self.ids, instances, logits_of)
+            self.aggregation.act(msg, self.ids, instances, logits_of)
         else:
             self.client.send(self.client.message(protocol.LOGITS, msg, logits_payload(msg, self.ids, logits_of())))
 

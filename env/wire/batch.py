@@ -196,6 +196,11 @@ def parse_results(message: protocol.Message) -> tuple[NDArray[np.intp], NDArray[
     return stepped, rewards, dones
 
 
+def step_results(message: protocol.Message) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.bool_]] | None:
+    """:func:`parse_results` of a batch observation, or None for a run's first (no STEPPED)."""
+    return None if message.get("STEPPED") is None else parse_results(message)
+
+
 def parse_observation(message: protocol.Message, size: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """(instances, observations (M, size)) of a batch observation; ProtocolError when malformed."""
     instances = instances_of(message)

@@ -7,6 +7,7 @@ aggregation where the test is about compatibility.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -15,8 +16,11 @@ import threading
 import numpy as np
 import pytest
 import swergio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from swergio import MESSAGE_TYPE, Trigger
 
+from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
 from cartpole_tui.env.events import EnvSpaces
@@ -654,3 +658,114 @@ def test_a_pool_apart_from_our_aggregation_answers_a_training_step_with_every_mo
     probe.send(protocol.OBSERVATION, **batch.observation(2, [0, 1], np.zeros((2, 4)), deterministic=False))
     (logits,) = probe.get()
     assert batch.decode_array(logits["BATCH_LOGITS"], batch.LOGIT, (3, 2, 1)).shape == (3, 2, 1)
+
+
+def test_the_whole_swarm_answers_a_batch_step_once_beside_a_pool_of_another_process(broker, closing, caplog):
+    """A pool apart (``--only models``) sends batch LOGITS to the whole swarm's aggregation, which
+    answered the step already through the models beside it: taken, they made a second ACTION (the
+    environment applied it to the next step, or refused it as bad actions) and moved the instances'
+    episodes to the other pool's models. They are ignored, said once (until the next GET)."""
+    swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+    closing(swarm)
+    other = Swarm(HOST, broker.port, models=4, seed=2, only="models").start()
+    closing(other)
+    probe = Probe(broker.port, protocol.ACTION, protocol.LOGITS)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 2, 5, "both pools to join observation")
+    first = batch.observation(8, np.arange(8), np.zeros((8, 4)), deterministic=False)
+    step = batch.results(np.arange(8), np.ones(8), np.zeros(8, dtype=bool), np.zeros(8, dtype=int))
+    with caplog.at_level(logging.WARNING):
+        for results in ({}, step, step):
+            probe.send(protocol.OBSERVATION, **first, **results, ROOT_ID="run-1")
+        heard = probe.get(6)
+        # routed after the other pool's three answers: handled after them too
+        probe.send(protocol.LOGITS, BATCH=8, INSTANCES="?", COMPONENT_IDS=["x"], BATCH_LOGITS="")
+        wait_for(lambda: "LOGITS from probe" in caplog.text, 5, "the probe's LOGITS to be handled")
+    actions = [m for m in heard + probe.get(probe.inbox.qsize()) if m.get("SENT_BY") == "aggregation"]
+    assert len(actions) == 3  # one a step
+    assert caplog.text.count("ignored batch LOGITS from models: the models beside it answer every batch step") == 1
+    assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
+
+
+def test_made_up_model_ids_never_crowd_out_the_models_beside_the_aggregation(broker, closing):
+    """A peer's LOGITS of MODELS_MAX made-up ids, before a run, filled what the aggregation takes:
+    the whole swarm's own models were then refused, and every run, one instance or many, hung."""
+    swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+    closing(swarm)
+    hostile = Probe(broker.port, name="hostile")
+    closing(hostile)
+    probe = Probe(broker.port, protocol.ACTION)
+    closing(probe)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the swarm to join observation")
+    for i in range(defaults.MODELS_MAX):
+        hostile.send(protocol.LOGITS, LOGITS=[0.0, 0.0], COMPONENT_ID=f"made-up-{i}")
+    wait_for(lambda: len(swarm.aggregation.logic.order) == defaults.MODELS_MAX, 10, "the made-up ids")
+    probe.send(protocol.OBSERVATION, **batch.observation(8, np.arange(8), np.zeros((8, 4)), False), ROOT_ID="run-1")
+    probe.send(protocol.OBSERVATION, OBSERVATION=OBS, ROOT_ID="run-2")
+
+    def answered() -> set:
+        return {m.get("ROOT_ID") for m in list(probe.inbox.queue)}
+
+    wait_for(lambda: {"run-1", "run-2"} <= answered(), 5, "both runs' steps to be answered")
+    assert set(swarm.aggregation.batches.players.values()) == set(swarm.models.ids)
+
+
+def malformed(message: dict, key: str, value: object) -> dict | None:
+    """``message`` with ``key`` set to ``value`` (None: left out), when that is no batch
+    observation our pool takes; else None."""
+    changed = {k: v for k, v in message.items() if k != key}
+    if value is not None:
+        changed[key] = value
+    try:
+        batch.parse_observation(changed, 4)
+        batch.step_results(changed)
+    except protocol.ProtocolError:
+        return changed
+    return None
+
+
+ARRAYS = st.one_of(
+    st.binary(max_size=80).map(lambda raw: base64.b64encode(raw).decode()),
+    st.lists(st.floats(allow_nan=True), max_size=8).map(lambda xs: batch.encode_array(xs, "<f8")),
+    st.text(max_size=20),
+    st.integers(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=4),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cases=st.lists(st.tuples(st.sampled_from(["INSTANCES", "OBSERVATIONS", "STEPPED", "REWARDS", "DONES"]), ARRAYS)))
+def test_a_malformed_batch_observation_changes_nothing_in_the_whole_swarm(broker, caplog, cases):
+    """The pool beside our aggregation hands it the observations it takes: one it refuses (logged)
+    reset every instance's player (no STEPPED: a run's first) or credited its results before."""
+    items: list = []
+    try:
+        swarm = Swarm(HOST, broker.port, models=4, seed=1).start()
+        items.append(swarm)
+        probe = Probe(broker.port, protocol.ACTION)
+        items.append(probe)
+        wait_for(lambda: members(broker, protocol.OBSERVATION) == 1, 5, "the swarm to join observation")
+        observe = batch.observation(8, np.arange(8), np.zeros((8, 4)), deterministic=False)
+        step = {**observe, **batch.results(np.arange(8), np.ones(8), np.arange(8) == 1, np.zeros(8, dtype=int))}
+        probe.send(protocol.OBSERVATION, **observe, ROOT_ID="run-1")
+        probe.send(protocol.OBSERVATION, **step, ROOT_ID="run-1")
+        probe.get(2)
+        chooser, logic = swarm.aggregation.batches, swarm.aggregation.logic
+        before = (chooser.players, chooser._returns.tolist(), dict(logic.solo_episodes), dict(logic.solo_totals))
+        nothing = {**observe, **batch.results([], [], [], [])}  # taken: it changes nothing
+        refused = [m for m in (malformed(step, key, value) for key, value in cases) if m is not None]
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            for k, message in enumerate(refused):
+                probe.send(protocol.OBSERVATION, **message, ROOT_ID="refused")
+                probe.send(protocol.OBSERVATION, **nothing, ROOT_ID=f"after-{k}")
+                (answer,) = probe.get()  # the pool answers in order: the refused one was handled
+                assert answer["ROOT_ID"] == f"after-{k}"
+        assert caplog.text.count("models: ignored a batch observation") == len(refused)
+        after = (chooser.players, chooser._returns.tolist(), dict(logic.solo_episodes), dict(logic.solo_totals))
+        assert after == before
+    finally:
+        for item in reversed(items):
+            item.close()
+        wait_for(lambda: members(broker, protocol.OBSERVATION) == 0, 5, "the swarm to leave")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from cartpole_tui.env.swarm import genetic
 from cartpole_tui.env.swarm.policy import LAYOUT, N_WEIGHTS, SLICES, Population, biases, softmax
@@ -187,3 +190,26 @@ def test_a_generation_mutates_no_weight_it_is_told_to_keep():
     out = genetic.next_generation(pop, np.arange(20.0), genetic.SWARM, np.random.default_rng(1), biases())
     np.testing.assert_array_equal(out[:, biases()], np.broadcast_to(pop[19, biases()], (20, biases().sum())))
     assert (out[1:, ~biases()] != pop[19, ~biases()]).all()
+
+
+@examples(max_examples=50, deadline=None)
+@given(
+    k=st.integers(1, 40),
+    m=st.integers(1, 64),
+    with_biases=st.sampled_from(["none", "all", "one"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_players_logits_are_their_rows_of_every_model_s(k, m, with_biases, seed):
+    """player_logits (a training step's, on contiguous slices, biases skipped when every model's
+    are 0) is exactly batch_logits' row of each instance's player: ours without biases, a file's or
+    published models' with them, or one model with them among ours."""
+    rng = np.random.default_rng(seed)
+    population = Population(k, seed)
+    rows = {"none": slice(0, 0), "all": slice(None), "one": slice(k - 1, k)}[with_biases]
+    population.weights[rows, biases()] = rng.normal(size=population.weights[rows, biases()].shape)
+    obs = rng.normal(size=(m, 4))
+    players = rng.integers(0, k, size=m)
+    played = population.player_logits(obs, players)
+    assert np.array_equal(played, population.batch_logits(obs)[players, np.arange(m)])
+    for i in range(min(m, 3)):  # and, within float32, each model's own float64 forward pass
+        assert np.allclose(played[i], population.logits(obs[i])[players[i]], atol=1e-5)
