@@ -303,7 +303,7 @@ def _told(control: ControlClient, stop: threading.Event, result: ScheduleResult)
 def _forwarding_episodes(
     control: ControlClient,
     listeners: list[Callable[[EpisodeFinished], None]],
-    on_started: Callable[[RunStarted], None],
+    on_started: Callable[[RunStarted], None] | None = None,
 ) -> Iterator[None]:
     """Chains episode listeners (and ``on_started``, told each run's start) onto the control
     client's ``on_event`` for the schedule's duration."""
@@ -315,7 +315,7 @@ def _forwarding_episodes(
         if isinstance(event, EpisodeFinished):
             for listener in listeners:
                 listener(event)
-        elif isinstance(event, RunStarted):
+        elif isinstance(event, RunStarted) and on_started is not None:
             on_started(event)
 
     control.on_event = on_event
