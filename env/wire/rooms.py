@@ -164,8 +164,8 @@ class Rooms:
     # --- routing ----------------------------------------------------------------------------
 
     def route(self, sender: Peer, message: protocol.Message, frame: bytes, send: Send) -> bool:
-        """Send ``frame`` to its TO_ROOM's members but the sender and to the peers named TO,
-        then to the relay; False when it reached nobody."""
+        """Send ``frame`` to its TO_ROOM's members but the sender (a batch message: those that said
+        BATCH) and to the peers named TO, then to the relay; False when it reached nobody."""
         delivered = False
         room = message.get("TO_ROOM")
         if isinstance(room, str):
@@ -176,8 +176,11 @@ class Rooms:
             if counters is not None:
                 counters.messages += 1
                 counters.bytes += len(frame)
+            # a batch message only to members that said BATCH: a published model that joined the room
+            # while a vectorised run played died on one (its handler reads OBSERVATION)
+            batched = batch.is_batch(message)
             for member in tuple(self.members.get(room, ())):
-                if member is not sender:
+                if member is not sender and (member.batch or not batched):
                     send(member, frame)
                     delivered = True
         target = message.get("TO")

@@ -23,6 +23,7 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentComponent
+from cartpole_tui.env.components.vector_env import BatchClient
 from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.runtime.schedule import run_schedule
 from cartpole_tui.env.swarm.aggregation import Aggregation, AggregationLogic
@@ -31,7 +32,7 @@ from cartpole_tui.env.swarm.models import ModelPool
 from cartpole_tui.env.swarm.policy import N_WEIGHTS, biases, softmax
 from cartpole_tui.env.swarm.swarm import Swarm, serve_swarm
 from cartpole_tui.env.wire import batch, protocol
-from cartpole_tui.env.wire.transport import Component, ConnectionFailed, ConnectionLost
+from cartpole_tui.env.wire.transport import ConnectionFailed, ConnectionLost
 from tests.conftest import start_swergio_client, wait_for
 from tests.published import PublishedModel
 
@@ -41,11 +42,12 @@ OBS = [0.01, -0.02, 0.03, 0.04]
 
 
 class Probe:
-    """A client in ``rooms`` that queues every DATA/CUSTOM message it receives there."""
+    """A client in ``rooms`` that queues every DATA/CUSTOM message it receives there (it says
+    BATCH: the broker passes batch messages on to such clients alone)."""
 
     def __init__(self, port: int, *rooms: str, name: str = "probe"):
         self.inbox: queue.Queue = queue.Queue()
-        self.client = Component(name, HOST, port)
+        self.client = BatchClient(name, HOST, port)
         for room in rooms:
             self.client.add_eventHandler(self.inbox.put, None, trigger=Trigger(CUSTOM, room))
         self.client.start()

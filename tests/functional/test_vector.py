@@ -312,3 +312,31 @@ def test_the_census_counts_listeners_without_batch_and_answers_only_the_asker(br
     assert not batch.census_allows_batches(reply)
     assert not any(batch.CENSUS in m for m in heard["listener"])  # not routed to _command
     plain.close()
+
+
+def test_batch_messages_reach_only_the_members_that_said_batch(broker, closing):
+    """The census is asked at a run's start: a published model joining observation during a
+    vectorised run was sent batch observations, and its handler (msg["OBSERVATION"]) died on the
+    first (attack pass 5). The broker passes a batch message on to members that said BATCH alone."""
+
+    class Batch(Component):
+        batch = True
+
+    heard: list[dict] = []
+    sender, listener = Batch("environment", HOST, broker.port), Batch("models", HOST, broker.port)
+    listener.dispatch = heard.append
+    closing(sender.start())
+    closing(listener.start())
+    listener.join_room(protocol.OBSERVATION)
+    published: list[dict] = []
+    plain = Client("published", HOST, broker.port, "utf-8", 10)  # an unmodified swergio 0.0.2 client
+    answer(plain, lambda msg: published.append(msg), protocol.OBSERVATION, protocol.LOGITS)
+    start_swergio_client(plain)
+    wait_for(lambda: members(broker, protocol.OBSERVATION) == 2, 5, "both to join observation")
+
+    sender.send(protocol.custom(protocol.OBSERVATION, **batch.observation(2, [0, 1], np.zeros((2, 4)), False)))
+    sender.send(protocol.custom(protocol.OBSERVATION, OBSERVATION=[0.0] * 4, DETERMINISTIC=False))
+    wait_for(lambda: len([m for m in heard if m.get("TO_ROOM") == protocol.OBSERVATION]) == 2, 5, "both to models")
+    wait_for(lambda: published, 5, "the one-instance observation to the published model")
+    assert [("BATCH" in m, "OBSERVATION" in m) for m in published] == [(False, True)]
+    plain.close()
