@@ -280,8 +280,9 @@ class TensorBoardMirror(EnvironmentObserver):
         # the history's figure (what `run`, the table and the export say), from the episodes written
         steps, last = self._played.pop(event.run_id, (0, None))
         steps_per_s = played_rate(steps, self._started.get(event.run_id, time.time()), last)
-        # a room that does not run the environment is told no steps at the end (0): its episodes' own
-        events.ended(event.avg_score, event.steps or steps, steps_per_s, time.time())
+        # the history's figure: its episodes' steps (a room that does not run the environment is told
+        # none at the end; a stopped run's ENV_DONE counts its unfinished episodes' too)
+        events.ended(event.avg_score, steps, steps_per_s, time.time())
         events.close()
         del self._files[event.run_id]
 

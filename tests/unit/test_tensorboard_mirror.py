@@ -75,3 +75,20 @@ def test_run_ids_that_differ_keep_folders_that_differ(tmp_path):
     folders = sorted(os.listdir(tmp_path), key=lambda name: scores(str(tmp_path / name)))
     assert len({name.lower() for name in folders}) == len(ids)
     assert [scores(str(tmp_path / name)) for name in folders] == [[(1, float(n))] for n in range(1, len(ids) + 1)]
+
+
+def test_a_runs_steps_are_its_recorded_episodes_steps(tmp_path):
+    """run/steps is the history's total_steps: the steps of the episodes written. A stopped run's
+    ENV_DONE counts its unfinished episodes' too (32,500 beside the history's 22,830), and a room
+    that does not run the environment is told none (it wrote 0)."""
+    mirror = TensorBoardMirror(str(tmp_path))
+    for run_id, told in (("stopped", 999), ("followed", 0)):
+        mirror.on_run_started(RunStarted(run_id, 10, False, started=1_000_000))
+        for number in (1, 2, 3):
+            mirror.on_episode(EpisodeFinished(run_id, number, 10.0, number * 10, wall_time=1_000_001.0))
+        mirror.on_run_finished(RunFinished(run_id, 10.0, 3, stopped=True, steps=told, seconds=1.0))
+    mirror.close()
+    for folder in sorted(os.listdir(tmp_path)):
+        accumulator = EventAccumulator(str(tmp_path / folder), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        assert [(e.step, e.value) for e in accumulator.Scalars("run/steps")] == [(3, 60.0)], folder
