@@ -450,6 +450,8 @@ class ControlRoomApp(App):
     @handle.register
     def _on_network_error(self, event: NetworkError) -> None:
         self.log_line(Text(event.line, style="yellow"))  # a peer's text: never markup
+        if event.ends_run:  # why this room's run ended (a swarm of another game): where the eye is
+            self.notify(event.line, title="Run", severity="warning", timeout=15, markup=False)
 
     @handle.register
     def _on_stop_answered(self, event: StopAnswered) -> None:

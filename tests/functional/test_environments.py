@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from test_app import log_text
+from test_app import log_text, start_run
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
@@ -221,6 +221,20 @@ async def test_a_control_room_says_the_environment_the_network_plays(tmp_path, b
         control.start_run(2)
         await until(pilot, lambda: "Acrobot-v1" in status(), 20, "the status line to say Acrobot-v1")
         assert "CartPole-v1" not in status() and app.main.plot.threshold == -100.0
+
+
+async def test_a_run_ended_by_a_swarm_of_another_game_says_why_at_80x24(tmp_path, broker, closing):
+    """The reason (and its fix) was in the log alone, which an 80x24 screen does not show: the
+    progress line said "run 1 stopped · no episode finished" (new-user pass 5)."""
+    closing(Swarm(HOST, broker.port, models=2, seed=1).start())  # CartPole's models
+    closing(EnvironmentComponent(HOST, broker.port, env_id="Acrobot-v1", seed=1).start())
+    options = SessionOptions(connect=f"{HOST}:{broker.port}", embed_env=False)
+    app = ControlRoomApp(options, db_path=str(tmp_path / "runs.sqlite3"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "● connected" in screen_text(app), 20, "the room to join")
+        await start_run(pilot, "2")
+        fix = "start the swarm with --env-id Acrobot-v1"
+        await until(pilot, lambda: any(fix in n.message for n in app._notifications), 20, "the reason told")
 
 
 def test_a_run_against_a_swarm_of_another_environment_says_so_headless(broker, closing):
