@@ -98,8 +98,8 @@ def load(path: str, spaces: EnvSpaces = CARTPOLE) -> SavedPopulation:
             generation = _integer(archive, "generation", 0, MAX_GENERATION)
             seed = _integer(archive, "seed", -1, 2**63 - 1)
             voters = _voters(archive, len(weights) if weights.ndim == 2 else 1)
-    except WrongSpaces as error:
-        raise ValueError(str(error)) from None
+    except WrongSpaces:
+        raise
     except NotRegularFile:
         raise ValueError(f"{path} is not a population file (not a regular file)") from None
     except OSError as error:
@@ -113,8 +113,8 @@ def load(path: str, spaces: EnvSpaces = CARTPOLE) -> SavedPopulation:
     return SavedPopulation(weights, generation, None if seed < 0 else seed, built_for, voters)
 
 
-class WrongSpaces(Exception):
-    """A population file built for another environment's shapes."""
+class WrongSpaces(ValueError):
+    """A population file built for another environment's shapes (its message names both)."""
 
 
 def _spaces(archive: zipfile.ZipFile) -> EnvSpaces:

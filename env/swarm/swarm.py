@@ -112,6 +112,14 @@ class Swarm:
             raise
         self.seed = seed
         self.restored: saved.Restored | None = None
+        if save is not None and save != load and os.path.exists(save):
+            try:
+                saved.load(save, spaces)  # another game's population there is not written over unasked
+            except saved.WrongSpaces as error:
+                self.close()
+                raise ValueError(f"{error}: --save would write over it (give another file, or move it aside)") from None
+            except ValueError:
+                pass  # not a population file of ours: written over, as before
         if load is not None and os.path.exists(load):
             try:
                 population = saved.load(load, spaces)

@@ -140,6 +140,17 @@ def test_a_population_of_another_shape_is_refused_in_one_line(tmp_path, broker):
     one_clear_line(ran, 1, "a population for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1")
 
 
+def test_another_games_population_is_not_written_over_by_save(tmp_path, broker):
+    """`swarm --save FILE --env-id Acrobot-v1` wrote an Acrobot population over a solved CartPole
+    one without a word, though loading that file is refused in one line (new-user pass 5)."""
+    path = str(tmp_path / "cartpole.npz")
+    saved.save(path, saved.SavedPopulation(np.ones((3, 755))))
+    before = (tmp_path / "cartpole.npz").read_bytes()
+    ran = cli("swarm", "--connect", f"{HOST}:{broker.port}", "--env-id", "Acrobot-v1", "--save", path)
+    one_clear_line(ran, 1, "a population for CartPole-v1 (4 observations, 2 actions), not Acrobot-v1")
+    assert "--save would write over it" in ran.stderr and (tmp_path / "cartpole.npz").read_bytes() == before
+
+
 def test_the_app_keeps_each_environments_population_beside_its_history(tmp_path):
     db = str(tmp_path / "runs.sqlite3")
     assert saved.beside_history(db) == f"{db}.population.npz"  # CartPole's, as before
