@@ -75,6 +75,7 @@ class RoundResult:
     confirm_avg: float | None = None  # the final_eval-episode check, when the round reached target
     confirm_episodes: int = 0  # fewer than final_eval when the check was stopped as hopeless
     evolved: bool = False
+    eval_below: float | None = None  # the evaluation's lowest score, when below the target (why no check)
 
 
 @dataclass
@@ -197,6 +198,8 @@ def run_schedule(
             current = RoundResult(
                 number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps, evaluated.episodes
             )
+            if target is not None and evaluated.scores and min(evaluated.scores) < target:
+                current.eval_below = min(evaluated.scores)
             if final_eval and target is not None and _reached(evaluated, target):
                 confirmed = confirm(number)
                 current.confirm_avg, current.confirm_episodes = confirmed.avg_score, confirmed.episodes

@@ -128,6 +128,11 @@ def test_schedule_lines():
     # an evaluation stopped at its first episode below the target: the episodes it played, as `run` says
     short = RoundResult(1, 105.94, 217.0, 0.4, 0.6, 10594, 1, evolved=True)
     assert round_line(short).plain == "round 1: train avg 105.9, eval avg 217.0 over 1, evolved (at 1s)"
+    # its average may pass the target (Acrobot: -89.8 over 4 against -100): the episode below it says why
+    failed = RoundResult(4, -242.2, -89.75, 9.4, 12.0, 0, 4, evolved=True, eval_below=-120.0)
+    assert round_line(failed).plain == (
+        "round 4: train avg -242.2, eval avg -89.8 over 4 (one scored -120, below the target), evolved (at 12s)"
+    )
     solved = ScheduleResult(ScheduleSettings(), [result], final_eval_avg=490.25, solved=True)
     assert schedule_ended_text(solved) == "schedule solved: deterministic average 490.3"  # half up, as 490.25 reads
     assert schedule_ended_text(ScheduleResult(ScheduleSettings(), [result] * 2)) == (

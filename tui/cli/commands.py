@@ -53,6 +53,7 @@ from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.env.words import average, plural, score, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
+from cartpole_tui.tui.data.run_progress import below
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -489,6 +490,7 @@ def schedule(args: argparse.Namespace) -> int:
         lines.add(
             f"round {result.round}: train avg {average(result.train_avg)}  eval avg {average(result.eval_avg)}"
             + (f" over {result.eval_episodes}" if result.eval_episodes < args.evaluate else "")
+            + below(result)
             + f"  training {result.train_seconds:.1f}s so far"
             + ("  evolved" if result.evolved else "")
             + (f"  check {average(result.confirm_avg)} over {result.confirm_episodes}" if result.confirm_avg else "")

@@ -21,7 +21,7 @@ from cartpole_tui.env.events import EpisodeFinished, RunFinished, RunJoined, Run
 from cartpole_tui.env.history.records import RunRecord
 from cartpole_tui.env.runtime.schedule import RoundResult, ScheduleResult
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.words import average, plural, steps_per_second
+from cartpole_tui.env.words import average, plural, score, steps_per_second
 
 CONNECTION_MARKS = {
     "connected": ("● connected", "green"),
@@ -311,8 +311,14 @@ def round_line(result: RoundResult, evaluate: int = defaults.SCHEDULE_EVALUATE) 
     return Text.assemble(
         f"round {result.round}: train avg {average(result.train_avg)}, eval avg ",
         (average(result.eval_avg), "bold"),
-        f"{short}{check}{', evolved' if result.evolved else ''} (at {result.wall_seconds:.0f}s)",
+        f"{short}{below(result)}{check}{', evolved' if result.evolved else ''} (at {result.wall_seconds:.0f}s)",
     )
+
+
+def below(result: RoundResult) -> str:
+    """Why a round's evaluation led to no check: its episode below the target (an average of
+    -89.8 over 4 passed Acrobot's -100, and nothing said that one scored -120)."""
+    return "" if result.eval_below is None else f" (one scored {score(result.eval_below)}, below the target)"
 
 
 def schedule_ended_text(result: ScheduleResult, stopped_here: bool = False) -> str:
