@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -112,6 +113,21 @@ def test_a_run_ended_before_any_episode_has_no_average(db):
         cells = _cells(early, marked=False)
         assert (cells[2], cells[4], str(cells[8]).endswith("stopped")) == ("0/5", "—", True)
     assert on_disk(db, "SELECT avg_score FROM runs ORDER BY number") == [(None,), (0.0,)]
+
+
+def test_a_stopped_big_runs_row_says_of_how_many(db):
+    """A stopped run of 200,000 showed "79588" alone (79588/200000 is wider than the column): read
+    as a run of 79,588 (new-user pass 5). The count is shortened, the "of how many" kept."""
+    from cartpole_tui.tui.widgets.runs_table import _cells
+
+    with RunStore.open(db) as store:
+        store.begin_run("big", **{**RUN_ARGS, "episodes": 200_000}, started=time.time())
+        for index in range(3):
+            store.add_episode("big", index + 1, 10.0, 10, time.time())
+        store.end_run("big", avg_score=10.0, state="stopped", ended=time.time())
+        (big,) = store.runs()
+        assert _cells(big, marked=False)[2] == "3/200000"
+        assert _cells(replace(big, finished=79_588), marked=False)[2] == "80k/200k"
 
 
 def test_episodes_reach_disk_without_flush(db):

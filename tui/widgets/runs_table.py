@@ -34,8 +34,7 @@ def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tupl
     episodes = str(played)  # played, and of how many when that is not all: a stopped run 12/1000
     if state == "running" or played != run.params.episodes:
         # 0 asked: a run of the published environment started elsewhere, its size not heard ("20/0")
-        progress = f"{played}/{run.params.episodes or '?'}"
-        episodes = progress if len(progress) <= WIDTHS[2] else episodes
+        episodes = _of(played, run.params.episodes) or episodes
     # Text, not markup: a history file made elsewhere may hold any state ("[/x]" raised MarkupError)
     shown = Text(state, style=_STATE_STYLE.get(state, ""))
     return (
@@ -49,6 +48,22 @@ def _cells(run: RunRecord, marked: bool, counted: Counted | None = None) -> tupl
         rate,
         shown,
     )
+
+
+def _of(played: int, asked: int) -> str | None:
+    """``played/asked`` whole in the eps column, shortened as needed: a stopped run of 200,000
+    showed 79588 alone (read: a run of 79,588), now 79588/200000 → 79.6k/200k → 80k/200k."""
+    forms = ((str(played), str(asked)), (human(played), human(asked)), (_thousands(played), _thousands(asked)))
+    texts = (f"{done}/{of if asked else '?'}" for done, of in forms)
+    return next((text for text in texts if len(text) <= WIDTHS[2]), None)
+
+
+def _thousands(count: int) -> str:
+    """A count rounded whole to its unit: 79,588 as 80k, 1,250,000 as 1M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.0f}{suffix}"
+    return str(count)
 
 
 def _looks(cells: tuple) -> tuple:
