@@ -84,8 +84,10 @@ def export_folder_name(run: RunRecord) -> str:
 
 
 def live_folder_name(run_id: str, started: float) -> str:
-    """``20261202-183005-<run id>`` (local time of its start): sorted by start."""
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}-{safe_name(run_id)}"
+    """``20261202-183005.250-<run id>`` (local time of its start, to the millisecond: a schedule
+    starts several runs a second, and within one second they sorted by their random ids)."""
+    millis = int(started * 1000) % 1000
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(started))}.{millis:03d}-{safe_name(run_id)}"
 
 
 class RunEventFile:

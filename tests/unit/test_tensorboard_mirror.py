@@ -92,3 +92,15 @@ def test_a_runs_steps_are_its_recorded_episodes_steps(tmp_path):
         accumulator = EventAccumulator(str(tmp_path / folder), size_guidance={"scalars": 0})
         accumulator.Reload()
         assert [(e.step, e.value) for e in accumulator.Scalars("run/steps")] == [(3, 60.0)], folder
+
+
+def test_runs_started_within_one_second_are_listed_in_start_order(tmp_path):
+    """A schedule starts several runs a second: their folders sorted by random id within it, and
+    TensorBoard listed round 1's training after its evaluation (new-user pass 5)."""
+    mirror = TensorBoardMirror(str(tmp_path))
+    for run_id, started in (("zz-first", 1_000_000.125), ("aa-second", 1_000_000.5)):
+        mirror.on_run_started(RunStarted(run_id, 1, False, started=started))
+        mirror.on_episode(EpisodeFinished(run_id, 1, 1.0, 1))
+        mirror.on_run_finished(RunFinished(run_id, 1.0, 1, steps=1, seconds=0.1))
+    mirror.close()
+    assert [name.split("-", 2)[2] for name in sorted(os.listdir(tmp_path))] == ["zz-first", "aa-second"]
