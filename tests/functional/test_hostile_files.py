@@ -197,7 +197,7 @@ def test_a_shared_token_file_goes_when_its_owner_is_killed(tmp_path):
     temp = tmp_path / "tmp"
     temp.mkdir()
     port = free_port()
-    command = [CLI, "serve", "--port", str(port), "--agent", "random", "--no-env", "--db", ":memory:"]
+    command = [CLI, "serve", "--port", str(port), "--agent", "random", "--db", ":memory:"]
     serve = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
