@@ -14,6 +14,7 @@ from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.screens.modals import UnreachableScreen
 from cartpole_tui.tui.screens.run_details import RunDetailsScreen
+from cartpole_tui.tui.widgets.runs_table import _of
 from screenshots.demo_history import write_history
 
 from conftest import free_port, screen_text
@@ -312,7 +313,8 @@ async def test_one_episode_and_played_episodes(tmp_path, broker):
             table = app.main.runs_table
             await until(  # the table repaints once a second: the second run's row may not be there yet
                 pilot,
-                lambda: table.row_count > 1 and str(table.get_row_at(1)[2]) == str(stopped[0].finished),
+                # played of how many, shortened to fit its column: "1.2k/1M"
+                lambda: table.row_count > 1 and str(table.get_row_at(1)[2]) == _of(stopped[0].finished, 1_000_000),
                 what="episodes played shown",
             )
     finally:
