@@ -69,6 +69,7 @@ from cartpole_tui.tui.data.run_progress import (
     ScheduleLabel,
     StatusFacts,
     progress_text,
+    retargeted,
     round_line,
     schedule_ended_elsewhere_line,
     schedule_ended_text,
@@ -510,8 +511,7 @@ class ControlRoomApp(App):
 
     @handle.register
     def _on_schedule_retargeted(self, event: ScheduleRetargeted) -> None:
-        target = f"target {event.target:g} (its reward_threshold)"
-        self.log_line(Text(f"schedule: the network plays {event.env_id}: {target}"))
+        self.log_line(Text(f"schedule: {retargeted(event.env_id, event.target)}"))
 
     @handle.register
     def _on_schedule_failed(self, event: ScheduleFailed) -> None:

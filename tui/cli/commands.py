@@ -53,7 +53,7 @@ from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.env.words import average, plural, score, steps_per_second
 from cartpole_tui.tui.cli import config
 from cartpole_tui.tui.cli.errors import EXIT_FAILURE, CommandError
-from cartpole_tui.tui.data.run_progress import below
+from cartpole_tui.tui.data.run_progress import below, retargeted
 
 _FAILURES = (ConnectionError, ControlTimeout, NetworkStartError, ValueError, ExportError)
 
@@ -525,9 +525,7 @@ def schedule(args: argparse.Namespace) -> int:
                 target=target,
                 best=best_episode(spaces),
                 game=None if args.target is not None else spaces.env_id,
-                on_target=lambda game, aim: lines.say(
-                    Text(f"the network plays {game.env_id}: target {aim:g} (its reward_threshold)", style="yellow")
-                ),
+                on_target=lambda game, aim: lines.say(Text(retargeted(game.env_id, aim), style="yellow")),
             )
         except (KeyboardInterrupt, ScheduleStopped) as error:
             interrupted = isinstance(error, KeyboardInterrupt)  # else another control room's STOP (its x)

@@ -378,3 +378,9 @@ def progress_text(label: str, schedule: ScheduleLabel | None, room: int) -> str:
         forms = [f"schedule {going} · {label}", f"schedule {going} · {head}", f"{going} · {head}"]
         forms.append(f"round {schedule.round} · {head}")
     return next((form for form in forms if cell_len(form) <= room), forms[-1])
+
+
+def retargeted(env_id: str, target: float) -> str:
+    """A schedule aiming at the game the network plays (run_schedule's on_target), as the log and
+    `run --schedule` say it."""
+    return f"the network plays {env_id}: target {target:g} (its reward_threshold)"
