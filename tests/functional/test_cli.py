@@ -56,6 +56,7 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["run", "--eval", "3"], "--eval is for --schedule"),
         (["run", "--target", "100"], "--target is for --schedule"),
         (["run", "--target", "0"], "--target is for --schedule"),
+        (["run", "--confirm", "0"], "--confirm is for --schedule"),
         # --offline browses the history: an option that plays runs did nothing, without a word
         (["--offline", "--fresh"], "cartpole-tui: --fresh does nothing with --offline"),
         (["--offline", "--connect", "127.0.0.1:8080"], "--connect does nothing with --offline"),
@@ -95,6 +96,7 @@ SEEDS = "0–4,294,967,295"
         (["run", "--schedule", "--rounds", "10001"], "--rounds: expected a whole number 1–10,000"),
         (["run", "--schedule", "--train", "1000001"], "--train: expected a whole number 1–1,000,000"),
         (["run", "--schedule", "--eval", "0"], "--eval: expected a whole number 1–1,000,000"),
+        (["run", "--schedule", "--confirm", "-1"], "--confirm: expected a whole number 0–1,000,000"),
         (["run", "--parallel", "1025"], "--parallel: expected a number of instances 1–1,024"),
         (["run", "--models", "1001"], "--models: expected a number of models 1–1,000"),
         (["export", "--run", "0"], "--run: expected a run number 1–9,223,372,036,854,775,807"),

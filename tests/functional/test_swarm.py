@@ -578,6 +578,19 @@ def test_a_schedule_stops_at_a_confirmed_target_without_evolving(broker, closing
     assert result.final_eval_avg == result.rounds[0].confirm_avg >= 5.0
 
 
+def test_a_schedule_without_a_check_ends_at_the_first_evaluation_reaching_the_target(broker, closing):
+    control = network(broker, closing, models=4, seed=2)
+    phases = []
+    result = run_schedule(
+        control, rounds=5, train=4, evaluate=3, final_eval=0, target=5.0, seed=3,
+        on_phase=lambda phase, number: phases.append((phase, number)),
+    )  # fmt: skip
+    # as above, round 1's evaluation reaches 5; with no check asked for it stands for one
+    assert phases == [("train", 1), ("eval", 1)]
+    assert result.solved and len(result.rounds) == 1 and not result.rounds[0].evolved
+    assert result.final_eval_avg == result.rounds[0].eval_avg >= 5.0 and result.rounds[0].confirm_avg is None
+
+
 def test_a_hopeless_confirmation_is_stopped_early(broker, closing):
     from cartpole_tui.env.runtime.schedule import _forwarding_episodes, _HopelessConfirmation
 

@@ -50,6 +50,7 @@ def whole_number(low: int, high: int, what: str = "") -> Callable[[str], int]:
 # Every whole-number option, with its limits from env/defaults.py (the app and the environment
 # check the same ones).
 episodes = whole_number(1, defaults.EPISODES_MAX)
+checks = whole_number(0, defaults.EPISODES_MAX)  # --confirm: 0 for no closing check
 seed = whole_number(0, defaults.SEED_MAX)
 instances = whole_number(1, defaults.PARALLEL_MAX, "a number of instances")
 models = whole_number(1, defaults.MODELS_MAX, "a number of models")

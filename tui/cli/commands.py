@@ -498,7 +498,7 @@ def schedule(args: argparse.Namespace) -> int:
 
     def so_far() -> dict:
         """The rounds played, as a schedule that did not end its own way reports them."""
-        settings = ScheduleSettings(args.rounds, args.train, args.evaluate, target=target)
+        settings = ScheduleSettings(args.rounds, args.train, args.evaluate, args.confirm, target)
         stopped = ScheduleResult(settings, played, wall_seconds=time.monotonic() - started, stopped=True)
         return {**stopped.to_json(), "error": None}
 
@@ -520,6 +520,7 @@ def schedule(args: argparse.Namespace) -> int:
                 on_round=on_round,
                 on_episode=on_episode,
                 on_phase=on_phase,
+                final_eval=args.confirm,
                 seed=args.seed,
                 idle_timeout=args.timeout,
                 target=target,

@@ -286,6 +286,12 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         dest="evaluate",
         help=f"schedule: deterministic evaluation episodes a round (default {defaults.SCHEDULE_EVALUATE})",
     )
+    schedule.add_argument(
+        "--confirm",
+        type=arguments.checks,
+        help=f"schedule: deterministic episodes of the closing check (default {defaults.SCHEDULE_CONFIRM}; "
+        "0 for none, the last round's evaluation standing for it)",
+    )
 
 
 def add_evolve(sub: argparse._SubParsersAction) -> None:
@@ -472,6 +478,7 @@ SCHEDULE_OPTIONS = {
     "rounds": ("--rounds", defaults.SCHEDULE_ROUNDS),
     "train": ("--train", defaults.SCHEDULE_TRAIN),
     "evaluate": ("--eval", defaults.SCHEDULE_EVALUATE),
+    "confirm": ("--confirm", defaults.SCHEDULE_CONFIRM),
     "target": ("--target", None),
 }
 
