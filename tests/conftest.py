@@ -17,9 +17,11 @@ from swergio import MESSAGE_TYPE, Trigger
 from cartpole_tui.env.wire.broker import Broker
 
 
-def polls(predicate: Callable[[], object], timeout: float, what: str):
+def polls(predicate: Callable[[], object], timeout: float, what: str, seen: Callable[[], object] | None = None):
     """Yield None while ``predicate()`` is falsy (the caller waits between), then its value;
-    fail naming ``what`` after ``timeout``. The one polling loop of wait_for and the app tests."""
+    fail naming ``what`` after ``timeout``, and what ``seen()`` shows then (a failure in CI that
+    said only "timed out" could not be told from a slow machine). The one polling loop of
+    wait_for and the app tests."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -27,13 +29,20 @@ def polls(predicate: Callable[[], object], timeout: float, what: str):
             yield value
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            last = "" if seen is None else f"; seen: {seen()!r}"
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{last}")
         yield None
 
 
-async def until(pilot, predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition"):
+async def until(
+    pilot,
+    predicate: Callable[[], object],
+    timeout: float = 60.0,
+    what: str = "condition",
+    seen: Callable[[], object] | None = None,
+):
     """``wait_for`` for an app under ``run_test``: the app runs between polls."""
-    for value in polls(predicate, timeout, what):
+    for value in polls(predicate, timeout, what, seen):
         if value:
             return value
         await pilot.pause(0.02)
