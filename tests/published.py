@@ -88,6 +88,7 @@ class PublishedModel:
         self.steps = 0
         self.trainings = 0
         self.sets = 0
+        self.hung = False  # its forward pass never returns (see hang)
         self.client = PublishedClient("model", host, port)
         self.client.add_eventHandler(
             self.forward, CUSTOM, responseRooms="logits", trigger=Trigger(CUSTOM, "observation")
@@ -97,7 +98,16 @@ class PublishedModel:
         )
         self.thread = _listen(self.client)
 
+    def hang(self) -> None:
+        """Stop answering observations, connected (a forward pass stuck). On swergio.Server a
+        killed model is not the same test: the server's relay to its dead socket raises in the
+        thread of whichever client it was relaying, and that client's connection is closed too
+        (seen under load: the control room's)."""
+        self.hung = True
+
     def forward(self, msg):
+        if self.hung:
+            return None  # swergio sends nothing for None
         if "REWARD" in msg and self.training:
             self.steps += 1
             if self.steps % 5 == 0:

@@ -50,7 +50,12 @@ def runs(app):
 
 
 async def connected(pilot):
-    await until(pilot, lambda: pilot.app.connection == "connected", what="the app to connect")
+    await until(
+        pilot,
+        lambda: pilot.app.connection == "connected",
+        what="the app to connect",
+        seen=lambda: (pilot.app.connection, log_text(pilot.app)),
+    )
 
 
 async def start_run(pilot, episodes: str, deterministic: bool = False):

@@ -246,7 +246,7 @@ def test_swarm_only_refuses_an_unknown_part():
 # --- the app (Pilot) against the doubles -------------------------------------------------------------------
 
 
-async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_path, broker, published):
+async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_path, broker, published, monkeypatch):
     from textual.widgets import Checkbox, Input, Label, RichLog
 
     from cartpole_tui.env.runtime.session import SessionOptions
@@ -284,6 +284,9 @@ async def test_the_app_runs_evolves_and_schedules_with_the_published_parts(tmp_p
         await pilot.press("s")
         await until(lambda: len(finished()) == 2, what="a deterministic run")
         assert [r.params.deterministic for r in app.store.runs()] == [False, True]
+        # two training episodes a round, not 20: at their steps/s a population playing 200s made round 1
+        # alone a minute (80 s of the 120 s limit on a quiet machine)
+        monkeypatch.setattr(defaults, "SCHEDULE_TRAIN_JOINED", 2)
         await pilot.press("r")
 
         def past_round_one() -> bool:
