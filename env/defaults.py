@@ -89,6 +89,10 @@ CONNECT_TIMEOUT = 5.0  # s to reach a broker
 # s to wait, after joining an address we did not start, for a sign of what answers there: our
 # broker answers at once, a line-based server (HTTP…) within a round trip; swergio.Server never.
 BROKER_CHECK_TIMEOUT = 1.0
+# s a closing client waits for the broker to let it go after its DISCONNECT: swergio.Server relays
+# a frame to a socket closed before it read the DISCONNECT with an error that drops the frame's
+# sender (the app's control client, its probe closed just before it joined)
+DISCONNECT_WAIT = 1.0
 STOP_ANSWER_TIMEOUT = 2.0  # s an interrupted `run` waits for the environment's ENV_DONE after STOP
 RUN_END_TOLD_WAIT = 2.0  # s `run`, its ENV_DONE in, waits for its session to have the run's figures in the history
 # The published evolution answers one request up to 21 times. Before a new request the

@@ -226,11 +226,15 @@ class VectorEnvironmentComponent(EnvironmentComponent):
 
     def _drop_pending(self) -> None:
         """A stop or another start overrides a start still waiting for its census: that run
-        ends stopped before its first episode, so whoever started it is not left waiting."""
+        ends stopped before its first episode, so whoever started it is not left waiting. It is
+        announced (and recorded) first, as every run it took: the room that started it said
+        "run 7 started", the others heard only its end and said "run 7 stopped"."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            run_id = protocol.parse_run_id(pending[0]) or protocol.new_id()  # checked when it came
-            self._send_all([protocol.env_done(0.0, run_id, 0, stopped=True)])
+        if pending is None:
+            return
+        outgoing, _ = self.logic.start(pending[0])  # its first observation is never sent
+        self.logic.awaiting = None  # (so the next run's waits for no ACTION to it)
+        self._send_all(outgoing + self.logic.stop())
 
     def _on_census(self, msg: dict) -> None:
         with self._lock:

@@ -285,7 +285,10 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
         return [{**response, "TO_ROOM": room} for room in handler.responseRooms or ()]
 
     def dispatch(self, message: protocol.Message) -> None:
-        """Run every handler the message triggers and send their replies."""
+        """Run every handler the message triggers and send their replies (none once closing: what
+        comes while the broker lets us go is not handled)."""
+        if self._closing.is_set():
+            return
         if message.get("SENT_BY") == protocol.BROKER and protocol.REFUSED in message:
             log.warning(
                 "%s: the broker refused a message: %s", self.name, protocol.clean_text(message[protocol.REFUSED])
@@ -335,17 +338,22 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
         self.client.close()
 
     def close(self) -> None:
-        """Say DISCONNECT (when still possible), close, and wait for the listener."""
+        """Say DISCONNECT (when still possible), wait briefly for the broker to close its end (see
+        defaults.DISCONNECT_WAIT), close, and wait for the listener."""
         if self._closing.is_set():
             return
         self._closing.set()
+        listener = self._thread if self._thread is not threading.current_thread() else None
         try:
             self.send({"ID": protocol.new_id(), "TYPE": protocol.DISCONNECT, "TO_ROOM": protocol.COMMAND_ROOM})
-        except ConnectionLost:
+            self.client.shutdown(socket.SHUT_WR)
+            if listener is not None:  # it ends at the broker's close: the broker has let us go
+                listener.join(timeout=defaults.DISCONNECT_WAIT)
+        except (ConnectionLost, OSError):
             pass
         self._shutdown_socket()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        if listener is not None:
+            listener.join(timeout=5)
 
     @property
     def closed(self) -> bool:

@@ -18,7 +18,7 @@ from cartpole_tui.env.components.control import ControlClient
 from cartpole_tui.env.components.environment import EnvironmentLogic
 from cartpole_tui.env.components.instances import CartPoleInstances
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent, VectorLogic, episode_number, quotas
-from cartpole_tui.env.events import EnvironmentObserver, NetworkError
+from cartpole_tui.env.events import EnvironmentObserver, NetworkError, RunFinished, RunStarted
 from cartpole_tui.env.swarm.aggregation import AggregationLogic
 from cartpole_tui.env.swarm.batching import BatchChooser
 from cartpole_tui.env.swarm.swarm import Swarm
@@ -268,6 +268,27 @@ def test_a_stop_while_the_census_is_awaited_ends_the_run_at_once(swergio_server,
     # swergio.Server never answers the census; the stop does not wait 30 s for its time-out
     result = control.wait_run(idle_timeout=10)
     assert result.stopped and result.episodes == 0
+
+
+def test_a_run_stopped_while_its_census_is_awaited_is_announced_to_every_room(swergio_server, closing):
+    """Its start was told by the room that sent it only: a follower logged "run 7 stopped" with
+    no "run 7 started" before it."""
+    env = VectorEnvironmentComponent(HOST, swergio_server, parallel=8, census_timeout=30).start()
+    closing(env)
+    starter, follower = ControlClient(HOST, swergio_server), ControlClient(HOST, swergio_server, name="follower")
+    closing(starter), closing(follower)
+    heard: list[object] = []
+    follower.on_event = heard.append
+    wait_for(lambda: follower.environment_answered or follower.query_state(), 10, "the environment")
+    starter.start_run(16, False)
+    wait_for(lambda: env._pending is not None, 10, "the start to wait for its census")
+    starter.stop_run()
+    result = starter.wait_run(idle_timeout=10)
+    wait_for(lambda: len([e for e in heard if isinstance(e, (RunStarted, RunFinished))]) >= 2, 10, "both told")
+    told = [e for e in heard if isinstance(e, (RunStarted, RunFinished))]
+    assert [type(e) for e in told] == [RunStarted, RunFinished]
+    assert told[0].run_id == told[1].run_id == result.run_id and told[1].stopped and told[1].episodes == 0
+    assert env.logic.awaiting is None  # the next run's first observation waits for nothing
 
 
 def test_a_start_that_fails_once_its_census_answered_says_env_error(broker, closing):
