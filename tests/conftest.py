@@ -48,10 +48,15 @@ async def until(
         await pilot.pause(0.02)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout``."""
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+    seen: Callable[[], object] | None = None,
+):
+    """Poll ``predicate`` until it is truthy; fail naming ``what`` (and ``seen()``) after ``timeout``."""
     pause = threading.Event()
-    for value in polls(predicate, timeout, what):
+    for value in polls(predicate, timeout, what, seen):
         if value:
             return value
         pause.wait(0.005)

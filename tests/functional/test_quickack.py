@@ -41,7 +41,8 @@ def ping_pong(broker: Broker) -> float:
         started = time.monotonic()
         # The ponger's first message starts the exchange.
         ponger.send({"ID": "0", "TYPE": "DATA/CUSTOM", "TO_ROOM": "pong", "N": 0})
-        wait_for(lambda: count["rounds"] >= ROUNDS, timeout=60, what=f"{ROUNDS} round trips")
+        # (seen once in a loaded full run: the rounds stopped; the count says where)
+        wait_for(lambda: count["rounds"] >= ROUNDS, timeout=60, what=f"{ROUNDS} round trips", seen=lambda: count)
         return time.monotonic() - started
     finally:
         for client in (pinger, ponger):
