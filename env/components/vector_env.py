@@ -232,8 +232,17 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        outgoing, _ = self.logic.start(pending[0])  # its first observation is never sent
-        self.logic.awaiting = None  # (so the next run's waits for no ACTION to it)
+        # the last run's observation still waiting for its ACTION holds the next first one back
+        # (its LOGITS mixed with the new run's hang the published aggregation): kept as it was
+        awaiting, since = self.logic.awaiting, self.logic.awaiting_since
+        try:
+            outgoing, payload = self.logic.start(pending[0])  # its first observation is never sent
+        except protocol.ProtocolError:  # its RUN_ID recorded meanwhile (a shared history)
+            outgoing, payload = [], None
+        self.logic.awaiting, self.logic.awaiting_since = awaiting, since
+        if payload is None:  # refused or failed: its end is told all the same
+            run_id = protocol.parse_run_id(pending[0]) or protocol.new_id()
+            outgoing.append(protocol.env_done(0.0, run_id, 0, stopped=True))
         self._send_all(outgoing + self.logic.stop())
 
     def _on_census(self, msg: dict) -> None:
