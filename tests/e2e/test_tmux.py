@@ -178,6 +178,12 @@ def test_a_run_started_from_the_keyboard_finishes_on_screen_and_in_the_history(t
     assert sum(scores) / 12 == pytest.approx(runs[0][3])
 
 
+def drawn_whole(term: TmuxTerminal) -> list[str]:
+    """The screen once its last line, the footer, is drawn: "connected" can show before the frame is done."""
+    term.wait(lambda lines: lines and re.search(r"\bq Quit\b", lines[-1]), "the footer on the last line")
+    return term.screen()
+
+
 def assert_essentials_fit_80x24(lines: list[str]) -> None:
     assert len(lines) == 24
     assert re.search(r"^ ?127\.0\.0\.1:\d+ │ CartPole-v1 │.*● connected", lines[0]), lines[0]
@@ -195,7 +201,7 @@ def assert_essentials_fit_80x24(lines: list[str]) -> None:
 def test_everything_essential_fits_at_80x24(terminal, size_variables):
     """The app sizes itself from the terminal, even when COLUMNS/LINES in its environment say otherwise."""
     term = terminal(80, 24, env=size_variables)
-    assert_essentials_fit_80x24(term.screen())
+    assert_essentials_fit_80x24(drawn_whole(term))
     quit_and_wait_exit(term)
 
 
@@ -204,13 +210,13 @@ def test_the_size_variables_of_pytests_own_environment_do_not_reach_the_app(term
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("LINES", "40")
     term = terminal(80, 24)
-    assert_essentials_fit_80x24(term.screen())
+    assert_essentials_fit_80x24(drawn_whole(term))
     quit_and_wait_exit(term)
 
 
 def test_the_footer_shows_help_and_quit_at_80x24(terminal):
     term = terminal(80, 24)
-    footer = term.screen()[-1]
+    footer = drawn_whole(term)[-1]
     quit_and_wait_exit(term)
     assert re.search(r"\? Help\s+q Quit\b", footer), footer
 
