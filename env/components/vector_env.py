@@ -212,6 +212,7 @@ class VectorEnvironmentComponent(EnvironmentComponent):
                 self._send_all(self.logic.refuse(f"start refused: {error}"))
                 return None
             if n > 1:
+                self._deferred = None  # the stopped run's first observation is never sent
                 self._send_all(self.logic.stop())
                 request = batch.census_request()
                 self._pending = (msg, n, request["ID"])
@@ -276,7 +277,6 @@ class VectorEnvironmentComponent(EnvironmentComponent):
         self.instances = n
         payload: dict[str, Any] | None
         if n > 1:
-            self._deferred = None  # a replaced one-instance run's first observation
             outgoing, payload = self.vector.start(start, n)
             self._send_all(outgoing)
         else:

@@ -76,3 +76,20 @@ def test_a_pending_run_whose_id_was_recorded_meanwhile_is_still_ended():
     env.logic.recorded = lambda run_id: run_id == pending["RUN_ID"]  # a shared history took it
     env._on_control(protocol.stop_run())
     assert told(env)[-1] == (protocol.ENV_DONE, pending["RUN_ID"])
+
+
+def observations(env) -> list[dict]:
+    return [m for m in env.client.sent if m.get("TO_ROOM") == protocol.OBSERVATION]
+
+
+def test_a_vectorised_start_drops_the_first_observation_a_replaced_run_held_back():
+    """B's first observation waits for A's ACTION; a vectorised start ends B while it waits, and
+    B's observation went out when A's ACTION (or the wait) came: after B's ENV_DONE."""
+    env = Environment("127.0.0.1", 1, parallel=4, census_timeout=30)
+    assert env._on_control(start(5, parallel=1)) is not None  # run A: its first observation out
+    assert env._on_control(start(5, parallel=1)) is None  # run B: held back until A's ACTION
+    assert env._deferred is not None
+    env._on_control(start(5))  # C, vectorised: B ends stopped, C waits for its census
+    sent = len(observations(env))
+    env._send_deferred()  # what A's ACTION, or the wait's timer, does
+    assert observations(env)[sent:] == []
