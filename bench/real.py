@@ -186,8 +186,12 @@ def read_figures(outcome: Outcome, stdout: str) -> None:
         outcome.episodes = int(report.get("episodes", 0))
         scores = report.get("scores") or []
         # their environment reports no episodes: the average times the episodes asked is the steps
-        outcome.steps = int(sum(scores)) if scores else round(report.get("avg_score", 0.0) * outcome.episodes)
-        outcome.note = f"average {report.get('avg_score', 0.0):.1f}"
+        average = report.get("avg_score")
+        if not isinstance(average, (int, float)):  # it ended without an average: stalled or stopped
+            outcome.steps = int(sum(scores))
+            return
+        outcome.steps = int(sum(scores)) if scores else round(average * outcome.episodes)
+        outcome.note = f"average {average:.1f}"
 
 
 def schedule_played(report: dict) -> tuple[int, int]:

@@ -115,6 +115,8 @@ class ControlClient:
         if watch_cart:  # the environment is elsewhere: its cart room, for CartSeen events
             self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
         self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
+        self._queries: set[str] = set()  # the IDs of this room's state queries
+        self.query_answered = False  # a RUN_STATE answered one of them: the environment hears `control`
         self.client.start()
 
     def watch_observations(
@@ -290,7 +292,15 @@ class ControlClient:
 
     def query_state(self) -> None:
         """Ask the environment for its run state (ours answers RUN_STATE; the published one nothing)."""
-        self.client.send(protocol.state_query())
+        query = protocol.state_query()
+        with self._cond:
+            self._queries.add(query["ID"])
+        self.client.send(query)
+
+    def wait_query_answered(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a RUN_STATE that answers one of this room's state queries."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.query_answered, timeout)
 
     def request_evolution(self) -> str:
         message = protocol.evolution_request()
@@ -539,6 +549,11 @@ class ControlClient:
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
         self._environment_is_ours()  # the published environment sends neither
+        root = msg.get("ROOT_ID")
+        with self._cond:
+            if status == protocol.RUN_STATE and isinstance(root, str) and root in self._queries:
+                self.query_answered = True
+                self._cond.notify_all()
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             self.admits(protocol.RUN_STATE, msg.get("SENT_BY"))  # no run going; but who answers is told
             return

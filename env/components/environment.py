@@ -387,7 +387,7 @@ class EnvironmentComponent:
                 self._send_all(self.logic.stop())
                 return None
             if protocol.is_state_query(msg):
-                self.client.send(self.logic.state())
+                self.client.send(protocol.state_answer(self.logic.state(), msg))
                 return None
             if not protocol.is_start(msg):
                 return None

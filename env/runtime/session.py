@@ -11,6 +11,7 @@ unless told otherwise; the control client always does.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
 from cartpole_tui.env.wire.transport import parse_address
 from cartpole_tui.env.words import average
+
+log = logging.getLogger(__name__)
 
 
 class AnotherEnvironment(ValueError):
@@ -135,6 +138,8 @@ class Session:
             self.control.admits = self.events.admits
             if not self.options.embed_env:
                 self.control.query_state()  # a run going elsewhere: catch up with it
+            else:
+                self._await_environment_listening(self.control)
             if not self.embedded:
                 self._watch_if_published(self.control)
         except Exception:
@@ -170,6 +175,21 @@ class Session:
             self.environment.logic.history = self.recorder.history  # announced with each run
             self.environment.logic.recorded = self.recorder.store.has_run  # a RUN_ID of the file's is refused
         self.environment.start()
+
+    @staticmethod
+    def _await_environment_listening(control: ControlClient) -> None:
+        """Ask the environment started here for its state until it answers a query: then it is
+        in the ``control`` room (the RUN_STATE it says on joining proves nothing). swergio.Server
+        reads each client in a thread of its own, and a START sent as soon as this control client
+        joined could pass the environment's JOINROOM there and be lost (the real published
+        network through swergio.Server, under load: `run --connect` said the environment did not
+        answer for 60 s). Past the limit, go on: a start then says that itself."""
+        deadline = time.monotonic() + defaults.ENV_LISTEN_TIMEOUT
+        while time.monotonic() < deadline:
+            control.query_state()
+            if control.wait_query_answered(defaults.ENV_LISTEN_RETRY):
+                return
+        log.warning("the environment started here did not answer a state query in %.0fs", defaults.ENV_LISTEN_TIMEOUT)
 
     def _probe(self, host: str, port: int) -> None:
         """Before anything of ours joins an address we did not start, look at what answers there:

@@ -562,6 +562,14 @@ def is_state_query(message: Message) -> bool:
     return message.get(QUERY) == QUERY_STATE
 
 
+def state_answer(state: Message, query: Message) -> Message:
+    """RUN_STATE ``state`` as the answer to ``query``: ROOT_ID is the query's ID (swergio's way
+    of naming what a reply answers), so the asker knows the environment heard it; the RUN_STATE
+    an environment says on joining names none."""
+    asked = query.get("ID")
+    return {**state, "ROOT_ID": asked} if valid_run_id(asked) else state
+
+
 def run_facts(
     run_id: str,
     episodes: int,
