@@ -23,7 +23,7 @@ from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.components.schedules import Schedules
-from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
+from cartpole_tui.env.components.seen import NameFlood, RecentNames, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
     CartSeen,
@@ -116,7 +116,7 @@ class ControlClient:
             self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
         self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
         self._queries: set[str] = set()  # the IDs of this room's state queries
-        self.query_answered = False  # a RUN_STATE answered one of them: the environment hears `control`
+        self._answered_by = RecentNames()  # who answered one of them (SENT_BY): it hears `control`
         self.client.start()
 
     def watch_observations(
@@ -297,10 +297,11 @@ class ControlClient:
             self._queries.add(query["ID"])
         self.client.send(query)
 
-    def wait_query_answered(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a RUN_STATE that answers one of this room's state queries."""
+    def wait_query_answered(self, sender: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` for ``sender``'s RUN_STATE answering one of this room's state
+        queries (any member of ``control`` sees their IDs: only the one asked after counts)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.query_answered, timeout)
+            return self._cond.wait_for(lambda: sender in self._answered_by, timeout)
 
     def request_evolution(self) -> str:
         message = protocol.evolution_request()
@@ -549,10 +550,11 @@ class ControlClient:
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
         self._environment_is_ours()  # the published environment sends neither
-        root = msg.get("ROOT_ID")
+        root, sender = msg.get("ROOT_ID"), msg.get("SENT_BY")
         with self._cond:
-            if status == protocol.RUN_STATE and isinstance(root, str) and root in self._queries:
-                self.query_answered = True
+            answers = status == protocol.RUN_STATE and isinstance(root, str) and root in self._queries
+            if answers and isinstance(sender, str):
+                self._answered_by.add(sender)
                 self._cond.notify_all()
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             self.admits(protocol.RUN_STATE, msg.get("SENT_BY"))  # no run going; but who answers is told

@@ -30,7 +30,7 @@ from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.runtime.observed_run import ObservedRun
 from cartpole_tui.env.runtime.run_events import RunEvents
 from cartpole_tui.env.wire import auth
-from cartpole_tui.env.wire.transport import parse_address
+from cartpole_tui.env.wire.transport import ConnectionLost, parse_address
 from cartpole_tui.env.words import average
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ class Session:
             self.control.admits = self.events.admits
             if not self.options.embed_env:
                 self.control.query_state()  # a run going elsewhere: catch up with it
-            else:
-                self._await_environment_listening(self.control)
+            elif self.environment is not None:
+                self._await_environment_listening(self.environment, self.control)
             if not self.embedded:
                 self._watch_if_published(self.control)
         except Exception:
@@ -177,18 +177,22 @@ class Session:
         self.environment.start()
 
     @staticmethod
-    def _await_environment_listening(control: ControlClient) -> None:
+    def _await_environment_listening(environment: VectorEnvironmentComponent, control: ControlClient) -> None:
         """Ask the environment started here for its state until it answers a query: then it is
         in the ``control`` room (the RUN_STATE it says on joining proves nothing). swergio.Server
         reads each client in a thread of its own, and a START sent as soon as this control client
         joined could pass the environment's JOINROOM there and be lost (the real published
         network through swergio.Server, under load: `run --connect` said the environment did not
-        answer for 60 s). Past the limit, go on: a start then says that itself."""
-        deadline = time.monotonic() + defaults.ENV_LISTEN_TIMEOUT
+        answer for 60 s). Past the limit, go on: a start then says that itself. ConnectionLost
+        when the environment's connection ends meanwhile (the app then joins again)."""
+        deadline, retry = time.monotonic() + defaults.ENV_LISTEN_TIMEOUT, defaults.ENV_LISTEN_RETRY
         while time.monotonic() < deadline:
+            if not environment.client.listening:
+                raise ConnectionLost("the environment lost its connection before it answered")
             control.query_state()
-            if control.wait_query_answered(defaults.ENV_LISTEN_RETRY):
+            if control.wait_query_answered(environment.client.name, retry):
                 return
+            retry = min(2 * retry, 2.0)  # a slow environment is not asked 40 times
         log.warning("the environment started here did not answer a state query in %.0fs", defaults.ENV_LISTEN_TIMEOUT)
 
     def _probe(self, host: str, port: int) -> None:

@@ -358,3 +358,8 @@ class Component(swergio.Client):  # type: ignore[misc]  # swergio ships no types
     @property
     def closed(self) -> bool:
         return self._closing.is_set()
+
+    @property
+    def listening(self) -> bool:
+        """Started, and its connection has not ended (nor been closed)."""
+        return self._thread is not None and self._thread.is_alive() and not self._closing.is_set()

@@ -12,13 +12,11 @@ import pytest
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.environment import EnvironmentComponent
-from cartpole_tui.env.components.vector_env import BatchClient, VectorEnvironmentComponent
 from cartpole_tui.env.events import NetworkError, RunFinished
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.runtime.session import Session, SessionOptions
 from cartpole_tui.env.swarm.swarm import Swarm
 from cartpole_tui.env.wire import protocol
-from cartpole_tui.env.wire.transport import Component
 from tests.conftest import screen_text, until, wait_for
 from tests.functional.test_app import connected, make_app, start_run
 from tests.functional.test_published import all_joined, ready_network
@@ -269,32 +267,3 @@ async def test_with_swergio_server_the_pane_lists_the_components_and_a_stall_nam
     finally:
         net.close()
 
-
-class LateToControl(BatchClient):
-    """An environment's client whose JOINROOM of ``control`` swergio.Server takes 1 s late: its
-    thread for that client was not scheduled (the real published network at load 14)."""
-
-    def join_room(self, room: str) -> None:
-        if room != protocol.CONTROL or room in self.rooms:
-            return super().join_room(room)
-        self.rooms.add(room)
-        join = {"ID": protocol.new_id(), "TYPE": protocol.JOINROOM, "ROOM": room, "TO_ROOM": protocol.COMMAND_ROOM}
-        timer = threading.Timer(1.0, Component.send, (self, join))
-        timer.daemon = True
-        timer.start()
-
-
-def test_a_run_with_our_environment_through_swergio_server_waits_until_it_listens(swergio_server, monkeypatch):
-    """`run --connect` to the real network through swergio.Server said "the environment did not
-    answer" once in six runs: its START went out before the environment's JOINROOM was routed."""
-    monkeypatch.setattr(VectorEnvironmentComponent, "client_class", LateToControl)
-    swarm = Swarm(HOST, swergio_server, models=2, seed=1).start()
-    session = Session(SessionOptions(connect=f"{HOST}:{swergio_server}"))
-    try:
-        session.open()
-        assert session.control is not None and session.environment is not None
-        result = session.control.run(3, seed=1, idle_timeout=10)
-        assert not result.stopped and result.episodes == 3
-    finally:
-        session.close()
-        swarm.close()
