@@ -266,4 +266,3 @@ async def test_with_swergio_server_the_pane_lists_the_components_and_a_stall_nam
             assert killed.component_id[:8] in said or len(control.models.silent()) > 3, said
     finally:
         net.close()
-

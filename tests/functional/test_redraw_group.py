@@ -112,4 +112,9 @@ async def test_a_run_the_history_shows_before_its_news_is_named_on_the_progress_
         for index in range(1, 6):
             store.add_episode("r1", index, 20.0, 20, 2.0)
         await until(pilot, lambda: re.search(r"┃\s+1\s+5/2000\s", screen_text(app)), what="the run in the table")
-        assert "last run 1 · 5/2000 episodes, running" in progress_line(app), progress_line(app)
+        # the label's width follows its text one layout later: "last run 1" (as wide as "no run yet")
+        # can show for a frame, so the whole label is waited for
+        told = "last run 1 · 5/2000 episodes, running"
+        await until(
+            pilot, lambda: told in progress_line(app), what="the run named on the line", seen=lambda: progress_line(app)
+        )
