@@ -87,6 +87,7 @@ class ControlClient:
         self._wrong_env: str | None = None  # a component said the run is of another environment than its own
         self._asked = 0  # its NR_OF_EPISODE
         self._scores: list[float] = []
+        self._steps = 0  # the steps of its episodes counted so far (as told by EPISODE_DONE's STEPS)
         self._episodes = SeenEpisodes()  # the episodes of its run counted so far
         self._last_progress = 0.0
         self._result: RunFinished | None = None
@@ -228,7 +229,7 @@ class ControlClient:
             message = protocol.start_run(episodes, deterministic, seed=seed, schedule=self._schedules.ours)
             self._run_id = message["RUN_ID"]
             self._asked = episodes
-            self._scores = []
+            self._scores, self._steps = [], 0
             self._episodes = SeenEpisodes()
             self._result = None
             self._wrong_env = None
@@ -611,6 +612,7 @@ class ControlClient:
                 # a second copy of a finished episode is dropped: the first counts (the run events count it)
                 events = [e for e in events if self._episodes.first(e.episode)]
                 self._scores.extend(e.score for e in events)
+                self._steps += sum(e.steps for e in events)
                 self._last_progress = time.monotonic()
         for event in events:
             self._emit(event)
@@ -640,6 +642,7 @@ class ControlClient:
                 episodes or ((len(self._scores) or (self._asked if run_id is None else 0)) if mine else 0),
                 stopped,
                 list(self._scores) if mine else [],
+                steps=self._steps if mine else 0,
                 ended_at=ended_at,
             )
             waiting = self._run_id

@@ -73,7 +73,7 @@ class RoundResult:
     eval_avg: float
     train_seconds: float  # training wall time of this and all earlier rounds
     wall_seconds: float  # since the schedule started, at the end of the round
-    train_steps: int  # training steps of this and all earlier rounds (CartPole: 1 reward a step)
+    train_steps: int  # training steps of this and all earlier rounds
     eval_episodes: int = 0  # the evaluation's; fewer than evaluate when an episode fell short of the target
     confirm_avg: float | None = None  # the final_eval-episode check, when the round reached target
     confirm_episodes: int = 0  # fewer than final_eval when the check was stopped as hopeless
@@ -196,7 +196,8 @@ def run_schedule(
             t0 = time.monotonic()
             trained = run("train", number, train, False)
             train_seconds += time.monotonic() - t0
-            train_steps += int(sum(trained.scores))
+            # steps as told with its episodes; the published environment tells none (CartPole: a reward a step)
+            train_steps += trained.steps or int(sum(trained.scores))
             evaluated = evaluation(number)
             current = RoundResult(
                 number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps, evaluated.episodes

@@ -4,8 +4,10 @@ the environment pane drawing another environment's picture."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 
 import numpy as np
 import pytest
@@ -266,6 +268,11 @@ def test_a_schedule_on_acrobot_runs_its_rounds(tmp_path):
     report = only_json(ran.stdout)
     assert len(report["rounds"]) == 2 and report["settings"]["target"] == -100.0
     assert "did not answer" not in ran.stderr
+    # steps, not the sum of (negative) rewards: as the history has the training runs' episodes
+    with contextlib.closing(sqlite3.connect(tmp_path / "r.db")) as db:
+        query = "SELECT SUM(e.steps) FROM episodes e JOIN runs r USING (run_uid) WHERE r.deterministic = 0"
+        (trained,) = db.execute(query).fetchone()
+    assert report["rounds"][-1]["train_steps"] == trained > 0
 
 
 def test_a_schedule_aims_at_the_threshold_of_the_game_the_network_plays(broker, closing):
