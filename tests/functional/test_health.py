@@ -178,7 +178,9 @@ def test_run_says_the_agents_left_and_gives_up_when_they_are_gone(broker):
         text=True,
     )
     try:
-        wait_for(lambda: broker.stats()["rooms"]["action"].messages > 200, 30, "the run playing")
+        # the room is there once the run's environment joins it: the process may still be starting
+        playing = lambda: (room := broker.stats()["rooms"].get("action")) is not None and room.messages > 200  # noqa: E731
+        wait_for(playing, 30, "the run playing")
         mark = broker._next_stats  # run's control client is in the stats room: the next stats reach it
         wait_for(lambda: broker._next_stats > mark, 5, "stats sent to the run's control client")
         agent.close()

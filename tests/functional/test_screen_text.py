@@ -16,6 +16,7 @@ from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.runtime.session import SessionOptions
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.bindings import PANES
+from cartpole_tui.tui.widgets.runs_table import _of
 
 from conftest import screen_text
 
@@ -296,23 +297,25 @@ async def test_the_episodes_field_takes_keys_in_the_order_they_came_in_one_read(
 
 # --- one screen, one moment (findings 1 and 9) ----------------------------------------------
 
-PROGRESS_COUNTS = re.compile(r"run (\d+) · (\d+)/\d+ · last (\S+) · mean\(100\) (\S+)")
+PROGRESS_COUNTS = re.compile(r"run (\d+) · (\d+)/(\d+) · last (\S+) · mean\(100\) (\S+)")
 
 
 def counts_on_screen(app) -> dict[str, tuple] | None:
     """What the progress line, the plot's legend and the runs table say of the run going:
-    (run, episodes, last, mean) and what of those the others show; None before the first count."""
+    (episodes, last, mean) as the table would show them and what of those the others show; None
+    before the first count. The table shortens a count of a large run (1.0k/1.0M), the others not."""
     lines = screen_text(app).splitlines()
     progress = PROGRESS_COUNTS.search(lines[2])
     if progress is None:
         return None
-    number, finished, last, mean = progress.groups()
+    number, finished, asked, last, mean = progress.groups()
     legend = next(line for line in lines if line.startswith("╰") and "mean(100)" in line)
     shown = re.search(r"last (\S+) · ━ mean\(100\) (\S+)", legend)
     row = next((line for line in lines if re.match(rf"┃\s+◆?\s*{number}\s", line)), "")
-    eps = re.match(rf"┃\s+◆?\s*{number}\s+(\d+)", row)
+    eps = re.match(rf"┃\s+◆?\s*{number}\s+(\S+)", row)
     return {
-        "progress": (finished, last, mean),
+        "count": finished,
+        "progress": (_of(int(finished), int(asked)), last, mean),
         "elsewhere": (eps.group(1) if eps else row, *(shown.groups() if shown else (legend, ""))),
     }
 
@@ -329,16 +332,16 @@ async def test_the_progress_line_the_legend_and_the_runs_table_tell_of_one_momen
         while len(seen) < 8:  # eight redraws of a run going
             await until(
                 pilot,
-                lambda: (c := counts_on_screen(app)) is not None and c["progress"][0] not in seen,
+                lambda: (c := counts_on_screen(app)) is not None and c["count"] not in seen,
                 what="the next redraw of the counts",
             )
             counts = counts_on_screen(app)
             assert counts is not None
             shown = counts["progress"]
             # the legend's border row is painted just after the redraw: a moment, far less than one
-            agree = lambda shown=shown: counts_on_screen(app) == {"progress": shown, "elsewhere": shown}  # noqa: E731
+            agree = lambda counts=counts: counts_on_screen(app) == {**counts, "elsewhere": counts["progress"]}  # noqa: E731
             await until(pilot, agree, 0.5, f"the legend and the table to say {shown} ({counts})")
-            seen.append(shown[0])
+            seen.append(counts["count"])
         await pilot.press("x")
 
 
