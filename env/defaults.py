@@ -101,9 +101,11 @@ RUN_END_TOLD_WAIT = 2.0  # s `run`, its ENV_DONE in, waits for its session to ha
 EVOLVE_DRAIN_QUIET = 0.3
 ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for another environment
 # s for the environment started here to answer a state query before anything is sent to it (asked
-# again every ENV_LISTEN_RETRY s): swergio.Server may route a START before that environment's JOINROOM
+# again after ENV_LISTEN_RETRY s, doubled up to ENV_LISTEN_RETRY_MAX: a slow one is not asked 40
+# times): swergio.Server may route a START before that environment's JOINROOM
 ENV_LISTEN_TIMEOUT = 10.0
 ENV_LISTEN_RETRY = 0.25
+ENV_LISTEN_RETRY_MAX = 2.0
 # s without a new observation in a run before it is said to stall: the broker's stats (the log, `run`)
 # and the app's progress line ("no step for 3s: …") say it at the same time
 STALL_SECONDS = 3.0

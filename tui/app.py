@@ -276,7 +276,8 @@ class ControlRoomApp(App):
     def _on_connect_failed(self, event: ConnectFailed) -> None:
         self.connection = event.connection
         self._show_status()
-        self.log_line(f"cannot join the network: {event.reason}", "red")
+        started_here = event.connection == "not started"  # its reason says so: not "cannot join"
+        self.log_line(event.reason if started_here else f"cannot join the network: {event.reason}", "red")
 
         def retry(again: bool | None) -> None:
             if again:
@@ -287,7 +288,8 @@ class ControlRoomApp(App):
                 self.controller.close()
                 self.exit(return_code=1)  # nothing was done: a script must see the failure
 
-        self.push_screen(UnreachableScreen(event.reason), retry)
+        title = "The network did not start" if started_here else "Cannot join the network"
+        self.push_screen(UnreachableScreen(event.reason, title), retry)
 
     @handle.register
     def _on_storage_problem(self, event: StorageProblem) -> None:

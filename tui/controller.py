@@ -235,8 +235,13 @@ class Controller(EnvironmentObserver):
                 )
             self.session.open()
         except _CONNECTION_FAILURES as error:
-            # a broker that answered, already with an environment, is not unreachable
-            found = "another environment" if isinstance(error, AnotherEnvironment) else "unreachable"
+            # a broker that answered, already with an environment, is not unreachable; nor is a network
+            # that did not start here (a population file of another game: "unreachable" misled)
+            found = "unreachable"
+            if isinstance(error, AnotherEnvironment):
+                found = "another environment"
+            elif isinstance(error, NetworkStartError):
+                found = "not started"
             self.push(ConnectFailed(str(error), found))
             return
         self._joined(self.session)

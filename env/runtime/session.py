@@ -192,7 +192,7 @@ class Session:
             control.query_state()
             if control.wait_query_answered(environment.client.name, retry):
                 return
-            retry = min(2 * retry, 2.0)  # a slow environment is not asked 40 times
+            retry = min(2 * retry, defaults.ENV_LISTEN_RETRY_MAX)
         log.warning("the environment started here did not answer a state query in %.0fs", defaults.ENV_LISTEN_TIMEOUT)
 
     def _probe(self, host: str, port: int) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cartpole_tui.env import defaults
 from cartpole_tui.env.components.spaces import spaces_of
+from cartpole_tui.env.events import EnvSpaces
 from cartpole_tui.env.swarm import saved
 from cartpole_tui.env.swarm.aggregation import Aggregation
 from cartpole_tui.env.swarm.client import SwarmComponent
@@ -70,6 +71,8 @@ class Swarm:
         seeds: list[int | None] = [None] * 3
         if seed is not None:
             seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(3)]
+        # the files are read before anything connects: a bad one is said alone, the network untouched
+        population = _population_to_load(load, save, spaces)
         self.components: list[SwarmComponent] = []
         self.evolution: Evolution | None = None
         self.aggregation: Aggregation | None = None
@@ -112,20 +115,7 @@ class Swarm:
             raise
         self.seed = seed
         self.restored: saved.Restored | None = None
-        if save is not None and save != load and os.path.exists(save):
-            try:
-                saved.load(save, spaces)  # another game's population there is not written over unasked
-            except saved.WrongSpaces as error:
-                self.close()
-                raise ValueError(f"{error}: --save would write over it (give another file, or move it aside)") from None
-            except ValueError:
-                pass  # not a population file of ours: written over, as before
-        if load is not None and os.path.exists(load):
-            try:
-                population = saved.load(load, spaces)
-            except ValueError:
-                self.close()
-                raise  # a bad file is said before anything runs
+        if population is not None:
             self.restored = saved.Restored.of(population)
             if self.models is not None:
                 self.models.population.weights[...] = saved.fit(population.weights, models)
@@ -164,6 +154,21 @@ class Swarm:
     def close(self) -> None:
         for component in reversed(self.components):
             component.close()
+
+
+def _population_to_load(load: str | None, save: str | None, spaces: EnvSpaces) -> saved.SavedPopulation | None:
+    """The population ``load`` holds (None without the file); ValueError (one line) for a bad
+    file, or for ``save`` holding another game's population (not written over unasked)."""
+    if save is not None and save != load and os.path.exists(save):
+        try:
+            saved.load(save, spaces)
+        except saved.WrongSpaces as error:
+            raise ValueError(f"{error}: --save would write over it (give another file, or move it aside)") from None
+        except ValueError:
+            pass  # not a population file of ours: written over, as before
+    if load is not None and os.path.exists(load):
+        return saved.load(load, spaces)
+    return None
 
 
 def serve_swarm(

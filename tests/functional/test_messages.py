@@ -23,7 +23,7 @@ from cartpole_tui.env.swarm.saved import beside_history
 from cartpole_tui.tui.app import ControlRoomApp
 from cartpole_tui.tui.screens.modals import UnreachableScreen
 
-from conftest import screen_text, wait_for
+from conftest import free_port, screen_text, wait_for
 
 
 def cannot_join_rows(app) -> list[str]:
@@ -66,19 +66,36 @@ def test_a_bad_population_file_is_named_and_numpy_advice_is_not_relayed(tmp_path
     assert "pickle" not in result.stderr
 
 
-async def test_the_app_says_why_its_network_did_not_start_and_where_the_log_is(tmp_path, monkeypatch):
+def test_swarm_says_its_bad_population_file_before_it_connects(tmp_path):
+    """Nothing listens at the address: the file is still what is said (the line was a refused
+    connection, and only once the broker was up did the file's turn come)."""
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(NOT_NUMPY)
+    result = cli("swarm", "--connect", f"127.0.0.1:{free_port()}", "--load", str(bad))
+    one_clear_line(result, 1, f"{bad} is not a population file")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_app_says_why_its_network_did_not_start_and_where_the_log_is(tmp_path, monkeypatch, size):
+    """Said as a network that did not start: the screen said "Cannot join the network" and the
+    status line "● unreachable" of a network this room had not started (new-user pass 5)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the network's log goes here
     db = str(tmp_path / "runs.sqlite3")
     population = beside_history(db)
     with open(population, "wb") as out:
         out.write(NOT_NUMPY)
     app = ControlRoomApp(SessionOptions(seed=1, population_file=population), db_path=db)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: isinstance(app.screen, UnreachableScreen), what="the cannot-join screen")
         await pilot.pause()
         rows = cannot_join_rows(app)  # long paths wrap anywhere: read without spaces
+        status = screen_text(app).splitlines()[0]
+        assert rows[0] == "The network did not start" and "● network not started" in status, (rows, status)
+        assert "Cannot join" not in screen_text(app) and "unreachable" not in status
         assert f"{population}isnotapopulationfile" in "".join("".join(rows).split()), rows
         assert "--freshstartsfromrandomweights" in "".join("".join(rows).split()), rows  # the way out
+        if size == (80, 24):
+            return  # the log pane is hidden at 80x24
         said = "".join(log_text(app).split())  # and in the log, wrapped: long paths break anywhere
         assert f"theembeddednetworkdidnotstart:{population}isnotapopulationfile" in said, said
         logs = list(tmp_path.glob("cartpole-tui-network-*.log"))

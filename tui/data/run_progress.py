@@ -29,9 +29,15 @@ CONNECTION_MARKS = {
     "disconnected": ("● disconnected", "red"),
     "unreachable": ("● unreachable", "red"),
     "another environment": ("● another environment", "red"),  # the broker has one: join it with --no-env
+    "not started": ("● network not started", "red"),  # the embedded network (its reason on the screen)
     "offline": ("○ offline: run history only", "dim"),
 }
-SHORT_MARKS = {"offline": "○ offline", "another environment": "● another env", "connecting": "○ connecting…"}
+SHORT_MARKS = {
+    "not started": "● not started",
+    "offline": "○ offline",
+    "another environment": "● another env",
+    "connecting": "○ connecting…",
+}
 WIDE_STATUS = 100  # columns from which the status line starts with the app's name
 STATUS_PADDING = 2  # the status line's padding, a column each side (app.tcss #status)
 

@@ -56,15 +56,16 @@ class UnreachableScreen(ModalScreen[bool]):
                                    border: heavy $error; padding: 1 2; background: $surface; }
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, heading: str = "Cannot join the network"):
         super().__init__()
         self.reason = reason
+        self.heading = heading
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(
                 Text.assemble(
-                    ("Cannot join the network", "bold"),
+                    (self.heading, "bold"),
                     f"\n\n{self.reason}\n\n",
                     ("r", "bold"),
                     " retry    ",
