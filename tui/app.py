@@ -310,10 +310,8 @@ class ControlRoomApp(App):
         plot = self.main.plot
         plot.y_min, plot.y_max, plot.threshold = environment_axis(spaces)
         self.main.title_environment(spaces.env_id)
-        cart = self.main.cart
-        cart.caption = spaces.env_id
         if spaces.env_id == CARTPOLE.env_id:
-            cart.frame = None
+            self.main.cart.frame = None
         self._pictures = spaces.env_id != CARTPOLE.env_id
 
     @handle.register

@@ -71,7 +71,9 @@ def _missing(env_id: str, error: BaseException) -> str:
     text = str(error)
     extra = next((extra for module, extra in EXTRAS.items() if module in text), None)
     if extra == "box2d":
-        return f"{env_id} needs gymnasium's box2d extra: pip install 'cartpole-tui[box2d]'"
+        # the README's form too: a checkout installs its extras with -e
+        install = "pip install 'cartpole-tui[box2d]' (from a checkout: pip install -e '.[box2d]')"
+        return f"{env_id} needs gymnasium's box2d extra: {install}"
     if extra is not None:
         return f"{env_id} needs gymnasium's {extra} extra: pip install 'gymnasium[{extra}]'"
     return f"{env_id} needs a package that is not installed: {_one_line(error)}"

@@ -191,3 +191,4 @@ async def test_the_empty_plot_labels_the_solved_line(tmp_path, size):
         rows = screen_text(app).splitlines()[plot.y : plot.bottom]
         assert any("waiting for episodes" in row for row in rows)
         assert any(row[plot.x : plot.right].lstrip("│ ").startswith("475┤") and "solved" in row for row in rows), rows
+        assert "┈ solved ≥ 475" in rows[-1], rows[-1]  # and the legend says what the line is

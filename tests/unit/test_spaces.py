@@ -85,7 +85,10 @@ def test_a_missing_extra_is_named_with_its_install_line(monkeypatch):
     monkeypatch.setattr(gym, "make", make)
     with pytest.raises(ValueError) as refused:
         make_env("LunarLander-v3")
-    assert str(refused.value) == "LunarLander-v3 needs gymnasium's box2d extra: pip install 'cartpole-tui[box2d]'"
+    assert str(refused.value) == (
+        "LunarLander-v3 needs gymnasium's box2d extra: pip install 'cartpole-tui[box2d]'"
+        " (from a checkout: pip install -e '.[box2d]')"
+    )
 
 
 def test_an_environment_without_threshold_needs_a_target():

@@ -129,6 +129,8 @@ class PlotCanvas:
             self._paint(layers)
             self._label_threshold()
             self._write(self.rows // 2, "waiting for episodes")
+            self.legend = self._threshold_legend()  # the dotted line is said before any episode too
+            self.legends = [(self.legend, " · ")]
 
     def _write(self, row: int, text: str, at: int | None = None, layer: int = 0) -> None:
         """Put plain text in a plot row (in the middle unless ``at``)."""

@@ -308,10 +308,19 @@ def schedule_started_line(target: float | None = defaults.SCHEDULE_TARGET) -> st
     )
 
 
-def round_line(result: RoundResult, evaluate: int = defaults.SCHEDULE_EVALUATE) -> Text:
+def round_line(
+    result: RoundResult, evaluate: int = defaults.SCHEDULE_EVALUATE, confirm: int = defaults.SCHEDULE_CONFIRM
+) -> Text:
     """One schedule round in the log: its averages (the evaluation's over the episodes it played,
-    when it stopped at one below the target), and whether it evolved."""
-    check = f", 100-episode check {average(result.confirm_avg)}" if result.confirm_avg is not None else ""
+    when it stopped at one below the target; the check's likewise, stopped once out of reach), and
+    whether it evolved."""
+    check = ""
+    if result.confirm_avg is not None:
+        played = result.confirm_episodes or confirm
+        # "100-episode check 212.0" was said of a check stopped after 12 episodes
+        check = f", {confirm}-episode check {average(result.confirm_avg)}"
+        if played < confirm:
+            check = f", check {average(result.confirm_avg)} over {played} of {confirm} (out of reach: stopped)"
     # "eval avg 217.0" read as five episodes' beside "1/5 stopped" in the table; `run` says "over 1"
     short = f" over {result.eval_episodes}" if result.eval_episodes < evaluate else ""
     return Text.assemble(

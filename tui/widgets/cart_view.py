@@ -30,7 +30,6 @@ class CartView(Widget):
 
     observation: reactive[tuple | None] = reactive(None, layout=False)
     frame: reactive[FrameSeen | None] = reactive(None, layout=False)
-    caption: reactive[str] = reactive("")  # under a picture: the environment's id
     idle_text = "waiting for a run…"  # what shows before the first observation
 
     def render(self) -> Text:
@@ -60,10 +59,9 @@ class CartView(Widget):
         return text
 
     def _picture(self, frame: FrameSeen, width: int, height: int) -> Text:
-        rows = height - 1  # the picture; then its caption
-        dots = fit_dots(frame_dots(frame), rows * 4, width * 2)
-        text = Text("\n".join(braille.text_rows(dots)), self.get_component_rich_style("cart-view--pole"))
-        return text.append("\n" + self.caption[:width], "dim")
+        # the whole pane: the environment's id is its title (a caption said it a second time)
+        dots = fit_dots(frame_dots(frame), height * 4, width * 2)
+        return Text("\n".join(braille.text_rows(dots)), self.get_component_rich_style("cart-view--pole"))
 
     @staticmethod
     def _pole(width: int, rows: int, x: float, theta: float) -> list[str]:
