@@ -96,22 +96,22 @@ class EvolutionAnswers:
     def silence(self, timeout: float) -> str:
         """Why the pending request has no answer after ``timeout`` s, from what went by in the room."""
         if not self._get:
-            return f"no evolution component answered EVOLUTION within {timeout:.0f}s"
+            return f"no evolution component answered EVOLUTION within {timeout:g}s"
         weights = len(self._weights)
         if not weights:
-            return f"the evolution sent GET but no model answered with WEIGHTS within {timeout:.0f}s"
+            return f"the evolution sent GET but no model answered with WEIGHTS within {timeout:g}s"
         answered = f"the evolution answered GET with {weights} WEIGHTS"
         if not self._contribution:
-            return f"{answered} but no CONTRIBUTION (is the aggregation running?) and no EVO_DONE in {timeout:.0f}s"
+            return f"{answered} but no CONTRIBUTION (is the aggregation running?) and no EVO_DONE in {timeout:g}s"
         counted = len(self.models)
         if counted > weights:
             return (
-                f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s: {counted} models"
+                f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:g}s: {counted} models"
                 " were seen in the evolution room"
                 " (a model restarted? the published evolution keeps every model it saw and evolves at exactly 20)"
                 " — restart the aggregation and evolution"
             )
-        return f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:.0f}s"
+        return f"{answered} and the CONTRIBUTION but sent no EVO_DONE in {timeout:g}s"
 
     def heard(self, msg: dict, now: float, at: float) -> EvolutionFinished | None:
         """An EVO_DONE (monotonic ``now``, wall clock ``at``): the answer it is, or None when it

@@ -313,7 +313,17 @@ def test_evolve_json_is_one_strict_object_of_what_the_evolution_reported():
     report = only_json(evolved.stdout)
     assert report["seconds"] > 0 and report["address"] == f"127.0.0.1:{port}"
     assert report["generation"] == 1 and len(report["fitness"]) == 3 and 0 <= report["elite"] < 3
-    assert abs(report["at"] - time.time()) < 60 and report["sent_by"] != "?"
+    assert abs(report["at"] - time.time()) < 60 and report["sent_by"] != "?" and report["error"] is None
+
+
+def test_evolve_json_that_fails_is_still_one_object_with_its_error(broker):
+    """No evolution on the network: `evolve --json | jq` read nothing (new-user pass 4); now the
+    object, its figures null, and the line stderr has as its "error"."""
+    evolved = cli("evolve", "--connect", f"127.0.0.1:{broker.port}", "--json", "--timeout", "0.5")
+    one_clear_line(evolved, 1, "no evolution component answered EVOLUTION within 0.5s")
+    report = only_json(evolved.stdout)
+    assert report["error"] == evolved.stderr.strip().removeprefix("cartpole-tui: ")
+    assert report["seconds"] is None and report["fitness"] == [] and report["address"] == f"127.0.0.1:{broker.port}"
 
 
 def test_broker_env_and_swarm_commands_make_a_network_that_learns_nothing_but_runs(tmp_path):

@@ -27,7 +27,7 @@ from cartpole_tui.env.components.control import ControlClient, ControlTimeout
 from cartpole_tui.env.components.in_order import InOrder
 from cartpole_tui.env.components.spaces import spaces_of
 from cartpole_tui.env.components.vector_env import VectorEnvironmentComponent
-from cartpole_tui.env.events import EpisodeFinished, NetworkError, RunFinished
+from cartpole_tui.env.events import EpisodeFinished, EvolutionFinished, NetworkError, RunFinished
 from cartpole_tui.env.history.export import FOLDER_FORMATS, ExportError, export_runs, export_to_file, export_to_folder
 from cartpole_tui.env.history.recorder import StoreRecorder
 from cartpole_tui.env.history.store import RunStore
@@ -587,7 +587,8 @@ def swarm(args: argparse.Namespace) -> int:
 def evolve(args: argparse.Namespace) -> int:
     """One evolution step; what its EVO_DONE reported, as a line or (--json) one JSON object."""
     host, port = parse_address(args.connect)
-    with reported_failures():
+    # with --json, a failure too is one object: the figures null, its "error" the line stderr has
+    with _one_json_object(args, lambda: _evolve_report(args, None)), reported_failures():
         control = ControlClient(host, port)
         try:
             control.client.check_broker()  # an address that is no broker is said so, not waited on
@@ -595,21 +596,26 @@ def evolve(args: argparse.Namespace) -> int:
         finally:
             control.close()
     if args.json:
-        report = {
-            "seconds": done.seconds,
-            "sent_by": done.sent_by,
-            "at": done.at,  # Unix time its EVO_DONE arrived
-            "generation": done.generation,  # these four only when the evolution reports them (ours does)
-            "fitness": list(done.fitness),
-            "elite": done.elite,
-            "diversity": done.diversity,
-            "address": args.connect,
-        }
-        print(strict_json(report), flush=True)
+        print(strict_json(_evolve_report(args, done)), flush=True)
         return 0
     at = time.strftime("%H:%M:%S", time.localtime(done.at))
     print(f"evolution done in {done.seconds:.2f}s (EVO_DONE from {done.sent_by} at {at})")
     return 0
+
+
+def _evolve_report(args: argparse.Namespace, done: EvolutionFinished | None) -> dict:
+    """`evolve --json`'s object: what EVO_DONE reported (null without one) and ``"error": null``."""
+    return {
+        "seconds": done.seconds if done else None,
+        "sent_by": done.sent_by if done else None,
+        "at": done.at if done else None,  # Unix time its EVO_DONE arrived
+        "generation": done.generation if done else None,  # these four when the evolution reports them (ours does)
+        "fitness": list(done.fitness) if done else [],
+        "elite": done.elite if done else None,
+        "diversity": done.diversity if done else None,
+        "address": args.connect,
+        "error": None,
+    }
 
 
 def _serve_until_interrupted(close, lost: threading.Event) -> None:
