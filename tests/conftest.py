@@ -62,6 +62,20 @@ def wait_for(
         pause.wait(0.005)
 
 
+def knock_until(heard: Callable[[], object], knock: Callable[[], object], what: str, timeout: float = 10.0):
+    """``knock()`` every 0.2 s until ``heard()``: swergio.Server cannot say who is in a room, and
+    a message sent before a client's JOINROOM is read is lost (the knock, not the run)."""
+    pause = threading.Event()
+    next_knock = 0.0
+    for value in polls(heard, timeout, f"{what} to hear a knock"):
+        if value:
+            return value
+        if time.monotonic() >= next_knock:
+            knock()
+            next_knock = time.monotonic() + 0.2
+        pause.wait(0.005)
+
+
 KINDS = ("unit", "functional", "e2e")
 
 
@@ -138,15 +152,25 @@ def answer(client, function, heard_in: str, answer_in: str) -> None:
     client.add_eventHandler(function, custom, responseRooms=answer_in, trigger=Trigger(custom, heard_in))
 
 
-def swergio_random_agent(port: int, name: str = "agent"):
-    """An unmodified swergio 0.0.2 client answering each observation with an ACTION."""
+def swergio_random_agent(port: int, name: str = "agent", knocked: threading.Event | None = None):
+    """An unmodified swergio 0.0.2 client answering each observation with an ACTION; a message
+    with KNOCK in the observation room sets ``knocked`` and is not answered (swergio.Server says
+    nobody who is in a room: a knock heard is the agent in it)."""
     import random
 
     from swergio import Client
 
     client = Client(name, "127.0.0.1", port, "utf-8", 10)
     rng = random.Random(0)
-    answer(client, lambda msg: {"ACTION": [rng.randint(0, 1)]}, "observation", "action")
+
+    def act(message: dict) -> dict | None:
+        if "KNOCK" in message:
+            if knocked is not None:
+                knocked.set()
+            return None
+        return {"ACTION": [rng.randint(0, 1)]}
+
+    answer(client, act, "observation", "action")
     start_swergio_client(client)
     return client
 

@@ -15,7 +15,7 @@ from cartpole_tui.env.runtime.network import LocalNetwork
 from cartpole_tui.env.wire import protocol
 from cartpole_tui.env.wire.transport import Component
 
-from conftest import start_swergio_client, swergio_random_agent, wait_for
+from conftest import knock_until, start_swergio_client, swergio_random_agent, wait_for
 
 
 @pytest.fixture(params=["ours", "swergio"])
@@ -112,9 +112,7 @@ def test_evolve_takes_the_first_evo_done_and_ignores_the_extra_ones(port):
     events = []
     control = ControlClient("127.0.0.1", port, on_event=events.append)
     try:
-        # swergio.Server has no stats to say who is in a room: knock until the evolution hears
-        knock = lambda: in_room.is_set() or control.client.send(protocol.custom("control", KNOCK=True))  # noqa: E731
-        wait_for(knock, 10, "the evolution to join the control room")
+        knock_until(in_room.is_set, lambda: control.client.send(protocol.custom("control", KNOCK=True)), "the evolution")
         control.evolve(timeout=10)
         wait_for(lambda: any(isinstance(e, NetworkError) for e in events), 10, "the marker after 21 EVO_DONEs")
         assert sum(type(e).__name__ == "EvolutionFinished" for e in events) == 1
@@ -129,13 +127,20 @@ def test_environment_speaks_to_a_published_style_control(port, broker):
     The unmodified swergio client writes header and body separately without TCP_NODELAY, so each of
     its frames waits ~40 ms for a delayed ACK: two episodes keep this test short."""
     environment = EnvironmentComponent("127.0.0.1", port, seed=2).start()
-    agent = swergio_random_agent(port)
+    knocked = threading.Event()
+    agent = swergio_random_agent(port, knocked=knocked)
     notebook = Client("control", "127.0.0.1", port, "utf-8", 10)
     statuses = []
     notebook.add_eventHandler(
         lambda msg: statuses.append(msg), MESSAGE_TYPE.DATA.CUSTOM, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, "control")
     )
     start_swergio_client(notebook)
+    # swergio.Server reads each client in a thread of its own: the START could pass the agent's
+    # JOINROOM of observation, and the run's first observation went to nobody (CI, under load).
+    # Knock until the agent hears, and ask the environment's state until it answers.
+    knock_until(knocked.is_set, lambda: notebook.send(protocol.custom("observation", KNOCK=True)), "the agent")
+    answered = lambda: any(m.get("STATUS") == protocol.RUN_STATE for m in statuses)  # noqa: E731
+    knock_until(answered, lambda: notebook.send(protocol.state_query()), "the environment's RUN_STATE")
     notebook.send({"TYPE": "DATA/CUSTOM", "TO_ROOM": "control", "ID": "s", "NR_OF_EPISODE": 2, "DETERMINISTIC": False})
     done = wait_for(lambda: next((m for m in statuses if m.get("STATUS") == "ENV_DONE"), None), 60, "ENV_DONE")
     episodes = [m for m in statuses if m.get("STATUS") == "EPISODE_DONE"]
