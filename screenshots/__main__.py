@@ -4,8 +4,9 @@ Run from the repository's root (default DIR: screenshots/). The control room sta
 embedded network (a real broker on 127.0.0.1, the built-in swarm, gymnasium) with seed 1 and a
 fresh population in a scratch history (no user data is read or written), learns with the
 schedule (`r`) until it solves, and is shot at 80x24 and 120x40 under ``App.run_test``
-(screenshots/live.py); then `serve` on that history, with the solved population, is shot in
-headless Chromium as serve.png (screenshots/browser.py; --no-serve skips it).
+(screenshots/live.py); Acrobot-v1 learned the same way in a history of its own, shot at 120x40
+with its pane drawn from the environment's pictures; then `serve` on the first history, with
+the solved population, is shot in headless Chromium as serve.png (screenshots/browser.py; --no-serve skips it).
 
 The pictures differ from run to run in small ways: clocks, ports, steps/s, run durations
 and the moment the cart is caught. The deterministic snapshot test of the main screen uses
@@ -20,7 +21,7 @@ import os
 import sys
 import tempfile
 
-from screenshots.live import scratch_db, shoot_session
+from screenshots.live import scratch_db, shoot_other_environment, shoot_session
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
         db_path = scratch_db(scratch)
         asyncio.run(shoot_session(directory, db_path))
+        asyncio.run(shoot_other_environment(directory, os.path.join(scratch, "other.sqlite3")))
         if not args.no_serve:
             from screenshots.browser import shoot_serve
 

@@ -112,7 +112,9 @@ def test_evolve_takes_the_first_evo_done_and_ignores_the_extra_ones(port):
     events = []
     control = ControlClient("127.0.0.1", port, on_event=events.append)
     try:
-        knock_until(in_room.is_set, lambda: control.client.send(protocol.custom("control", KNOCK=True)), "the evolution")
+        knock_until(
+            in_room.is_set, lambda: control.client.send(protocol.custom("control", KNOCK=True)), "the evolution"
+        )
         control.evolve(timeout=10)
         wait_for(lambda: any(isinstance(e, NetworkError) for e in events), 10, "the marker after 21 EVO_DONEs")
         assert sum(type(e).__name__ == "EvolutionFinished" for e in events) == 1
