@@ -147,6 +147,7 @@ class Broker:
         self.registers_refused = 0  # REGISTERs beyond max_registers on one connection
         self.started_at = time.monotonic()
         self._next_stats = 0.0
+        self._last_stats = 0.0
 
     @property
     def address(self) -> str:
@@ -224,7 +225,7 @@ class Broker:
         members = self._rooms.members.get(protocol.STATS_ROOM)
         if not (members or self.relay) or now < self._next_stats:
             return
-        self._next_stats = now + protocol.STATS_INTERVAL
+        self._next_stats, self._last_stats = now + protocol.STATS_INTERVAL, now
         figures = broker_stats.bounded(self.stats())
         if self.relay is not None:  # the whole network's figures: every gateway's clients and rooms
             figures = self.relay.network_stats(figures)
@@ -451,6 +452,9 @@ class Broker:
             return
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._rooms.membership(peer, message, join=kind == protocol.JOINROOM)
+            if kind == protocol.JOINROOM and message.get("ROOM") == protocol.STATS_ROOM:
+                # heard at once, not up to STATS_INTERVAL later; joins in a loop do not make more
+                self._next_stats = min(self._next_stats, self._last_stats + protocol.STATS_ON_JOIN_GAP)
         signed = framing.signed(frame, message, peer.sender, self.max_frame)
         if signed is None:
             self.undeliverable += 1

@@ -53,6 +53,9 @@ COMMAND_ROOM = "_command"
 LOGGING_ROOM = "_logging"
 STATS_ROOM = "_stats"  # added: our broker sends its counters here every STATS_INTERVAL s
 STATS_INTERVAL = 1.0
+# s after the last stats at the soonest that a client joining the stats room hears them: a probe
+# looking for another environment waited up to a second and, at ENV_PROBE_TIMEOUT, missed it
+STATS_ON_JOIN_GAP = 0.1
 UNREGISTERED = "(unregistered)"  # the stats' name of a client that has not registered yet
 LOG_CUSTOM = "LOG/CUSTOM"
 RESERVED_ROOMS = (COMMAND_ROOM, LOGGING_ROOM)

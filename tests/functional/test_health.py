@@ -166,6 +166,33 @@ async def test_the_app_refuses_a_second_environment_and_says_no_env(tmp_path, br
         env.close()
 
 
+def test_a_second_environment_is_refused_whenever_the_stats_come(monkeypatch, broker):
+    """`run --connect` beside an `env` command was accepted 7 times of 7 (new-user pass 6): its probe
+    waits ENV_PROBE_TIMEOUT (1 s) for the stats, which came once a second. A client joining the
+    stats room now hears them at once; here the next round of stats is an hour away."""
+    from cartpole_tui.env.wire import protocol
+
+    monkeypatch.setattr(protocol, "STATS_INTERVAL", 3600.0)  # read by the broker in this process
+    watcher = ControlClient(HOST, broker.port, name="watcher")
+    env = EnvironmentComponent(HOST, broker.port).start()
+    try:
+        assert watcher.wait_stats(5) is not None  # the round of stats due at the start is gone
+        wait_for(lambda: "environment" in broker.stats()["clients"], 5, "the environment")
+        ran = subprocess.run(
+            [CLI, "run", "--connect", f"{HOST}:{broker.port}", "--episodes", "2", "--db", ":memory:"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        env.close()
+        watcher.close()
+    assert ran.returncode == 1, ran.stderr
+    said = f"cartpole-tui: an environment is already on {HOST}:{broker.port}: add --no-env to use it instead"
+    assert ran.stderr.startswith(said), ran.stderr
+    assert broker.stats()["clients"].count("environment") <= 1
+
+
 def test_run_says_the_agents_left_and_gives_up_when_they_are_gone(broker):
     """Issue 17, beyond the cases: the agents stop mid-run. `run` names them as gone and gives
     up once no agent is left in the observation room (before, it waited out its 60 s time-out
