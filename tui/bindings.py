@@ -109,7 +109,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "space",
         "toggle_mark",
-        f"mark a run: its rolling mean is overlaid on the plot (up to {defaults.PLOT_OVERLAYS})",
+        f"mark a run: the plot draws the marked runs' rolling means alone (up to {defaults.PLOT_OVERLAYS})",
         "Runs table (focused)",
         palette="Mark/unmark the run under the cursor",
         scope="runs",

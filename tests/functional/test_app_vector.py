@@ -25,7 +25,7 @@ async def test_a_vectorised_run_in_the_app_counts_every_episode(tmp_path):
         def ended():
             # the plot waits for lower numbers: its title says how many ended episodes wait (the
             # plot looked frozen at 140 while 1,780 had ended, new-user pass 4)
-            title = re.search(r"Score · ([\d,]+) waiting for lower numbers", screen_text(app))
+            title = re.search(r"Score · ([\d,]+) held for earlier episodes", screen_text(app))
             if title:
                 titles.add(int(title.group(1).replace(",", "")))
             return [r for r in app.store.runs() if r.state == "done"]

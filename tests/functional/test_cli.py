@@ -32,7 +32,7 @@ from conftest import CLI, cli, free_port, one_clear_line, only_json
         (["env", "--connect", "127.0.0.1:8080", "--parallel", "5000"], "instances 1–1,024"),
         (["run", "--connect", "localhost"], "HOST:PORT"),
         (["run", "--connect", "127.0.0.1:99999"], "HOST:PORT"),
-        (["evolve"], "--connect"),
+        (["evolve"], "cartpole-tui evolve: --connect HOST:PORT is required"),  # as its other errors are named
         (["broker", "--port", "http"], "port"),
         (["export", "--format", "xml"], "invalid choice"),
         (["rnu"], "invalid choice"),

@@ -688,7 +688,9 @@ def export(args: argparse.Namespace) -> int:
         if args.format in FOLDER_FORMATS:
             count = export_to_folder(args.db, args.runs, args.output)
             runs = f"{count} run{'' if count == 1 else 's'}"
-            print(f"exported {runs} to {args.output} (see them: tensorboard --logdir {args.output})", file=sys.stderr)
+            # the [tensorboard] extra writes the files; TensorBoard itself is a tool of its own
+            look = f"see them: pip install tensorboard; tensorboard --logdir {args.output}"
+            print(f"exported {runs} to {args.output} ({look})", file=sys.stderr)
             return 0
         if args.output in (None, "-"):
             try:

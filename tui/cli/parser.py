@@ -449,7 +449,8 @@ def apply_config(args: argparse.Namespace, settings: config.Config) -> None:
     args.theme = settings.get("theme")
     args.config_path = settings.path
     if getattr(args, "connect_required", False) and args.connect is None:
-        raise config.ConfigError(f"{args.command}: --connect HOST:PORT is required (or connect in {settings.path})")
+        # of the command line: said as its other errors are, "cartpole-tui evolve: …"
+        raise UsageError(f"--connect HOST:PORT is required (or connect in {settings.path})")
 
 
 def check_folders(args: argparse.Namespace) -> None:

@@ -84,7 +84,8 @@ class MainScreen(Screen):
     def title_plot(self, held: int) -> None:
         """The plot's title says how many ended episodes wait for a lower number (a vectorised
         run's slowest instance held nearly all back: the plot looked frozen at 140 of 1,780)."""
-        title = f"Score · {held:,} waiting for lower numbers" if held else "Score"  # 46 columns at most
+        # "waiting for lower numbers" was read as jargon (new-user pass 6); 46 columns at most
+        title = f"Score · {held:,} held for earlier episodes" if held else "Score"
         if self.plot.border_title != title:
             self.plot.border_title = title
 
