@@ -106,6 +106,11 @@ ENV_PROBE_TIMEOUT = 1.0  # s to wait for our broker's stats when looking for ano
 ENV_LISTEN_TIMEOUT = 10.0
 ENV_LISTEN_RETRY = 0.25
 ENV_LISTEN_RETRY_MAX = 2.0
+# s between two RUN_STATE answers of the environment: queries meanwhile get one answer when it is
+# over (any RUN_STATE serves every room catching up). Each answer carries up to MAX_STATE_SCORES
+# episodes to every member of `control`: a peer's 1,000 queries a second (100 kB/s) brought a run
+# to a halt and the broker closed a control room that could not keep up
+STATE_ANSWER_INTERVAL = 0.1
 # s without a new observation in a run before it is said to stall: the broker's stats (the log, `run`)
 # and the app's progress line ("no step for 3s: …") say it at the same time
 STALL_SECONDS = 3.0

@@ -23,7 +23,7 @@ from cartpole_tui.env.components.evolution_answers import EvolutionAnswers
 from cartpole_tui.env.components.health import NetworkHealth
 from cartpole_tui.env.components.model_census import ModelCensus
 from cartpole_tui.env.components.schedules import Schedules
-from cartpole_tui.env.components.seen import NameFlood, RecentNames, SeenEpisodes
+from cartpole_tui.env.components.seen import NameFlood, SeenEpisodes
 from cartpole_tui.env.events import (
     BrokerStats,
     CartSeen,
@@ -116,8 +116,6 @@ class ControlClient:
         if watch_cart:  # the environment is elsewhere: its cart room, for CartSeen events
             self.client.add_eventHandler(self._on_cart, None, trigger=Trigger(custom, protocol.CART))
         self.environment_answered = False  # a RUN_STATE came: the environment is ours, not the published one
-        self._queries: set[str] = set()  # the IDs of this room's state queries
-        self._answered_by = RecentNames()  # who answered one of them (SENT_BY): it hears `control`
         self.client.start()
 
     def watch_observations(
@@ -293,16 +291,7 @@ class ControlClient:
 
     def query_state(self) -> None:
         """Ask the environment for its run state (ours answers RUN_STATE; the published one nothing)."""
-        query = protocol.state_query()
-        with self._cond:
-            self._queries.add(query["ID"])
-        self.client.send(query)
-
-    def wait_query_answered(self, sender: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` for ``sender``'s RUN_STATE answering one of this room's state
-        queries (any member of ``control`` sees their IDs: only the one asked after counts)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: sender in self._answered_by, timeout)
+        self.client.send(protocol.state_query())
 
     def request_evolution(self) -> str:
         message = protocol.evolution_request()
@@ -551,12 +540,6 @@ class ControlClient:
 
     def _on_run_facts(self, msg: dict, status: str) -> None:
         self._environment_is_ours()  # the published environment sends neither
-        root, sender = msg.get("ROOT_ID"), msg.get("SENT_BY")
-        with self._cond:
-            answers = status == protocol.RUN_STATE and isinstance(root, str) and root in self._queries
-            if answers and isinstance(sender, str):
-                self._answered_by.add(sender)
-                self._cond.notify_all()
         if status == protocol.RUN_STATE and msg.get("RUN_ID") is None:
             self.admits(protocol.RUN_STATE, msg.get("SENT_BY"))  # no run going; but who answers is told
             return

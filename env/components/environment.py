@@ -334,6 +334,9 @@ class EnvironmentComponent:
         self.logic = EnvironmentLogic(env_id, seed)
         self._lock = threading.Lock()  # control and action handlers share one run
         self._deferred: dict | None = None  # a first observation waiting for the last one's ACTION
+        self._answered_at = -defaults.STATE_ANSWER_INTERVAL  # monotonic time of the last RUN_STATE answer
+        self._unanswered: dict | None = None  # the latest query come since, answered when the interval is over
+        self.queries_coalesced = 0  # state queries answered by a later answer (a flood of them)
         self.client = self.client_class(name, host, port, on_disconnect=on_disconnect)
         custom = MESSAGE_TYPE.DATA.CUSTOM
         self.client.add_eventHandler(
@@ -344,6 +347,13 @@ class EnvironmentComponent:
         )
         # A member of its own cart room: swergio.Server fails on a message to a room nobody joined.
         self.client.add_eventHandler(lambda msg: None, None, trigger=Trigger(custom, protocol.CART))
+        # Set once anything reaches it through ``control``: then it is a member (its JOINROOM was
+        # routed), so what this process sends there from now on reaches it. Told in-process: no
+        # peer can set it (a SENT_BY or a name on the wire can be anyone's).
+        self.heard_control = threading.Event()
+        self.client.add_eventHandler(
+            lambda msg: self.heard_control.set(), None, trigger=Trigger(custom, protocol.CONTROL)
+        )
         self.add_observer(CartPublisher(self.client.send, self.logic))
 
     def add_observer(self, observer: EnvironmentObserver) -> None:
@@ -387,11 +397,36 @@ class EnvironmentComponent:
                 self._send_all(self.logic.stop())
                 return None
             if protocol.is_state_query(msg):
-                self.client.send(protocol.state_answer(self.logic.state(), msg))
+                self._answer_state(msg)
                 return None
             if not protocol.is_start(msg):
                 return None
             return self._start_one(msg)
+
+    def _answer_state(self, query: dict) -> None:
+        """Answer a state query (lock held): at once, or, within STATE_ANSWER_INTERVAL of the last
+        answer, with one answer (naming the latest query) when the interval is over."""
+        now = time.monotonic()
+        wait = self._answered_at + defaults.STATE_ANSWER_INTERVAL - now
+        if wait <= 0 and self._unanswered is None:
+            self._answered_at = now
+            self.client.send(protocol.state_answer(self.logic.state(), query))
+            return
+        self.queries_coalesced += 1
+        if self._unanswered is None:
+            timer = threading.Timer(max(wait, 0.0), self._answer_later)
+            timer.daemon = True
+            timer.start()
+        self._unanswered = query
+
+    def _answer_later(self) -> None:
+        with self._lock:
+            query, self._unanswered = self._unanswered, None
+            if query is None:
+                return
+            self._answered_at = time.monotonic()
+            with contextlib.suppress(ConnectionError):  # the listener reports the lost connection
+                self.client.send(protocol.state_answer(self.logic.state(), query))
 
     def _start_one(self, msg: dict) -> dict | None:
         """Start a one-instance run (lock held); every one-instance start comes through here.

@@ -178,8 +178,8 @@ class Session:
 
     @staticmethod
     def _await_environment_listening(environment: VectorEnvironmentComponent, control: ControlClient) -> None:
-        """Ask the environment started here for its state until it answers a query: then it is
-        in the ``control`` room (the RUN_STATE it says on joining proves nothing). swergio.Server
+        """Ask the environment started here for its state until it hears the ``control`` room
+        (told in-process: an answer on the wire names a SENT_BY any peer can take). swergio.Server
         reads each client in a thread of its own, and a START sent as soon as this control client
         joined could pass the environment's JOINROOM there and be lost (the real published
         network through swergio.Server, under load: `run --connect` said the environment did not
@@ -189,8 +189,8 @@ class Session:
         while time.monotonic() < deadline:
             if not environment.client.listening:
                 raise ConnectionLost("the environment lost its connection before it answered")
-            control.query_state()
-            if control.wait_query_answered(environment.client.name, retry):
+            control.query_state()  # traffic in `control`: the environment hears it once it is a member
+            if environment.heard_control.wait(retry):
                 return
             retry = min(2 * retry, defaults.ENV_LISTEN_RETRY_MAX)
         log.warning("the environment started here did not answer a state query in %.0fs", defaults.ENV_LISTEN_TIMEOUT)

@@ -1,19 +1,23 @@
-"""A process that brings its environment asks its state until that environment answers the
+"""A process that brings its environment asks its state until that environment hears the
 query before it sends anything else: swergio.Server reads each client in a thread of its own
 and routed `run --connect`'s START before the environment's JOINROOM of ``control`` (the real
-published network, under load). The answer names the query (ROOT_ID); only the environment's
-own answer ends the wait."""
+published network, under load). The environment tells it in-process: a peer's answer, whatever
+its SENT_BY and ROOT_ID, never ends the wait. The answer names the query (ROOT_ID); a flood of
+queries shares a few answers."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from swergio import MESSAGE_TYPE, Trigger
 from test_swarm import Probe
 
 from cartpole_tui.env import defaults
@@ -59,7 +63,7 @@ def test_a_run_with_our_environment_through_swergio_server_waits_until_it_listen
     try:
         session.open()
         assert session.control is not None and session.environment is not None
-        assert session.control.wait_query_answered(session.environment.client.name, 0)
+        assert session.environment.heard_control.is_set()
         result = session.control.run(3, seed=1, idle_timeout=10)
         assert not result.stopped and result.episodes == 3
     finally:
@@ -125,18 +129,114 @@ def overheard_query(control: ControlClient, impostor: Probe) -> dict | None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(root=JSON)
-def test_only_the_environments_answer_to_a_query_of_ours_ends_the_wait(broker, root):
-    """A peer in ``control`` sees the queries' IDs: its answers, whatever their ROOT_ID, never end
-    the wait for the environment, and nothing it sends raises."""
+def test_whatever_a_peer_answers_a_query_of_ours_the_control_room_stays(broker, root):
+    """A peer in ``control`` sees the queries' IDs: nothing it answers them with raises."""
     control = ControlClient(HOST, broker.port)
-    impostor = Probe(broker.port, protocol.CONTROL, name="impostor")
+    impostor = Probe(broker.port, protocol.CONTROL, name="environment")
     try:
         query = wait_for(lambda: overheard_query(control, impostor), 10, "the impostor to hear a query")
         for root_id in (root, query["ID"]):
             impostor.client.send({**protocol.run_state(None, 0, 0, [], None), "ROOT_ID": root_id})
-        assert control.wait_query_answered("impostor", 5)  # its answer to the real ID came (and was read)
-        assert not control.wait_query_answered("environment", 0)
+        control.query_state()
+        wait_for(lambda: control.environment_answered, 5, "the impostor's answers to be read")
         assert control.client.listening
     finally:
         impostor.close()
         control.close()
+
+
+class Deaf(BatchClient):
+    """An environment's client that never joins ``control``."""
+
+    def join_room(self, room: str) -> None:
+        if room != protocol.CONTROL:
+            return super().join_room(room)
+        self.rooms.add(room)
+
+
+def answering_impostor(port: int, name: str, sent_by: str | None = None) -> Component:
+    """A peer in ``control`` that answers every state query it overhears, naming it (ROOT_ID)."""
+    client = Component(name, HOST, port)
+
+    def on_control(msg: dict) -> None:
+        if protocol.is_state_query(msg):
+            answer = {**protocol.run_state(None, 0, 0, [], None), "ROOT_ID": msg["ID"]}
+            client.send(answer if sent_by is None else {**answer, "SENT_BY": sent_by})
+
+    client.add_eventHandler(on_control, None, trigger=Trigger(MESSAGE_TYPE.DATA.CUSTOM, protocol.CONTROL))
+    return client.start()
+
+
+def test_a_peer_registered_as_environment_does_not_end_the_wait(broker, monkeypatch):
+    """Names are not unique on a broker (and swergio.Server keeps the SENT_BY a client writes): a
+    peer that registers as "environment" once ours started (after the probe for another one)
+    answered our queries and the wait ended with ours not yet in ``control``."""
+    monkeypatch.setattr(VectorEnvironmentComponent, "client_class", Deaf)
+    monkeypatch.setattr(defaults, "ENV_LISTEN_TIMEOUT", 1.5)
+    original, peers = Session._start_environment, []
+
+    def with_impostor(self, host, port):
+        peers.append(answering_impostor(port, "environment"))
+        original(self, host, port)
+
+    monkeypatch.setattr(Session, "_start_environment", with_impostor)
+    session = Session(SessionOptions(connect=f"{HOST}:{broker.port}"))
+    try:
+        t0 = time.monotonic()
+        session.open()
+        assert time.monotonic() - t0 >= 1.5  # asked until the limit: ours never heard `control`
+        assert session.environment is not None and not session.environment.heard_control.is_set()
+    finally:
+        session.close()
+        for peer in peers:
+            peer.close()
+
+
+def test_through_swergio_server_a_forged_sent_by_does_not_end_the_wait(swergio_server, monkeypatch):
+    """swergio.Server keeps the SENT_BY a client writes: "environment" is anyone's."""
+    monkeypatch.setattr(VectorEnvironmentComponent, "client_class", Deaf)
+    monkeypatch.setattr(defaults, "ENV_LISTEN_TIMEOUT", 3.0)  # beyond the probe's 1 s wait for stats
+    peer = answering_impostor(swergio_server, "someone", sent_by="environment")
+    session = Session(SessionOptions(connect=f"{HOST}:{swergio_server}"))
+    try:
+        t0 = time.monotonic()
+        session.open()
+        assert time.monotonic() - t0 >= 3.0
+    finally:
+        session.close()
+        peer.close()
+
+
+def test_a_flood_of_state_queries_gets_a_few_answers(broker, closing):
+    """Every answer carries the run's latest episodes to every member of ``control``: a peer's
+    1,000 queries a second brought a run to a halt, and 10,000 had the broker close a control
+    room that could not keep up. Queries within STATE_ANSWER_INTERVAL share one answer, which
+    names the latest of them."""
+    env = VectorEnvironmentComponent(HOST, broker.port).start()
+    closing(env)
+    asker = Probe(broker.port, protocol.CONTROL, name="asker")
+    closing(asker)
+    wait_for(lambda: overheard_by_env(env, asker), 10, "the environment to answer a query")
+    queries = [protocol.state_query() for _ in range(500)]
+    asker.client.send_many(queries)
+    answers = []
+    with contextlib.suppress(queue.Empty):
+        for message in heard(asker, 1.0):
+            if message.get("STATUS") == protocol.RUN_STATE:
+                answers.append(message)
+    assert 1 <= len(answers) <= 50  # of 500: a few intervals went by while they came (2 on a quiet machine)
+    assert answers[-1]["ROOT_ID"] == queries[-1]["ID"]  # the last query is answered
+    assert env.client.listening
+
+
+def overheard_by_env(env: VectorEnvironmentComponent, asker: Probe) -> bool:
+    """A query of ``asker``'s answered (asked again until the environment is in the room); the room then quiet."""
+    asker.send(protocol.CONTROL, QUERY=protocol.QUERY_STATE)
+    try:
+        next(m for m in heard(asker, 0.5) if m.get("STATUS") == protocol.RUN_STATE)
+    except queue.Empty:
+        return False
+    with contextlib.suppress(queue.Empty):
+        for _ in heard(asker, 0.3):
+            pass
+    return True
