@@ -20,7 +20,7 @@ from cartpole_tui.env.components.random_agent import RandomAgent
 from cartpole_tui.env.history.store import RunStore
 from cartpole_tui.env.words import steps_per_second
 
-from conftest import CLI, cli, free_port, one_clear_line, only_json
+from conftest import CLI, cli, free_port, one_clear_line, only_json, wait_for
 
 
 @pytest.mark.parametrize(
@@ -371,3 +371,20 @@ def test_run_on_the_environments_own_history_file_gives_its_steps_per_s(broker, 
     assert [run["state"] for run in exported] == ["done", "done"]
     assert text.stdout.strip().endswith(f", {steps_per_second(exported[0]['steps_per_s'])} steps/s")
     assert only_json(report.stdout)["steps_per_s"] == pytest.approx(exported[1]["steps_per_s"])
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_evolve_json_interrupted_is_still_one_object(broker, sig, code, said):
+    """Ctrl-C, or a script's `timeout` (SIGTERM), while `evolve --json` waits: `| jq` read nothing."""
+    child = subprocess.Popen(
+        [CLI, "evolve", "--connect", f"127.0.0.1:{broker.port}", "--json", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: len(broker.stats()["clients"]) >= 1, 30, "evolve to join")
+    child.send_signal(sig)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == code, err
+    report = only_json(out)
+    assert report["error"] == said and report["seconds"] is None

@@ -588,13 +588,20 @@ def evolve(args: argparse.Namespace) -> int:
     """One evolution step; what its EVO_DONE reported, as a line or (--json) one JSON object."""
     host, port = parse_address(args.connect)
     # with --json, a failure too is one object: the figures null, its "error" the line stderr has
-    with _one_json_object(args, lambda: _evolve_report(args, None)), reported_failures():
-        control = ControlClient(host, port)
+    with _signals_as_interrupts() as caught:
         try:
-            control.client.check_broker()  # an address that is no broker is said so, not waited on
-            done = control.evolve(timeout=args.timeout)
-        finally:
-            control.close()
+            with _one_json_object(args, lambda: _evolve_report(args, None)), reported_failures():
+                control = ControlClient(host, port)
+                try:
+                    control.client.check_broker()  # an address that is no broker is said so, not waited on
+                    done = control.evolve(timeout=args.timeout)
+                finally:
+                    control.close()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a script's timeout): `| jq` still reads one object
+            print(f"cartpole-tui: {caught.name}", file=sys.stderr)
+            if args.json:
+                print(strict_json({**_evolve_report(args, None), "error": caught.name}), flush=True)
+            return caught.code
     if args.json:
         print(strict_json(_evolve_report(args, done)), flush=True)
         return 0
