@@ -196,8 +196,10 @@ def run_schedule(
             t0 = time.monotonic()
             trained = run("train", number, train, False)
             train_seconds += time.monotonic() - t0
-            # steps as told with its episodes; the published environment tells none (CartPole: a reward a step)
-            train_steps += trained.steps or int(sum(trained.scores))
+            # steps as told with its episodes; the published environment tells none (CartPole: a reward a
+            # step). An environment that tells none with negative rewards (Acrobot's) made the count
+            # negative: never below 0
+            train_steps += trained.steps or max(0, int(sum(trained.scores)))
             evaluated = evaluation(number)
             current = RoundResult(
                 number, trained.avg_score, evaluated.avg_score, train_seconds, 0.0, train_steps, evaluated.episodes
