@@ -121,7 +121,7 @@ def test_a_lost_run_is_handed_back_once():
 
 
 def test_schedule_lines():
-    result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, 5, confirm_avg=475.5, evolved=True)
+    result = RoundResult(3, 120.04, 480.0, 10.0, 65.2, 9000, 5, confirm_avg=475.5, confirm_episodes=100, evolved=True)
     assert round_line(result).plain == (
         "round 3: train avg 120.0, eval avg 480.0, 100-episode check 475.5, evolved (at 65s)"
     )
@@ -130,6 +130,8 @@ def test_schedule_lines():
     assert round_line(hopeless).plain == (
         "round 2: train avg 120.0, eval avg 480.0, check 212.0 over 12 of 100 (out of reach: stopped) (at 30s)"
     )
+    none = RoundResult(2, 120.0, 480.0, 10.0, 30.0, 9000, 5, confirm_avg=0.0, confirm_episodes=0)
+    assert round_line(none).plain.endswith(", the 100-episode check stopped before an episode ended (at 30s)")
     # an evaluation stopped at its first episode below the target: the episodes it played, as `run` says
     short = RoundResult(1, 105.94, 217.0, 0.4, 0.6, 10594, 1, evolved=True)
     assert round_line(short).plain == "round 1: train avg 105.9, eval avg 217.0 over 1, evolved (at 1s)"

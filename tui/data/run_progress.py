@@ -316,10 +316,13 @@ def round_line(
     whether it evolved."""
     check = ""
     if result.confirm_avg is not None:
-        played = result.confirm_episodes or confirm
-        # "100-episode check 212.0" was said of a check stopped after 12 episodes
+        played = result.confirm_episodes
+        # "100-episode check 212.0" was said of a check stopped after 12 episodes (and "0.0" of one
+        # stopped before any)
         check = f", {confirm}-episode check {average(result.confirm_avg)}"
-        if played < confirm:
+        if not played:
+            check = f", the {confirm}-episode check stopped before an episode ended"
+        elif played < confirm:
             check = f", check {average(result.confirm_avg)} over {played} of {confirm} (out of reach: stopped)"
     # "eval avg 217.0" read as five episodes' beside "1/5 stopped" in the table; `run` says "over 1"
     short = f" over {result.eval_episodes}" if result.eval_episodes < evaluate else ""
