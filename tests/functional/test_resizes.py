@@ -4,6 +4,8 @@ progress label, the runs table and the log say all they said, nothing cut."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from test_app import log_text, until
 from test_control_room import assert_fits
@@ -59,3 +61,28 @@ async def test_a_live_control_room_survives_resizes_whole(tmp_path):
                 rows = " ".join(line[log.x + 1 : log.right - 1] for line in lines[log.y + 1 : log.bottom - 1])
                 assert " ".join(last_log.split()) in " ".join(rows.split()), (size, rows)
             assert "q Quit" in lines[-1], (size, lines[-1])
+
+
+@pytest.mark.parametrize("hide", ["resize", "key"])
+async def test_a_focused_pane_that_goes_away_hands_the_keys_to_the_runs_table(tmp_path, hide):
+    """The log focused at 120x40, then hidden (80x24 has no log; or its key): no pane had the
+    heavy border and space marked nothing until two Tabs (new-user pass 6)."""
+    from test_control_room import loaded, offline_app
+
+    app = offline_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        app.main.log_pane.focus()
+        await until(pilot, lambda: app.focused is app.main.log_pane, what="the log focused")
+        if hide == "resize":
+            await resized(pilot, (80, 24))
+        else:
+            await pilot.press("5")  # the log's pane key
+        await until(pilot, lambda: not app.main.log_pane.display, what="the log hidden")
+        table = app.main.runs_table
+        await until(pilot, lambda: app.focused is table, what="the runs table focused")
+        row = table.cursor_row
+        await pilot.press("space")
+        number = str(table.get_row_at(row)[1])
+        marked = lambda: any(re.match(rf"[┃│]\s*◆\s+{number}\s", line) for line in screen_text(app).splitlines())  # noqa: E731
+        await until(pilot, marked, 5, f"run {number} marked on the screen", seen=lambda: screen_text(app))

@@ -8,7 +8,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Label, ProgressBar, Static
 
 from cartpole_tui.env.components.spaces import CARTPOLE
@@ -175,6 +177,21 @@ class MainScreen(Screen):
         self.cart.styles.width = "1fr" if "plot-pane" not in shown else None
         share = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
         self.population.styles.width = share if {"runs-pane", "network-pane"} <= beside else "1fr"
+        if self.focused is not None and self._hidden(self.focused):
+            # the keys went nowhere once a resize hid the focused log (new-user pass 6)
+            if "runs-pane" in shown:
+                self.runs_table.focus()
+            else:
+                self.focus_next()
+
+    def _hidden(self, widget: Widget) -> bool:
+        """Not on the screen: it, or a pane it is in, is not displayed."""
+        node: DOMNode | None = widget
+        while node is not None and node is not self:
+            if not node.display:
+                return True
+            node = node.parent
+        return False
 
     def bottom_row(self, wanted: dict[str, bool], width: int) -> set[str]:
         """The panes of the bottom row that fit side by side, each at its least width (the runs
