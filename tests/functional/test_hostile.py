@@ -264,6 +264,11 @@ def test_run_json_interrupted_still_prints_its_one_object(tmp_path, broker, sign
             (run,) = store.runs()
         assert report["stopped"] is True and report["episodes"] == run.finished == len(report["scores"]) >= 3
         assert report["avg_score"] == pytest.approx(run.avg_score)
+        # the stopped run's rate, as the history has it (it said null; new-user pass 6)
+        assert run.steps_per_s and report["steps_per_s"] == pytest.approx(run.steps_per_s)
+        from cartpole_tui.env.words import steps_per_second
+
+        assert f", {steps_per_second(run.steps_per_s)} steps/s" in stderr
     finally:
         if child.poll() is None:
             child.kill()

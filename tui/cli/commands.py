@@ -319,14 +319,17 @@ def run(args: argparse.Namespace) -> int:
             tell_rest()  # a stopped run's numbers that never came: the rest, gaps and all
             lines.flush()
             progress.stop()
+            # the stopped run's rate as its history has it, as for a run that ended (it said null)
+            rate = _steps_per_s(store, result.run_id, ended) if result.run_id else None
+            speed = f", {steps_per_second(rate)} steps/s" if rate else ""
             finished = (
-                f"average score {average(result.avg_score)} over {result.episodes} finished episodes"
+                f"average score {average(result.avg_score)} over {result.episodes:,} finished episodes{speed}"
                 if result.episodes
                 else "no episode finished"
             )
             print(f"cartpole-tui: {caught.name}: run stopped; {finished}", file=sys.stderr)
             if args.json:  # what was played, for `| jq`: the report says it stopped
-                print(strict_json(_run_report(args, session, result, scores, None)), flush=True)
+                print(strict_json(_run_report(args, session, result, scores, rate)), flush=True)
             return caught.code
         except _FAILURES:  # stalled, no progress for --timeout, the broker lost: said on stderr
             tell_rest()
