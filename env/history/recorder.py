@@ -83,6 +83,16 @@ class StoreRecorder(EnvironmentObserver):
         if added and self.durable:
             self.store.flush(DURABLE_WAIT)
 
+    def on_unrecorded(self, run_id: str, steps: int, best: float | None) -> None:
+        """The steps and best score of a run's episodes that ended before this room joined it and
+        that it has no rows of (see RunStore.add_unrecorded)."""
+        try:
+            self.store.add_unrecorded(run_id, steps, best)
+        except KeyError:
+            log.debug("figures of an unrecorded run %s skipped", run_id)
+        except ValueError as error:
+            log.warning("%s", error)
+
     def on_run_finished(self, event: RunFinished) -> None:
         if event.run_id is None:  # a run without an id was never begun here
             log.debug("end of an unrecorded run %s skipped", event.run_id)

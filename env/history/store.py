@@ -39,7 +39,7 @@ from cartpole_tui.env import defaults
 from cartpole_tui.env.history.failures import describe, writable
 from cartpole_tui.env.history.records import END_STATES, Episode, RunParams, RunRecord
 from cartpole_tui.env.history.schema import RUN_COLUMNS, UnusableSchema, migrate, transaction, version_of
-from cartpole_tui.env.history.writer import AddEpisode, BeginRun, EndRun, Writer
+from cartpole_tui.env.history.writer import AddEpisode, BeginRun, EndRun, Unrecorded, Writer
 from cartpole_tui.env.paths import NotRegularFile, default_db_path, refuse_special
 
 # The store is where its callers find the values it hands out.
@@ -408,6 +408,25 @@ class RunStore:
                 )
             )
         return True
+
+    def add_unrecorded(self, run_uid: str, steps: int, best: float | None) -> None:
+        """The steps and best score of episodes of a run begun in this session that it has no rows
+        of: a run joined mid-run, told them in the environment's RUN_STATE. Its steps/s is then the
+        run's (the recorded episodes' steps over the whole run's time read 25,895 for 37,682). Its
+        count of episodes stays what it recorded. KeyError for any other run, ValueError (nothing
+        changed) for a value out of range."""
+        steps = int(steps)
+        if not 0 <= steps < -_INT64 or (best is not None and not math.isfinite(best)):
+            raise ValueError(f"run {run_uid}: unrecorded figures out of range (steps {steps}, best {best})")
+        with self._lock:
+            record, _ = self._runs[run_uid], self._session[run_uid]  # begun here, as add_episode's
+            record.total_steps += steps
+            if best is not None:
+                record.best = best if record.best is None else max(record.best, best)
+            self._revision += 1
+            self._writer.put(
+                Unrecorded(run_uid, record.finished, record.best, record.total_steps, record.last_episode_at)
+            )
 
     def end_run(self, run_uid: str, *, avg_score: float | None, state: str, ended: float) -> None:
         """Close a run begun in this session: ``state`` is "done" (ENV_DONE arrived), "stopped" or

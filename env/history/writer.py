@@ -56,6 +56,17 @@ class AddEpisode:
 
 
 @dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """A run's summary after its episodes this store has no rows of (a run joined mid-run)."""
+
+    run_uid: str
+    finished: int
+    best: float | None
+    total_steps: int
+    last_episode_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class EndRun:
     """A run's end: its average and final state."""
 
@@ -65,7 +76,7 @@ class EndRun:
     ended: float
 
 
-Write = BeginRun | AddEpisode | EndRun
+Write = BeginRun | AddEpisode | Unrecorded | EndRun
 _Queued = Write | threading.Event | None  # an Event: set once what came before is written; None: stop
 
 
@@ -134,7 +145,7 @@ class Writer:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write([item for item in batch if isinstance(item, (BeginRun, AddEpisode, EndRun))])
+            self._write([item for item in batch if isinstance(item, (BeginRun, AddEpisode, Unrecorded, EndRun))])
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -184,10 +195,11 @@ class Writer:
     def _apply(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
         """Queue order is kept: a run's row goes in before its episodes."""
         episodes: list[tuple[str, int, float, int, float]] = []
-        summaries: dict[str, AddEpisode] = {}  # the latest per run wins
+        summaries: dict[str, AddEpisode | Unrecorded] = {}  # the latest per run wins
         for write in writes:
-            if isinstance(write, AddEpisode):
-                episodes.append((write.run_uid, write.index, write.score, write.steps, write.wall_time))
+            if isinstance(write, (AddEpisode, Unrecorded)):
+                if isinstance(write, AddEpisode):
+                    episodes.append((write.run_uid, write.index, write.score, write.steps, write.wall_time))
                 summaries[write.run_uid] = write
                 continue
             _insert_episodes(conn, episodes)

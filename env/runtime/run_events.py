@@ -383,9 +383,17 @@ class RunEvents:
         self.recorder.on_episodes(told)
         # the episodes heard while the query was out ended before the answer: FINISHED counts them,
         # and those it does not tell are recorded as they are handed on
-        held = {(e.run_id, e.episode) for e in self._held if isinstance(e, EpisodeFinished)}
+        held = {(e.run_id, e.episode): e.steps for e in self._held if isinstance(e, EpisodeFinished)}
         known = _told(joined) | {(run_id, episode) for run_id, episode in held if run_id == joined.run.run_id}
-        return replace(joined, missed=max(0, joined.finished - len(known)))
+        missed = max(0, joined.finished - len(known))
+        if missed and joined.figures is not None and joined.lengths is not None:
+            # their steps and best are told (FINISHED_STEPS, BEST): the history's steps/s is the
+            # run's, not the recorded part's steps over the whole run's time
+            steps = {e.episode: e.steps for e in joined.told()}
+            steps.update({episode: n for (run_id, episode), n in held.items() if run_id == joined.run.run_id})
+            best, finished_steps = joined.figures
+            self.recorder.on_unrecorded(joined.run.run_id, max(0, finished_steps - sum(steps.values())), best)
+        return replace(joined, missed=missed)
 
     def _duplicate(self, event: EpisodeFinished) -> None:
         """A second copy of an episode already counted: the first wins; the first copy of a run is told."""

@@ -106,6 +106,12 @@ async def test_a_room_joining_a_vectorised_run_records_each_episode_under_its_nu
     assert 0 < missed < EPISODES - protocol.MAX_STATE_SCORES
     # what B's screen says agrees with its file: the table's count, and the end's line
     assert run_row(own_path) == (EPISODES, len(own), "done")
+    # its steps and best are the run's (the missed episodes' told by the RUN_STATE): its steps/s is
+    # the environment's, not the recorded part's steps over the whole run's time (new-user pass 6)
+    with sqlite3.connect(own_path) as db:
+        own_steps, own_best = db.execute("SELECT total_steps, best FROM runs").fetchone()
+    assert own_steps == sum(steps for _, steps, _ in truth.values()) > sum(steps for _, steps, _ in own.values())
+    assert own_best == max(score for score, _, _ in truth.values())
     assert re.search(rf"┃\s+1\s+{len(own)}/{EPISODES}\s", screen), screen
     assert f"{len(own):,} of them recorded here" in log, log
     assert "ignored a second EPISODE_DONE" not in log

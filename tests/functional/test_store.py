@@ -99,6 +99,30 @@ def test_runs_and_episodes_survive_reopen_and_numbers_continue(db):
         assert store.revision == before + 3  # begun, one episode, ended
 
 
+@pytest.mark.parametrize("last", [True, False], ids=["unrecorded-last", "an-episode-after"])
+def test_a_joined_runs_unrecorded_steps_and_best_reach_the_file(db, last):
+    """A room joining mid-run is told the steps and best of the episodes it has no rows of: its
+    row counts them (its steps/s is the run's), its episodes count stays what it recorded; a value
+    out of range changes nothing."""
+    with RunStore.open(db) as store:
+        store.begin_run(
+            "joined", episodes=100, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=1.0
+        )
+        store.add_episode("joined", 40, 30.0, 30, 11.0)
+        store.add_unrecorded("joined", 1200, 180.0)
+        for bad in ((-1, None), (2**63, None), (5, float("nan"))):
+            with pytest.raises(ValueError):
+                store.add_unrecorded("joined", *bad)
+        with pytest.raises(KeyError):
+            store.add_unrecorded("elsewhere", 5, None)
+        if not last:
+            store.add_episode("joined", 41, 20.0, 20, 12.0)
+    with RunStore.open(db) as store:
+        (run,) = store.runs()
+        assert (run.finished, run.total_steps, run.best) == ((1, 1230, 180.0) if last else (2, 1250, 180.0))
+        assert len(store.episodes("joined")) == run.finished
+
+
 def test_a_run_ended_before_any_episode_has_no_average(db):
     """ENV_DONE says 0.0 over no episode: for Acrobot (threshold −100) that read as a perfect run in
     the table, the export and the plot of run averages. It is none, on disk and on screen."""
