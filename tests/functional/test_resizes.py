@@ -86,3 +86,8 @@ async def test_a_focused_pane_that_goes_away_hands_the_keys_to_the_runs_table(tm
         number = str(table.get_row_at(row)[1])
         marked = lambda: any(re.match(rf"[┃│]\s*◆\s+{number}\s", line) for line in screen_text(app).splitlines())  # noqa: E731
         await until(pilot, marked, 5, f"run {number} marked on the screen", seen=lambda: screen_text(app))
+        if hide == "resize":  # back at 120x40 the log is shown again, and focused as it was
+            await resized(pilot, (120, 40))
+        else:
+            await pilot.press("5")
+        await until(pilot, lambda: app.focused is app.main.log_pane, what="the log focused again")

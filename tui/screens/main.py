@@ -61,6 +61,7 @@ class MainScreen(Screen):
         self.controls = ControlPanel()
         self.progress = ProgressBar(total=1, show_eta=True, id="progress")
         self.progress.display = False  # until a run starts
+        self._focus_lost: tuple[Widget, Widget | None] | None = None  # (hidden while focused, focused instead)
         # plain text, not markup: it tells of runs from a history file made elsewhere (any state)
         self.progress_label = Label("no run yet", id="progress-label", markup=False)
         # drawn by the app's redraw, with the progress line and the runs table (the app's COUNTS_EVERY)
@@ -177,12 +178,24 @@ class MainScreen(Screen):
         self.cart.styles.width = "1fr" if "plot-pane" not in shown else None
         share = max(SIDE_MIN, (width - RUNS_WIDTH) // 2)
         self.population.styles.width = share if {"runs-pane", "network-pane"} <= beside else "1fr"
-        if self.focused is not None and self._hidden(self.focused):
-            # the keys went nowhere once a resize hid the focused log (new-user pass 6)
-            if "runs-pane" in shown:
-                self.runs_table.focus()
-            else:
-                self.focus_next()
+        self._keep_focus_on_a_shown_pane()
+
+    def _keep_focus_on_a_shown_pane(self) -> None:
+        """A focused pane that goes away hands the keys to one shown (they went nowhere once a
+        resize hid the focused log, new-user pass 6; not to the episodes field either, where the
+        pane keys would be typed), and takes them back when it comes back, unless moved since."""
+        lost = self._focus_lost
+        if lost is not None and not self._hidden(lost[0]):
+            self._focus_lost = None
+            if self.focused is lost[1]:
+                lost[0].focus()
+            return
+        focused = self.focused
+        if focused is None or not self._hidden(focused):
+            return
+        given = next((pane for pane in (self.runs_table, self.plot) if not self._hidden(pane)), None)
+        self._focus_lost = (focused, given)
+        self.set_focus(given)
 
     def _hidden(self, widget: Widget) -> bool:
         """Not on the screen: it, or a pane it is in, is not displayed."""
