@@ -83,11 +83,13 @@ class StoreRecorder(EnvironmentObserver):
         if added and self.durable:
             self.store.flush(DURABLE_WAIT)
 
-    def on_unrecorded(self, run_id: str, steps: int, best: float | None) -> None:
+    def on_unrecorded(
+        self, run_id: str, finished_steps: int, best: float | None, coming: dict[int, int] | None = None
+    ) -> None:
         """The steps and best score of a run's episodes that ended before this room joined it and
         that it has no rows of (see RunStore.add_unrecorded)."""
         try:
-            self.store.add_unrecorded(run_id, steps, best)
+            self.store.add_unrecorded(run_id, finished_steps, best, coming)
         except KeyError:
             log.debug("figures of an unrecorded run %s skipped", run_id)
         except ValueError as error:

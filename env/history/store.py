@@ -146,6 +146,7 @@ class RunStore:
         self._lock = threading.Lock()
         self._runs: dict[str, RunRecord] = {}
         self._session: dict[str, _Episodes] = {}
+        self._unrecorded: dict[str, int] = {}  # a joined run's steps of episodes it has no rows of
         self._next_number = 1
         self._revision = 0
         self.duplicate_episodes = 0  # second copies of a recorded episode, refused
@@ -409,18 +410,31 @@ class RunStore:
             )
         return True
 
-    def add_unrecorded(self, run_uid: str, steps: int, best: float | None) -> None:
+    def add_unrecorded(
+        self, run_uid: str, finished_steps: int, best: float | None, coming: dict[int, int] | None = None
+    ) -> None:
         """The steps and best score of episodes of a run begun in this session that it has no rows
-        of: a run joined mid-run, told them in the environment's RUN_STATE. Its steps/s is then the
-        run's (the recorded episodes' steps over the whole run's time read 25,895 for 37,682). Its
-        count of episodes stays what it recorded. KeyError for any other run, ValueError (nothing
-        changed) for a value out of range."""
-        steps = int(steps)
-        if not 0 <= steps < -_INT64 or (best is not None and not math.isfinite(best)):
-            raise ValueError(f"run {run_uid}: unrecorded figures out of range (steps {steps}, best {best})")
+        of: a run joined mid-run, told them in the environment's RUN_STATE. ``finished_steps``: all
+        its finished episodes' steps, as told (FINISHED_STEPS); ``coming``: episodes (number: steps)
+        that FINISHED_STEPS counts and that are recorded after this call. The steps of neither its
+        rows nor ``coming`` are the unrecorded ones; a room joining the same run again (a reconnect)
+        replaces them, so none is counted twice. Its steps/s is then the run's (the recorded
+        episodes' steps over the whole run's time read 25,895 for 37,682). Its count of episodes
+        stays what it recorded. KeyError for any other run, ValueError (nothing changed) for a
+        value out of range."""
+        finished_steps = int(finished_steps)
+        if not 0 <= finished_steps < -_INT64 or (best is not None and not math.isfinite(best)):
+            raise ValueError(f"run {run_uid}: unrecorded figures out of range (steps {finished_steps}, best {best})")
         with self._lock:
-            record, _ = self._runs[run_uid], self._session[run_uid]  # begun here, as add_episode's
-            record.total_steps += steps
+            record, episodes = self._runs[run_uid], self._session[run_uid]  # begun here, as add_episode's
+            pending = sum(n for index, n in (coming or {}).items() if not episodes.has(index))
+            unrecorded = max(0, finished_steps - sum(episodes.steps) - pending)
+            before = self._unrecorded.get(run_uid, 0)
+            if unrecorded > before:
+                if record.total_steps + unrecorded - before >= -_INT64:
+                    raise ValueError(f"run {run_uid}: unrecorded steps {unrecorded} past SQLite's integers")
+                record.total_steps += unrecorded - before
+                self._unrecorded[run_uid] = unrecorded
             if best is not None:
                 record.best = best if record.best is None else max(record.best, best)
             self._revision += 1

@@ -389,10 +389,10 @@ class RunEvents:
         if missed and joined.figures is not None and joined.lengths is not None:
             # their steps and best are told (FINISHED_STEPS, BEST): the history's steps/s is the
             # run's, not the recorded part's steps over the whole run's time
-            steps = {e.episode: e.steps for e in joined.told()}
-            steps.update({episode: n for (run_id, episode), n in held.items() if run_id == joined.run.run_id})
+            # (those it has rows of, recorded before a reconnect, and those handed on next are not)
+            coming = {episode: n for (run_id, episode), n in held.items() if run_id == joined.run.run_id}
             best, finished_steps = joined.figures
-            self.recorder.on_unrecorded(joined.run.run_id, max(0, finished_steps - sum(steps.values())), best)
+            self.recorder.on_unrecorded(joined.run.run_id, finished_steps, best, coming)
         return replace(joined, missed=missed)
 
     def _duplicate(self, event: EpisodeFinished) -> None:

@@ -146,8 +146,9 @@ class Broker:
         self.names_refused = 0  # gateway mode: names too long to carry over NATS
         self.registers_refused = 0  # REGISTERs beyond max_registers on one connection
         self.started_at = time.monotonic()
-        self._next_stats = 0.0
-        self._last_stats = 0.0
+        self._next_stats = 0.0  # the next round of stats to every member of the stats room
+        self._last_stats = 0.0  # the last round, to all or to joiners only
+        self._stats_joiners: set[Peer] = set()  # joined the stats room since the last round
 
     @property
     def address(self) -> str:
@@ -219,29 +220,49 @@ class Broker:
             registers_refused=self.registers_refused,
         )
 
+    def _early_stats_due(self) -> float | None:
+        """When the clients that joined the stats room since the last round hear them, or None."""
+        return self._last_stats + protocol.STATS_ON_JOIN_GAP if self._stats_joiners else None
+
     def _publish_stats_when_due(self) -> None:
-        """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition)."""
+        """Every STATS_INTERVAL, send stats() to the members of the stats room (an addition); a
+        client that joined it hears them at most STATS_ON_JOIN_GAP after the last round, alone
+        (a peer joining and leaving in a loop adds no frames to the other members)."""
         now = time.monotonic()
         members = self._rooms.members.get(protocol.STATS_ROOM)
-        if not (members or self.relay) or now < self._next_stats:
+        early = self._early_stats_due()
+        full = now >= self._next_stats
+        if not (members or self.relay) or not (full or (early is not None and now >= early)):
+            if not members:
+                self._stats_joiners.clear()
             return
-        self._next_stats, self._last_stats = now + protocol.STATS_INTERVAL, now
+        receivers = tuple(members or ()) if full else tuple(p for p in self._stats_joiners if p in (members or ()))
+        self._stats_joiners.clear()
+        self._last_stats = now
+        if full:
+            self._next_stats = now + protocol.STATS_INTERVAL
         figures = broker_stats.bounded(self.stats())
         if self.relay is not None:  # the whole network's figures: every gateway's clients and rooms
             figures = self.relay.network_stats(figures)
-        if not members:
+        if not receivers:
             return
         frame = protocol.encode_frame(protocol.broker_stats(figures))
-        for member in tuple(members):
+        for member in receivers:
             self._send(member, frame)
         self._close_doomed()
 
     # --- connections ----------------------------------------------------------------
 
     def _select_timeout(self) -> float:
-        if self._accept_paused_until is None:
-            return 1.0
-        return max(0.0, min(1.0, self._accept_paused_until - time.monotonic()))
+        now, timeout = time.monotonic(), 1.0
+        if self._accept_paused_until is not None:
+            timeout = min(timeout, self._accept_paused_until - now)
+        if self._rooms.members.get(protocol.STATS_ROOM) or self.relay is not None:
+            timeout = min(timeout, self._next_stats - now)
+        early = self._early_stats_due()  # a client joined the stats room: it hears them soon
+        if early is not None:
+            timeout = min(timeout, early - now)
+        return max(0.0, timeout)
 
     def _pause_accepting(self, error: OSError) -> None:
         """accept() failed (e.g. out of file descriptors): the connection stays in the backlog
@@ -453,8 +474,9 @@ class Broker:
         elif kind in (protocol.JOINROOM, protocol.LEAVEROOM):
             self._rooms.membership(peer, message, join=kind == protocol.JOINROOM)
             if kind == protocol.JOINROOM and message.get("ROOM") == protocol.STATS_ROOM:
-                # heard at once, not up to STATS_INTERVAL later; joins in a loop do not make more
-                self._next_stats = min(self._next_stats, self._last_stats + protocol.STATS_ON_JOIN_GAP)
+                # heard at once, not up to STATS_INTERVAL later: by the joiner alone, at most
+                # every STATS_ON_JOIN_GAP (joins in a loop neither make more nor reach the others)
+                self._stats_joiners.add(peer)
         signed = framing.signed(frame, message, peer.sender, self.max_frame)
         if signed is None:
             self.undeliverable += 1

@@ -109,7 +109,7 @@ def test_a_joined_runs_unrecorded_steps_and_best_reach_the_file(db, last):
             "joined", episodes=100, deterministic=False, seed=1, env_id="CartPole-v1", address="", started=1.0
         )
         store.add_episode("joined", 40, 30.0, 30, 11.0)
-        store.add_unrecorded("joined", 1200, 180.0)
+        store.add_unrecorded("joined", 1230, 180.0)  # all its finished episodes' steps: 30 recorded
         for bad in ((-1, None), (2**63, None), (5, float("nan"))):
             with pytest.raises(ValueError):
                 store.add_unrecorded("joined", *bad)
