@@ -14,6 +14,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -250,16 +251,20 @@ async def test_a_flood_of_names_is_bounded_and_summarised(tmp_path):
             await until(pilot, lambda: app.connection == "connected", what="connected")
             flooder = Raw(broker.port, "flooder")
             names = 3000
+            flood_began = time.monotonic()
             for i in range(names):
                 flooder.send({"TYPE": protocol.REGISTER, "NAME": f"flood-{i}", "TO_ROOM": protocol.COMMAND_ROOM})
             await until(pilot, lambda: "more components seen" in log_text(app), what="the summary line")
+            # a round of stats (one a second) names the flooder by its latest name, which may have
+            # left the 200 names kept by then: counted again, once a round (CI: 3,002 of 3,001)
+            rounds = math.ceil((time.monotonic() - flood_began) / protocol.STATS_INTERVAL) + 1
             told = log_text(app).count("component seen: flood-")
             summarised = sum(
                 int(line.split(": ")[1].split(" more")[0].replace(",", ""))
                 for line in log_text(app).splitlines()
                 if "more components seen" in line
             )
-            assert told < 200 and told + summarised <= names + 1  # + the flooder, named in the broker's stats
+            assert told < 200 and told + summarised <= names + 1 + rounds  # + the flooder, named in the stats
             assert len(app.main.network.components) <= MAX_NAMES
             assert app.is_running
             flooder.close()
